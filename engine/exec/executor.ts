@@ -1,0 +1,48 @@
+/**
+ * The interface every executor implements (reference, WebGPU, later ONNX Runtime).
+ * @module
+ */
+import type { Graph } from "../graph/graph.ts";
+import type { DType } from "../graph/types.ts";
+
+/** Host data for feeds, params and fetched outputs. */
+export type HostArray = Float64Array | Float32Array | Int32Array | Uint32Array | Uint16Array;
+
+/** Per-step counters. */
+export interface StepStats {
+  dispatches: number;
+  submits: number;
+  bytesReadBack: number;
+  /** Planned peak bytes of the intermediate arena. */
+  arenaBytes: number;
+}
+
+/** A graph compiled for one executor; run it once per step. */
+export interface CompiledGraph {
+  /**
+   * Writes `feeds`, runs the graph once, and resolves with the outputs in `fetch` (all planned outputs
+   * when omitted). Calls may overlap: a step can be issued before the previous one's outputs arrive.
+   */
+  run(feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]): Promise<Record<string, HostArray>>;
+  /** Counters of the last run. */
+  readonly stats: StepStats;
+}
+
+/** Compile options. */
+export interface CompileOptions {
+  /** Outputs this compiled graph can fetch (default: all graph outputs). */
+  outputs?: readonly string[];
+}
+
+/** An executor with a persistent parameter store shared by all graphs it compiles. */
+export interface Executor {
+  readonly name: string;
+  compile(graph: Graph, opts?: CompileOptions): Promise<CompiledGraph>;
+  /** Creates or overwrites a stored param/state. */
+  setParam(name: string, data: ArrayLike<number>, shape: readonly number[], dtype?: DType): void;
+  /** Reads a stored param back as f32 (f64 on the reference). */
+  getParam(name: string): Promise<HostArray>;
+  hasParam(name: string): boolean;
+  /** Releases device memory. */
+  dispose(): void;
+}

@@ -1,0 +1,112 @@
+/**
+ * Planning shared by the executors: dead-node elimination, node order (effects last), view
+ * aliasing, liveness, and the arena layout of every intermediate (peak bytes known before running).
+ * @module
+ */
+import type { Graph } from "../graph/graph.ts";
+import { getOp } from "../graph/op.ts";
+import { DTYPE_BYTES, numel, type Value } from "../graph/types.ts";
+
+/** A graph ready to run: live nodes in order and memory slots for op outputs. */
+export interface Plan {
+  readonly graph: Graph;
+  /** Node ids in execution order (side-effect nodes last). */
+  readonly order: number[];
+  /** Value id → root value id whose storage it shares (views point to their source). */
+  readonly root: Int32Array;
+  /** Root op value id → byte offset in the arena. */
+  readonly offsets: Map<number, number>;
+  /** Root op value id → byte size (aligned). */
+  readonly sizes: Map<number, number>;
+  /** Arena bytes needed: the peak of live intermediates. */
+  readonly arenaBytes: number;
+  /** Outputs to keep alive to the end. */
+  readonly outputs: Map<string, number>;
+}
+
+/** Bytes a value occupies, rounded up to 4. */
+export function valueBytes(v: Value): number {
+  return Math.ceil((numel(v.shape) * DTYPE_BYTES[v.dtype]) / 4) * 4;
+}
+
+/**
+ * Plans `graph` for the named outputs (all graph outputs when omitted). Nodes with effects are always
+ * kept and run after every other node, so they never overwrite a value that something still reads.
+ */
+export function planGraph(graph: Graph, outputs?: readonly string[], align = 256): Plan {
+  const outs = new Map<string, number>();
+  for (const name of outputs ?? graph.outputs.keys()) {
+    const id = graph.outputs.get(name);
+    if (id === undefined) {
+      throw new Error(`no graph output "${name}"; outputs are: ${[...graph.outputs.keys()].join(", ") || "(none)"}`);
+    }
+    outs.set(name, id);
+  }
+  const nodes = graph.nodes;
+  // Liveness of nodes: backwards from outputs and effects.
+  const liveVal = new Uint8Array(graph.values.length);
+  const liveNode = new Uint8Array(nodes.length);
+  for (const id of outs.values()) liveVal[id] = 1;
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i];
+    const eff = (getOp(n.op).effects?.length ?? 0) > 0;
+    if (eff || n.outputs.some((o) => liveVal[o])) {
+      liveNode[i] = 1;
+      for (const v of n.inputs) liveVal[v] = 1;
+    }
+  }
+  const normal: number[] = [], effects: number[] = [];
+  for (let i = 0; i < nodes.length; i++) {
+    if (!liveNode[i]) continue;
+    ((getOp(nodes[i].op).effects?.length ?? 0) > 0 ? effects : normal).push(i);
+  }
+  const order = [...normal, ...effects];
+
+  // Views share their source's storage.
+  const root = new Int32Array(graph.values.length).map((_, i) => i);
+  for (const i of order) {
+    const n = nodes[i];
+    if (getOp(n.op).view) root[n.outputs[0]] = root[n.inputs[0]];
+  }
+  // Liveness intervals of op-produced roots.
+  const first = new Map<number, number>(), last = new Map<number, number>();
+  order.forEach((ni, step) => {
+    const n = nodes[ni];
+    for (const o of n.outputs) {
+      const r = root[o];
+      if (graph.values[r].kind === "op" && !first.has(r)) first.set(r, step);
+      if (graph.values[r].kind === "op") last.set(r, Math.max(last.get(r) ?? step, step));
+    }
+    for (const v of n.inputs) {
+      const r = root[v];
+      if (graph.values[r].kind === "op") last.set(r, Math.max(last.get(r) ?? step, step));
+    }
+  });
+  for (const id of outs.values()) {
+    const r = root[id];
+    if (graph.values[r].kind === "op") last.set(r, order.length);
+  }
+  // Greedy offset assignment: largest first, placed at the lowest offset free over its interval.
+  const sizes = new Map<number, number>();
+  const items = [...first.keys()].map((r) => {
+    const size = Math.ceil(valueBytes(graph.values[r]) / align) * align || align;
+    sizes.set(r, size);
+    return { r, size, a: first.get(r)!, b: last.get(r)! };
+  });
+  items.sort((x, y) => y.size - x.size || x.a - y.a);
+  const placed: { off: number; size: number; a: number; b: number }[] = [];
+  const offsets = new Map<number, number>();
+  let arenaBytes = 0;
+  for (const it of items) {
+    const clash = placed.filter((p) => p.a <= it.b && it.a <= p.b).sort((x, y) => x.off - y.off);
+    let off = 0;
+    for (const p of clash) {
+      if (off + it.size <= p.off) break;
+      off = Math.max(off, p.off + p.size);
+    }
+    placed.push({ off, size: it.size, a: it.a, b: it.b });
+    offsets.set(it.r, off);
+    arenaBytes = Math.max(arenaBytes, off + it.size);
+  }
+  return { graph, order, root, offsets, sizes, arenaBytes, outputs: outs };
+}

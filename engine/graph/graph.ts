@@ -1,0 +1,136 @@
+/**
+ * Graphs and symbolic tensors. Model code runs once on {@link Tensor}s; every op call appends a
+ * {@link Node} with static shapes to the tensor's {@link Graph}.
+ *
+ * @example
+ * ```ts
+ * const g = new Graph();
+ * const x = g.input("x", [2, 3]);
+ * const w = g.param("w", [3, 4]);
+ * g.output("y", matmul(x, w));
+ * ```
+ * @module
+ */
+import { type Attrs, type DType, fmtInfo, type Node, type TensorInfo, type Value } from "./types.ts";
+import { getOp } from "./op.ts";
+
+/** A symbolic tensor: a handle on one value of one graph. */
+export class Tensor implements TensorInfo {
+  constructor(readonly graph: Graph, readonly id: number) {}
+  get value(): Value {
+    return this.graph.values[this.id];
+  }
+  get shape(): readonly number[] {
+    return this.graph.values[this.id].shape;
+  }
+  get dtype(): DType {
+    return this.graph.values[this.id].dtype;
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  toString(): string {
+    return `Tensor#${this.id}${fmtInfo(this)}`;
+  }
+}
+
+/** A traced computation: values, nodes in trace order, named inputs, params and outputs. */
+export class Graph {
+  readonly values: Value[] = [];
+  readonly nodes: Node[] = [];
+  readonly inputs = new Map<string, number>();
+  readonly params = new Map<string, number>();
+  readonly outputs = new Map<string, number>();
+
+  #addValue(v: Omit<Value, "id">): Tensor {
+    const id = this.values.length;
+    for (const d of v.shape) {
+      if (!Number.isInteger(d) || d < 0) {
+        throw new Error(`shape [${v.shape.join(", ")}] has a dimension that is not a non-negative integer`);
+      }
+    }
+    this.values.push({ ...v, shape: [...v.shape], id });
+    return new Tensor(this, id);
+  }
+
+  /** A per-step input fed by name. */
+  input(name: string, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    if (this.inputs.has(name)) throw new Error(`graph input "${name}" is declared twice`);
+    const t = this.#addValue({ kind: "input", name, shape, dtype });
+    this.inputs.set(name, t.id);
+    return t;
+  }
+
+  /** A persistent parameter or state, kept in the executor's store under `name`. */
+  param(name: string, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const old = this.params.get(name);
+    if (old !== undefined) {
+      const v = this.values[old];
+      if (v.dtype !== dtype || v.shape.join() !== shape.join()) {
+        throw new Error(`param "${name}" declared as ${fmtInfo(v)} and again as [${shape.join(", ")}] ${dtype}`);
+      }
+      return new Tensor(this, old);
+    }
+    const t = this.#addValue({ kind: "param", name, shape, dtype });
+    this.params.set(name, t.id);
+    return t;
+  }
+
+  /** A constant baked into the graph. */
+  constant(data: ArrayLike<number>, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== n) {
+      throw new Error(`constant of shape [${shape.join(", ")}] needs ${n} values, got ${data.length}`);
+    }
+    return this.#addValue({ kind: "const", shape, dtype, data: Float64Array.from(data) });
+  }
+
+  /** A scalar constant. */
+  scalar(x: number, dtype: DType = "f32"): Tensor {
+    return this.constant([x], [], dtype);
+  }
+
+  /** Marks `t` as a graph output fetchable by `name`. */
+  output(name: string, t: Tensor): Tensor {
+    if (t.graph !== this) throw new Error(`output "${name}" belongs to another graph`);
+    this.outputs.set(name, t.id);
+    return t;
+  }
+
+  /** Appends a node of op `op`; returns its outputs. */
+  apply(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor[] {
+    const def = getOp(op);
+    for (const t of inputs) {
+      if (t.graph !== this) throw new Error(`op "${op}": an input belongs to another graph`);
+    }
+    let infos: TensorInfo[];
+    try {
+      infos = def.infer(inputs.map((t) => t.value), attrs);
+    } catch (e) {
+      const got = inputs.map((t) => fmtInfo(t)).join("; ");
+      throw new Error(`op "${op}" (inputs ${got}): ${(e as Error).message}`);
+    }
+    const id = this.nodes.length;
+    const outs = infos.map((info) => this.#addValue({ kind: "op", shape: info.shape, dtype: info.dtype, node: id }));
+    this.nodes.push({ id, op, inputs: inputs.map((t) => t.id), outputs: outs.map((t) => t.id), attrs });
+    return outs;
+  }
+
+  /** A handle on value `id`. */
+  tensor(id: number): Tensor {
+    if (id < 0 || id >= this.values.length) throw new Error(`no value ${id} in this graph`);
+    return new Tensor(this, id);
+  }
+}
+
+/** The graph of the first tensor (checks all belong to it). */
+export function graphOf(...ts: Tensor[]): Graph {
+  const g = ts[0].graph;
+  for (const t of ts) if (t.graph !== g) throw new Error("tensors from different graphs were combined");
+  return g;
+}
+
+/** Applies a single-output op. */
+export function op1(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
+  return graphOf(...inputs).apply(op, inputs, attrs)[0];
+}

@@ -1,0 +1,22 @@
+/**
+ * The lowering table: op name → WGSL lowering, gathered from every kernel family.
+ * @module
+ */
+import type { Lowering } from "./kernel.ts";
+import { lowerings as elementwise } from "./elementwise.ts";
+import { lowerings as reduce } from "./reduce.ts";
+import { lowerings as matmul } from "./matmul.ts";
+
+const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul };
+
+/** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */
+export function lowering(op: string): Lowering {
+  const l = table[op];
+  if (!l) throw new Error(`no WebGPU kernel for op "${op}"`);
+  return l;
+}
+
+/** Ops that have a WebGPU kernel. */
+export function loweredOps(): string[] {
+  return Object.keys(table);
+}

@@ -1,0 +1,87 @@
+/**
+ * WGSL for sum, mean and max over axes. Few long reductions (e.g. a global norm) use one
+ * workgroup per output with a tree in workgroup memory; many short ones use a thread per output.
+ * @module
+ */
+import { numel, stridesOf } from "../engine/graph/types.ts";
+import { declare, entry1d, grid, linearIndex, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { offsetCode } from "./elementwise.ts";
+
+const WG = 256;
+
+function reduceLowering(kind: "sum" | "mean" | "max"): Lowering {
+  return ({ inputs: [x], outputs: [o], attrs }, ctx) => {
+    const axes = attrs.axes as number[];
+    const st = stridesOf(x.shape);
+    const keptShape = x.shape.filter((_, i) => !axes.includes(i));
+    const keptStrides = st.filter((_, i) => !axes.includes(i));
+    const redShape = axes.map((a) => x.shape[a]);
+    const redStrides = axes.map((a) => st[a]);
+    const nOut = numel(keptShape);
+    const nRed = numel(redShape);
+    const init = kind === "max" ? "-3.4028234663852886e38" : "0.0";
+    const comb = kind === "max" ? "acc = max(acc, v);" : "acc = acc + v;";
+    const fin = kind === "mean" ? `acc / ${nRed}.0` : "acc";
+    const decl = declare([["src", x.dtype], ["dst", o.dtype]]);
+    const redOffset = offsetCode(redShape, [redStrides], "j").replaceAll("o0", "o1");
+    if (nOut >= 1024 || nRed <= 64) {
+      const code = `${decl}
+${entry1d(WG)} {
+  ${linearIndex(WG)}
+  if (gid >= ${nOut}u) { return; }
+  var o0 = 0u;
+  ${offsetCode(keptShape, [keptStrides])}
+  var acc = ${init};
+  for (var j = 0u; j < ${nRed}u; j++) {
+    var o1 = o0;
+    ${redOffset}
+    let v = ${loadF32("src", x.dtype, "o1")};
+    ${comb}
+  }
+  ${storeF32("dst", o.dtype, "gid", fin)}
+}`;
+      return { launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim) }] };
+    }
+    const code = `${decl}
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let gid = wid.x + wid.y * nwg.x;
+  var o0 = 0u;
+  ${offsetCode(keptShape, [keptStrides])}
+  var acc = ${init};
+  if (gid < ${nOut}u) {
+    for (var j = lid.x; j < ${nRed}u; j += ${WG}u) {
+      var o1 = o0;
+      ${redOffset}
+      let v = ${loadF32("src", x.dtype, "o1")};
+      ${comb}
+    }
+  }
+  part[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) {
+      let v = part[lid.x + s];
+      acc = part[lid.x];
+      ${comb}
+      part[lid.x] = acc;
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && gid < ${nOut}u) {
+    acc = part[0];
+    ${storeF32("dst", o.dtype, "gid", fin)}
+  }
+}`;
+    return { launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }] };
+  };
+}
+
+/** Lowerings of this family by op name. */
+export const lowerings: Record<string, Lowering> = {
+  sum: reduceLowering("sum"),
+  mean: reduceLowering("mean"),
+  max: reduceLowering("max"),
+};
