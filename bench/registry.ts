@@ -1,0 +1,8 @@
+/**
+ * Every benchmark, in the order `deno task bench` runs them. Each lives in its own file.
+ * @module
+ */
+import type { Bench } from "./report.ts";
+
+/** The benchmarks. */
+export const benches: Bench[] = [];
