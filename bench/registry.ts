@@ -3,6 +3,7 @@
  * @module
  */
 import type { Bench } from "./report.ts";
+import { attentionBench } from "./attention.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [];
+export const benches: Bench[] = [attentionBench];

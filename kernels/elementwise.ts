@@ -43,10 +43,12 @@ function ewLowering(name: string): Lowering {
     const n = numel(out.shape);
     const strides = inputs.map((t) => broadcastStrides(t.shape, out.shape));
     const vars = ["a", "b", "c"].slice(0, inputs.length);
-    const code = `${declare([...inputs.map((t, k) => [`in${k}`, t.dtype] as [string, TensorInfo["dtype"]]), [
-      "out",
-      out.dtype,
-    ]])}
+    const code = `${
+      declare([...inputs.map((t, k) => [`in${k}`, t.dtype] as [string, TensorInfo["dtype"]]), [
+        "out",
+        out.dtype,
+      ]])
+    }
 ${PRELUDE}
 ${entry1d(WG)} {
   ${linearIndex(WG)}
@@ -121,13 +123,27 @@ function copyLaunch(
 export const lowerings: Record<string, Lowering> = {
   ...Object.fromEntries(Object.keys(EW).map((name) => [name, ewLowering(name)])),
   expand: ({ inputs: [x], outputs: [o] }, ctx) => ({
-    launches: [copyLaunch(x, o, o.shape, broadcastStrides(x.shape, o.shape), 0, stridesOf(o.shape), 0, 0, ctx.maxWorkgroupsPerDim)],
+    launches: [
+      copyLaunch(
+        x,
+        o,
+        o.shape,
+        broadcastStrides(x.shape, o.shape),
+        0,
+        stridesOf(o.shape),
+        0,
+        0,
+        ctx.maxWorkgroupsPerDim,
+      ),
+    ],
   }),
   permute: ({ inputs: [x], outputs: [o], attrs }, ctx) => {
     const st = stridesOf(x.shape);
     const perm = attrs.perm as number[];
     return {
-      launches: [copyLaunch(x, o, o.shape, perm.map((p) => st[p]), 0, stridesOf(o.shape), 0, 0, ctx.maxWorkgroupsPerDim)],
+      launches: [
+        copyLaunch(x, o, o.shape, perm.map((p) => st[p]), 0, stridesOf(o.shape), 0, 0, ctx.maxWorkgroupsPerDim),
+      ],
     };
   },
   slice: ({ inputs: [x], outputs: [o], attrs }, ctx) => {

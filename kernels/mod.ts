@@ -6,8 +6,17 @@ import type { Lowering } from "./kernel.ts";
 import { lowerings as elementwise } from "./elementwise.ts";
 import { lowerings as reduce } from "./reduce.ts";
 import { lowerings as matmul } from "./matmul.ts";
+import { lowerings as attention } from "./attention.ts";
+import { lowerings as embedding } from "./embedding.ts";
+import { lowerings as rope } from "./rope.ts";
+import { lowerings as dropout } from "./dropout.ts";
+import { lowerings as optim } from "./optim.ts";
+import { lowerings as norm } from "./norm.ts";
+import { lowerings as activation } from "./activation.ts";
+import { lowerings as softmax } from "./softmax.ts";
+import { lowerings as cast } from "./cast.ts";
 
-const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul };
+const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul, ...attention, ...embedding, ...rope, ...dropout, ...optim, ...norm, ...activation, ...softmax, ...cast };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */
 export function lowering(op: string): Lowering {

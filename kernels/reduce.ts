@@ -40,7 +40,13 @@ ${entry1d(WG)} {
   }
   ${storeF32("dst", o.dtype, "gid", fin)}
 }`;
-      return { launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim) }] };
+      return {
+        launches: [{
+          code,
+          bindings: [{ input: 0 }, { output: 0 }],
+          workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim),
+        }],
+      };
     }
     const code = `${decl}
 var<workgroup> part: array<f32, ${WG}>;
@@ -75,7 +81,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     ${storeF32("dst", o.dtype, "gid", fin)}
   }
 }`;
-    return { launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }] };
+    return {
+      launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }],
+    };
   };
 }
 

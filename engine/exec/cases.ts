@@ -4,8 +4,14 @@
  */
 import type { OpCase } from "./testing/harness.ts";
 import { cases as basic } from "../graph/ops/basic_cases.ts";
+import { cases as attention } from "../graph/ops/attention_cases.ts";
+import { cases as misc } from "../graph/ops/misc_cases.ts";
+import { cases as nn } from "../graph/ops/nn_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
   basic,
+  attention,
+  misc,
+  nn,
 };

@@ -18,7 +18,7 @@
  */
 import type { Graph } from "../graph/graph.ts";
 import { getOp } from "../graph/op.ts";
-import { DTYPE_BYTES, type DType, fmtInfo, numel, type TensorInfo } from "../graph/types.ts";
+import { type DType, DTYPE_BYTES, fmtInfo, numel, type TensorInfo } from "../graph/types.ts";
 import { type Gpu, openGpu } from "../gpu/device.ts";
 import { lowering } from "../../kernels/mod.ts";
 import type { KernelContext } from "../../kernels/kernel.ts";
@@ -219,15 +219,25 @@ export class WebGpuExecutor implements Executor {
     for (const ni of plan.order) {
       const n = graph.nodes[ni];
       if (getOp(n.op).view) continue;
-      const node = { inputs: n.inputs.map((i) => graph.values[i]), outputs: n.outputs.map((o) => graph.values[o]), attrs: n.attrs };
+      const node = {
+        inputs: n.inputs.map((i) => graph.values[i]),
+        outputs: n.outputs.map((o) => graph.values[o]),
+        attrs: n.attrs,
+      };
       let lowered;
       try {
         lowered = lowering(n.op)(node, this.ctx);
       } catch (e) {
-        throw new Error(`lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`);
+        throw new Error(
+          `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,
+        );
       }
       const scratch = (lowered.scratch ?? []).map((bytes) => {
-        const b = dev.createBuffer({ size: Math.max(4, Math.ceil(bytes / 4) * 4), usage: STORAGE, label: `scratch ${n.op}` });
+        const b = dev.createBuffer({
+          size: Math.max(4, Math.ceil(bytes / 4) * 4),
+          usage: STORAGE,
+          label: `scratch ${n.op}`,
+        });
         owned.push(b);
         return b;
       });
@@ -272,7 +282,9 @@ export class WebGpuExecutor implements Executor {
           continue;
         }
         if (f.length !== numel(inp.info.shape)) {
-          throw new Error(`feed "${name}": expected ${numel(inp.info.shape)} values for ${fmtInfo(inp.info)}, got ${f.length}`);
+          throw new Error(
+            `feed "${name}": expected ${numel(inp.info.shape)} values for ${fmtInfo(inp.info)}, got ${f.length}`,
+          );
         }
         dev.queue.writeBuffer(inp.buffer, 0, encodeHost(f, inp.info.dtype));
       }
@@ -293,7 +305,9 @@ export class WebGpuExecutor implements Executor {
       let read: GPUBuffer | undefined;
       if (total > 0) {
         const i = staging.findIndex((b) => b.size >= total);
-        read = i >= 0 ? staging.splice(i, 1)[0] : dev.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        read = i >= 0
+          ? staging.splice(i, 1)[0]
+          : dev.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
         let at = 0;
         for (const w of want) {
           enc.copyBufferToBuffer(w.loc.buffer, w.loc.offset, read, at, w.bytes);

@@ -99,7 +99,8 @@ async function errorCases(ex: Executor) {
   assert.throws(() => ex.setParam("v", [1, 2, 3], [2, 2]), /param "v": 3 values for shape \[2, 2\] \(4\)/);
 }
 
-Deno.test("reference: bad feeds, params and fetches are errors that name them", () => errorCases(new ReferenceExecutor()));
+Deno.test("reference: bad feeds, params and fetches are errors that name them", () =>
+  errorCases(new ReferenceExecutor()));
 Deno.test({
   name: "webgpu: bad feeds, params and fetches are errors that name them",
   ignore: !gpu,

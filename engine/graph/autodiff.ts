@@ -31,7 +31,7 @@ export function backward(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): T
   // Forward pass: which values depend on a parameter.
   for (let i = 0; i < nNodes; i++) {
     const n = g.nodes[i];
-    if (n.inputs.some((v) => needs.has(v))) for (const o of n.outputs) if (isFloat(g.values[o].dtype)) needs.add(o);
+    if (n.inputs.some((v) => needs.has(v))) { for (const o of n.outputs) if (isFloat(g.values[o].dtype)) needs.add(o); }
   }
   const wrtIds = new Set(wrt.map((w) => w.id));
   const grads = new Map<number, Tensor>();

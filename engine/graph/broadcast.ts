@@ -15,7 +15,9 @@ export function broadcastShapes(...shapes: (readonly number[])[]): number[] {
       if (out[o] === 1) out[o] = d;
       else if (d !== 1 && d !== out[o]) {
         throw new Error(
-          `shapes ${shapes.map((x) => `[${x.join(", ")}]`).join(" and ")} do not broadcast (axis ${o}: ${out[o]} vs ${d})`,
+          `shapes ${shapes.map((x) => `[${x.join(", ")}]`).join(" and ")} do not broadcast (axis ${o}: ${
+            out[o]
+          } vs ${d})`,
         );
       }
     }

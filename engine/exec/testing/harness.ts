@@ -63,7 +63,9 @@ export function caseData(c: OpCase): Record<string, number[]> {
   for (const [name, o] of Object.entries(c.operands)) {
     const n = o.shape.reduce((a, b) => a * b, 1);
     if (o.data) {
-      if (o.data.length !== n) throw new Error(`case ${c.name}: operand ${name} has ${o.data.length} values, needs ${n}`);
+      if (o.data.length !== n) {
+        throw new Error(`case ${c.name}: operand ${name} has ${o.data.length} values, needs ${n}`);
+      }
       out[name] = o.data;
       continue;
     }

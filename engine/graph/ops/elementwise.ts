@@ -95,7 +95,12 @@ export const EW: Record<string, EwRow> = {
   },
   ge: { arity: 2, f: (a, b) => (a >= b ? 1 : 0), wgsl: "select(0.0, 1.0, a >= b)", grad: () => [undefined, undefined] },
   gt: { arity: 2, f: (a, b) => (a > b ? 1 : 0), wgsl: "select(0.0, 1.0, a > b)", grad: () => [undefined, undefined] },
-  eq: { arity: 2, f: (a, b) => (a === b ? 1 : 0), wgsl: "select(0.0, 1.0, a == b)", grad: () => [undefined, undefined] },
+  eq: {
+    arity: 2,
+    f: (a, b) => (a === b ? 1 : 0),
+    wgsl: "select(0.0, 1.0, a == b)",
+    grad: () => [undefined, undefined],
+  },
   where: {
     arity: 3,
     f: (c, a, b) => (c !== 0 ? a : b),

@@ -22,7 +22,11 @@ function reduceInfer([x]: readonly TensorInfo[], { axes, keepdims }: ReduceAttrs
 }
 
 /** Walks x, calling visit(outIndex, value). */
-function reduceWalk(x: { data: Float64Array; shape: readonly number[] }, axes: number[], visit: (o: number, v: number) => void) {
+function reduceWalk(
+  x: { data: Float64Array; shape: readonly number[] },
+  axes: number[],
+  visit: (o: number, v: number) => void,
+) {
   const st = stridesOf(x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
   const n = x.data.length;
   for (let i = 0; i < n; i++) {

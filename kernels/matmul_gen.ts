@@ -1,0 +1,278 @@
+/**
+ * The tunable matmul kernel generator: C[z, M, N] = op(A)[z, M, K] · op(B)[z, K, N] in f32.
+ *
+ * Each workgroup owns a BM×BN output tile (BM = wgY·tm, BN = wgX·tn); each thread owns a tm×tn
+ * register block. Two variants:
+ * - `tk = 0`: operands are read straight from storage into registers. With `wgY = 1` every row of A a
+ *   workgroup reads is the same for all its threads (a uniform load), which software adapters
+ *   (lavapipe) turn into one scalar load per SIMD batch: the fastest form there.
+ * - `tk > 0`: the classic workgroup-memory tiling (BM×tk of A, tk×BN of B per step, two barriers);
+ *   the fast form on real GPUs.
+ *
+ * Transposes are read by index, batch axes broadcast, any M/N/K works (rows and columns past the
+ * edge are clamped for loads and skipped for stores). f16/bf16 operands are unpacked in the kernel;
+ * accumulation is f32. With `vec` set, 4-wide loads are used where the layout allows (the
+ * contiguous axis divisible by 4): along K for A / Bᵀ, along M/N for Aᵀ / B.
+ * @module
+ */
+import { matmulDims, type MatmulAttrs } from "../engine/graph/ops/matmul.ts";
+import { type DType, numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
+import { grid, type KernelContext, loadF32, type Lowered, storeF32, wgslStorageType } from "./kernel.ts";
+
+/** Tuning parameters of the matmul kernel. */
+export interface MatmulConfig {
+  /** Threads of a workgroup along N. */
+  wgX: number;
+  /** Threads of a workgroup along M. */
+  wgY: number;
+  /** Outputs per thread along M. */
+  tm: number;
+  /** Outputs per thread along N. */
+  tn: number;
+  /** K step of workgroup-memory tiles; 0 reads operands straight from storage. */
+  tk: number;
+  /** Use 4-wide loads where the layout allows. */
+  vec: boolean;
+}
+
+/** "8x4 wg64x1 vec" — a config as a short label (for bench records and errors). */
+export function configLabel(c: MatmulConfig): string {
+  return `${c.tm}x${c.tn} wg${c.wgX}x${c.wgY}${c.tk ? ` tk${c.tk}` : ""}${c.vec ? " vec" : ""}`;
+}
+
+/** Why `c` cannot run on this adapter, or undefined when it can. */
+export function configProblem(c: MatmulConfig, ctx: KernelContext): string | undefined {
+  const ints = [c.wgX, c.wgY, c.tm, c.tn, c.tk];
+  if (!ints.every((v) => Number.isInteger(v) && v >= 0) || !c.wgX || !c.wgY || !c.tm || !c.tn) {
+    return `config ${JSON.stringify(c)}: expected positive integer wgX, wgY, tm, tn and tk >= 0`;
+  }
+  if (c.wgX * c.wgY > ctx.maxInvocations) return `${c.wgX * c.wgY} threads > ${ctx.maxInvocations} per workgroup`;
+  if (c.tm * c.tn > 1024) return `register block ${c.tm}x${c.tn} > 256 accumulators`;
+  const shared = c.tk * (c.wgX * c.tn + c.wgY * c.tm) * 4;
+  if (shared > ctx.maxWorkgroupStorage) return `${shared} bytes of workgroup memory > ${ctx.maxWorkgroupStorage}`;
+}
+
+/** `off + o*so + k*sk` addresses element (outer o, k) of an operand. */
+interface Access {
+  name: string;
+  dtype: DType;
+  /** Stride of the outer (row of A / column of B) index and of k. */
+  so: number;
+  sk: number;
+  /** Size of the outer axis (M or N). */
+  dim: number;
+  /** Vector mode: along k, along the outer axis, or none. */
+  mode: "k" | "o" | "none";
+}
+
+/** WGSL of the thread's index along an axis: register r of thread t among T threads (R per thread). */
+function axisIndex(r: number, t: string, T: number, R: number): string {
+  if (T === 1) return `${r}u`;
+  if (R % 4 === 0) return `${((r >> 2) * T) * 4 + (r & 3)}u + ${t} * 4u`;
+  return `${r * T}u + ${t}`;
+}
+
+/** Batch offset expression (elements) of an input with batch shape `inBatch`, broadcast to `batch`. */
+function batchOffset(batch: readonly number[], inBatch: readonly number[], mat: number): string {
+  const bst = stridesOf(batch);
+  const ist = stridesOf(inBatch);
+  const d0 = batch.length - inBatch.length;
+  const terms: string[] = [];
+  for (let d = 0; d < batch.length; d++) {
+    if (d < d0 || inBatch[d - d0] === 1) continue;
+    terms.push(`((z / ${bst[d]}u) % ${batch[d]}u) * ${ist[d - d0] * mat}u`);
+  }
+  return terms.length ? terms.join(" + ") : "0u";
+}
+
+/** True when `dtype` can be read 4 at a time (f32 as vec4, f16/bf16 as two packed words). */
+function vectorizable(dtype: DType): boolean {
+  return dtype === "f32" || dtype === "f16" || dtype === "bf16";
+}
+
+/** The 4 f32 values at element `e` (a multiple of 4) of a vectorized operand, as `let` lines + exprs. */
+function load4(x: Access, v: string, e: string): { lines: string[]; vals: string[] } {
+  if (x.dtype === "f32") return { lines: [`let ${v} = ${x.name}[(${e}) >> 2u];`], vals: ["x", "y", "z", "w"].map((c) => `${v}.${c}`) };
+  const lines = [`let ${v}w = (${e}) >> 1u;`, `let ${v}0 = ${x.name}[${v}w];`, `let ${v}1 = ${x.name}[${v}w + 1u];`];
+  if (x.dtype === "f16") {
+    lines.push(`let ${v}a = unpack2x16float(${v}0);`, `let ${v}b = unpack2x16float(${v}1);`);
+    return { lines, vals: [`${v}a.x`, `${v}a.y`, `${v}b.x`, `${v}b.y`] };
+  }
+  const lo = (w: string) => `bitcast<f32>(${w} << 16u)`, hi = (w: string) => `bitcast<f32>(${w} & 0xffff0000u)`;
+  return { lines, vals: [lo(`${v}0`), hi(`${v}0`), lo(`${v}1`), hi(`${v}1`)] };
+}
+
+/** Storage declaration of an operand: vec4 arrays for vectorized f32 operands. */
+function decl(i: number, name: string, dtype: DType, vec4: boolean): string {
+  const t = vec4 ? "vec4<f32>" : wgslStorageType(dtype);
+  return `@group(0) @binding(${i}) var<storage, read_write> ${name}: array<${t}>;`;
+}
+
+/**
+ * Lowers one matmul node with config `cfg`. Output must be f32/i32/u32; inputs any dtype (f16/bf16
+ * unpacked, i32/u32 converted).
+ */
+export function generateMatmul(
+  inputs: readonly TensorInfo[],
+  out: TensorInfo,
+  attrs: MatmulAttrs,
+  cfg: MatmulConfig,
+  ctx: KernelContext,
+): Lowered {
+  const [a, b] = inputs;
+  const problem = configProblem(cfg, ctx);
+  if (problem) throw new Error(`matmul config ${configLabel(cfg)} cannot run here: ${problem}`);
+  if (out.dtype === "f16" || out.dtype === "bf16") {
+    throw new Error(`the matmul kernel stores f32/i32/u32 outputs, got ${out.dtype}; matmul in f32 and cast`);
+  }
+  const { batch, M, K, N } = matmulDims(a, b, attrs);
+  const nb = numel(batch);
+  const { wgX, wgY, tm, tn, tk } = cfg;
+  const BM = wgY * tm, BN = wgX * tn;
+  const tilesN = Math.ceil(N / BN), tilesM = Math.ceil(M / BM);
+  const T = tilesN * tilesM * nb;
+  const A: Access = { name: "A", dtype: a.dtype, so: attrs.transA ? 1 : K, sk: attrs.transA ? M : 1, dim: M, mode: "none" };
+  const B: Access = { name: "B", dtype: b.dtype, so: attrs.transB ? K : 1, sk: attrs.transB ? 1 : N, dim: N, mode: "none" };
+  const useVec = cfg.vec && !tk;
+  for (const [x, R] of [[A, tm], [B, tn]] as const) {
+    if (!useVec || !vectorizable(x.dtype)) continue;
+    if (x.sk === 1 && K % 4 === 0) x.mode = "k";
+    else if (x.so === 1 && x.dim % 4 === 0 && R % 4 === 0) x.mode = "o";
+  }
+  const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
+  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
+  const head = [
+    decl(0, "A", a.dtype, A.mode !== "none" && a.dtype === "f32"),
+    decl(1, "B", b.dtype, B.mode !== "none" && b.dtype === "f32"),
+    decl(2, "C", out.dtype, vecC),
+  ];
+  if (tk) head.push(`var<workgroup> As: array<f32, ${BM * tk}>;`, `var<workgroup> Bs: array<f32, ${tk * BN}>;`);
+  const body: string[] = [];
+  const L = (s: string) => body.push(`  ${s}`);
+  L(`let tile = wid.x + wid.y * nwg.x;`);
+  L(`if (tile >= ${T}u) { return; }`);
+  L(`let z = tile / ${tilesN * tilesM}u;`);
+  L(`let rb = ((tile / ${tilesN}u) % ${tilesM}u) * ${BM}u;`);
+  L(`let cb = (tile % ${tilesN}u) * ${BN}u;`);
+  L(`let oa = ${batchOffset(batch, a.shape.slice(0, -2), M * K)};`);
+  L(`let ob = ${batchOffset(batch, b.shape.slice(0, -2), K * N)};`);
+  const rowOf = (i: number) => axisIndex(i, "lid.y", wgY, tm);
+  const colOf = (j: number) => axisIndex(j, "lid.x", wgX, tn);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`var c${i}_${j} = 0.0;`);
+  const fmas = (av: (i: number) => string, bv: (j: number) => string) => {
+    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L((cfg as {fma?: boolean}).fma ? `  c${i}_${j} = fma(${av(i)}, ${bv(j)}, c${i}_${j});` : `  c${i}_${j} += ${av(i)} * ${bv(j)};`);
+  };
+  if (!tk) {
+    // Per-operand base addresses of each register row/column (clamped to stay in bounds).
+    const bases = (x: Access, p: string, R: number, idx: (r: number) => string, off: string, base: string) => {
+      const step = x.mode === "o" ? 4 : 1;
+      const clampTo = x.mode === "o" ? x.dim - 4 : x.dim - 1;
+      for (let r = 0; r < R; r += step) L(`let ${p}${r} = ${off} + min(${base} + ${idx(r)}, ${clampTo}u) * ${x.so}u;`);
+    };
+    bases(A, "pa", tm, rowOf, "oa", "rb");
+    bases(B, "pb", tn, colOf, "ob", "cb");
+    // Values of one k step group: vals[r][kk] for register r, k offset kk.
+    const loads = (x: Access, p: string, R: number, ku: number): string[][] => {
+      const vals: string[][] = Array.from({ length: R }, () => []);
+      if (x.mode === "k" && ku === 4) {
+        for (let r = 0; r < R; r++) {
+          const l = load4(x, `v${p}${r}`, `${p}${r} + k`);
+          l.lines.forEach((s) => L(`  ${s}`));
+          vals[r] = l.vals;
+        }
+      } else if (x.mode === "o") {
+        for (let kk = 0; kk < ku; kk++) {
+          for (let r = 0; r < R; r += 4) {
+            const l = load4(x, `v${p}${r}_${kk}`, `${p}${r} + (k + ${kk}u) * ${x.sk}u`);
+            l.lines.forEach((s) => L(`  ${s}`));
+            for (let e = 0; e < 4; e++) vals[r + e][kk] = l.vals[e];
+          }
+        }
+      } else {
+        for (let kk = 0; kk < ku; kk++) {
+          for (let r = 0; r < R; r++) {
+            const kx = kk ? `k + ${kk}u` : "k";
+            L(`  let s${p}${r}_${kk} = ${loadF32(x.name, x.dtype, `${p}${r} + ${x.sk === 1 ? kx : `(${kx}) * ${x.sk}u`}`)};`);
+            vals[r][kk] = `s${p}${r}_${kk}`;
+          }
+        }
+      }
+      return vals;
+    };
+    const loop = (from: string, to: number, ku: number) => {
+      if (to <= 0 && from === "0u") return;
+      body.push(`  for (var k = ${from}; k < ${to}u; k += ${ku}u) {`);
+      const av = loads(A, "pa", tm, ku), bv = loads(B, "pb", tn, ku);
+      for (let kk = 0; kk < ku; kk++) fmas((i) => av[i][kk], (j) => bv[j][kk]);
+      L(`}`);
+    };
+    const K4 = K - (K % KU);
+    loop("0u", K4, KU);
+    if (K4 < K) {
+      const save = [A.mode, B.mode];
+      if (A.mode === "k") A.mode = "none";
+      if (B.mode === "k") B.mode = "none";
+      loop(`${K4}u`, K, 1);
+      [A.mode, B.mode] = save;
+    }
+  } else {
+    // Workgroup-memory tiles: As[kk][m] (BM×tk), Bs[kk][n] (tk×BN), loaded by all threads.
+    const nth = wgX * wgY;
+    L(`let lin = lid.y * ${wgX}u + lid.x;`);
+    body.push(`  for (var k0 = 0u; k0 < ${K}u; k0 += ${tk}u) {`);
+    const fill = (x: Access, sh: string, O: number, base: string) => {
+      const n = O * tk;
+      for (let s = 0; s < Math.ceil(n / nth); s++) {
+        const kFast = x.sk === 1; // read along the contiguous axis for coalescing
+        const e = `(lin + ${s * nth}u)`;
+        const [o, kk] = kFast ? [`${e} / ${tk}u`, `${e} % ${tk}u`] : [`${e} % ${O}u`, `${e} / ${O}u`];
+        const guard = (s + 1) * nth > n ? `if (${e} < ${n}u) ` : "";
+        L(`  ${guard}{`);
+        L(`    let o = ${o}; let kk = ${kk}; let go = ${base} + o; let gk = k0 + kk;`);
+        const idx = `${x.name === "A" ? "oa" : "ob"} + min(go, ${x.dim - 1}u) * ${x.so}u + min(gk, ${K - 1}u) * ${x.sk}u`;
+        L(`    ${sh}[kk * ${O}u + o] = select(0.0, ${loadF32(x.name, x.dtype, idx)}, go < ${x.dim}u && gk < ${K}u);`);
+        L(`  }`);
+      }
+    };
+    fill(A, "As", BM, "rb");
+    fill(B, "Bs", BN, "cb");
+    L(`  workgroupBarrier();`);
+    body.push(`    for (var kk = 0u; kk < ${tk}u; kk++) {`);
+    for (let i = 0; i < tm; i++) L(`    let a${i} = As[kk * ${BM}u + ${rowOf(i)}];`);
+    for (let j = 0; j < tn; j++) L(`    let b${j} = Bs[kk * ${BN}u + ${colOf(j)}];`);
+    fmas((i) => `  a${i}`, (j) => `  b${j}`);
+    L(`  }`);
+    L(`  workgroupBarrier();`);
+    L(`}`);
+  }
+  // Stores, guarded.
+  L(`let oc = z * ${M * N}u;`);
+  for (let i = 0; i < tm; i++) {
+    L(`let r${i} = rb + ${rowOf(i)};`);
+    if (vecC) {
+      for (let j = 0; j < tn; j += 4) {
+        const c = `cb + ${colOf(j)}`;
+        const v = `vec4<f32>(c${i}_${j}, c${i}_${j + 1}, c${i}_${j + 2}, c${i}_${j + 3})`;
+        L(`if (r${i} < ${M}u && ${c} < ${N}u) { C[(oc + r${i} * ${N}u + ${c}) >> 2u] = ${v}; }`);
+      }
+    } else {
+      for (let j = 0; j < tn; j++) {
+        const c = `cb + ${colOf(j)}`;
+        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${storeF32("C", out.dtype, `oc + r${i} * ${N}u + ${c}`, `c${i}_${j}`)} }`);
+      }
+    }
+  }
+  const code = `${head.join("\n")}
+@compute @workgroup_size(${wgX}, ${wgY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+${body.join("\n")}
+}`;
+  return {
+    launches: [{
+      code,
+      bindings: [{ input: 0 }, { input: 1 }, { output: 0 }],
+      workgroups: grid(Math.max(1, T), ctx.maxWorkgroupsPerDim),
+    }],
+  };
+}
