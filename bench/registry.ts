@@ -4,6 +4,8 @@
  */
 import type { Bench } from "./report.ts";
 import { attentionBench } from "./attention.ts";
+import { matmulBench } from "./matmul.ts";
+import { dispatchBench } from "./dispatch.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [attentionBench];
+export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench];

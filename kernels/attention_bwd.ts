@@ -22,6 +22,7 @@ import {
   tileLoad,
   visibleExpr,
 } from "./attention_fwd.ts";
+import { tilesDkv, tilesDq } from "./attention_tiles.ts";
 
 const WG = 64;
 
@@ -31,7 +32,8 @@ export function lowerAttentionBwd(node: LowerNode<AttentionBwdAttrs>, ctx: Kerne
   const { dims } = attentionInputs(node.inputs, a, 6);
   const { B, L, Hq, Hkv, D } = dims;
   const d4 = Math.ceil(D / 4);
-  const { bq, bk, bkv, bqt, shared } = attentionTuning(ctx, dims, a.segmented);
+  const tune = attentionTuning(ctx, dims, a.segmented);
+  const { bq, bk, bkv, bqt, shared } = tune;
   type Bind = { name: string; dtype?: "i32"; ref: BindingRef };
   const seg: Bind[] = a.segmented ? [{ name: "SEG", dtype: "i32", ref: { input: 6 } }] : [];
   const rowsN = B * Hq * L;
@@ -81,6 +83,12 @@ ${body}`,
     `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>)`;
+
+  if (tune.form === "tiles") {
+    const dkv = tilesDkv(dims, a, { rows: tune.tkv, rg: tune.rg }, ctx, common);
+    const dq = tilesDq(dims, a, { rows: tune.tq, rg: tune.rg }, ctx, common);
+    return { launches: [rows, dkv, dq], scratch: [8 * rowsN] };
+  }
 
   // 2. dK, dV: thread per key j; loop over group heads and the query blocks that see the block.
   const nkb = Math.ceil(L / bkv);

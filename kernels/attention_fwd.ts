@@ -15,6 +15,7 @@
 import { type AttentionAttrs, attentionDims, type AttentionDims } from "../engine/graph/ops/attention.ts";
 import type { TensorInfo } from "../engine/graph/types.ts";
 import { declare, grid, type KernelContext, type LowerNode, type Lowered } from "./kernel.ts";
+import { tilesForward } from "./attention_tiles.ts";
 
 /** Block sizes of the attention kernels (`ctx.tuned.get("attention")` may override any of them). */
 export interface AttentionTuning {
@@ -28,10 +29,28 @@ export interface AttentionTuning {
   bqt: number;
   /** Stage the streamed rows in workgroup memory (else every thread reads them from storage). */
   shared: boolean;
+  /** Kernel form: "rows" (a thread per row, above) or "tiles" (register blocks, attention_tiles.ts). */
+  form: "rows" | "tiles";
+  /** Tiles form: query rows per forward / dQ workgroup. */
+  tq: number;
+  /** Tiles form: key rows per dK/dV workgroup. */
+  tkv: number;
+  /** Tiles form: row groups (threads = D4 · rg); 0 = chosen from D. */
+  rg: number;
 }
 
 /** Defaults, measured on lavapipe (see bench/attention.ts). */
-export const ATTENTION_DEFAULTS: AttentionTuning = { bq: 32, bk: 32, bkv: 32, bqt: 32, shared: true };
+export const ATTENTION_DEFAULTS: AttentionTuning = {
+  bq: 32,
+  bk: 32,
+  bkv: 32,
+  bqt: 32,
+  shared: true,
+  form: "tiles",
+  tq: 8,
+  tkv: 8,
+  rg: 0,
+};
 
 /** The block sizes to use for an attention of dims `d` (tile sizes clamped to workgroup memory). */
 export function attentionTuning(ctx: KernelContext, d: AttentionDims, segmented: boolean): AttentionTuning {
@@ -46,7 +65,19 @@ export function attentionTuning(ctx: KernelContext, d: AttentionDims, segmented:
   };
   const threads = (n: number) => Math.max(1, Math.min(n, lpow, ctx.maxInvocations, 256));
   const seg = segmented ? 4 : 0;
-  return { bq: threads(t.bq), bk: fit(t.bk, seg), bkv: threads(t.bkv), bqt: fit(t.bqt, 8 + seg), shared: t.shared };
+  // Tiles: about 16 threads (D4 · rg), rg a power of two dividing the row blocks.
+  const rg = t.rg || Math.max(1, Math.min(t.tq, t.tkv, 1 << Math.floor(Math.log2(Math.max(1, 16 / d4)))));
+  const rows = (n: number) => Math.max(rg, Math.ceil(Math.min(n, lpow) / rg) * rg);
+  return {
+    ...t,
+    bq: threads(t.bq),
+    bk: fit(t.bk, seg),
+    bkv: threads(t.bkv),
+    bqt: fit(t.bqt, 8 + seg),
+    tq: rows(t.tq),
+    tkv: rows(t.tkv),
+    rg: Math.min(rg, Math.floor(ctx.maxInvocations / d4)),
+  };
 }
 
 /** WGSL constants and helpers common to the attention kernels. */
@@ -155,7 +186,9 @@ export function attentionInputs(inputs: readonly TensorInfo[], a: AttentionAttrs
 export function lowerAttention(node: LowerNode<AttentionAttrs>, ctx: KernelContext): Lowered {
   const a = node.attrs;
   const { dims } = attentionInputs(node.inputs, a, 3);
-  const { bq, bk, shared } = attentionTuning(ctx, dims, a.segmented);
+  const tune = attentionTuning(ctx, dims, a.segmented);
+  if (tune.form === "tiles") return { launches: [tilesForward(dims, a, { rows: tune.tq, rg: tune.rg }, ctx)] };
+  const { bq, bk, shared } = tune;
   const kAt = shared ? "kt[r * D4 + c]" : "ld_K(kro, c)";
   const vAt = shared ? "vt[r * D4 + c]" : "ld_V(kro, c)";
   const segAt = shared ? "segt[r]" : "SEG[b * L + min(j, L - 1u)]";

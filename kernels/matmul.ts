@@ -6,7 +6,8 @@
  */
 import { matmulDims, type MatmulAttrs } from "../engine/graph/ops/matmul.ts";
 import { numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
-import { declare, grid, type KernelContext, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { declare, grid, type KernelContext, type Launch, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { lowerings as castLowerings } from "./cast.ts";
 import { configProblem, generateMatmul, type MatmulConfig } from "./matmul_gen.ts";
 
 export { configLabel, generateMatmul, type MatmulConfig } from "./matmul_gen.ts";
@@ -79,32 +80,59 @@ export function matmulShapeClass(a: TensorInfo, b: TensorInfo, attrs: MatmulAttr
   return `matmul:${size}:${layout}:${a.dtype}.${b.dtype}:${align}`;
 }
 
+/** A config from its parts: wgX×wgY threads, a tm×tn block, workgroup-memory K step, vector loads. */
+function cfg(wgX: number, wgY: number, tm: number, tn: number, tk = 0, vec = tk === 0): MatmulConfig {
+  return { wgX, wgY, tm, tn, tk, vec };
+}
+
 /**
- * The untuned default config for a shape class on an adapter kind. On software adapters (lavapipe)
- * register blocking straight from storage with uniform A rows measured fastest; on GPUs the
- * workgroup-memory tiles.
+ * The untuned default config for a shape class on an adapter kind.
+ *
+ * Software adapters (lavapipe): every load whose address differs between invocations costs a loop
+ * over the SIMD lanes there, so the fastest form is the largest register block that compiles in
+ * reasonable time (32×32: ~1 s), read straight from storage with 4-wide loads, one SIMD batch (8
+ * threads) a workgroup; smaller blocks for smaller problems so that both cores get work.
+ * GPUs: the classic workgroup-memory tiling.
  */
 export function defaultMatmulConfig(kind: AdapterKind, shapeClass: string): MatmulConfig {
-  const rows = shapeClass.startsWith("matmul:rows:");
+  const size = shapeClass.split(":")[1];
   if (kind === "cpu") {
-    return rows ? { wgX: 64, wgY: 1, tm: 1, tn: 4, tk: 0, vec: true } : { wgX: 16, wgY: 1, tm: 8, tn: 4, tk: 0, vec: true };
+    switch (size) {
+      case "rows":
+        return cfg(8, 1, 1, 16);
+      case "cols":
+        return cfg(1, 8, 16, 4);
+      case "s":
+        return cfg(8, 1, 8, 8);
+      case "m":
+        return cfg(8, 1, 16, 16);
+      default:
+        return cfg(8, 1, 32, 32);
+    }
   }
-  return rows ? { wgX: 64, wgY: 1, tm: 1, tn: 4, tk: 0, vec: true } : { wgX: 16, wgY: 16, tm: 4, tn: 4, tk: 16, vec: false };
+  if (size === "rows") return cfg(64, 1, 1, 4);
+  if (size === "cols") return cfg(1, 64, 4, 1);
+  return size === "s" ? cfg(8, 8, 4, 4, 8) : cfg(16, 16, 4, 4, 16);
 }
 
 /** The configs the tuner tries on an adapter kind (each checked against `ctx` limits before use). */
 export function matmulCandidates(kind: AdapterKind): MatmulConfig[] {
-  const out: MatmulConfig[] = [];
-  for (const vec of [true, false]) {
-    for (const [tm, tn] of [[4, 4], [8, 4], [4, 8], [8, 8], [1, 4], [16, 4]]) {
-      for (const wgX of [8, 16, 32, 64]) out.push({ wgX, wgY: 1, tm, tn, tk: 0, vec });
-    }
-  }
-  for (const [wgX, wgY, tm, tn, tk] of [[16, 16, 4, 4, 16], [16, 8, 4, 4, 16], [8, 8, 4, 4, 8], [16, 16, 4, 4, 8], [8, 8, 8, 8, 8]]) {
-    out.push({ wgX, wgY, tm, tn, tk, vec: false });
-  }
-  if (kind === "gpu") out.push({ wgX: 8, wgY: 8, tm: 4, tn: 4, tk: 0, vec: true });
-  return out;
+  const reg = [
+    cfg(8, 1, 32, 32),
+    cfg(8, 1, 32, 16),
+    cfg(8, 1, 16, 32),
+    cfg(8, 1, 16, 16),
+    cfg(16, 1, 16, 16),
+    cfg(8, 1, 8, 8),
+    cfg(8, 1, 4, 4),
+    cfg(16, 1, 8, 4),
+    cfg(8, 1, 1, 16),
+    cfg(1, 8, 16, 4),
+    cfg(8, 1, 16, 16, 0, false),
+  ];
+  const tiled = [cfg(16, 16, 4, 4, 16), cfg(16, 16, 4, 4, 8), cfg(8, 8, 4, 4, 8), cfg(16, 8, 8, 4, 16), cfg(8, 8, 8, 8, 8)];
+  const gpuReg = [cfg(16, 16, 4, 4), cfg(64, 1, 1, 4), cfg(1, 64, 4, 1), cfg(16, 16, 2, 2)];
+  return kind === "cpu" ? [...reg, ...tiled] : [...tiled, ...gpuReg, ...reg.slice(3)];
 }
 
 /** The config a lowering uses for a matmul: tuned for its shape class, else the adapter default. */
@@ -117,9 +145,22 @@ export function pickMatmulConfig(a: TensorInfo, b: TensorInfo, attrs: MatmulAttr
   return configProblem(def, ctx) ? { wgX: 8, wgY: 8, tm: 2, tn: 2, tk: 0, vec: false } : def;
 }
 
-/** The tuned matmul lowering. */
-export const tunedMatmul: Lowering<MatmulAttrs> = ({ inputs, outputs, attrs }, ctx) =>
-  generateMatmul(inputs, outputs[0], attrs, pickMatmulConfig(inputs[0], inputs[1], attrs, ctx), ctx);
+/**
+ * The tuned matmul lowering. f16/bf16 outputs are accumulated in f32 into a scratch buffer and then
+ * rounded by the cast kernel (one extra launch), so no two threads share a packed word.
+ */
+export const tunedMatmul: Lowering<MatmulAttrs> = ({ inputs, outputs: [o], attrs }, ctx) => {
+  const cfg = pickMatmulConfig(inputs[0], inputs[1], attrs, ctx);
+  if (o.dtype !== "f16" && o.dtype !== "bf16") return generateMatmul(inputs, o, attrs, cfg, ctx);
+  const f32: TensorInfo = { shape: o.shape, dtype: "f32" };
+  const mm = generateMatmul(inputs, f32, attrs, cfg, ctx, { scratch: 0 });
+  const cast = castLowerings.cast({ inputs: [f32], outputs: [o], attrs: { dtype: o.dtype } }, ctx);
+  const fromScratch = (l: Launch): Launch => ({
+    ...l,
+    bindings: l.bindings.map((b) => ("input" in b ? { scratch: 0 } : b)),
+  });
+  return { launches: [...mm.launches, ...cast.launches.map(fromScratch)], scratch: [numel(o.shape) * 4] };
+};
 
 /** Lowerings of this family by op name. */
 export const lowerings: Record<string, Lowering> = {

@@ -17,7 +17,7 @@
  */
 import { matmulDims, type MatmulAttrs } from "../engine/graph/ops/matmul.ts";
 import { type DType, numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
-import { grid, type KernelContext, loadF32, type Lowered, storeF32, wgslStorageType } from "./kernel.ts";
+import { type BindingRef, grid, type KernelContext, loadF32, type Lowered, storeF32, wgslStorageType } from "./kernel.ts";
 
 /** Tuning parameters of the matmul kernel. */
 export interface MatmulConfig {
@@ -40,6 +40,9 @@ export function configLabel(c: MatmulConfig): string {
   return `${c.tm}x${c.tn} wg${c.wgX}x${c.wgY}${c.tk ? ` tk${c.tk}` : ""}${c.vec ? " vec" : ""}`;
 }
 
+/** Largest register block (accumulators a thread) a config may ask for. */
+export const MAX_BLOCK = 1024;
+
 /** Why `c` cannot run on this adapter, or undefined when it can. */
 export function configProblem(c: MatmulConfig, ctx: KernelContext): string | undefined {
   const ints = [c.wgX, c.wgY, c.tm, c.tn, c.tk];
@@ -47,7 +50,7 @@ export function configProblem(c: MatmulConfig, ctx: KernelContext): string | und
     return `config ${JSON.stringify(c)}: expected positive integer wgX, wgY, tm, tn and tk >= 0`;
   }
   if (c.wgX * c.wgY > ctx.maxInvocations) return `${c.wgX * c.wgY} threads > ${ctx.maxInvocations} per workgroup`;
-  if (c.tm * c.tn > 1024) return `register block ${c.tm}x${c.tn} > 256 accumulators`;
+  if (c.tm * c.tn > MAX_BLOCK) return `register block ${c.tm}x${c.tn} > ${MAX_BLOCK} accumulators`;
   const shared = c.tk * (c.wgX * c.tn + c.wgY * c.tm) * 4;
   if (shared > ctx.maxWorkgroupStorage) return `${shared} bytes of workgroup memory > ${ctx.maxWorkgroupStorage}`;
 }
@@ -92,25 +95,25 @@ function vectorizable(dtype: DType): boolean {
 
 /** The 4 f32 values at element `e` (a multiple of 4) of a vectorized operand, as `let` lines + exprs. */
 function load4(x: Access, v: string, e: string): { lines: string[]; vals: string[] } {
-  if (x.dtype === "f32") return { lines: [`let ${v} = ${x.name}[(${e}) >> 2u];`], vals: ["x", "y", "z", "w"].map((c) => `${v}.${c}`) };
-  const lines = [`let ${v}w = (${e}) >> 1u;`, `let ${v}0 = ${x.name}[${v}w];`, `let ${v}1 = ${x.name}[${v}w + 1u];`];
+  const lines = [`let ${v} = ${x.name}[(${e}) >> 2u];`];
+  if (x.dtype === "f32") return { lines, vals: ["x", "y", "z", "w"].map((c) => `${v}.${c}`) };
   if (x.dtype === "f16") {
-    lines.push(`let ${v}a = unpack2x16float(${v}0);`, `let ${v}b = unpack2x16float(${v}1);`);
+    lines.push(`let ${v}a = unpack2x16float(${v}.x);`, `let ${v}b = unpack2x16float(${v}.y);`);
     return { lines, vals: [`${v}a.x`, `${v}a.y`, `${v}b.x`, `${v}b.y`] };
   }
   const lo = (w: string) => `bitcast<f32>(${w} << 16u)`, hi = (w: string) => `bitcast<f32>(${w} & 0xffff0000u)`;
-  return { lines, vals: [lo(`${v}0`), hi(`${v}0`), lo(`${v}1`), hi(`${v}1`)] };
+  return { lines, vals: [lo(`${v}.x`), hi(`${v}.x`), lo(`${v}.y`), hi(`${v}.y`)] };
 }
 
-/** Storage declaration of an operand: vec4 arrays for vectorized f32 operands. */
-function decl(i: number, name: string, dtype: DType, vec4: boolean): string {
-  const t = vec4 ? "vec4<f32>" : wgslStorageType(dtype);
+/** Storage declaration of an operand: 4-element vectors (vec4<f32>, vec2<u32> of 16-bit pairs) when vectorized. */
+function decl(i: number, name: string, dtype: DType, vec: boolean): string {
+  const t = !vec ? wgslStorageType(dtype) : dtype === "f32" ? "vec4<f32>" : "vec2<u32>";
   return `@group(0) @binding(${i}) var<storage, read_write> ${name}: array<${t}>;`;
 }
 
 /**
- * Lowers one matmul node with config `cfg`. Output must be f32/i32/u32; inputs any dtype (f16/bf16
- * unpacked, i32/u32 converted).
+ * WGSL of one matmul with config `cfg`, C written to `cBinding`. The output must be f32/i32/u32; the
+ * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
  */
 export function generateMatmul(
   inputs: readonly TensorInfo[],
@@ -118,12 +121,13 @@ export function generateMatmul(
   attrs: MatmulAttrs,
   cfg: MatmulConfig,
   ctx: KernelContext,
+  cBinding: BindingRef = { output: 0 },
 ): Lowered {
   const [a, b] = inputs;
   const problem = configProblem(cfg, ctx);
   if (problem) throw new Error(`matmul config ${configLabel(cfg)} cannot run here: ${problem}`);
   if (out.dtype === "f16" || out.dtype === "bf16") {
-    throw new Error(`the matmul kernel stores f32/i32/u32 outputs, got ${out.dtype}; matmul in f32 and cast`);
+    throw new Error(`the matmul kernel stores f32/i32/u32 outputs, got ${out.dtype}; store f32 and cast after`);
   }
   const { batch, M, K, N } = matmulDims(a, b, attrs);
   const nb = numel(batch);
@@ -142,8 +146,8 @@ export function generateMatmul(
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
   const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
   const head = [
-    decl(0, "A", a.dtype, A.mode !== "none" && a.dtype === "f32"),
-    decl(1, "B", b.dtype, B.mode !== "none" && b.dtype === "f32"),
+    decl(0, "A", a.dtype, A.mode !== "none"),
+    decl(1, "B", b.dtype, B.mode !== "none"),
     decl(2, "C", out.dtype, vecC),
   ];
   if (tk) head.push(`var<workgroup> As: array<f32, ${BM * tk}>;`, `var<workgroup> Bs: array<f32, ${tk * BN}>;`);
@@ -160,7 +164,7 @@ export function generateMatmul(
   const colOf = (j: number) => axisIndex(j, "lid.x", wgX, tn);
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`var c${i}_${j} = 0.0;`);
   const fmas = (av: (i: number) => string, bv: (j: number) => string) => {
-    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L((cfg as {fma?: boolean}).fma ? `  c${i}_${j} = fma(${av(i)}, ${bv(j)}, c${i}_${j});` : `  c${i}_${j} += ${av(i)} * ${bv(j)};`);
+    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`  c${i}_${j} = fma(${av(i)}, ${bv(j)}, c${i}_${j});`);
   };
   if (!tk) {
     // Per-operand base addresses of each register row/column (clamped to stay in bounds).
@@ -174,7 +178,7 @@ export function generateMatmul(
     // Values of one k step group: vals[r][kk] for register r, k offset kk.
     const loads = (x: Access, p: string, R: number, ku: number): string[][] => {
       const vals: string[][] = Array.from({ length: R }, () => []);
-      if (x.mode === "k" && ku === 4) {
+      if (x.mode === "k") {
         for (let r = 0; r < R; r++) {
           const l = load4(x, `v${p}${r}`, `${p}${r} + k`);
           l.lines.forEach((s) => L(`  ${s}`));
@@ -206,15 +210,10 @@ export function generateMatmul(
       for (let kk = 0; kk < ku; kk++) fmas((i) => av[i][kk], (j) => bv[j][kk]);
       L(`}`);
     };
+    // Vector loads along k need K % 4 == 0, so only the scalar or outer-vector forms have a tail.
     const K4 = K - (K % KU);
     loop("0u", K4, KU);
-    if (K4 < K) {
-      const save = [A.mode, B.mode];
-      if (A.mode === "k") A.mode = "none";
-      if (B.mode === "k") B.mode = "none";
-      loop(`${K4}u`, K, 1);
-      [A.mode, B.mode] = save;
-    }
+    if (K4 < K) loop(`${K4}u`, K, 1);
   } else {
     // Workgroup-memory tiles: As[kk][m] (BM×tk), Bs[kk][n] (tk×BN), loaded by all threads.
     const nth = wgX * wgY;
@@ -240,7 +239,7 @@ export function generateMatmul(
     body.push(`    for (var kk = 0u; kk < ${tk}u; kk++) {`);
     for (let i = 0; i < tm; i++) L(`    let a${i} = As[kk * ${BM}u + ${rowOf(i)}];`);
     for (let j = 0; j < tn; j++) L(`    let b${j} = Bs[kk * ${BN}u + ${colOf(j)}];`);
-    fmas((i) => `  a${i}`, (j) => `  b${j}`);
+    fmas((i) => `a${i}`, (j) => `b${j}`);
     L(`  }`);
     L(`  workgroupBarrier();`);
     L(`}`);
@@ -271,7 +270,7 @@ ${body.join("\n")}
   return {
     launches: [{
       code,
-      bindings: [{ input: 0 }, { input: 1 }, { output: 0 }],
+      bindings: [{ input: 0 }, { input: 1 }, cBinding],
       workgroups: grid(Math.max(1, T), ctx.maxWorkgroupsPerDim),
     }],
   };

@@ -7,6 +7,7 @@ import { cases as basic } from "../graph/ops/basic_cases.ts";
 import { cases as attention } from "../graph/ops/attention_cases.ts";
 import { cases as misc } from "../graph/ops/misc_cases.ts";
 import { cases as nn } from "../graph/ops/nn_cases.ts";
+import { cases as matmul } from "../graph/ops/matmul_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
@@ -14,4 +15,5 @@ export const families: Record<string, OpCase[]> = {
   attention,
   misc,
   nn,
+  matmul,
 };

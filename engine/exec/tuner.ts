@@ -93,6 +93,8 @@ export interface MatmulRun {
   /** Host copies of the operands (f64, rounded to their dtypes). */
   readonly a: Float64Array;
   readonly b: Float64Array;
+  /** ms spent building the pipeline (shader compile). */
+  readonly compileMs: number;
   destroy(): void;
 }
 
@@ -116,8 +118,10 @@ export async function matmulRun(gpu: Gpu, problem: MatmulProblem, lowered: Lower
   if (lowered.launches.length !== 1) throw new Error(`expected one launch, got ${lowered.launches.length}`);
   const l = lowered.launches[0];
   dev.pushErrorScope("validation");
+  const t0 = performance.now();
   const module = dev.createShaderModule({ code: l.code });
   const pipeline = dev.createComputePipeline({ layout: "auto", compute: { module, entryPoint: l.entry ?? "main" } });
+  const compileMs = performance.now() - t0;
   const byRef = (r: (typeof l.bindings)[number]) => ("input" in r ? [A, B][r.input] : C);
   const bind = dev.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),
@@ -131,6 +135,7 @@ export async function matmulRun(gpu: Gpu, problem: MatmulProblem, lowered: Lower
   return {
     a,
     b,
+    compileMs,
     async run(reps) {
       const t0 = performance.now();
       const enc = dev.createCommandEncoder();
@@ -201,17 +206,26 @@ function maxRel(got: Float32Array, want: Float64Array, at: (s: number) => number
   return d / m;
 }
 
+/** Timing of a kernel: ms per dispatch, best and median over the timed submits. */
+export interface Timing {
+  best: number;
+  median: number;
+  /** The untimed warm-up dispatch (ms) that sized the timed submits. */
+  first: number;
+}
+
 /**
- * Median ms per dispatch of `run`: dispatches batched into submits of about `targetMs` each,
- * `trials` submits after one warm-up.
+ * ms per dispatch of `run`: after two warm-up dispatches (skipped when `warm` gives the ms of one
+ * already made after compiling), `trials` submits of about `targetMs` each (several dispatches a submit when one is shorter). The best is the number least disturbed by other
+ * work on the machine; the median is reported beside it.
  */
-export async function timeDispatch(run: MatmulRun, targetMs = 200, trials = 3): Promise<number> {
-  const first = await run.run(1);
+export async function timeDispatch(run: MatmulRun, targetMs = 200, trials = 3, warm?: number): Promise<Timing> {
+  const first = warm ?? (await run.run(1), await run.run(1)); // the very first may include compiling
   const reps = Math.max(1, Math.min(1000, Math.round(targetMs / Math.max(first, 0.01))));
   const ts: number[] = [];
   for (let t = 0; t < trials; t++) ts.push((await run.run(reps)) / reps);
   ts.sort((x, y) => x - y);
-  return ts[Math.floor(ts.length / 2)];
+  return { best: ts[0], median: ts[Math.floor(ts.length / 2)], first };
 }
 
 /** A small problem of the same shape class as `p` (layout, dtypes, alignment, size kind kept). */
@@ -228,8 +242,10 @@ export function checkProblem(p: MatmulProblem): MatmulProblem {
 /** One candidate's outcome. */
 export interface Trial {
   config: MatmulConfig;
-  /** ms per dispatch on the tuned problem, when it ran. */
+  /** Best ms per dispatch on the tuned problem, when it ran. */
   ms?: number;
+  /** ms to build its pipeline and run it once on the small check problem. */
+  compileMs?: number;
   /** Why it was dropped. */
   dropped?: string;
 }
@@ -250,6 +266,10 @@ export interface TuneOptions {
   candidates?: MatmulConfig[];
   /** Approximate ms per timed submit (default 150). */
   targetMs?: number;
+  /** Timed submits per candidate (default 3). */
+  trials?: number;
+  /** Drop candidates whose pipeline takes longer to build (default 5000 ms: every shape compiles its own). */
+  maxCompileMs?: number;
   /** Write the results to the cache: true for the default path, a path, or false (default true). */
   save?: boolean | string;
   /** Progress lines (default: none). */
@@ -284,13 +304,22 @@ export async function tuneMatmul(target: Tunable, problems: MatmulProblem[], opt
       trials.push(trial);
       let run: MatmulRun | undefined;
       try {
+        // Build time: pipeline creation plus the first dispatch (software adapters compile there).
+        const t0 = performance.now();
         run = await matmulRun(gpu, small, generateMatmul([small.a, small.b], smallOut, small.attrs, cfg, ctx));
         await run.run(1);
+        trial.compileMs = performance.now() - t0;
+        if (trial.compileMs > (opts.maxCompileMs ?? 5000)) {
+          throw new Error(`pipeline build took ${trial.compileMs.toFixed(0)} ms`);
+        }
         const e = await matmulError(run, small);
         if (!(e <= 1e-4)) throw new Error(`wrong result on ${problemInfo(small).label}: error ${e.toExponential(2)}`);
         run.destroy();
         run = await matmulRun(gpu, p, generateMatmul([p.a, p.b], out, p.attrs, cfg, ctx));
-        trial.ms = await timeDispatch(run, opts.targetMs ?? 150);
+        await run.run(1); // compiles on software adapters
+        const probe = await run.run(1);
+        if (best && probe > 3 * best.ms + 30) throw new Error(`slow: ${probe.toFixed(1)} ms vs best ${best.ms.toFixed(1)} ms`);
+        trial.ms = (await timeDispatch(run, opts.targetMs ?? 150, opts.trials ?? 3, probe)).best;
         if (!best || trial.ms < best.ms) best = { cfg, ms: trial.ms };
         log(`${cls} ${configLabel(cfg)}: ${trial.ms.toFixed(2)} ms, ${(flops / trial.ms / 1e6).toFixed(2)} GFLOPS`);
       } catch (e) {

@@ -25,6 +25,7 @@ import type { KernelContext } from "../../kernels/kernel.ts";
 import { planGraph, valueBytes } from "./plan.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "./dtype.ts";
+import { loadTuning } from "./tuning_cache.ts";
 
 interface Stored {
   buffer: GPUBuffer;
@@ -100,6 +101,7 @@ export class WebGpuExecutor implements Executor {
       maxInvocations: gpu.limits.maxComputeInvocationsPerWorkgroup,
       tuned: new Map(),
     };
+    loadTuning(this.ctx.tuned, gpu); // tuned kernel configs cached for this adapter (engine/exec/tuner.ts)
   }
 
   /** Opens the default GPU and makes an executor on it. */

@@ -6,7 +6,7 @@
 import { defineOp, registerOps } from "../op.ts";
 import { op1, type Tensor } from "../graph.ts";
 import { broadcastShapes } from "../broadcast.ts";
-import { numel, type TensorInfo } from "../types.ts";
+import { isFloat, numel, type TensorInfo } from "../types.ts";
 import { sumTo } from "./elementwise.ts";
 import { reshape } from "./shape.ts";
 
@@ -41,9 +41,13 @@ registerOps([
   defineOp<MatmulAttrs>({
     name: "matmul",
     infer: ([a, b], attrs) => {
-      if (a.dtype !== b.dtype) throw new Error(`operands must share a dtype, got ${a.dtype} and ${b.dtype}`);
+      // Operands may be stored in any float dtype (bf16/f16 weights are widened in the kernel);
+      // products accumulate and are stored in f32.
+      for (const t of [a, b]) {
+        if (!isFloat(t.dtype)) throw new Error(`operands must be float (f32, f16, bf16), got ${t.dtype}`);
+      }
       const { batch, M, N } = matmulDims(a, b, attrs);
-      return [{ shape: [...batch, M, N], dtype: a.dtype }];
+      return [{ shape: [...batch, M, N], dtype: "f32" }];
     },
     ref: ([a, b], attrs) => {
       const { batch, M, K, N } = matmulDims(a, b, attrs);

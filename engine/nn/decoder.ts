@@ -1,0 +1,179 @@
+/**
+ * The decoder-only transformer of every supported family, traced on the graph API from one
+ * {@link DecoderConfig}. Parameter names are Hugging Face's, so a model folder's safetensors map
+ * straight onto graph params.
+ *
+ * Shapes: ids, positions [B, L] i32 → hidden [B, L, hidden] → logits [B, L, vocab].
+ * @module
+ */
+import {
+  add,
+  attention,
+  cast,
+  embedding,
+  geglu,
+  matmul,
+  mul,
+  reshape,
+  rmsNorm,
+  rope,
+  slice,
+  swiglu,
+  tanh,
+  type Tensor,
+} from "../graph/mod.ts";
+import type { DecoderConfig } from "./config.ts";
+
+/** Names and shapes of every parameter, in Hugging Face naming. */
+export function decoderParams(c: DecoderConfig): Map<string, number[]> {
+  const p = new Map<string, number[]>();
+  const q = c.heads * c.headDim, kv = c.kvHeads * c.headDim;
+  p.set("model.embed_tokens.weight", [c.vocab, c.hidden]);
+  for (let i = 0; i < c.layers; i++) {
+    const l = `model.layers.${i}`;
+    p.set(`${l}.input_layernorm.weight`, [c.hidden]);
+    if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
+    else {
+      p.set(`${l}.self_attn.q_proj.weight`, [q, c.hidden]);
+      p.set(`${l}.self_attn.k_proj.weight`, [kv, c.hidden]);
+      p.set(`${l}.self_attn.v_proj.weight`, [kv, c.hidden]);
+      if (c.qkvBias) {
+        p.set(`${l}.self_attn.q_proj.bias`, [q]);
+        p.set(`${l}.self_attn.k_proj.bias`, [kv]);
+        p.set(`${l}.self_attn.v_proj.bias`, [kv]);
+      }
+    }
+    p.set(`${l}.self_attn.o_proj.weight`, [c.hidden, q]);
+    if (c.oBias) p.set(`${l}.self_attn.o_proj.bias`, [c.hidden]);
+    if (c.qkNorm) {
+      p.set(`${l}.self_attn.q_norm.weight`, [c.headDim]);
+      p.set(`${l}.self_attn.k_norm.weight`, [c.headDim]);
+    }
+    p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
+    if (c.sandwichNorm) {
+      p.set(`${l}.pre_feedforward_layernorm.weight`, [c.hidden]);
+      p.set(`${l}.post_feedforward_layernorm.weight`, [c.hidden]);
+    }
+    if (c.fused) p.set(`${l}.mlp.gate_up_proj.weight`, [2 * c.intermediate, c.hidden]);
+    else {
+      p.set(`${l}.mlp.gate_proj.weight`, [c.intermediate, c.hidden]);
+      p.set(`${l}.mlp.up_proj.weight`, [c.intermediate, c.hidden]);
+      if (c.mlpBias) {
+        p.set(`${l}.mlp.gate_proj.bias`, [c.intermediate]);
+        p.set(`${l}.mlp.up_proj.bias`, [c.intermediate]);
+      }
+    }
+    p.set(`${l}.mlp.down_proj.weight`, [c.hidden, c.intermediate]);
+    if (c.mlpBias) p.set(`${l}.mlp.down_proj.bias`, [c.hidden]);
+  }
+  p.set("model.norm.weight", [c.hidden]);
+  if (!c.tieEmbeddings) p.set("lm_head.weight", [c.vocab, c.hidden]);
+  return p;
+}
+
+/**
+ * How a linear layer is computed: `base` is `x · Wᵀ (+ b)`. Adapters (LoRA, DoRA) wrap it.
+ * `name` is the module path, e.g. `model.layers.0.self_attn.q_proj`.
+ */
+export type LinearHook = (x: Tensor, name: string, base: (x: Tensor) => Tensor) => Tensor;
+
+/** Where the decoder gets its parameters and how it computes linears. */
+export interface DecoderWeights {
+  /** The graph tensor of parameter `name` (stored dtype; f32, bf16 or f16). */
+  weight(name: string): Tensor;
+  /** Optional wrapper of every linear layer (adapters). */
+  linear?: LinearHook;
+}
+
+/** Traced inputs of the decoder. */
+export interface DecoderInputs {
+  /** [B, L] i32 token ids. */
+  ids: Tensor;
+  /** [B, L] i32 positions. */
+  positions: Tensor;
+  /** [B, L] i32: attention stays within equal ids (padding 0, real 1; packed 1, 2, ...). */
+  segments?: Tensor;
+}
+
+const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
+
+/** Traces the decoder; returns the final hidden states [B, L, H] and the logits [B, L, V]. */
+export function traceDecoder(
+  c: DecoderConfig,
+  inp: DecoderInputs,
+  w: DecoderWeights,
+): { hidden: Tensor; logits: Tensor } {
+  const [B, L] = inp.ids.shape;
+  const W = (name: string) => w.weight(name);
+  const has = new Set(decoderParams(c).keys());
+  const linear = (x: Tensor, name: string): Tensor => {
+    const base = (xx: Tensor) => {
+      const y = matmul(xx, W(`${name}.weight`), { transB: true });
+      return has.has(`${name}.bias`) ? add(y, f32(W(`${name}.bias`))) : y;
+    };
+    return w.linear ? w.linear(x, name, base) : base(x);
+  };
+  const norm = (x: Tensor, name: string) => rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
+  const ropeOpts = { theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling };
+  const q = c.heads * c.headDim, kv = c.kvHeads * c.headDim;
+
+  let h = embedding(W("model.embed_tokens.weight"), inp.ids); // [B, L, H]
+  if (c.embedScale !== 1) h = mul(h, c.embedScale);
+  for (let i = 0; i < c.layers; i++) {
+    const l = `model.layers.${i}`;
+    // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]
+    const a = norm(h, `${l}.input_layernorm.weight`);
+    let qs: Tensor, ks: Tensor, vs: Tensor;
+    if (c.fused) {
+      const qkv = linear(a, `${l}.self_attn.qkv_proj`);
+      qs = slice(qkv, -1, 0, q);
+      ks = slice(qkv, -1, q, q + kv);
+      vs = slice(qkv, -1, q + kv, q + 2 * kv);
+    } else {
+      qs = linear(a, `${l}.self_attn.q_proj`);
+      ks = linear(a, `${l}.self_attn.k_proj`);
+      vs = linear(a, `${l}.self_attn.v_proj`);
+    }
+    qs = reshape(qs, [B, L, c.heads, c.headDim]);
+    ks = reshape(ks, [B, L, c.kvHeads, c.headDim]);
+    vs = reshape(vs, [B, L, c.kvHeads, c.headDim]);
+    if (c.qkNorm) {
+      qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps });
+      ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps });
+    }
+    qs = rope(qs, inp.positions, ropeOpts);
+    ks = rope(ks, inp.positions, ropeOpts);
+    const { o } = attention(qs, ks, vs, {
+      scale: c.attnScale,
+      causal: true,
+      window: c.layerWindow[i] || undefined,
+      softcap: c.attnSoftcap || undefined,
+      segments: inp.segments,
+    });
+    let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
+    if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
+    h = add(h, att);
+    // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
+    const m = norm(h, c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`);
+    let gate: Tensor, up: Tensor;
+    if (c.fused) {
+      const gu = linear(m, `${l}.mlp.gate_up_proj`);
+      gate = slice(gu, -1, 0, c.intermediate);
+      up = slice(gu, -1, c.intermediate, 2 * c.intermediate);
+    } else {
+      gate = linear(m, `${l}.mlp.gate_proj`);
+      up = linear(m, `${l}.mlp.up_proj`);
+    }
+    const act = c.act === "silu"
+      ? swiglu(gate, up)
+      : geglu(gate, up, { approximate: c.act === "gelu_tanh" ? "tanh" : "none" });
+    let mlp = linear(act, `${l}.mlp.down_proj`);
+    if (c.sandwichNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
+    h = add(h, mlp);
+  }
+  h = norm(h, "model.norm.weight");
+  const head = c.tieEmbeddings ? "model.embed_tokens" : "lm_head";
+  let logits = matmul(h, W(`${head}.weight`), { transB: true });
+  if (c.finalSoftcap) logits = mul(tanh(mul(logits, 1 / c.finalSoftcap)), c.finalSoftcap);
+  return { hidden: h, logits };
+}

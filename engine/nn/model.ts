@@ -1,0 +1,213 @@
+/**
+ * `loadModel`: a Hugging Face model folder (or hub id) built on the engine, with a `forward` that
+ * computes what transformers computes — logits, and the causal-LM loss when labels are given.
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel("fixtures/models/llama");
+ * const { logits, shape, loss } = await model.forward([[1, 2, 3]], { labels: [[-100, 2, 3]] });
+ * ```
+ * @module
+ */
+import { backward, crossEntropy, Graph, reshape, type DType, type Tensor } from "../graph/mod.ts";
+import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
+import { ReferenceExecutor } from "../exec/reference.ts";
+import { WebGpuExecutor } from "../exec/webgpu.ts";
+import { hasGpu } from "../gpu/device.ts";
+import { openModelFolder } from "../io/hf_folder.ts";
+import { resolveModel } from "../io/hub.ts";
+import { type DecoderConfig, decoderConfig } from "./config.ts";
+import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** "webgpu" (default when an adapter exists), "reference", or an executor to share. */
+  executor?: "webgpu" | "reference" | Executor;
+  /** "stored" keeps bf16/f16 weights as stored (default); "f32" upcasts them (for training or gradients). */
+  dtype?: "stored" | "f32";
+  /** Hub revision when `pathOrId` is a hub id. */
+  revision?: string;
+}
+
+/** What {@link Model.forward} takes besides the ids. */
+export interface ForwardOptions {
+  /** Same shape as the ids; -100 where no loss is taken. Shifted inside, as transformers does. */
+  labels?: number[][];
+  /** 1 for real tokens, 0 for padding (right padding). */
+  attentionMask?: number[][];
+}
+
+/** What {@link Model.forward} returns. */
+export interface ForwardResult {
+  logits: Float32Array;
+  shape: [number, number, number];
+  loss?: number;
+}
+
+const STORED: Record<string, DType> = { F32: "f32", BF16: "bf16", F16: "f16" };
+
+/** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */
+export function bucketLength(n: number): number {
+  return n <= 64 ? Math.max(16, Math.ceil(n / 16) * 16) : Math.ceil(n / 64) * 64;
+}
+
+/** A loaded decoder on an executor. */
+export class Model {
+  readonly #graphs = new Map<string, Promise<{ compiled: CompiledGraph; names: string[] }>>();
+
+  constructor(
+    readonly config: DecoderConfig,
+    readonly executor: Executor,
+    /** Parameter name → stored dtype on the executor. */
+    readonly params: Map<string, { shape: number[]; dtype: DType }>,
+    /** Prefix of this model's params in the executor's store. */
+    readonly prefix = "",
+  ) {}
+
+  #weights(g: Graph): DecoderWeights {
+    return {
+      weight: (name) => {
+        const p = this.params.get(name);
+        if (!p) throw new Error(`model has no parameter "${name}"`);
+        return g.param(this.prefix + name, p.shape, p.dtype);
+      },
+    };
+  }
+
+  #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {
+    const B = inputIds.length;
+    const ids = new Int32Array(B * Lb), pos = new Int32Array(B * Lb), seg = new Int32Array(B * Lb);
+    const labels = new Int32Array(B * Lb).fill(-100);
+    inputIds.forEach((row, b) => {
+      for (let i = 0; i < Lb; i++) {
+        ids[b * Lb + i] = i < row.length ? row[i] : 0;
+        pos[b * Lb + i] = i;
+        seg[b * Lb + i] = i < row.length ? (opts.attentionMask?.[b]?.[i] ?? 1) : 0;
+        // transformers shifts: the logits at i predict labels[i + 1].
+        const next = opts.labels?.[b]?.[i + 1];
+        if (next !== undefined && i + 1 < row.length) labels[b * Lb + i] = next;
+      }
+    });
+    return { ids, positions: pos, segments: seg, labels };
+  }
+
+  #check(inputIds: number[][], opts: ForwardOptions) {
+    if (!inputIds.length) throw new Error("forward: inputIds is empty");
+    inputIds.forEach((row, b) => {
+      if (!row.length) throw new Error(`forward: inputIds[${b}] is empty`);
+      row.forEach((t, i) => {
+        if (!Number.isInteger(t) || t < 0 || t >= this.config.vocab) {
+          throw new Error(`forward: inputIds[${b}][${i}] = ${t} is not a token id in [0, ${this.config.vocab})`);
+        }
+      });
+      for (const [key, m] of [["labels", opts.labels], ["attentionMask", opts.attentionMask]] as const) {
+        if (m && m[b]?.length !== row.length) {
+          throw new Error(`forward: ${key}[${b}] has ${m[b]?.length ?? 0} entries, inputIds[${b}] has ${row.length}`);
+        }
+      }
+    });
+  }
+
+  #compile(key: string, build: (g: Graph) => string[]) {
+    let p = this.#graphs.get(key);
+    if (!p) {
+      p = (async () => {
+        const g = new Graph();
+        const names = build(g);
+        return { compiled: await this.executor.compile(g), names };
+      })();
+      this.#graphs.set(key, p);
+    }
+    return p;
+  }
+
+  #inputs(g: Graph, B: number, Lb: number) {
+    return {
+      ids: g.input("ids", [B, Lb], "i32"),
+      positions: g.input("positions", [B, Lb], "i32"),
+      segments: g.input("segments", [B, Lb], "i32"),
+    };
+  }
+
+  /** Logits [B, L, V] (and the mean shifted cross-entropy when labels are given). */
+  async forward(inputIds: number[][], opts: ForwardOptions = {}): Promise<ForwardResult> {
+    this.#check(inputIds, opts);
+    const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
+    const V = this.config.vocab;
+    const withLoss = !!opts.labels;
+    const { compiled } = await this.#compile(`fwd:${B}:${Lb}:${withLoss}`, (g) => {
+      const inp = this.#inputs(g, B, Lb);
+      const { logits } = traceDecoder(this.config, inp, this.#weights(g));
+      g.output("logits", logits);
+      if (withLoss) {
+        const labels = g.input("labels", [B * Lb], "i32");
+        g.output("loss", crossEntropy(reshape(logits, [B * Lb, V]), labels));
+      }
+      return [];
+    });
+    const feeds = this.#feeds(inputIds, opts, Lb);
+    const out = await compiled.run(feeds as Record<string, ArrayLike<number>>, withLoss ? ["logits", "loss"] : ["logits"]);
+    const logits = new Float32Array(B * L * V);
+    for (let b = 0; b < B; b++) logits.set(out.logits.subarray(b * Lb * V, (b * Lb + L) * V), b * L * V);
+    return { logits, shape: [B, L, V], loss: withLoss ? out.loss[0] : undefined };
+  }
+
+  /**
+   * The loss (as {@link forward}) and its gradient w.r.t. each named parameter (all f32 params when
+   * omitted). Needs f32 parameters: load with `dtype: "f32"`.
+   */
+  async gradients(
+    inputIds: number[][],
+    opts: ForwardOptions & { labels: number[][] },
+    wrt?: string[],
+  ): Promise<{ loss: number; grads: Map<string, HostArray> }> {
+    this.#check(inputIds, opts);
+    const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
+    const names = wrt ?? [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32");
+    const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
+      const inp = this.#inputs(g, B, Lb);
+      const w = this.#weights(g);
+      const { logits } = traceDecoder(this.config, inp, w);
+      const labels = g.input("labels", [B * Lb], "i32");
+      const loss = crossEntropy(reshape(logits, [B * Lb, this.config.vocab]), labels);
+      g.output("loss", loss);
+      const ps: Tensor[] = names.map((n) => w.weight(n));
+      backward(loss, ps).forEach((gr, i) => g.output(`grad:${names[i]}`, gr));
+      return names;
+    });
+    const out = await compiled.run(this.#feeds(inputIds, opts, Lb) as Record<string, ArrayLike<number>>);
+    const grads = new Map<string, HostArray>();
+    for (const n of names) grads.set(n, out[`grad:${n}`]);
+    return { loss: out.loss[0], grads };
+  }
+}
+
+/** Loads a model folder (or a hub id, downloaded into the cache) onto an executor. */
+export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): Promise<Model> {
+  const dir = await resolveModel(pathOrId, { revision: opts.revision });
+  const folder = await openModelFolder(dir);
+  try {
+    const config = decoderConfig(folder.config);
+    const executor = typeof opts.executor === "object"
+      ? opts.executor
+      : opts.executor === "reference" || (opts.executor === undefined && !(await hasGpu()))
+      ? new ReferenceExecutor()
+      : await WebGpuExecutor.create();
+    const params = new Map<string, { shape: number[]; dtype: DType }>();
+    for (const [name, shape] of decoderParams(config)) {
+      const t = folder.tensors.get(name);
+      if (!t) throw new Error(`${dir}: the weights have no tensor "${name}" that ${config.family} needs`);
+      if (t.shape.join() !== shape.join()) {
+        throw new Error(`${dir}: tensor "${name}" is [${t.shape.join(", ")}], config.json implies [${shape.join(", ")}]`);
+      }
+      const stored = STORED[t.dtype];
+      if (!stored) throw new Error(`${dir}: tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);
+      const dtype = opts.dtype === "f32" ? "f32" : stored;
+      executor.setParam(name, await folder.readF32(name), shape, dtype);
+      params.set(name, { shape, dtype });
+    }
+    return new Model(config, executor, params);
+  } finally {
+    folder.close();
+  }
+}
