@@ -27,7 +27,10 @@ export const dispatchBench: Bench = {
     const pipeline = dev.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
     const buf = dev.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
     const read = dev.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
+    const bind = dev.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: buf } }],
+    });
     const submit = async (dispatches: number, readback = false) => {
       const t0 = performance.now();
       const enc = dev.createCommandEncoder();
@@ -57,9 +60,22 @@ export const dispatchBench: Bench = {
     const one = await median(21, () => submit(1));
     const many = await median(7, () => submit(MANY));
     const r = (x: number) => Math.round(x * 1e4) / 1e4;
-    yield { bench: "dispatch", metric: "dispatch", value: r(Math.max(0, many - one) / (MANY - 1)), unit: "ms", dispatches: MANY, ...params };
+    yield {
+      bench: "dispatch",
+      metric: "dispatch",
+      value: r(Math.max(0, many - one) / (MANY - 1)),
+      unit: "ms",
+      dispatches: MANY,
+      ...params,
+    };
     yield { bench: "dispatch", metric: "submit_wait", value: r(one), unit: "ms", ...params };
-    yield { bench: "dispatch", metric: "submit_readback", value: r(await median(21, () => submit(1, true))), unit: "ms", ...params };
+    yield {
+      bench: "dispatch",
+      metric: "submit_readback",
+      value: r(await median(21, () => submit(1, true))),
+      unit: "ms",
+      ...params,
+    };
     buf.destroy();
     read.destroy();
   },

@@ -46,12 +46,35 @@ export const matmulBench: Bench = {
         const tuned = ctx.tuned.has(matmulShapeClass(p.a, p.b, p.attrs));
         const t = await measure(dtype, size, (q) => generateMatmul([q.a, q.b], problemInfo(q).out, q.attrs, cfg, ctx));
         const params = { dtype, size, kernel: "tuned", config: configLabel(cfg), tuned, median: round(t.median) };
-        const note: Record<string, string> = dtype === "f32" && size > NAIVE_MAX ? { naive: `skipped above ${NAIVE_MAX}` } : {};
+        const note: Record<string, string> = dtype === "f32" && size > NAIVE_MAX
+          ? { naive: `skipped above ${NAIVE_MAX}` }
+          : {};
         yield { bench: "matmul", metric: "gflops", value: round(t.gflops), unit: "GFLOPS", ...params, ...note };
         if (dtype !== "f32" || size > NAIVE_MAX) continue;
-        const n = await measure(dtype, size, (q) => naiveMatmul({ inputs: [q.a, q.b], outputs: [problemInfo(q).out], attrs: q.attrs }, ctx));
-        yield { bench: "matmul", metric: "gflops", value: round(n.gflops), unit: "GFLOPS", dtype, size, kernel: "naive", median: round(n.median) };
-        yield { bench: "matmul", metric: "speedup", value: round(t.gflops / n.gflops), unit: "x", dtype, size, kernel: "tuned/naive" };
+        const n = await measure(
+          dtype,
+          size,
+          (q) => naiveMatmul({ inputs: [q.a, q.b], outputs: [problemInfo(q).out], attrs: q.attrs }, ctx),
+        );
+        yield {
+          bench: "matmul",
+          metric: "gflops",
+          value: round(n.gflops),
+          unit: "GFLOPS",
+          dtype,
+          size,
+          kernel: "naive",
+          median: round(n.median),
+        };
+        yield {
+          bench: "matmul",
+          metric: "speedup",
+          value: round(t.gflops / n.gflops),
+          unit: "x",
+          dtype,
+          size,
+          kernel: "tuned/naive",
+        };
       }
     }
     ex.dispose();

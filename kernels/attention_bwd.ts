@@ -1,62 +1,55 @@
 /**
  * WGSL flash-attention backward (the FlashAttention-2 scheme, no atomics), three launches:
  * 1. rows: per (b, h, i) the pair (lse_i, Δ_i = Σ_d dO·O − dlse_i) into a scratch buffer;
- * 2. dK, dV: one workgroup per (batch, kv head, block of BKV keys), one thread per key row, looping
- *    over the query heads of the group and the query blocks that can see the keys (Q and dO staged
- *    in workgroup memory), recomputing P = exp(s − lse) on the fly;
- * 3. dQ: one workgroup per (batch, query head, block of BQ queries), one thread per query row,
- *    streaming over key blocks like the forward.
- * Bindings stay within 8 storage buffers per launch (the WebGPU default limit).
+ * 2. dK, dV: one workgroup per (batch, kv head, block of BKV·TN keys), thread t owning TN key rows
+ *    (k, v and the dk, dv accumulators private); it loops over the query heads of the group and the
+ *    queries that can see the block, BQT at a time (unrolled), recomputing P = exp(s − lse) and
+ *    dS = P ∘ (dO·Vᵀ − Δ) for its keys: dV += Pᵀ·dO, dK += dSᵀ·Q;
+ * 3. dQ: one workgroup per (batch, query head, block of BQ·TM queries), streaming over the keys like
+ *    the forward: dQ += dS·K.
+ * Scores are recomputed in both 2 and 3 (no L×L buffer, no float atomics). Every launch binds at most
+ * 8 storage buffers (the WebGPU default limit).
  * @module
  */
 import type { AttentionBwdAttrs } from "../engine/graph/ops/attention.ts";
-import { type BindingRef, declare, entry1d, grid, type KernelContext, linearIndex, type LowerNode, type Lowered } from "./kernel.ts";
+import type { KernelContext, LowerNode, Lowered } from "./kernel.ts";
 import {
-  attentionInputs,
-  attentionPrelude,
+  attentionLaunch,
   attentionTuning,
+  type AttnBind,
+  entry,
   keyRange,
+  nodeDims,
+  range,
   scoreCode,
-  storeRow,
-  tileDecl,
-  tileLoad,
+  stepRows,
   visibleExpr,
 } from "./attention_fwd.ts";
-import { tilesDkv, tilesDq } from "./attention_tiles.ts";
 
 const WG = 64;
 
 /** Lowering of `attention_bwd`: q, k, v, o, lse, dO[, segments][, dlse] → dq, dk, dv. */
 export function lowerAttentionBwd(node: LowerNode<AttentionBwdAttrs>, ctx: KernelContext): Lowered {
   const a = node.attrs;
-  const { dims } = attentionInputs(node.inputs, a, 6);
-  const { B, L, Hq, Hkv, D } = dims;
-  const d4 = Math.ceil(D / 4);
-  const tune = attentionTuning(ctx, dims, a.segmented);
-  const { bq, bk, bkv, bqt, shared } = tune;
-  type Bind = { name: string; dtype?: "i32"; ref: BindingRef };
-  const seg: Bind[] = a.segmented ? [{ name: "SEG", dtype: "i32", ref: { input: 6 } }] : [];
+  const d = nodeDims(node.inputs, a, 6);
+  const { B, L, Hq, Hkv } = d;
+  const { bq, tm, bk, bkv, tn, bqt, shared } = attentionTuning(ctx, d);
   const rowsN = B * Hq * L;
-  const kAt = shared ? "kt[r * D4 + c]" : "ld_K(kro, c)";
-  const vAt = shared ? "vt[r * D4 + c]" : "ld_V(kro, c)";
-  const qAt = shared ? "qt[r * D4 + c]" : "ld_Q(qo, c)";
-  const dAt = shared ? "dt[r * D4 + c]" : "ld_DO(qo, c)";
-  const launch = (list: Bind[], body: string, workgroups: number, rows: string[]) => ({
-    code: `${declare(list.map((x) => [x.name, x.dtype ?? "f32"] as [string, "f32" | "i32"]))}
-${attentionPrelude(dims, a, rows)}
-${body}`,
-    bindings: list.map((x) => x.ref),
-    workgroups: grid(workgroups, ctx.maxWorkgroupsPerDim),
-  });
 
   // 1. (lse, Δ) per row.
-  const rowsBinds: Bind[] = [{ name: "O", ref: { input: 3 } }, { name: "LSE", ref: { input: 4 } }, { name: "DO", ref: { input: 5 } }];
-  if (a.dlse) rowsBinds.push({ name: "DLSE", ref: { input: a.segmented ? 7 : 6 } });
-  rowsBinds.push({ name: "SCR", ref: { scratch: 0 } });
-  const rows = launch(
-    rowsBinds,
-    `${entry1d(WG)} {
-  ${linearIndex(WG)}
+  const rowBinds: AttnBind[] = [
+    { name: "O", ref: { input: 3 }, row: true },
+    { name: "LSE", ref: { input: 4 } },
+    { name: "DO", ref: { input: 5 }, row: true },
+  ];
+  if (a.dlse) rowBinds.push({ name: "DLSE", ref: { input: a.segmented ? 7 : 6 } });
+  rowBinds.push({ name: "SCR", ref: { scratch: 0 } });
+  const rows = attentionLaunch(
+    d,
+    a,
+    rowBinds,
+    `${entry(WG)} {
+  let gid = (wid.x + wid.y * nwg.x) * ${WG}u + lid.x;
   if (gid >= ${rowsN}u) { return; }
   let i = gid % L;
   let h = (gid / L) % HQ;
@@ -68,171 +61,170 @@ ${body}`,
   SCR[2u * gid + 1u] = acc.x + acc.y + acc.z + acc.w${a.dlse ? " - DLSE[gid]" : ""};
 }`,
     Math.ceil(rowsN / WG),
-    ["O", "DO"],
+    ctx,
   );
 
-  const common = [
-    { name: "Q", ref: { input: 0 } },
-    { name: "K", ref: { input: 1 } },
-    { name: "V", ref: { input: 2 } },
-    { name: "DO", ref: { input: 5 } },
-    ...seg,
+  const common: AttnBind[] = [
+    { name: "Q", ref: { input: 0 }, row: true },
+    { name: "K", ref: { input: 1 }, row: true },
+    { name: "V", ref: { input: 2 }, row: true },
+    { name: "DO", ref: { input: 5 }, row: true },
+    ...(a.segmented ? [{ name: "SEG", ref: { input: 6 }, dtype: "i32" as const }] : []),
     { name: "SCR", ref: { scratch: 0 } },
   ];
-  const entry = (wg: number) =>
-    `@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>)`;
 
-  if (tune.form === "tiles") {
-    const dkv = tilesDkv(dims, a, { rows: tune.tkv, rg: tune.rg }, ctx, common);
-    const dq = tilesDq(dims, a, { rows: tune.tq, rg: tune.rg }, ctx, common);
-    return { launches: [rows, dkv, dq], scratch: [8 * rowsN] };
-  }
-
-  // 2. dK, dV: thread per key j; loop over group heads and the query blocks that see the block.
-  const nkb = Math.ceil(L / bkv);
+  // 2. dK, dV.
+  const nk = bkv * tn;
+  const nkb = Math.ceil(L / nk);
   const nwgKv = nkb * Hkv * B;
-  const dkv = launch(
-    [...common, { name: "DK", ref: { output: 1 } }, { name: "DV", ref: { output: 2 } }],
-    `const BKV = ${bkv}u;
-const BQT = ${bqt}u;
-${shared ? `${tileDecl(["qt", "dt"], bqt, D, a.segmented)}\nvar<workgroup> rt: array<vec2<f32>, ${bqt}>;` : ""}
+  const N = range(tn), Rq = range(bqt);
+  const sq = stepRows(shared, bqt, "qb", (i) => `((b * L + ${i}) * HQ + h) * D`, ["Q", "DO"], bkv);
+  const dkv = attentionLaunch(
+    d,
+    a,
+    [...common, { name: "DK", ref: { output: 1 }, row: true }, { name: "DV", ref: { output: 2 }, row: true }],
+    `${sq.decl}
 ${entry(bkv)} {
   let w = wid.x + wid.y * nwg.x;
   if (w >= ${nwgKv}u) { return; }
-  let k0 = (w % ${nkb}u) * BKV;
+  let k0 = (w % ${nkb}u) * ${nk}u;
   let hk = (w / ${nkb}u) % HKV;
   let b = w / ${nkb * Hkv}u;
-  let j = k0 + lid.x;
-  let valid = j < L;
-  let jj = min(j, L - 1u);
-  let ko = ((b * L + jj) * HKV + hk) * D;
-  var kr: array<vec4<f32>, D4>;
-  var vr: array<vec4<f32>, D4>;
-  var dk: array<vec4<f32>, D4>;
-  var dv: array<vec4<f32>, D4>;
+  var kk: array<vec4<f32>, ${tn}u * D4>;
+  var vv: array<vec4<f32>, ${tn}u * D4>;
+  var dk: array<vec4<f32>, ${tn}u * D4>;
+  var dv: array<vec4<f32>, ${tn}u * D4>;
+  ${N.map((n) => `let j${n} = k0 + ${n}u * ${bkv}u + lid.x;
+  let ko${n} = ((b * L + min(j${n}, L - 1u)) * HKV + hk) * D;
+  ${a.segmented ? `let sj${n} = SEG[b * L + min(j${n}, L - 1u)];` : ""}`).join("\n  ")}
   for (var c = 0u; c < D4; c++) {
-    kr[c] = ld_K(ko, c) * SCALE;
-    vr[c] = ld_V(ko, c);
-    dk[c] = vec4<f32>(0.0);
-    dv[c] = vec4<f32>(0.0);
+    ${N.map((n) => `kk[${n}u * D4 + c] = ld_K(ko${n}, c) * SCALE; vv[${n}u * D4 + c] = ld_V(ko${n}, c);
+    dk[${n}u * D4 + c] = vec4<f32>(0.0); dv[${n}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
   }
-  ${a.segmented ? "let sj = SEG[b * L + jj];" : ""}
-  let qStart = ${a.causal ? "(k0 / BQT) * BQT" : "0u"};
-  let qEnd = ${a.window ? "min(L, k0 + BKV - 1u + WIN)" : "L"};
+  let qStart = ${a.causal ? "k0" : "0u"};
+  let qEnd = ${a.window ? `min(L, k0 + ${nk - 1}u + WIN)` : "L"};
   for (var g = 0u; g < GRP; g++) {
     let h = hk * GRP + g;
-    for (var qb = qStart; qb < qEnd; qb += BQT) {
-      ${shared ? `for (var e = lid.x; e < BQT * D4; e += BKV) {
-        let qo = ((b * L + min(qb + e / D4, L - 1u)) * HQ + h) * D;
-        qt[e] = ld_Q(qo, e % D4);
-        dt[e] = ld_DO(qo, e % D4);
+    for (var qb = qStart; qb < qEnd; qb += ${bqt}u) {
+      ${sq.pre}
+      ${N.map((n) => Rq.map((r) => `var s${n}_${r} = 0.0; var dp${n}_${r} = 0.0;`).join(" ")).join("\n      ")}
+      for (var c = 0u; c < D4; c++) {
+        ${N.map((n) => `let k${n} = kk[${n}u * D4 + c]; let v${n} = vv[${n}u * D4 + c];`).join(" ")}
+        ${
+      Rq.map((r) =>
+        `{ let qc = ${sq.at("Q", r)}; let oc = ${sq.at("DO", r)}; ${
+          N.map((n) => `s${n}_${r} += dot(qc, k${n}); dp${n}_${r} += dot(oc, v${n});`).join(" ")
+        } }`
+      ).join("\n        ")
+    }
       }
-      for (var e = lid.x; e < BQT; e += BKV) {
-        let i = min(qb + e, L - 1u);
-        let r = (b * HQ + h) * L + i;
-        rt[e] = vec2<f32>(SCR[2u * r], SCR[2u * r + 1u]);
-        ${a.segmented ? "segt[e] = SEG[b * L + i];" : ""}
+      ${
+      Rq.map((r) =>
+        `{ let i = qb + ${r}u; let ri = 2u * ((b * HQ + h) * L + min(i, L - 1u)); let lse = SCR[ri]; let dl = SCR[ri + 1u];
+        ${a.segmented ? "let si = SEG[b * L + min(i, L - 1u)];" : ""}
+        ${
+          N.map((n) =>
+            `{ ${scoreCode(a, `s${n}_${r}`)} let vis = ${visibleExpr(a, "i", `j${n}`, "si", `sj${n}`)};
+          let p = select(0.0, exp(s - lse), vis); s${n}_${r} = p; dp${n}_${r} = p * (dp${n}_${r} - dl) * dsda; }`
+          ).join("\n        ")
+        } }`
+      ).join("\n      ")
+    }
+      for (var c = 0u; c < D4; c++) {
+        ${Rq.map((r) => `let q${r} = ${sq.at("Q", r)}; let o${r} = ${sq.at("DO", r)};`).join(" ")}
+        ${
+      N.map((n) =>
+        `dv[${n}u * D4 + c] += ${Rq.map((r) => `s${n}_${r} * o${r}`).join(" + ")};
+        dk[${n}u * D4 + c] += ${Rq.map((r) => `dp${n}_${r} * q${r}`).join(" + ")};`
+      ).join("\n        ")
+    }
       }
-      workgroupBarrier();` : ""}
-      if (valid) {
-        for (var r = 0u; r < BQT; r++) {
-          let i = qb + r;
-          ${shared ? "" : `let qo = ((b * L + min(i, L - 1u)) * HQ + h) * D;
-          let ro = (b * HQ + h) * L + min(i, L - 1u);`}
-          if (i < L && ${visibleExpr(a, "i", "j", shared ? "segt[r]" : "SEG[b * L + min(i, L - 1u)]", "sj")}) {
-            var x = 0.0;
-            var dp = 0.0;
-            for (var c = 0u; c < D4; c++) {
-              x += dot(${qAt}, kr[c]);
-              dp += dot(${dAt}, vr[c]);
-            }
-            ${scoreCode(a, "x")}
-            let p = exp(s - ${shared ? "rt[r].x" : "SCR[2u * ro]"});
-            let ds = p * (dp - ${shared ? "rt[r].y" : "SCR[2u * ro + 1u]"}) * dsda;
-            for (var c = 0u; c < D4; c++) {
-              dv[c] += p * ${dAt};
-              dk[c] += ds * ${qAt};
-            }
-          }
-        }
-      }
-      ${shared ? "workgroupBarrier();" : ""}
+      ${sq.post}
     }
   }
-  if (valid) {
-    for (var c = 0u; c < D4; c++) {
-      ${storeRow("DK", D, "ko", "dk[c] * SCALE")}
-      ${storeRow("DV", D, "ko", "dv[c]")}
+  ${
+      N.map((n) =>
+        `if (j${n} < L) {
+    for (var c = 0u; c < D4; c++) { st_DK(ko${n}, c, dk[${n}u * D4 + c] * SCALE); st_DV(ko${n}, c, dv[${n}u * D4 + c]); }
+  }`
+      ).join("\n  ")
     }
-  }
 }`,
     nwgKv,
-    ["Q", "K", "V", "DO"],
+    ctx,
   );
 
-  // 3. dQ: thread per query i; stream over key blocks like the forward.
-  const nqb = Math.ceil(L / bq);
+  // 3. dQ.
+  const nq = bq * tm;
+  const nqb = Math.ceil(L / nq);
   const nwgQ = nqb * Hq * B;
-  const kr = keyRange(a, "q0", bq);
-  const dq = launch(
-    [...common, { name: "DQ", ref: { output: 0 } }],
-    `const BQ = ${bq}u;
-const BK = ${bk}u;
-${shared ? tileDecl(["kt", "vt"], bk, D, a.segmented) : ""}
+  const kr = keyRange(a, "q0", nq);
+  const M = range(tm), R = range(bk);
+  const sk = stepRows(shared, bk, "kb", (j) => `((b * L + ${j}) * HKV + hk) * D`, ["K", "V"], bq);
+  const dq = attentionLaunch(
+    d,
+    a,
+    [...common, { name: "DQ", ref: { output: 0 }, row: true }],
+    `${sk.decl}
 ${entry(bq)} {
   let w = wid.x + wid.y * nwg.x;
   if (w >= ${nwgQ}u) { return; }
-  let q0 = (w % ${nqb}u) * BQ;
+  let q0 = (w % ${nqb}u) * ${nq}u;
   let h = (w / ${nqb}u) % HQ;
   let b = w / ${nqb * Hq}u;
   let hk = h / GRP;
-  let i = q0 + lid.x;
-  let valid = i < L;
-  let ii = min(i, L - 1u);
-  let qo = ((b * L + ii) * HQ + h) * D;
-  var qr: array<vec4<f32>, D4>;
-  var dor: array<vec4<f32>, D4>;
-  var dq: array<vec4<f32>, D4>;
+  var qq: array<vec4<f32>, ${tm}u * D4>;
+  var dd: array<vec4<f32>, ${tm}u * D4>;
+  var dq: array<vec4<f32>, ${tm}u * D4>;
+  ${M.map((m) => `let i${m} = q0 + ${m}u * ${bq}u + lid.x;
+  let qo${m} = ((b * L + min(i${m}, L - 1u)) * HQ + h) * D;
+  let ri${m} = 2u * ((b * HQ + h) * L + min(i${m}, L - 1u));
+  let lse${m} = SCR[ri${m}];
+  let dl${m} = SCR[ri${m} + 1u];
+  ${a.segmented ? `let si${m} = SEG[b * L + min(i${m}, L - 1u)];` : ""}`).join("\n  ")}
   for (var c = 0u; c < D4; c++) {
-    qr[c] = ld_Q(qo, c) * SCALE;
-    dor[c] = ld_DO(qo, c);
-    dq[c] = vec4<f32>(0.0);
+    ${M.map((m) => `qq[${m}u * D4 + c] = ld_Q(qo${m}, c) * SCALE; dd[${m}u * D4 + c] = ld_DO(qo${m}, c);
+    dq[${m}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
   }
-  let row = (b * HQ + h) * L + ii;
-  let lse = SCR[2u * row];
-  let delta = SCR[2u * row + 1u];
-  ${a.segmented ? "let si = SEG[b * L + ii];" : ""}
   let kEnd = ${kr.end};
-  for (var kb = (${kr.start} / BK) * BK; kb < kEnd; kb += BK) {
-    ${shared ? tileLoad(a, "kb", "BK", "BQ") : ""}
-    if (valid) {
-      for (var r = 0u; r < BK; r++) {
-        let j = kb + r;
-        ${shared ? "" : "let kro = ((b * L + min(j, L - 1u)) * HKV + hk) * D;"}
-        if (${visibleExpr(a, "i", "j", "si", shared ? "segt[r]" : "SEG[b * L + min(j, L - 1u)]")}) {
-          var x = 0.0;
-          var dp = 0.0;
-          for (var c = 0u; c < D4; c++) {
-            x += dot(qr[c], ${kAt});
-            dp += dot(dor[c], ${vAt});
-          }
-          ${scoreCode(a, "x")}
-          let ds = exp(s - lse) * (dp - delta) * dsda;
-          for (var c = 0u; c < D4; c++) { dq[c] += ds * ${kAt}; }
-        }
-      }
+  for (var kb = ${kr.start}; kb < kEnd; kb += ${bk}u) {
+    ${sk.pre}
+    ${M.map((m) => R.map((r) => `var s${m}_${r} = 0.0; var dp${m}_${r} = 0.0;`).join(" ")).join("\n    ")}
+    for (var c = 0u; c < D4; c++) {
+      ${M.map((m) => `let q${m} = qq[${m}u * D4 + c]; let o${m} = dd[${m}u * D4 + c];`).join(" ")}
+      ${
+      R.map((r) =>
+        `{ let kc = ${sk.at("K", r)}; let vc = ${sk.at("V", r)}; ${
+          M.map((m) => `s${m}_${r} += dot(q${m}, kc); dp${m}_${r} += dot(o${m}, vc);`).join(" ")
+        } }`
+      ).join("\n      ")
     }
-    ${shared ? "workgroupBarrier();" : ""}
+    }
+    ${a.segmented ? R.map((r) => `let sj${r} = SEG[b * L + min(kb + ${r}u, L - 1u)];`).join(" ") : ""}
+    ${
+      M.map((m) =>
+        R.map((r) =>
+          `{ ${scoreCode(a, `s${m}_${r}`)} let vis = ${visibleExpr(a, `i${m}`, `kb + ${r}u`, `si${m}`, `sj${r}`)};
+    s${m}_${r} = select(0.0, exp(s - lse${m}) * (dp${m}_${r} - dl${m}) * dsda, vis); }`
+        ).join("\n    ")
+      ).join("\n    ")
+    }
+    for (var c = 0u; c < D4; c++) {
+      ${R.map((r) => `let k${r} = ${sk.at("K", r)};`).join(" ")}
+      ${M.map((m) => `dq[${m}u * D4 + c] += ${R.map((r) => `s${m}_${r} * k${r}`).join(" + ")};`).join("\n      ")}
+    }
+    ${sk.post}
   }
-  if (valid) {
-    for (var c = 0u; c < D4; c++) ${storeRow("DQ", D, "qo", "dq[c] * SCALE")}
-  }
+  ${
+      M.map((m) =>
+        `if (i${m} < L) {
+    for (var c = 0u; c < D4; c++) { st_DQ(qo${m}, c, dq[${m}u * D4 + c] * SCALE); }
+  }`
+      ).join("\n  ")
+    }
 }`,
     nwgQ,
-    ["Q", "K", "V", "DO"],
+    ctx,
   );
   return { launches: [rows, dkv, dq], scratch: [8 * rowsN] };
 }
-

@@ -1,105 +1,109 @@
 /**
- * WGSL flash-attention forward, and the pieces the backward kernels share (constants, row loads,
- * the visibility test, soft-capping, block sizes).
+ * WGSL flash-attention forward, and the pieces the backward kernels share (tuning, constants, row
+ * loads, the visibility test, soft-capping).
  *
- * Forward: one workgroup per (batch, query head, block of BQ queries), one thread per query row. The
- * thread keeps its (pre-scaled) q row, the output accumulator and the running max / sum in private
- * memory; the workgroup streams over blocks of BK keys, staging K and V in workgroup memory, with the
- * online softmax. Key blocks that no query of the block can see (causal, sliding window) are skipped,
- * so no L×L buffer exists and causal attention does half the work.
+ * Forward: one workgroup per (batch, query head, block of BQ·TM queries); thread t owns the TM query
+ * rows q0 + k·BQ + t, keeping each (pre-scaled) q row, its output accumulator and its running max
+ * and sum in private memory. The workgroup streams over the keys BK at a time with the online
+ * softmax: the BK keys of a step are unrolled into registers (TM·BK scores), so every K or V chunk
+ * loaded serves TM rows. Key blocks no query of the block can see (causal, sliding window) are
+ * skipped, so no L×L buffer exists and causal attention does about half the work.
  *
- * Rows are held as vec4 chunks (D rounded up to D4 = ⌈D/4⌉ chunks, zero padded), so any D works;
- * shared memory per tile is 2·BK·4·D4 floats, and BK shrinks for big heads (D = 256 → BK ≤ 16).
+ * Measured on lavapipe, loads dominate (the FMAs alone run ~10x faster than the kernel): hence rows
+ * as vec4 (one load per 4 floats), TM rows a thread, and K/V read straight from storage by default
+ * (workgroup tiles, `shared`, add barriers and were slower there; they may pay on GPUs).
+ *
+ * Rows are vec4 chunks (D4 = ⌈D/4⌉ chunks, the tail zero padded), so any D works; vec4 storage
+ * arrays are used when D is a multiple of 4, scalar guarded loads otherwise.
  * @module
  */
 import { type AttentionAttrs, attentionDims, type AttentionDims } from "../engine/graph/ops/attention.ts";
-import type { TensorInfo } from "../engine/graph/types.ts";
-import { declare, grid, type KernelContext, type LowerNode, type Lowered } from "./kernel.ts";
-import { tilesForward } from "./attention_tiles.ts";
+import type { DType, TensorInfo } from "../engine/graph/types.ts";
+import { type BindingRef, grid, type KernelContext, type Launch, type LowerNode, type Lowered } from "./kernel.ts";
 
 /** Block sizes of the attention kernels (`ctx.tuned.get("attention")` may override any of them). */
 export interface AttentionTuning {
-  /** Forward and dQ: queries per workgroup (= threads). */
+  /** Forward and dQ: threads per workgroup. */
   bq: number;
-  /** Forward and dQ: keys per shared-memory tile. */
+  /** Forward and dQ: query rows per thread (a workgroup owns bq·tm queries). */
+  tm: number;
+  /** Forward and dQ: keys per step (unrolled). */
   bk: number;
-  /** dK/dV: keys per workgroup (= threads). */
+  /** dK/dV: threads per workgroup. */
   bkv: number;
-  /** dK/dV: queries per shared-memory tile. */
+  /** dK/dV: key rows per thread. */
+  tn: number;
+  /** dK/dV: queries per step (unrolled). */
   bqt: number;
-  /** Stage the streamed rows in workgroup memory (else every thread reads them from storage). */
+  /** Stage each step's rows in workgroup memory (else every thread reads them from storage). */
   shared: boolean;
-  /** Kernel form: "rows" (a thread per row, above) or "tiles" (register blocks, attention_tiles.ts). */
-  form: "rows" | "tiles";
-  /** Tiles form: query rows per forward / dQ workgroup. */
-  tq: number;
-  /** Tiles form: key rows per dK/dV workgroup. */
-  tkv: number;
-  /** Tiles form: row groups (threads = D4 · rg); 0 = chosen from D. */
-  rg: number;
 }
 
 /** Defaults, measured on lavapipe (see bench/attention.ts). */
-export const ATTENTION_DEFAULTS: AttentionTuning = {
-  bq: 32,
-  bk: 32,
-  bkv: 32,
-  bqt: 32,
-  shared: true,
-  form: "tiles",
-  tq: 8,
-  tkv: 8,
-  rg: 0,
-};
+export const ATTENTION_DEFAULTS: AttentionTuning = { bq: 32, tm: 4, bk: 8, bkv: 32, tn: 4, bqt: 8, shared: false };
 
-/** The block sizes to use for an attention of dims `d` (tile sizes clamped to workgroup memory). */
-export function attentionTuning(ctx: KernelContext, d: AttentionDims, segmented: boolean): AttentionTuning {
+/** The block sizes for an attention of dims `d`: defaults, tuned overrides, clamped to the adapter and L. */
+export function attentionTuning(ctx: KernelContext, d: AttentionDims): AttentionTuning {
   const t = { ...ATTENTION_DEFAULTS, ...(ctx.tuned.get("attention") as Partial<AttentionTuning> | undefined) };
-  const lpow = 1 << Math.ceil(Math.log2(Math.max(1, d.L)));
   const d4 = Math.ceil(d.D / 4);
-  // Two row tiles of vec4 + a few words per row must fit the workgroup storage.
-  const fit = (rows: number, perRow: number) => {
-    let r = Math.min(rows, lpow, Math.floor(ctx.maxWorkgroupStorage / (32 * d4 + perRow)));
-    r = 1 << Math.floor(Math.log2(Math.max(1, r)));
-    return r;
-  };
-  const threads = (n: number) => Math.max(1, Math.min(n, lpow, ctx.maxInvocations, 256));
-  const seg = segmented ? 4 : 0;
-  // Tiles: about 16 threads (D4 · rg), rg a power of two dividing the row blocks.
-  const rg = t.rg || Math.max(1, Math.min(t.tq, t.tkv, 1 << Math.floor(Math.log2(Math.max(1, 16 / d4)))));
-  const rows = (n: number) => Math.max(rg, Math.ceil(Math.min(n, lpow) / rg) * rg);
+  const pow2 = (n: number) => 1 << Math.floor(Math.log2(Math.max(1, n)));
+  const lpow = 1 << Math.ceil(Math.log2(Math.max(1, d.L)));
+  // Private rows per thread: keep TM·D4 (and TN·D4) at most 64 chunks (D = 256 → one row a thread).
+  const rowsPerThread = (n: number) => Math.max(1, Math.min(pow2(n), pow2(64 / d4)));
+  const tm = rowsPerThread(t.tm), tn = rowsPerThread(t.tn);
+  const threads = (n: number, per: number) =>
+    Math.max(1, Math.min(pow2(n), pow2(Math.max(1, lpow / per)), pow2(ctx.maxInvocations), 256));
+  // Shared tiles: two of `rows` vec4 rows each (+ segment ids) must fit workgroup storage.
+  const fit = (n: number) =>
+    t.shared ? Math.max(1, Math.min(n, pow2(ctx.maxWorkgroupStorage / (32 * d4 + 4)))) : Math.max(1, n);
   return {
-    ...t,
-    bq: threads(t.bq),
-    bk: fit(t.bk, seg),
-    bkv: threads(t.bkv),
-    bqt: fit(t.bqt, 8 + seg),
-    tq: rows(t.tq),
-    tkv: rows(t.tkv),
-    rg: Math.min(rg, Math.floor(ctx.maxInvocations / d4)),
+    bq: threads(t.bq, tm),
+    tm,
+    bk: fit(Math.min(t.bk, 32)),
+    bkv: threads(t.bkv, tn),
+    tn,
+    bqt: fit(Math.min(t.bqt, 32)),
+    shared: t.shared,
   };
 }
 
-/** WGSL constants and helpers common to the attention kernels. */
-export function attentionPrelude(d: AttentionDims, a: AttentionAttrs, rowBuffers: readonly string[]): string {
-  const d4 = Math.ceil(d.D / 4);
-  const even = d.D % 4 === 0;
-  const rows = rowBuffers.map((n) =>
-    even
-      ? `fn ld_${n}(o: u32, c: u32) -> vec4<f32> {
-  let x = o + 4u * c;
-  return vec4<f32>(${n}[x], ${n}[x + 1u], ${n}[x + 2u], ${n}[x + 3u]);
-}`
+/** One storage binding of an attention launch; `row` buffers hold [.., D] rows read as vec4 chunks. */
+export interface AttnBind {
+  name: string;
+  ref: BindingRef;
+  dtype?: DType;
+  row?: boolean;
+}
+
+/**
+ * The WGSL head of an attention launch: bindings (all `read_write`; row buffers as vec4 arrays when
+ * D % 4 == 0), the shape constants, per-row-buffer load / store helpers and tanh.
+ * `ld_X(o, c)` reads chunk c of the row at element offset o; `st_X(o, c, v)` writes it.
+ */
+export function attentionHead(d: AttentionDims, a: AttentionAttrs, binds: readonly AttnBind[]): string {
+  const vec = d.D % 4 === 0;
+  const decl = binds.map((x, i) => {
+    const t = x.row && vec ? "vec4<f32>" : x.dtype === "i32" ? "i32" : "f32";
+    return `@group(0) @binding(${i}) var<storage, read_write> ${x.name}: array<${t}>;`;
+  });
+  const helpers = binds.filter((x) => x.row).map(({ name: n }) =>
+    vec
+      ? `fn ld_${n}(o: u32, c: u32) -> vec4<f32> { return ${n}[(o >> 2u) + c]; }
+fn st_${n}(o: u32, c: u32, v: vec4<f32>) { ${n}[(o >> 2u) + c] = v; }`
       : `fn ld_${n}(o: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) { if (4u * c + e < D) { r[e] = ${n}[o + 4u * c + e]; } }
   return r;
+}
+fn st_${n}(o: u32, c: u32, v: vec4<f32>) {
+  for (var e = 0u; e < 4u; e++) { if (4u * c + e < D) { ${n}[o + 4u * c + e] = v[e]; } }
 }`
-  ).join("\n");
-  return `const B = ${d.B}u;
+  );
+  return `${decl.join("\n")}
+const B = ${d.B}u;
 const L = ${d.L}u;
 const D = ${d.D}u;
-const D4 = ${d4}u;
+const D4 = ${Math.ceil(d.D / 4)}u;
 const HQ = ${d.Hq}u;
 const HKV = ${d.Hkv}u;
 const GRP = ${d.Hq / d.Hkv}u;
@@ -108,7 +112,7 @@ const SOFTCAP = ${f32(a.softcap || 1)};
 const WIN = ${a.window}u;
 const NEG = -1e30;
 const HALF_NEG = -5e29;
-${rows}
+${helpers.join("\n")}
 // tanh without overflow for any |u|
 fn tanh_safe(u: f32) -> f32 {
   let t = exp(-2.0 * abs(u));
@@ -116,20 +120,35 @@ fn tanh_safe(u: f32) -> f32 {
 }`;
 }
 
-/** Stores the first D components of chunk c of a row (D need not be a multiple of 4). */
-export function storeRow(buf: string, d: number, o: string, val: string): string {
-  if (d % 4 === 0) {
-    return `{ let x = ${o} + 4u * c; let y = ${val}; ${buf}[x] = y.x; ${buf}[x + 1u] = y.y; ${buf}[x + 2u] = y.z; ${buf}[x + 3u] = y.w; }`;
-  }
-  return `{ let y = ${val}; for (var e = 0u; e < 4u; e++) { if (4u * c + e < D) { ${buf}[${o} + 4u * c + e] = y[e]; } } }`;
+/** A launch from its bindings, body and workgroup count. */
+export function attentionLaunch(
+  d: AttentionDims,
+  a: AttentionAttrs,
+  binds: readonly AttnBind[],
+  body: string,
+  workgroups: number,
+  ctx: KernelContext,
+): Launch {
+  return {
+    code: `${attentionHead(d, a, binds)}\n${body}`,
+    bindings: binds.map((x) => x.ref),
+    workgroups: grid(workgroups, ctx.maxWorkgroupsPerDim),
+  };
+}
+
+/** `@compute` entry with `t` threads and the usual builtins. */
+export function entry(t: number): string {
+  return `@compute @workgroup_size(${t})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>)`;
 }
 
 /**
- * WGSL boolean: key `j` visible from query `i` (both u32, j < L checked here); `si`, `sj` are the
- * segment ids (ignored when unsegmented).
+ * WGSL boolean: key `j` visible from query `i` (u32; both < L checked here); `si`, `sj` the segment
+ * ids (unused when unsegmented).
  */
 export function visibleExpr(a: AttentionAttrs, i: string, j: string, si: string, sj: string): string {
-  const parts = [`${j} < L`];
+  const parts = [`${i} < L`, `${j} < L`];
   if (a.causal) parts.push(`${j} <= ${i}`);
   if (a.window) parts.push(`${i} < ${j} + WIN`);
   if (a.segmented) parts.push(`${si} == ${sj}`);
@@ -142,32 +161,38 @@ export function scoreCode(a: AttentionAttrs, x: string): string {
   return `let th = tanh_safe(${x} / SOFTCAP); let s = SOFTCAP * th; let dsda = 1.0 - th * th;`;
 }
 
-/** The key range [start, end) any query of the block [q0, q0 + bq) can see, as WGSL u32 expressions. */
-export function keyRange(a: AttentionAttrs, q0: string, bq: number): { start: string; end: string } {
+/** The keys [start, end) any query of the block [q0, q0 + n) can see, as WGSL u32 expressions. */
+export function keyRange(a: AttentionAttrs, q0: string, n: number): { start: string; end: string } {
   return {
     start: a.window ? `select(0u, ${q0} + 1u - WIN, ${q0} + 1u > WIN)` : "0u",
-    end: a.causal ? `min(L, ${q0} + ${bq}u)` : "L",
+    end: a.causal ? `min(L, ${q0} + ${n}u)` : "L",
   };
 }
 
-/** Workgroup tiles of `rows` vec4 rows named `names` (and `segt` when segmented). */
-export function tileDecl(names: readonly string[], rows: number, d: number, segmented: boolean): string {
-  const n = rows * Math.ceil(d / 4);
-  return [...names.map((x) => `var<workgroup> ${x}: array<vec4<f32>, ${n}>;`), segmented ? `var<workgroup> segt: array<i32, ${rows}>;` : ""].join("\n");
-}
-
 /**
- * Cooperative load of K and V rows [r0, r0 + rows) of kv head `hk` into tiles kt, vt (and segment ids
- * into segt), by `threads` threads, then a barrier. Rows past L repeat row L - 1 (masked anyway).
+ * Code for the rows [r0, r0 + n) streamed in one step (keys for forward/dQ, queries for dK/dV):
+ * `pre` computes element offsets `ro<r>` (and loads the tiles when shared), `at(buf, r)` reads chunk
+ * c of row r of buffer `buf`, `post` ends the step.
  */
-export function tileLoad(a: AttentionAttrs, r0: string, rows: string, threads: string): string {
-  return `for (var e = lid.x; e < ${rows} * D4; e += ${threads}) {
-      let ko = ((b * L + min(${r0} + e / D4, L - 1u)) * HKV + hk) * D;
-      kt[e] = ld_K(ko, e % D4);
-      vt[e] = ld_V(ko, e % D4);
+export function stepRows(
+  shared: boolean,
+  n: number,
+  r0: string,
+  offset: (row: string) => string,
+  bufs: readonly string[],
+  threads: number,
+): { decl: string; pre: string; at: (buf: string, r: number) => string; post: string } {
+  const R = [...Array(n).keys()];
+  const offs = R.map((r) => `let ro${r} = ${offset(`min(${r0} + ${r}u, L - 1u)`)};`).join("\n    ");
+  if (!shared) return { decl: "", pre: offs, at: (buf, r) => `ld_${buf}(ro${r}, c)`, post: "" };
+  const decl = bufs.map((b) => `var<workgroup> t_${b}: array<vec4<f32>, ${n}u * D4>;`).join("\n");
+  const pre = `${offs}
+    for (var e = lid.x; e < ${n}u * D4; e += ${threads}u) {
+      let ro = ${offset(`min(${r0} + e / D4, L - 1u)`)};
+      ${bufs.map((b) => `t_${b}[e] = ld_${b}(ro, e % D4);`).join("\n      ")}
     }
-    ${a.segmented ? `for (var e = lid.x; e < ${rows}; e += ${threads}) { segt[e] = SEG[b * L + min(${r0} + e, L - 1u)]; }` : ""}
     workgroupBarrier();`;
+  return { decl, pre, at: (buf, r) => `t_${buf}[${r}u * D4 + c]`, post: "workgroupBarrier();" };
 }
 
 /** A float as a WGSL f32 literal. */
@@ -176,105 +201,93 @@ export function f32(x: number): string {
   return /[.e]/.test(s) ? s : `${s}.0`;
 }
 
-/** Splits the inputs of an attention-family node: q, k, v, and the segments info if any. */
-export function attentionInputs(inputs: readonly TensorInfo[], a: AttentionAttrs, segAt: number) {
-  const seg = a.segmented ? inputs[segAt] : undefined;
-  return { dims: attentionDims(inputs[0], inputs[1], inputs[2], seg), seg };
+/** Dims of an attention-family node from q, k, v and (if segmented) the segments input at `segAt`. */
+export function nodeDims(inputs: readonly TensorInfo[], a: AttentionAttrs, segAt: number): AttentionDims {
+  return attentionDims(inputs[0], inputs[1], inputs[2], a.segmented ? inputs[segAt] : undefined);
 }
+
+/** `n` numbers 0..n-1. */
+export const range = (n: number): number[] => [...Array(n).keys()];
 
 /** Lowering of `attention`: q, k, v[, segments] → o, lse (one launch). */
 export function lowerAttention(node: LowerNode<AttentionAttrs>, ctx: KernelContext): Lowered {
   const a = node.attrs;
-  const { dims } = attentionInputs(node.inputs, a, 3);
-  const tune = attentionTuning(ctx, dims, a.segmented);
-  if (tune.form === "tiles") return { launches: [tilesForward(dims, a, { rows: tune.tq, rg: tune.rg }, ctx)] };
-  const { bq, bk, shared } = tune;
-  const kAt = shared ? "kt[r * D4 + c]" : "ld_K(kro, c)";
-  const vAt = shared ? "vt[r * D4 + c]" : "ld_V(kro, c)";
-  const segAt = shared ? "segt[r]" : "SEG[b * L + min(j, L - 1u)]";
-  const kRow = shared ? "" : "let kro = ((b * L + min(kb + r, L - 1u)) * HKV + hk) * D;";
-  const nqb = Math.ceil(dims.L / bq);
-  const nwg = nqb * dims.Hq * dims.B;
-  const kr = keyRange(a, "q0", bq);
-  const binds: [string, "f32" | "i32"][] = [["Q", "f32"], ["K", "f32"], ["V", "f32"]];
-  if (a.segmented) binds.push(["SEG", "i32"]);
-  binds.push(["O", "f32"], ["LSE", "f32"]);
-  const code = `${declare(binds)}
-${attentionPrelude(dims, a, ["Q", "K", "V"])}
-const BQ = ${bq}u;
-const BK = ${bk}u;
-${shared ? tileDecl(["kt", "vt"], bk, dims.D, a.segmented) : ""}
-
-@compute @workgroup_size(${bq})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+  const d = nodeDims(node.inputs, a, 3);
+  const { bq, tm, bk, shared } = attentionTuning(ctx, d);
+  const nq = bq * tm;
+  const nqb = Math.ceil(d.L / nq);
+  const nwg = nqb * d.Hq * d.B;
+  const kr = keyRange(a, "q0", nq);
+  const M = range(tm), R = range(bk);
+  const binds: AttnBind[] = [
+    { name: "Q", ref: { input: 0 }, row: true },
+    { name: "K", ref: { input: 1 }, row: true },
+    { name: "V", ref: { input: 2 }, row: true },
+  ];
+  if (a.segmented) binds.push({ name: "SEG", ref: { input: 3 }, dtype: "i32" });
+  binds.push({ name: "O", ref: { output: 0 }, row: true }, { name: "LSE", ref: { output: 1 } });
+  const st = stepRows(shared, bk, "kb", (j) => `((b * L + ${j}) * HKV + hk) * D`, ["K", "V"], bq);
+  const body = `const BQ = ${bq}u;
+${st.decl}
+${entry(bq)} {
   let w = wid.x + wid.y * nwg.x;
   if (w >= ${nwg}u) { return; }
-  let q0 = (w % ${nqb}u) * BQ;
+  let q0 = (w % ${nqb}u) * ${nq}u;
   let h = (w / ${nqb}u) % HQ;
-  let b = w / ${nqb * dims.Hq}u;
+  let b = w / ${nqb * d.Hq}u;
   let hk = h / GRP;
-  let i = q0 + lid.x;
-  let valid = i < L;
-  let ii = min(i, L - 1u);
-  let qo = ((b * L + ii) * HQ + h) * D;
-  var q: array<vec4<f32>, D4>;
-  var acc: array<vec4<f32>, D4>;
+  var q: array<vec4<f32>, ${tm}u * D4>;
+  var acc: array<vec4<f32>, ${tm}u * D4>;
+  ${M.map((k) => `let i${k} = q0 + ${k}u * BQ + lid.x;
+  let qo${k} = ((b * L + min(i${k}, L - 1u)) * HQ + h) * D;
+  var m${k} = NEG;
+  var l${k} = 0.0;
+  ${a.segmented ? `let si${k} = SEG[b * L + min(i${k}, L - 1u)];` : ""}`).join("\n  ")}
   for (var c = 0u; c < D4; c++) {
-    q[c] = ld_Q(qo, c) * SCALE;
-    acc[c] = vec4<f32>(0.0);
+    ${M.map((k) => `q[${k}u * D4 + c] = ld_Q(qo${k}, c) * SCALE; acc[${k}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
   }
-  ${a.segmented ? "let si = SEG[b * L + ii];" : ""}
-  var m = NEG;
-  var l = 0.0;
-  var sc: array<f32, ${bk}>;
   let kEnd = ${kr.end};
-  for (var kb = (${kr.start} / BK) * BK; kb < kEnd; kb += BK) {
-    ${shared ? tileLoad(a, "kb", "BK", "BQ") : ""}
-    // S = q·Kᵀ for the block, q chunk outer so each chunk is loaded once per block.
-    for (var r = 0u; r < BK; r++) { sc[r] = 0.0; }
+  for (var kb = ${kr.start}; kb < kEnd; kb += ${bk}u) {
+    ${st.pre}
+    // S = Q·Kᵀ for the step: TM×BK scores in registers; each K chunk loaded once for TM rows.
+    ${M.map((k) => R.map((r) => `var s${k}_${r} = 0.0;`).join(" ")).join("\n    ")}
     for (var c = 0u; c < D4; c++) {
-      let qc = q[c];
-      for (var r = 0u; r < BK; r++) {
-        ${kRow}
-        sc[r] += dot(qc, ${kAt});
+      ${M.map((k) => `let q${k} = q[${k}u * D4 + c];`).join(" ")}
+      ${R.map((r) => `{ let kc = ${st.at("K", r)}; ${M.map((k) => `s${k}_${r} += dot(q${k}, kc);`).join(" ")} }`).join("\n      ")}
+    }
+    // Mask, soft-cap, online softmax (masked keys get p = 0; a row that sees nothing stays 0).
+    ${a.segmented ? R.map((r) => `let sj${r} = SEG[b * L + min(kb + ${r}u, L - 1u)];`).join(" ") : ""}
+    ${
+    M.map((k) =>
+      `var mb${k} = m${k};
+    ${
+        R.map((r) =>
+          `{ ${scoreCode(a, `s${k}_${r}`)} s${k}_${r} = select(NEG, s, ${
+            visibleExpr(a, `i${k}`, `kb + ${r}u`, `si${k}`, `sj${r}`)
+          }); mb${k} = max(mb${k}, s${k}_${r}); }`
+        ).join("\n    ")
       }
-    }
-    var mb = m;
-    for (var r = 0u; r < BK; r++) {
-      let j = kb + r;
-      ${scoreCode(a, "sc[r]")}
-      let x = select(NEG, s, valid && ${visibleExpr(a, "i", "j", "si", segAt)});
-      sc[r] = x;
-      mb = max(mb, x);
-    }
-    // Online softmax: rescale, then O += P·V (masked keys get p = 0; an all-masked row stays 0).
-    let alpha = exp(m - mb);
-    l = l * alpha;
-    for (var r = 0u; r < BK; r++) {
-      let p = select(0.0, exp(sc[r] - mb), sc[r] > HALF_NEG);
-      sc[r] = p;
-      l += p;
-    }
-    for (var c = 0u; c < D4; c++) {
-      var o = acc[c] * alpha;
-      for (var r = 0u; r < BK; r++) {
-        ${kRow}
-        o += sc[r] * ${vAt};
-      }
-      acc[c] = o;
-    }
-    m = mb;
-    ${shared ? "workgroupBarrier();" : ""}
+    let al${k} = exp(m${k} - mb${k});
+    m${k} = mb${k};
+    l${k} = l${k} * al${k};
+    ${R.map((r) => `let p${k}_${r} = select(0.0, exp(s${k}_${r} - mb${k}), s${k}_${r} > HALF_NEG); l${k} += p${k}_${r};`).join("\n    ")}`
+    ).join("\n    ")
   }
-  if (valid) {
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var c = 0u; c < D4; c++) ${storeRow("O", dims.D, "qo", "acc[c] * inv")}
-    LSE[(b * HQ + h) * L + i] = select(0.0, m + log(l), l > 0.0);
+    for (var c = 0u; c < D4; c++) {
+      ${R.map((r) => `let v${r} = ${st.at("V", r)};`).join(" ")}
+      ${M.map((k) => `acc[${k}u * D4 + c] = acc[${k}u * D4 + c] * al${k} + ${R.map((r) => `p${k}_${r} * v${r}`).join(" + ")};`).join("\n      ")}
+    }
+    ${st.post}
+  }
+  ${
+    M.map((k) =>
+      `if (i${k} < L) {
+    let inv = select(0.0, 1.0 / l${k}, l${k} > 0.0);
+    for (var c = 0u; c < D4; c++) { st_O(qo${k}, c, acc[${k}u * D4 + c] * inv); }
+    LSE[(b * HQ + h) * L + i${k}] = select(0.0, m${k} + log(l${k}), l${k} > 0.0);
+  }`
+    ).join("\n  ")
   }
 }`;
-  const bindings = [{ input: 0 }, { input: 1 }, { input: 2 }, ...(a.segmented ? [{ input: 3 }] : []), { output: 0 }, {
-    output: 1,
-  }];
-  return { launches: [{ code, bindings, workgroups: grid(nwg, ctx.maxWorkgroupsPerDim) }] };
+  return { launches: [attentionLaunch(d, a, binds, body, nwg, ctx)] };
 }

@@ -4,7 +4,7 @@
  * the naive baseline (one thread per output element) it is benchmarked against.
  * @module
  */
-import { matmulDims, type MatmulAttrs } from "../engine/graph/ops/matmul.ts";
+import { type MatmulAttrs, type MatmulDims, matmulDims } from "../engine/graph/ops/matmul.ts";
 import { numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
 import { declare, grid, type KernelContext, type Launch, loadF32, type Lowering, storeF32 } from "./kernel.ts";
 import { lowerings as castLowerings } from "./cast.ts";
@@ -69,14 +69,16 @@ export type AdapterKind = "cpu" | "gpu";
  * The shape class of a matmul, the key its tuned config is stored under in `ctx.tuned`:
  * `matmul:<size>:<layout>:<dtypeA>.<dtypeB>:<align>` where size is `rows` (M < 8, e.g. decoding),
  * `cols` (N < 8), else `s`/`m`/`l` by M·N·K (< 128³, < 512³, larger); layout is `nn`/`nt`/`tn`/`tt`
- * (transA, transB); align is `a4` when M, N and K are multiples of 4, else `a1`.
+ * (transA, transB); align is `a4` when the axes 4-wide loads run along are multiples of 4 (K, and M
+ * for Aᵀ, N for B), else `a1`.
  */
 export function matmulShapeClass(a: TensorInfo, b: TensorInfo, attrs: MatmulAttrs): string {
   const { M, K, N } = matmulDims(a, b, attrs);
   const work = M * N * K;
   const size = M < 8 ? "rows" : N < 8 ? "cols" : work < 2 ** 21 ? "s" : work < 2 ** 27 ? "m" : "l";
   const layout = `${attrs.transA ? "t" : "n"}${attrs.transB ? "t" : "n"}`;
-  const align = M % 4 === 0 && N % 4 === 0 && K % 4 === 0 ? "a4" : "a1";
+  const vecDims = [K, ...(attrs.transA ? [M] : []), ...(attrs.transB ? [] : [N])];
+  const align = vecDims.every((d) => d % 4 === 0) ? "a4" : "a1";
   return `matmul:${size}:${layout}:${a.dtype}.${b.dtype}:${align}`;
 }
 
@@ -86,33 +88,27 @@ function cfg(wgX: number, wgY: number, tm: number, tn: number, tk = 0, vec = tk 
 }
 
 /**
- * The untuned default config for a shape class on an adapter kind.
+ * The untuned default config of a matmul on an adapter kind.
  *
  * Software adapters (lavapipe): every load whose address differs between invocations costs a loop
  * over the SIMD lanes there, so the fastest form is the largest register block that compiles in
- * reasonable time (32×32: ~1 s), read straight from storage with 4-wide loads, one SIMD batch (8
- * threads) a workgroup; smaller blocks for smaller problems so that both cores get work.
- * GPUs: the classic workgroup-memory tiling.
+ * reasonable time (32×32: ~2 s once, then the shader cache), read straight from storage with 4-wide
+ * loads, one SIMD batch (8 threads) a workgroup, shrunk to fit small M/N and keep both cores busy.
+ * GPUs: the classic workgroup-memory tiling, or a thread a column for few rows.
  */
-export function defaultMatmulConfig(kind: AdapterKind, shapeClass: string): MatmulConfig {
-  const size = shapeClass.split(":")[1];
-  if (kind === "cpu") {
-    switch (size) {
-      case "rows":
-        return cfg(8, 1, 1, 16);
-      case "cols":
-        return cfg(1, 8, 16, 4);
-      case "s":
-        return cfg(8, 1, 8, 8);
-      case "m":
-        return cfg(8, 1, 16, 16);
-      default:
-        return cfg(8, 1, 32, 32);
-    }
+export function defaultMatmulConfig(kind: AdapterKind, { M, N, batch }: MatmulDims): MatmulConfig {
+  if (kind === "gpu") {
+    if (M < 8) return cfg(64, 1, 1, 4);
+    if (N < 8) return cfg(1, 64, 4, 1);
+    return M * N < 2 ** 16 ? cfg(8, 8, 4, 4, 8) : cfg(16, 16, 4, 4, 16);
   }
-  if (size === "rows") return cfg(64, 1, 1, 4);
-  if (size === "cols") return cfg(1, 64, 4, 1);
-  return size === "s" ? cfg(8, 8, 4, 4, 8) : cfg(16, 16, 4, 4, 16);
+  if (N < 8) return cfg(1, 8, M >= 128 ? 16 : 4, Math.min(N, 4));
+  let tn = [32, 16, 8, 4].find((t) => 8 * t <= Math.max(N, 32))!;
+  let tm = [32, 16, 8, 4, 1].find((t) => t <= M)!;
+  const groups = (r: number, c: number) => Math.ceil(M / r) * Math.ceil(N / (8 * c)) * numel(batch);
+  while (groups(tm, tn) < 4 && tm > 4) tm /= 2;
+  while (groups(tm, tn) < 4 && tn > 4) tn /= 2;
+  return cfg(8, 1, tm, tn);
 }
 
 /** The configs the tuner tries on an adapter kind (each checked against `ctx` limits before use). */
@@ -130,7 +126,13 @@ export function matmulCandidates(kind: AdapterKind): MatmulConfig[] {
     cfg(1, 8, 16, 4),
     cfg(8, 1, 16, 16, 0, false),
   ];
-  const tiled = [cfg(16, 16, 4, 4, 16), cfg(16, 16, 4, 4, 8), cfg(8, 8, 4, 4, 8), cfg(16, 8, 8, 4, 16), cfg(8, 8, 8, 8, 8)];
+  const tiled = [
+    cfg(16, 16, 4, 4, 16),
+    cfg(16, 16, 4, 4, 8),
+    cfg(8, 8, 4, 4, 8),
+    cfg(16, 8, 8, 4, 16),
+    cfg(8, 8, 8, 8, 8),
+  ];
   const gpuReg = [cfg(16, 16, 4, 4), cfg(64, 1, 1, 4), cfg(1, 64, 4, 1), cfg(16, 16, 2, 2)];
   return kind === "cpu" ? [...reg, ...tiled] : [...tiled, ...gpuReg, ...reg.slice(3)];
 }
@@ -141,7 +143,7 @@ export function pickMatmulConfig(a: TensorInfo, b: TensorInfo, attrs: MatmulAttr
   const tuned = ctx.tuned.get(cls) as MatmulConfig | undefined;
   if (tuned && !configProblem(tuned, ctx)) return tuned;
   const kind = (ctx.tuned.get(ADAPTER_KIND_KEY) as AdapterKind | undefined) ?? "cpu";
-  const def = defaultMatmulConfig(kind, cls);
+  const def = defaultMatmulConfig(kind, matmulDims(a, b, attrs));
   return configProblem(def, ctx) ? { wgX: 8, wgY: 8, tm: 2, tn: 2, tk: 0, vec: false } : def;
 }
 

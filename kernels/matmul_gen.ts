@@ -15,9 +15,17 @@
  * contiguous axis divisible by 4): along K for A / Bᵀ, along M/N for Aᵀ / B.
  * @module
  */
-import { matmulDims, type MatmulAttrs } from "../engine/graph/ops/matmul.ts";
+import { type MatmulAttrs, matmulDims } from "../engine/graph/ops/matmul.ts";
 import { type DType, numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
-import { type BindingRef, grid, type KernelContext, loadF32, type Lowered, storeF32, wgslStorageType } from "./kernel.ts";
+import {
+  type BindingRef,
+  grid,
+  type KernelContext,
+  loadF32,
+  type Lowered,
+  storeF32,
+  wgslStorageType,
+} from "./kernel.ts";
 
 /** Tuning parameters of the matmul kernel. */
 export interface MatmulConfig {
@@ -135,8 +143,22 @@ export function generateMatmul(
   const BM = wgY * tm, BN = wgX * tn;
   const tilesN = Math.ceil(N / BN), tilesM = Math.ceil(M / BM);
   const T = tilesN * tilesM * nb;
-  const A: Access = { name: "A", dtype: a.dtype, so: attrs.transA ? 1 : K, sk: attrs.transA ? M : 1, dim: M, mode: "none" };
-  const B: Access = { name: "B", dtype: b.dtype, so: attrs.transB ? K : 1, sk: attrs.transB ? 1 : N, dim: N, mode: "none" };
+  const A: Access = {
+    name: "A",
+    dtype: a.dtype,
+    so: attrs.transA ? 1 : K,
+    sk: attrs.transA ? M : 1,
+    dim: M,
+    mode: "none",
+  };
+  const B: Access = {
+    name: "B",
+    dtype: b.dtype,
+    so: attrs.transB ? K : 1,
+    sk: attrs.transB ? 1 : N,
+    dim: N,
+    mode: "none",
+  };
   const useVec = cfg.vec && !tk;
   for (const [x, R] of [[A, tm], [B, tn]] as const) {
     if (!useVec || !vectorizable(x.dtype)) continue;
@@ -180,9 +202,11 @@ export function generateMatmul(
       const vals: string[][] = Array.from({ length: R }, () => []);
       if (x.mode === "k") {
         for (let r = 0; r < R; r++) {
-          const l = load4(x, `v${p}${r}`, `${p}${r} + k`);
-          l.lines.forEach((s) => L(`  ${s}`));
-          vals[r] = l.vals;
+          for (let u = 0; u < ku; u += 4) {
+            const l = load4(x, `v${p}${r}_${u}`, `${p}${r} + k${u ? ` + ${u}u` : ""}`);
+            l.lines.forEach((s) => L(`  ${s}`));
+            vals[r].push(...l.vals);
+          }
         }
       } else if (x.mode === "o") {
         for (let kk = 0; kk < ku; kk++) {
@@ -196,7 +220,9 @@ export function generateMatmul(
         for (let kk = 0; kk < ku; kk++) {
           for (let r = 0; r < R; r++) {
             const kx = kk ? `k + ${kk}u` : "k";
-            L(`  let s${p}${r}_${kk} = ${loadF32(x.name, x.dtype, `${p}${r} + ${x.sk === 1 ? kx : `(${kx}) * ${x.sk}u`}`)};`);
+            L(`  let s${p}${r}_${kk} = ${
+              loadF32(x.name, x.dtype, `${p}${r} + ${x.sk === 1 ? kx : `(${kx}) * ${x.sk}u`}`)
+            };`);
             vals[r][kk] = `s${p}${r}_${kk}`;
           }
         }
@@ -207,13 +233,20 @@ export function generateMatmul(
       if (to <= 0 && from === "0u") return;
       body.push(`  for (var k = ${from}; k < ${to}u; k += ${ku}u) {`);
       const av = loads(A, "pa", tm, ku), bv = loads(B, "pb", tn, ku);
-      for (let kk = 0; kk < ku; kk++) fmas((i) => av[i][kk], (j) => bv[j][kk]);
+      // k innermost: each accumulator is read and written once a group (they spill on CPUs).
+      for (let i = 0; i < tm; i++) {
+        for (let j = 0; j < tn; j++) {
+          let e = `c${i}_${j}`;
+          for (let kk = 0; kk < ku; kk++) e = `fma(${av[i][kk]}, ${bv[j][kk]}, ${e})`;
+          L(`  c${i}_${j} = ${e};`);
+        }
+      }
       L(`}`);
     };
     // Vector loads along k need K % 4 == 0, so only the scalar or outer-vector forms have a tail.
     const K4 = K - (K % KU);
     loop("0u", K4, KU);
-    if (K4 < K) loop(`${K4}u`, K, 1);
+    if (K4 < K) loop(`${K4}u`, K, A.mode === "k" || B.mode === "k" ? 4 : 1);
   } else {
     // Workgroup-memory tiles: As[kk][m] (BM×tk), Bs[kk][n] (tk×BN), loaded by all threads.
     const nth = wgX * wgY;
@@ -228,7 +261,9 @@ export function generateMatmul(
         const guard = (s + 1) * nth > n ? `if (${e} < ${n}u) ` : "";
         L(`  ${guard}{`);
         L(`    let o = ${o}; let kk = ${kk}; let go = ${base} + o; let gk = k0 + kk;`);
-        const idx = `${x.name === "A" ? "oa" : "ob"} + min(go, ${x.dim - 1}u) * ${x.so}u + min(gk, ${K - 1}u) * ${x.sk}u`;
+        const idx = `${x.name === "A" ? "oa" : "ob"} + min(go, ${x.dim - 1}u) * ${x.so}u + min(gk, ${
+          K - 1
+        }u) * ${x.sk}u`;
         L(`    ${sh}[kk * ${O}u + o] = select(0.0, ${loadF32(x.name, x.dtype, idx)}, go < ${x.dim}u && gk < ${K}u);`);
         L(`  }`);
       }
@@ -257,7 +292,9 @@ export function generateMatmul(
     } else {
       for (let j = 0; j < tn; j++) {
         const c = `cb + ${colOf(j)}`;
-        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${storeF32("C", out.dtype, `oc + r${i} * ${N}u + ${c}`, `c${i}_${j}`)} }`);
+        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${
+          storeF32("C", out.dtype, `oc + r${i} * ${N}u + ${c}`, `c${i}_${j}`)
+        } }`);
       }
     }
   }

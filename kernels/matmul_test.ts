@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { hasGpu, openGpu } from "../engine/gpu/device.ts";
-import { gpuContext, matmulError, type MatmulProblem, matmulProblem, matmulRun, problemInfo } from "../engine/exec/tuner.ts";
+import {
+  gpuContext,
+  matmulError,
+  type MatmulProblem,
+  matmulProblem,
+  matmulRun,
+  problemInfo,
+} from "../engine/exec/tuner.ts";
 import {
   ADAPTER_KIND_KEY,
   configLabel,
@@ -35,14 +42,25 @@ Deno.test("matmul: the tuned entry wins, unusable entries fall back to the adapt
   const p = matmulProblem(512, 512, 512);
   const ctx = ctxOf("cpu");
   const cls = matmulShapeClass(p.a, p.b, p.attrs);
-  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, ctx), defaultMatmulConfig("cpu", cls));
+  const dims = { batch: [], M: 512, N: 512, K: 512 };
+  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, ctx), defaultMatmulConfig("cpu", dims));
   const mine: MatmulConfig = { wgX: 4, wgY: 2, tm: 2, tn: 8, tk: 0, vec: true };
   ctx.tuned.set(cls, mine);
   assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, ctx), mine);
   ctx.tuned.set(cls, { ...mine, wgX: 1024 }); // more threads than the adapter allows
-  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, ctx), defaultMatmulConfig("cpu", cls));
+  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, ctx), defaultMatmulConfig("cpu", dims));
   const g = ctxOf("gpu");
-  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, g), defaultMatmulConfig("gpu", cls));
+  assert.deepEqual(pickMatmulConfig(p.a, p.b, p.attrs, g), defaultMatmulConfig("gpu", dims));
+});
+
+Deno.test("matmul: cpu defaults shrink the block to the problem and keep several workgroups", () => {
+  const d = (M: number, N: number, batch: number[] = []) => defaultMatmulConfig("cpu", { batch, M, N, K: 64 });
+  assert.deepEqual([d(1024, 1024).tm, d(1024, 1024).tn], [32, 32]);
+  assert.deepEqual([d(1, 4096).tm, d(1, 4096).tn], [1, 32]);
+  assert.deepEqual([d(64, 64).tm, d(64, 64).tn], [16, 8]);
+  assert.deepEqual([d(37, 3).wgX, d(37, 3).tn], [1, 3]);
+  const small = d(16, 16, [2]);
+  assert.ok(Math.ceil(16 / small.tm) * Math.ceil(16 / (8 * small.tn)) * 2 >= 4);
 });
 
 Deno.test("matmul: configs the adapter cannot run are refused with the reason", () => {
@@ -57,8 +75,14 @@ Deno.test("matmul: configs the adapter cannot run are refused with the reason", 
 const mixed: [string, MatmulProblem][] = [
   ["f32 · bf16ᵀ weight, aligned", matmulProblem(12, 20, 24, { transB: true, dtypeB: "bf16" })],
   ["f32 · bf16ᵀ weight, odd", matmulProblem(7, 9, 13, { transB: true, dtypeB: "bf16" })],
-  ["f16ᵀ · f32, aligned, batched B broadcast", matmulProblem(16, 8, 12, { transA: true, dtypeA: "f16", batch: [3], bBatch: false })],
-  ["bf16ᵀ · f16ᵀ, odd, batched", matmulProblem(5, 11, 6, { transA: true, transB: true, dtypeA: "bf16", dtypeB: "f16", batch: [2] })],
+  [
+    "f16ᵀ · f32, aligned, batched B broadcast",
+    matmulProblem(16, 8, 12, { transA: true, dtypeA: "f16", batch: [3], bBatch: false }),
+  ],
+  [
+    "bf16ᵀ · f16ᵀ, odd, batched",
+    matmulProblem(5, 11, 6, { transA: true, transB: true, dtypeA: "bf16", dtypeB: "f16", batch: [2] }),
+  ],
   ["f16 · f16, aligned", matmulProblem(20, 16, 8, { dtypeA: "f16", dtypeB: "f16" })],
 ];
 const configs: MatmulConfig[] = [

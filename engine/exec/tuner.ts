@@ -13,15 +13,15 @@
  */
 import "../graph/ops/matmul.ts";
 import { getOp } from "../graph/op.ts";
-import { matmulDims, type MatmulAttrs } from "../graph/ops/matmul.ts";
+import { type MatmulAttrs, matmulDims } from "../graph/ops/matmul.ts";
 import { type DType, numel, type TensorInfo } from "../graph/types.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { KernelContext, Lowered } from "../../kernels/kernel.ts";
 import {
   configLabel,
   generateMatmul,
-  type MatmulConfig,
   matmulCandidates,
+  type MatmulConfig,
   matmulShapeClass,
   pickMatmulConfig,
 } from "../../kernels/matmul.ts";
@@ -57,7 +57,11 @@ export function problemInfo(p: MatmulProblem): { out: TensorInfo; flops: number;
   const { batch, M, K, N } = matmulDims(p.a, p.b, p.attrs);
   const shape = [...batch, M, N];
   const t = `${p.attrs.transA ? "ᵀ" : ""}·[${p.b.shape}]${p.attrs.transB ? "ᵀ" : ""}`;
-  return { out: { shape, dtype: "f32" }, flops: 2 * numel(shape) * K, label: `[${p.a.shape}] ${p.a.dtype}${t} ${p.b.dtype}` };
+  return {
+    out: { shape, dtype: "f32" },
+    flops: 2 * numel(shape) * K,
+    label: `[${p.a.shape}] ${p.a.dtype}${t} ${p.b.dtype}`,
+  };
 }
 
 /** Kernel context of a bare GPU (no tuned entries but its adapter kind). */
@@ -150,7 +154,10 @@ export async function matmulRun(gpu: Gpu, problem: MatmulProblem, lowered: Lower
     },
     async read() {
       const bytes = numel(out.shape) * 4;
-      const rd = dev.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const rd = dev.createBuffer({
+        size: Math.max(16, Math.ceil(bytes / 16) * 16),
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
       const enc = dev.createCommandEncoder();
       enc.copyBufferToBuffer(C, 0, rd, 0, rd.size);
       dev.queue.submit([enc.finish()]);
@@ -215,15 +222,21 @@ export interface Timing {
 }
 
 /**
- * ms per dispatch of `run`: after two warm-up dispatches (skipped when `warm` gives the ms of one
- * already made after compiling), `trials` submits of about `targetMs` each (several dispatches a submit when one is shorter). The best is the number least disturbed by other
+ * ms per dispatch of `run`: after two warm-up dispatches (skipped when `warm` gives the ms of one made
+ * after compiling), `trials` submits of about `targetMs` each, several dispatches a submit when one is
+ * shorter, less the round trip of an empty submit. The best is the number least disturbed by other
  * work on the machine; the median is reported beside it.
  */
 export async function timeDispatch(run: MatmulRun, targetMs = 200, trials = 3, warm?: number): Promise<Timing> {
   const first = warm ?? (await run.run(1), await run.run(1)); // the very first may include compiling
-  const reps = Math.max(1, Math.min(1000, Math.round(targetMs / Math.max(first, 0.01))));
+  let trip = Infinity; // an empty submit's round trip, taken off each timed submit
+  for (let i = 0; i < 3; i++) trip = Math.min(trip, await run.run(0));
+  const reps = Math.max(1, Math.min(1000, Math.round(targetMs / Math.max(first - trip, 0.01))));
   const ts: number[] = [];
-  for (let t = 0; t < trials; t++) ts.push((await run.run(reps)) / reps);
+  for (let t = 0; t < trials; t++) {
+    const ms = await run.run(reps);
+    ts.push(Math.max(ms - trip, ms / 2) / reps);
+  }
   ts.sort((x, y) => x - y);
   return { best: ts[0], median: ts[Math.floor(ts.length / 2)], first };
 }
@@ -284,9 +297,13 @@ type Tunable = Gpu | { gpu: Gpu; ctx: KernelContext };
  * problem itself, keeps the fastest (its output checked on sampled entries), stores it in the
  * executor's `ctx.tuned` when given one, and in the cache file (unless `save` is false).
  */
-export async function tuneMatmul(target: Tunable, problems: MatmulProblem[], opts: TuneOptions = {}): Promise<TuneResult[]> {
-  const gpu = "device" in target ? target : target.gpu;
-  const ctx = "device" in target ? gpuContext(gpu) : target.ctx;
+export async function tuneMatmul(
+  target: Tunable,
+  problems: MatmulProblem[],
+  opts: TuneOptions = {},
+): Promise<TuneResult[]> {
+  const gpu = "ctx" in target ? target.gpu : target;
+  const ctx = "ctx" in target ? target.ctx : gpuContext(gpu);
   const candidates = opts.candidates ?? matmulCandidates(adapterKind(gpu));
   const log = opts.log ?? (() => {});
   const results: TuneResult[] = [];
@@ -318,7 +335,9 @@ export async function tuneMatmul(target: Tunable, problems: MatmulProblem[], opt
         run = await matmulRun(gpu, p, generateMatmul([p.a, p.b], out, p.attrs, cfg, ctx));
         await run.run(1); // compiles on software adapters
         const probe = await run.run(1);
-        if (best && probe > 3 * best.ms + 30) throw new Error(`slow: ${probe.toFixed(1)} ms vs best ${best.ms.toFixed(1)} ms`);
+        if (best && probe > 3 * best.ms + 30) {
+          throw new Error(`slow: ${probe.toFixed(1)} ms vs best ${best.ms.toFixed(1)} ms`);
+        }
         trial.ms = (await timeDispatch(run, opts.targetMs ?? 150, opts.trials ?? 3, probe)).best;
         if (!best || trial.ms < best.ms) best = { cfg, ms: trial.ms };
         log(`${cls} ${configLabel(cfg)}: ${trial.ms.toFixed(2)} ms, ${(flops / trial.ms / 1e6).toFixed(2)} GFLOPS`);
@@ -336,9 +355,16 @@ export async function tuneMatmul(target: Tunable, problems: MatmulProblem[], opt
     const err = unbatched || flops < 2 ** 28 ? await matmulError(run, p, unbatched ? 256 : 0) : 0;
     run.destroy();
     if (!(err <= 1e-3)) throw new Error(`tuned matmul ${configLabel(best.cfg)} is wrong on ${label}: error ${err}`);
-    results.push({ shapeClass: cls, problem: label, best: best.cfg, ms: best.ms, gflops: flops / best.ms / 1e6, trials });
+    results.push({
+      shapeClass: cls,
+      problem: label,
+      best: best.cfg,
+      ms: best.ms,
+      gflops: flops / best.ms / 1e6,
+      trials,
+    });
     saved[cls] = best.cfg;
-    if (!("device" in target)) target.ctx.tuned.set(cls, best.cfg);
+    if ("ctx" in target) target.ctx.tuned.set(cls, best.cfg);
   }
   if (opts.save !== false && Object.keys(saved).length) {
     await saveTuning(gpu.adapterName, saved, typeof opts.save === "string" ? opts.save : tuningPath());
@@ -349,4 +375,21 @@ export async function tuneMatmul(target: Tunable, problems: MatmulProblem[], opt
 /** The config the lowering would use for `p` on `ctx` now (tuned or default). */
 export function currentConfig(p: MatmulProblem, ctx: KernelContext): MatmulConfig {
   return pickMatmulConfig(p.a, p.b, p.attrs, ctx);
+}
+
+if (import.meta.main) {
+  // deno run -A --unstable-webgpu engine/exec/tuner.ts [size ...]: tunes square matmuls of each size in
+  // the nn, nt and tn layouts (f32) and saves the results for this adapter.
+  const { openGpu } = await import("../gpu/device.ts");
+  const gpu = await openGpu();
+  const sizes = Deno.args.length ? Deno.args.map(Number) : [256, 1024];
+  const problems = sizes.flatMap((s) => [
+    matmulProblem(s, s, s),
+    matmulProblem(s, s, s, { transB: true }),
+    matmulProblem(s, s, s, { transA: true }),
+  ]);
+  console.log(`tuning ${problems.length} problems on ${gpu.adapterName}, cache ${tuningPath()}`);
+  for (const r of await tuneMatmul(gpu, problems, { log: (l) => console.log(`  ${l}`) })) {
+    console.log(`${r.shapeClass}: ${configLabel(r.best)}, ${r.gflops.toFixed(2)} GFLOPS on ${r.problem}`);
+  }
 }

@@ -118,7 +118,7 @@ Deno.test({
   fn: async (t) => {
     const ex = await WebGpuExecutor.create();
     const pick = cases.filter((c) => /multi-block|D=5/.test(c.name));
-    for (const tune of [{ bq: 16, bk: 8, bkv: 8, bqt: 16, shared: true }, { bq: 64, bk: 16, bkv: 64, bqt: 8, shared: false }]) {
+    for (const tune of [{ bq: 16, tm: 1, bk: 3, bkv: 8, tn: 2, bqt: 5, shared: true }, { bq: 8, tm: 2, bk: 16, bkv: 16, tn: 1, bqt: 1 }]) {
       ex.ctx.tuned.set("attention", tune);
       for (const c of pick) await t.step(`${JSON.stringify(tune)} ${c.name}`, () => checkAgainstReference(ex, c));
     }

@@ -72,7 +72,12 @@ export const cases: OpCase[] = [
   },
   {
     name: "matmul f16 stored B, aligned and odd",
-    operands: { x: stored([12, 16], "f16"), w: stored([16, 8], "f16"), y: stored([5, 9], "f16"), v: stored([9, 3], "f16") },
+    operands: {
+      x: stored([12, 16], "f16"),
+      w: stored([16, 8], "f16"),
+      y: stored([5, 9], "f16"),
+      v: stored([9, 3], "f16"),
+    },
     build: ({ x, w, y, v }) => [matmul(x, w), matmul(y, v)],
     tol: 2e-3,
   },
