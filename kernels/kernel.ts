@@ -20,8 +20,14 @@ export interface LowerNode<A extends Attrs = Attrs> {
   readonly attrs: A;
 }
 
-/** What a binding refers to: a node input, a node output, or a scratch buffer of the node. */
-export type BindingRef = { input: number } | { output: number } | { scratch: number };
+/**
+ * What a binding refers to: a node input, a node output, or a scratch buffer of the node — whole, or
+ * a byte range of it (`offset` a multiple of the adapter's storage offset alignment, 256 at most).
+ */
+export type BindingRef = ({ input: number } | { output: number } | { scratch: number }) & {
+  offset?: number;
+  size?: number;
+};
 
 /** One dispatch. */
 export interface Launch {

@@ -15,8 +15,9 @@ import { lowerings as norm } from "./norm.ts";
 import { lowerings as activation } from "./activation.ts";
 import { lowerings as softmax } from "./softmax.ts";
 import { lowerings as cast } from "./cast.ts";
+import { lowerings as linearCe } from "./linear_ce.ts";
 
-const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul, ...attention, ...embedding, ...rope, ...dropout, ...optim, ...norm, ...activation, ...softmax, ...cast };
+const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul, ...attention, ...embedding, ...rope, ...dropout, ...optim, ...norm, ...activation, ...softmax, ...cast, ...linearCe };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */
 export function lowering(op: string): Lowering {

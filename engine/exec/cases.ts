@@ -7,6 +7,7 @@ import { cases as basic } from "../graph/ops/basic_cases.ts";
 import { cases as attention } from "../graph/ops/attention_cases.ts";
 import { cases as misc } from "../graph/ops/misc_cases.ts";
 import { cases as nn } from "../graph/ops/nn_cases.ts";
+import { cases as linearCe } from "../graph/ops/linear_ce_cases.ts";
 import { cases as matmul } from "../graph/ops/matmul_cases.ts";
 
 /** All conformance cases, by family. */
@@ -16,4 +17,5 @@ export const families: Record<string, OpCase[]> = {
   misc,
   nn,
   matmul,
+  linearCe,
 };

@@ -250,6 +250,13 @@ export class WebGpuExecutor implements Executor {
           if ("input" in b) loc = locOf(n.inputs[b.input]);
           else if ("output" in b) loc = locOf(n.outputs[b.output]);
           else loc = { buffer: scratch[b.scratch], offset: 0, size: scratch[b.scratch].size };
+          if (b.offset !== undefined || b.size !== undefined) {
+            const off = b.offset ?? 0;
+            if (off % lim.minStorageBufferOffsetAlignment) {
+              throw new Error(`node "${n.op}" binds at byte offset ${off}, not a multiple of the adapter's alignment`);
+            }
+            loc = { buffer: loc.buffer, offset: loc.offset + off, size: b.size ?? loc.size - off };
+          }
           if (loc.size > lim.maxStorageBufferBindingSize) {
             throw new Error(
               `node "${n.op}" binds ${loc.size} bytes; this adapter binds at most ${lim.maxStorageBufferBindingSize}`,

@@ -97,12 +97,15 @@ export interface DecoderInputs {
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
 
-/** Traces the decoder; returns the final hidden states [B, L, H] and the logits [B, L, V]. */
+/**
+ * Traces the decoder; returns the final hidden states [B, L, H], the LM head weight [V, H] and the
+ * logits [B, L, V] (soft-capped where the family caps them).
+ */
 export function traceDecoder(
   c: DecoderConfig,
   inp: DecoderInputs,
   w: DecoderWeights,
-): { hidden: Tensor; logits: Tensor } {
+): { hidden: Tensor; head: Tensor; logits: Tensor } {
   const [B, L] = inp.ids.shape;
   const W = (name: string) => w.weight(name);
   const has = new Set(decoderParams(c).keys());
@@ -172,8 +175,9 @@ export function traceDecoder(
     h = add(h, mlp);
   }
   h = norm(h, "model.norm.weight");
-  const head = c.tieEmbeddings ? "model.embed_tokens" : "lm_head";
-  let logits = matmul(h, W(`${head}.weight`), { transB: true });
+  const head = W(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  let logits = matmul(h, head, { transB: true });
   if (c.finalSoftcap) logits = mul(tanh(mul(logits, 1 / c.finalSoftcap)), c.finalSoftcap);
-  return { hidden: h, logits };
+  // Unused outputs cost nothing: the planner drops nodes no output needs.
+  return { hidden: h, head, logits };
 }

@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import { backward, crossEntropy, Graph, reshape, type DType, type Tensor } from "../graph/mod.ts";
+import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape, type Tensor } from "../graph/mod.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { WebGpuExecutor } from "../exec/webgpu.ts";
@@ -129,6 +129,25 @@ export class Model {
     };
   }
 
+  /** The mean cross-entropy: fused with the LM head (no [N, V] logits) unless the family soft-caps logits. */
+  #loss(out: { hidden: Tensor; head: Tensor; logits: Tensor }, labels: Tensor, n: number): Tensor {
+    if (this.config.finalSoftcap) return crossEntropy(reshape(out.logits, [n, this.config.vocab]), labels);
+    return linearCrossEntropy(reshape(out.hidden, [n, this.config.hidden]), out.head, labels);
+  }
+
+  /** The mean shifted cross-entropy only (no logits are read back or kept). */
+  async loss(inputIds: number[][], opts: ForwardOptions & { labels: number[][] }): Promise<number> {
+    this.#check(inputIds, opts);
+    const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
+    const { compiled } = await this.#compile(`loss:${B}:${Lb}`, (g) => {
+      const labels = g.input("labels", [B * Lb], "i32");
+      g.output("loss", this.#loss(traceDecoder(this.config, this.#inputs(g, B, Lb), this.#weights(g)), labels, B * Lb));
+      return [];
+    });
+    const out = await compiled.run(this.#feeds(inputIds, opts, Lb) as Record<string, ArrayLike<number>>, ["loss"]);
+    return out.loss[0];
+  }
+
   /** Logits [B, L, V] (and the mean shifted cross-entropy when labels are given). */
   async forward(inputIds: number[][], opts: ForwardOptions = {}): Promise<ForwardResult> {
     this.#check(inputIds, opts);
@@ -167,9 +186,8 @@ export class Model {
     const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
       const w = this.#weights(g);
-      const { logits } = traceDecoder(this.config, inp, w);
       const labels = g.input("labels", [B * Lb], "i32");
-      const loss = crossEntropy(reshape(logits, [B * Lb, this.config.vocab]), labels);
+      const loss = this.#loss(traceDecoder(this.config, inp, w), labels, B * Lb);
       g.output("loss", loss);
       const ps: Tensor[] = names.map((n) => w.weight(n));
       backward(loss, ps).forEach((gr, i) => g.output(`grad:${names[i]}`, gr));

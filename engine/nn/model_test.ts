@@ -69,6 +69,8 @@ for (const family of FAMILIES) {
       let w2 = 0;
       for (let k = 0; k < L * V; k++) w2 = Math.max(w2, Math.abs(plain.logits[k] - g.logitsNoMask[k]));
       assert.ok(w2 <= 1e-4, `max logit error without a mask ${w2}`);
+      const fused = await model.loss(g.ids, { labels: g.labels, attentionMask: g.mask });
+      assert.ok(Math.abs(fused - g.loss) <= 1e-5 * Math.abs(g.loss), `fused-head loss ${fused} vs ${g.loss}`);
     });
 
     Deno.test(`${family} on ${exName}: gradients match transformers`, async () => {

@@ -15,3 +15,4 @@ export * from "./embedding.ts";
 export * from "./rope.ts";
 export * from "./dropout.ts";
 export * from "./optim.ts";
+export * from "./linear_ce.ts";
