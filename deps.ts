@@ -6,3 +6,9 @@ export { Hono } from "npm:hono@4.13.19";
 export type { Context } from "npm:hono@4.13.19";
 export { Tokenizer as HfTokenizer } from "npm:@huggingface/tokenizers@0.2.0";
 export { Template as JinjaTemplate } from "npm:@huggingface/jinja@0.5.11";
+export { parse as parseCsv } from "npm:csv-parse@7.0.3/sync";
+export { parquetMetadataAsync, parquetReadObjects } from "npm:hyparquet@1.33.0";
+export type { AsyncBuffer as ParquetAsyncBuffer } from "npm:hyparquet@1.33.0";
+export { compressors as parquetCompressors } from "npm:hyparquet-compressors@1.1.2";
+/** Tests only: writes the parquet files the data tests read. */
+export { parquetWriteBuffer } from "npm:hyparquet-writer@0.17.0";

@@ -6,6 +6,7 @@ import type { Bench } from "./report.ts";
 import { attentionBench } from "./attention.ts";
 import { matmulBench } from "./matmul.ts";
 import { dispatchBench } from "./dispatch.ts";
+import { modelBench } from "./model.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench];
+export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench];
