@@ -12,3 +12,4 @@ export type { AsyncBuffer as ParquetAsyncBuffer } from "npm:hyparquet@1.33.0";
 export { compressors as parquetCompressors } from "npm:hyparquet-compressors@1.1.2";
 /** Tests only: writes the parquet files the data tests read. */
 export { parquetWriteBuffer } from "npm:hyparquet-writer@0.17.0";
+export { parse as parseYaml } from "npm:yaml@2.8.1";

@@ -17,6 +17,10 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
     help: "trace, differentiate and replay a short training run of a tiny model on WebGPU, printing the loss",
     run: async (args) => (await import("./engine/train/demo.ts")).demoMain(args),
   },
+  preprocess: {
+    help: "tokenize the datasets of a YAML config as LLaMA-Factory would (--out file.jsonl)",
+    run: async (args) => (await import("./engine/data/preprocess_cli.ts")).preprocessMain(args),
+  },
   serve: {
     help: "start the HTTP API (--port N, default 8000)",
     run: (args) => {

@@ -7,6 +7,7 @@ import { attentionBench } from "./attention.ts";
 import { matmulBench } from "./matmul.ts";
 import { dispatchBench } from "./dispatch.ts";
 import { modelBench } from "./model.ts";
+import { dataBench } from "./data.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench];
+export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench, dataBench];

@@ -12,7 +12,7 @@
  * @module
  */
 import type { AttentionBwdAttrs } from "../engine/graph/ops/attention.ts";
-import type { KernelContext, LowerNode, Lowered } from "./kernel.ts";
+import type { KernelContext, Lowered, LowerNode } from "./kernel.ts";
 import {
   attentionLaunch,
   attentionTuning,
@@ -94,12 +94,20 @@ ${entry(bkv)} {
   var vv: array<vec4<f32>, ${tn}u * D4>;
   var dk: array<vec4<f32>, ${tn}u * D4>;
   var dv: array<vec4<f32>, ${tn}u * D4>;
-  ${N.map((n) => `let j${n} = k0 + ${n}u * ${bkv}u + lid.x;
+  ${
+      N.map((n) =>
+        `let j${n} = k0 + ${n}u * ${bkv}u + lid.x;
   let ko${n} = ((b * L + min(j${n}, L - 1u)) * HKV + hk) * D;
-  ${a.segmented ? `let sj${n} = SEG[b * L + min(j${n}, L - 1u)];` : ""}`).join("\n  ")}
+  ${a.segmented ? `let sj${n} = SEG[b * L + min(j${n}, L - 1u)];` : ""}`
+      ).join("\n  ")
+    }
   for (var c = 0u; c < D4; c++) {
-    ${N.map((n) => `kk[${n}u * D4 + c] = ld_K(ko${n}, c) * SCALE; vv[${n}u * D4 + c] = ld_V(ko${n}, c);
-    dk[${n}u * D4 + c] = vec4<f32>(0.0); dv[${n}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
+    ${
+      N.map((n) =>
+        `kk[${n}u * D4 + c] = ld_K(ko${n}, c) * SCALE; vv[${n}u * D4 + c] = ld_V(ko${n}, c);
+    dk[${n}u * D4 + c] = vec4<f32>(0.0); dv[${n}u * D4 + c] = vec4<f32>(0.0);`
+      ).join("\n    ")
+    }
   }
   let qStart = ${a.causal ? "k0" : "0u"};
   let qEnd = ${a.window ? `min(L, k0 + ${nk - 1}u + WIN)` : "L"};
@@ -176,15 +184,23 @@ ${entry(bq)} {
   var qq: array<vec4<f32>, ${tm}u * D4>;
   var dd: array<vec4<f32>, ${tm}u * D4>;
   var dq: array<vec4<f32>, ${tm}u * D4>;
-  ${M.map((m) => `let i${m} = q0 + ${m}u * ${bq}u + lid.x;
+  ${
+      M.map((m) =>
+        `let i${m} = q0 + ${m}u * ${bq}u + lid.x;
   let qo${m} = ((b * L + min(i${m}, L - 1u)) * HQ + h) * D;
   let ri${m} = 2u * ((b * HQ + h) * L + min(i${m}, L - 1u));
   let lse${m} = SCR[ri${m}];
   let dl${m} = SCR[ri${m} + 1u];
-  ${a.segmented ? `let si${m} = SEG[b * L + min(i${m}, L - 1u)];` : ""}`).join("\n  ")}
+  ${a.segmented ? `let si${m} = SEG[b * L + min(i${m}, L - 1u)];` : ""}`
+      ).join("\n  ")
+    }
   for (var c = 0u; c < D4; c++) {
-    ${M.map((m) => `qq[${m}u * D4 + c] = ld_Q(qo${m}, c) * SCALE; dd[${m}u * D4 + c] = ld_DO(qo${m}, c);
-    dq[${m}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
+    ${
+      M.map((m) =>
+        `qq[${m}u * D4 + c] = ld_Q(qo${m}, c) * SCALE; dd[${m}u * D4 + c] = ld_DO(qo${m}, c);
+    dq[${m}u * D4 + c] = vec4<f32>(0.0);`
+      ).join("\n    ")
+    }
   }
   let kEnd = ${kr.end};
   for (var kb = ${kr.start}; kb < kEnd; kb += ${bk}u) {

@@ -9,17 +9,19 @@
  * loaded serves TM rows. Key blocks no query of the block can see (causal, sliding window) are
  * skipped, so no L×L buffer exists and causal attention does about half the work.
  *
- * Measured on lavapipe, loads dominate (the FMAs alone run ~10x faster than the kernel): hence rows
- * as vec4 (one load per 4 floats), TM rows a thread, and K/V read straight from storage by default
- * (workgroup tiles, `shared`, add barriers and were slower there; they may pay on GPUs).
+ * Measured on lavapipe, loads dominate (without the K/V loads the kernel ran ~3x faster): hence rows
+ * as vec4 (one load per 4 floats) and TM rows a thread. Staging each step's K/V rows in workgroup
+ * memory (`shared`) ran as fast there as reading them straight from storage and builds its
+ * pipeline ~3x faster (lavapipe's compile time grows with the unrolled loads), so it is the default;
+ * it is also the form GPUs want.
  *
  * Rows are vec4 chunks (D4 = ⌈D/4⌉ chunks, the tail zero padded), so any D works; vec4 storage
  * arrays are used when D is a multiple of 4, scalar guarded loads otherwise.
  * @module
  */
-import { type AttentionAttrs, attentionDims, type AttentionDims } from "../engine/graph/ops/attention.ts";
+import { type AttentionAttrs, type AttentionDims, attentionDims } from "../engine/graph/ops/attention.ts";
 import type { DType, TensorInfo } from "../engine/graph/types.ts";
-import { type BindingRef, grid, type KernelContext, type Launch, type LowerNode, type Lowered } from "./kernel.ts";
+import { type BindingRef, grid, type KernelContext, type Launch, type Lowered, type LowerNode } from "./kernel.ts";
 
 /** Block sizes of the attention kernels (`ctx.tuned.get("attention")` may override any of them). */
 export interface AttentionTuning {
@@ -40,11 +42,18 @@ export interface AttentionTuning {
 }
 
 /** Defaults, measured on lavapipe (see bench/attention.ts). */
-export const ATTENTION_DEFAULTS: AttentionTuning = { bq: 32, tm: 4, bk: 8, bkv: 32, tn: 4, bqt: 8, shared: false };
+export const ATTENTION_DEFAULTS: AttentionTuning = { bq: 32, tm: 4, bk: 8, bkv: 32, tn: 4, bqt: 8, shared: true };
+
+/**
+ * Defaults for short sequences (L <= 64): little work, so pipeline build time dominates, and on
+ * lavapipe it grows with the unrolling (about 3 s for the three big kernels here against 9 s).
+ */
+export const ATTENTION_SHORT: AttentionTuning = { bq: 32, tm: 1, bk: 4, bkv: 32, tn: 1, bqt: 4, shared: true };
 
 /** The block sizes for an attention of dims `d`: defaults, tuned overrides, clamped to the adapter and L. */
 export function attentionTuning(ctx: KernelContext, d: AttentionDims): AttentionTuning {
-  const t = { ...ATTENTION_DEFAULTS, ...(ctx.tuned.get("attention") as Partial<AttentionTuning> | undefined) };
+  const base = d.L <= 64 ? ATTENTION_SHORT : ATTENTION_DEFAULTS;
+  const t = { ...base, ...(ctx.tuned.get("attention") as Partial<AttentionTuning> | undefined) };
   const d4 = Math.ceil(d.D / 4);
   const pow2 = (n: number) => 1 << Math.floor(Math.log2(Math.max(1, n)));
   const lpow = 1 << Math.ceil(Math.log2(Math.max(1, d.L)));
@@ -53,7 +62,7 @@ export function attentionTuning(ctx: KernelContext, d: AttentionDims): Attention
   const tm = rowsPerThread(t.tm), tn = rowsPerThread(t.tn);
   const threads = (n: number, per: number) =>
     Math.max(1, Math.min(pow2(n), pow2(Math.max(1, lpow / per)), pow2(ctx.maxInvocations), 256));
-  // Shared tiles: two of `rows` vec4 rows each (+ segment ids) must fit workgroup storage.
+  // Shared tiles: two tiles of `rows` vec4 rows must fit workgroup storage.
   const fit = (n: number) =>
     t.shared ? Math.max(1, Math.min(n, pow2(ctx.maxWorkgroupStorage / (32 * d4 + 4)))) : Math.max(1, n);
   return {
@@ -238,11 +247,15 @@ ${entry(bq)} {
   let hk = h / GRP;
   var q: array<vec4<f32>, ${tm}u * D4>;
   var acc: array<vec4<f32>, ${tm}u * D4>;
-  ${M.map((k) => `let i${k} = q0 + ${k}u * BQ + lid.x;
+  ${
+    M.map((k) =>
+      `let i${k} = q0 + ${k}u * BQ + lid.x;
   let qo${k} = ((b * L + min(i${k}, L - 1u)) * HQ + h) * D;
   var m${k} = NEG;
   var l${k} = 0.0;
-  ${a.segmented ? `let si${k} = SEG[b * L + min(i${k}, L - 1u)];` : ""}`).join("\n  ")}
+  ${a.segmented ? `let si${k} = SEG[b * L + min(i${k}, L - 1u)];` : ""}`
+    ).join("\n  ")
+  }
   for (var c = 0u; c < D4; c++) {
     ${M.map((k) => `q[${k}u * D4 + c] = ld_Q(qo${k}, c) * SCALE; acc[${k}u * D4 + c] = vec4<f32>(0.0);`).join("\n    ")}
   }
@@ -253,7 +266,11 @@ ${entry(bq)} {
     ${M.map((k) => R.map((r) => `var s${k}_${r} = 0.0;`).join(" ")).join("\n    ")}
     for (var c = 0u; c < D4; c++) {
       ${M.map((k) => `let q${k} = q[${k}u * D4 + c];`).join(" ")}
-      ${R.map((r) => `{ let kc = ${st.at("K", r)}; ${M.map((k) => `s${k}_${r} += dot(q${k}, kc);`).join(" ")} }`).join("\n      ")}
+      ${
+    R.map((r) => `{ let kc = ${st.at("K", r)}; ${M.map((k) => `s${k}_${r} += dot(q${k}, kc);`).join(" ")} }`).join(
+      "\n      ",
+    )
+  }
     }
     // Mask, soft-cap, online softmax (masked keys get p = 0; a row that sees nothing stays 0).
     ${a.segmented ? R.map((r) => `let sj${r} = SEG[b * L + min(kb + ${r}u, L - 1u)];`).join(" ") : ""}
@@ -270,12 +287,20 @@ ${entry(bq)} {
     let al${k} = exp(m${k} - mb${k});
     m${k} = mb${k};
     l${k} = l${k} * al${k};
-    ${R.map((r) => `let p${k}_${r} = select(0.0, exp(s${k}_${r} - mb${k}), s${k}_${r} > HALF_NEG); l${k} += p${k}_${r};`).join("\n    ")}`
+    ${
+        R.map((r) =>
+          `let p${k}_${r} = select(0.0, exp(s${k}_${r} - mb${k}), s${k}_${r} > HALF_NEG); l${k} += p${k}_${r};`
+        ).join("\n    ")
+      }`
     ).join("\n    ")
   }
     for (var c = 0u; c < D4; c++) {
       ${R.map((r) => `let v${r} = ${st.at("V", r)};`).join(" ")}
-      ${M.map((k) => `acc[${k}u * D4 + c] = acc[${k}u * D4 + c] * al${k} + ${R.map((r) => `p${k}_${r} * v${r}`).join(" + ")};`).join("\n      ")}
+      ${
+    M.map((k) =>
+      `acc[${k}u * D4 + c] = acc[${k}u * D4 + c] * al${k} + ${R.map((r) => `p${k}_${r} * v${r}`).join(" + ")};`
+    ).join("\n      ")
+  }
     }
     ${st.post}
   }

@@ -3,9 +3,12 @@
  *
  * Each workgroup owns a BM×BN output tile (BM = wgY·tm, BN = wgX·tn); each thread owns a tm×tn
  * register block. Two variants:
- * - `tk = 0`: operands are read straight from storage into registers. With `wgY = 1` every row of A a
- *   workgroup reads is the same for all its threads (a uniform load), which software adapters
- *   (lavapipe) turn into one scalar load per SIMD batch: the fastest form there.
+ * - `tk = 0`: operands are read straight from storage into registers, k innermost over groups of 4
+ *   (each accumulator read and written once a group). The fast form on software adapters: lavapipe
+ *   (Mesa 22) turns every storage or workgroup load whose address is not a compile-time constant into
+ *   a loop over the SIMD lanes with a bounds check per component, so what counts is values loaded a
+ *   lane per FMA; a 32×32 block (1024 accumulators, spilled to the stack) loads 1/16 of a value per
+ *   FMA and measured 2–3× an 8×8 block at 1024³; workgroup-memory tiles only add barriers there.
  * - `tk > 0`: the classic workgroup-memory tiling (BM×tk of A, tk×BN of B per step, two barriers);
  *   the fast form on real GPUs.
  *

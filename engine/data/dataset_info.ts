@@ -163,7 +163,9 @@ export async function readDatasetInfo(dir: string): Promise<Record<string, unkno
     throw new DataError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new DataError(`${path} should be a JSON object of dataset entries, got ${Array.isArray(value) ? "an array" : typeof value}`);
+    throw new DataError(
+      `${path} should be a JSON object of dataset entries, got ${Array.isArray(value) ? "an array" : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -192,7 +194,9 @@ function stringMap<K extends string>(
       continue;
     }
     if (v === null || v === undefined) continue;
-    if (typeof v !== "string") throw new DataError(`${where}: ${key}.${k} should be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== "string") {
+      throw new DataError(`${where}: ${key}.${k} should be a string, got ${JSON.stringify(v)}`);
+    }
     out[k as K] = v;
   }
   return out;
@@ -230,10 +234,14 @@ export function parseDatasetAttr(name: string, entry: unknown, warnings: string[
 
   const formatting = (optString(e, "formatting", where) ?? "alpaca") as Formatting;
   if (!FORMATTINGS.includes(formatting)) {
-    throw new DataError(`${where}: formatting should be one of ${FORMATTINGS.join(", ")}, got ${JSON.stringify(formatting)}`);
+    throw new DataError(
+      `${where}: formatting should be one of ${FORMATTINGS.join(", ")}, got ${JSON.stringify(formatting)}`,
+    );
   }
   const ranking = e.ranking ?? false;
-  if (typeof ranking !== "boolean") throw new DataError(`${where}: ranking should be true or false, got ${JSON.stringify(ranking)}`);
+  if (typeof ranking !== "boolean") {
+    throw new DataError(`${where}: ranking should be true or false, got ${JSON.stringify(ranking)}`);
+  }
   const numSamples = e.num_samples ?? undefined;
   if (numSamples !== undefined && (typeof numSamples !== "number" || !Number.isInteger(numSamples) || numSamples < 0)) {
     throw new DataError(`${where}: num_samples should be a non-negative integer, got ${JSON.stringify(numSamples)}`);

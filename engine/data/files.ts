@@ -10,6 +10,7 @@
  */
 import { parquetCompressors, parquetMetadataAsync, parquetReadObjects, parseCsv } from "../../deps.ts";
 import type { ParquetAsyncBuffer } from "../../deps.ts";
+import { jsonErrorPosition, v8Message } from "./files_json.ts";
 
 /** A row of a data file: its column values as read. */
 export type Row = Record<string, unknown>;
@@ -193,7 +194,7 @@ async function* readJson(path: string): AsyncGenerator<FileRow> {
       value = JSON.parse(text);
     } catch (e) {
       const col = jsonErrorPosition(text) + 1;
-      throw new DataError(`invalid JSON at column ${col}: ${(e as Error).message}`, { file: path, line });
+      throw new DataError(`invalid JSON at column ${col}: ${v8Message(e)}`, { file: path, line });
     }
     if (!isObject(value)) {
       throw new DataError(`expected a JSON object on each line, got ${typeName(value)}`, { file: path, line });
@@ -241,7 +242,7 @@ async function* readJsonWhole(path: string): AsyncGenerator<FileRow> {
     const before = text.slice(0, pos);
     const line = before.split("\n").length;
     const col = pos - before.lastIndexOf("\n");
-    throw new DataError(`invalid JSON at column ${col}: ${(e as Error).message}`, { file: path, line });
+    throw new DataError(`invalid JSON at column ${col}: ${v8Message(e)}`, { file: path, line });
   }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -259,7 +260,9 @@ async function* readJsonWhole(path: string): AsyncGenerator<FileRow> {
     if (bad) {
       throw new DataError(
         `expected a JSON array of objects, JSON lines, or an object of equal-length column arrays; ` +
-          `column ${JSON.stringify(bad[0])} is ${Array.isArray(bad[1]) ? `${bad[1].length} long, not ${n}` : typeName(bad[1])}`,
+          `column ${JSON.stringify(bad[0])} is ${
+            Array.isArray(bad[1]) ? `${bad[1].length} long, not ${n}` : typeName(bad[1])
+          }`,
         { file: path },
       );
     }
@@ -269,86 +272,6 @@ async function* readJsonWhole(path: string): AsyncGenerator<FileRow> {
     return;
   }
   throw new DataError(`expected a JSON array of objects or JSON lines, got ${typeName(value)}`, { file: path });
-}
-
-/**
- * The offset of the first JSON syntax error in `text` (text.length when it ends early), found by a small scanner
- * because V8's messages do not always give a position.
- */
-export function jsonErrorPosition(text: string): number {
-  let i = 0;
-  const ws = () => {
-    while (i < text.length && " \t\n\r".includes(text[i])) i++;
-  };
-  const fail = (): never => {
-    throw i;
-  };
-  const str = () => {
-    if (text[i] !== '"') fail();
-    i++;
-    while (i < text.length) {
-      const c = text.charCodeAt(i);
-      if (c === 34) return void i++;
-      if (c < 32) fail();
-      if (c === 92) {
-        i++;
-        if (text[i] === "u") {
-          for (let k = 1; k <= 4; k++) if (!/[0-9a-fA-F]/.test(text[i + k] ?? "")) (i += k, fail());
-          i += 5;
-        } else if ('"\\/bfnrt'.includes(text[i] ?? "x")) i++;
-        else fail();
-      } else i++;
-    }
-    fail();
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === "{") {
-      i++;
-      ws();
-      if (text[i] === "}") return void i++;
-      for (;;) {
-        ws();
-        str();
-        ws();
-        if (text[i] !== ":") fail();
-        i++;
-        value();
-        ws();
-        if (text[i] === ",") i++;
-        else if (text[i] === "}") return void i++;
-        else fail();
-      }
-    } else if (c === "[") {
-      i++;
-      ws();
-      if (text[i] === "]") return void i++;
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ",") i++;
-        else if (text[i] === "]") return void i++;
-        else fail();
-      }
-    } else if (c === '"') str();
-    else if (c === "-" || (c >= "0" && c <= "9")) {
-      const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
-      if (!m) fail();
-      i += m![0].length;
-    } else {
-      for (const lit of ["true", "false", "null"]) if (text.startsWith(lit, i)) return void (i += lit.length);
-      fail();
-    }
-  };
-  try {
-    value();
-    ws();
-    return i < text.length ? i : text.length;
-  } catch (pos) {
-    if (typeof pos === "number") return Math.min(pos, text.length);
-    throw pos;
-  }
 }
 
 /**

@@ -18,7 +18,7 @@
  * ```
  * @module
  */
-import type { SpecialToken, Tokenizer } from "./tokenizer.ts";
+import type { ChatMessage, SpecialToken, Tokenizer } from "./tokenizer.ts";
 import { formatFunction, formatTools } from "./template_tools.ts";
 import { makeTemplate, type Slot, TEMPLATES, type TemplateSpec } from "./templates_registry.ts";
 
@@ -258,7 +258,11 @@ export class ChatTemplate {
   }
 
   /** (prompt, response): all messages but the last, and the last (LF's `encode_oneturn`). */
-  encodeOneturn(messages: readonly TemplateMessage[], system?: string | null, tools?: string | null): [number[], number[]] {
+  encodeOneturn(
+    messages: readonly TemplateMessage[],
+    system?: string | null,
+    tools?: string | null,
+  ): [number[], number[]] {
     let msgs = messages;
     const s = this.spec;
     if (s.kind === "reasoning") {
@@ -303,7 +307,9 @@ export class ChatTemplate {
     }
     const encoded = this.encodeMessages(msgs, system, tools);
     if (s.kind === "reasoning") {
-      const turns = discardingHistoryCot ? [msgs.length - 2] : Array.from({ length: msgs.length >> 1 }, (_, k) => 2 * k);
+      const turns = discardingHistoryCot
+        ? [msgs.length - 2]
+        : Array.from({ length: msgs.length >> 1 }, (_, k) => 2 * k);
       for (const i of turns) {
         if (this.#hasThought(msgs[i + 1].content)) continue;
         if (!s.enableThinking) encoded[i] = [...encoded[i], ...this.thoughtIds()];
@@ -343,8 +349,8 @@ export function parseTemplate(tok: Tokenizer): TemplateSpec {
     return diff;
   };
   const prefix = tok.decode(tok.encode(""));
-  const render = (messages: TemplateMessage[], addGenerationPrompt: boolean) =>
-    tok.applyChatTemplate(messages, { addGenerationPrompt }).slice(prefix.length);
+  const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string =>
+    tok.applyChatTemplate(messages, { addGenerationPrompt, tokenize: false }).slice(prefix.length);
   const C = "{{content}}";
   const systemSlot = render([{ role: "system", content: C }], false);
   const userSlotEmptySystem = render([{ role: "system", content: "" }, { role: "user", content: C }], true);

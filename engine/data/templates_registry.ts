@@ -285,7 +285,9 @@ registerTemplate("llama4", {
   assistant: ["{{content}}<|eot|>"],
   system: ["<|header_start|>system<|header_end|>\n\n{{content}}<|eot|>"],
   function: { slots: ["{{content}}<|eot|>"], toolFormat: "llama3" },
-  observation: ["<|header_start|>ipython<|header_end|>\n\n{{content}}<|eot|><|header_start|>assistant<|header_end|>\n\n"],
+  observation: [
+    "<|header_start|>ipython<|header_end|>\n\n{{content}}<|eot|><|header_start|>assistant<|header_end|>\n\n",
+  ],
   toolFormat: "llama3",
   prefix: [BOS],
   stopWords: ["<|eot|>", "<|eom|>"],
@@ -346,7 +348,10 @@ registerTemplate("phi4", {
   stopWords: ["<|im_end|>"],
   replaceEos: true,
 });
-registerTemplate("qwen", qwenLike({ defaultSystem: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." }));
+registerTemplate(
+  "qwen",
+  qwenLike({ defaultSystem: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." }),
+);
 registerTemplate("qwen3", qwenLike({ kind: "reasoning" }));
 registerTemplate("qwen3_nothink", qwenLike({}));
 registerTemplate("qwen2_vl", qwenLike({ defaultSystem: "You are a helpful assistant." }));

@@ -17,7 +17,8 @@ import { hasGpu } from "../gpu/device.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
-import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
+import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
+import { attachAdapter } from "./lora.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -27,6 +28,16 @@ export interface LoadModelOptions {
   dtype?: "stored" | "f32";
   /** Hub revision when `pathOrId` is a hub id. */
   revision?: string;
+  /** A PEFT adapter folder to attach (see `attachAdapter` in lora.ts). */
+  adapter?: string;
+}
+
+/** Extra parameters and a linear hook a {@link Model} traces with (an adapter such as LoRA); the base stays frozen. */
+export interface ModelAdapter {
+  /** Adapter parameter name → shape and dtype, stored in the executor under the model's prefix + name. */
+  readonly params: ReadonlyMap<string, { shape: number[]; dtype: DType }>;
+  /** The hook for one traced graph; `weight` resolves base and adapter parameters alike. */
+  linear(weight: (name: string) => Tensor): LinearHook;
 }
 
 /** What {@link Model.forward} takes besides the ids. */
@@ -54,6 +65,7 @@ export function bucketLength(n: number): number {
 /** A loaded decoder on an executor. */
 export class Model {
   readonly #graphs = new Map<string, Promise<{ compiled: CompiledGraph; names: string[] }>>();
+  #adapter?: ModelAdapter;
 
   constructor(
     readonly config: DecoderConfig,
@@ -64,14 +76,24 @@ export class Model {
     readonly prefix = "",
   ) {}
 
+  /** The attached adapter, if any. */
+  get adapter(): ModelAdapter | undefined {
+    return this.#adapter;
+  }
+
+  /** Attaches an adapter (or detaches it with undefined); compiled graphs are rebuilt on next use. */
+  setAdapter(adapter: ModelAdapter | undefined): void {
+    this.#adapter = adapter;
+    this.#graphs.clear();
+  }
+
   #weights(g: Graph): DecoderWeights {
-    return {
-      weight: (name) => {
-        const p = this.params.get(name);
-        if (!p) throw new Error(`model has no parameter "${name}"`);
-        return g.param(this.prefix + name, p.shape, p.dtype);
-      },
+    const weight = (name: string) => {
+      const p = this.params.get(name) ?? this.#adapter?.params.get(name);
+      if (!p) throw new Error(`model has no parameter "${name}"`);
+      return g.param(this.prefix + name, p.shape, p.dtype);
     };
+    return { weight, linear: this.#adapter?.linear(weight) };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {
@@ -172,8 +194,8 @@ export class Model {
   }
 
   /**
-   * The loss (as {@link forward}) and its gradient w.r.t. each named parameter (all f32 params when
-   * omitted). Needs f32 parameters: load with `dtype: "f32"`.
+   * The loss (as {@link forward}) and its gradient w.r.t. each named parameter (when omitted: the adapter's
+   * params if one is attached, else all f32 params). Base gradients need f32 parameters: load with `dtype: "f32"`.
    */
   async gradients(
     inputIds: number[][],
@@ -182,7 +204,10 @@ export class Model {
   ): Promise<{ loss: number; grads: Map<string, HostArray> }> {
     this.#check(inputIds, opts);
     const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
-    const names = wrt ?? [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32");
+    const names = wrt ??
+      (this.#adapter
+        ? [...this.#adapter.params.keys()]
+        : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32"));
     const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
       const w = this.#weights(g);
@@ -224,7 +249,9 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       executor.setParam(name, await folder.readF32(name), shape, dtype);
       params.set(name, { shape, dtype });
     }
-    return new Model(config, executor, params);
+    const model = new Model(config, executor, params);
+    if (opts.adapter) await attachAdapter(model, opts.adapter, { baseModel: pathOrId });
+    return model;
   } finally {
     folder.close();
   }

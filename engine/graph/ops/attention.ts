@@ -14,7 +14,7 @@
  * Scores: s = scale · q·k, then with softcap c: s = c · tanh(s / c) (Gemma 2).
  * @module
  */
-import { defineOp, registerOps, type RefTensor } from "../op.ts";
+import { defineOp, type RefTensor, registerOps } from "../op.ts";
 import { graphOf, type Tensor } from "../graph.ts";
 import type { TensorInfo } from "../types.ts";
 import { expand } from "./shape.ts";
@@ -145,7 +145,9 @@ function attentionBwdRef(ins: readonly RefTensor[], a: AttentionBwdAttrs): Float
   const dlse = a.dlse ? ins[a.segmented ? 7 : 6] : undefined;
   const dims = attentionDims(q, k, v, seg);
   const { B, L, Hq, Hkv, D } = dims;
-  const dq = new Float64Array(q.data.length), dk = new Float64Array(k.data.length), dv = new Float64Array(v.data.length);
+  const dq = new Float64Array(q.data.length),
+    dk = new Float64Array(k.data.length),
+    dv = new Float64Array(v.data.length);
   const hg = Hq / Hkv;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
@@ -179,7 +181,9 @@ function checkAttrs(a: AttentionAttrs): void {
   if (!Number.isInteger(a.window) || a.window < 0) {
     throw new Error(`window must be a positive integer (0 = none), got ${a.window}`);
   }
-  if (!(a.softcap >= 0) || !Number.isFinite(a.softcap)) throw new Error(`softcap must be >= 0 (0 = none), got ${a.softcap}`);
+  if (!(a.softcap >= 0) || !Number.isFinite(a.softcap)) {
+    throw new Error(`softcap must be >= 0 (0 = none), got ${a.softcap}`);
+  }
 }
 
 registerOps([
@@ -211,7 +215,9 @@ registerOps([
     infer: (ins, a) => {
       checkAttrs(a);
       const n = 6 + (a.segmented ? 1 : 0) + (a.dlse ? 1 : 0);
-      if (ins.length !== n) throw new Error(`expected q, k, v, o, lse, dO[, segments][, dlse]: ${n} inputs, got ${ins.length}`);
+      if (ins.length !== n) {
+        throw new Error(`expected q, k, v, o, lse, dO[, segments][, dlse]: ${n} inputs, got ${ins.length}`);
+      }
       const [q, k, v, o, lse, dO] = ins;
       const { B, L, Hq } = attentionDims(q, k, v, a.segmented ? ins[6] : undefined);
       for (const [name, t, shape] of [["o", o, q.shape], ["dO", dO, q.shape], ["lse", lse, [B, Hq, L]]] as const) {

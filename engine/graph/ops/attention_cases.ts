@@ -5,7 +5,7 @@
  * `attention_bwd` rule and the WebGPU kernels are compared with the reference for o, lse and grads.
  * @module
  */
-import type { Operand, OpCase } from "../../exec/testing/harness.ts";
+import type { OpCase, Operand } from "../../exec/testing/harness.ts";
 import { attention, type AttentionOptions } from "./attention.ts";
 import type { Tensor } from "../graph.ts";
 
@@ -61,7 +61,13 @@ export const cases: OpCase[] = [
   attnCase("softcap 2 L=19", { L: 19, Hq: 2, Hkv: 1, D: 8, opts: { softcap: 2 }, range: [-2, 2] }),
   attnCase("segments packed + padded L=13", { L: 13, Hq: 4, Hkv: 2, D: 8, segments: true }),
   attnCase("non-causal segments L=9", { L: 9, Hq: 2, Hkv: 2, D: 8, segments: true, opts: { causal: false } }),
-  attnCase("non-causal window scale L=17", { L: 17, Hq: 4, Hkv: 1, D: 8, opts: { causal: false, window: 4, scale: 0.5 } }),
+  attnCase("non-causal window scale L=17", {
+    L: 17,
+    Hq: 4,
+    Hkv: 1,
+    D: 8,
+    opts: { causal: false, window: 4, scale: 0.5 },
+  }),
   attnCase("D=5 L=7", { L: 7, Hq: 3, Hkv: 1, D: 5 }),
   attnCase("D=6 segments softcap L=10", { L: 10, Hq: 2, Hkv: 2, D: 6, segments: true, opts: { softcap: 1.5 } }),
   attnCase("multi-block L=70 window softcap segments", {
@@ -74,6 +80,7 @@ export const cases: OpCase[] = [
     range: [-2, 2],
   }),
   attnCase("multi-block L=67 D=12", { B: 1, L: 67, Hq: 2, Hkv: 2, D: 12 }),
+  attnCase("long L=131 gqa window", { B: 1, L: 131, Hq: 4, Hkv: 2, D: 8, opts: { window: 40 } }),
   attnCase("D=128 L=9", { B: 1, L: 9, Hq: 2, Hkv: 1, D: 128 }),
-  attnCase("D=256 L=21 segments", { L: 21, Hq: 2, Hkv: 1, D: 256, segments: true }),
+  attnCase("D=256 L=67 segments", { L: 67, Hq: 2, Hkv: 1, D: 256, segments: true }),
 ];

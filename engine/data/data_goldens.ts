@@ -1,0 +1,142 @@
+/**
+ * Test helper: the goldens of fixtures/data_goldens/make_goldens.py (LLaMA-Factory's rules in Python on the real
+ * tokenizers) and the tokenizers and templates they were made with.
+ * @module
+ */
+import type { AlignedExample, Message } from "./aligned.ts";
+import type { DataArgs, Stage } from "./process.ts";
+import { type ChatTemplate, getTemplate } from "./template.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
+
+/** A golden example in aligned form (snake_case as written by Python). */
+export interface GoldenExample {
+  prompt: Message[];
+  response: Message[];
+  system: string;
+  tools: string;
+  kto_tag?: boolean;
+}
+
+/** Template options as the generator names them. */
+export interface GoldenOptions {
+  enable_thinking?: boolean | null;
+  preserve_thinking?: boolean;
+}
+
+/** The goldens file. */
+export interface DataGoldens {
+  tokenizers: Record<string, string>;
+  tool_date: string;
+  infer_seqlen: number[][];
+  knapsack: [number[], number, number[][]][];
+  parse_template: Record<
+    string,
+    { prefix: string; user: string; assistant: string; system: string; default_system: string; reasoning: boolean }
+  >;
+  fixes: {
+    template: string;
+    tokenizer: string;
+    eos: [string, number];
+    pad: [string, number];
+    bos: [string | null, number | null];
+    vocab_size: number;
+    stop_ids: number[];
+  }[];
+  encode: {
+    template: string;
+    options: GoldenOptions;
+    conversation: string;
+    multiturn: [number[], number[]][];
+    oneturn?: [number[], number[]];
+    multiturn_discarding?: [number[], number[]][];
+    oneturn_text?: [string, string];
+  }[];
+  conversations: Record<string, GoldenExample>;
+  examples: Record<string, GoldenExample[]>;
+  process: {
+    label: string;
+    template: string;
+    options: GoldenOptions;
+    args: Record<string, string | number | boolean>;
+    examples: string;
+    records: Record<string, number[] | boolean>[];
+  }[];
+}
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** The parsed goldens. */
+export const goldens: DataGoldens = JSON.parse(
+  await Deno.readTextFile(new URL("fixtures/data_goldens/goldens.json", ROOT)),
+);
+
+/** Which tokenizer each golden template was run with. */
+export const TEMPLATE_TOKENIZER: Record<string, string> = {
+  llama3: "llama3",
+  qwen3: "qwen3",
+  qwen3_nothink: "qwen3",
+  qwen: "qwen3",
+  chatml: "qwen3",
+  default: "qwen3",
+  alpaca: "qwen3",
+  gemma: "gemma3",
+  empty: "qwen3",
+  vicuna: "llama3",
+  llama2: "llama3",
+  mistral: "llama3",
+  breeze: "llama3",
+};
+
+const loaded = new Map<string, Promise<Tokenizer>>();
+
+/** A golden tokenizer by short name (qwen3, llama3, gemma3), loaded once. */
+export function goldenTokenizer(name: string): Promise<Tokenizer> {
+  const dir = new URL(goldens.tokenizers[name], ROOT).pathname;
+  if (!loaded.has(name)) {
+    loaded.set(
+      name,
+      loadTokenizer(dir).catch((e) => {
+        throw new Error(`${dir}: ${(e as Error).message} (run \`npm install\` in the repository root)`, { cause: e });
+      }),
+    );
+  }
+  return loaded.get(name)!;
+}
+
+/** The golden date of the llama3 tool prompt. */
+export const TOOL_DATE = new Date(2025, 0, 1);
+
+/** The template a golden was made with, on its tokenizer. */
+export async function goldenTemplate(name: string, options: GoldenOptions = {}): Promise<ChatTemplate> {
+  return getTemplate(await goldenTokenizer(TEMPLATE_TOKENIZER[name]), {
+    template: name,
+    enableThinking: options.enable_thinking,
+    preserveThinking: options.preserve_thinking,
+    now: TOOL_DATE,
+  });
+}
+
+/** A golden example as an {@link AlignedExample}. */
+export function toAligned(e: GoldenExample, i: number): AlignedExample {
+  return {
+    prompt: e.prompt,
+    response: e.response,
+    system: e.system,
+    tools: e.tools,
+    ...(e.kto_tag === undefined ? {} : { ktoTag: e.kto_tag }),
+    source: { dataset: "golden", file: "goldens.json", row: i + 1 },
+  };
+}
+
+/** Golden arguments (snake_case) as {@link DataArgs}; `add_bos_token` defaults to false as in the generator. */
+export function toDataArgs(a: Record<string, string | number | boolean>): DataArgs {
+  return {
+    stage: a.stage as Stage,
+    cutoffLen: a.cutoff_len as number | undefined,
+    trainOnPrompt: a.train_on_prompt as boolean | undefined,
+    maskHistory: a.mask_history as boolean | undefined,
+    packing: a.packing as boolean | undefined,
+    neatPacking: a.neat_packing as boolean | undefined,
+    addBosToken: (a.add_bos_token as boolean | undefined) ?? false,
+  };
+}

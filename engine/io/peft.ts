@@ -1,0 +1,228 @@
+/**
+ * PEFT LoRA adapter folders: `adapter_config.json` + `adapter_model.safetensors`, read into a
+ * {@link LoraConfig} and f32 tensors, and written so that `PeftModel.from_pretrained` loads them.
+ *
+ * Tensor keys are PEFT's: `base_model.model.<module>.lora_A.weight` [r, in], `.lora_B.weight` [out, r] and, for
+ * DoRA, `.lora_magnitude_vector` [out]. Supported: LoRA, rsLoRA, DoRA, `target_modules` as a list or a regex,
+ * `exclude_modules`, `layers_to_transform`, `init_lora_weights` true/false/"gaussian"/"pissa"/"pissa_niter_N".
+ * Not supported (a clear error when set): `modules_to_save`, `bias` other than "none", `rank_pattern`,
+ * `alpha_pattern`, `fan_in_fan_out`, `lora_bias`, and other PEFT extensions that change the computation.
+ * @module
+ */
+import { openSafetensors, type TensorData, writeSafetensors } from "./safetensors.ts";
+import type { LoraConfig, LoraInit } from "../nn/lora.ts";
+
+/** adapter_config.json. */
+export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+/** adapter_model.safetensors. */
+export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/** One adapter tensor, widened to f32. */
+export interface AdapterTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** A PEFT adapter folder, read. */
+export interface PeftAdapter {
+  dir: string;
+  config: LoraConfig;
+  /** `base_model_name_or_path` (may be empty). */
+  baseModel: string;
+  /** Tensors by PEFT key. */
+  tensors: Map<string, AdapterTensor>;
+  /** The raw adapter_config.json. */
+  raw: Record<string, unknown>;
+}
+
+const isEmpty = (v: unknown) =>
+  v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) ||
+  (typeof v === "object" && !Array.isArray(v) && Object.keys(v as object).length === 0);
+
+/** Fields that change PEFT's computation and that Whetstone does not implement: each must be empty or off. */
+const UNSUPPORTED = [
+  "modules_to_save",
+  "rank_pattern",
+  "alpha_pattern",
+  "fan_in_fan_out",
+  "lora_bias",
+  "use_qalora",
+  "use_bdlora",
+  "layer_replication",
+  "alora_invocation_tokens",
+  "arrow_config",
+  "trainable_token_indices",
+  "target_parameters",
+  "monteclora_config",
+  "kasa_config",
+  "velora_config",
+];
+
+function parseInit(v: unknown, where: string): LoraInit {
+  if (v === undefined || v === null || v === true) return true;
+  if (v === false || v === "gaussian" || v === "pissa") return v;
+  if (typeof v === "string" && /^pissa_niter_\d+$/.test(v)) return v as LoraInit;
+  throw new Error(
+    `${where}: init_lora_weights ${JSON.stringify(v)} is not supported (true, false, "gaussian", "pissa", ` +
+      `"pissa_niter_<n>")`,
+  );
+}
+
+function stringsOrRegex(v: unknown, key: string, where: string): string[] | string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") return v;
+  if (Array.isArray(v) && v.every((s) => typeof s === "string")) return [...v].sort();
+  throw new Error(`${where}: ${key} must be a list of module names or a regex string, got ${JSON.stringify(v)}`);
+}
+
+/** The {@link LoraConfig} of a parsed adapter_config.json; throws on what Whetstone cannot reproduce. */
+export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER_CONFIG_FILE): LoraConfig {
+  if (raw.peft_type !== "LORA") {
+    throw new Error(`${where}: peft_type ${JSON.stringify(raw.peft_type)} is not supported (expected "LORA")`);
+  }
+  if (raw.task_type !== undefined && raw.task_type !== null && raw.task_type !== "CAUSAL_LM") {
+    throw new Error(`${where}: task_type ${JSON.stringify(raw.task_type)} is not supported (expected "CAUSAL_LM")`);
+  }
+  if ((raw.bias ?? "none") !== "none") {
+    throw new Error(`${where}: bias ${JSON.stringify(raw.bias)} is not supported (expected "none")`);
+  }
+  for (const k of UNSUPPORTED) {
+    if (!isEmpty(raw[k])) throw new Error(`${where}: ${k} = ${JSON.stringify(raw[k])} is not supported`);
+  }
+  const lp = raw.layers_pattern;
+  if (!isEmpty(lp) && lp !== "layers" && !(Array.isArray(lp) && lp.length === 1 && lp[0] === "layers")) {
+    throw new Error(`${where}: layers_pattern ${JSON.stringify(lp)} is not supported (null or "layers")`);
+  }
+  const r = raw.r;
+  if (typeof r !== "number" || !Number.isInteger(r) || r < 1) {
+    throw new Error(`${where}: r must be a positive integer, got ${JSON.stringify(r)}`);
+  }
+  const alpha = raw.lora_alpha ?? 8; // PEFT's default
+  if (typeof alpha !== "number" || !Number.isFinite(alpha)) {
+    throw new Error(`${where}: lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
+  }
+  const dropout = raw.lora_dropout ?? 0;
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) {
+    throw new Error(`${where}: lora_dropout must be in [0, 1), got ${JSON.stringify(dropout)}`);
+  }
+  const targets = stringsOrRegex(raw.target_modules, "target_modules", where);
+  if (targets === undefined) throw new Error(`${where}: target_modules is missing`);
+  const ltt = raw.layers_to_transform;
+  let layers: number[] | undefined;
+  if (typeof ltt === "number") layers = [ltt];
+  else if (Array.isArray(ltt) && ltt.every((x) => Number.isInteger(x))) layers = ltt as number[];
+  else if (ltt !== undefined && ltt !== null) {
+    throw new Error(`${where}: layers_to_transform must be an integer or a list of them, got ${JSON.stringify(ltt)}`);
+  }
+  return {
+    r,
+    alpha,
+    dropout,
+    targets,
+    exclude: stringsOrRegex(raw.exclude_modules, "exclude_modules", where),
+    layers,
+    useRslora: raw.use_rslora === true,
+    useDora: raw.use_dora === true,
+    init: parseInit(raw.init_lora_weights, where),
+  };
+}
+
+/** The adapter_config.json PEFT writes for `cfg` (the fields every PEFT since 0.10 understands). */
+export function peftConfigJson(cfg: LoraConfig, baseModel: string): Record<string, unknown> {
+  const list = (v: readonly string[] | string | undefined) => (v === undefined ? null : typeof v === "string" ? v : [...v].sort());
+  const out: Record<string, unknown> = {
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: baseModel,
+    bias: "none",
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: cfg.init,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: cfg.layers ? [...cfg.layers] : null,
+    loftq_config: {},
+    lora_alpha: cfg.alpha,
+    lora_dropout: cfg.dropout,
+    megatron_config: null,
+    megatron_core: "megatron.core",
+    modules_to_save: null,
+    peft_type: "LORA",
+    r: cfg.r,
+    rank_pattern: {},
+    revision: null,
+    target_modules: list(cfg.targets),
+    task_type: "CAUSAL_LM",
+    use_dora: cfg.useDora,
+    use_rslora: cfg.useRslora,
+  };
+  if (cfg.exclude !== undefined) out.exclude_modules = list(cfg.exclude); // PEFT >= 0.14 only
+  return out;
+}
+
+/** Reads an adapter folder: config (validated) and every tensor as f32. */
+export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
+  const cfgPath = `${dir}/${ADAPTER_CONFIG_FILE}`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(cfgPath);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`${dir}: not a PEFT adapter folder (no ${ADAPTER_CONFIG_FILE})`);
+    throw e;
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${cfgPath}: expected a JSON object`);
+  const config = loraConfigFromPeft(raw, cfgPath);
+  const wPath = `${dir}/${ADAPTER_WEIGHTS_FILE}`;
+  try {
+    await Deno.stat(wPath);
+  } catch {
+    const bin = await Deno.stat(`${dir}/adapter_model.bin`).then(() => true, () => false);
+    throw new Error(
+      `${dir}: no ${ADAPTER_WEIGHTS_FILE}` +
+        (bin ? " (adapter_model.bin is a pickle; re-save it with safe_serialization=True)" : ""),
+    );
+  }
+  const f = await openSafetensors(wPath);
+  const tensors = new Map<string, AdapterTensor>();
+  try {
+    for (const [name, t] of f.tensors) {
+      if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
+        throw new Error(`${wPath}: tensor "${name}" has dtype ${t.dtype}; expected a float dtype`);
+      }
+      tensors.set(name, { shape: [...t.shape], data: await f.readF32(name) });
+    }
+  } finally {
+    f.close();
+  }
+  const baseModel = typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : "";
+  return { dir, config, baseModel, tensors, raw };
+}
+
+/**
+ * Writes an adapter folder PEFT loads: adapter_config.json and adapter_model.safetensors (F32), each atomically
+ * (a temp file renamed over the target). The folder is created if missing.
+ */
+export async function writePeftAdapter(
+  dir: string,
+  adapter: { config: LoraConfig; tensors: ReadonlyMap<string, AdapterTensor>; baseModel?: string },
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const rec: Record<string, TensorData> = {};
+  for (const [name, t] of adapter.tensors) rec[name] = { dtype: "F32", shape: t.shape, data: t.data };
+  await writeSafetensors(`${dir}/${ADAPTER_WEIGHTS_FILE}`, rec, { format: "pt" });
+  const json = JSON.stringify(peftConfigJson(adapter.config, adapter.baseModel ?? ""), null, 2) + "\n";
+  const tmp = `${dir}/.${ADAPTER_CONFIG_FILE}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, json);
+    await Deno.rename(tmp, `${dir}/${ADAPTER_CONFIG_FILE}`);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
