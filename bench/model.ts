@@ -100,20 +100,65 @@ export const modelBench: Bench = {
       const step = await ex.compile(g);
       const ms = await msPerStep(step, feeds);
       results[pass] = tokens / (ms / 1000);
-      yield { bench: "model", ...params, pass, executor: "webgpu", metric: "tokens_per_s", value: results[pass], unit: "tok/s" };
-      yield { bench: "model", ...params, pass, metric: "arena_peak", value: step.stats.arenaBytes / 2 ** 20, unit: "MiB" };
+      yield {
+        bench: "model",
+        ...params,
+        pass,
+        executor: "webgpu",
+        metric: "tokens_per_s",
+        value: results[pass],
+        unit: "tok/s",
+      };
+      yield {
+        bench: "model",
+        ...params,
+        pass,
+        metric: "arena_peak",
+        value: step.stats.arenaBytes / 2 ** 20,
+        unit: "MiB",
+      };
       yield { bench: "model", ...params, pass, metric: "dispatches", value: step.stats.dispatches, unit: "count" };
     }
     ex.dispose();
     const torch = await torchBaseline();
     if (!torch) {
-      yield { bench: "model", ...params, metric: "torch_baseline", value: 0, unit: "absent", note: "no .venv with torch" };
+      yield {
+        bench: "model",
+        ...params,
+        metric: "torch_baseline",
+        value: 0,
+        unit: "absent",
+        note: "no .venv with torch",
+      };
       return;
     }
     const tf = tokens / torch.forward_s, tb = tokens / torch.forward_backward_s;
-    yield { bench: "model", ...params, pass: "forward", executor: "pytorch", metric: "tokens_per_s", value: tf, unit: "tok/s" };
-    yield { bench: "model", ...params, pass: "forward+backward", executor: "pytorch", metric: "tokens_per_s", value: tb, unit: "tok/s" };
-    yield { bench: "model", ...params, pass: "forward", metric: "ratio_vs_pytorch", value: results.forward / tf, unit: "x" };
+    yield {
+      bench: "model",
+      ...params,
+      pass: "forward",
+      executor: "pytorch",
+      metric: "tokens_per_s",
+      value: tf,
+      unit: "tok/s",
+    };
+    yield {
+      bench: "model",
+      ...params,
+      pass: "forward+backward",
+      executor: "pytorch",
+      metric: "tokens_per_s",
+      value: tb,
+      unit: "tok/s",
+    };
+    yield {
+      bench: "model",
+      ...params,
+      pass: "forward",
+      metric: "ratio_vs_pytorch",
+      value: results.forward / tf,
+      unit: "x",
+    };
     yield {
       bench: "model",
       ...params,

@@ -11,8 +11,15 @@
  * ```
  * @module
  */
-export { bucketLength, type ForwardOptions, type ForwardResult, loadModel, type LoadModelOptions, Model } from "./nn/model.ts";
-export { decoderConfig, type DecoderConfig, FAMILIES } from "./nn/config.ts";
+export {
+  bucketLength,
+  type ForwardOptions,
+  type ForwardResult,
+  loadModel,
+  type LoadModelOptions,
+  Model,
+} from "./nn/model.ts";
+export { type DecoderConfig, decoderConfig, FAMILIES } from "./nn/config.ts";
 export { loadTokenizer, Tokenizer } from "./data/tokenizer.ts";
 export { openModelFolder } from "./io/hf_folder.ts";
 export { openSafetensors, writeSafetensors } from "./io/safetensors.ts";

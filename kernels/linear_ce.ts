@@ -85,7 +85,11 @@ const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs }, ctx) => {
   const launches: Launch[] = [];
   for (let r0 = 0; r0 < N; r0 += R) {
     const rc = Math.min(R, N - r0);
-    const mm = matmul.matmul({ inputs: [f32([rc, D]), w], outputs: [f32([rc, V])], attrs: { transA: false, transB: true } }, ctx);
+    const mm = matmul.matmul({
+      inputs: [f32([rc, D]), w],
+      outputs: [f32([rc, V])],
+      attrs: { transA: false, transB: true },
+    }, ctx);
     const mmMap: Ref = (b) =>
       "input" in b && b.input === 0
         ? { input: 0, offset: r0 * D * 4, size: rc * D * 4 }
@@ -129,7 +133,11 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], attrs }, ctx) 
     const hc: BindingRef = { input: 1, offset: r0 * D * 4, size: rc * D * 4 };
     const logits: BindingRef = { scratch: S_LOGITS, size: rc * V * 4 };
     const dl: BindingRef = { scratch: S_DL, size: rc * V * 4 };
-    const mm = matmul.matmul({ inputs: [f32([rc, D]), w], outputs: [f32([rc, V])], attrs: { transA: false, transB: true } }, ctx);
+    const mm = matmul.matmul({
+      inputs: [f32([rc, D]), w],
+      outputs: [f32([rc, V])],
+      attrs: { transA: false, transB: true },
+    }, ctx);
     launches.push(...embed(mm, (b) => (io(b) === "i0" ? hc : io(b) === "i1" ? { input: 2 } : logits), scratch));
     const bwd = softmax.cross_entropy_bwd({
       inputs: [f32([]), f32([rc, V]), i32([rc]), f32([rc])],
@@ -153,13 +161,21 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], attrs }, ctx) 
     launches.push(...embed(bwd, bwdMap, scratch));
     if (attrs.needH) {
       // dh[r0:r0+rc] = dl [rc, V] · W [V, D]
-      const m = matmul.matmul({ inputs: [f32([rc, V]), w], outputs: [f32([rc, D])], attrs: { transA: false, transB: false } }, ctx);
+      const m = matmul.matmul({
+        inputs: [f32([rc, V]), w],
+        outputs: [f32([rc, D])],
+        attrs: { transA: false, transB: false },
+      }, ctx);
       const dh: BindingRef = { output: dhOut, offset: r0 * D * 4, size: rc * D * 4 };
       launches.push(...embed(m, (b) => (io(b) === "i0" ? dl : io(b) === "i1" ? { input: 2 } : dh), scratch));
     }
     if (attrs.needW) {
       // dW (+)= dlᵀ [V, rc] · h_c [rc, D]
-      const m = matmul.matmul({ inputs: [f32([rc, V]), f32([rc, D])], outputs: [f32([V, D])], attrs: { transA: true, transB: false } }, ctx);
+      const m = matmul.matmul({
+        inputs: [f32([rc, V]), f32([rc, D])],
+        outputs: [f32([V, D])],
+        attrs: { transA: true, transB: false },
+      }, ctx);
       const dst: BindingRef = c === 0 ? { output: dwOut } : { scratch: S_DW };
       launches.push(...embed(m, (b) => (io(b) === "i0" ? dl : io(b) === "i1" ? hc : dst), scratch));
       if (c > 0) launches.push(accumulateLaunch(V * D, { output: dwOut }, { scratch: S_DW }, ctx));

@@ -17,7 +17,21 @@ import { lowerings as softmax } from "./softmax.ts";
 import { lowerings as cast } from "./cast.ts";
 import { lowerings as linearCe } from "./linear_ce.ts";
 
-const table: Record<string, Lowering> = { ...elementwise, ...reduce, ...matmul, ...attention, ...embedding, ...rope, ...dropout, ...optim, ...norm, ...activation, ...softmax, ...cast, ...linearCe };
+const table: Record<string, Lowering> = {
+  ...elementwise,
+  ...reduce,
+  ...matmul,
+  ...attention,
+  ...embedding,
+  ...rope,
+  ...dropout,
+  ...optim,
+  ...norm,
+  ...activation,
+  ...softmax,
+  ...cast,
+  ...linearCe,
+};
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */
 export function lowering(op: string): Lowering {

@@ -83,7 +83,9 @@ function act(name: unknown): Act {
     case "gelu":
       return "gelu";
     default:
-      throw new Error(`config.json: hidden_act ${JSON.stringify(name)} is not supported (silu, gelu, gelu_pytorch_tanh)`);
+      throw new Error(
+        `config.json: hidden_act ${JSON.stringify(name)} is not supported (silu, gelu, gelu_pytorch_tanh)`,
+      );
   }
 }
 
@@ -104,7 +106,9 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   // transformers v5 moves rope settings into rope_parameters; v4 uses rope_theta + rope_scaling.
   const rp = (cfg.rope_parameters ?? null) as Record<string, unknown> | null;
   const ropeTheta = num(rp ?? cfg, "rope_theta", 10000);
-  const scalingSrc = rp && rp.rope_type && rp.rope_type !== "default" ? rp : (cfg.rope_scaling as Record<string, unknown>);
+  const scalingSrc = rp && rp.rope_type && rp.rope_type !== "default"
+    ? rp
+    : (cfg.rope_scaling as Record<string, unknown>);
   const ropeScaling = ropeScalingFromHf(scalingSrc ?? null);
   const partial = num(rp ?? cfg, "partial_rotary_factor", 1);
   const window = typeof cfg.sliding_window === "number" ? cfg.sliding_window : 0;

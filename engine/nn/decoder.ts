@@ -157,7 +157,10 @@ export function traceDecoder(
     if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     h = add(h, att);
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
-    const m = norm(h, c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`);
+    const m = norm(
+      h,
+      c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
+    );
     let gate: Tensor, up: Tensor;
     if (c.fused) {
       const gu = linear(m, `${l}.mlp.gate_up_proj`);

@@ -109,7 +109,9 @@ export interface LoraArgs {
 export function loraConfigFromArgs(a: LoraArgs): LoraConfig {
   const list = (v: string | string[]) => (Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean);
   if (a.additional_target && list(a.additional_target).length) {
-    throw new Error(`additional_target (PEFT modules_to_save) is not supported, got ${JSON.stringify(a.additional_target)}`);
+    throw new Error(
+      `additional_target (PEFT modules_to_save) is not supported, got ${JSON.stringify(a.additional_target)}`,
+    );
   }
   const iter = a.pissa_iter ?? 16;
   return loraConfig({
@@ -298,7 +300,9 @@ export async function attachAdapter(
   source: string | Partial<LoraConfig>,
   opts: AttachOptions = {},
 ): Promise<LoraAdapter> {
-  if (model.adapter) throw new Error("attachAdapter: the model already has an adapter (stacking adapters is not supported)");
+  if (model.adapter) {
+    throw new Error("attachAdapter: the model already has an adapter (stacking adapters is not supported)");
+  }
   let cfg: LoraConfig, tensors: Map<string, AdapterTensor> | undefined, baseModel = opts.baseModel ?? "";
   const from = typeof source === "string" ? source : "config";
   if (typeof source === "string") {

@@ -141,7 +141,7 @@ function matmulHost(a: Float64Array, m: number, n: number, b: Float64Array, q: n
       const w = a[i * n + k];
       if (w === 0) continue;
       if (transA) { for (let j = 0; j < q; j++) out[k * q + j] += w * b[i * q + j]; }
-      else { for (let j = 0; j < q; j++) out[i * q + j] += w * b[k * q + j]; }
+      else for (let j = 0; j < q; j++) out[i * q + j] += w * b[k * q + j];
     }
   }
   return out;
@@ -152,7 +152,15 @@ function matmulHost(a: Float64Array, m: number, n: number, b: Float64Array, q: n
  * `torch.svd_lowrank(W, q, niter)`: Q = orth(W·Ω), then `niter` times Q = orth(W·orth(Wᵀ·Q)), then the exact SVD
  * of Qᵀ·W), with `oversample` extra columns; Ω is drawn from `rng`.
  */
-export function randomizedSvd(a: Float64Array, m: number, n: number, k: number, niter: number, rng: Rng, oversample = 8): Svd {
+export function randomizedSvd(
+  a: Float64Array,
+  m: number,
+  n: number,
+  k: number,
+  niter: number,
+  rng: Rng,
+  oversample = 8,
+): Svd {
   const q = Math.min(k + oversample, m, n);
   const omega = Float64Array.from({ length: n * q }, () => rng.normal());
   let y = matmulHost(a, m, n, omega, q); // [m, q]

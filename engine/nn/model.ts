@@ -187,7 +187,10 @@ export class Model {
       return [];
     });
     const feeds = this.#feeds(inputIds, opts, Lb);
-    const out = await compiled.run(feeds as Record<string, ArrayLike<number>>, withLoss ? ["logits", "loss"] : ["logits"]);
+    const out = await compiled.run(
+      feeds as Record<string, ArrayLike<number>>,
+      withLoss ? ["logits", "loss"] : ["logits"],
+    );
     const logits = new Float32Array(B * L * V);
     for (let b = 0; b < B; b++) logits.set(out.logits.subarray(b * Lb * V, (b * Lb + L) * V), b * L * V);
     return { logits, shape: [B, L, V], loss: withLoss ? out.loss[0] : undefined };
@@ -241,7 +244,9 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       const t = folder.tensors.get(name);
       if (!t) throw new Error(`${dir}: the weights have no tensor "${name}" that ${config.family} needs`);
       if (t.shape.join() !== shape.join()) {
-        throw new Error(`${dir}: tensor "${name}" is [${t.shape.join(", ")}], config.json implies [${shape.join(", ")}]`);
+        throw new Error(
+          `${dir}: tensor "${name}" is [${t.shape.join(", ")}], config.json implies [${shape.join(", ")}]`,
+        );
       }
       const stored = STORED[t.dtype];
       if (!stored) throw new Error(`${dir}: tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);

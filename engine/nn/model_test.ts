@@ -37,14 +37,14 @@ async function golden(family: string) {
   return g;
 }
 
-async function executors(): Promise<[string, () => Promise<Executor>][]> {
+function executors(): [string, () => Promise<Executor>][] {
   const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
   if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
   return list;
 }
 
 for (const family of FAMILIES) {
-  for (const [exName, make] of await executors()) {
+  for (const [exName, make] of executors()) {
     Deno.test(`${family} on ${exName}: logits and loss match transformers`, async () => {
       const g = await golden(family);
       const model = await loadModel(`${root}${family}`, { executor: await make() });
