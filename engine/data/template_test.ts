@@ -210,3 +210,23 @@ Deno.test("Python json: key order, float repr, indent", () => {
   }
   assert.throws(() => pyLoads("{'a': 1}"), SyntaxError);
 });
+
+Deno.test("qwen3 and llama3 match the tokenizers' own chat templates on single-turn rows (LF test_template.py)", async () => {
+  for (const conv of [goldens.conversations.single, goldens.conversations.system]) {
+    const messages = [
+      ...(conv.system ? [{ role: "system", content: conv.system }] : []),
+      ...conv.prompt,
+      ...conv.response,
+    ];
+    const qwen = await goldenTemplate("qwen3");
+    const [qp, qr] = qwen.encodeOneturn([...conv.prompt, ...conv.response], conv.system, conv.tools);
+    assert.equal(qwen.tokenizer.decode([...qp, ...qr]), qwen.tokenizer.base.applyChatTemplate(messages));
+    const llama = await goldenTemplate("llama3");
+    const [lp, lr] = llama.encodeOneturn([...conv.prompt, ...conv.response], conv.system, conv.tools);
+    // the npm Llama-3 chat template always appends the generation prompt
+    assert.equal(
+      llama.tokenizer.decode([...lp, ...lr]) + "<|start_header_id|>assistant<|end_header_id|>\n\n",
+      llama.tokenizer.base.applyChatTemplate(messages),
+    );
+  }
+});

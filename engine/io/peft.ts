@@ -129,7 +129,8 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
 
 /** The adapter_config.json PEFT writes for `cfg` (the fields every PEFT since 0.10 understands). */
 export function peftConfigJson(cfg: LoraConfig, baseModel: string): Record<string, unknown> {
-  const list = (v: readonly string[] | string | undefined) => (v === undefined ? null : typeof v === "string" ? v : [...v].sort());
+  type Names = readonly string[] | string | undefined;
+  const list = (v: Names) => (v === undefined ? null : typeof v === "string" ? v : [...v].sort());
   const out: Record<string, unknown> = {
     alpha_pattern: {},
     auto_mapping: null,
@@ -167,7 +168,9 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
   try {
     text = await Deno.readTextFile(cfgPath);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${dir}: not a PEFT adapter folder (no ${ADAPTER_CONFIG_FILE})`);
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`${dir}: not a PEFT adapter folder (no ${ADAPTER_CONFIG_FILE})`);
+    }
     throw e;
   }
   let raw: Record<string, unknown>;
@@ -176,7 +179,9 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
   } catch (e) {
     throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${cfgPath}: expected a JSON object`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new Error(`${cfgPath}: expected a JSON object`);
+  }
   const config = loraConfigFromPeft(raw, cfgPath);
   const wPath = `${dir}/${ADAPTER_WEIGHTS_FILE}`;
   try {

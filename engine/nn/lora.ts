@@ -387,7 +387,8 @@ export async function saveAdapter(model: Model, dir: string, opts: SaveAdapterOp
   for (const [k, p] of ad.params) {
     tensors.set(k, { shape: p.shape, data: Float32Array.from(await model.executor.getParam(model.prefix + k)) });
   }
-  let cfg = ad.config;
+  // "all" is LLaMA-Factory's word: PEFT gets the names it resolves to.
+  let cfg = isAll(ad.config.targets) ? { ...ad.config, targets: allLinearTargets(ad.decoder) } : ad.config;
   if (opts.convertPissa) {
     if (!ad.initial) throw new Error("saveAdapter: convertPissa needs an adapter PiSSA-initialised by attachAdapter");
     const r = cfg.r;

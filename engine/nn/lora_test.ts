@@ -11,7 +11,6 @@ import { ReferenceExecutor } from "../exec/reference.ts";
 import { WebGpuExecutor } from "../exec/webgpu.ts";
 import type { Executor } from "../exec/executor.ts";
 import { hasGpu } from "../gpu/device.ts";
-import { openSafetensors } from "../io/safetensors.ts";
 import { readPeftAdapter } from "../io/peft.ts";
 import { decoderConfig } from "./config.ts";
 import { traceDecoder } from "./decoder.ts";
@@ -26,60 +25,11 @@ import {
   resolveTargets,
   saveAdapter,
 } from "./lora.ts";
+import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const gpu = await hasGpu();
 const CASES: [string, string][] = [["llama", "lora"], ["qwen2", "lora"], ["llama", "dora"], ["llama", "rslora"]];
-
-export async function golden(dir: string) {
-  const f = await openSafetensors(`${dir}/golden.safetensors`);
-  const rows = async (name: string) => {
-    const t = f.tensors.get(name)!;
-    const d = await f.readF32(name);
-    const [B, L] = t.shape;
-    return Array.from({ length: B }, (_, b) => Array.from(d.subarray(b * L, (b + 1) * L)));
-  };
-  const g = {
-    ids: await rows("input_ids"),
-    mask: await rows("attention_mask"),
-    labels: await rows("labels"),
-    logits: await f.readF32("logits"),
-    loss: f.tensors.has("loss") ? (await f.readF32("loss"))[0] : NaN,
-    grads: new Map<string, Float32Array>(),
-    tensors: new Map<string, Float32Array>(),
-  };
-  for (const name of f.tensors.keys()) {
-    if (name.startsWith("grad.")) g.grads.set(name.slice(5), await f.readF32(name));
-    else g.tensors.set(name, await f.readF32(name));
-  }
-  f.close();
-  return g;
-}
-
-/** Max |got − want| over positions where the mask is 1. */
-export function maskedLogitError(got: ArrayLike<number>, want: ArrayLike<number>, mask: number[][], V: number) {
-  let worst = 0;
-  const L = mask[0].length;
-  mask.forEach((row, b) => {
-    for (let i = 0; i < L; i++) {
-      if (!row[i]) continue;
-      for (let v = 0; v < V; v++) {
-        const k = (b * L + i) * V + v;
-        worst = Math.max(worst, Math.abs(got[k] - want[k]));
-      }
-    }
-  });
-  return worst;
-}
-
-export function relNorm(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 function executors(): [string, () => Promise<Executor>][] {
   const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
@@ -133,7 +83,10 @@ Deno.test("the base stays frozen: no gradient of any base weight is traced or pl
     return { g, nFwd, plan: planGraph(g) };
   };
   const { g, nFwd, plan } = build(false);
-  assert.deepEqual([...g.outputs.keys()].filter((k) => k.startsWith("grad:")).sort(), [...ad.params.keys()].map((k) => `grad:${k}`).sort());
+  assert.deepEqual(
+    [...g.outputs.keys()].filter((k) => k.startsWith("grad:")).sort(),
+    [...ad.params.keys()].map((k) => `grad:${k}`).sort(),
+  );
   const baseShapes = new Set([...model.params.values()].map((p) => p.shape.join()));
   for (const ni of plan.order.filter((i) => i >= nFwd)) {
     const n = g.nodes[ni];
@@ -141,11 +94,17 @@ Deno.test("the base stays frozen: no gradient of any base weight is traced or pl
     if (n.op === "linear_cross_entropy_bwd") assert.equal(n.outputs.length, 1, "lm_head must get no gradient");
     for (const o of n.outputs) {
       const shape = g.values[o].shape.join();
-      assert.ok(!baseShapes.has(shape) || shape === "64", `backward node ${n.op} makes a base-weight-shaped [${shape}]`);
+      assert.ok(
+        !baseShapes.has(shape) || shape === "64",
+        `backward node ${n.op} makes a base-weight-shaped [${shape}]`,
+      );
     }
   }
   const full = build(true);
-  assert.ok(plan.arenaBytes < full.plan.arenaBytes, `arena ${plan.arenaBytes} vs ${full.plan.arenaBytes} with base grads`);
+  assert.ok(
+    plan.arenaBytes < full.plan.arenaBytes,
+    `arena ${plan.arenaBytes} vs ${full.plan.arenaBytes} with base grads`,
+  );
   // The DoRA norm is detached: its backward (through W + s·B·A) is never live.
   const merged = g.nodes.filter((n) => n.op === "stop_gradient").length;
   assert.equal(merged, ad.targets.length);
