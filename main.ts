@@ -31,13 +31,8 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
     },
   },
   train: {
-    help: "train from a LLaMA-Factory style YAML config (arrives with the trainer)",
-    run: (args) => {
-      console.error(
-        `train ${args.join(" ")}: the trainer is not built yet; run \`deno task demo\` for the engine demo`,
-      );
-      return Promise.resolve(2);
-    },
+    help: "train from a LLaMA-Factory style YAML config: deno task train config.yaml [key=value ...]",
+    run: async (args) => (await import("./engine/train/cli.ts")).trainMain(args),
   },
 };
 

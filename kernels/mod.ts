@@ -16,6 +16,7 @@ import { lowerings as activation } from "./activation.ts";
 import { lowerings as softmax } from "./softmax.ts";
 import { lowerings as cast } from "./cast.ts";
 import { lowerings as linearCe } from "./linear_ce.ts";
+import { lowerings as assign } from "./assign.ts";
 
 const table: Record<string, Lowering> = {
   ...elementwise,
@@ -31,6 +32,7 @@ const table: Record<string, Lowering> = {
   ...softmax,
   ...cast,
   ...linearCe,
+  ...assign,
 };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */

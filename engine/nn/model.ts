@@ -36,8 +36,11 @@ export interface LoadModelOptions {
 export interface ModelAdapter {
   /** Adapter parameter name → shape and dtype, stored in the executor under the model's prefix + name. */
   readonly params: ReadonlyMap<string, { shape: number[]; dtype: DType }>;
-  /** The hook for one traced graph; `weight` resolves base and adapter parameters alike. */
-  linear(weight: (name: string) => Tensor): LinearHook;
+  /**
+   * The hook for one traced graph; `weight` resolves base and adapter parameters alike. `seed` (a u32 scalar
+   * input) turns on the adapter's dropout.
+   */
+  linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
 }
 
 /** What {@link Model.forward} takes besides the ids. */
@@ -87,13 +90,14 @@ export class Model {
     this.#graphs.clear();
   }
 
-  #weights(g: Graph): DecoderWeights {
+  /** Where a graph traced on `g` gets this model's parameters (base and adapter) and its linear hook. */
+  weights(g: Graph, opts: { seed?: Tensor } = {}): DecoderWeights {
     const weight = (name: string) => {
       const p = this.params.get(name) ?? this.#adapter?.params.get(name);
       if (!p) throw new Error(`model has no parameter "${name}"`);
       return g.param(this.prefix + name, p.shape, p.dtype);
     };
-    return { weight, linear: this.#adapter?.linear(weight) };
+    return { weight, linear: this.#adapter?.linear(weight, opts) };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {
@@ -163,7 +167,7 @@ export class Model {
     const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
     const { compiled } = await this.#compile(`loss:${B}:${Lb}`, (g) => {
       const labels = g.input("labels", [B * Lb], "i32");
-      g.output("loss", this.#loss(traceDecoder(this.config, this.#inputs(g, B, Lb), this.#weights(g)), labels, B * Lb));
+      g.output("loss", this.#loss(traceDecoder(this.config, this.#inputs(g, B, Lb), this.weights(g)), labels, B * Lb));
       return [];
     });
     const out = await compiled.run(this.#feeds(inputIds, opts, Lb) as Record<string, ArrayLike<number>>, ["loss"]);
@@ -178,7 +182,7 @@ export class Model {
     const withLoss = !!opts.labels;
     const { compiled } = await this.#compile(`fwd:${B}:${Lb}:${withLoss}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
-      const { logits } = traceDecoder(this.config, inp, this.#weights(g));
+      const { logits } = traceDecoder(this.config, inp, this.weights(g));
       g.output("logits", logits);
       if (withLoss) {
         const labels = g.input("labels", [B * Lb], "i32");
@@ -213,7 +217,7 @@ export class Model {
         : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32"));
     const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
-      const w = this.#weights(g);
+      const w = this.weights(g);
       const labels = g.input("labels", [B * Lb], "i32");
       const loss = this.#loss(traceDecoder(this.config, inp, w), labels, B * Lb);
       g.output("loss", loss);

@@ -16,3 +16,4 @@ export * from "./rope.ts";
 export * from "./dropout.ts";
 export * from "./optim.ts";
 export * from "./linear_ce.ts";
+export * from "./assign.ts";

@@ -1,0 +1,283 @@
+/**
+ * The cross-field rules of LLaMA-Factory's `get_train_args` and HF `TrainingArguments.__post_init__` that need no
+ * file system ({@linkcode crossCheck}, called by `parseTrainArgs`), LF's output_dir / resume rule
+ * ({@linkcode checkOutputDir}, which reads output_dir), and the views of the arguments the data worker takes.
+ * Messages keep LF's and HF's wording after the key they concern.
+ * @module
+ */
+import type { LoadDatasetsArgs } from "../data/loader.ts";
+import { parseProbs } from "../data/mix.ts";
+import { type DataArgs, resolveDataArgs } from "../data/process.ts";
+import { type TemplateOptions, TEMPLATES } from "../data/template.ts";
+import { TOOL_UTILS } from "../data/template_tools.ts";
+import { closeNames } from "../data/dataset_info.ts";
+import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./args.ts";
+
+/** The `lr_scheduler_kwargs` each supported scheduler takes. */
+const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
+  linear: [],
+  constant: [],
+  constant_with_warmup: [],
+  cosine: ["num_cycles"],
+  cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
+};
+
+function checkSteps(key: string, value: number | null, problems: string[]): void {
+  if (value !== null && value > 1 && !Number.isInteger(value)) {
+    problems.push(`${key}: --${key} must be an integer if bigger than 1: ${value}`);
+  }
+}
+
+/**
+ * Applies the rules that relate keys (in place: `lora_alpha`, `do_eval`, `eval_steps` are derived) and adds the
+ * problems and notes. `given` holds the keys the config set.
+ */
+export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: string[], warnings: string[]): void {
+  const err = (key: string, msg: string) => problems.push(`${key}: ${msg}`);
+  // model
+  if (!a.model_name_or_path) err("model_name_or_path", "required (a local HF model folder or a hub model id)");
+  if (a.adapter_name_or_path && a.finetuning_type !== "lora") {
+    err("adapter_name_or_path", "Adapter is only valid for the LoRA method.");
+  }
+  // method
+  a.lora_alpha = a.lora_alpha || a.lora_rank * 2;
+  if (a.finetuning_type !== "lora") {
+    for (const key of ["loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init"] as const) {
+      if (a[key]) err(key, `\`${key}\` is only valid for LoRA training.`);
+    }
+  }
+  // precision
+  if (a.fp16 && a.bf16) err("fp16", "At most one of fp16 and bf16 can be True, but not both");
+  for (const key of ["bf16", "fp16"] as const) {
+    if (a[key]) warnings.push(`${key}: Whetstone trains in f32 (f32 master weights and compute); ignored`);
+  }
+  if (!a.output_dir) err("output_dir", "expected a folder path, got an empty string");
+  // schedule
+  if (a.warmup_steps >= 1 && !Number.isInteger(a.warmup_steps)) {
+    err("warmup_steps", `expected an integer count, or a ratio below 1, got ${a.warmup_steps}`);
+  }
+  if (a.warmup_steps > 0 && a.warmup_ratio > 0) {
+    warnings.push(
+      "warmup_steps: Both warmup_ratio and warmup_steps given, warmup_steps will override any effect of warmup_ratio" +
+        " during training",
+    );
+  }
+  const takes = SCHEDULER_KWARGS[a.lr_scheduler_type] ?? [];
+  for (const [k, v] of Object.entries(a.lr_scheduler_kwargs)) {
+    if (!takes.includes(k as keyof LrSchedulerKwargs)) {
+      err(
+        "lr_scheduler_kwargs",
+        `${a.lr_scheduler_type} takes ${takes.length ? takes.join(", ") : "no arguments"}, got ${JSON.stringify(k)}`,
+      );
+    } else if (typeof v !== "number" || !Number.isFinite(v)) {
+      err("lr_scheduler_kwargs", `${k}: expected a number, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (a.lr_scheduler_type === "cosine_with_min_lr") {
+    const { min_lr: lr, min_lr_rate: rate } = a.lr_scheduler_kwargs;
+    if (lr !== undefined && rate !== undefined) {
+      err("lr_scheduler_kwargs", "Only one of min_lr or min_lr_rate should be set");
+    } else if (lr === undefined && rate === undefined) {
+      err("lr_scheduler_kwargs", "One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`");
+    }
+  }
+  // logging / eval / save intervals (HF __post_init__)
+  if (a.eval_strategy !== "no") a.do_eval = true;
+  if (a.logging_strategy === "steps" && a.logging_steps === 0) {
+    err("logging_steps", "logging strategy steps requires non-zero --logging_steps");
+  }
+  if (a.eval_strategy === "steps" && !a.eval_steps) {
+    if (a.logging_steps > 0) a.eval_steps = a.logging_steps;
+    else err("eval_steps", "evaluation strategy steps requires either non-zero --eval_steps or --logging_steps");
+  }
+  if (a.save_strategy === "steps" && a.save_steps === 0) {
+    err("save_steps", "save strategy steps requires non-zero --save_steps");
+  }
+  if (a.logging_strategy === "steps") checkSteps("logging_steps", a.logging_steps, problems);
+  if (a.eval_strategy === "steps") checkSteps("eval_steps", a.eval_steps, problems);
+  if (a.save_strategy === "steps") checkSteps("save_steps", a.save_steps, problems);
+  // data (DataArguments.__post_init__)
+  const hasVal = a.val_size > 1e-6;
+  if (a.val_size >= 1 && !Number.isInteger(a.val_size)) {
+    err("val_size", `expected a fraction in [0, 1) or an integer count, got ${a.val_size}`);
+  }
+  if (!a.dataset && hasVal) err("val_size", "Cannot specify `val_size` if `dataset` is None.");
+  if (a.eval_dataset && hasVal) err("val_size", "Cannot specify `val_size` if `eval_dataset` is not None.");
+  if (a.interleave_probs) {
+    const probs = a.interleave_probs;
+    if (a.mix_strategy === "concat") {
+      err("interleave_probs", "`interleave_probs` is only valid for interleaved mixing.");
+    } else if (a.dataset && a.dataset.length !== probs.length) {
+      err("interleave_probs", "The length of dataset and interleave probs should be identical.");
+    } else if (a.eval_dataset && a.eval_dataset.length !== probs.length) {
+      err("interleave_probs", "The length of eval dataset and interleave probs should be identical.");
+    } else {
+      try {
+        parseProbs(probs, probs.length, warnings);
+      } catch (e) {
+        err("interleave_probs", (e as Error).message);
+      }
+    }
+  }
+  if (a.streaming && hasVal && a.val_size < 1) err("val_size", "Streaming mode should have an integer val size.");
+  if (a.streaming && a.max_samples !== null) err("max_samples", "`max_samples` is incompatible with `streaming`.");
+  try {
+    resolveDataArgs(dataArgsOf(a));
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (a.template !== null && !TEMPLATES.has(a.template)) {
+    const close = closeNames(a.template, TEMPLATES.keys(), 3);
+    err(
+      "template",
+      `Template ${a.template} does not exist.${close.length ? ` Did you mean ${close.join(", ")}?` : ""}`,
+    );
+  }
+  if (a.tool_format !== null && !Object.hasOwn(TOOL_UTILS, a.tool_format)) {
+    err("tool_format", `expected one of ${Object.keys(TOOL_UTILS).join(", ")}, got ${JSON.stringify(a.tool_format)}`);
+  }
+  // get_train_args
+  if (a.max_steps <= 0 && a.streaming) err("max_steps", "Please specify `max_steps` in streaming mode.");
+  if (a.do_train && !a.dataset) err("dataset", "Please specify dataset for training.");
+  if (a.do_eval && !a.eval_dataset && !hasVal) {
+    err(given.has("do_eval") ? "do_eval" : "eval_strategy", "Please specify dataset for evaluation.");
+  }
+}
+
+/** What {@linkcode checkOutputDir} found. */
+export interface OutputDirCheck {
+  /** The checkpoint folder to resume from, or null to start afresh. */
+  resumeFrom: string | null;
+  /** LF's info lines ("Resuming training from ..."). */
+  notes: string[];
+}
+
+/** LF's `CHECKPOINT_NAMES`: weight files whose presence (without checkpoint-N folders) blocks a new run. */
+const CHECKPOINT_NAMES = [
+  "adapter_model.safetensors",
+  "adapter_model.bin",
+  "model.safetensors.index.json",
+  "model.safetensors",
+  "pytorch_model.bin.index.json",
+  "pytorch_model.bin",
+];
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** HF's `get_last_checkpoint`: the `checkpoint-N` folder of `dir` with the largest N, or null. */
+export async function lastCheckpoint(dir: string): Promise<string | null> {
+  let best: [number, string] | null = null;
+  for await (const e of Deno.readDir(dir)) {
+    const m = /^checkpoint-(\d+)$/.exec(e.name);
+    if (m && e.isDirectory && (!best || Number(m[1]) > best[0])) best = [Number(m[1]), e.name];
+  }
+  return best ? `${dir.replace(/\/+$/, "")}/${best[1]}` : null;
+}
+
+/**
+ * LF's output_dir rule and HF's resume semantics. `resume_from_checkpoint` a path: that folder (it must exist);
+ * `true`: the last `checkpoint-N` of output_dir (an error without one); `false`: start afresh. Unset, with
+ * `do_train` and without `overwrite_output_dir`: an existing output_dir with checkpoints resumes from the last one;
+ * one with weight files but no checkpoint is an error ("Output directory already exists and is not empty. Please
+ * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. Errors are {@linkcode ConfigError}s.
+ */
+export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<OutputDirCheck> {
+  const r = a.resume_from_checkpoint;
+  const fail = (msg: string) => {
+    throw new ConfigError(where, [msg]);
+  };
+  if (typeof r === "string") {
+    if (!await isDir(r)) fail(`resume_from_checkpoint: Can't find a valid checkpoint at ${r}`);
+    return { resumeFrom: r, notes: [] };
+  }
+  if (r === true) {
+    const last = await isDir(a.output_dir) ? await lastCheckpoint(a.output_dir) : null;
+    if (!last) fail(`resume_from_checkpoint: No valid checkpoint found in output directory (${a.output_dir})`);
+    return { resumeFrom: last, notes: [`Resuming training from ${last}.`] };
+  }
+  if (r === false || !a.do_train || a.overwrite_output_dir || !await isDir(a.output_dir)) {
+    return { resumeFrom: null, notes: [] };
+  }
+  const last = await lastCheckpoint(a.output_dir);
+  if (last) {
+    return {
+      resumeFrom: last,
+      notes: [`Resuming training from ${last}.`, "Change `output_dir` or use `overwrite_output_dir` to avoid."],
+    };
+  }
+  for (const name of CHECKPOINT_NAMES) {
+    try {
+      if ((await Deno.stat(`${a.output_dir}/${name}`)).isFile) {
+        fail(
+          `output_dir ${a.output_dir}: Output directory already exists and is not empty. ` +
+            "Please set `overwrite_output_dir`.",
+        );
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return { resumeFrom: null, notes: [] };
+}
+
+/** The data worker's processing arguments (`processDataset`), which apply LF's packing / cutoff rules. */
+export function dataArgsOf(a: TrainArgs): DataArgs {
+  return {
+    stage: a.stage,
+    cutoffLen: a.cutoff_len,
+    trainOnPrompt: a.train_on_prompt,
+    maskHistory: a.mask_history,
+    packing: a.packing,
+    neatPacking: a.neat_packing,
+    batchSize: a.preprocessing_batch_size,
+  };
+}
+
+/** The data worker's loading arguments (`loadDatasets`); LF splits and mixes with the training `seed`. */
+export function loadDatasetsArgsOf(a: TrainArgs): LoadDatasetsArgs & { streaming: boolean } {
+  return {
+    dataset: a.dataset ?? undefined,
+    eval_dataset: a.eval_dataset ?? undefined,
+    dataset_dir: a.dataset_dir,
+    stage: a.stage,
+    max_samples: a.max_samples ?? undefined,
+    val_size: a.val_size,
+    mix_strategy: a.mix_strategy,
+    interleave_probs: a.interleave_probs ?? undefined,
+    seed: a.seed,
+    streaming: a.streaming,
+  };
+}
+
+/** The template options (`getTemplate`). */
+export function templateOptionsOf(a: TrainArgs): TemplateOptions {
+  return {
+    template: a.template,
+    toolFormat: a.tool_format,
+    defaultSystem: a.default_system,
+    enableThinking: a.enable_thinking,
+    preserveThinking: a.preserve_thinking,
+    trainOnPrompt: a.train_on_prompt,
+  };
+}
+
+/**
+ * HF's warmup length: `warmup_steps` when >= 1; a `warmup_steps` below 1 is a ratio (transformers 5); otherwise
+ * `ceil(total * warmup_ratio)`.
+ */
+export function warmupSteps(a: Pick<TrainArgs, "warmup_steps" | "warmup_ratio">, totalSteps: number): number {
+  if (a.warmup_steps >= 1) return a.warmup_steps;
+  return Math.ceil(totalSteps * (a.warmup_steps > 0 ? a.warmup_steps : a.warmup_ratio));
+}
+
+/** HF's reading of logging_steps / eval_steps / save_steps: below 1, a fraction of the total steps (rounded up). */
+export function intervalSteps(value: number, totalSteps: number): number {
+  return value < 1 ? Math.ceil(totalSteps * value) : value;
+}

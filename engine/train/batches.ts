@@ -1,0 +1,79 @@
+/**
+ * From processed records (input_ids, attention_mask, labels) to the micro-batches a train step eats:
+ * a seeded order per epoch, rows padded on the right to a length bucket, labels shifted as transformers
+ * shifts them (the logits at i predict the label at i + 1), attention segments from the mask.
+ * @module
+ */
+import type { SftRecord } from "../data/process.ts";
+
+/** One micro-batch, flat row-major [B, L]. */
+export interface MicroBatch {
+  B: number;
+  L: number;
+  ids: Int32Array;
+  positions: Int32Array;
+  /** Attention stays within equal ids: 0 padding, 1 a plain row, 1, 2, 3... packed sequences. */
+  segments: Int32Array;
+  /** Shifted labels, -100 where no loss is taken. */
+  labels: Int32Array;
+  /** Real (non-pad) tokens. */
+  tokens: number;
+  /** Positions that carry a loss. */
+  targets: number;
+}
+
+/** mulberry32: a small seeded PRNG. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The order of `n` records in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch); stable across runs. */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  const r = prng((seed * 1000003 + epoch * 7919) >>> 0);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Rounds a length up to a multiple of `multiple` (at least `multiple`). */
+export function bucket(len: number, multiple: number): number {
+  return Math.max(multiple, Math.ceil(len / multiple) * multiple);
+}
+
+/**
+ * Collates `rows` into a micro-batch of `B` rows (missing rows are all padding) and length `L` (at least
+ * the longest row).
+ */
+export function collate(rows: readonly SftRecord[], B: number, L: number): MicroBatch {
+  if (rows.length > B) throw new Error(`collate: ${rows.length} rows for a batch of ${B}`);
+  const ids = new Int32Array(B * L), positions = new Int32Array(B * L), segments = new Int32Array(B * L);
+  const labels = new Int32Array(B * L).fill(-100);
+  let tokens = 0, targets = 0;
+  rows.forEach((r, b) => {
+    const n = r.input_ids.length;
+    if (n > L) throw new Error(`collate: a row of ${n} tokens does not fit length ${L}`);
+    for (let i = 0; i < n; i++) {
+      const k = b * L + i;
+      ids[k] = r.input_ids[i];
+      positions[k] = r.position_ids?.[i] ?? i;
+      segments[k] = r.attention_mask[i];
+      if (r.attention_mask[i]) tokens++;
+      // Shifted: the loss at position i is against the label of i + 1, within the same segment.
+      if (i + 1 < n && r.labels[i + 1] !== -100 && r.attention_mask[i + 1] === r.attention_mask[i]) {
+        labels[k] = r.labels[i + 1];
+        targets++;
+      }
+    }
+  });
+  return { B, L, ids, positions, segments, labels, tokens, targets };
+}

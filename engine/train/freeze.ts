@@ -1,0 +1,40 @@
+/**
+ * LLaMA-Factory's freeze tuning: which parameters train for finetuning_type "freeze".
+ * freeze_trainable_layers N > 0 trains the last N layers, N < 0 the first |N|; freeze_trainable_modules
+ * "all" or names (e.g. "mlp,self_attn") picks modules inside those layers; freeze_extra_modules adds
+ * modules outside the layers (e.g. "embed_tokens,norm").
+ * @module
+ */
+import type { DecoderConfig } from "../nn/config.ts";
+
+/** The names of the parameters that train. */
+export function freezeTrainable(
+  params: readonly string[],
+  c: DecoderConfig,
+  o: { layers: number; modules: string | string[]; extra?: string | string[] | null },
+): string[] {
+  const list = (v: string | string[] | null | undefined) =>
+    (Array.isArray(v) ? v : (v ?? "").split(",")).map((s) => s.trim()).filter(Boolean);
+  const n = o.layers;
+  if (!Number.isInteger(n) || n === 0 || Math.abs(n) > c.layers) {
+    throw new Error(`freeze_trainable_layers must be a non-zero integer within ±${c.layers}, got ${n}`);
+  }
+  const ids = n > 0 ? Array.from({ length: n }, (_, i) => c.layers - n + i) : Array.from({ length: -n }, (_, i) => i);
+  const mods = list(o.modules);
+  const all = mods.length === 0 || mods.includes("all");
+  const extra = list(o.extra);
+  const out = params.filter((p) => {
+    const m = /^model\.layers\.(\d+)\.(.+)$/.exec(p);
+    if (m) return ids.includes(Number(m[1])) && (all || mods.some((mod) => m[2].startsWith(`${mod}.`)));
+    const bare = p.replace(/^model\./, "");
+    return extra.some((e) => bare.startsWith(`${e}.`) || bare === e);
+  });
+  if (!all) {
+    for (const mod of mods) {
+      if (!out.some((p) => p.includes(`.${mod}.`))) {
+        throw new Error(`freeze_trainable_modules: no module "${mod}" in the trainable layers`);
+      }
+    }
+  }
+  return out;
+}

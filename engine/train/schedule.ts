@@ -1,0 +1,187 @@
+/**
+ * Learning-rate schedules, computed exactly as transformers' `get_scheduler` builds them (a torch `LambdaLR` whose
+ * lr is `base_lr * lr_lambda(last_epoch)`), and the warmup length as `TrainingArguments.get_warmup_steps` computes it.
+ *
+ * ## Step convention
+ *
+ * `step` is the 0-based index of the optimizer step about to run, i.e. the scheduler's `last_epoch` at that time:
+ * `lrAt(k, o)` is the lr the optimizer uses for its (k+1)-th update. HF Trainer calls `optimizer.step()` and then
+ * `lr_scheduler.step()`, so after `global_step` updates the scheduler holds `lrAt(global_step, o)`.
+ *
+ * What lands in the logs (`trainer_state.json` `log_history[].learning_rate`, LLaMA-Factory's `trainer_log.jsonl` `lr`)
+ * for the record with `step == global_step`:
+ * - transformers >= 4.51 (huggingface/transformers#36973, and 5.x): the lr of the step just taken,
+ *   `lrAt(global_step - 1, o)` — see {@linkcode loggedLrAt};
+ * - transformers < 4.51: the lr of the *next* step, `lrAt(global_step, o)`.
+ *
+ * The goldens in `fixtures/schedules/golden.json` (made by `fixtures/schedules/make_schedules.py` with a real Trainer)
+ * record both (`used` / `logged`, and `after` for the old convention).
+ * @module
+ */
+
+/** The scheduler names (`lr_scheduler_type`) supported here. */
+export type SchedulerType = "linear" | "cosine" | "constant" | "constant_with_warmup" | "cosine_with_min_lr";
+
+/** The scheduler names supported here, for validation of user input. */
+export const SCHEDULER_TYPES: readonly SchedulerType[] = [
+  "linear",
+  "cosine",
+  "constant",
+  "constant_with_warmup",
+  "cosine_with_min_lr",
+];
+
+/** A schedule: HF's `get_scheduler(type, optimizer(lr=baseLr), warmupSteps, totalSteps, kwargs)`. */
+export interface ScheduleOptions {
+  type: SchedulerType;
+  /** The optimizer's initial lr (`learning_rate`). */
+  baseLr: number;
+  /** Warmup steps (already resolved; see {@linkcode warmupStepsOf}). Ignored by `constant`. */
+  warmupSteps: number;
+  /** Total optimizer steps (`max_steps`). Used by `linear`, `cosine`, `cosine_with_min_lr`. */
+  totalSteps: number;
+  /** Cosine waves (`num_cycles`, default 0.5: a half cosine from baseLr down to 0 / the minimum). */
+  numCycles?: number;
+  /** `cosine_with_min_lr`: the final lr (converted to `minLrRate = minLr / baseLr` as HF does). */
+  minLr?: number;
+  /** `cosine_with_min_lr`: the final lr as a fraction of baseLr. Exactly one of `minLr`, `minLrRate` must be set. */
+  minLrRate?: number;
+}
+
+function warmup(step: number, warmupSteps: number): number {
+  return step / Math.max(1, warmupSteps);
+}
+
+function cosineFactor(step: number, o: ScheduleOptions, minLrRate: number): number {
+  if (step < o.warmupSteps) return warmup(step, o.warmupSteps);
+  const progress = (step - o.warmupSteps) / Math.max(1, o.totalSteps - o.warmupSteps);
+  // Same operation order as transformers (math.pi * num_cycles * 2.0 * progress) so results agree to the last bit
+  // wherever Math.cos agrees with libm's cos.
+  let factor = 0.5 * (1.0 + Math.cos(Math.PI * (o.numCycles ?? 0.5) * 2.0 * progress));
+  if (minLrRate !== 0) factor = factor * (1 - minLrRate) + minLrRate;
+  return Math.max(0, factor);
+}
+
+/** `cosine_with_min_lr`'s `min_lr_rate` as HF resolves it from `min_lr` / `min_lr_rate`. */
+function resolveMinLrRate(o: ScheduleOptions): number {
+  if (o.minLr !== undefined && o.minLrRate !== undefined) {
+    throw new Error(
+      `cosine_with_min_lr: expected only one of minLr or minLrRate, got both (${o.minLr}, ${o.minLrRate})`,
+    );
+  }
+  if (o.minLr !== undefined) return o.minLr / o.baseLr;
+  if (o.minLrRate !== undefined) return o.minLrRate;
+  throw new Error("cosine_with_min_lr: expected one of minLr or minLrRate, got neither");
+}
+
+/**
+ * The schedule's multiplier `lr_lambda(step)` (the lr is `baseLr * lrFactor(step, o)`).
+ * @param step 0-based index of the optimizer step about to run (the scheduler's `last_epoch`).
+ */
+export function lrFactor(step: number, o: ScheduleOptions): number {
+  if (!Number.isInteger(step) || step < 0) throw new Error(`lr schedule: expected a step integer >= 0, got ${step}`);
+  switch (o.type) {
+    case "constant":
+      return 1;
+    case "constant_with_warmup":
+      return step < o.warmupSteps ? step / Math.max(1.0, o.warmupSteps) : 1.0;
+    case "linear":
+      if (step < o.warmupSteps) return warmup(step, o.warmupSteps);
+      return Math.max(0.0, (o.totalSteps - step) / Math.max(1, o.totalSteps - o.warmupSteps));
+    case "cosine":
+      return cosineFactor(step, o, 0);
+    case "cosine_with_min_lr":
+      return cosineFactor(step, o, resolveMinLrRate(o));
+    default:
+      throw new Error(`lr schedule: expected one of ${SCHEDULER_TYPES.join(", ")}, got ${JSON.stringify(o.type)}`);
+  }
+}
+
+/**
+ * The lr the optimizer uses for the optimizer step `step` (0-based), exactly as HF's scheduler sets it.
+ * After `n` completed steps the scheduler holds `lrAt(n, o)`; see the module docs for what HF logs.
+ */
+export function lrAt(step: number, o: ScheduleOptions): number {
+  return o.baseLr * lrFactor(step, o);
+}
+
+/**
+ * The `learning_rate` HF Trainer (transformers >= 4.51) logs in the record with `step == globalStep` (>= 1): the lr
+ * of the step just taken, `lrAt(globalStep - 1, o)`. Pass `legacy: true` for transformers < 4.51, which logged
+ * `lrAt(globalStep, o)` (the lr of the next step).
+ */
+export function loggedLrAt(globalStep: number, o: ScheduleOptions, legacy = false): number {
+  if (!Number.isInteger(globalStep) || globalStep < 1) {
+    throw new Error(`loggedLrAt: expected a global step integer >= 1 (steps completed), got ${globalStep}`);
+  }
+  return lrAt(legacy ? globalStep : globalStep - 1, o);
+}
+
+/**
+ * Warmup length as HF computes it for `totalSteps` optimizer steps.
+ *
+ * - `warmupSteps >= 1`: `int(warmupSteps)` (truncated).
+ * - `0 < warmupSteps < 1`: a ratio, `ceil(totalSteps * warmupSteps)` (transformers 5 accepts the ratio there).
+ * - `warmupSteps == 0`: `ceil(totalSteps * warmupRatio)` (transformers 4's `warmup_ratio`; 0 gives 0).
+ */
+export function warmupStepsOf(warmupSteps: number, warmupRatio: number, totalSteps: number): number {
+  if (!(warmupSteps >= 0)) throw new Error(`warmup_steps: expected a number >= 0, got ${warmupSteps}`);
+  if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new Error(`warmup_ratio: expected [0, 1], got ${warmupRatio}`);
+  if (warmupSteps >= 1) return Math.trunc(warmupSteps);
+  if (warmupSteps > 0) return Math.ceil(totalSteps * warmupSteps);
+  return Math.ceil(totalSteps * warmupRatio);
+}
+
+/** The HF `TrainingArguments` fields a schedule is made from. */
+export interface ScheduleArgs {
+  lr_scheduler_type: string;
+  learning_rate: number;
+  /** Steps (>= 1), or a ratio in (0, 1) as transformers 5 accepts. Default 0. */
+  warmup_steps?: number;
+  /** transformers 4's ratio, used when `warmup_steps` is 0. Default 0. */
+  warmup_ratio?: number;
+  /** HF's `lr_scheduler_kwargs` (`num_cycles`, `min_lr`, `min_lr_rate`), snake_case as in the YAML. */
+  lr_scheduler_kwargs?: Record<string, unknown> | null;
+}
+
+const KWARGS: Record<SchedulerType, readonly string[]> = {
+  linear: [],
+  cosine: ["num_cycles"],
+  cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
+  constant: [], // get_scheduler ignores kwargs for these two
+  constant_with_warmup: [],
+};
+
+/**
+ * {@linkcode ScheduleOptions} from HF training arguments for `totalSteps` optimizer steps, as `Trainer.create_scheduler`
+ * builds the scheduler: the warmup is resolved with {@linkcode warmupStepsOf}, and `lr_scheduler_kwargs` are mapped
+ * (`num_cycles` → `numCycles`, `min_lr` → `minLr`, `min_lr_rate` → `minLrRate`). Unknown kwargs are an error for
+ * the types that take kwargs (HF raises a TypeError) and ignored for `constant` / `constant_with_warmup` (as HF does).
+ */
+export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleOptions {
+  const type = a.lr_scheduler_type as SchedulerType;
+  if (!SCHEDULER_TYPES.includes(type)) {
+    throw new Error(`lr_scheduler_type: expected one of ${SCHEDULER_TYPES.join(", ")}, got ${JSON.stringify(type)}`);
+  }
+  const o: ScheduleOptions = {
+    type,
+    baseLr: a.learning_rate,
+    warmupSteps: warmupStepsOf(a.warmup_steps ?? 0, a.warmup_ratio ?? 0, totalSteps),
+    totalSteps,
+  };
+  if (type === "constant" || type === "constant_with_warmup") return o;
+  for (const [k, v] of Object.entries(a.lr_scheduler_kwargs ?? {})) {
+    if (!KWARGS[type].includes(k)) {
+      const allowed = KWARGS[type].length ? KWARGS[type].join(", ") : "none";
+      throw new Error(`lr_scheduler_kwargs for ${type}: expected keys among ${allowed}, got ${JSON.stringify(k)}`);
+    }
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new Error(`lr_scheduler_kwargs.${k}: expected a number, got ${JSON.stringify(v)}`);
+    }
+    if (k === "num_cycles") o.numCycles = v;
+    else if (k === "min_lr") o.minLr = v;
+    else o.minLrRate = v;
+  }
+  if (type === "cosine_with_min_lr") resolveMinLrRate(o); // fail early, as HF does when building the scheduler
+  return o;
+}

@@ -1,0 +1,46 @@
+/**
+ * Test helpers for the trainer: a random tiny qwen2 model folder with the built-in tokenizer, made in a
+ * temp dir with Whetstone's own safetensors writer.
+ * @module
+ */
+import { writeSafetensors } from "../io/safetensors.ts";
+import { decoderConfig } from "../nn/config.ts";
+import { decoderParams } from "../nn/decoder.ts";
+import { rng } from "../exec/testing/harness.ts";
+
+const TOKENIZER = new URL("../../fixtures/tiny/model/", import.meta.url).pathname;
+
+/** Writes a random qwen2 model (hidden 32, 2 layers) with the fixture tokenizer into `dir`. */
+export async function makeTinyModel(dir: string, seed = 1): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const vocab = Object.keys(JSON.parse(await Deno.readTextFile(`${TOKENIZER}tokenizer.json`)).model.vocab).length + 3;
+  const raw = {
+    model_type: "qwen2",
+    architectures: ["Qwen2ForCausalLM"],
+    vocab_size: vocab,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    max_position_embeddings: 512,
+    torch_dtype: "float32",
+  };
+  const cfg = decoderConfig(raw);
+  const r = rng(seed);
+  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  for (const [name, shape] of decoderParams(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = name.endsWith("norm.weight")
+      ? new Float32Array(n).fill(1)
+      : Float32Array.from({ length: n }, () => (r() - 0.5) * 0.2);
+    tensors[name] = { dtype: "F32", shape, data };
+  }
+  await writeSafetensors(`${dir}/model.safetensors`, tensors);
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(raw, null, 2));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) await Deno.copyFile(`${TOKENIZER}${f}`, `${dir}/${f}`);
+  return dir;
+}
