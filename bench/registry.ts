@@ -7,7 +7,8 @@ import { attentionBench } from "./attention.ts";
 import { matmulBench } from "./matmul.ts";
 import { dispatchBench } from "./dispatch.ts";
 import { modelBench } from "./model.ts";
+import { trainBench } from "./train.ts";
 import { dataBench } from "./data.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench, dataBench];
+export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench, dataBench, trainBench];

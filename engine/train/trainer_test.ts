@@ -102,3 +102,23 @@ Deno.test("trainer: full and freeze tuning write HF model folders; freeze change
     assert.equal(changedEmbed, type === "full");
   }
 });
+
+Deno.test("trainer: 2 micro-batches of 2 accumulate to the same steps as one batch of 4 (token-level loss)", async () => {
+  const one = await train(args(`${root}/acc1`, { max_steps: 3, save_strategy: "no" }), {
+    progress: false,
+    log: () => {},
+  });
+  const two = await train(
+    args(`${root}/acc2`, {
+      max_steps: 3,
+      save_strategy: "no",
+      per_device_train_batch_size: 2,
+      gradient_accumulation_steps: 2,
+    }),
+    { progress: false, log: () => {} },
+  );
+  for (let i = 0; i < 3; i++) {
+    const [a, b] = [one.losses[i].loss, two.losses[i].loss];
+    assert.ok(Math.abs(a - b) <= 2e-5 * Math.abs(a), `step ${i + 1}: ${a} vs ${b}`);
+  }
+});
