@@ -18,7 +18,11 @@ ${entry1d(WG)} {
   if (gid < ${n}u) { dst[gid] = src[gid]; }
 }`;
     return {
-      launches: [{ code, bindings: [{ input: 0 }, { input: 1 }], workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim) }],
+      launches: [{
+        code,
+        bindings: [{ input: 0 }, { input: 1 }],
+        workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim),
+      }],
     };
   },
 };

@@ -22,7 +22,8 @@ async function runningSum(ex: Executor) {
   assert.deepEqual(Array.from(await ex.getParam("acc")), [10, 100]);
 }
 
-Deno.test("assign: a running sum kept in a param, readers see the old value", () => runningSum(new ReferenceExecutor()));
+Deno.test("assign: a running sum kept in a param, readers see the old value", () =>
+  runningSum(new ReferenceExecutor()));
 Deno.test({
   name: "assign: the same on WebGPU",
   ignore: !(await hasGpu()),
