@@ -11,7 +11,7 @@ import { backward, Graph, linearCrossEntropy, reshape } from "../engine/graph/mo
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 import type { CompiledGraph } from "../engine/exec/executor.ts";
 import { rng } from "../engine/exec/testing/harness.ts";
-import { decoderConfig } from "../engine/nn/config.ts";
+import { type DecoderConfig, decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams, traceDecoder } from "../engine/nn/decoder.ts";
 
 /** The ~20M Llama of the issue. */
@@ -35,17 +35,36 @@ async function msPerStep(step: CompiledGraph, feeds: Record<string, ArrayLike<nu
   return (performance.now() - t0) / reps;
 }
 
-async function torchBaseline(): Promise<{ forward_s: number; forward_backward_s: number; torch: string } | undefined> {
+/**
+ * Runs `bench/<script>` with the project's `.venv` Python on the 20M config; its last stdout line parsed as
+ * JSON, or undefined when there is no venv or the script fails.
+ */
+export async function venvBaseline<T>(script: string): Promise<T | undefined> {
   const py = new URL("../.venv/bin/python", import.meta.url).pathname;
   try {
     await Deno.stat(py);
   } catch {
     return undefined;
   }
-  const script = new URL("./torch_llama.py", import.meta.url).pathname;
-  const out = await new Deno.Command(py, { args: [script, JSON.stringify(LLAMA_20M)], stderr: "null" }).output();
+  const path = new URL(`./${script}`, import.meta.url).pathname;
+  const out = await new Deno.Command(py, { args: [path, JSON.stringify(LLAMA_20M)], stderr: "null" }).output();
   if (!out.success) return undefined;
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+}
+
+/** The decoder config of {@link LLAMA_20M}. */
+export function llama20m(): DecoderConfig {
+  const c = LLAMA_20M;
+  return decoderConfig({
+    model_type: "llama",
+    vocab_size: c.vocab,
+    hidden_size: c.hidden,
+    intermediate_size: c.intermediate,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    num_key_value_heads: c.kvHeads,
+    rms_norm_eps: 1e-6,
+  });
 }
 
 /** The model bench. */
@@ -54,16 +73,7 @@ export const modelBench: Bench = {
   description: "~20M Llama (4 × 256 tokens) forward and forward+backward tokens/s on WebGPU vs PyTorch (CPU)",
   async *run(): AsyncIterable<Measurement> {
     const c = LLAMA_20M;
-    const cfg = decoderConfig({
-      model_type: "llama",
-      vocab_size: c.vocab,
-      hidden_size: c.hidden,
-      intermediate_size: c.intermediate,
-      num_hidden_layers: c.layers,
-      num_attention_heads: c.heads,
-      num_key_value_heads: c.kvHeads,
-      rms_norm_eps: 1e-6,
-    });
+    const cfg = llama20m();
     const ex = await WebGpuExecutor.create();
     const r = rng(3);
     const shapes = decoderParams(cfg);
@@ -120,7 +130,7 @@ export const modelBench: Bench = {
       yield { bench: "model", ...params, pass, metric: "dispatches", value: step.stats.dispatches, unit: "count" };
     }
     ex.dispose();
-    const torch = await torchBaseline();
+    const torch = await venvBaseline<{ forward_s: number; forward_backward_s: number }>("torch_llama.py");
     if (!torch) {
       yield {
         bench: "model",

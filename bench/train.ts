@@ -8,27 +8,13 @@
 import type { Bench, Measurement } from "./report.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 import { rng } from "../engine/exec/testing/harness.ts";
-import { decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams } from "../engine/nn/decoder.ts";
 import { type DType } from "../engine/graph/mod.ts";
 import { Model } from "../engine/nn/model.ts";
 import { attachAdapter } from "../engine/nn/lora.ts";
 import { freezeTrainable } from "../engine/train/freeze.ts";
 import { LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
-import { LLAMA_20M } from "./model.ts";
-
-async function torchBaseline(): Promise<{ lora_s: number; full_s: number } | undefined> {
-  const py = new URL("../.venv/bin/python", import.meta.url).pathname;
-  try {
-    await Deno.stat(py);
-  } catch {
-    return undefined;
-  }
-  const script = new URL("./torch_train.py", import.meta.url).pathname;
-  const out = await new Deno.Command(py, { args: [script, JSON.stringify(LLAMA_20M)], stderr: "null" }).output();
-  if (!out.success) return undefined;
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
-}
+import { llama20m, LLAMA_20M, venvBaseline } from "./model.ts";
 
 /** The train bench. */
 export const trainBench: Bench = {
@@ -36,15 +22,7 @@ export const trainBench: Bench = {
   description: "~20M Llama optimizer step (4 × 256 tokens): LoRA, freeze, full on WebGPU vs PyTorch + PEFT (CPU)",
   async *run(): AsyncIterable<Measurement> {
     const c = LLAMA_20M;
-    const cfg = decoderConfig({
-      model_type: "llama",
-      vocab_size: c.vocab,
-      hidden_size: c.hidden,
-      intermediate_size: c.intermediate,
-      num_hidden_layers: c.layers,
-      num_attention_heads: c.heads,
-      num_key_value_heads: c.kvHeads,
-    });
+    const cfg = llama20m();
     const { batch: B, seq: L } = c;
     const tokens = B * L;
     const r = rng(5);
@@ -109,7 +87,7 @@ export const trainBench: Bench = {
       yield { bench: "train", ...p, metric: "submits_per_step", value: step.stats.submits, unit: "count" };
       ex.dispose();
     }
-    const torch = await torchBaseline();
+    const torch = await venvBaseline<{ lora_s: number; full_s: number }>("torch_train.py");
     if (!torch) {
       yield { bench: "train", metric: "torch_baseline", value: 0, unit: "absent", note: "no .venv with torch+peft" };
       return;
