@@ -154,7 +154,9 @@ export async function prepareData(a: TrainArgs): Promise<{ train: ProcessResult;
 
 /** Runs one training job described by LLaMA-Factory-style arguments. */
 export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<TrainResult> {
-  const log = hooks.log ?? ((s: string) => console.error(s));
+  // Log lines go above the progress bar when one is drawn (see `progress` below).
+  let progress: Progress | undefined;
+  const log = hooks.log ?? ((s: string) => (progress ? progress.println(s) : console.error(s)));
   if (a.stage !== "pt" && a.stage !== "sft") throw new Error(`stage "${a.stage}" is not supported by the trainer yet`);
   const out = a.output_dir;
   const t0 = performance.now();
@@ -292,11 +294,9 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
     num_input_tokens_seen: state.total_tokens,
     log_history: state.log_history,
   });
-  const progress = new Progress({
-    total,
-    mode: hooks.progress === false ? "none" : "auto",
-    startStep: state.global_step,
-  });
+  // A bar on a terminal; elsewhere the log lines at logging steps are the progress.
+  const showBar = hooks.progress ?? Deno.stderr.isTerminal();
+  progress = new Progress({ total, mode: showBar ? "bar" : "none", startStep: state.global_step });
   const losses: TrainResult["losses"] = [];
   const evalLosses: TrainResult["evalLosses"] = [];
   const started = performance.now();
