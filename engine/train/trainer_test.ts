@@ -122,3 +122,55 @@ Deno.test("trainer: 2 micro-batches of 2 accumulate to the same steps as one bat
     assert.ok(Math.abs(a - b) <= 2e-5 * Math.abs(a), `step ${i + 1}: ${a} vs ${b}`);
   }
 });
+
+Deno.test("trainer: pre-training (stage pt) on plain text packs blocks and learns", async () => {
+  const res = await train(
+    args(`${root}/pt`, {
+      stage: "pt",
+      dataset: "whetstone_text",
+      template: null,
+      max_steps: 4,
+      save_strategy: "no",
+      learning_rate: 2e-2,
+    }),
+    { progress: false, log: () => {} },
+  );
+  assert.equal(res.losses.length, 4);
+  assert.ok(res.losses.every((l) => Number.isFinite(l.loss)));
+  assert.ok(res.losses[3].loss < res.losses[0].loss, JSON.stringify(res.losses));
+});
+
+Deno.test("trainer: LoRA+ gives lora_B matrices loraplus_lr_ratio times the learning rate", async () => {
+  const { loadModel } = await import("../nn/model.ts");
+  const { attachAdapter } = await import("../nn/lora.ts");
+  const { traceTrainStep } = await import("./step.ts");
+  const m = await loadModel(model, { executor: "reference" });
+  const ad = await attachAdapter(m, { r: 4, targets: ["q_proj"] });
+  const g = traceTrainStep(m, {
+    G: 1,
+    B: 1,
+    L: 8,
+    trainable: [...ad.params.keys()],
+    optim: "adamw",
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    loraplusRatio: 16,
+    dropout: false,
+  });
+  const lrId = g.inputs.get("lr")!;
+  const updates = g.nodes.filter((n) => n.op === "adamw");
+  assert.equal(updates.length, ad.params.size);
+  for (const n of updates) {
+    const name = g.values[n.inputs[0]].name!;
+    const lr = n.inputs[4];
+    if (name.endsWith("lora_B.weight")) {
+      const mulNode = g.nodes[g.values[lr].node!];
+      assert.equal(mulNode.op, "mul");
+      assert.ok(mulNode.inputs.includes(lrId));
+      assert.ok(mulNode.inputs.some((v) => g.values[v].data?.[0] === 16), `${name}: lr × 16`);
+    } else assert.equal(lr, lrId, `${name}: the base lr`);
+  }
+});
