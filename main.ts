@@ -13,6 +13,10 @@ const app = createApp();
 export default { fetch: app.fetch };
 
 const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<number> }> = {
+  chat: {
+    help: "chat with a model in the terminal from a YAML config: deno task chat config.yaml [key=value ...]",
+    run: async (args) => (await import("./engine/nn/chat_cli.ts")).chatMain(args),
+  },
   demo: {
     help: "trace, differentiate and replay a short training run of a tiny model on WebGPU, printing the loss",
     run: async (args) => (await import("./engine/train/demo.ts")).demoMain(args),

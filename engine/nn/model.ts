@@ -19,6 +19,7 @@ import { resolveModel } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
 import { attachAdapter } from "./lora.ts";
+import { generate, type GenerateOptions } from "./generate.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -229,6 +230,11 @@ export class Model {
     const grads = new Map<string, HostArray>();
     for (const n of names) grads.set(n, out[`grad:${n}`]);
     return { loss: out.loss[0], grads };
+  }
+
+  /** New token ids after `inputIds` (KV-cached; see {@link generate}). */
+  generate(inputIds: number[], opts: GenerateOptions): Promise<number[]> {
+    return generate(this, inputIds, opts);
   }
 }
 

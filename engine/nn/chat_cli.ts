@@ -1,0 +1,131 @@
+/**
+ * `deno task chat config.yaml [key=value ...]`: a terminal chat in the spirit of `llamafactory-cli chat`.
+ * Reads lines from stdin, keeps the history, applies the chat template and streams the answer to stdout;
+ * `exit` (or end of input) quits, `clear` forgets the history.
+ *
+ * Keys read from the YAML (LLaMA-Factory's names and defaults): model_name_or_path, adapter_name_or_path,
+ * template, default_system, do_sample (true), temperature (0.95), top_p (0.7), top_k (50),
+ * max_new_tokens (1024), repetition_penalty (1.0), seed (0).
+ * @module
+ */
+import { parseYaml } from "../../deps.ts";
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { getTemplate, type TemplateMessage } from "../data/template.ts";
+import { resolveModel } from "../io/hub.ts";
+import { loadModel } from "./model.ts";
+import type { GenerateOptions } from "./generate.ts";
+
+/** The chat settings of a YAML config. */
+export interface ChatArgs {
+  modelNameOrPath: string;
+  adapterNameOrPath?: string;
+  template: string | null;
+  defaultSystem: string | null;
+  generation: Omit<GenerateOptions, "maxNewTokens" | "stop" | "onToken"> & { maxNewTokens: number };
+}
+
+/** Reads the chat keys of a parsed YAML config (other keys are ignored); throws naming a bad key. */
+export function parseChatArgs(cfg: Record<string, unknown>): ChatArgs {
+  const num = (key: string, dflt: number): number => {
+    const v = cfg[key] ?? dflt;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${key}: expected a number, got ${String(v)}`);
+    return v;
+  };
+  const str = (key: string): string | null => {
+    const v = cfg[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "string") throw new Error(`${key}: expected a string, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const model = str("model_name_or_path");
+  if (!model) throw new Error("model_name_or_path: required");
+  const adapters = (str("adapter_name_or_path") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (adapters.length > 1) throw new Error(`adapter_name_or_path: one adapter is supported, got ${adapters.length}`);
+  const doSample = cfg.do_sample ?? true;
+  if (typeof doSample !== "boolean") throw new Error(`do_sample: expected true or false, got ${String(doSample)}`);
+  return {
+    modelNameOrPath: model,
+    adapterNameOrPath: adapters[0],
+    template: str("template"),
+    defaultSystem: str("default_system"),
+    generation: {
+      maxNewTokens: num("max_new_tokens", 1024),
+      doSample,
+      temperature: num("temperature", 0.95),
+      topP: num("top_p", 0.7),
+      topK: num("top_k", 50),
+      repetitionPenalty: num("repetition_penalty", 1),
+      seed: num("seed", 0),
+    },
+  };
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i).replace(/\r$/, "");
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) yield buf;
+}
+
+/** The `chat` verb: `deno task chat config.yaml [key=value ...]`; returns the exit code. */
+export async function chatMain(argv: string[]): Promise<number> {
+  const [path, ...overrides] = argv;
+  if (!path) {
+    console.error("usage: deno task chat config.yaml [key=value ...]");
+    return 2;
+  }
+  const cfg = (parseYaml(await Deno.readTextFile(path)) ?? {}) as Record<string, unknown>;
+  for (const o of overrides) {
+    const i = o.indexOf("=");
+    if (i < 1) throw new Error(`override "${o}": expected key=value`);
+    cfg[o.slice(0, i)] = parseYaml(o.slice(i + 1));
+  }
+  const args = parseChatArgs(cfg);
+  const dir = await resolveModel(args.modelNameOrPath);
+  const tok = await loadTokenizer(dir);
+  const template = getTemplate(tok, { template: args.template, defaultSystem: args.defaultSystem });
+  const model = await loadModel(dir, { adapter: args.adapterNameOrPath });
+  const stop = template.stopTokenIds();
+  const out = Deno.stdout, enc = new TextEncoder();
+  const write = (s: string) => out.writeSync(enc.encode(s));
+  const history: TemplateMessage[] = [];
+  write("Welcome to the CLI application, use `clear` to remove the history, use `exit` to exit the application.\n");
+  write("\nUser: ");
+  for await (const line of lines(Deno.stdin.readable)) {
+    const query = line.trim();
+    if (query === "exit") break;
+    if (query === "clear") {
+      history.length = 0;
+      write("History has been removed.\n\nUser: ");
+      continue;
+    }
+    history.push({ role: "user", content: query });
+    const [prompt] = template.encodeOneturn([...history, { role: "assistant", content: "" }]);
+    const ids: number[] = [];
+    let shown = "";
+    write("Assistant: ");
+    await model.generate(prompt, {
+      ...args.generation,
+      stop,
+      onToken: (t) => {
+        if (stop.includes(t)) return;
+        ids.push(t);
+        const text = tok.decode(ids, { skipSpecialTokens: true });
+        if (text.endsWith("\uFFFD")) return; // an incomplete UTF-8 sequence: wait for the next token
+        write(text.slice(shown.length));
+        shown = text;
+      },
+    });
+    const answer = tok.decode(ids, { skipSpecialTokens: true });
+    write(answer.slice(shown.length) + "\n\nUser: ");
+    history.push({ role: "assistant", content: answer });
+  }
+  write("\n");
+  return 0;
+}
