@@ -174,3 +174,16 @@ Deno.test("trainer: LoRA+ gives lora_B matrices loraplus_lr_ratio times the lear
     } else assert.equal(lr, lrId, `${name}: the base lr`);
   }
 });
+
+Deno.test("trainer: the README's main job config parses and names files that exist", async () => {
+  const { loadTrainConfig } = await import("../config/args.ts");
+  const here = new URL("../../", import.meta.url).pathname;
+  const a = await loadTrainConfig(`${here}examples/demo_lora_sft.yaml`);
+  assert.equal(a.finetuning_type, "lora");
+  assert.equal(a.stage, "sft");
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) {
+    await Deno.stat(`${here}${a.model_name_or_path}/${f}`);
+  }
+  const info = JSON.parse(await Deno.readTextFile(`${here}${a.dataset_dir}/dataset_info.json`));
+  assert.ok(info[String(a.dataset)], `dataset ${a.dataset} is in ${a.dataset_dir}/dataset_info.json`);
+});
