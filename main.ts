@@ -21,6 +21,10 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
     help: "trace, differentiate and replay a short training run of a tiny model on WebGPU, printing the loss",
     run: async (args) => (await import("./engine/train/demo.ts")).demoMain(args),
   },
+  export: {
+    help: "merge an adapter and write a Hugging Face model folder: deno task export config.yaml [key=value ...]",
+    run: async (args) => (await import("./engine/nn/export.ts")).exportMain(args),
+  },
   preprocess: {
     help: "tokenize the datasets of a YAML config as LLaMA-Factory would (--out file.jsonl)",
     run: async (args) => (await import("./engine/data/preprocess_cli.ts")).preprocessMain(args),

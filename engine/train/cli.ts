@@ -26,6 +26,9 @@ export async function trainMain(argv: string[]): Promise<number> {
     if (first !== undefined && last !== undefined) {
       console.error(`loss ${first.toFixed(4)} → ${last.toFixed(4)} over ${res.globalStep} steps; see ${res.outputDir}`);
     }
+    if (res.sample) {
+      console.error(`\nA held-out prompt, answered by the trained model:\n${res.sample.prompt}${res.sample.answer}\n`);
+    }
     return 0;
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);

@@ -9,7 +9,7 @@ import { dataArgsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/rul
 import { loadDatasets } from "../data/loader.ts";
 import { processDataset, type ProcessResult, type SftRecord } from "../data/process.ts";
 import { getTemplate } from "../data/template.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
+import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { CompiledGraph, Executor } from "../exec/executor.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { WebGpuExecutor } from "../exec/webgpu.ts";
@@ -51,6 +51,10 @@ export interface TrainResult {
   evalLosses: { step: number; eval_loss: number }[];
   outputDir: string;
   tokensPerSecond: number;
+  /** The trained model (base + adapter), still on its executor. */
+  model?: Model;
+  /** A held-out (or first training) prompt answered by the trained model, for people to read. */
+  sample?: { prompt: string; answer: string };
 }
 
 /** Training state saved in checkpoints. */
@@ -142,14 +146,21 @@ async function restore(model: Model, dir: string, trainable: string[], full: boo
 }
 
 /** Loads, templates and tokenizes the datasets of `a` as LLaMA-Factory would. */
-export async function prepareData(a: TrainArgs): Promise<{ train: ProcessResult; eval?: ProcessResult }> {
+export async function prepareData(
+  a: TrainArgs,
+): Promise<{ train: ProcessResult; eval?: ProcessResult; tokenizer: Tokenizer; stop: number[] }> {
   const tokenizer = await loadTokenizer(a.model_name_or_path);
   const template = getTemplate(tokenizer, templateOptionsOf(a));
   const loaded = await loadDatasets({ ...loadDatasetsArgsOf(a), streaming: false });
   const args = dataArgsOf(a);
   const train = processDataset(loaded.train, template, args);
   if (!train.records.length) throw new Error(`dataset ${a.dataset}: no valid examples for stage ${a.stage}`);
-  return { train, eval: loaded.eval ? processDataset(loaded.eval, template, args) : undefined };
+  return {
+    train,
+    eval: loaded.eval ? processDataset(loaded.eval, template, args) : undefined,
+    tokenizer,
+    stop: template.stopTokenIds(),
+  };
 }
 
 /** Runs one training job described by LLaMA-Factory-style arguments. */
@@ -410,8 +421,23 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
       await plotLoss(out, evalLosses.map((h) => ({ step: h.step, loss: h.eval_loss })), "eval_loss");
     }
   }
+  let sample: TrainResult["sample"];
+  if (a.stage === "sft") {
+    // The prompt part of a held-out record (its labels start where the answer starts), answered greedily.
+    const rec = evalRecords[0] ?? records[0];
+    const cut = rec.labels.findIndex((l) => l !== -100);
+    const prompt = rec.input_ids.slice(0, cut > 0 ? cut : rec.input_ids.length);
+    const ids = await model.generate(prompt, { maxNewTokens: 48, stop: data.stop });
+    const stops = new Set(data.stop);
+    sample = {
+      prompt: data.tokenizer.decode(prompt),
+      answer: data.tokenizer.decode(ids.filter((t) => !stops.has(t))),
+    };
+  }
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s; outputs in ${out}`);
   return {
+    model,
+    sample,
     globalStep: total,
     totalSteps: total,
     losses,

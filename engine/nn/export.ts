@@ -1,0 +1,251 @@
+/**
+ * Merging an adapter into the base weights and exporting a Hugging Face model folder, as LLaMA-Factory's
+ * `llamafactory-cli export` does (PEFT's `merge_and_unload` then `save_pretrained`).
+ *
+ * For each targeted linear W [out, in] with A [r, in], B [out, r], s = loraScale:
+ * - LoRA: W' = W + s·B·A;
+ * - DoRA: W' = (m / ‖W + s·B·A‖_row)[:, None] · (W + s·B·A).
+ * A PiSSA adapter's base is already the residual in the executor, so the same sum gives the original-space weight.
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel("fixtures/models/llama", { executor: "reference", dtype: "f32" });
+ * await attachAdapter(model, "fixtures/models/llama/lora");
+ * await exportModel(model, "out/merged", { source: "fixtures/models/llama", dtype: "bf16" });
+ * ```
+ * @module
+ */
+import {
+  SAFETENSORS_DTYPE_BYTES,
+  type SafetensorsDType,
+  type TensorData,
+  writeSafetensors,
+} from "../io/safetensors.ts";
+import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
+import { resolveModel } from "../io/hub.ts";
+import { parseYaml } from "../../deps.ts";
+import { attachAdapter, LoraAdapter, loraKeys, loraScale } from "./lora.ts";
+import { loadModel, type Model } from "./model.ts";
+
+/**
+ * The base weights with the attached adapter merged in (name → values, every base param, in the model's order);
+ * without an adapter, the base weights as they are.
+ */
+export async function mergeAdapter(model: Model): Promise<Map<string, Float32Array>> {
+  const ad = model.adapter;
+  if (ad !== undefined && !(ad instanceof LoraAdapter)) throw new Error("mergeAdapter: only LoRA adapters can merge");
+  const ex = model.executor, pre = model.prefix;
+  const out = new Map<string, Float32Array>();
+  const targets = new Set(ad?.targets ?? []);
+  for (const name of model.params.keys()) {
+    const W = Float32Array.from(await ex.getParam(pre + name));
+    const mod = name.endsWith(".weight") ? name.slice(0, -".weight".length) : "";
+    if (ad && targets.has(mod)) {
+      const k = loraKeys(mod);
+      const A = await ex.getParam(pre + k.A), B = await ex.getParam(pre + k.B);
+      const [o, i] = model.params.get(name)!.shape;
+      const r = ad.config.r, s = loraScale(ad.config);
+      const m = ad.config.useDora ? await ex.getParam(pre + k.m) : undefined;
+      const row = new Float64Array(i);
+      for (let a = 0; a < o; a++) {
+        for (let c = 0; c < i; c++) {
+          let d = 0;
+          for (let j = 0; j < r; j++) d += B[a * r + j] * A[j * i + c];
+          row[c] = W[a * i + c] + s * d;
+        }
+        let g = 1;
+        if (m) {
+          let n2 = 0;
+          for (let c = 0; c < i; c++) n2 += row[c] * row[c];
+          g = m[a] / Math.sqrt(n2);
+        }
+        for (let c = 0; c < i; c++) W[a * i + c] = g * row[c];
+      }
+    }
+    out.set(name, W);
+  }
+  return out;
+}
+
+/** Options of {@link exportModel}. */
+export interface ExportOptions {
+  /** The model's source folder: config.json, generation_config.json and tokenizer files are taken from it. */
+  source: string;
+  /** Largest shard in bytes (tensor data); one `model.safetensors` when everything fits. Default 5 GB (5e9). */
+  shardBytes?: number;
+  /** Stored dtype of the weights; default "f32". */
+  dtype?: "f32" | "bf16" | "f16";
+}
+
+const DTYPES = {
+  f32: { st: "F32", torch: "float32" },
+  bf16: { st: "BF16", torch: "bfloat16" },
+  f16: { st: "F16", torch: "float16" },
+} as const satisfies Record<string, { st: SafetensorsDType; torch: string }>;
+
+/** Files copied as they are from the source folder when present. */
+export const COPIED_FILES = [
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+  "added_tokens.json",
+  "chat_template.jinja",
+  "chat_template.json",
+] as const;
+
+/** Groups tensors (in order) into shards of at most `max` bytes each (a bigger tensor gets a shard of its own). */
+export function planShards(sizes: [string, number][], max: number): string[][] {
+  if (!(max > 0)) throw new Error(`shardBytes must be positive, got ${max}`);
+  const shards: string[][] = [];
+  let cur: string[] = [], used = 0;
+  for (const [name, bytes] of sizes) {
+    if (cur.length && used + bytes > max) {
+      shards.push(cur);
+      cur = [];
+      used = 0;
+    }
+    cur.push(name);
+    used += bytes;
+  }
+  if (cur.length) shards.push(cur);
+  return shards;
+}
+
+const pad5 = (n: number) => String(n).padStart(5, "0");
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, (e) => {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  });
+}
+
+/**
+ * Writes the model (adapter merged, see {@link mergeAdapter}) as a Hugging Face folder `dir`: config.json with
+ * its dtype updated, `model.safetensors` or `model-0000k-of-0000n.safetensors` shards with
+ * `model.safetensors.index.json`, and the source's generation config and tokenizer files. The folder is built
+ * beside `dir` and renamed into place (an existing `dir` is replaced).
+ */
+export async function exportModel(model: Model, dir: string, opts: ExportOptions): Promise<void> {
+  const dt = DTYPES[opts.dtype ?? "f32"];
+  if (!dt) throw new Error(`exportModel: dtype must be "f32", "bf16" or "f16", got ${JSON.stringify(opts.dtype)}`);
+  const shardBytes = opts.shardBytes ?? 5e9;
+  const config = JSON.parse(await Deno.readTextFile(`${opts.source}/config.json`)) as Record<string, unknown>;
+  const weights = await mergeAdapter(model);
+  const target = dir.replace(/\/+$/, "");
+  const tmp = `${target}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  await Deno.mkdir(tmp, { recursive: true });
+  try {
+    config.torch_dtype = dt.torch;
+    if ("dtype" in config) config.dtype = dt.torch;
+    await Deno.writeTextFile(`${tmp}/config.json`, JSON.stringify(config, null, 2) + "\n");
+    for (const f of COPIED_FILES) {
+      if (await exists(`${opts.source}/${f}`)) await Deno.copyFile(`${opts.source}/${f}`, `${tmp}/${f}`);
+    }
+    const bytes = (n: string) => weights.get(n)!.length * SAFETENSORS_DTYPE_BYTES[dt.st];
+    const names = [...weights.keys()];
+    const shards = planShards(names.map((n) => [n, bytes(n)]), shardBytes);
+    const weightMap: Record<string, string> = {};
+    for (const [k, shard] of shards.entries()) {
+      const file = shards.length === 1 ? WEIGHTS_FILE : `model-${pad5(k + 1)}-of-${pad5(shards.length)}.safetensors`;
+      const tensors: Record<string, TensorData> = {};
+      for (const n of shard) {
+        tensors[n] = { dtype: dt.st, shape: model.params.get(n)!.shape, data: weights.get(n)! };
+        weightMap[n] = file;
+      }
+      await writeSafetensors(`${tmp}/${file}`, tensors, { format: "pt" });
+    }
+    if (shards.length > 1) {
+      const total = names.reduce((a, n) => a + bytes(n), 0);
+      const index = { metadata: { total_size: total }, weight_map: weightMap };
+      await Deno.writeTextFile(`${tmp}/${WEIGHTS_INDEX_FILE}`, JSON.stringify(index, null, 2) + "\n");
+    }
+    if (await exists(target)) {
+      const old = `${target}.${crypto.randomUUID().slice(0, 8)}.old`;
+      await Deno.rename(target, old);
+      await Deno.rename(tmp, target);
+      await Deno.remove(old, { recursive: true });
+    } else await Deno.rename(tmp, target);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** The export settings of a YAML config (LLaMA-Factory's keys). */
+export interface ExportArgs {
+  modelNameOrPath: string;
+  adapterNameOrPath?: string;
+  exportDir: string;
+  /** export_size, in GB (1e9 bytes) per shard. */
+  exportSize: number;
+  dtype: "f32" | "bf16" | "f16";
+}
+
+const TORCH: Record<string, "f32" | "bf16" | "f16"> = { float32: "f32", bfloat16: "bf16", float16: "f16" };
+
+/**
+ * Reads the export keys of a parsed YAML config: model_name_or_path, adapter_name_or_path (one), export_dir,
+ * export_size (GB, default 5), export_legacy_format (must be false), export_quantization_bit and
+ * export_hub_model_id (must be unset); template, export_device and other keys are ignored. The weights are
+ * stored in `infer_dtype` when given (float32 / bfloat16 / float16), else in the source config's dtype.
+ */
+export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Record<string, unknown> = {}): ExportArgs {
+  const str = (key: string): string | undefined => {
+    const v = cfg[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string") throw new Error(`${key}: expected a string, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const model = str("model_name_or_path");
+  if (!model) throw new Error("model_name_or_path: required");
+  const exportDir = str("export_dir");
+  if (!exportDir) throw new Error("export_dir: required (the folder to write the merged model to)");
+  const adapters = (str("adapter_name_or_path") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (adapters.length > 1) throw new Error(`adapter_name_or_path: one adapter is supported, got ${adapters.length}`);
+  const size = cfg.export_size ?? 5;
+  if (typeof size !== "number" || !(size > 0)) {
+    throw new Error(`export_size: expected a positive number of GB, got ${size}`);
+  }
+  if ((cfg.export_legacy_format ?? false) !== false) {
+    throw new Error(`export_legacy_format: only false (safetensors) is supported, got ${cfg.export_legacy_format}`);
+  }
+  for (const k of ["export_quantization_bit", "export_hub_model_id"]) {
+    if (cfg[k] !== undefined && cfg[k] !== null) throw new Error(`${k}: not supported, got ${JSON.stringify(cfg[k])}`);
+  }
+  const want = str("infer_dtype");
+  const stored = String(sourceConfig.torch_dtype ?? sourceConfig.dtype ?? "float32");
+  const dtype = want && want !== "auto" ? TORCH[want] : TORCH[stored] ?? "f32";
+  if (!dtype) throw new Error(`infer_dtype: expected auto, float32, bfloat16 or float16, got ${want}`);
+  return { modelNameOrPath: model, adapterNameOrPath: adapters[0], exportDir, exportSize: size, dtype };
+}
+
+/** The `export` verb: `deno task export config.yaml [key=value ...]`; returns the exit code. */
+export async function exportMain(argv: string[]): Promise<number> {
+  const [path, ...overrides] = argv;
+  if (!path) {
+    console.error("usage: deno task export config.yaml [key=value ...]");
+    return 2;
+  }
+  const cfg = (parseYaml(await Deno.readTextFile(path)) ?? {}) as Record<string, unknown>;
+  for (const o of overrides) {
+    const i = o.indexOf("=");
+    if (i < 1) throw new Error(`override "${o}": expected key=value`);
+    cfg[o.slice(0, i)] = parseYaml(o.slice(i + 1));
+  }
+  if (typeof cfg.model_name_or_path !== "string") throw new Error("model_name_or_path: required");
+  const source = await resolveModel(cfg.model_name_or_path);
+  const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));
+  const model = await loadModel(source, { dtype: "f32", executor: "reference" });
+  if (args.adapterNameOrPath) await attachAdapter(model, args.adapterNameOrPath);
+  await exportModel(model, args.exportDir, { source, shardBytes: args.exportSize * 1e9, dtype: args.dtype });
+  console.log(
+    `exported ${args.modelNameOrPath}${args.adapterNameOrPath ? ` + ${args.adapterNameOrPath}` : ""} ` +
+      `(${args.dtype}) to ${args.exportDir}`,
+  );
+  return 0;
+}
