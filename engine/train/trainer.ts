@@ -166,8 +166,8 @@ export async function prepareData(
 /** Runs one training job described by LLaMA-Factory-style arguments. */
 export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<TrainResult> {
   // Log lines go above the progress bar when one is drawn (see `progress` below).
-  let progress: Progress | undefined;
-  const log = hooks.log ?? ((s: string) => (progress ? progress.println(s) : console.error(s)));
+  const ui: { progress?: Progress } = {};
+  const log = hooks.log ?? ((s: string) => (ui.progress ? ui.progress.println(s) : console.error(s)));
   if (a.stage !== "pt" && a.stage !== "sft") throw new Error(`stage "${a.stage}" is not supported by the trainer yet`);
   const out = a.output_dir;
   const t0 = performance.now();
@@ -307,7 +307,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
   });
   // A bar on a terminal; elsewhere the log lines at logging steps are the progress.
   const showBar = hooks.progress ?? Deno.stderr.isTerminal();
-  progress = new Progress({ total, mode: showBar ? "bar" : "none", startStep: state.global_step });
+  const progress = ui.progress = new Progress({ total, mode: showBar ? "bar" : "none", startStep: state.global_step });
   const losses: TrainResult["losses"] = [];
   const evalLosses: TrainResult["evalLosses"] = [];
   const started = performance.now();
