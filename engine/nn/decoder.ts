@@ -77,8 +77,16 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
  */
 export type LinearHook = (x: Tensor, name: string, base: (x: Tensor) => Tensor) => Tensor;
 
+/**
+ * How a layer attends: q [B, L, Hq, D], k, v [B, L, Hkv, D] (after norms and rope) → [B, L, Hq, D] or
+ * [B, L, Hq·D]. The default is the fused causal attention op; generation swaps in a KV-cache step.
+ */
+export type AttendHook = (layer: number, q: Tensor, k: Tensor, v: Tensor, window: number) => Tensor;
+
 /** Where the decoder gets its parameters and how it computes linears. */
 export interface DecoderWeights {
+  /** Optional replacement of each layer's attention (see {@link AttendHook}). */
+  attend?: AttendHook;
   /** The graph tensor of parameter `name` (stored dtype; f32, bf16 or f16). */
   weight(name: string): Tensor;
   /** Optional wrapper of every linear layer (adapters). */
@@ -146,13 +154,14 @@ export function traceDecoder(
     }
     qs = rope(qs, inp.positions, ropeOpts);
     ks = rope(ks, inp.positions, ropeOpts);
-    const { o } = attention(qs, ks, vs, {
+    const window = c.layerWindow[i] || 0;
+    const o = w.attend ? w.attend(i, qs, ks, vs, window) : attention(qs, ks, vs, {
       scale: c.attnScale,
       causal: true,
-      window: c.layerWindow[i] || undefined,
+      window: window || undefined,
       softcap: c.attnSoftcap || undefined,
       segments: inp.segments,
-    });
+    }).o;
     let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
     if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     h = add(h, att);
