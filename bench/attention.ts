@@ -11,7 +11,7 @@ import type { Bench, Measurement } from "./report.ts";
 import { attention, backward, Graph, mul, slice, type Tensor } from "../engine/graph/mod.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 import type { CompiledGraph } from "../engine/exec/executor.ts";
-import { rng } from "../engine/exec/testing/harness.ts";
+import { mulberry32 as rng } from "../engine/util/rng.ts";
 import process from "node:process";
 
 const B = 1, HQ = 8, HKV = 2, D = 64;

@@ -10,7 +10,7 @@ import type { Bench, Measurement } from "./report.ts";
 import { backward, Graph, linearCrossEntropy, reshape } from "../engine/graph/mod.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 import type { CompiledGraph } from "../engine/exec/executor.ts";
-import { rng } from "../engine/exec/testing/harness.ts";
+import { mulberry32 as rng } from "../engine/util/rng.ts";
 import { type DecoderConfig, decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams, traceDecoder } from "../engine/nn/decoder.ts";
 

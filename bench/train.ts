@@ -7,7 +7,7 @@
  */
 import type { Bench, Measurement } from "./report.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
-import { rng } from "../engine/exec/testing/harness.ts";
+import { mulberry32 as rng } from "../engine/util/rng.ts";
 import { decoderParams } from "../engine/nn/decoder.ts";
 import { type DType } from "../engine/graph/mod.ts";
 import { Model } from "../engine/nn/model.ts";

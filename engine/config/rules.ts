@@ -5,6 +5,7 @@
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
+import { isDir } from "../io/hub.ts";
 import type { LoadDatasetsArgs } from "../data/loader.ts";
 import { parseProbs } from "../data/mix.ts";
 import { type DataArgs, resolveDataArgs } from "../data/process.ts";
@@ -161,15 +162,6 @@ const CHECKPOINT_NAMES = [
   "pytorch_model.bin.index.json",
   "pytorch_model.bin",
 ];
-
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 /** HF's `get_last_checkpoint`: the `checkpoint-N` folder of `dir` with the largest N, or null. */
 export async function lastCheckpoint(dir: string): Promise<string | null> {

@@ -64,7 +64,8 @@ export function hubCacheDir(id: string, revision = "main", root?: string): strin
   return `${root.replace(/(.)\/+$/, "$1")}/${id.replace("/", "--")}/${rev}`;
 }
 
-async function isDir(path: string): Promise<boolean> {
+/** True when `path` is an existing directory (false when it does not exist). */
+export async function isDir(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isDirectory;
   } catch (e) {

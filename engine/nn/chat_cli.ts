@@ -8,7 +8,7 @@
  * max_new_tokens (1024), repetition_penalty (1.0), seed (0).
  * @module
  */
-import { parseYaml } from "../../deps.ts";
+import { readConfigFile } from "../config/yaml_file.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { getTemplate, type TemplateMessage } from "../data/template.ts";
 import { resolveModel } from "../io/hub.ts";
@@ -80,12 +80,7 @@ export async function chatMain(argv: string[]): Promise<number> {
     console.error("usage: deno task chat config.yaml [key=value ...]");
     return 2;
   }
-  const cfg = (parseYaml(await Deno.readTextFile(path)) ?? {}) as Record<string, unknown>;
-  for (const o of overrides) {
-    const i = o.indexOf("=");
-    if (i < 1) throw new Error(`override "${o}": expected key=value`);
-    cfg[o.slice(0, i)] = parseYaml(o.slice(i + 1));
-  }
+  const cfg = await readConfigFile(path, overrides);
   const args = parseChatArgs(cfg);
   const dir = await resolveModel(args.modelNameOrPath);
   const tok = await loadTokenizer(dir);

@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { readConfigFile } from "../config/yaml_file.ts";
 import {
   SAFETENSORS_DTYPE_BYTES,
   type SafetensorsDType,
@@ -23,7 +24,6 @@ import {
 } from "../io/safetensors.ts";
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { resolveModel } from "../io/hub.ts";
-import { parseYaml } from "../../deps.ts";
 import { attachAdapter, LoraAdapter, loraKeys, loraScale } from "./lora.ts";
 import { loadModel, type Model } from "./model.ts";
 
@@ -231,12 +231,7 @@ export async function exportMain(argv: string[]): Promise<number> {
     console.error("usage: deno task export config.yaml [key=value ...]");
     return 2;
   }
-  const cfg = (parseYaml(await Deno.readTextFile(path)) ?? {}) as Record<string, unknown>;
-  for (const o of overrides) {
-    const i = o.indexOf("=");
-    if (i < 1) throw new Error(`override "${o}": expected key=value`);
-    cfg[o.slice(0, i)] = parseYaml(o.slice(i + 1));
-  }
+  const cfg = await readConfigFile(path, overrides);
   if (typeof cfg.model_name_or_path !== "string") throw new Error("model_name_or_path: required");
   const source = await resolveModel(cfg.model_name_or_path);
   const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));

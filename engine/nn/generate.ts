@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { mulberry32 } from "../util/rng.ts";
 import { Graph } from "../graph/mod.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
 import type { Model, ModelAdapter } from "./model.ts";
@@ -63,16 +64,7 @@ function compiled(model: Model, key: string, C: number, L: number, decode: boole
 }
 
 /** A small seeded RNG (mulberry32) giving floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
 
 /**
  * Chooses the next token from `logits` [V] as transformers does: repetition penalty over `seen`, then (when

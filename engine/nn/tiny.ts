@@ -19,7 +19,7 @@ import {
   type Tensor,
 } from "../graph/mod.ts";
 import { add } from "../graph/ops/elementwise.ts";
-import { rng } from "../exec/testing/harness.ts";
+import { mulberry32 as rng } from "../util/rng.ts";
 
 /** Shape of the tiny model and its training batch. */
 export interface TinyConfig {

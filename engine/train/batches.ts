@@ -5,6 +5,7 @@
  * @module
  */
 import type { SftRecord } from "../data/process.ts";
+import { mulberry32 } from "../util/rng.ts";
 
 /** One micro-batch, flat row-major [B, L]. */
 export interface MicroBatch {
@@ -22,21 +23,9 @@ export interface MicroBatch {
   targets: number;
 }
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The order of `n` records in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch); stable across runs. */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
-  const r = prng((seed * 1000003 + epoch * 7919) >>> 0);
+  const r = mulberry32((seed * 1000003 + epoch * 7919) >>> 0);
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));

@@ -10,7 +10,7 @@ import { ReferenceExecutor } from "../exec/reference.ts";
 import type { Executor } from "../exec/executor.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { TINY, type TinyConfig, tinyForward, tinyInit, tinyTrainStep } from "../nn/tiny.ts";
-import { rng } from "../exec/testing/harness.ts";
+import { mulberry32 as rng } from "../util/rng.ts";
 
 const BUILTIN = `Whetstone fine-tunes open language models in TypeScript on Deno. A training step is traced into a
 graph, differentiated, planned into one arena and replayed on the GPU with a single submit. `;

@@ -6,7 +6,7 @@
 import { writeSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "../nn/config.ts";
 import { decoderParams } from "../nn/decoder.ts";
-import { rng } from "../exec/testing/harness.ts";
+import { mulberry32 as rng } from "../util/rng.ts";
 
 const TOKENIZER = new URL("../../fixtures/tiny/model/", import.meta.url).pathname;
 

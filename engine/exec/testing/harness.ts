@@ -10,6 +10,7 @@
 import { backward, type DType, Graph, mul, sum, type Tensor } from "../../graph/mod.ts";
 import { add } from "../../graph/ops/elementwise.ts";
 import { ReferenceExecutor } from "../reference.ts";
+import { mulberry32 } from "../../util/rng.ts";
 import type { Executor, HostArray } from "../executor.ts";
 
 /** One operand of a case. */
@@ -38,17 +39,8 @@ export interface OpCase {
   noFd?: boolean;
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32), shared with the engine. */
+export const rng = mulberry32;
 
 function hash(s: string): number {
   let h = 2166136261;

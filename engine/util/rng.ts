@@ -1,0 +1,22 @@
+/**
+ * The one seeded PRNG of the project (mulberry32): weight init, data order, sampling, test data.
+ *
+ * @example
+ * ```ts
+ * const r = mulberry32(42);
+ * r(); // a float in [0, 1), the same sequence for the same seed
+ * ```
+ * @module
+ */
+
+/** A seeded generator of floats in [0, 1) (mulberry32). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
