@@ -1,7 +1,7 @@
 /**
  * Every decoder family against transformers goldens (fixtures/models, made by fixtures/make_models.py):
  * logits within 1e-4 absolute, the loss within 1e-5 relative, gradients within 1e-4 relative norm —
- * on the reference executor and on WebGPU.
+ * on the reference executor, on WebGPU and on ONNX Runtime.
  */
 import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
@@ -10,6 +10,7 @@ import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import type { Executor } from "../exec/executor.ts";
+import { OnnxExecutor } from "../exec/onnx/executor.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"];
@@ -40,6 +41,7 @@ async function golden(family: string) {
 function executors(): [string, () => Promise<Executor>][] {
   const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
   if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
+  list.push(["onnx", () => OnnxExecutor.create()]);
   return list;
 }
 

@@ -1,0 +1,156 @@
+/**
+ * The ONNX Runtime executor: each compiled graph is lowered to one ONNX model (lower.ts) and run by
+ * onnxruntime-node's CPU execution provider as one session run per step. Params live in a host store
+ * of typed arrays that every compiled graph shares; they are passed as inputs (onnxruntime wraps the
+ * arrays, no copy), and the new values of params an effect op writes (optimizer states, KV caches)
+ * replace the stored arrays after the run (the output buffers are adopted, no copy).
+ *
+ * @example
+ * ```ts
+ * const ex = await OnnxExecutor.create();
+ * ex.setParam("w", [1, 2, 3, 4], [2, 2]);
+ * const step = await ex.compile(graph);
+ * const { y } = await step.run({ x: [1, 1] });
+ * ```
+ * @module
+ */
+import { loadOrt, type Ort } from "../../../deps.ts";
+import type { Graph } from "../../graph/graph.ts";
+import { type DType, fmtInfo, numel } from "../../graph/types.ts";
+import { roundTo } from "../dtype.ts";
+import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
+import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
+import { encodeModel } from "./proto.ts";
+
+/** A stored param: data in the ONNX type its dtype lives in (FLOAT, INT32 or INT64). */
+interface Stored {
+  data: Float32Array | Int32Array | BigInt64Array;
+  shape: readonly number[];
+  dtype: DType;
+}
+
+/** Host data of `dtype` in its ONNX storage type (f16/bf16 rounded to their precision, held as f32). */
+function toStorage(data: ArrayLike<number>, dtype: DType): Stored["data"] {
+  if (dtype === "i32") return data instanceof Int32Array ? data : Int32Array.from(data);
+  if (dtype === "u32") return BigInt64Array.from(Array.from(data, (v) => BigInt(v >>> 0)));
+  if (dtype === "f32") return data instanceof Float32Array ? data : Float32Array.from(data);
+  return Float32Array.from(roundTo(Float64Array.from(data), dtype));
+}
+
+type OrtModule = Awaited<ReturnType<typeof loadOrt>>;
+
+const ORT_TYPE = { f32: "float32", f16: "float32", bf16: "float32", i32: "int32", u32: "int64" } as const;
+
+function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[], dtype: DType): Ort.Tensor {
+  return new ort.Tensor(ORT_TYPE[dtype], data, [...shape]);
+}
+
+function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
+  if (dtype === "u32") return Uint32Array.from(t.data as BigInt64Array, (v) => Number(v));
+  return t.data as Float32Array | Int32Array;
+}
+
+/** Options of {@link OnnxExecutor.create}. */
+export interface OnnxExecutorOptions {
+  /** Threads of one operator (default: onnxruntime's choice, the physical cores). */
+  threads?: number;
+}
+
+/** Runs graphs on onnxruntime-node (CPU). */
+export class OnnxExecutor implements Executor {
+  readonly name = "onnx";
+  private readonly store = new Map<string, Stored>();
+  /** Runs are serialized: a step reads the params the previous step wrote. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
+
+  /** An executor on onnxruntime-node's CPU execution provider. */
+  static async create(opts: OnnxExecutorOptions = {}): Promise<OnnxExecutor> {
+    return new OnnxExecutor(await loadOrt(), opts);
+  }
+
+  setParam(name: string, data: ArrayLike<number>, shape: readonly number[], dtype: DType = "f32"): void {
+    if (data.length !== numel(shape)) {
+      throw new Error(`param "${name}": ${data.length} values for shape [${shape.join(", ")}] (${numel(shape)})`);
+    }
+    this.store.set(name, { data: toStorage(data, dtype), shape: [...shape], dtype });
+  }
+
+  getParam(name: string): Promise<HostArray> {
+    const p = this.store.get(name);
+    if (!p) return Promise.reject(new Error(`no param "${name}" in the store`));
+    if (p.dtype === "u32") return Promise.resolve(Uint32Array.from(p.data as BigInt64Array, (v) => Number(v)));
+    return Promise.resolve(p.data.slice() as Float32Array | Int32Array);
+  }
+
+  hasParam(name: string): boolean {
+    return this.store.has(name);
+  }
+
+  dispose(): void {
+    this.store.clear();
+  }
+
+  /** Lowers `graph` and builds its onnxruntime session. */
+  async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
+    const lowered = lowerGraph(graph, { outputs: opts.outputs });
+    const session = await this.ort.InferenceSession.create(encodeModel(lowered.model), {
+      executionProviders: ["cpu"],
+      graphOptimizationLevel: "all",
+      ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
+    });
+    const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
+    const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
+      const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
+      this.queue = result.catch(() => {});
+      return result;
+    };
+    return { run, stats };
+  }
+
+  private async runOnce(
+    session: Ort.InferenceSession,
+    lowered: LoweredGraph,
+    feeds: Record<string, ArrayLike<number>>,
+    fetch: readonly string[] | undefined,
+    stats: StepStats,
+  ): Promise<Record<string, HostArray>> {
+    const inputs: Record<string, Ort.Tensor> = {};
+    for (const v of lowered.inputs) inputs[v.onnx] = this.feedTensor(v, feeds[v.name]);
+    for (const p of lowered.params) {
+      const s = this.store.get(p.name);
+      if (!s) throw new Error(`param "${p.name}" (${fmtInfo(p)}) is not in the store; set it first`);
+      if (s.dtype !== p.dtype || s.shape.join() !== p.shape.join()) {
+        throw new Error(`param "${p.name}" is stored as ${fmtInfo(s)} but the graph declares ${fmtInfo(p)}`);
+      }
+      inputs[p.onnx] = tensorOf(this.ort, s.data, s.shape, s.dtype);
+    }
+    const wanted = fetch ?? lowered.outputs.map((o) => o.name);
+    const outs = wanted.map((name) => {
+      const o = lowered.outputs.find((x) => x.name === name);
+      if (!o) throw new Error(`"${name}" is not an output of this compiled graph`);
+      return o;
+    });
+    const res = await session.run(inputs, [...outs.map((o) => o.onnx), ...lowered.states.map((s) => s.onnx)]);
+    for (const s of lowered.states) {
+      this.store.set(s.name, { data: res[s.onnx].data as Stored["data"], shape: s.shape, dtype: s.dtype });
+    }
+    const out: Record<string, HostArray> = {};
+    let bytes = 0;
+    for (const o of outs) {
+      out[o.name] = hostOf(res[o.onnx], o.dtype);
+      bytes += out[o.name].byteLength;
+    }
+    stats.bytesReadBack = bytes;
+    return out;
+  }
+
+  private feedTensor(v: LoweredValue, f: ArrayLike<number> | undefined): Ort.Tensor {
+    if (f === undefined) throw new Error(`missing feed "${v.name}" (${fmtInfo(v)})`);
+    if (f.length !== numel(v.shape)) {
+      throw new Error(`feed "${v.name}": expected ${numel(v.shape)} values for ${fmtInfo(v)}, got ${f.length}`);
+    }
+    return tensorOf(this.ort, toStorage(f, v.dtype), v.shape, v.dtype);
+  }
+}

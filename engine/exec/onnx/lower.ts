@@ -1,0 +1,164 @@
+/**
+ * Lowers a traced graph to one ONNX model: graph inputs stay inputs, params become inputs named
+ * `param/<name>` (or initializers, for a self-contained export), constants become initializers, every
+ * live node is lowered by the table below in the planner's order, and every param an effect op writes
+ * comes out as an output `state/<name>` holding its new value (the executor stores it back).
+ *
+ * f16/bf16 values are FLOAT in the model, rounded to their dtype after the op that makes them (a Cast
+ * there and back), so the model computes what the reference executor computes at f32 precision.
+ *
+ * @example
+ * ```ts
+ * const lowered = lowerGraph(graph);
+ * const session = await ort.InferenceSession.create(encodeModel(lowered.model));
+ * ```
+ * @module
+ */
+import type { Graph } from "../../graph/graph.ts";
+import { getOp } from "../../graph/op.ts";
+import type { DType } from "../../graph/types.ts";
+import { planGraph } from "../plan.ts";
+import { OnnxBuilder } from "./builder.ts";
+import { attentionLowerings } from "./lower_attention.ts";
+import { basicLowerings } from "./lower_basic.ts";
+import { nnLowerings } from "./lower_nn.ts";
+import { trainLowerings } from "./lower_train.ts";
+import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
+import { type ModelDef, ONNX_TYPE } from "./proto.ts";
+
+/** Every op's ONNX lowering. */
+export const onnxLowerings: Record<string, OnnxLowering> = {
+  ...basicLowerings,
+  ...nnLowerings,
+  ...attentionLowerings,
+  ...trainLowerings,
+};
+
+/** Little-endian bytes of values in the ONNX type a dtype lives in. */
+export function onnxBytes(data: ArrayLike<number>, dtype: DType): Uint8Array {
+  const a = dtype === "i32"
+    ? Int32Array.from(data)
+    : dtype === "u32"
+    ? BigInt64Array.from(Array.from(data, (v) => BigInt(v >>> 0)))
+    : Float32Array.from(data);
+  return new Uint8Array(a.buffer);
+}
+
+/** One model input or output and where it comes from. */
+export interface LoweredValue {
+  /** Name in the ONNX model. */
+  onnx: string;
+  /** Graph input, param or output name. */
+  name: string;
+  shape: readonly number[];
+  dtype: DType;
+}
+
+/** A lowered graph. */
+export interface LoweredGraph {
+  model: ModelDef;
+  inputs: LoweredValue[];
+  params: LoweredValue[];
+  outputs: LoweredValue[];
+  /** Params written by effect ops: their new values come out as `onnx`. */
+  states: LoweredValue[];
+}
+
+/** Options of {@link lowerGraph}. */
+export interface LowerOptions {
+  /** Graph outputs to produce (default all). */
+  outputs?: readonly string[];
+  /** Param data to embed as initializers (self-contained export); other params stay inputs. */
+  initializers?: (name: string) => ArrayLike<number> | undefined;
+  /** Model name. */
+  name?: string;
+}
+
+const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
+
+/** Lowers `graph` to an ONNX model (see the module doc). */
+export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph {
+  const plan = planGraph(graph, opts.outputs, 4);
+  const b = new OnnxBuilder();
+  const names = new Map<number, string>();
+  const used = new Set<number>();
+  for (const ni of plan.order) for (const v of graph.nodes[ni].inputs) used.add(v);
+  for (const id of plan.outputs.values()) used.add(id);
+
+  const inputs: LoweredValue[] = [],
+    params: LoweredValue[] = [],
+    outputs: LoweredValue[] = [],
+    states: LoweredValue[] = [];
+  for (const [name, id] of graph.inputs) {
+    if (!used.has(id)) continue;
+    const v = graph.values[id];
+    names.set(id, b.input(name, onnxTypeOf(v.dtype), v.shape));
+    inputs.push({ onnx: name, name, shape: v.shape, dtype: v.dtype });
+  }
+  const paramOf = new Map<number, string>();
+  for (const [name, id] of graph.params) {
+    paramOf.set(id, name);
+    if (!used.has(id)) continue;
+    const v = graph.values[id];
+    const data = opts.initializers?.(name);
+    if (data) {
+      names.set(id, b.tensor(onnxTypeOf(v.dtype), v.shape, onnxBytes(data, v.dtype), name));
+    } else {
+      const onnx = `param/${name}`;
+      names.set(id, b.input(onnx, onnxTypeOf(v.dtype), v.shape));
+      params.push({ onnx, name, shape: v.shape, dtype: v.dtype });
+    }
+  }
+  for (const v of graph.values) {
+    if (v.kind === "const" && used.has(v.id)) {
+      names.set(v.id, b.tensor(onnxTypeOf(v.dtype), v.shape, onnxBytes(v.data!, v.dtype)));
+    }
+  }
+
+  const current = new Map<number, string>(); // param value id → its value after the effects so far
+  for (const ni of plan.order) {
+    const n = graph.nodes[ni];
+    const def = getOp(n.op);
+    const lower = onnxLowerings[n.op];
+    if (!lower) throw new Error(`op "${n.op}" has no ONNX lowering`);
+    const ins = n.inputs.map((id) => current.get(id) ?? names.get(id)!);
+    const outInfos = n.outputs.map((o) => graph.values[o]);
+    const res = lower({
+      b,
+      ins,
+      inInfos: n.inputs.map((id) => graph.values[id]),
+      outInfos,
+      attrs: n.attrs,
+      constData: (i) => graph.values[n.inputs[i]].data,
+    });
+    const effects = def.effects ?? [];
+    if (res.length !== n.outputs.length + effects.length) {
+      throw new Error(
+        `ONNX lowering of "${n.op}" gave ${res.length} values, expected ${n.outputs.length + effects.length}`,
+      );
+    }
+    n.outputs.forEach((o, k) => {
+      const r = ROUND_TYPE[outInfos[k].dtype];
+      names.set(o, r ? b.cast(b.cast(res[k], r), ONNX_TYPE.FLOAT) : res[k]);
+    });
+    effects.forEach((e, k) => {
+      const id = n.inputs[e];
+      if (!paramOf.has(id)) throw new Error(`"${n.op}" writes input ${e}, which is not a param`);
+      current.set(id, res[n.outputs.length + k]);
+    });
+  }
+  const taken = new Set(b.inputs.map((i) => i.name));
+  for (const [name, id] of plan.outputs) {
+    const v = graph.values[id];
+    const onnx = taken.has(name) ? `out/${name}` : name;
+    b.output(names.get(id)!, onnx, onnxTypeOf(v.dtype), v.shape);
+    outputs.push({ onnx, name, shape: v.shape, dtype: v.dtype });
+  }
+  for (const [id, value] of current) {
+    const name = paramOf.get(id)!, v = graph.values[id];
+    const onnx = `state/${name}`;
+    b.output(value, onnx, onnxTypeOf(v.dtype), v.shape);
+    states.push({ onnx, name, shape: v.shape, dtype: v.dtype });
+  }
+  return { model: b.model(opts.name ?? "whetstone"), inputs, params, outputs, states };
+}

@@ -1,0 +1,88 @@
+/**
+ * ONNX lowerings of the training ops: the fused LM-head cross-entropy (logits materialised: a CPU has
+ * the memory), the optimizers and `assign`. Ops with effects return the new values of the inputs they
+ * write; the executor stores them back (see lower.ts).
+ * @module
+ */
+import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
+import type { AdamWAttrs, SgdAttrs } from "../../graph/ops/optim.ts";
+import type { OnnxBuilder } from "./builder.ts";
+import { ceCounted, ceReduce, ceScale, oneHot } from "./lower_basic.ts";
+import type { OnnxLowering } from "./lower_types.ts";
+
+/** h [N, D] · w [V, D]ᵀ → [N, V]. */
+function logitsOf(b: OnnxBuilder, h: string, w: string): string {
+  return b.op1("FusedMatMul", [h, w], { transA: { i: 0 }, transB: { i: 1 }, alpha: { f: 1 } }, "com.microsoft");
+}
+
+/** grad · gradScale (the optional last input). */
+function scaled(b: OnnxBuilder, g: string, gs: string | undefined): string {
+  return gs ? b.mul(g, b.reshape(gs, [])) : g;
+}
+
+const scalar = (b: OnnxBuilder, x: string) => b.reshape(x, []);
+
+/** The lowerings of this file. */
+export const trainLowerings: Record<string, OnnxLowering> = {
+  assign: ({ ins }) => [ins[1]],
+
+  // p, g, m, v, lr, step, gradScale? -> p', m', v' (torch.optim.AdamW)
+  adamw: ({ b, ins, attrs }) => {
+    const { beta1, beta2, eps, weightDecay } = attrs as AdamWAttrs;
+    const [p, g0, m, v, lr0, step0, gs] = ins;
+    const g = scaled(b, g0, gs), lr = scalar(b, lr0), step = scalar(b, step0);
+    const m2 = b.add(b.mul(m, b.f32(beta1)), b.mul(g, b.f32(1 - beta1)));
+    const v2 = b.add(b.mul(v, b.f32(beta2)), b.mul(b.mul(g, g), b.f32(1 - beta2)));
+    const bc1 = b.sub(b.f32(1), b.op1("Pow", [b.f32(beta1), step]));
+    const bc2 = b.sub(b.f32(1), b.op1("Pow", [b.f32(beta2), step]));
+    const decayed = b.mul(p, b.sub(b.f32(1), b.mul(lr, b.f32(weightDecay))));
+    const denom = b.add(b.div(b.op1("Sqrt", [v2]), b.op1("Sqrt", [bc2])), b.f32(eps));
+    const p2 = b.sub(decayed, b.mul(b.div(lr, bc1), b.div(m2, denom)));
+    return [p2, m2, v2];
+  },
+  // p, g, lr, gradScale? -> p'
+  sgd: ({ b, ins, attrs }) => {
+    const { weightDecay } = attrs as SgdAttrs;
+    const [p, g, lr, gs] = ins;
+    const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
+    return [b.sub(p, b.mul(scalar(b, lr), d))];
+  },
+  // p, buf, g, lr, gradScale? -> p', buf'
+  sgd_momentum: ({ b, ins, attrs }) => {
+    const { momentum, weightDecay, nesterov } = attrs as SgdAttrs;
+    const [p, buf, g, lr, gs] = ins;
+    const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
+    const buf2 = b.add(b.mul(buf, b.f32(momentum)), d);
+    const step = nesterov ? b.add(d, b.mul(buf2, b.f32(momentum))) : buf2;
+    return [b.sub(p, b.mul(scalar(b, lr), step)), buf2];
+  },
+
+  // h [N, D], w [V, D], labels [N] -> loss [], lse [N]
+  linear_cross_entropy: ({ b, ins, inInfos, attrs }) => {
+    const { ignoreIndex, reduction } = attrs as LinearCeAttrs;
+    const [N] = inInfos[0].shape, V = inInfos[1].shape[0];
+    const z = logitsOf(b, ins[0], ins[1]);
+    const counted = ceCounted(b, ins[2], V, ignoreIndex);
+    const lse = b.mul(b.reduce("LogSumExp", z, [1], false), counted);
+    const picked = b.reduce("Sum", b.mul(z, oneHot(b, ins[2], N, V)), [1], false);
+    return [ceReduce(b, b.mul(b.sub(lse, picked), counted), counted, reduction), lse];
+  },
+  // g, h, w, labels, lse -> dh?, dw?
+  linear_cross_entropy_bwd: ({ b, ins, inInfos, attrs }) => {
+    const { ignoreIndex, reduction, needH, needW } = attrs as LinearCeBwdAttrs;
+    const [g, h, w, labels, lse] = ins;
+    const [N] = inInfos[1].shape, V = inInfos[2].shape[0];
+    const counted = ceCounted(b, labels, V, ignoreIndex);
+    const p = b.op1("Exp", [b.sub(logitsOf(b, h, w), b.reshape(lse, [N, 1]))]);
+    const k = b.reshape(b.mul(ceScale(b, g, counted, reduction, N), counted), [N, 1]);
+    const dz = b.mul(b.sub(p, oneHot(b, labels, N, V)), k); // [N, V]
+    const outs: string[] = [];
+    if (needH) outs.push(b.op1("MatMul", [dz, w]));
+    if (needW) {
+      outs.push(
+        b.op1("FusedMatMul", [dz, h], { transA: { i: 1 }, transB: { i: 0 }, alpha: { f: 1 } }, "com.microsoft"),
+      );
+    }
+    return outs;
+  },
+};
