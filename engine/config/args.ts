@@ -164,7 +164,7 @@ export interface TrainArgs {
   eval_steps: number | null;
   // Whetstone
   /** "webgpu" (the kernels) or "reference" (the f64 oracle, slow). */
-  executor: "webgpu" | "reference";
+  executor: "auto" | "webgpu" | "onnx" | "reference";
   /** Sequence lengths are padded to a multiple of this. */
   bucket: number;
   /** Notes for the user about keys that are ignored here; not a config key. */

@@ -175,7 +175,7 @@ Deno.test("defaults are LF's dataclass defaults (HF TrainingArguments for the tr
     eval_strategy: "no",
     eval_steps: null,
     plot_loss: false,
-    executor: "webgpu",
+    executor: "auto",
     bucket: 64,
     warnings: [],
   };
@@ -212,7 +212,7 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["optim: adamx", /optim: expected one of adamw, sgd, adamw_torch.* got "adamx"; did you mean adamw/],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
     ["save_strategy: best", /save_strategy: best is not supported by Whetstone yet/],
-    ["executor: cuda", /executor: expected one of webgpu, reference, got "cuda"/],
+    ["executor: cuda", /executor: expected one of auto, webgpu, onnx, reference, got "cuda"/],
     ["lora_target: 3", /lora_target: expected a comma-separated list of names \(or a YAML list\), got 3/],
     ["interleave_probs: a,b", /interleave_probs: expected a comma-separated list of numbers/],
     ["lr_scheduler_kwargs: 3", /lr_scheduler_kwargs: expected a mapping \(or a JSON object text\) or null, got 3/],

@@ -311,9 +311,17 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   compute_accuracy: U(false, "token accuracy at evaluation"),
   early_stopping_steps: U(null, "early stopping"),
 
-  // ── GeneratingArguments (prediction and PPO only) ──
-  ...ignore("do_sample", "temperature", "top_p", "top_k", "num_beams", "max_length", "max_new_tokens"),
-  ...ignore("repetition_penalty", "length_penalty", "skip_special_tokens"),
+  // ── GeneratingArguments (do_predict with predict_with_generate: engine/train/predict.ts) ──
+  do_sample: T("bool", true),
+  temperature: T("num", 0.95, { min: 0 }),
+  top_p: T("num", 0.7, { min: 0, max: 1 }),
+  top_k: T("int", 50, { min: 0 }),
+  num_beams: U(1, "beam search"),
+  max_length: T("int", 1024),
+  max_new_tokens: T("int", 1024),
+  repetition_penalty: T("num", 1, { gt: 0 }),
+  length_penalty: I(1, "only beam search uses it; ignored"),
+  skip_special_tokens: T("bool", true),
 
   // ── TrainingArguments (HF Seq2SeqTrainingArguments + LF) ──
   output_dir: T("str", "trainer_output"),
@@ -390,8 +398,8 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   ...ignore("placement_strategy", "ray_init_kwargs", "master_addr", "master_port", "enable_torch_profiler"),
   ...ignore("profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps", "profiler_active_steps"),
   ...ignore("profiler_repeat", "profiler_record_shapes", "profiler_profile_memory", "profiler_with_stack"),
-  do_predict: U(false, "prediction"),
-  predict_with_generate: U(false, "generation at evaluation"),
+  do_predict: T("bool", false),
+  predict_with_generate: T("bool", false),
   load_best_model_at_end: U(false, "best-checkpoint tracking"),
   metric_for_best_model: U(null, "best-checkpoint tracking"),
   greater_is_better: U(null, "best-checkpoint tracking"),
@@ -420,8 +428,11 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   parallelism_config: U(null, "parallelism"),
 
   // ── Whetstone ──
-  /** Where the graphs run: "webgpu" (the kernels) or "reference" (the f64 oracle, slow). */
-  executor: T(["webgpu", "reference"], "webgpu"),
+  /**
+   * Where the graphs run: "auto" (WebGPU on a hardware adapter, ONNX Runtime on a software one or none),
+   * "webgpu" (the WGSL kernels), "onnx" (onnxruntime-node on the CPU) or "reference" (the f64 oracle, slow).
+   */
+  executor: T(["auto", "webgpu", "onnx", "reference"], "auto"),
   /** Sequence lengths are padded up to a multiple of this (one traced graph per length). */
   bucket: T("int", 64, { min: 1 }),
 };

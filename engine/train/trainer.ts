@@ -11,8 +11,8 @@ import { processDataset, type ProcessResult, type SftRecord } from "../data/proc
 import { getTemplate } from "../data/template.ts";
 import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { CompiledGraph, Executor } from "../exec/executor.ts";
+import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { attachAdapter, LoraAdapter, loraConfigFromArgs, saveAdapter } from "../nn/lora.ts";
@@ -65,9 +65,10 @@ interface State {
   log_history: LogHistoryEntry[];
 }
 
-async function pickExecutor(name: string | undefined): Promise<Executor> {
-  if (name === "reference" || !(await hasGpu())) return new ReferenceExecutor();
-  return await WebGpuExecutor.create();
+async function pickExecutor(name: ExecutorKind | undefined): Promise<Executor> {
+  // Without any adapter, "webgpu" falls back to the reference executor as before (tests on bare machines).
+  if (name === "webgpu" && !(await hasGpu())) return new ReferenceExecutor();
+  return await createExecutor(name ?? "auto", (line) => console.log(line));
 }
 
 async function copyIfExists(from: string, to: string) {

@@ -187,3 +187,21 @@ Deno.test("trainer: the README's main job config parses and names files that exi
   const info = JSON.parse(await Deno.readTextFile(`${here}${a.dataset_dir}/dataset_info.json`));
   assert.ok(info[String(a.dataset)], `dataset ${a.dataset} is in ${a.dataset_dir}/dataset_info.json`);
 });
+
+Deno.test("trainer: the same run on WebGPU, ONNX Runtime and the reference gives one loss curve", async () => {
+  const curves: Record<string, number[]> = {};
+  for (const executor of ["reference", "webgpu", "onnx"] as const) {
+    const res = await train(args(`${root}/curve-${executor}`, { executor, lora_dropout: 0.1 }), {
+      progress: false,
+      log: () => {},
+    });
+    curves[executor] = res.losses.map((l) => l.loss);
+  }
+  assert.equal(curves.reference.length, 6);
+  for (const ex of ["webgpu", "onnx"]) {
+    curves[ex].forEach((l, i) => {
+      const want = curves.reference[i];
+      assert.ok(Math.abs(l - want) <= 2e-4 * Math.abs(want), `${ex} step ${i + 1}: ${l} vs reference ${want}`);
+    });
+  }
+});

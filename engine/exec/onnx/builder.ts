@@ -80,6 +80,11 @@ export class OnnxBuilder {
     return this.tensor(ONNX_TYPE.INT64, [values.length], bytesOf(BigInt64Array.from(values, (v) => BigInt(v))));
   }
 
+  /** int64 tensor. */
+  i64sTensor(dims: readonly number[], data: readonly number[]): string {
+    return this.tensor(ONNX_TYPE.INT64, dims, bytesOf(BigInt64Array.from(data, (v) => BigInt(v))));
+  }
+
   /** int64 scalar (rank 0). */
   i64s(v: number): string {
     return this.tensor(ONNX_TYPE.INT64, [], bytesOf(BigInt64Array.of(BigInt(v))));

@@ -9,6 +9,7 @@ import type { AdamWAttrs, SgdAttrs } from "../../graph/ops/optim.ts";
 import type { OnnxBuilder } from "./builder.ts";
 import { ceCounted, ceReduce, ceScale, oneHot } from "./lower_basic.ts";
 import type { OnnxLowering } from "./lower_types.ts";
+import { ONNX_TYPE } from "./proto.ts";
 
 /** h [N, D] · w [V, D]ᵀ → [N, V]. */
 function logitsOf(b: OnnxBuilder, h: string, w: string): string {
@@ -26,18 +27,35 @@ const scalar = (b: OnnxBuilder, x: string) => b.reshape(x, []);
 export const trainLowerings: Record<string, OnnxLowering> = {
   assign: ({ ins }) => [ins[1]],
 
-  // p, g, m, v, lr, step, gradScale? -> p', m', v' (torch.optim.AdamW)
+  // target [N, C, ...R], index [N, L], value [N, L, ...R] -> target' (ScatterND; indices outside [0, C) write
+  // into a spare row C that is dropped, so they change nothing, as in the reference)
+  scatter_rows: ({ b, ins, inInfos }) => {
+    const [N, C] = inInfos[0].shape, L = inInfos[1].shape[1];
+    const [t, index, value] = ins;
+    const spare = b.op1("Concat", [t, b.op1("Slice", [t, b.i64([0]), b.i64([1]), b.i64([1])])], { axis: { i: 1 } });
+    const ok = b.op1("And", [b.op1("GreaterOrEqual", [index, b.i32(0)]), b.op1("Less", [index, b.i32(C)])]);
+    const col = b.cast(b.op1("Where", [ok, index, b.i32(C)]), ONNX_TYPE.INT64);
+    const row = b.i64sTensor([N, L, 1], Array.from({ length: N * L }, (_, i) => Math.floor(i / L)));
+    const idx = b.op1("Concat", [row, b.reshape(col, [N, L, 1])], { axis: { i: 2 } });
+    const written = b.op1("ScatterND", [spare, idx, value]);
+    return [b.op1("Slice", [written, b.i64([0]), b.i64([C]), b.i64([1])])];
+  },
+
+  // p, g, m, v, lr, step, gradScale? -> p', m', v' (torch.optim.AdamW). The bias corrections are scalars
+  // computed in f64 (1 − 0.999^t in f32 is off by ~1e-5 relative at small t).
   adamw: ({ b, ins, attrs }) => {
     const { beta1, beta2, eps, weightDecay } = attrs as AdamWAttrs;
     const [p, g0, m, v, lr0, step0, gs] = ins;
-    const g = scaled(b, g0, gs), lr = scalar(b, lr0), step = scalar(b, step0);
+    const g = scaled(b, g0, gs), lr = scalar(b, lr0);
+    const lr64 = b.cast(lr, ONNX_TYPE.DOUBLE), step64 = b.cast(scalar(b, step0), ONNX_TYPE.DOUBLE);
+    const bc = (beta: number) => b.sub(b.f64(1), b.op1("Pow", [b.f64(beta), step64]));
+    const stepSize = b.cast(b.div(lr64, bc(beta1)), ONNX_TYPE.FLOAT);
+    const sqrtBc2 = b.cast(b.op1("Sqrt", [bc(beta2)]), ONNX_TYPE.FLOAT);
     const m2 = b.add(b.mul(m, b.f32(beta1)), b.mul(g, b.f32(1 - beta1)));
     const v2 = b.add(b.mul(v, b.f32(beta2)), b.mul(b.mul(g, g), b.f32(1 - beta2)));
-    const bc1 = b.sub(b.f32(1), b.op1("Pow", [b.f32(beta1), step]));
-    const bc2 = b.sub(b.f32(1), b.op1("Pow", [b.f32(beta2), step]));
     const decayed = b.mul(p, b.sub(b.f32(1), b.mul(lr, b.f32(weightDecay))));
-    const denom = b.add(b.div(b.op1("Sqrt", [v2]), b.op1("Sqrt", [bc2])), b.f32(eps));
-    const p2 = b.sub(decayed, b.mul(b.div(lr, bc1), b.div(m2, denom)));
+    const denom = b.add(b.div(b.op1("Sqrt", [v2]), sqrtBc2), b.f32(eps));
+    const p2 = b.sub(decayed, b.mul(stepSize, b.div(m2, denom)));
     return [p2, m2, v2];
   },
   // p, g, lr, gradScale? -> p'
@@ -47,10 +65,10 @@ export const trainLowerings: Record<string, OnnxLowering> = {
     const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
     return [b.sub(p, b.mul(scalar(b, lr), d))];
   },
-  // p, buf, g, lr, gradScale? -> p', buf'
+  // p, g, buf, lr, gradScale? -> p', buf'
   sgd_momentum: ({ b, ins, attrs }) => {
     const { momentum, weightDecay, nesterov } = attrs as SgdAttrs;
-    const [p, buf, g, lr, gs] = ins;
+    const [p, g, buf, lr, gs] = ins;
     const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
     const buf2 = b.add(b.mul(buf, b.f32(momentum)), d);
     const step = nesterov ? b.add(d, b.mul(buf2, b.f32(momentum))) : buf2;

@@ -8,6 +8,7 @@ import { adamw, type AdamWOptions, clipScale, sgd, type SgdOptions } from "./opt
 import { ReferenceExecutor } from "../../exec/reference.ts";
 import { WebGpuExecutor } from "../../exec/webgpu.ts";
 import type { Executor } from "../../exec/executor.ts";
+import { OnnxExecutor } from "../../exec/onnx/executor.ts";
 import { rng } from "../../exec/testing/harness.ts";
 import { hasGpu } from "../../gpu/device.ts";
 
@@ -195,12 +196,19 @@ Deno.test({
   },
 });
 
+Deno.test("optim: onnx executor matches torch's update formulas over 5 steps", async (t) => {
+  const ex = await OnnxExecutor.create({ threads: 1 });
+  for (const [name, s] of Object.entries(setups)) await t.step(name, () => runSetup(ex, s, 1e-6));
+  ex.dispose();
+});
+
 Deno.test({
   name: "optim: a graph of only effect ops (no outputs) runs and updates in place on both executors",
   ignore: !gpu,
   fn: async () => {
     const results: number[][] = [];
-    for (const ex of [new ReferenceExecutor(), await WebGpuExecutor.create()] as Executor[]) {
+    const all = [new ReferenceExecutor(), await WebGpuExecutor.create(), await OnnxExecutor.create()] as Executor[];
+    for (const ex of all) {
       const g = new Graph();
       const p = g.param("w", [3]);
       const lr = g.input("lr", []);
