@@ -9,6 +9,15 @@ import { dispatchBench } from "./dispatch.ts";
 import { modelBench } from "./model.ts";
 import { trainBench } from "./train.ts";
 import { dataBench } from "./data.ts";
+import { decodeBench } from "./decode.ts";
 
 /** The benchmarks. */
-export const benches: Bench[] = [attentionBench, matmulBench, dispatchBench, modelBench, dataBench, trainBench];
+export const benches: Bench[] = [
+  attentionBench,
+  matmulBench,
+  dispatchBench,
+  modelBench,
+  dataBench,
+  trainBench,
+  decodeBench,
+];

@@ -20,6 +20,7 @@ export {
   Model,
 } from "./nn/model.ts";
 export { type DecoderConfig, decoderConfig, FAMILIES } from "./nn/config.ts";
+export { chooseToken, generate, generateBatch, type GenerateOptions, generateStream } from "./nn/generate.ts";
 export { loadTokenizer, Tokenizer } from "./data/tokenizer.ts";
 export { openModelFolder } from "./io/hf_folder.ts";
 export { openSafetensors, writeSafetensors } from "./io/safetensors.ts";

@@ -17,6 +17,7 @@ import { lowerings as softmax } from "./softmax.ts";
 import { lowerings as cast } from "./cast.ts";
 import { lowerings as linearCe } from "./linear_ce.ts";
 import { lowerings as assign } from "./assign.ts";
+import { lowerings as scatter } from "./scatter.ts";
 
 const table: Record<string, Lowering> = {
   ...elementwise,
@@ -33,6 +34,7 @@ const table: Record<string, Lowering> = {
   ...cast,
   ...linearCe,
   ...assign,
+  ...scatter,
 };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */

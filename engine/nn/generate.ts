@@ -1,13 +1,20 @@
 /**
- * Autoregressive generation on the engine with a KV cache on the executor: one prefill graph over the
- * bucketed prompt, then one decode-step graph per token (planned once per cache bucket, one submit per
- * token). Sampling runs on the host from the fetched last-token logits, with transformers' logits
- * processors in its order: repetition penalty, then temperature, top-k, top-p.
+ * Autoregressive generation on the engine with a KV cache on the executor, for one prompt or a batch: one
+ * prefill graph over the right-padded, bucketed prompts, then one decode-step graph per token for all rows at
+ * once (planned once per batch and cache bucket, one submit per token). Sampling runs on the host from the
+ * fetched last-token logits, with transformers' logits processors in its order: repetition penalty, then
+ * temperature, top-k, top-p.
+ *
+ * Generation calls on one model must not overlap when they use the same batch and cache bucket (they would
+ * share its KV cache): such a call throws. Await each call (or iterate each stream to its end, or break
+ * out of it) before the next, or batch the prompts with {@link generateBatch}.
  *
  * @example
  * ```ts
  * const model = await loadModel("fixtures/models/llama");
  * const ids = await generate(model, [1, 5, 9], { maxNewTokens: 10 }); // greedy
+ * const rows = await generateBatch(model, [[1, 5, 9], [1, 7]], { maxNewTokens: 10, stop: [2] });
+ * for await (const id of generateStream(model, [1, 5, 9], { maxNewTokens: 10 })) console.log(id);
  * ```
  * @module
  */
@@ -16,7 +23,15 @@ import { Graph } from "../graph/mod.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
 import type { Model, ModelAdapter } from "./model.ts";
 import { bucketLength } from "./model.ts";
-import { cacheBucket, cacheName, decodeMask, layerWindows, traceCached } from "./kv_decoder.ts";
+import {
+  batchBucket,
+  cacheBucket,
+  cacheName,
+  cacheShape,
+  decodeMask,
+  layerWindows,
+  traceCached,
+} from "./kv_decoder.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -34,30 +49,41 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   /** Token ids that end generation (included in the result, as transformers does). */
   stop?: number[];
-  /** Seed of the sampling RNG (default 0). */
+  /** Seed of the sampling RNG (default 0); in a batch, row i samples with its own RNG seeded `seed + i`. */
   seed?: number;
-  /** Called with each new token id as soon as it is chosen. */
-  onToken?: (id: number) => void;
-  /** Called with the raw logits [V] each token is chosen from (before any processing). */
-  onLogits?: (logits: Float32Array) => void;
+  /** Called with each new token id as soon as it is chosen, and its row (prompt index; 0 unbatched). */
+  onToken?: (id: number, row: number) => void;
+  /** Called with the raw logits [V] each token is chosen from (before any processing), and its row. */
+  onLogits?: (logits: Float32Array, row: number) => void;
 }
 
 interface Graphs {
   adapter?: ModelAdapter;
   compiled: Map<string, Promise<CompiledGraph>>;
+  /** Cache keys (batch × length buckets) a generation is using now. */
+  busy: Set<string>;
 }
 const GRAPHS = new WeakMap<Model, Graphs>();
 
-function compiled(model: Model, key: string, C: number, L: number, decode: boolean): Promise<CompiledGraph> {
+function graphs(model: Model): Graphs {
   let gs = GRAPHS.get(model);
-  if (!gs || gs.adapter !== model.adapter) GRAPHS.set(model, gs = { adapter: model.adapter, compiled: new Map() });
+  if (!gs || gs.adapter !== model.adapter) {
+    GRAPHS.set(model, gs = { adapter: model.adapter, compiled: new Map(), busy: gs?.busy ?? new Set() });
+  }
+  return gs;
+}
+
+function compiled(model: Model, B: number, C: number, L: number, decode: boolean): Promise<CompiledGraph> {
+  const gs = graphs(model), key = `${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
   let p = gs.compiled.get(key);
   if (!p) {
     const g = new Graph();
+    const shape = cacheShape(model.config, B, C);
     const cache = (layer: number, kind: "k" | "v") =>
-      g.param(model.prefix + cacheName(C, layer, kind), [1, C, model.config.kvHeads, model.config.headDim], "f32");
-    traceCached(g, model.config, model.weights(g), cache, { C, L, decode });
+      g.param(model.prefix + cacheName(B, C, layer, kind), shape, "f32");
+    traceCached(g, model.config, model.weights(g), cache, { B, C, L, decode });
     p = model.executor.compile(g);
+    p.catch(() => gs.compiled.delete(key)); // a failed plan is not cached
     gs.compiled.set(key, p);
   }
   return p;
@@ -110,59 +136,166 @@ export function chooseToken(
   return argmax();
 }
 
-/** Generates up to `opts.maxNewTokens` tokens after `inputIds`; resolves with the new token ids. */
-export async function generate(model: Model, inputIds: number[], opts: GenerateOptions): Promise<number[]> {
-  const c = model.config, n = inputIds.length;
-  if (!n) throw new Error("generate: inputIds is empty");
-  inputIds.forEach((t, i) => {
-    if (!Number.isInteger(t) || t < 0 || t >= c.vocab) {
-      throw new Error(`generate: inputIds[${i}] = ${t} is not a token id in [0, ${c.vocab})`);
-    }
+/** Checks prompts and options; `name(b)` names prompt b in messages (e.g. `prompts[1]`). */
+function checkInputs(
+  fn: string,
+  model: Model,
+  prompts: number[][],
+  opts: GenerateOptions,
+  name: (b: number) => string,
+) {
+  const V = model.config.vocab;
+  prompts.forEach((p, b) => {
+    if (!Array.isArray(p)) throw new Error(`${fn}: ${name(b)} must be an array of token ids, got ${typeof p}`);
+    if (!p.length) throw new Error(`${fn}: ${name(b)} is empty; every prompt needs at least one token`);
+    p.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new Error(`${fn}: ${name(b)}[${i}] = ${t} is not a token id in [0, ${V})`);
+      }
+    });
   });
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) {
-    throw new Error(`generate: maxNewTokens must be an integer >= 0, got ${opts.maxNewTokens}`);
+    throw new Error(`${fn}: maxNewTokens must be an integer >= 0, got ${opts.maxNewTokens}`);
   }
-  const out: number[] = [];
-  if (!opts.maxNewTokens) return out;
-  const C = cacheBucket(n + opts.maxNewTokens), Lb = Math.min(bucketLength(n), C);
-  const shape = [1, C, c.kvHeads, c.headDim];
-  for (let i = 0; i < c.layers; i++) {
-    for (const kind of ["k", "v"] as const) {
-      const name = model.prefix + cacheName(C, i, kind);
-      if (!model.executor.hasParam(name)) {
-        model.executor.setParam(name, new Float32Array(C * c.kvHeads * c.headDim), shape);
+}
+
+/**
+ * The decode loop of every generation entry: prefill all prompts (padded to B = {@link batchBucket} rows), then
+ * one decode step per token for all rows. Yields, per step, the token each row chose (undefined for rows that
+ * had already stopped). Rows that stopped keep decoding dummy tokens until every row has stopped.
+ */
+async function* decodeSteps(
+  fn: string,
+  model: Model,
+  prompts: number[][],
+  opts: GenerateOptions,
+): AsyncGenerator<(number | undefined)[]> {
+  const c = model.config, V = c.vocab, R = prompts.length, max = opts.maxNewTokens;
+  if (!R || !max) return;
+  const B = batchBucket(R);
+  const lens = Array.from({ length: B }, (_, b) => (b < R ? prompts[b].length : 1)); // padding rows: one token 0
+  const n = Math.max(...lens);
+  const C = cacheBucket(n + max), Lb = Math.min(bucketLength(n), C);
+  const gs = graphs(model), busyKey = `${B}x${C}`;
+  if (gs.busy.has(busyKey)) {
+    throw new Error(
+      `${fn}: another generation with ${B} row(s) and a ${C}-slot cache is running on this model and would ` +
+        `share its KV cache; await it (or finish its stream) first, or batch the prompts with generateBatch`,
+    );
+  }
+  gs.busy.add(busyKey);
+  try {
+    const shape = cacheShape(c, B, C);
+    for (let i = 0; i < c.layers; i++) {
+      for (const kind of ["k", "v"] as const) {
+        const name = model.prefix + cacheName(B, C, i, kind);
+        if (!model.executor.hasParam(name)) {
+          model.executor.setParam(name, new Float32Array(shape[0] * C * c.headDim), shape);
+        }
       }
     }
-  }
-  const random = seededRandom(opts.seed ?? 0);
-  const stop = new Set(opts.stop ?? []);
-  const seen = [...inputIds];
+    const f32 = (x: ArrayLike<number>) => (x instanceof Float32Array ? x : Float32Array.from(x));
 
-  const prefill = await compiled(model, `prefill:${C}:${Lb}`, C, Lb, false);
-  const ids = new Int32Array(Lb), positions = new Int32Array(Lb), segments = new Int32Array(Lb);
-  for (let i = 0; i < Lb; i++) {
-    ids[i] = i < n ? inputIds[i] : 0;
-    positions[i] = i;
-    segments[i] = i < n ? 1 : 0;
-  }
-  const f32 = (x: ArrayLike<number>) => (x instanceof Float32Array ? x : Float32Array.from(x));
-  let logits = f32((await prefill.run({ ids, positions, segments, last: [n - 1] }, ["logits"])).logits);
+    // Prefill: row b holds its prompt then padding (segment 0); `last` picks its last real token.
+    const prefill = await compiled(model, B, C, Lb, false);
+    const ids = new Int32Array(B * Lb), positions = new Int32Array(B * Lb), segments = new Int32Array(B * Lb);
+    const last = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < lens[b]; i++) {
+        ids[b * Lb + i] = b < R ? prompts[b][i] : 0;
+        segments[b * Lb + i] = 1;
+      }
+      for (let i = 0; i < Lb; i++) positions[b * Lb + i] = i;
+      last[b] = b * Lb + lens[b] - 1;
+    }
+    let logits = f32((await prefill.run({ ids, positions, segments, last }, ["logits"])).logits);
 
-  const windows = layerWindows(c);
-  const step = await compiled(model, `decode:${C}`, C, 1, true);
-  const keep = new Float32Array(C).fill(1);
-  for (;;) {
-    opts.onLogits?.(logits);
-    const t = chooseToken(logits, seen, opts, random);
-    out.push(t);
-    seen.push(t);
-    opts.onToken?.(t);
-    if (stop.has(t) || out.length >= opts.maxNewTokens) return out;
-    const pos = n + out.length - 1;
-    keep.fill(1);
-    keep[pos] = 0;
-    const feeds: Record<string, ArrayLike<number>> = { ids: [t], positions: [pos], keep };
-    for (const w of windows) feeds[`mask${w}`] = decodeMask(C, pos, w);
-    logits = f32((await step.run(feeds, ["logits"])).logits);
+    const windows = layerWindows(c);
+    const step = await compiled(model, B, C, 1, true);
+    const stop = new Set(opts.stop ?? []);
+    const rows = prompts.map((p, b) => ({
+      seen: [...p],
+      count: 0,
+      done: false,
+      random: seededRandom((opts.seed ?? 0) + b),
+    }));
+    const next = new Int32Array(B), pos = new Int32Array(B);
+    const masks = windows.map(() => new Float32Array(B * (C + 1)));
+    for (let k = 0;; k++) {
+      const chosen = rows.map((r, b) => {
+        if (r.done) return undefined;
+        const l = logits.subarray(b * V, (b + 1) * V);
+        opts.onLogits?.(l, b);
+        const t = chooseToken(l, r.seen, opts, r.random);
+        r.seen.push(t);
+        r.done = stop.has(t) || ++r.count >= max;
+        next[b] = t;
+        opts.onToken?.(t, b);
+        return t;
+      });
+      yield chosen;
+      if (rows.every((r) => r.done)) return;
+      // Step k + 1 feeds each row's token k at position len + k (finished and padding rows decode on, unread).
+      for (let b = 0; b < B; b++) {
+        pos[b] = lens[b] + k;
+        windows.forEach((w, i) => masks[i].set(decodeMask(C, pos[b], w), b * (C + 1)));
+      }
+      const feeds: Record<string, ArrayLike<number>> = { ids: next, positions: pos };
+      windows.forEach((w, i) => feeds[`mask${w}`] = masks[i]);
+      logits = f32((await step.run(feeds, ["logits"])).logits);
+    }
+  } finally {
+    gs.busy.delete(busyKey);
   }
+}
+
+/**
+ * Generates up to `opts.maxNewTokens` tokens after `inputIds`; resolves with the new token ids (a stop id that
+ * ended generation included, as transformers does).
+ */
+export async function generate(model: Model, inputIds: number[], opts: GenerateOptions): Promise<number[]> {
+  checkInputs("generate", model, [inputIds], opts, () => "inputIds");
+  const out: number[] = [];
+  for await (const [t] of decodeSteps("generate", model, [inputIds], opts)) if (t !== undefined) out.push(t);
+  return out;
+}
+
+/**
+ * Generates after each of `prompts` (of any lengths) at once: one prefill and one decode step per token for
+ * the whole batch (rows padded up to 1, 2, 4, 8, ... so graphs are reused). Each row stops on its own (a stop
+ * id or `maxNewTokens`); resolves with each row's new token ids. Greedy rows equal what {@link generate} gives
+ * for each prompt alone; sampling row i uses its own RNG seeded `seed + i`. `onToken` and `onLogits` get the
+ * row index as their second argument.
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel("fixtures/models/llama");
+ * const [a, b] = await generateBatch(model, [[1, 5, 9], [1, 7, 7, 3, 2]], { maxNewTokens: 8, stop: [2] });
+ * ```
+ */
+export async function generateBatch(model: Model, prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
+  if (!Array.isArray(prompts)) throw new Error(`generateBatch: prompts must be an array of prompts`);
+  checkInputs("generateBatch", model, prompts, opts, (b) => `prompts[${b}]`);
+  const out = prompts.map((): number[] => []);
+  for await (const step of decodeSteps("generateBatch", model, prompts, opts)) {
+    step.forEach((t, b) => t !== undefined && out[b].push(t));
+  }
+  return out;
+}
+
+/**
+ * {@link generate} as a stream: yields each new token id as soon as it is chosen. Input errors are thrown by
+ * the first `next()`. Breaking out of a `for await` loop ends generation early.
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel("fixtures/models/llama");
+ * for await (const id of generateStream(model, [1, 5, 9], { maxNewTokens: 10, stop: [2] })) {
+ *   console.log(id);
+ * }
+ * ```
+ */
+export async function* generateStream(model: Model, inputIds: number[], opts: GenerateOptions): AsyncGenerator<number> {
+  checkInputs("generateStream", model, [inputIds], opts, () => "inputIds");
+  for await (const [t] of decodeSteps("generateStream", model, [inputIds], opts)) if (t !== undefined) yield t;
 }

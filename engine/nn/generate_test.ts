@@ -1,6 +1,6 @@
 /**
  * KV-cached generation against transformers' greedy `generate` (fixtures/models/<family>/generate.json, made by
- * fixtures/make_models.py) token for token, on the reference executor and on WebGPU; the cached decode's
+ * fixtures/make_models.py) token for token, on the reference executor, on WebGPU and on ONNX Runtime; the cached decode's
  * next-token logits against a full forward; and the host-side sampling processors.
  */
 import assert from "node:assert/strict";
@@ -10,6 +10,7 @@ import { decodeMask } from "./kv_decoder.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
+import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import type { Executor } from "../exec/executor.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
@@ -19,7 +20,14 @@ const gpu = await hasGpu();
 function executors(): [string, () => Promise<Executor>][] {
   const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
   if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
+  list.push(["onnx", () => OnnxExecutor.create()]);
   return list;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return a.length === b.length ? worst : Infinity;
 }
 
 interface GenGolden {
@@ -30,31 +38,42 @@ interface GenGolden {
 
 for (const family of FAMILIES) {
   for (const [exName, make] of executors()) {
-    Deno.test(`generate ${family} on ${exName}: greedy tokens match transformers, cached logits match forward`, async () => {
+    Deno.test(`generate ${family} on ${exName}: greedy tokens match transformers, cached logits match forward, batched too`, async () => {
       const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
       const model = await loadModel(`${root}${family}`, { executor: await make() });
+      const opts = { maxNewTokens: gold.max_new_tokens, stop: gold.eos };
+      const V = model.config.vocab;
+      const single: Float32Array[][] = [];
       for (const run of gold.runs) {
         const steps: Float32Array[] = [];
         const streamed: number[] = [];
         const got = await model.generate(run.prompt, {
-          maxNewTokens: gold.max_new_tokens,
-          stop: gold.eos,
+          ...opts,
           onToken: (t) => streamed.push(t),
           onLogits: (l) => steps.push(l.slice()),
         });
         assert.deepEqual(got, run.new_tokens, `prompt [${run.prompt}]`);
         assert.deepEqual(streamed, got);
+        single.push(steps);
         // Each step's logits (prefill, then cached decode) against a full forward over the same tokens.
         const all = [...run.prompt, ...got];
         const { logits } = await model.forward([all]);
-        const V = model.config.vocab;
         steps.forEach((l, k) => {
           const row = (run.prompt.length - 1 + k) * V;
-          let worst = 0;
-          for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(l[v] - logits[row + v]));
-          assert.ok(worst <= 1e-4, `step ${k}: max logit difference ${worst}`);
+          assert.ok(maxDiff(l, logits.subarray(row, row + V)) <= 1e-4, `step ${k}`);
         });
       }
+      // The golden prompts and a longer third one in one batch (3 rows, bucket 4): the same tokens, and the same
+      // logits at every step, as each prompt alone.
+      const long = [...gold.runs[0].prompt, ...gold.runs[1].prompt]; // same buckets: no extra single graphs
+      const prompts = [...gold.runs.map((r) => r.prompt), long];
+      const want = [...gold.runs.map((r) => r.new_tokens), await model.generate(long, opts)];
+      const batchLogits: Float32Array[][] = prompts.map(() => []);
+      const got = await model.generateBatch(prompts, { ...opts, onLogits: (l, b) => batchLogits[b].push(l.slice()) });
+      assert.deepEqual(got, want);
+      single.forEach((steps, b) =>
+        steps.forEach((l, k) => assert.ok(maxDiff(batchLogits[b][k], l) <= 1e-4, `row ${b} step ${k}`))
+      );
     });
   }
 }
@@ -94,6 +113,69 @@ Deno.test("chooseToken: transformers' processors (repetition penalty, temperatur
   for (let i = 0; i < 2000; i++) counts[chooseToken(logits, [], { doSample: true, topP: 0.6 }, r)]++;
   assert.equal(counts[2], 0);
   assert.ok(Math.abs(counts[0] / 2000 - 0.625) < 0.05, `${counts}`);
-  // A decode mask: window 2 at position 3 sees keys 2 and 3.
-  assert.deepEqual(Array.from(decodeMask(5, 3, 2), (x) => x === 0), [false, false, true, true, false]);
+  // A decode mask over 5 slots and the new token: window 2 at position 3 sees slot 2 and itself.
+  assert.deepEqual(Array.from(decodeMask(5, 3, 2), (x) => x === 0), [false, false, true, false, false, true]);
+  assert.deepEqual(Array.from(decodeMask(4, 2, 0), (x) => x === 0), [true, true, false, false, true]);
+});
+
+Deno.test("generateBatch: rows stop on their own, sampling row i uses seed + i, padding rows are dropped", async () => {
+  const model = await loadModel(`${root}llama`, { executor: new ReferenceExecutor() });
+  const prompts = [[1, 5, 9], [1, 7, 7, 3, 12, 40, 2, 8, 9], [3]];
+  const greedy = await model.generateBatch(prompts, { maxNewTokens: 6 });
+  assert.equal(greedy.length, 3);
+  // A stop id that row 1 reaches early: each row equals its own generate with that stop.
+  const stop = [greedy[1][1]];
+  const alone = [];
+  for (const p of prompts) alone.push(await model.generate(p, { maxNewTokens: 6, stop }));
+  const stopped = await model.generateBatch(prompts, { maxNewTokens: 6, stop });
+  assert.deepEqual(stopped, alone);
+  assert.equal(stopped[1].length, 2);
+  assert.ok(stopped.some((r) => r.length === 6), `${JSON.stringify(stopped)}`);
+  const opts = { maxNewTokens: 5, doSample: true, temperature: 0.9, topK: 30, seed: 7 };
+  const sampled = await model.generateBatch(prompts.slice(0, 2), opts);
+  assert.deepEqual(sampled, [
+    await model.generate(prompts[0], opts),
+    await model.generate(prompts[1], { ...opts, seed: 8 }),
+  ]);
+  assert.deepEqual(await model.generateBatch([], opts), []);
+  assert.deepEqual(await model.generateBatch(prompts, { maxNewTokens: 0 }), [[], [], []]);
+});
+
+Deno.test("generateStream: yields generate's ids, ends early on break, and guards a shared cache", async () => {
+  const model = await loadModel(`${root}llama`, { executor: new ReferenceExecutor() });
+  const want = await model.generate([1, 5, 9], { maxNewTokens: 6 });
+  const got: number[] = [];
+  for await (const t of model.generateStream([1, 5, 9], { maxNewTokens: 6 })) got.push(t);
+  assert.deepEqual(got, want);
+  // Breaking out ends it (and frees its cache for the next call).
+  const first: number[] = [];
+  for await (const t of model.generateStream([1, 5, 9], { maxNewTokens: 6 })) {
+    first.push(t);
+    if (first.length === 2) break;
+  }
+  assert.deepEqual(first, want.slice(0, 2));
+  // An overlapping call that would share the running stream's KV cache throws; after the stream ends it runs.
+  const stream = model.generateStream([1, 5, 9], { maxNewTokens: 6 });
+  assert.equal((await stream.next()).value, want[0]);
+  await assert.rejects(model.generate([4], { maxNewTokens: 3 }), /another generation .* is running/);
+  await stream.return(undefined);
+  assert.equal((await model.generate([4], { maxNewTokens: 3 })).length, 3);
+});
+
+Deno.test("generate, generateBatch, generateStream: bad inputs name the prompt", async () => {
+  const model = await loadModel(`${root}llama`, { executor: new ReferenceExecutor() });
+  const V = model.config.vocab;
+  await assert.rejects(model.generateBatch([[1, 2], []], { maxNewTokens: 2 }), /generateBatch: prompts\[1\] is empty/);
+  await assert.rejects(
+    model.generateBatch([[1], [1, V]], { maxNewTokens: 2 }),
+    new RegExp(`generateBatch: prompts\\[1\\]\\[1\\] = ${V} is not a token id in \\[0, ${V}\\)`),
+  );
+  await assert.rejects(model.generateBatch([[1], [2.5]], { maxNewTokens: 2 }), /prompts\[1\]\[0\] = 2.5/);
+  await assert.rejects(
+    model.generateBatch([[1], 7 as unknown as number[]], { maxNewTokens: 2 }),
+    /prompts\[1\] must be an array/,
+  );
+  await assert.rejects(model.generateBatch([[1]], { maxNewTokens: -1 }), /maxNewTokens must be an integer >= 0/);
+  await assert.rejects(model.generate([], { maxNewTokens: 2 }), /generate: inputIds is empty/);
+  await assert.rejects(model.generateStream([3, -1], { maxNewTokens: 2 }).next(), /generateStream: inputIds\[1\] = -1/);
 });

@@ -11,20 +11,21 @@
  */
 import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape, type Tensor } from "../graph/mod.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { hasGpu } from "../gpu/device.ts";
+import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
 import { attachAdapter } from "./lora.ts";
-import { generate, type GenerateOptions } from "./generate.ts";
+import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** "webgpu" (default when an adapter exists), "reference", or an executor to share. */
-  executor?: "webgpu" | "reference" | Executor;
+  /**
+   * "auto" (default: WebGPU on a hardware adapter, else ONNX Runtime; see engine/exec/pick.ts), "webgpu",
+   * "onnx", "reference", or an executor to share.
+   */
+  executor?: ExecutorKind | Executor;
   /** "stored" keeps bf16/f16 weights as stored (default); "f32" upcasts them (for training or gradients). */
   dtype?: "stored" | "f32";
   /** Hub revision when `pathOrId` is a hub id. */
@@ -236,6 +237,30 @@ export class Model {
   generate(inputIds: number[], opts: GenerateOptions): Promise<number[]> {
     return generate(this, inputIds, opts);
   }
+
+  /**
+   * New token ids after each of `prompts`, all decoded at once (KV-cached; see {@link generateBatch}).
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await model.generateBatch([[1, 5, 9], [1, 7]], { maxNewTokens: 8, stop: [2] });
+   * ```
+   */
+  generateBatch(prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
+    return generateBatch(this, prompts, opts);
+  }
+
+  /**
+   * New token ids after `inputIds`, yielded as they are chosen (see {@link generateStream}).
+   *
+   * @example
+   * ```ts
+   * for await (const id of model.generateStream([1, 5, 9], { maxNewTokens: 10 })) console.log(id);
+   * ```
+   */
+  generateStream(inputIds: number[], opts: GenerateOptions): AsyncGenerator<number> {
+    return generateStream(this, inputIds, opts);
+  }
 }
 
 /** Loads a model folder (or a hub id, downloaded into the cache) onto an executor. */
@@ -244,11 +269,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
   const folder = await openModelFolder(dir);
   try {
     const config = decoderConfig(folder.config);
-    const executor = typeof opts.executor === "object"
-      ? opts.executor
-      : opts.executor === "reference" || (opts.executor === undefined && !(await hasGpu()))
-      ? new ReferenceExecutor()
-      : await WebGpuExecutor.create();
+    const executor = typeof opts.executor === "object" ? opts.executor : await createExecutor(opts.executor ?? "auto");
     const params = new Map<string, { shape: number[]; dtype: DType }>();
     for (const [name, shape] of decoderParams(config)) {
       const t = folder.tensors.get(name);

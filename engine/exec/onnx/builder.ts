@@ -18,6 +18,13 @@ function bytesOf(a: Float32Array | Float64Array | Int32Array | BigInt64Array | U
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/** JSON replacer for attribute values: tensor bytes and non-finite floats spelled out. */
+function attrJson(_k: string, v: unknown): unknown {
+  if (v instanceof Uint8Array) return Array.from(v).join(",");
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
+  return v;
+}
+
 /** An ONNX graph under construction. */
 export class OnnxBuilder {
   readonly nodes: NodeDef[] = [];
@@ -26,6 +33,7 @@ export class OnnxBuilder {
   readonly initializers: TensorDef[] = [];
   private n = 0;
   private consts = new Map<string, string>();
+  private memo = new Map<string, string[]>();
 
   /** A fresh value name (prefix kept readable for debugging). */
   fresh(prefix = "t"): string {
@@ -44,7 +52,11 @@ export class OnnxBuilder {
     this.outputs.push({ name, dataType, dims });
   }
 
-  /** Adds a node with `nOut` fresh outputs; returns their names. */
+  /**
+   * Adds a node with `nOut` fresh outputs; returns their names. A node equal to one already added (same op,
+   * inputs and attributes) is not added again: its outputs are returned (every op emitted is deterministic),
+   * so e.g. the logits a fused cross-entropy's backward recomputes are the forward's.
+   */
   op(
     opType: string,
     inputs: readonly string[],
@@ -52,8 +64,12 @@ export class OnnxBuilder {
     nOut = 1,
     domain?: string,
   ): string[] {
+    const key = `${domain ?? ""}|${opType}|${inputs.join(",")}|${nOut}|${JSON.stringify(attrs ?? {}, attrJson)}`;
+    const hit = this.memo.get(key);
+    if (hit) return hit;
     const outputs = Array.from({ length: nOut }, () => this.fresh(opType.toLowerCase()));
     this.nodes.push({ opType, inputs: [...inputs], outputs, attrs, domain });
+    this.memo.set(key, outputs);
     return outputs;
   }
 

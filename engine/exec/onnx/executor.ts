@@ -54,6 +54,8 @@ function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
 export interface OnnxExecutorOptions {
   /** Threads of one operator (default: onnxruntime's choice, the physical cores). */
   threads?: number;
+  /** Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`). */
+  sessionOptions?: Record<string, unknown>;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -99,6 +101,7 @@ export class OnnxExecutor implements Executor {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
+      ...this.opts.sessionOptions,
     });
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {

@@ -91,10 +91,54 @@ export function ceCounted(b: OnnxBuilder, labels: string, V: number, ignoreIndex
   return b.cast(ok, ONNX_TYPE.FLOAT);
 }
 
-/** One-hot FLOAT [N, V] of labels (rows outside [0, V) all zero). */
-export function oneHot(b: OnnxBuilder, labels: string, N: number, V: number): string {
-  const cols = b.i32s([1, V], Array.from({ length: V }, (_, i) => i));
-  return b.cast(b.op1("Equal", [b.reshape(labels, [N, 1]), cols]), ONNX_TYPE.FLOAT);
+/** Labels as INT64 [N, 1] column indices, those outside [0, V) clamped to 0 (their rows are masked out). */
+export function labelIndex(b: OnnxBuilder, labels: string, N: number, V: number): string {
+  const ok = b.op1("And", [b.op1("GreaterOrEqual", [labels, b.i32(0)]), b.op1("Less", [labels, b.i32(V)])]);
+  return b.reshape(b.cast(b.op1("Where", [ok, labels, b.i32(0)]), ONNX_TYPE.INT64), [N, 1]);
+}
+
+/** Row-wise log-sum-exp of x [N, V] → [N] (max, exp, sum: faster than ReduceLogSumExp on a CPU). */
+export function rowLse(b: OnnxBuilder, x: string, N: number): string {
+  const m = b.reduce("Max", x, [1], true);
+  const s = b.reduce("Sum", b.op1("Exp", [b.sub(x, m)]), [1], true);
+  return b.reshape(b.add(m, b.op1("Log", [s])), [N]);
+}
+
+/** Cross-entropy forward on logits x [N, V]: [loss, lse [N]] (lse 0 on rows that do not count). */
+export function ceForward(
+  b: OnnxBuilder,
+  x: string,
+  labels: string,
+  N: number,
+  V: number,
+  a: { ignoreIndex: number; reduction: string },
+): string[] {
+  const counted = ceCounted(b, labels, V, a.ignoreIndex);
+  const lse = b.mul(rowLse(b, x, N), counted);
+  const picked = b.reshape(b.op1("GatherElements", [x, labelIndex(b, labels, N, V)], { axis: { i: 1 } }), [N]);
+  return [ceReduce(b, b.mul(b.sub(lse, picked), counted), counted, a.reduction), lse];
+}
+
+/**
+ * Cross-entropy backward: dlogits [N, V] = (softmax(x) − onehot(label)) · k per row, k = the upstream
+ * gradient's share (0 on rows that do not count). The one-hot part is a scatter-add of −k at the labels.
+ */
+export function ceBackward(
+  b: OnnxBuilder,
+  g: string,
+  x: string,
+  labels: string,
+  N: number,
+  V: number,
+  a: { ignoreIndex: number; reduction: string },
+): string {
+  const counted = ceCounted(b, labels, V, a.ignoreIndex);
+  const k = b.reshape(b.mul(ceScale(b, g, counted, a.reduction, N), counted), [N, 1]);
+  const p = b.mul(b.op1("Softmax", [x], { axis: { i: 1 } }), k);
+  return b.op1("ScatterElements", [p, labelIndex(b, labels, N, V), b.op1("Neg", [k])], {
+    axis: { i: 1 },
+    reduction: { s: "add" },
+  });
 }
 
 /** The lowerings of this file. */
@@ -198,22 +242,13 @@ export const basicLowerings: Record<string, OnnxLowering> = {
   // logits [N, V], labels [N] -> loss, lse [N] (0 on ignored rows)
   cross_entropy: ({ b, ins, inInfos, attrs }) => {
     const [N, V] = inInfos[0].shape;
-    const { ignoreIndex, reduction } = attrs as CrossEntropyAttrs;
-    const counted = ceCounted(b, ins[1], V, ignoreIndex);
-    const lse = b.mul(b.reduce("LogSumExp", ins[0], [1], false), counted);
-    const picked = b.reduce("Sum", b.mul(ins[0], oneHot(b, ins[1], N, V)), [1], false);
-    const rowLoss = b.mul(b.sub(lse, picked), counted);
-    return [ceReduce(b, rowLoss, counted, reduction), lse];
+    return ceForward(b, ins[0], ins[1], N, V, attrs as CrossEntropyAttrs);
   },
   // g, logits [N, V], labels [N], lse [N] -> dlogits [N, V]
   cross_entropy_bwd: ({ b, ins, inInfos, attrs }) => {
-    const [g, x, labels, lse] = ins;
+    const [g, x, labels] = ins;
     const [N, V] = inInfos[1].shape;
-    const { ignoreIndex, reduction } = attrs as CrossEntropyAttrs;
-    const counted = ceCounted(b, labels, V, ignoreIndex);
-    const p = b.op1("Exp", [b.sub(x, b.reshape(lse, [N, 1]))]);
-    const scale = ceScale(b, g, counted, reduction, N);
-    return [b.mul(b.sub(p, oneHot(b, labels, N, V)), b.reshape(b.mul(scale, counted), [N, 1]))];
+    return [ceBackward(b, g, x, labels, N, V, attrs as CrossEntropyAttrs)];
   },
 };
 

@@ -7,7 +7,7 @@
 import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
 import type { AdamWAttrs, SgdAttrs } from "../../graph/ops/optim.ts";
 import type { OnnxBuilder } from "./builder.ts";
-import { ceCounted, ceReduce, ceScale, oneHot } from "./lower_basic.ts";
+import { ceBackward, ceForward } from "./lower_basic.ts";
 import type { OnnxLowering } from "./lower_types.ts";
 import { ONNX_TYPE } from "./proto.ts";
 
@@ -77,23 +77,15 @@ export const trainLowerings: Record<string, OnnxLowering> = {
 
   // h [N, D], w [V, D], labels [N] -> loss [], lse [N]
   linear_cross_entropy: ({ b, ins, inInfos, attrs }) => {
-    const { ignoreIndex, reduction } = attrs as LinearCeAttrs;
     const [N] = inInfos[0].shape, V = inInfos[1].shape[0];
-    const z = logitsOf(b, ins[0], ins[1]);
-    const counted = ceCounted(b, ins[2], V, ignoreIndex);
-    const lse = b.mul(b.reduce("LogSumExp", z, [1], false), counted);
-    const picked = b.reduce("Sum", b.mul(z, oneHot(b, ins[2], N, V)), [1], false);
-    return [ceReduce(b, b.mul(b.sub(lse, picked), counted), counted, reduction), lse];
+    return ceForward(b, logitsOf(b, ins[0], ins[1]), ins[2], N, V, attrs as LinearCeAttrs);
   },
   // g, h, w, labels, lse -> dh?, dw?
   linear_cross_entropy_bwd: ({ b, ins, inInfos, attrs }) => {
-    const { ignoreIndex, reduction, needH, needW } = attrs as LinearCeBwdAttrs;
-    const [g, h, w, labels, lse] = ins;
+    const { needH, needW } = attrs as LinearCeBwdAttrs;
+    const [g, h, w, labels] = ins;
     const [N] = inInfos[1].shape, V = inInfos[2].shape[0];
-    const counted = ceCounted(b, labels, V, ignoreIndex);
-    const p = b.op1("Exp", [b.sub(logitsOf(b, h, w), b.reshape(lse, [N, 1]))]);
-    const k = b.reshape(b.mul(ceScale(b, g, counted, reduction, N), counted), [N, 1]);
-    const dz = b.mul(b.sub(p, oneHot(b, labels, N, V)), k); // [N, V]
+    const dz = ceBackward(b, g, logitsOf(b, h, w), labels, N, V, attrs as LinearCeBwdAttrs); // [N, V]
     const outs: string[] = [];
     if (needH) outs.push(b.op1("MatMul", [dz, w]));
     if (needW) {

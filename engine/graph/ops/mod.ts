@@ -17,3 +17,4 @@ export * from "./dropout.ts";
 export * from "./optim.ts";
 export * from "./linear_ce.ts";
 export * from "./assign.ts";
+export * from "./scatter.ts";
