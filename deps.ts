@@ -18,3 +18,7 @@ export const loadOrt = (): Promise<typeof import("npm:onnxruntime-node@1.30.0")>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
   import("npm:onnxruntime-node@1.30.0");
 export type * as Ort from "npm:onnxruntime-node@1.30.0";
+/** jieba-wasm (jieba-rs), loaded on first use (its dictionary takes ~0.5 s): word segmentation for the ROUGE metrics. */
+export const loadJieba = (): Promise<typeof import("npm:jieba-wasm@2.4.0")> =>
+  // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
+  import("npm:jieba-wasm@2.4.0");
