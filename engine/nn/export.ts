@@ -25,6 +25,7 @@ import {
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { resolveModel } from "../io/hub.ts";
 import { attachAdapter, LoraAdapter, loraKeys, loraScale } from "./lora.ts";
+import { exportOnnx } from "./onnx_export.ts";
 import { loadModel, type Model } from "./model.ts";
 
 /**
@@ -184,6 +185,8 @@ export interface ExportArgs {
   /** export_size, in GB (1e9 bytes) per shard. */
   exportSize: number;
   dtype: "f32" | "bf16" | "f16";
+  /** Also write the merged model as ONNX with past key/values to `<export_dir>/onnx` (onnx_export.ts). */
+  onnx?: { cacheLength: number; prefillLength: number; batch: number };
 }
 
 const TORCH: Record<string, "f32" | "bf16" | "f16"> = { float32: "f32", bfloat16: "bf16", float16: "f16" };
@@ -193,6 +196,8 @@ const TORCH: Record<string, "f32" | "bf16" | "f16"> = { float32: "f32", bfloat16
  * export_size (GB, default 5), export_legacy_format (must be false), export_quantization_bit and
  * export_hub_model_id (must be unset); template, export_device and other keys are ignored. The weights are
  * stored in `infer_dtype` when given (float32 / bfloat16 / float16), else in the source config's dtype.
+ * Whetstone's `export_onnx: true` also writes the merged model as ONNX (`export_onnx_cache_length`, default
+ * 1024; `export_onnx_prefill_length`, default 256; `export_onnx_batch`, default 1).
  */
 export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Record<string, unknown> = {}): ExportArgs {
   const str = (key: string): string | undefined => {
@@ -221,7 +226,31 @@ export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Reco
   const stored = String(sourceConfig.torch_dtype ?? sourceConfig.dtype ?? "float32");
   const dtype = want && want !== "auto" ? TORCH[want] : TORCH[stored] ?? "f32";
   if (!dtype) throw new Error(`infer_dtype: expected auto, float32, bfloat16 or float16, got ${want}`);
-  return { modelNameOrPath: model, adapterNameOrPath: adapters[0], exportDir, exportSize: size, dtype };
+  const int = (key: string, def: number): number => {
+    const v = cfg[key] ?? def;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+      throw new Error(`${key}: expected a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  if (![undefined, null, true, false].includes(cfg.export_onnx as boolean)) {
+    throw new Error(`export_onnx: expected true or false, got ${JSON.stringify(cfg.export_onnx)}`);
+  }
+  const onnx = cfg.export_onnx
+    ? {
+      cacheLength: int("export_onnx_cache_length", 1024),
+      prefillLength: int("export_onnx_prefill_length", 256),
+      batch: int("export_onnx_batch", 1),
+    }
+    : undefined;
+  return {
+    modelNameOrPath: model,
+    adapterNameOrPath: adapters[0],
+    exportDir,
+    exportSize: size,
+    dtype,
+    ...(onnx && { onnx }),
+  };
 }
 
 /** The `export` verb: `deno task export config.yaml [key=value ...]`; returns the exit code. */
@@ -242,5 +271,12 @@ export async function exportMain(argv: string[]): Promise<number> {
     `exported ${args.modelNameOrPath}${args.adapterNameOrPath ? ` + ${args.adapterNameOrPath}` : ""} ` +
       `(${args.dtype}) to ${args.exportDir}`,
   );
+  if (args.onnx) {
+    const merged = await loadModel(args.exportDir, { executor: "reference" });
+    await exportOnnx(merged, `${args.exportDir}/onnx`, args.onnx);
+    console.log(
+      `exported ONNX (prefill ${args.onnx.prefillLength}, cache ${args.onnx.cacheLength}) to ${args.exportDir}/onnx`,
+    );
+  }
   return 0;
 }
