@@ -36,10 +36,10 @@ async function msPerStep(step: CompiledGraph, feeds: Record<string, ArrayLike<nu
 }
 
 /**
- * Runs `bench/<script>` with the project's `.venv` Python on the 20M config; its last stdout line parsed as
+ * Runs `bench/<script>` with the project's `.venv` Python on `config` (default the 20M one); its last stdout line parsed as
  * JSON, or undefined when there is no venv or the script fails.
  */
-export async function venvBaseline<T>(script: string): Promise<T | undefined> {
+export async function venvBaseline<T>(script: string, config: object = LLAMA_20M): Promise<T | undefined> {
   const py = new URL("../.venv/bin/python", import.meta.url).pathname;
   try {
     await Deno.stat(py);
@@ -47,14 +47,13 @@ export async function venvBaseline<T>(script: string): Promise<T | undefined> {
     return undefined;
   }
   const path = new URL(`./${script}`, import.meta.url).pathname;
-  const out = await new Deno.Command(py, { args: [path, JSON.stringify(LLAMA_20M)], stderr: "null" }).output();
+  const out = await new Deno.Command(py, { args: [path, JSON.stringify(config)], stderr: "null" }).output();
   if (!out.success) return undefined;
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
 }
 
-/** The decoder config of {@link LLAMA_20M}. */
-export function llama20m(): DecoderConfig {
-  const c = LLAMA_20M;
+/** The decoder config of {@link LLAMA_20M} (or another config of that shape). */
+export function llama20m(c: typeof LLAMA_20M = LLAMA_20M): DecoderConfig {
   return decoderConfig({
     model_type: "llama",
     vocab_size: c.vocab,

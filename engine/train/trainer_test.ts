@@ -205,3 +205,18 @@ Deno.test("trainer: the same run on WebGPU, ONNX Runtime and the reference gives
     });
   }
 });
+
+Deno.test("trainer: checkpoints move between executors: stopped on ONNX Runtime, resumed on WebGPU", async () => {
+  const whole = await train(args(`${root}/x-whole`, { executor: "onnx" }), { progress: false, log: () => {} });
+  const cut = `${root}/x-cut`;
+  await train(args(cut, { executor: "onnx" }), { progress: false, log: () => {}, stopAfter: 3 });
+  const rest = await train(args(cut, { executor: "webgpu", resume_from_checkpoint: true }), {
+    progress: false,
+    log: () => {},
+  });
+  assert.deepEqual(rest.losses.map((l) => l.step), [4, 5, 6]);
+  for (const l of rest.losses) {
+    const w = whole.losses.find((x) => x.step === l.step)!;
+    assert.ok(Math.abs(l.loss - w.loss) <= 2e-4 * Math.abs(w.loss), `step ${l.step}: ${l.loss} vs ${w.loss}`);
+  }
+});

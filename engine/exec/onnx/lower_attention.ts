@@ -76,8 +76,12 @@ export const attentionLowerings: Record<string, OnnxLowering> = {
     const { B, L, Hq, Hkv, G } = d;
     const mask = maskOf(b, a, a.segmented ? ins[3] : undefined, d);
     const { s } = scores(b, groupQ(b, ins[0], d), ins[1], a, mask, d);
-    const lse = b.reduce("LogSumExp", s, [-1], false); // [B, Hkv, G, L]
-    const p = b.reshape(b.op1("Softmax", [s], { axis: { i: -1 } }), [B, Hkv, G * L, L]);
+    // One exp serves both outputs: p = e / Σe and lse = m + log Σe, with e = exp(s − m), m the row max.
+    const m = b.reduce("Max", s, [-1], true);
+    const e = b.op1("Exp", [b.sub(s, m)]);
+    const z = b.reduce("Sum", e, [-1], true);
+    const lse = b.reshape(b.add(m, b.op1("Log", [z])), [B, Hkv, G, L]);
+    const p = b.reshape(b.div(e, z), [B, Hkv, G * L, L]);
     const v = b.transpose(ins[2], [0, 2, 1, 3]); // [B, Hkv, L, D]
     const o = b.op1("MatMul", [p, v]); // [B, Hkv, G·L, D]
     return [ungroupQ(b, o, d), b.reshape(lse, [B, Hq, L])];
