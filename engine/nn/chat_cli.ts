@@ -86,7 +86,7 @@ export async function chatMain(argv: string[]): Promise<number> {
   const tok = await loadTokenizer(dir);
   const template = getTemplate(tok, { template: args.template, defaultSystem: args.defaultSystem });
   const model = await loadModel(dir, { adapter: args.adapterNameOrPath });
-  const stop = template.stopTokenIds();
+  const stop = model.stopIds(template.stopTokenIds());
   const out = Deno.stdout, enc = new TextEncoder();
   const write = (s: string) => out.writeSync(enc.encode(s));
   const history: TemplateMessage[] = [];

@@ -71,6 +71,8 @@ export function bucketLength(n: number): number {
 export class Model {
   readonly #graphs = new Map<string, Promise<{ compiled: CompiledGraph; names: string[] }>>();
   #adapter?: ModelAdapter;
+  /** The folder's generation_config.json, when it has one. */
+  generationConfig?: Record<string, unknown>;
 
   constructor(
     readonly config: DecoderConfig,
@@ -233,6 +235,19 @@ export class Model {
     return { loss: out.loss[0], grads };
   }
 
+  /**
+   * The ids generation stops at: `extra` (e.g. a template's eos and stop words) and generation_config.json's
+   * `eos_token_id` (one id or a list), as transformers' `generate` merges them.
+   */
+  stopIds(extra: readonly number[] = []): number[] {
+    const eos = this.generationConfig?.eos_token_id;
+    const ids = new Set(extra);
+    for (const id of Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos]) {
+      if (Number.isInteger(id) && id >= 0 && id < this.config.vocab) ids.add(id as number);
+    }
+    return [...ids].sort((a, b) => a - b);
+  }
+
   /** New token ids after `inputIds` (KV-cached; see {@link generate}). */
   generate(inputIds: number[], opts: GenerateOptions): Promise<number[]> {
     return generate(this, inputIds, opts);
@@ -286,6 +301,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       params.set(name, { shape, dtype });
     }
     const model = new Model(config, executor, params);
+    model.generationConfig = folder.generationConfig;
     if (opts.adapter) await attachAdapter(model, opts.adapter, { baseModel: pathOrId });
     return model;
   } finally {

@@ -94,3 +94,13 @@ for (const family of FAMILIES) {
     });
   }
 }
+
+Deno.test("stopIds: generation_config.json's eos_token_id (one or a list) joins the template's stop ids", async () => {
+  const model = await loadModel(`${root}llama`, { executor: "reference" });
+  assert.equal(model.generationConfig?.eos_token_id, 2);
+  assert.deepEqual(model.stopIds([7, 2]), [2, 7]);
+  model.generationConfig = { eos_token_id: [5, 9, 100000] }; // ids outside the vocabulary are dropped
+  assert.deepEqual(model.stopIds([3]), [3, 5, 9]);
+  model.generationConfig = undefined;
+  assert.deepEqual(model.stopIds(), []);
+});

@@ -221,7 +221,7 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
     return { metrics, predictions: [], generated: [], outputDir: out };
   }
 
-  const stop = template.stopTokenIds();
+  const stop = model.stopIds(template.stopTokenIds());
   const skip = a.skip_special_tokens;
   const tmp = `${out}/.${PREDICTIONS_FILE}.tmp`;
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
