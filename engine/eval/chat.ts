@@ -1,0 +1,199 @@
+/**
+ * Chat with a loaded model through a chat template, as LLaMA-Factory's chat engine does: the conversation is
+ * rendered with the template (`encode_oneturn` with an empty answer), generation stops at the template's stop
+ * token ids (eos and stop words) or at a stop string, and the answer is decoded without special tokens. Sampling
+ * settings default to LF's `GeneratingArguments` and follow its per-request rules (`_process_args`): several
+ * answers force sampling (temperature 0 becomes 1), and temperature 0 means greedy.
+ *
+ * Calls on one engine run one at a time (queued), since they share the model's KV caches.
+ *
+ * @example
+ * ```ts
+ * const chat = await ChatEngine.load("fixtures/tiny/model", { template: "qwen" });
+ * const prompt = chat.encode([{ role: "user", content: "What is Whetstone?" }]);
+ * const r = await chat.complete(prompt, { maxNewTokens: 32, doSample: false }, (delta) => console.log(delta));
+ * console.log(r.text, r.finishReason, r.completionTokens);
+ * ```
+ * @module
+ */
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { type ChatTemplate, getTemplate, type TemplateMessage } from "../data/template.ts";
+import type { ExecutorKind } from "../exec/pick.ts";
+import { resolveModel } from "../io/hub.ts";
+import type { GenerateOptions } from "../nn/generate.ts";
+import { loadModel, type Model } from "../nn/model.ts";
+import { decodeIds } from "../train/predict.ts";
+
+/** Generation settings of one chat call (LF's GeneratingArguments, camel-cased). */
+export interface ChatOptions {
+  /** Default 1024. */
+  maxNewTokens?: number;
+  /** Default true. */
+  doSample?: boolean;
+  /** Default 0.95; 0 means greedy. */
+  temperature?: number;
+  /** Default 0.7. */
+  topP?: number;
+  /** Default 50. */
+  topK?: number;
+  /** Default 1 (off); must be > 0. */
+  repetitionPenalty?: number;
+  /** Seed of the sampling RNG; default a random one. */
+  seed?: number;
+  /** Strings that end the answer (not included in it). */
+  stop?: string[];
+  /** Stops generating when aborted (the answer so far is returned, finish reason "stop"). */
+  signal?: AbortSignal;
+}
+
+/** One answer. */
+export interface ChatResult {
+  text: string;
+  /** Generated token ids (the stop id that ended generation included). */
+  ids: number[];
+  promptTokens: number;
+  /** Generated tokens, the stop id included (as LF counts them). */
+  completionTokens: number;
+  /** "stop": a stop id or stop string ended the answer; "length": max_new_tokens did. */
+  finishReason: "stop" | "length";
+}
+
+/** LF's per-request rules over its GeneratingArguments defaults; `n` answers at once. */
+export function resolveChatOptions(o: ChatOptions, n = 1): GenerateOptions & { maxNewTokens: number } {
+  let doSample = o.doSample ?? true, temperature = o.temperature ?? 0.95;
+  if (n > 1) {
+    doSample = true;
+    temperature ||= 1;
+  }
+  if (!temperature) doSample = false;
+  const repetitionPenalty = o.repetitionPenalty ?? 1;
+  if (!(repetitionPenalty > 0)) throw new RangeError(`repetition_penalty must be > 0, got ${repetitionPenalty}`);
+  return {
+    maxNewTokens: o.maxNewTokens ?? 1024,
+    doSample,
+    temperature: doSample ? temperature : 1,
+    topP: doSample ? (o.topP ?? 0.7) : 1,
+    topK: o.topK ?? 50,
+    repetitionPenalty,
+    seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
+  };
+}
+
+/** Index of the first stop string in `text`, or -1. */
+function firstStop(text: string, stops: readonly string[]): number {
+  let at = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (at < 0 || i < at)) at = i;
+  }
+  return at;
+}
+
+/** Length of the longest end of `text` that starts a stop string (held back while streaming). */
+function holdback(text: string, stops: readonly string[]): number {
+  let n = 0;
+  for (const s of stops) {
+    for (let k = Math.min(s.length - 1, text.length); k > n; k--) {
+      if (text.endsWith(s.slice(0, k))) {
+        n = k;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/** A model and its chat template, answering conversations. */
+export class ChatEngine {
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly model: Model, readonly template: ChatTemplate) {}
+
+  /** Loads a model folder (or hub id) with an optional adapter and its template. */
+  static async load(
+    pathOrId: string,
+    opts: { adapter?: string; template?: string | null; defaultSystem?: string | null; executor?: ExecutorKind } = {},
+  ): Promise<ChatEngine> {
+    const dir = await resolveModel(pathOrId);
+    const template = getTemplate(await loadTokenizer(dir), {
+      template: opts.template ?? null,
+      defaultSystem: opts.defaultSystem ?? null,
+    });
+    const model = await loadModel(dir, { adapter: opts.adapter, executor: opts.executor });
+    return new ChatEngine(model, template);
+  }
+
+  /** The prompt ids of a conversation (user/assistant turns ending with a user or tool turn) and its answer. */
+  encode(messages: readonly TemplateMessage[], system?: string | null, tools?: string | null): number[] {
+    return this.template.encodeOneturn([...messages, { role: "assistant", content: "" }], system, tools)[0];
+  }
+
+  /** Runs `fn` after every earlier call on this engine has ended. */
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  #decode(ids: readonly number[], stopIds: ReadonlySet<number>): string {
+    return decodeIds(this.template, ids.filter((i) => !stopIds.has(i)), true);
+  }
+
+  /** One answer after `prompt`; `onDelta` gets the text as it is generated (stop strings never reach it). */
+  complete(prompt: number[], opts: ChatOptions = {}, onDelta?: (text: string) => void): Promise<ChatResult> {
+    const g = resolveChatOptions(opts);
+    return this.#locked(async () => {
+      const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
+      const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+      const ids: number[] = [];
+      let text = "", shown = 0, finishReason: ChatResult["finishReason"] = "length";
+      for await (const t of this.model.generateStream(prompt, { ...g, stop: [...stopIds] })) {
+        ids.push(t);
+        if (stopIds.has(t)) {
+          finishReason = "stop";
+          break;
+        }
+        text = this.#decode(ids, stopIds);
+        const hit = firstStop(text, stops);
+        if (hit >= 0) {
+          text = text.slice(0, hit);
+          finishReason = "stop";
+          break;
+        }
+        if (opts.signal?.aborted) {
+          finishReason = "stop";
+          break;
+        }
+        if (!onDelta || text.endsWith("\uFFFD")) continue; // an incomplete UTF-8 sequence: wait for the next token
+        const safe = text.length - holdback(text, stops);
+        if (safe > shown) {
+          onDelta(text.slice(shown, safe));
+          shown = safe;
+        }
+      }
+      if (onDelta && text.length > shown) onDelta(text.slice(shown));
+      return { text, ids, promptTokens: prompt.length, completionTokens: ids.length, finishReason };
+    });
+  }
+
+  /** `n` sampled answers after `prompt`, generated as one batch (answer i samples with seed + i). */
+  completeMany(prompt: number[], n: number, opts: ChatOptions = {}): Promise<ChatResult[]> {
+    if (n === 1) return this.complete(prompt, opts).then((r) => [r]);
+    const g = resolveChatOptions(opts, n);
+    return this.#locked(async () => {
+      const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
+      const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+      const rows = await this.model.generateBatch(Array.from({ length: n }, () => prompt), {
+        ...g,
+        stop: [...stopIds],
+      });
+      return rows.map((ids) => {
+        let text = this.#decode(ids, stopIds);
+        let finishReason: ChatResult["finishReason"] = stopIds.has(ids.at(-1)!) ? "stop" : "length";
+        const hit = firstStop(text, stops);
+        if (hit >= 0) [text, finishReason] = [text.slice(0, hit), "stop"];
+        return { text, ids, promptTokens: prompt.length, completionTokens: ids.length, finishReason };
+      });
+    });
+  }
+}

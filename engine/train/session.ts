@@ -1,0 +1,417 @@
+/**
+ * A training run driven step by step: `TrainSession.create(args)` loads the model, tokenizer and data as
+ * `deno task train` does, then `step(n)` runs n optimizer steps (logging, evaluating and checkpointing at the
+ * configured steps, as the trainer does), and `evaluate()`, `generate()`, `save()` and `export()` act on the model
+ * being trained. The trainer (`train` in trainer.ts), the HTTP API and notebooks share it.
+ *
+ * One operation runs at a time: a call made while another is running throws {@link SessionBusyError}.
+ *
+ * @example
+ * ```ts
+ * const s = await TrainSession.create(await loadTrainConfig("examples/demo_lora_sft.yaml", ["max_steps=10"]));
+ * console.log(s.plan.trainable_parameters);
+ * for (const r of await s.step(5)) console.log(r.current_steps, r.loss);
+ * console.log(await s.evaluate(), (await s.generate([{ role: "user", content: "Hi" }], { maxNewTokens: 16 })).text);
+ * await s.save();
+ * ```
+ * @module
+ */
+import type { TrainArgs } from "../config/args.ts";
+import type { SftRecord } from "../data/process.ts";
+import { ChatEngine, type ChatOptions, type ChatResult } from "../eval/chat.ts";
+import type { TemplateMessage } from "../data/template.ts";
+import { planGraph } from "../exec/plan.ts";
+import { DTYPE_BYTES } from "../graph/types.ts";
+import { exportModel } from "../nn/export.ts";
+import { attachAdapter, loraConfigFromArgs } from "../nn/lora.ts";
+import { loadModel, type Model } from "../nn/model.ts";
+import { resolveModel } from "../io/hub.ts";
+import { bucket } from "./batches.ts";
+import { cleanCheckpointLeftovers, latestCheckpoint } from "./checkpoint.ts";
+import { freezeTrainable } from "./freeze.ts";
+import { scheduleFromArgs } from "./schedule.ts";
+import { type StepPlan, traceTrainStep } from "./step.ts";
+import {
+  initOptimizer,
+  pickExecutor,
+  prepareData,
+  type PreparedData,
+  restore,
+  trainableShape,
+  type TrainState,
+} from "./session_files.ts";
+import { SessionRun } from "./session_run.ts";
+import type { EvalRecord, SessionEvent, StepRecord } from "./session_run.ts";
+import { TrainerLog } from "./trainer_log.ts";
+
+export type { EvalRecord, SessionEvent, StepRecord } from "./session_run.ts";
+
+/** Thrown when an operation is asked for while another runs on the same session. */
+export class SessionBusyError extends Error {
+  constructor(what: string, running: string) {
+    super(`cannot ${what}: the session is busy (${running} is running); wait for it to finish`);
+    this.name = "SessionBusyError";
+  }
+}
+
+/** Thrown by `step` when every planned step has run. */
+export class SessionFinishedError extends Error {
+  constructor(total: number) {
+    super(`the session has run all of its ${total} steps (max_steps / num_train_epochs); create a new session`);
+    this.name = "SessionFinishedError";
+  }
+}
+
+/** Options of {@link TrainSession.create}. */
+export interface SessionOptions {
+  /** Human-readable lines (default: console.error). */
+  log?: (line: string) => void;
+  /** Read the loss and grad norm back after every step (default true); false: only at logging steps (faster). */
+  readEveryStep?: boolean;
+  /** When `step` reaches the last step, write the final outputs as the trainer does (default true). */
+  autoFinish?: boolean;
+  /** Plan the train step's memory for {@link SessionPlan.memory} (default true). */
+  planMemory?: boolean;
+}
+
+/** What a session will do and what it needs. */
+export interface SessionPlan {
+  stage: string;
+  finetuning_type: string;
+  executor: string;
+  model_family: string;
+  parameters: number;
+  trainable_parameters: number;
+  trainable_percent: number;
+  train_records: number;
+  eval_records: number;
+  total_steps: number;
+  steps_per_epoch: number;
+  per_device_train_batch_size: number;
+  gradient_accumulation_steps: number;
+  /** The longest training record, rounded up to the `bucket` multiple: the largest step graph. */
+  max_length: number;
+  /** Planned peak memory in bytes: stored parameters, optimizer states, and the train step's activation arena. */
+  memory?: { parameters: number; optimizer: number; activations: number; total: number };
+}
+
+/** The final outputs of a finished run. */
+export interface FinishResult {
+  metrics: Record<string, number>;
+  evalLoss?: number;
+}
+
+/** A training run on a loaded model, driven step by step. */
+export class TrainSession {
+  readonly #run: SessionRun;
+  #busy: string | undefined;
+  #final: FinishResult | undefined;
+  #chat: ChatEngine | undefined;
+  #closed = false;
+  #autoFinish = true;
+
+  private constructor(
+    readonly args: TrainArgs,
+    readonly model: Model,
+    readonly data: PreparedData,
+    readonly plan: SessionPlan,
+    run: SessionRun,
+  ) {
+    this.#run = run;
+  }
+
+  /** Loads the model (with its adapter), tokenizer and data; resumes from `args.resume_from_checkpoint` if set. */
+  static async create(a: TrainArgs, opts: SessionOptions = {}): Promise<TrainSession> {
+    const log = opts.log ?? ((s: string) => console.error(s));
+    if (a.stage !== "pt" && a.stage !== "sft") {
+      throw new Error(`stage "${a.stage}" is not supported by the trainer yet`);
+    }
+    const data = await prepareData(a);
+    const records = data.train.records as SftRecord[];
+    const evalRecords = (data.eval?.records ?? []) as SftRecord[];
+    log(
+      `data: ${records.length} train records, ${evalRecords.length} eval records (cutoff_len ${data.train.args.cutoffLen})`,
+    );
+    const executor = await pickExecutor(a.executor);
+    const lora = a.finetuning_type === "lora";
+    const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32" });
+    let trainable: string[];
+    if (lora) {
+      const adapters = a.adapter_name_or_path ?? [];
+      if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
+      const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
+      const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
+      trainable = [...adapter.params.keys()];
+    } else if (a.finetuning_type === "full") {
+      trainable = [...model.params.keys()];
+    } else {
+      trainable = freezeTrainable([...model.params.keys()], model.config, {
+        layers: a.freeze_trainable_layers,
+        modules: a.freeze_trainable_modules,
+        extra: a.freeze_extra_modules,
+      });
+    }
+    const numel = (s: number[]) => s.reduce((x, y) => x * y, 1);
+    const nTrain = trainable.reduce((n, k) => n + numel(trainableShape(model, k)), 0);
+    const nAll = [...model.params.values()].reduce((n, p) => n + numel(p.shape), 0);
+    log(
+      `model: ${model.config.family}, ${(nAll / 1e6).toFixed(2)}M params; trainable ${(nTrain / 1e6).toFixed(3)}M ` +
+        `(${((100 * nTrain) / nAll).toFixed(2)}%) by ${a.finetuning_type} on ${executor.name}`,
+    );
+    initOptimizer(model, trainable, a.optim);
+
+    const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
+    const stepsPerEpoch = Math.max(1, Math.floor(Math.ceil(records.length / B) / G));
+    const total = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * stepsPerEpoch);
+    const sched = scheduleFromArgs({
+      ...a,
+      lr_scheduler_kwargs: { ...(a.lr_scheduler_kwargs ?? {}) } as Record<string, unknown>,
+    }, total);
+    const stepPlan = (L: number): StepPlan => ({
+      G,
+      B,
+      L,
+      trainable,
+      optim: a.optim,
+      beta1: a.adam_beta1,
+      beta2: a.adam_beta2,
+      eps: a.adam_epsilon,
+      weightDecay: a.weight_decay,
+      maxGradNorm: a.max_grad_norm,
+      loraplusRatio: a.loraplus_lr_ratio ?? 0,
+      dropout: lora && a.lora_dropout > 0,
+    });
+
+    let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
+    let sinceLog = 0;
+    const out = a.output_dir;
+    await cleanCheckpointLeftovers(out).catch(() => []);
+    if (a.resume_from_checkpoint) {
+      const dir = a.resume_from_checkpoint === true
+        ? (await latestCheckpoint(out))?.path
+        : String(a.resume_from_checkpoint);
+      if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
+      state = await restore(model, dir, trainable, !lora);
+      sinceLog = JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)).since_log ?? 0;
+      log(`resumed from ${dir} at step ${state.global_step}`);
+    }
+    await Deno.mkdir(out, { recursive: true });
+    const clock = { activeMs: 0, since: undefined as number | undefined };
+    const now = () => clock.activeMs + (clock.since === undefined ? 0 : performance.now() - clock.since);
+    const tlog = await TrainerLog.open(out, {
+      totalSteps: total,
+      resumeStep: a.resume_from_checkpoint ? state.global_step : undefined,
+      resumeTokens: state.total_tokens,
+      now,
+    });
+    const maxLen = bucket(Math.max(...records.map((r) => r.input_ids.length)), a.bucket ?? 64);
+    const plan: SessionPlan = {
+      stage: a.stage,
+      finetuning_type: a.finetuning_type,
+      executor: executor.name,
+      model_family: model.config.family,
+      parameters: nAll,
+      trainable_parameters: nTrain,
+      trainable_percent: (100 * nTrain) / nAll,
+      train_records: records.length,
+      eval_records: evalRecords.length,
+      total_steps: total,
+      steps_per_epoch: stepsPerEpoch,
+      per_device_train_batch_size: B,
+      gradient_accumulation_steps: G,
+      max_length: maxLen,
+    };
+    if (opts.planMemory ?? true) {
+      const stored = [...model.params.values()].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
+        [...(model.adapter?.params.values() ?? [])].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0);
+      const optimizer = a.optim === "adamw" ? 2 * 4 * nTrain : 0;
+      const activations = planGraph(traceTrainStep(model, stepPlan(maxLen))).arenaBytes;
+      plan.memory = { parameters: stored, optimizer, activations, total: stored + optimizer + activations };
+    }
+    const run = new SessionRun({
+      args: a,
+      model,
+      records,
+      evalRecords,
+      trainable,
+      total,
+      stepsPerEpoch,
+      sched,
+      stepPlan,
+      state,
+      sinceLog,
+      tlog,
+      clock,
+      log,
+      readEveryStep: opts.readEveryStep ?? true,
+    });
+    const session = new TrainSession(a, model, data, plan, run);
+    session.#autoFinish = opts.autoFinish ?? true;
+    return session;
+  }
+
+  /** Optimizer steps done (resumed ones included). */
+  get globalStep(): number {
+    return this.#run.state.global_step;
+  }
+
+  /** Optimizer steps of the whole run. */
+  get totalSteps(): number {
+    return this.#run.total;
+  }
+
+  /** True once every step has run. */
+  get finished(): boolean {
+    return this.#run.state.global_step >= this.#run.total;
+  }
+
+  /** The final outputs, once written (see {@link finish}). */
+  get result(): FinishResult | undefined {
+    return this.#final;
+  }
+
+  /** What is running now, if anything. */
+  get busy(): string | undefined {
+    return this.#busy;
+  }
+
+  /** (step, loss) at each logging step (the mean over the steps since the previous one), as the trainer returns. */
+  get losses(): { step: number; loss: number }[] {
+    return this.#run.losses;
+  }
+
+  /** (step, eval_loss) of each evaluation. */
+  get evalLosses(): { step: number; eval_loss: number }[] {
+    return this.#run.evalLosses;
+  }
+
+  /** Input tokens of the steps this session ran, and the seconds spent in them. */
+  get stats(): { tokens: number; seconds: number; tokensPerSecond: number } {
+    return this.#run.stats();
+  }
+
+  /** A snapshot for status displays. */
+  get state(): {
+    global_step: number;
+    total_steps: number;
+    epoch: number;
+    total_tokens: number;
+    busy: string | null;
+    finished: boolean;
+    last_loss: number | null;
+    output_dir: string;
+  } {
+    const s = this.#run.state;
+    return {
+      global_step: s.global_step,
+      total_steps: this.#run.total,
+      epoch: s.epoch,
+      total_tokens: s.total_tokens,
+      busy: this.#busy ?? null,
+      finished: this.finished,
+      last_loss: this.#run.lastLoss ?? null,
+      output_dir: this.args.output_dir,
+    };
+  }
+
+  /** Subscribes to the session's events (`step`, `eval`, `save`, `done`); returns the unsubscribe function. */
+  on(listener: (e: SessionEvent) => void): () => void {
+    return this.#run.on(listener);
+  }
+
+  /** Runs `fn` as the session's one running operation (throws {@link SessionBusyError} if another runs). */
+  async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error(`cannot ${what}: the session is closed`);
+    if (this.#busy) throw new SessionBusyError(what, this.#busy);
+    this.#busy = what;
+    try {
+      return await fn();
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  /**
+   * Runs up to `n` optimizer steps (fewer when the run ends first); `onStep` gets each step's record as it ends.
+   * Evaluations and checkpoints happen at `eval_steps` / `save_steps` as in the trainer; reaching the last step
+   * writes the final outputs (unless `autoFinish` is off). Resolves with the steps' records.
+   */
+  async step(n: number, onStep?: (r: StepRecord) => void): Promise<StepRecord[]> {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`steps must be an integer >= 1, got ${n}`);
+    if (this.finished) throw new SessionFinishedError(this.#run.total);
+    return await this.exclusive("step", async () => {
+      let records: StepRecord[] = [];
+      try {
+        records = await this.#run.steps(n, onStep);
+        if (this.finished && this.#autoFinish) this.#final = await this.#run.finish();
+        this.#run.emitDone(records.length, this.finished);
+      } catch (e) {
+        this.#run.emitDone(records.length, this.finished, (e as Error).message);
+        throw e;
+      }
+      return records;
+    });
+  }
+
+  /** Evaluates on the held-out data (logged as the trainer logs evaluations); throws without eval data. */
+  evaluate(): Promise<EvalRecord> {
+    if (!this.plan.eval_records) {
+      throw new Error("no evaluation data: set val_size or eval_dataset in the session's arguments");
+    }
+    return this.exclusive("evaluate", () => this.#run.evaluateAndLog());
+  }
+
+  /** The chat engine on the model being trained, through the session's template. */
+  get chat(): ChatEngine {
+    return this.#chat ??= new ChatEngine(this.model, this.data.template);
+  }
+
+  /** Answers a conversation with the model being trained (messages rendered with the session's template). */
+  generate(
+    messages: TemplateMessage[],
+    opts: ChatOptions & { system?: string | null; tools?: string | null } = {},
+  ): Promise<ChatResult> {
+    return this.exclusive("generate", () => {
+      const prompt = this.chat.encode(messages, opts.system, opts.tools);
+      return this.chat.complete(prompt, opts);
+    });
+  }
+
+  /** Writes `checkpoint-<step>` and the adapter (or model folder) into output_dir, as the trainer does. */
+  save(): Promise<{ step: number; checkpoint: string; output_dir: string }> {
+    return this.exclusive("save", async () => {
+      const checkpoint = await this.#run.saveCheckpoint();
+      await this.#run.saveOutputs();
+      return { step: this.globalStep, checkpoint, output_dir: this.args.output_dir };
+    });
+  }
+
+  /** Merges the adapter into the base weights and writes an HF model folder (see engine/nn/export.ts). */
+  export(dir: string, opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number } = {}): Promise<{ dir: string }> {
+    return this.exclusive("export", async () => {
+      const source = await resolveModel(this.args.model_name_or_path, { revision: this.args.model_revision });
+      await exportModel(this.model, dir, { source, ...opts });
+      return { dir };
+    });
+  }
+
+  /** Writes the final outputs (adapter or model, results, trainer state, plots); once. */
+  async finish(): Promise<FinishResult> {
+    if (this.#final) return this.#final;
+    return await this.exclusive("finish", async () => this.#final = await this.#run.finish());
+  }
+
+  /** Closes the trainer log and releases the executor's memory; the session cannot be used afterwards. */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#busy) throw new SessionBusyError("close", this.#busy);
+    this.#closed = true;
+    this.#run.close();
+    this.model.executor.dispose();
+  }
+
+  /** Where the latest complete checkpoint of `args.output_dir` is, if any (to resume a session). */
+  static async latestCheckpoint(a: TrainArgs): Promise<string | undefined> {
+    return (await latestCheckpoint(a.output_dir))?.path;
+  }
+}

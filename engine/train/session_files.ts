@@ -1,0 +1,159 @@
+/**
+ * What a training session reads and writes besides its steps: the data (as LLaMA-Factory prepares it), the executor,
+ * and the files of checkpoints and outputs (a PEFT adapter or an HF model folder, optimizer states, and the trainer
+ * state a resumed run restores).
+ * @module
+ */
+import type { TrainArgs } from "../config/args.ts";
+import { dataArgsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/rules.ts";
+import { loadDatasets } from "../data/loader.ts";
+import { processDataset, type ProcessResult } from "../data/process.ts";
+import { type ChatTemplate, getTemplate } from "../data/template.ts";
+import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
+import type { Executor } from "../exec/executor.ts";
+import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
+import { ReferenceExecutor } from "../exec/reference.ts";
+import { hasGpu } from "../gpu/device.ts";
+import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { LoraAdapter, saveAdapter } from "../nn/lora.ts";
+import type { Model } from "../nn/model.ts";
+import { LOSS_SUM, stateNames } from "./step.ts";
+import type { LogHistoryEntry } from "./trainer_log.ts";
+
+/** Training state saved in checkpoints (`trainer_state.json`'s fields that a resume needs). */
+export interface TrainState {
+  global_step: number;
+  epoch: number;
+  total_tokens: number;
+  log_history: LogHistoryEntry[];
+}
+
+/** The tokenized data of a run. */
+export interface PreparedData {
+  train: ProcessResult;
+  eval?: ProcessResult;
+  tokenizer: Tokenizer;
+  template: ChatTemplate;
+  /** The template's stop token ids. */
+  stop: number[];
+}
+
+/** Loads, templates and tokenizes the datasets of `a` as LLaMA-Factory would. */
+export async function prepareData(a: TrainArgs): Promise<PreparedData> {
+  const tokenizer = await loadTokenizer(a.model_name_or_path);
+  const template = getTemplate(tokenizer, templateOptionsOf(a));
+  const loaded = await loadDatasets({ ...loadDatasetsArgsOf(a), streaming: false });
+  const args = dataArgsOf(a);
+  const train = processDataset(loaded.train, template, args);
+  if (!train.records.length) throw new Error(`dataset ${a.dataset}: no valid examples for stage ${a.stage}`);
+  return {
+    train,
+    eval: loaded.eval ? processDataset(loaded.eval, template, args) : undefined,
+    tokenizer,
+    template,
+    stop: template.stopTokenIds(),
+  };
+}
+
+/** The executor of a run; "webgpu" without any adapter falls back to the reference executor (bare machines). */
+export async function pickExecutor(name: ExecutorKind | undefined): Promise<Executor> {
+  if (name === "webgpu" && !(await hasGpu())) return new ReferenceExecutor();
+  return await createExecutor(name ?? "auto", (line) => console.log(line));
+}
+
+async function copyIfExists(from: string, to: string) {
+  try {
+    await Deno.copyFile(from, to);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/** Writes the trainable result of `model` into `dir`: a PEFT adapter, or (full) an HF model folder. */
+export async function saveModel(model: Model, dir: string, modelDir: string, full: boolean): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  if (model.adapter instanceof LoraAdapter) {
+    await saveAdapter(model, dir, { baseModel: modelDir });
+  }
+  if (full) {
+    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+    for (const [name, p] of model.params) {
+      tensors[name] = { dtype: "F32", shape: p.shape, data: Float32Array.from(await model.executor.getParam(name)) };
+    }
+    await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    const cfg = { ...model.config.raw, torch_dtype: "float32" };
+    if ("dtype" in cfg) (cfg as Record<string, unknown>).dtype = "float32";
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
+    await copyIfExists(`${modelDir}/generation_config.json`, `${dir}/generation_config.json`);
+  }
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]) {
+    await copyIfExists(`${modelDir}/${f}`, `${dir}/${f}`);
+  }
+}
+
+/** The shape of a trainable parameter (base or adapter). */
+export function trainableShape(model: Model, name: string): number[] {
+  return (model.params.get(name) ?? model.adapter!.params.get(name)!).shape;
+}
+
+/** Zeroes the optimizer states of `trainable` and the running loss sum. */
+export function initOptimizer(model: Model, trainable: string[], optim: string): void {
+  for (const name of trainable) {
+    const shape = trainableShape(model, name);
+    const zeros = new Float32Array(shape.reduce((x, y) => x * y, 1));
+    const st = stateNames(name);
+    if (optim === "adamw") {
+      model.executor.setParam(model.prefix + st.m, zeros, shape);
+      model.executor.setParam(model.prefix + st.v, zeros, shape);
+    }
+  }
+  model.executor.setParam(LOSS_SUM, [0], [1]);
+}
+
+/** Writes the optimizer states and the running loss sum to `<dir>/optimizer.safetensors`. */
+export async function saveOptimizer(model: Model, dir: string, trainable: string[], optim: string): Promise<void> {
+  const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const ex = model.executor;
+  for (const name of trainable) {
+    const shape = trainableShape(model, name);
+    if (optim === "adamw") {
+      for (const s of [stateNames(name).m, stateNames(name).v]) {
+        t[s] = { dtype: "F32", shape, data: Float32Array.from(await ex.getParam(model.prefix + s)) };
+      }
+    }
+  }
+  t[LOSS_SUM] = { dtype: "F32", shape: [1], data: Float32Array.from(await ex.getParam(LOSS_SUM)) };
+  await writeSafetensors(`${dir}/optimizer.safetensors`, t);
+}
+
+/** Restores weights, optimizer states and the trainer state from a checkpoint folder. */
+export async function restore(model: Model, dir: string, trainable: string[], full: boolean): Promise<TrainState> {
+  const ex = model.executor;
+  const load = async (file: string, keyOf: (k: string) => string | undefined) => {
+    const f = await openSafetensors(`${dir}/${file}`);
+    try {
+      for (const [k, info] of f.tensors) {
+        const name = keyOf(k);
+        if (name === undefined) continue;
+        ex.setParam(model.prefix + name, await f.readF32(k), [...info.shape], "f32");
+      }
+    } finally {
+      f.close();
+    }
+  };
+  if (model.adapter instanceof LoraAdapter) {
+    const keys = new Set(model.adapter.params.keys());
+    await load("adapter_model.safetensors", (k) => (keys.has(k) ? k : undefined));
+  }
+  if (full) {
+    const keys = new Set(trainable);
+    await load("model.safetensors", (k) => (keys.has(k) ? k : undefined));
+  }
+  await load("optimizer.safetensors", (k) => (k === LOSS_SUM ? undefined : k));
+  const f = await openSafetensors(`${dir}/optimizer.safetensors`);
+  ex.setParam(LOSS_SUM, await f.readF32(LOSS_SUM), [1]);
+  f.close();
+  const s = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`));
+  // trainer_state.json names the token count as HF does (num_input_tokens_seen).
+  return { ...s, total_tokens: s.total_tokens ?? s.num_input_tokens_seen ?? 0 } as TrainState;
+}

@@ -1,0 +1,63 @@
+/**
+ * What every router shares: the settings, the path roots, the sessions, and the model served by
+ * `/v1/chat/completions` (loaded on first use).
+ * @module
+ */
+import { join } from "node:path";
+import { ChatEngine } from "../engine/eval/chat.ts";
+import type { ServerOptions } from "./options.ts";
+import { Roots } from "./paths.ts";
+import { SessionRegistry } from "./registry.ts";
+import { SessionStore } from "./store.ts";
+
+/** Default request body limit: 1 MiB. */
+export const DEFAULT_BODY_LIMIT = 1 << 20;
+
+/** The server's shared state. */
+export class ServerContext {
+  #chat: Promise<ChatEngine> | undefined;
+
+  private constructor(
+    readonly options: ServerOptions,
+    readonly roots: Roots,
+    readonly sessions: SessionRegistry,
+    readonly bodyLimit: number,
+  ) {}
+
+  /** Resolves the roots and opens the session store. */
+  static async create(options: ServerOptions = {}): Promise<ServerContext> {
+    const roots = await Roots.of(options.roots ?? [Deno.cwd()]);
+    const store = await SessionStore.open(join(options.stateDir ?? "out/.whetstone", "sessions.kv"));
+    const log = options.log ?? ((s: string) => console.error(s));
+    return new ServerContext(
+      options,
+      roots,
+      new SessionRegistry(store, roots, log),
+      options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    );
+  }
+
+  /** The id of the served chat model, if one is configured. */
+  get chatModelName(): string | undefined {
+    const m = this.options.chatModel;
+    return m ? m.name ?? m.model : undefined;
+  }
+
+  /** The served chat model (loaded once); undefined when none is configured. */
+  chat(): Promise<ChatEngine> | undefined {
+    const m = this.options.chatModel;
+    if (!m) return undefined;
+    if (!this.#chat) {
+      this.#chat = ChatEngine.load(m.model, m);
+      this.#chat.catch(() => this.#chat = undefined); // a failed load is tried again next time
+    }
+    return this.#chat;
+  }
+
+  /** Closes the sessions, the store and the served model. */
+  async close(): Promise<void> {
+    this.sessions.close();
+    const chat = await this.#chat?.catch(() => undefined);
+    chat?.model.executor.dispose();
+  }
+}

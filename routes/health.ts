@@ -1,0 +1,41 @@
+/**
+ * `GET /health`: that the server answers, the runtime's versions, the compute adapter and the executor `auto`
+ * picks, and how many sessions are loaded.
+ * @module
+ */
+import { Hono } from "../deps.ts";
+import { openGpu } from "../engine/gpu/device.ts";
+import { autoExecutorKind } from "../engine/exec/pick.ts";
+import type { ServerContext } from "./context.ts";
+
+let device: Promise<Record<string, unknown>> | undefined;
+
+/** The adapter and executor, looked up once per process. */
+function deviceInfo(): Promise<Record<string, unknown>> {
+  return device ??= (async () => {
+    const auto = await autoExecutorKind();
+    try {
+      const g = await openGpu();
+      return {
+        adapter: { name: g.adapterName, fallback: g.isFallback, shader_f16: g.f16 },
+        executor: { auto: auto.kind, reason: auto.reason },
+      };
+    } catch (e) {
+      return { adapter: null, adapter_error: (e as Error).message, executor: { auto: auto.kind, reason: auto.reason } };
+    }
+  })();
+}
+
+/** The health route. */
+export function healthRoutes(ctx: ServerContext): Hono {
+  const r = new Hono();
+  r.get("/health", async (c) =>
+    c.json({
+      ok: true,
+      versions: { deno: Deno.version.deno, v8: Deno.version.v8, typescript: Deno.version.typescript },
+      ...(await deviceInfo()),
+      sessions: { loaded: ctx.sessions.loaded().length },
+      roots: ctx.roots.dirs,
+    }));
+  return r;
+}

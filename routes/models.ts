@@ -1,0 +1,66 @@
+/**
+ * `GET /models`: the model folders (config.json with safetensors weights) and PEFT adapters
+ * (adapter_config.json) under the roots, found by a shallow walk (hidden folders and node_modules skipped).
+ * @module
+ */
+import { join } from "node:path";
+import { Hono } from "../deps.ts";
+import type { ServerContext } from "./context.ts";
+import type { Roots } from "./paths.ts";
+
+const SKIP = new Set(["node_modules", "__pycache__"]);
+const MAX_DEPTH = 5, MAX_ENTRIES = 500;
+
+async function readJsonFile(path: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Model folders and adapters under `roots`. */
+export async function findModels(roots: Roots): Promise<{ models: unknown[]; adapters: unknown[] }> {
+  const models: Record<string, unknown>[] = [], adapters: Record<string, unknown>[] = [];
+  const walk = async (dir: string, depth: number) => {
+    if (models.length + adapters.length >= MAX_ENTRIES) return;
+    const names = new Set<string>(), dirs: string[] = [];
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        names.add(e.name);
+        if (e.isDirectory && !e.name.startsWith(".") && !SKIP.has(e.name)) dirs.push(e.name);
+      }
+    } catch {
+      return;
+    }
+    const hasWeights = names.has("model.safetensors") || names.has("model.safetensors.index.json");
+    if (names.has("config.json") && hasWeights) {
+      const cfg = await readJsonFile(join(dir, "config.json"));
+      models.push({
+        path: roots.display(dir),
+        model_type: cfg?.model_type ?? null,
+        architectures: cfg?.architectures ?? null,
+        has_tokenizer: names.has("tokenizer.json"),
+      });
+    }
+    if (names.has("adapter_config.json")) {
+      const cfg = await readJsonFile(join(dir, "adapter_config.json"));
+      adapters.push({
+        path: roots.display(dir),
+        base_model_name_or_path: cfg?.base_model_name_or_path ?? null,
+        peft_type: cfg?.peft_type ?? null,
+        r: cfg?.r ?? null,
+      });
+    }
+    if (depth < MAX_DEPTH) { for (const d of dirs.sort()) await walk(join(dir, d), depth + 1); }
+  };
+  for (const r of roots.dirs) await walk(r, 0);
+  return { models, adapters };
+}
+
+/** The models route. */
+export function modelsRoutes(ctx: ServerContext): Hono {
+  const r = new Hono();
+  r.get("/models", async (c) => c.json({ roots: ctx.roots.dirs, ...(await findModels(ctx.roots)) }));
+  return r;
+}

@@ -1,0 +1,101 @@
+/**
+ * The OpenAI-compatible chat API, as LLaMA-Factory's `api` serves it: `GET /v1/models` and `POST
+ * /v1/chat/completions` (streamed as server-sent `chat.completion.chunk`s ending with `data: [DONE]` when
+ * `stream` is true). The model is a loaded session named by its id (the model being trained, with its adapter),
+ * else the model the server was started with (`--model`, `--adapter`, `--template`).
+ * @module
+ */
+import { Hono } from "../deps.ts";
+import type { ChatEngine } from "../engine/eval/chat.ts";
+import { SessionBusyError, type TrainSession } from "../engine/train/session.ts";
+import type { ServerContext } from "./context.ts";
+import { badRequest, Fields, HttpError, readJson } from "./http.ts";
+import { openAiOptions, parseMessages, parseTools } from "./messages.ts";
+import { sseResponse } from "./sse.ts";
+
+const STARTED = Math.floor(Date.now() / 1000);
+
+/** The engine answering for `model`: a loaded session by id, else the served model. */
+async function target(ctx: ServerContext, model: string): Promise<{ engine: ChatEngine; session?: TrainSession }> {
+  try {
+    const session = await ctx.sessions.live(model);
+    return { engine: session.chat, session };
+  } catch (e) {
+    if (!(e instanceof HttpError) || e.status !== 404) throw e;
+  }
+  const served = ctx.chat();
+  if (!served) {
+    throw new HttpError(
+      404,
+      `model: no model ${JSON.stringify(model)}: name a loaded session's id (GET /v1/models), or start the server ` +
+        "with --model (WHETSTONE_MODEL)",
+      "model",
+    );
+  }
+  try {
+    return { engine: await served };
+  } catch (e) {
+    throw new HttpError(500, `cannot load the served model: ${(e as Error).message}`);
+  }
+}
+
+const hex = () => crypto.randomUUID().replaceAll("-", "");
+
+/** The OpenAI-style routes. */
+export function openAiRoutes(ctx: ServerContext): Hono {
+  const r = new Hono();
+
+  r.get("/v1/models", (c) => {
+    const card = (id: string, created: number) => ({ id, object: "model", created, owned_by: "whetstone" });
+    const data = ctx.sessions.loaded().map(([id]) => card(id, STARTED));
+    const name = ctx.chatModelName;
+    if (name) data.unshift(card(name, STARTED));
+    return c.json({ object: "list", data });
+  });
+
+  r.post("/v1/chat/completions", async (c) => {
+    const body = await readJson(c, ctx.bodyLimit);
+    const f = new Fields(body);
+    const model = f.need("model", f.str);
+    const { messages, system } = parseMessages(body.messages);
+    const tools = parseTools(body.tools);
+    const o = openAiOptions(f);
+    if (o.stream && tools) throw badRequest("stream", "Cannot stream function calls.");
+    if (o.stream && o.n > 1) throw badRequest("stream", "Cannot stream multiple responses.");
+    const { engine, session } = await target(ctx, model);
+    const prompt = engine.encode(messages, system, tools);
+    const id = `chatcmpl-${hex()}`, created = Math.floor(Date.now() / 1000);
+    const run = <T>(fn: () => Promise<T>) => (session ? session.exclusive("generate", fn) : fn());
+    if (!o.stream) {
+      const results = await run(() => engine.completeMany(prompt, o.n, o));
+      const completion = results.reduce((n, x) => n + x.completionTokens, 0);
+      return c.json({
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: results.map((x, index) => ({
+          index,
+          message: { role: "assistant", content: x.text },
+          finish_reason: x.finishReason,
+        })),
+        usage: {
+          prompt_tokens: prompt.length,
+          completion_tokens: completion,
+          total_tokens: prompt.length + completion,
+        },
+      });
+    }
+    if (session?.busy) throw new SessionBusyError("generate", session.busy);
+    return sseResponse(async (w) => {
+      const chunk = (delta: Record<string, string>, finish_reason: string | null = null) =>
+        w.send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason }] });
+      chunk({ role: "assistant", content: "" });
+      const res = await run(() => engine.complete(prompt, { ...o, signal: w.signal }, (t) => chunk({ content: t })));
+      chunk({}, res.finishReason);
+      w.send("[DONE]");
+    });
+  });
+
+  return r;
+}

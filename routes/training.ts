@@ -1,0 +1,131 @@
+/**
+ * Working a loaded session: `POST /sessions/:id/step {steps}`, `GET /sessions/:id/events` (server-sent events:
+ * `state` first, then `step`, `eval`, `save` and `done`), `POST /sessions/:id/evaluate`, `POST
+ * /sessions/:id/generate` (chat with the model being trained), `POST /sessions/:id/save` and `POST
+ * /sessions/:id/export`. One operation runs on a session at a time: another gets a 409.
+ * @module
+ */
+import { isAbsolute, sep } from "node:path";
+import { Hono } from "../deps.ts";
+import { parseExportArgs } from "../engine/nn/export.ts";
+import { resolveModel } from "../engine/io/hub.ts";
+import type { ServerContext } from "./context.ts";
+import { badRequest, Fields, HttpError, readJson } from "./http.ts";
+import { generatingOptions, parseMessages, parseTools } from "./messages.ts";
+import { sseResponse } from "./sse.ts";
+
+const inside = (child: string, parent: string) => child === parent || child.startsWith(parent + sep);
+
+/** The routes that act on a loaded session. */
+export function trainingRoutes(ctx: ServerContext): Hono {
+  const r = new Hono();
+
+  r.post("/sessions/:id/step", async (c) => {
+    const id = c.req.param("id");
+    const s = await ctx.sessions.live(id);
+    const f = new Fields(await readJson(c, ctx.bodyLimit, true)).only(["steps"]);
+    const steps = f.int("steps", { min: 1, max: 1_000_000 }) ?? 1;
+    const records = await s.step(steps);
+    await ctx.sessions.touch(id);
+    return c.json({ id, steps: records, state: s.state, tokens_per_second: s.stats.tokensPerSecond });
+  });
+
+  r.get("/sessions/:id/events", async (c) => {
+    const id = c.req.param("id");
+    const follow = c.req.query("follow") === "true";
+    const s = await ctx.sessions.live(id);
+    return sseResponse((w) =>
+      new Promise<void>((resolve) => {
+        w.send({ id, ...s.state }, "state");
+        const ping = setInterval(() => w.comment("ping"), 15_000);
+        const end = () => {
+          clearInterval(ping);
+          off();
+          resolve();
+        };
+        const off = s.on((e) => {
+          w.send(e.data, e.type);
+          if (e.type === "done" && !follow) end();
+        });
+        w.signal.addEventListener("abort", end, { once: true });
+      })
+    );
+  });
+
+  r.post("/sessions/:id/evaluate", async (c) => {
+    const id = c.req.param("id");
+    const s = await ctx.sessions.live(id);
+    if (!s.plan.eval_records) {
+      throw new HttpError(400, "no evaluation data: create the session with val_size or eval_dataset");
+    }
+    const rec = await s.evaluate();
+    await ctx.sessions.touch(id);
+    return c.json({ id, ...rec });
+  });
+
+  r.post("/sessions/:id/generate", async (c) => {
+    const id = c.req.param("id");
+    const s = await ctx.sessions.live(id);
+    const body = await readJson(c, ctx.bodyLimit);
+    const { messages, system } = parseMessages(body.messages);
+    const tools = parseTools(body.tools);
+    const opts = generatingOptions(new Fields(body));
+    const res = await s.generate(messages, { ...opts, system, tools });
+    return c.json({
+      id,
+      text: res.text,
+      finish_reason: res.finishReason,
+      usage: {
+        prompt_tokens: res.promptTokens,
+        completion_tokens: res.completionTokens,
+        total_tokens: res.promptTokens + res.completionTokens,
+      },
+    });
+  });
+
+  r.post("/sessions/:id/save", async (c) => {
+    const id = c.req.param("id");
+    const s = await ctx.sessions.live(id);
+    const out = await s.save();
+    await ctx.sessions.touch(id);
+    return c.json({ id, ...out });
+  });
+
+  r.post("/sessions/:id/export", async (c) => {
+    const id = c.req.param("id");
+    const s = await ctx.sessions.live(id);
+    const f = new Fields(await readJson(c, ctx.bodyLimit)).only(["export_dir", "export_size", "infer_dtype"]);
+    const dirText = f.need("export_dir", f.str);
+    const size = f.num("export_size", { gt: 0 }) ?? 5;
+    const inferDtype = f.oneOf("infer_dtype", ["auto", "float32", "bfloat16", "float16"] as const) ?? "auto";
+    const dir = await ctx.roots.path("export_dir", dirText);
+    // exportModel replaces the folder whole: never a root, the session's outputs, its model, or a non-model folder.
+    if (ctx.roots.dirs.some((root) => inside(root, dir))) {
+      throw badRequest("export_dir", `${dirText} is (or holds) a root folder; name a folder inside one`);
+    }
+    const source = await resolveModel(s.args.model_name_or_path, { revision: s.args.model_revision });
+    for (const [what, path] of [["output folder", s.args.output_dir], ["model folder", source]]) {
+      if (isAbsolute(path) && (inside(path, dir) || inside(dir, path))) {
+        throw badRequest("export_dir", `${dirText} overlaps the session's ${what} ${path}`);
+      }
+    }
+    const stat = await Deno.stat(dir).catch(() => undefined);
+    if (stat && !(await Deno.stat(`${dir}/config.json`).catch(() => undefined))) {
+      throw badRequest("export_dir", `${dirText} exists and is not a model folder (an export replaces it whole)`);
+    }
+    let dtype: "f32" | "bf16" | "f16";
+    try {
+      const sourceConfig = JSON.parse(await Deno.readTextFile(`${source}/config.json`));
+      dtype = parseExportArgs(
+        { model_name_or_path: source, export_dir: dir, export_size: size, infer_dtype: inferDtype },
+        sourceConfig,
+      ).dtype;
+    } catch (e) {
+      throw badRequest("infer_dtype", (e as Error).message);
+    }
+    await s.export(dir, { dtype, shardBytes: size * 1e9 });
+    return c.json({ id, export_dir: dir, dtype, export_size: size });
+  });
+
+  return r;
+}
