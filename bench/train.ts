@@ -94,8 +94,11 @@ export const trainBench: Bench = {
   description: "Llama 20M / 5M optimizer step (4 × 256 tokens): LoRA, freeze, full on WebGPU and ONNX Runtime " +
     "vs PyTorch + PEFT (CPU)",
   async *run(): AsyncIterable<Measurement> {
+    // WHETSTONE_BENCH_EXECUTORS=onnx (a comma list) limits the executors measured.
+    const only = Deno.env.get("WHETSTONE_BENCH_EXECUTORS")?.split(",");
     const executors: [string, () => Promise<Executor>][] = [["onnx", () => OnnxExecutor.create()]];
     if (await hasGpu()) executors.unshift(["webgpu", () => WebGpuExecutor.create()]);
+    if (only) executors.splice(0, executors.length, ...executors.filter(([n]) => only.includes(n)));
     for (const [model, c] of Object.entries(TRAIN_MODELS)) {
       const tokens = c.batch * c.seq;
       const p = { model, batch: c.batch, seq: c.seq };
