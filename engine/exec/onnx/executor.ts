@@ -29,11 +29,14 @@ interface Stored {
   dtype: DType;
 }
 
-/** Host data of `dtype` in its ONNX storage type (f16/bf16 rounded to their precision, held as f32). */
+/**
+ * A copy of host data in the ONNX storage type of `dtype` (f16/bf16 rounded to their precision, held as f32).
+ * Always a copy: stored arrays are written in place by later runs (they become preallocated outputs).
+ */
 function toStorage(data: ArrayLike<number>, dtype: DType): Stored["data"] {
-  if (dtype === "i32") return data instanceof Int32Array ? data : Int32Array.from(data);
+  if (dtype === "i32") return Int32Array.from(data);
   if (dtype === "u32") return BigInt64Array.from(Array.from(data, (v) => BigInt(v >>> 0)));
-  if (dtype === "f32") return data instanceof Float32Array ? data : Float32Array.from(data);
+  if (dtype === "f32") return Float32Array.from(data);
   return Float32Array.from(roundTo(Float64Array.from(data), dtype));
 }
 
@@ -62,6 +65,8 @@ export interface OnnxExecutorOptions {
 export class OnnxExecutor implements Executor {
   readonly name = "onnx";
   private readonly store = new Map<string, Stored>();
+  /** Per state: the array its next value is written into (the one it held before the last run). */
+  private readonly spares = new Map<string, Stored["data"]>();
   /** Runs are serialized: a step reads the params the previous step wrote. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -92,6 +97,7 @@ export class OnnxExecutor implements Executor {
 
   dispose(): void {
     this.store.clear();
+    this.spares.clear();
   }
 
   /** Lowers `graph` and builds its onnxruntime session. */
@@ -135,9 +141,25 @@ export class OnnxExecutor implements Executor {
       if (!o) throw new Error(`"${name}" is not an output of this compiled graph`);
       return o;
     });
-    const res = await session.run(inputs, [...outs.map((o) => o.onnx), ...lowered.states.map((s) => s.onnx)]);
-    for (const s of lowered.states) {
-      this.store.set(s.name, { data: res[s.onnx].data as Stored["data"], shape: s.shape, dtype: s.dtype });
+    // States are written by onnxruntime straight into spare host arrays (preallocated outputs: no copy out of
+    // onnxruntime's memory), which then become the stored values; the arrays they replace are the next spares.
+    const fetches: Record<string, Ort.Tensor | null> = {};
+    for (const o of outs) fetches[o.onnx] = null;
+    const spares = new Map<string, Stored["data"]>();
+    for (const st of lowered.states) {
+      const cur = this.store.get(st.name)!;
+      let spare = this.spares.get(st.name);
+      if (!spare || spare.length !== cur.data.length || spare.constructor !== cur.data.constructor) {
+        spare = new (cur.data.constructor as new (n: number) => Stored["data"])(cur.data.length);
+      }
+      spares.set(st.name, spare);
+      fetches[st.onnx] = tensorOf(this.ort, spare, st.shape, st.dtype);
+    }
+    const res = await session.run(inputs, fetches);
+    for (const st of lowered.states) {
+      const old = this.store.get(st.name)!;
+      this.store.set(st.name, { data: spares.get(st.name)!, shape: st.shape, dtype: st.dtype });
+      this.spares.set(st.name, old.data);
     }
     const out: Record<string, HostArray> = {};
     let bytes = 0;
