@@ -1,0 +1,418 @@
+/**
+ * The traced step of the preference stages — dpo (sigmoid, hinge, ipo, orpo, simpo), kto and rm — in the shape of
+ * {@link traceTrainStep}: G micro-batches traced one after another, each a policy forward, the reference
+ * log-probabilities, the loss of engine/train/pref_loss.ts and its backward; then global-norm clipping and one AdamW
+ * (or SGD) update of every trainable parameter, all in one graph, one submit per optimizer step.
+ *
+ * The reference is computed in the same graph, under stop_gradient, by default: for a LoRA model it is the same
+ * decoder traced without the adapter's linear hook on the same stored parameters (PEFT's `disable_adapter()`, which
+ * LF uses when `ref_model` is None), so it costs one more forward per micro-batch and no copy. It needs no second
+ * graph, no extra submit or read-back, shares the batch feeds, and matches LF exactly (LF also recomputes it every
+ * step). For full or freeze training the reference must be the initial weights: pass a frozen copy in the same
+ * executor ({@link copyReference}, what LF's `create_ref_model` loads), or precompute the reference log-probs once
+ * with {@link traceReferenceLogps} and feed them (`reference: "inputs"`) when memory for a copy is short.
+ *
+ * Feeds of micro-batch k (flat row-major; see {@link pairwiseFeeds}, {@link ktoFeeds}):
+ * - dpo / rm: ids_k, positions_k, segments_k [2B, L] i32 (rows 0..B−1 chosen, B..2B−1 rejected), labels_k [2B·L]
+ *   i32 (dpo; shifted, −100 ignored), rows_k [B] f32 (1 real pair, 0 padding); reference "inputs": ref_logps_k [2B]
+ *   f32 (sums).
+ * - kto: ids_k, positions_k, segments_k, kl_ids_k, kl_positions_k, kl_segments_k [B, L] i32, labels_k,
+ *   kl_labels_k [B·L] i32, tags_k [B] f32 (1 desirable), rows_k [B] f32; reference "inputs": ref_logps_k,
+ *   ref_kl_logps_k [B] f32.
+ * - Scalars: inv_accum (1 / micro-batches in this step), lr, step (1-based); seed (u32) only for rm with dropout —
+ *   LF's DPO and KTO trainers disable dropout, so dpo / kto graphs never declare it.
+ *
+ * Outputs: loss (mean over the step's micro-batches of their mean losses, as HF divides by the accumulation steps),
+ * grad_norm, loss_sum (running, in {@link LOSS_SUM}), metrics [M] (this step's metric vectors summed over its
+ * micro-batches; names from {@link metricNames}), metric_sums [M] (running, in {@link PREF_METRIC_SUMS}; the trainer
+ * reads it every logging_steps, turns it into LF's keys with {@link prefLogs} and the micro-batch count, and zeroes it).
+ * @module
+ */
+import {
+  adamw,
+  add,
+  assign,
+  backward,
+  cast,
+  clipScale,
+  concat,
+  crossEntropy,
+  div,
+  type DType,
+  expand,
+  ge,
+  Graph,
+  gt,
+  linearCrossEntropy,
+  matmul,
+  maximum,
+  mean,
+  mul,
+  neg,
+  reshape,
+  sgd,
+  slice,
+  sum,
+  type Tensor,
+} from "../graph/mod.ts";
+import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
+import type { DecoderConfig } from "../nn/config.ts";
+import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../nn/decoder.ts";
+import { LoraAdapter, stopGradient } from "../nn/lora.ts";
+import { Model } from "../nn/model.ts";
+import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
+import {
+  averagesLogps,
+  dpoObjective,
+  type KtoConfig,
+  ktoObjective,
+  metricNames,
+  type PrefLossConfig,
+  rmObjective,
+  usesReference,
+} from "./pref_loss.ts";
+import { collate, type MicroBatch } from "./batches.ts";
+import { decays, LOSS_SUM, stateNames, type StepPlan } from "./step.ts";
+
+/**
+ * Where reference log-probs come from: "base" (the model without its adapter, same parameters), a frozen copy
+ * {@link Model} in the same executor, or "inputs" (precomputed and fed).
+ */
+export type Reference = "base" | "inputs" | Model;
+
+/** What a preference step optimizes. */
+export type PrefObjective =
+  | { stage: "dpo"; loss: PrefLossConfig; reference?: Reference }
+  | { stage: "kto"; loss: KtoConfig; reference?: Reference }
+  | {
+    stage: "rm";
+    /** Dropout before the value head (TRL's summary_dropout_prob; needs plan.dropout for its seed). Default 0. */
+    valueHeadDropout?: number;
+  };
+
+/** A preference step: a {@link StepPlan} (B = pairs for dpo / rm, examples for kto) and the objective. */
+export interface PrefStepPlan extends StepPlan {
+  objective: PrefObjective;
+}
+
+/** Running sums of the metric vector between logging steps (a param of the store, like {@link LOSS_SUM}). */
+export const PREF_METRIC_SUMS = "train.pref_metric_sums";
+
+/** The metric names of an objective, in the order of the metrics outputs. */
+export const objectiveMetrics = (o: PrefObjective): string[] =>
+  metricNames(o.stage, o.stage === "dpo" ? o.loss.loss : undefined);
+
+/** The frozen base: the model's parameters traced without its adapter's linear hook (no copy). */
+export function baseWeights(model: Model, g: Graph): DecoderWeights {
+  return { weight: model.weights(g).weight };
+}
+
+function referenceWeights(model: Model, g: Graph, ref: Exclude<Reference, "inputs">): DecoderWeights {
+  if (ref === "base") {
+    if (!model.adapter) {
+      throw new Error(
+        'reference "base" is the model with its adapter disabled, but this model has no adapter: for full or freeze ' +
+          'training pass a frozen copy (copyReference) or precomputed reference log-probs ("inputs")',
+      );
+    }
+    return baseWeights(model, g);
+  }
+  if (ref.executor !== model.executor) throw new Error("the reference model must live in the policy's executor");
+  return baseWeights(ref, g);
+}
+
+/** A frozen copy of the model's base parameters under `prefix` in the same executor, as a reference model. */
+export async function copyReference(model: Model, prefix = "ref."): Promise<Model> {
+  if (prefix === model.prefix) throw new Error(`copyReference: prefix "${prefix}" is the model's own`);
+  const params = new Map<string, { shape: number[]; dtype: DType }>();
+  for (const [name, p] of model.params) {
+    model.executor.setParam(prefix + name, await model.executor.getParam(model.prefix + name), p.shape, p.dtype);
+    params.set(name, { shape: [...p.shape], dtype: p.dtype });
+  }
+  return new Model(model.config, model.executor, params, prefix);
+}
+
+/** Per-sequence log-probabilities of R rows (each [R]). */
+export interface SeqLogps {
+  /** Σ log p(label) over the row's labelled positions. */
+  sum: Tensor;
+  /** Labelled positions (response tokens). */
+  count: Tensor;
+  /** sum / max(count, 1). */
+  mean: Tensor;
+  /** Σ over labelled positions of the vocabulary-mean logit (detached; only with `logits: true`). */
+  logitSum?: Tensor;
+}
+
+/**
+ * Sequence log-probs of `labels` [R·L] i32 (shifted: position t predicts labels[t]; −100 and ids outside the vocab
+ * ignored) under decoder outputs for R rows of length L. Without a final soft-cap each row goes through the fused LM
+ * head (no [R·L, V] logits); its backward adds R zero-padded [R·L, H] slices (and R [V, H] head gradients when the
+ * head trains). With a soft-cap the logits are used.
+ */
+export function sequenceLogps(
+  c: DecoderConfig,
+  out: { hidden: Tensor; head: Tensor; logits: Tensor },
+  labels: Tensor,
+  R: number,
+  L: number,
+  opts: { logits?: boolean } = {},
+): SeqLogps {
+  const lab = reshape(labels, [R, L]);
+  const lf = cast(lab, "f32");
+  const valid = mul(ge(lf, 0), gt(c.vocab, lf)); // [R, L]
+  const count = sum(valid, 1);
+  let nll: Tensor;
+  if (c.finalSoftcap) {
+    const ce = crossEntropy(reshape(out.logits, [R * L, c.vocab]), labels, { reduction: "none" });
+    nll = sum(reshape(ce, [R, L]), 1);
+  } else {
+    const rows = Array.from({ length: R }, (_, r) => {
+      const h = reshape(slice(out.hidden, 0, r, r + 1), [L, c.hidden]);
+      const y = reshape(slice(lab, 0, r, r + 1), [L]);
+      return reshape(linearCrossEntropy(h, out.head, y, { reduction: "sum" }), [1]);
+    });
+    nll = R === 1 ? rows[0] : concat(rows, 0);
+  }
+  const s = neg(nll);
+  const res: SeqLogps = { sum: s, count, mean: div(s, maximum(count, 1)) };
+  if (opts.logits) {
+    // mean_v logits[t, v] = h_t · mean_v W[v]: one [R·L, H] × [H] product instead of the logits.
+    const perToken = c.finalSoftcap ? mean(stopGradient(out.logits), -1) : reshape(
+      matmul(
+        reshape(stopGradient(out.hidden), [R * L, c.hidden]),
+        matmul(expand(labels.graph.scalar(1 / c.vocab), [1, c.vocab]), stopGradient(out.head)),
+        { transB: true },
+      ),
+      [R, L],
+    );
+    res.logitSum = sum(mul(perToken, valid), 1);
+  }
+  return res;
+}
+
+function decoderInputs(g: Graph, pre: string, k: number, R: number, L: number): DecoderInputs {
+  return {
+    ids: g.input(`${pre}ids_${k}`, [R, L], "i32"),
+    positions: g.input(`${pre}positions_${k}`, [R, L], "i32"),
+    segments: g.input(`${pre}segments_${k}`, [R, L], "i32"),
+  };
+}
+
+const half = (t: Tensor, B: number, i: 0 | 1) => slice(t, 0, i * B, (i + 1) * B);
+
+/**
+ * Micro-batch k of a preference objective: declares its feeds on `g` and returns its loss (a mean over its real
+ * rows) and metric scalars (see {@link metricNames}). `seed` turns on dropout (rm only).
+ */
+export function prefMicroObjective(
+  model: Model,
+  g: Graph,
+  o: PrefObjective,
+  k: number,
+  B: number,
+  L: number,
+  seed?: Tensor,
+): { loss: Tensor; metrics: Tensor[] } {
+  const c = model.config;
+  const rows = g.input(`rows_${k}`, [B]);
+  if (o.stage === "rm") {
+    const inp = decoderInputs(g, "", k, 2 * B, L);
+    const out = traceDecoder(c, inp, model.weights(g, { seed }));
+    const values = traceValues(g, model, out.hidden, { dropout: o.valueHeadDropout, seed });
+    const scores = lastTokenScores(values, inp.segments!);
+    return rmObjective(half(scores, B, 0), half(scores, B, 1), rows);
+  }
+  const ref = o.reference ?? "base";
+  if (o.stage === "dpo") {
+    const R = 2 * B, inp = decoderInputs(g, "", k, R, L);
+    const labels = g.input(`labels_${k}`, [R * L], "i32");
+    const pol = sequenceLogps(c, traceDecoder(c, inp, model.weights(g)), labels, R, L, { logits: true });
+    const avg = averagesLogps(o.loss.loss);
+    const pick = (s: { sum: Tensor; mean: Tensor }) => (avg ? s.mean : s.sum);
+    let refLp: Tensor | undefined;
+    if (usesReference(o.loss.loss)) {
+      if (ref === "inputs") {
+        const sums = g.input(`ref_logps_${k}`, [R]);
+        refLp = avg ? div(sums, maximum(pol.count, 1)) : sums;
+      } else {
+        refLp = stopGradient(
+          pick(sequenceLogps(c, traceDecoder(c, inp, referenceWeights(model, g, ref)), labels, R, L)),
+        );
+      }
+    }
+    const p = pick(pol);
+    return dpoObjective(
+      {
+        chosen: half(p, B, 0),
+        rejected: half(p, B, 1),
+        refChosen: refLp && half(refLp, B, 0),
+        refRejected: refLp && half(refLp, B, 1),
+        chosenAvg: half(pol.mean, B, 0),
+      },
+      rows,
+      o.loss,
+      {
+        chosenSum: sum(half(pol.logitSum!, B, 0)),
+        chosenCount: sum(half(pol.count, B, 0)),
+        rejectedSum: sum(half(pol.logitSum!, B, 1)),
+        rejectedCount: sum(half(pol.count, B, 1)),
+      },
+    );
+  }
+  const inp = decoderInputs(g, "", k, B, L), klInp = decoderInputs(g, "kl_", k, B, L);
+  const labels = g.input(`labels_${k}`, [B * L], "i32"), klLabels = g.input(`kl_labels_${k}`, [B * L], "i32");
+  const tags = g.input(`tags_${k}`, [B]);
+  const pol = sequenceLogps(c, traceDecoder(c, inp, model.weights(g)), labels, B, L);
+  const klLogps = stopGradient(sequenceLogps(c, traceDecoder(c, klInp, model.weights(g)), klLabels, B, L).sum);
+  let refLogps: Tensor, refKlLogps: Tensor;
+  if (ref === "inputs") {
+    refLogps = g.input(`ref_logps_${k}`, [B]);
+    refKlLogps = g.input(`ref_kl_logps_${k}`, [B]);
+  } else {
+    const w = referenceWeights(model, g, ref);
+    refLogps = stopGradient(sequenceLogps(c, traceDecoder(c, inp, w), labels, B, L).sum);
+    refKlLogps = stopGradient(sequenceLogps(c, traceDecoder(c, klInp, w), klLabels, B, L).sum);
+  }
+  return ktoObjective({ logps: pol.sum, avg: pol.mean, tags, klLogps, refLogps, refKlLogps }, rows, o.loss);
+}
+
+/** The graph tensor of a trainable parameter: decoder, adapter or value head. */
+function paramOf(model: Model, g: Graph, name: string): Tensor {
+  return isValueHeadParam(name) ? valueHeadWeight(g, model, name) : model.weights(g).weight(name);
+}
+
+const stack = (xs: readonly Tensor[]) => concat(xs.map((x) => reshape(x, [1])), 0);
+
+/** Traces the whole optimizer step of a preference stage for `model` (its adapter and value head included). */
+export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
+  const g = new Graph();
+  const o = p.objective;
+  const seed = o.stage === "rm" && p.dropout ? g.input("seed", [], "u32") : undefined;
+  const invAccum = g.input("inv_accum", []);
+  const lr = g.input("lr", []);
+  const step = g.input("step", []);
+  const params = p.trainable.map((n) => paramOf(model, g, n));
+  let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
+  for (let k = 0; k < p.G; k++) {
+    const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed);
+    const lk = mul(mo.loss, invAccum);
+    const gk = backward(lk, params);
+    loss = loss ? add(loss, lk) : lk;
+    grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
+    const mk = stack(mo.metrics);
+    metrics = metrics ? add(metrics, mk) : mk;
+  }
+  g.output("loss", loss!);
+  g.output("metrics", metrics!);
+  for (const [name, value] of [[LOSS_SUM, reshape(loss!, [1])], [PREF_METRIC_SUMS, metrics!]] as const) {
+    const acc = g.param(name, value.shape);
+    const next = add(acc, value);
+    g.output(name === LOSS_SUM ? "loss_sum" : "metric_sums", next);
+    assign(acc, next);
+  }
+  const { scale, norm } = clipScale(grads!, p.maxGradNorm > 0 ? p.maxGradNorm : 1e30);
+  g.output("grad_norm", norm);
+  const gradScale = p.maxGradNorm > 0 ? scale : undefined;
+  const lrB = p.loraplusRatio > 0 && p.loraplusRatio !== 1 ? mul(lr, p.loraplusRatio) : lr;
+  const isLora = model.adapter instanceof LoraAdapter;
+  params.forEach((w, i) => {
+    const name = p.trainable[i];
+    const st = stateNames(name);
+    const wd = decays(name) ? p.weightDecay : 0;
+    const plr = isLora && name.endsWith("lora_B.weight") ? lrB : lr;
+    if (p.optim === "adamw") {
+      const m = g.param(model.prefix + st.m, w.shape), v = g.param(model.prefix + st.v, w.shape);
+      adamw(w, grads![i], m, v, plr, step, { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: wd }, gradScale);
+    } else {
+      sgd(w, grads![i], plr, { weightDecay: wd }, undefined, gradScale);
+    }
+  });
+  return g;
+}
+
+/** Traces the eval step of a preference stage: loss and metrics of one micro-batch (feeds of k = 0), no update. */
+export function tracePrefEvalStep(model: Model, p: { objective: PrefObjective; B: number; L: number }): Graph {
+  const g = new Graph();
+  const mo = prefMicroObjective(model, g, p.objective, 0, p.B, p.L);
+  g.output("loss", mo.loss);
+  g.output("metrics", stack(mo.metrics));
+  return g;
+}
+
+/**
+ * Traces the precomputation of reference log-prob sums for `reference: "inputs"` (feeds of micro-batch 0):
+ * ref_logps [2B] (dpo: chosen then rejected) or [B] and ref_kl_logps [B] (kto), under `from` (default: the model
+ * without its adapter — for a model without one, its current weights, so run it before training starts).
+ */
+export function traceReferenceLogps(
+  model: Model,
+  p: { stage: "dpo" | "kto"; B: number; L: number; from?: Model },
+): Graph {
+  const g = new Graph(), c = model.config;
+  const w = baseWeights(p.from ?? model, g);
+  const R = p.stage === "dpo" ? 2 * p.B : p.B;
+  const logps = (pre: string) => {
+    const inp = decoderInputs(g, pre, 0, R, p.L);
+    return sequenceLogps(c, traceDecoder(c, inp, w), g.input(`${pre}labels_0`, [R * p.L], "i32"), R, p.L).sum;
+  };
+  g.output("ref_logps", logps(""));
+  if (p.stage === "kto") g.output("ref_kl_logps", logps("kl_"));
+  return g;
+}
+
+/** Feeds of one micro-batch, by name. */
+export type PrefFeeds = Record<string, Int32Array | Float32Array>;
+
+function rowFeeds(k: number, pre: string, b: MicroBatch, ...more: MicroBatch[]): PrefFeeds {
+  const cat = (f: (m: MicroBatch) => Int32Array) => {
+    const parts = [b, ...more].map(f), out = new Int32Array(parts.reduce((n, x) => n + x.length, 0));
+    let at = 0;
+    for (const x of parts) (out.set(x, at), at += x.length);
+    return out;
+  };
+  return {
+    [`${pre}ids_${k}`]: cat((m) => m.ids),
+    [`${pre}positions_${k}`]: cat((m) => m.positions),
+    [`${pre}segments_${k}`]: cat((m) => m.segments),
+    [`${pre}labels_${k}`]: cat((m) => m.labels),
+  };
+}
+
+const realRows = (n: number, B: number) => Float32Array.from({ length: B }, (_, i) => (i < n ? 1 : 0));
+
+/**
+ * Feeds of micro-batch k of stage dpo / rm from at most B pairwise records (engine/data/process_pref.ts): chosen
+ * rows then rejected rows, each side padded to B rows of length L, labels shifted as the SFT collator shifts them.
+ */
+export function pairwiseFeeds(records: readonly PairwiseRecord[], B: number, L: number, k = 0): PrefFeeds {
+  if (records.length > B) throw new Error(`pairwiseFeeds: ${records.length} pairs for a micro-batch of ${B}`);
+  const side = (p: "chosen" | "rejected") =>
+    collate(
+      records.map((r) => ({
+        input_ids: r[`${p}_input_ids`],
+        attention_mask: r[`${p}_attention_mask`],
+        labels: r[`${p}_labels`],
+      })),
+      B,
+      L,
+    );
+  return { ...rowFeeds(k, "", side("chosen"), side("rejected")), [`rows_${k}`]: realRows(records.length, B) };
+}
+
+/** Feeds of micro-batch k of stage kto from at most B KTO records: the examples, their KL rows, tags. */
+export function ktoFeeds(records: readonly KtoRecord[], B: number, L: number, k = 0): PrefFeeds {
+  if (records.length > B) throw new Error(`ktoFeeds: ${records.length} examples for a micro-batch of ${B}`);
+  const main = collate(records, B, L);
+  const kl = collate(
+    records.map((r) => ({ input_ids: r.kl_input_ids, attention_mask: r.kl_attention_mask, labels: r.kl_labels })),
+    B,
+    L,
+  );
+  return {
+    ...rowFeeds(k, "", main),
+    ...rowFeeds(k, "kl_", kl),
+    [`tags_${k}`]: Float32Array.from({ length: B }, (_, i) => (records[i]?.kto_tags ? 1 : 0)),
+    [`rows_${k}`]: realRows(records.length, B),
+  };
+}
