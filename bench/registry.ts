@@ -10,6 +10,7 @@ import { modelBench } from "./model.ts";
 import { trainBench } from "./train.ts";
 import { dataBench } from "./data.ts";
 import { decodeBench } from "./decode.ts";
+import { memoryBench } from "./memory.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -20,4 +21,5 @@ export const benches: Bench[] = [
   dataBench,
   trainBench,
   decodeBench,
+  memoryBench,
 ];

@@ -1,0 +1,65 @@
+/**
+ * Bench "memory": the engine's own plan of one training step (AdamW, clipping; batch 1 × 1024 tokens) on a
+ * Gemma-2B-shaped and a Llama-2-7B-shaped config — no weights, no device: the step is traced and planned
+ * (engine/train/memory_plan.ts) — beside the LlamaFactory paper's figures (18 bytes per parameter for
+ * mixed-precision full tuning, 0.6 for QLoRA, QLoRA Gemma-2B at 5.21 GB). Peak = stored weights (frozen ones
+ * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
+ * @module
+ */
+import type { Bench, Measurement } from "./report.ts";
+import { decoderConfig } from "../engine/nn/config.ts";
+import { planTrainingMemory } from "../engine/train/memory_plan.ts";
+
+/** The paper's model shapes (HF config.json keys). */
+export const PAPER_MODELS = {
+  "gemma-2b": {
+    model_type: "gemma",
+    vocab_size: 256000,
+    hidden_size: 2048,
+    intermediate_size: 16384,
+    num_hidden_layers: 18,
+    num_attention_heads: 8,
+    num_key_value_heads: 1,
+    head_dim: 256,
+    rms_norm_eps: 1e-6,
+    hidden_activation: "gelu_pytorch_tanh",
+  },
+  "llama-2-7b": {
+    model_type: "llama",
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 32,
+    rms_norm_eps: 1e-5,
+  },
+};
+
+/** The paper's numbers this bench prints beside ours. */
+const PAPER: Record<string, number> = { full: 18, qlora: 0.6 };
+
+/** The memory bench. */
+export const memoryBench: Bench = {
+  name: "memory",
+  description: "planned training memory (bytes per parameter, peak bytes) for Gemma-2B and Llama-2-7B shapes, " +
+    "batch 1 × 1024, beside the LlamaFactory paper",
+  async *run(): AsyncIterable<Measurement> {
+    for (const [model, cfg] of Object.entries(PAPER_MODELS)) {
+      const config = decoderConfig(cfg);
+      for (const method of ["full", "freeze", "lora"] as const) {
+        const m = await planTrainingMemory(config, { method, batch: 1, seq: 1024 });
+        const p = { model, method, batch: 1, seq: 1024 };
+        yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
+        yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "weights_bytes", value: m.weights, unit: "B" };
+        yield { bench: "memory", ...p, metric: "optimizer_bytes", value: m.optimizer, unit: "B" };
+        yield { bench: "memory", ...p, metric: "arena_bytes", value: m.arena, unit: "B" };
+        if (PAPER[method]) {
+          yield { bench: "memory", ...p, metric: "paper_bytes_per_param", value: PAPER[method], unit: "B" };
+        }
+      }
+    }
+    yield { bench: "memory", model: "gemma-2b", method: "qlora", metric: "paper_peak_bytes", value: 5.21e9, unit: "B" };
+  },
+};

@@ -1,0 +1,151 @@
+/**
+ * Planned training memory without weights or a device: the step is traced on a shape-only executor (it
+ * records what would be stored, runs nothing) and planned by the same planner the executors use. Peak bytes =
+ * stored parameters (in their stored dtype) + optimizer states + the step's arena (activations and gradients,
+ * packed by liveness). The per-node scratch of a few WebGPU kernels is not in the arena (small).
+ *
+ * @example
+ * ```ts
+ * const m = await planTrainingMemory(llama2_7b, { method: "lora", batch: 1, seq: 1024 });
+ * console.log(m.bytesPerParam, m.peakBytes);
+ * ```
+ * @module
+ */
+import type { Graph } from "../graph/mod.ts";
+import { type DType, DTYPE_BYTES, numel } from "../graph/types.ts";
+import type { CompiledGraph, CompileOptions, Executor, HostArray } from "../exec/executor.ts";
+import { planGraph } from "../exec/plan.ts";
+import type { DecoderConfig } from "../nn/config.ts";
+import { decoderParams } from "../nn/decoder.ts";
+import { attachAdapter } from "../nn/lora.ts";
+import { Model } from "../nn/model.ts";
+import { freezeTrainable } from "./freeze.ts";
+import { LOSS_SUM, stateNames, traceTrainStep } from "./step.ts";
+
+/** An executor that only records the params set on it and plans graphs: for memory planning. */
+export class ShapeOnlyExecutor implements Executor {
+  readonly name = "plan-only";
+  readonly params = new Map<string, { shape: readonly number[]; dtype: DType }>();
+  lastArenaBytes = 0;
+
+  setParam(name: string, _data: ArrayLike<number>, shape: readonly number[], dtype: DType = "f32"): void {
+    this.params.set(name, { shape: [...shape], dtype });
+  }
+  getParam(name: string): Promise<HostArray> {
+    const p = this.params.get(name);
+    if (!p) return Promise.reject(new Error(`no param "${name}"`));
+    return Promise.resolve(new Float32Array(numel(p.shape)));
+  }
+  hasParam(name: string): boolean {
+    return this.params.has(name);
+  }
+  dispose(): void {
+    this.params.clear();
+  }
+  compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
+    const plan = planGraph(graph, opts.outputs);
+    this.lastArenaBytes = plan.arenaBytes;
+    const stats = { dispatches: plan.order.length, submits: 1, bytesReadBack: 0, arenaBytes: plan.arenaBytes };
+    return Promise.resolve({
+      run: () => Promise.reject(new Error("a plan-only executor runs nothing")),
+      stats,
+    });
+  }
+  /** Bytes of the stored params whose names pass `filter`. */
+  bytes(filter: (name: string) => boolean = () => true): number {
+    let n = 0;
+    for (const [name, p] of this.params) if (filter(name)) n += numel(p.shape) * DTYPE_BYTES[p.dtype];
+    return n;
+  }
+}
+
+/** Options of {@link planTrainingMemory}. */
+export interface MemoryPlanOptions {
+  method: "full" | "freeze" | "lora";
+  batch: number;
+  seq: number;
+  /** Stored dtype of the frozen base weights (default bf16; trainable weights are f32). */
+  baseDtype?: DType;
+  /** LoRA rank on all linear layers (default 8). */
+  rank?: number;
+  /** Freeze: trainable last layers (default 2). */
+  freezeLayers?: number;
+}
+
+/** What {@link planTrainingMemory} reports, in bytes. */
+export interface MemoryPlan {
+  parameters: number;
+  /** Model parameters (base, without adapters). */
+  modelParams: number;
+  trainableParams: number;
+  weights: number;
+  optimizer: number;
+  arena: number;
+  peakBytes: number;
+  /** peakBytes / modelParams. */
+  bytesPerParam: number;
+}
+
+/** Plans one training step of `config` by `opts.method` (AdamW, clipping) and reports its memory. */
+export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlanOptions): Promise<MemoryPlan> {
+  const ex = new ShapeOnlyExecutor();
+  const params = new Map<string, { shape: number[]; dtype: DType }>();
+  const base = opts.baseDtype ?? "bf16";
+  let modelParams = 0;
+  const all: string[] = [];
+  for (const [name, shape] of decoderParams(config)) all.push(name);
+  const trainBase = opts.method === "full"
+    ? new Set(all)
+    : opts.method === "freeze"
+    ? new Set(freezeTrainable(all, config, { layers: opts.freezeLayers ?? 2, modules: "all" }))
+    : new Set<string>();
+  for (const [name, shape] of decoderParams(config)) {
+    const dtype = trainBase.has(name) ? "f32" : base;
+    ex.setParam(name, [], shape, dtype);
+    params.set(name, { shape, dtype });
+    modelParams += numel(shape);
+  }
+  const model = new Model(config, ex, params);
+  let trainable = [...trainBase];
+  if (opts.method === "lora") {
+    const r = opts.rank ?? 8;
+    trainable = [...(await attachAdapter(model, { r, alpha: 2 * r, targets: ["all"] })).params.keys()];
+  }
+  let trainableParams = 0;
+  for (const name of trainable) {
+    const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
+    trainableParams += numel(shape);
+    ex.setParam(stateNames(name).m, [], shape);
+    ex.setParam(stateNames(name).v, [], shape);
+  }
+  ex.setParam(LOSS_SUM, [0], [1]);
+  const g = traceTrainStep(model, {
+    G: 1,
+    B: opts.batch,
+    L: opts.seq,
+    trainable,
+    optim: "adamw",
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    loraplusRatio: 0,
+    dropout: false,
+  });
+  const arena = planGraph(g).arenaBytes;
+  const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq");
+  const optimizer = ex.bytes(isState);
+  const weights = ex.bytes((n) => !isState(n));
+  const peakBytes = weights + optimizer + arena;
+  return {
+    parameters: modelParams + (opts.method === "lora" ? trainableParams : 0),
+    modelParams,
+    trainableParams,
+    weights,
+    optimizer,
+    arena,
+    peakBytes,
+    bytesPerParam: peakBytes / modelParams,
+  };
+}

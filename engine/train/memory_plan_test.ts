@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { decoderConfig } from "../nn/config.ts";
+import { planTrainingMemory } from "./memory_plan.ts";
+
+const cfg = decoderConfig({
+  model_type: "llama",
+  vocab_size: 512,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+});
+
+Deno.test("planTrainingMemory: weights, AdamW states and arena add up per method, without a device", async () => {
+  const full = await planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64 });
+  const n = full.modelParams;
+  assert.equal(full.trainableParams, n);
+  assert.equal(full.optimizer, 8 * n); // exp_avg + exp_avg_sq, f32
+  assert.equal(full.weights, 4 * n + 4); // f32 weights + the loss sum
+  assert.equal(full.peakBytes, full.weights + full.optimizer + full.arena);
+  assert.ok(full.arena >= 4 * n, "the arena holds at least every gradient once");
+
+  const lora = await planTrainingMemory(cfg, { method: "lora", batch: 2, seq: 64, rank: 4 });
+  assert.equal(lora.modelParams, n);
+  assert.equal(lora.weights, 2 * n + 4 * lora.trainableParams + 4); // bf16 base, f32 adapter
+  assert.equal(lora.optimizer, 8 * lora.trainableParams);
+  assert.ok(lora.arena < full.arena && lora.peakBytes < full.peakBytes);
+
+  const freeze = await planTrainingMemory(cfg, { method: "freeze", batch: 2, seq: 64, freezeLayers: 1 });
+  assert.ok(freeze.trainableParams > 0 && freeze.trainableParams < n);
+  assert.equal(freeze.optimizer, 8 * freeze.trainableParams);
+
+  const longer = await planTrainingMemory(cfg, { method: "lora", batch: 2, seq: 128, rank: 4 });
+  assert.ok(longer.arena > lora.arena, "activations grow with the sequence");
+});
