@@ -93,7 +93,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   const base = opts.baseDtype ?? "bf16";
   let modelParams = 0;
   const all: string[] = [];
-  for (const [name, shape] of decoderParams(config)) all.push(name);
+  for (const [name] of decoderParams(config)) all.push(name);
   const trainBase = opts.method === "full"
     ? new Set(all)
     : opts.method === "freeze"
