@@ -41,6 +41,11 @@ export class Graph {
   readonly inputs = new Map<string, number>();
   readonly params = new Map<string, number>();
   readonly outputs = new Map<string, number>();
+  /**
+   * Node ranges [start, end) traced inside {@link Graph.checkpoint}: their activations are recomputed for the
+   * backward pass instead of kept (see autodiff.ts).
+   */
+  readonly checkpoints: { start: number; end: number }[] = [];
 
   #addValue(v: Omit<Value, "id">): Tensor {
     const id = this.values.length;
@@ -91,6 +96,29 @@ export class Graph {
   }
 
   /** Marks `t` as a graph output fetchable by `name`. */
+  /**
+   * Traces `fn` as an activation-checkpointed segment: {@link backward} recomputes the segment's forward from
+   * its inputs just before differentiating it, so the activations inside it need not live until then (a
+   * decoder layer keeps only its input). Segments must not contain ops with effects.
+   *
+   * @example
+   * ```ts
+   * h = g.checkpoint(() => layer(h)); // per decoder layer
+   * ```
+   */
+  checkpoint<T>(fn: () => T): T {
+    const start = this.nodes.length;
+    const out = fn();
+    const end = this.nodes.length;
+    for (let i = start; i < end; i++) {
+      if ((getOp(this.nodes[i].op).effects?.length ?? 0) > 0) {
+        throw new Error(`checkpoint: op "${this.nodes[i].op}" has effects; a checkpointed segment cannot hold it`);
+      }
+    }
+    if (end > start) this.checkpoints.push({ start, end });
+    return out;
+  }
+
   output(name: string, t: Tensor): Tensor {
     if (t.graph !== this) throw new Error(`output "${name}" belongs to another graph`);
     this.outputs.set(name, t.id);

@@ -91,6 +91,11 @@ export interface DecoderWeights {
   weight(name: string): Tensor;
   /** Optional wrapper of every linear layer (adapters). */
   linear?: LinearHook;
+  /**
+   * Activation checkpointing: each decoder layer is a {@link Graph.checkpoint} segment, recomputed in the
+   * backward pass instead of keeping its activations (LLaMA-Factory's default gradient checkpointing).
+   */
+  checkpoint?: boolean;
 }
 
 /** Traced inputs of the decoder. */
@@ -130,7 +135,7 @@ export function traceDecoder(
 
   let h = embedding(W("model.embed_tokens.weight"), inp.ids); // [B, L, H]
   if (c.embedScale !== 1) h = mul(h, c.embedScale);
-  for (let i = 0; i < c.layers; i++) {
+  const layer = (i: number, h: Tensor): Tensor => {
     const l = `model.layers.${i}`;
     // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]
     const a = norm(h, `${l}.input_layernorm.weight`);
@@ -184,7 +189,12 @@ export function traceDecoder(
       : geglu(gate, up, { approximate: c.act === "gelu_tanh" ? "tanh" : "none" });
     let mlp = linear(act, `${l}.mlp.down_proj`);
     if (c.sandwichNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
-    h = add(h, mlp);
+    return add(h, mlp);
+  };
+  const g = inp.ids.graph;
+  for (let i = 0; i < c.layers; i++) {
+    const x = h;
+    h = w.checkpoint ? g.checkpoint(() => layer(i, x)) : layer(i, x);
   }
   h = norm(h, "model.norm.weight");
   const head = W(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
