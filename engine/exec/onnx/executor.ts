@@ -102,7 +102,7 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowered = lowerGraph(graph, { outputs: opts.outputs });
+    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true });
     const session = await this.ort.InferenceSession.create(encodeModel(lowered.model), {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
@@ -145,6 +145,7 @@ export class OnnxExecutor implements Executor {
     // onnxruntime's memory), which then become the stored values; the arrays they replace are the next spares.
     const fetches: Record<string, Ort.Tensor | null> = {};
     for (const o of outs) fetches[o.onnx] = null;
+    for (const sc of lowered.scatters) fetches[sc.index] = fetches[sc.value] = null;
     const spares = new Map<string, Stored["data"]>();
     for (const st of lowered.states) {
       const cur = this.store.get(st.name)!;
@@ -160,6 +161,16 @@ export class OnnxExecutor implements Executor {
       const old = this.store.get(st.name)!;
       this.store.set(st.name, { data: spares.get(st.name)!, shape: st.shape, dtype: st.dtype });
       this.spares.set(st.name, old.data);
+    }
+    // KV-cache rows: target[n, index[n, l]] = value[n, l] in the stored array itself (indices outside [0, C) skipped).
+    for (const sc of lowered.scatters) {
+      const t = this.store.get(sc.param)!.data as Float32Array | Int32Array;
+      const index = res[sc.index].data as Int32Array, value = res[sc.value].data as Float32Array | Int32Array;
+      const [N, C] = sc.shape, L = index.length / N, R = t.length / (N * C);
+      for (let r = 0; r < N * L; r++) {
+        const c = index[r];
+        if (c >= 0 && c < C) t.set(value.subarray(r * R, (r + 1) * R), (Math.floor(r / L) * C + c) * R);
+      }
     }
     const out: Record<string, HostArray> = {};
     let bytes = 0;

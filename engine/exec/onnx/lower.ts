@@ -62,6 +62,11 @@ export interface LoweredGraph {
   outputs: LoweredValue[];
   /** Params written by effect ops: their new values come out as `onnx`. */
   states: LoweredValue[];
+  /**
+   * With `hostScatter`: `scatter_rows` writes left to the caller, who copies rows of `value` into the stored
+   * `param` at `index` after the run (in place, no copy of the whole target inside the model).
+   */
+  scatters: { param: string; index: string; value: string; shape: readonly number[] }[];
 }
 
 /** Options of {@link lowerGraph}. */
@@ -74,6 +79,12 @@ export interface LowerOptions {
   external?: (name: string) => { location: string; offset: number; length: number } | undefined;
   /** Model name. */
   name?: string;
+  /**
+   * Leave `scatter_rows` (KV-cache row writes) to the caller: the model outputs the rows and their indices
+   * instead of a new copy of the whole target (see {@link LoweredGraph.scatters}). Only for a param that one
+   * effect writes.
+   */
+  hostScatter?: boolean;
 }
 
 const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
@@ -122,9 +133,24 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
   }
 
   const current = new Map<number, string>(); // param value id → its value after the effects so far
+  const writers = new Map<number, number>(); // param value id → effect nodes writing it
+  for (const ni of plan.order) {
+    const n = graph.nodes[ni];
+    for (const e of getOp(n.op).effects ?? []) writers.set(n.inputs[e], (writers.get(n.inputs[e]) ?? 0) + 1);
+  }
+  const scatters: LoweredGraph["scatters"] = [];
   for (const ni of plan.order) {
     const n = graph.nodes[ni];
     const def = getOp(n.op);
+    if (opts.hostScatter && n.op === "scatter_rows" && writers.get(n.inputs[0]) === 1) {
+      const param = paramOf.get(n.inputs[0])!, k = scatters.length;
+      const [index, value] = [`scatter/${k}/index`, `scatter/${k}/value`];
+      const [iv, vv] = [graph.values[n.inputs[1]], graph.values[n.inputs[2]]];
+      b.output(names.get(n.inputs[1])!, index, onnxTypeOf(iv.dtype), iv.shape);
+      b.output(current.get(n.inputs[2]) ?? names.get(n.inputs[2])!, value, onnxTypeOf(vv.dtype), vv.shape);
+      scatters.push({ param, index, value, shape: graph.values[n.inputs[0]].shape });
+      continue;
+    }
     const lower = onnxLowerings[n.op];
     if (!lower) throw new Error(`op "${n.op}" has no ONNX lowering`);
     const ins = n.inputs.map((id) => current.get(id) ?? names.get(id)!);
@@ -166,5 +192,5 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     b.output(value, onnx, onnxTypeOf(v.dtype), v.shape);
     states.push({ onnx, name, shape: v.shape, dtype: v.dtype });
   }
-  return { model: b.model(opts.name ?? "whetstone"), inputs, params, outputs, states };
+  return { model: b.model(opts.name ?? "whetstone"), inputs, params, outputs, states, scatters };
 }
