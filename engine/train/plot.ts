@@ -26,7 +26,7 @@ export function smooth(scalars: readonly number[]): number[] {
 
 /** Tick positions: "nice" steps (1, 2, 2.5, 5 × 10^k) covering [lo, hi], about `target` of them. */
 export function niceTicks(lo: number, hi: number, target = 6): number[] {
-  if (!(hi > lo)) return [lo];
+  if (!(hi > lo) || hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-12) return [lo];
   const raw = (hi - lo) / target;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
@@ -54,7 +54,8 @@ function esc(s: string): string {
 /** Data range with matplotlib's 5 % margins (a flat range is widened so it has a height). */
 function range(values: readonly number[]): [number, number] {
   let lo = Math.min(...values), hi = Math.max(...values);
-  if (hi === lo) {
+  // Equal values, or equal but for rounding (the smoothed copy of a single point is 1 ulp off): widen.
+  if (hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9) {
     const d = lo === 0 ? 0.5 : Math.abs(lo) * 0.05;
     lo -= d;
     hi += d;
