@@ -11,6 +11,7 @@ import { trainBench } from "./train.ts";
 import { dataBench } from "./data.ts";
 import { decodeBench } from "./decode.ts";
 import { memoryBench } from "./memory.ts";
+import { quantBench } from "./quant.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -22,4 +23,5 @@ export const benches: Bench[] = [
   trainBench,
   decodeBench,
   memoryBench,
+  quantBench,
 ];

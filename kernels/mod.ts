@@ -18,6 +18,7 @@ import { lowerings as cast } from "./cast.ts";
 import { lowerings as linearCe } from "./linear_ce.ts";
 import { lowerings as assign } from "./assign.ts";
 import { lowerings as scatter } from "./scatter.ts";
+import { lowerings as matmulQ } from "./matmul_q.ts";
 
 const table: Record<string, Lowering> = {
   ...elementwise,
@@ -35,6 +36,7 @@ const table: Record<string, Lowering> = {
   ...linearCe,
   ...assign,
   ...scatter,
+  ...matmulQ,
 };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */

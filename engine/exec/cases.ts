@@ -9,6 +9,7 @@ import { cases as misc } from "../graph/ops/misc_cases.ts";
 import { cases as nn } from "../graph/ops/nn_cases.ts";
 import { cases as linearCe } from "../graph/ops/linear_ce_cases.ts";
 import { cases as matmul } from "../graph/ops/matmul_cases.ts";
+import { cases as matmulQ } from "../graph/ops/matmul_q_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
@@ -18,4 +19,5 @@ export const families: Record<string, OpCase[]> = {
   nn,
   matmul,
   linearCe,
+  matmulQ,
 };

@@ -17,6 +17,7 @@ import { resolveModel } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
 import { attachAdapter } from "./lora.ts";
+import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 
 /** Options of {@link loadModel}. */
@@ -32,6 +33,8 @@ export interface LoadModelOptions {
   revision?: string;
   /** A PEFT adapter folder to attach (see `attachAdapter` in lora.ts). */
   adapter?: string;
+  /** Quantize the base linears as they load (QLoRA; see quantize.ts): their f32 weights never reach the executor. */
+  quantization?: QuantizeOptions;
 }
 
 /** Extra parameters and a linear hook a {@link Model} traces with (an adapter such as LoRA); the base stays frozen. */
@@ -71,6 +74,7 @@ export function bucketLength(n: number): number {
 export class Model {
   readonly #graphs = new Map<string, Promise<{ compiled: CompiledGraph; names: string[] }>>();
   #adapter?: ModelAdapter;
+  #quantized?: QuantizedBase;
   /** The folder's generation_config.json, when it has one. */
   generationConfig?: Record<string, unknown>;
 
@@ -94,14 +98,31 @@ export class Model {
     this.#graphs.clear();
   }
 
+  /** The quantized base (QLoRA), if the base linears are quantized. */
+  get quantized(): QuantizedBase | undefined {
+    return this.#quantized;
+  }
+
+  /** Marks the base linears as quantized (see quantize.ts); compiled graphs are rebuilt on next use. */
+  setQuantized(q: QuantizedBase | undefined): void {
+    this.#quantized = q;
+    this.#graphs.clear();
+  }
+
   /** Where a graph traced on `g` gets this model's parameters (base and adapter) and its linear hook. */
   weights(g: Graph, opts: { seed?: Tensor } = {}): DecoderWeights {
-    const weight = (name: string) => {
+    const q = this.#quantized;
+    const weight = (name: string): Tensor => {
       const p = this.params.get(name) ?? this.#adapter?.params.get(name);
-      if (!p) throw new Error(`model has no parameter "${name}"`);
+      if (!p) {
+        const m = q?.moduleOf(name);
+        if (m) return q!.dequantized(g, this.prefix, m); // a quantized weight asked for itself (e.g. DoRA's norm)
+        throw new Error(`model has no parameter "${name}"`);
+      }
       return g.param(this.prefix + name, p.shape, p.dtype);
     };
-    return { weight, linear: this.#adapter?.linear(weight, opts) };
+    const adapter = this.#adapter?.linear(weight, opts);
+    return { weight, linear: q ? q.hook(weight, this.prefix, adapter) : adapter };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {
@@ -286,6 +307,8 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
     const config = decoderConfig(folder.config);
     const executor = typeof opts.executor === "object" ? opts.executor : await createExecutor(opts.executor ?? "auto");
     const params = new Map<string, { shape: number[]; dtype: DType }>();
+    const quant = opts.quantization &&
+      new QuantizedBase(quantSpecOf(opts.quantization), config, opts.quantization.skip);
     for (const [name, shape] of decoderParams(config)) {
       const t = folder.tensors.get(name);
       if (!t) throw new Error(`${dir}: the weights have no tensor "${name}" that ${config.family} needs`);
@@ -297,10 +320,15 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       const stored = STORED[t.dtype];
       if (!stored) throw new Error(`${dir}: tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);
       const dtype = opts.dtype === "f32" ? "f32" : stored;
+      if (quant?.moduleOf(name)) {
+        quant.store(executor, "", name, await folder.readF32(name));
+        continue;
+      }
       executor.setParam(name, await folder.readF32(name), shape, dtype);
       params.set(name, { shape, dtype });
     }
     const model = new Model(config, executor, params);
+    if (quant) model.setQuantized(quant);
     model.generationConfig = folder.generationConfig;
     if (opts.adapter) await attachAdapter(model, opts.adapter, { baseModel: pathOrId });
     return model;

@@ -23,6 +23,7 @@ import { attentionLowerings } from "./lower_attention.ts";
 import { basicLowerings } from "./lower_basic.ts";
 import { nnLowerings } from "./lower_nn.ts";
 import { trainLowerings } from "./lower_train.ts";
+import { quantLowerings } from "./lower_quant.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
 
@@ -32,6 +33,7 @@ export const onnxLowerings: Record<string, OnnxLowering> = {
   ...nnLowerings,
   ...attentionLowerings,
   ...trainLowerings,
+  ...quantLowerings,
 };
 
 /** Little-endian bytes of values in the ONNX type a dtype lives in. */

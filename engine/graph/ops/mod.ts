@@ -18,3 +18,4 @@ export * from "./optim.ts";
 export * from "./linear_ce.ts";
 export * from "./assign.ts";
 export * from "./scatter.ts";
+export * from "./matmul_q.ts";
