@@ -47,7 +47,7 @@ export const memoryBench: Bench = {
   async *run(): AsyncIterable<Measurement> {
     for (const [model, cfg] of Object.entries(PAPER_MODELS)) {
       const config = decoderConfig(cfg);
-      for (const method of ["full", "freeze", "lora"] as const) {
+      for (const method of ["full", "freeze", "lora", "qlora"] as const) {
         const m = await planTrainingMemory(config, { method, batch: 1, seq: 1024 });
         const p = { model, method, batch: 1, seq: 1024 };
         yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };

@@ -61,7 +61,8 @@ export class ShapeOnlyExecutor implements Executor {
 
 /** Options of {@link planTrainingMemory}. */
 export interface MemoryPlanOptions {
-  method: "full" | "freeze" | "lora";
+  /** "qlora": LoRA's plan with every linear base weight at its NF4 + double-quantization storage size. */
+  method: "full" | "freeze" | "lora" | "qlora";
   batch: number;
   seq: number;
   /** Stored dtype of the frozen base weights (default bf16; trainable weights are f32). */
@@ -107,7 +108,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   }
   const model = new Model(config, ex, params);
   let trainable = [...trainBase];
-  if (opts.method === "lora") {
+  if (opts.method === "lora" || opts.method === "qlora") {
     const r = opts.rank ?? 8;
     trainable = [...(await attachAdapter(model, { r, alpha: 2 * r, targets: ["all"] })).params.keys()];
   }
@@ -136,7 +137,16 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   const arena = planGraph(g).arenaBytes;
   const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq");
   const optimizer = ex.bytes(isState);
-  const weights = ex.bytes((n) => !isState(n));
+  let weights = ex.bytes((n) => !isState(n));
+  if (opts.method === "qlora") {
+    // engine/quant's NF4 storage: 4-bit codes in i32 words, one 8-bit absmax code per 64-block, one f32
+    // absmax per 256 of those, one f32 offset — instead of the bf16 weight.
+    for (const [name, p] of ex.params) {
+      if (!/\.(q|k|v|o|qkv|gate|up|down|gate_up)_proj\.weight$/.test(name)) continue;
+      const n = numel(p.shape), blocks = Math.ceil(n / 64);
+      weights += Math.ceil(n / 8) * 4 + blocks + Math.ceil(blocks / 256) * 4 + 4 - n * DTYPE_BYTES[p.dtype];
+    }
+  }
   const peakBytes = weights + optimizer + arena;
   return {
     parameters: modelParams + (opts.method === "lora" ? trainableParams : 0),

@@ -34,3 +34,14 @@ Deno.test("planTrainingMemory: weights, AdamW states and arena add up per method
   const longer = await planTrainingMemory(cfg, { method: "lora", batch: 2, seq: 128, rank: 4 });
   assert.ok(longer.arena > lora.arena, "activations grow with the sequence");
 });
+
+Deno.test("planTrainingMemory: QLoRA stores every linear weight in NF4 (about 0.52 bytes a parameter)", async () => {
+  const lora = await planTrainingMemory(cfg, { method: "lora", batch: 2, seq: 64, rank: 4 });
+  const qlora = await planTrainingMemory(cfg, { method: "qlora", batch: 2, seq: 64, rank: 4 });
+  assert.equal(qlora.arena, lora.arena);
+  assert.equal(qlora.optimizer, lora.optimizer);
+  // Per layer: q 64×64, k and v 32×64, o 64×64, gate and up 128×64, down 64×128 (bf16 → NF4 words + absmax codes).
+  const linear = 2 * (64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3);
+  assert.ok(lora.weights - qlora.weights > linear * 2 * 0.7, `${lora.weights} → ${qlora.weights}`);
+  assert.ok(qlora.weights < lora.weights);
+});
