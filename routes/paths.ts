@@ -86,10 +86,18 @@ export class Roots {
   /** Confines every path argument of `a` in place (model, adapters, data, output, cache, checkpoint). */
   async confineArgs(a: TrainArgs): Promise<void> {
     a.model_name_or_path = await this.modelPath("model_name_or_path", a.model_name_or_path);
-    if (a.adapter_name_or_path) {
+    const list = async (key: string, ps: string[]) => {
       const out: string[] = [];
-      for (const p of a.adapter_name_or_path) out.push(await this.modelPath("adapter_name_or_path", p));
-      a.adapter_name_or_path = out;
+      for (const p of ps) out.push(await this.modelPath(key, p));
+      return out;
+    };
+    if (a.adapter_name_or_path) a.adapter_name_or_path = await list("adapter_name_or_path", a.adapter_name_or_path);
+    // The reference and reward models of the preference stages are model paths too.
+    if (a.ref_model) a.ref_model = await this.modelPath("ref_model", a.ref_model);
+    if (a.ref_model_adapters) a.ref_model_adapters = await list("ref_model_adapters", a.ref_model_adapters);
+    if (a.reward_model) a.reward_model = await this.modelPath("reward_model", a.reward_model);
+    if (a.reward_model_adapters) {
+      a.reward_model_adapters = await list("reward_model_adapters", a.reward_model_adapters);
     }
     if (a.dataset_dir !== "ONLINE") a.dataset_dir = await this.path("dataset_dir", a.dataset_dir);
     a.output_dir = await this.path("output_dir", a.output_dir);

@@ -54,6 +54,17 @@ Deno.test("roots: confineArgs rewrites every path argument and refuses the first
     adapter_name_or_path: "../a",
   });
   await assert.rejects(roots.confineArgs(b), /^HttpError: adapter_name_or_path: "..\/a" is outside/);
+  for (const [key, value] of [["ref_model", "../m"], ["reward_model", "/etc"]]) {
+    const c = parseTrainArgs({
+      model_name_or_path: "data",
+      dataset: "d",
+      output_dir: "out",
+      stage: key === "ref_model" ? "dpo" : "ppo",
+      finetuning_type: "lora",
+      [key]: value,
+    });
+    await assert.rejects(roots.confineArgs(c), new RegExp(`^HttpError: ${key}: ".*" is outside`));
+  }
 });
 
 Deno.test("roots: a missing root is an error naming it", async () => {

@@ -5,7 +5,7 @@
  *
  * - Values are typed by the table: a wrong type, a value out of range or not in the allowed set is an error naming
  *   the key, the value and what is accepted. An unknown key is an error naming the closest known keys. A key whose
- *   feature Whetstone lacks yet (quantization_bit, deepspeed, use_galore, `stage: dpo`, ...) is an error unless it
+ *   feature Whetstone lacks yet (quantization_bit, deepspeed, use_galore, `pref_loss: kto_pair`, ...) is an error unless it
  *   holds LF's default. Keys that change nothing here (report_to, dataloader_num_workers, ddp_timeout, ...) are
  *   accepted; some add a note to {@linkcode TrainArgs.warnings} (e.g. `bf16: true`: Whetstone computes in f32).
  * - All problems are reported at once, one line each, prefixed by the file name, in one {@linkcode ConfigError}.
@@ -95,6 +95,28 @@ export interface TrainArgs {
   freeze_extra_modules: string[] | null;
   plot_loss: boolean;
   disable_shuffling: boolean;
+  // preference and RL stages (LF's RLHFArguments)
+  /** β of the preference losses (dpo with each pref_loss, kto). */
+  pref_beta: number;
+  /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
+  pref_ftx: number;
+  pref_loss: "sigmoid" | "hinge" | "ipo" | "orpo" | "simpo";
+  dpo_label_smoothing: number;
+  kto_chosen_weight: number;
+  kto_rejected_weight: number;
+  simpo_gamma: number;
+  ppo_buffer_size: number;
+  ppo_epochs: number;
+  ppo_score_norm: boolean;
+  ppo_target: number;
+  ppo_whiten_rewards: boolean;
+  /** A model folder (or hub id) for the reference of dpo / kto; null: the base (LoRA) or a frozen copy. */
+  ref_model: string | null;
+  ref_model_adapters: string[] | null;
+  /** Stage ppo: the output of a stage rm run (its adapter or model folder, and value_head.safetensors). */
+  reward_model: string | null;
+  reward_model_adapters: string[] | null;
+  reward_model_type: "lora" | "full" | "api";
   // data (as engine/data takes them)
   template: string | null;
   dataset: string[] | null;

@@ -85,14 +85,15 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
   assert.equal(tiny.lora_alpha, 8);
   assert.deepEqual(tiny.lr_scheduler_kwargs, { min_lr_rate: 0.1 });
   assert.deepEqual([tiny.executor, tiny.bucket, tiny.max_steps], ["webgpu", 16, 4]);
+
+  const dpo = await loadTrainConfig(`${CONFIGS}qwen3_lora_dpo.yaml`);
+  assert.deepEqual([dpo.stage, dpo.pref_beta, dpo.pref_loss, dpo.pref_ftx], ["dpo", 0.1, "sigmoid", 0]);
+  assert.deepEqual([dpo.dpo_label_smoothing, dpo.simpo_gamma, dpo.ref_model], [0, 0.5, null]);
+  assert.deepEqual([dpo.kto_chosen_weight, dpo.kto_rejected_weight], [1, 1]);
 });
 
 Deno.test("LF examples using features Whetstone lacks fail naming the key", async () => {
   const cases: [string, RegExp][] = [
-    [
-      "qwen3_lora_dpo.yaml",
-      /qwen3_lora_dpo\.yaml: stage: dpo is not supported by Whetstone yet \(supported: pt, sft\)/,
-    ],
     ["qwen3_full_sft.yaml", /qwen3_full_sft\.yaml: deepspeed is not supported by Whetstone yet/],
     ["llama3_freeze_sft_llama_pro.yaml", /use_llama_pro is not supported by Whetstone yet \(LLaMA Pro\); got true/],
   ];
@@ -202,7 +203,14 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["learning_rate: '1e-4'", /learning_rate: expected a number >= 0, got "1e-4" \(a string: write the number/],
     ["warmup_ratio: 1.5", /warmup_ratio: expected a number in \[0, 1\], got 1\.5/],
     ["do_train: maybe", /do_train: expected true or false, got "maybe"/],
-    ["stage: sfx", /stage: expected one of pt, sft \(rm, ppo, dpo, kto: not supported yet\), got "sfx"; did you mean/],
+    ["stage: sfx", /stage: expected one of pt, sft, rm, ppo, dpo, kto, got "sfx"; did you mean/],
+    ["stage: ppo", /reward_model: `reward_model` is necessary for PPO training\./],
+    ["stage: ppo\nreward_model: r\nfinetuning_type: full", /reward_model_type: `reward_model_type` cannot be lora/],
+    ["reward_model_type: api", /reward_model_type: api is not supported by Whetstone yet/],
+    ["pref_loss: kto_pair", /pref_loss: kto_pair is not supported by Whetstone yet \(supported: sigmoid, hinge, ipo/],
+    ["pref_beta: 0", /pref_beta: expected a number > 0, got 0/],
+    ["stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1", /`dpo_label_smoothing` is only valid for sigmoid/],
+    ["ref_model_adapters: a", /ref_model_adapters: expected ref_model/],
     [
       "finetuning_type: oft",
       /finetuning_type: oft is not supported by Whetstone yet \(supported: lora, freeze, full\)/,
@@ -232,6 +240,7 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);
   assert.match(fails(`${M}galore_rank: 32\n`), /galore_rank is not supported by Whetstone yet .*set it to 16/);
+  assert.match(fails(`${M}pref_bco_weight: 0.5\n`), /pref_bco_weight is not supported by Whetstone yet \(BCO\)/);
   assert.match(fails(`${M}infer_backend: vllm\n`), /infer_backend: vLLM\/SGLang backend is only available for API/);
   // Off, as LF's defaults or null: accepted.
   const ok = parseTrainArgs(

@@ -10,7 +10,7 @@
  * - `unsupported` — a feature Whetstone lacks yet: any value other than LF's default (or null) is an error naming the
  *   key. To support a feature, move its keys from `unsupported` to `train` and add the fields to `TrainArgs`.
  *
- * Enum keys also list LF values Whetstone lacks yet (`lacking`: `stage: dpo`, `finetuning_type: oft`, ...).
+ * Enum keys also list LF values Whetstone lacks yet (`lacking`: `pref_loss: kto_pair`, `finetuning_type: oft`, ...).
  * @module
  */
 import { MIX_STRATEGIES } from "../data/mix.ts";
@@ -210,7 +210,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   tokenized_path: U(null, "saved tokenized datasets; `deno task preprocess` writes JSONL instead"),
 
   // ── FinetuningArguments ──
-  stage: T(["pt", "sft", "rm", "ppo", "dpo", "kto"], "sft", { lacking: ["rm", "ppo", "dpo", "kto"] }),
+  stage: T(["pt", "sft", "rm", "ppo", "dpo", "kto"], "sft"),
   finetuning_type: T(["lora", "oft", "freeze", "full"], "lora", { lacking: ["oft"] }),
   freeze_trainable_layers: T("int", 2),
   freeze_trainable_modules: T("list", "all", { all: true }),
@@ -237,29 +237,28 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   ...ignore("swanlab_project", "swanlab_workspace", "swanlab_run_name", "swanlab_mode", "swanlab_api_key"),
   ...ignore("swanlab_logdir", "swanlab_lark_webhook_url", "swanlab_lark_secret"),
   ...lack("OFT", { oft_rank: 0, oft_block_size: 32, oft_target: "all", module_dropout: 0 }),
-  ...lack("the rm, ppo, dpo and kto stages", {
-    pref_beta: 0.1,
-    pref_ftx: 0,
-    pref_bco_weight: 0,
-    pref_loss: "sigmoid",
-    dpo_label_smoothing: 0,
-    kto_chosen_weight: 1,
-    kto_rejected_weight: 1,
-    simpo_gamma: 0.5,
-    ppo_buffer_size: 1,
-    ppo_epochs: 4,
-    ppo_score_norm: false,
-    ppo_target: 6,
-    ppo_whiten_rewards: false,
-    ref_model: null,
-    ref_model_adapters: null,
-    ref_model_quantization_bit: null,
-    reward_model: null,
-    reward_model_adapters: null,
-    reward_model_quantization_bit: null,
-    reward_model_type: "lora",
-    ld_alpha: null,
-  }),
+  // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/pref_run.ts, ppo_run.ts)
+  pref_beta: T("num", 0.1, { gt: 0 }),
+  pref_ftx: T("num", 0, { min: 0 }),
+  pref_bco_weight: U(0, "BCO"),
+  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid", { lacking: ["kto_pair"] }),
+  dpo_label_smoothing: T("num", 0, { min: 0, max: 0.5 }),
+  kto_chosen_weight: T("num", 1, { min: 0 }),
+  kto_rejected_weight: T("num", 1, { min: 0 }),
+  simpo_gamma: T("num", 0.5, { min: 0 }),
+  ld_alpha: U(null, "LD-DPO"),
+  ppo_buffer_size: T("int", 1, { min: 1 }),
+  ppo_epochs: T("int", 4, { min: 1 }),
+  ppo_score_norm: T("bool", false),
+  ppo_target: T("num", 6, { gt: 0 }),
+  ppo_whiten_rewards: T("bool", false),
+  ref_model: T("str", null),
+  ref_model_adapters: T("list", null),
+  ref_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
+  reward_model: T("str", null),
+  reward_model_adapters: T("list", null),
+  reward_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
+  reward_model_type: T(["lora", "full", "api"], "lora", { lacking: ["api"] }),
   ...lack("GaLore", {
     use_galore: false,
     galore_target: "all",

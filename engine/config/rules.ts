@@ -47,6 +47,25 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       if (a[key]) err(key, `\`${key}\` is only valid for LoRA training.`);
     }
   }
+  // stages (FinetuningArguments.__post_init__, get_train_args)
+  if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
+    err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");
+  }
+  if (a.stage === "ppo") {
+    if (!a.reward_model) err("reward_model", "`reward_model` is necessary for PPO training.");
+    if (a.reward_model_type === "lora" && a.finetuning_type !== "lora") {
+      err("reward_model_type", "`reward_model_type` cannot be lora for Freeze/Full PPO training.");
+    }
+    if (given.has("do_train") && !a.do_train) {
+      err("do_train", "PPO training does not support evaluation, use the SFT stage to evaluate models.");
+    }
+  }
+  if ((a.ref_model_adapters?.length ?? 0) > 0 && !a.ref_model) {
+    err("ref_model_adapters", "expected ref_model (the model the adapters go on), got none");
+  }
+  if ((a.reward_model_adapters?.length ?? 0) > 0 && !a.reward_model) {
+    err("reward_model_adapters", "expected reward_model (the model the adapters go on), got none");
+  }
   // precision
   if (a.fp16 && a.bf16) err("fp16", "At most one of fp16 and bf16 can be True, but not both");
   for (const key of ["bf16", "fp16"] as const) {

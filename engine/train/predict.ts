@@ -60,6 +60,9 @@ export interface PredictArgs extends TrainArgs, GeneratingArgs {
 /** LF's `get_train_args` checks that concern prediction (error lines, `key: message`). */
 export function predictProblems(a: PredictArgs): string[] {
   const p: string[] = [];
+  if (a.do_predict && !["sft", "pt"].includes(a.stage)) {
+    p.push(`do_predict: prediction for stage ${a.stage} is not supported yet (sft and pt are)`);
+  }
   if (a.predict_with_generate && a.stage !== "sft") {
     p.push("predict_with_generate: `predict_with_generate` cannot be set as True except SFT.");
   }

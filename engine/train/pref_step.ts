@@ -29,12 +29,10 @@
  * @module
  */
 import {
-  adamw,
   add,
   assign,
   backward,
   cast,
-  clipScale,
   concat,
   crossEntropy,
   div,
@@ -50,7 +48,6 @@ import {
   mul,
   neg,
   reshape,
-  sgd,
   slice,
   sum,
   type Tensor,
@@ -58,7 +55,7 @@ import {
 import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
 import type { DecoderConfig } from "../nn/config.ts";
 import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../nn/decoder.ts";
-import { LoraAdapter, stopGradient } from "../nn/lora.ts";
+import { stopGradient } from "../nn/lora.ts";
 import { Model } from "../nn/model.ts";
 import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
 import {
@@ -72,11 +69,12 @@ import {
   usesReference,
 } from "./pref_loss.ts";
 import { collate, type MicroBatch } from "./batches.ts";
-import { decays, LOSS_SUM, stateNames, type StepPlan } from "./step.ts";
+import { LOSS_SUM, optimizerUpdate, type StepPlan } from "./step.ts";
 
 /**
- * Where reference log-probs come from: "base" (the model without its adapter, same parameters), a frozen copy
- * {@link Model} in the same executor, or "inputs" (precomputed and fed).
+ * Where reference log-probs come from: "base" (the model without its adapter, same parameters), a frozen
+ * {@link Model} in the same executor (traced with its own adapter, if it has one: `ref_model_adapters`), or "inputs"
+ * (precomputed and fed).
  */
 export type Reference = "base" | "inputs" | Model;
 
@@ -118,7 +116,7 @@ function referenceWeights(model: Model, g: Graph, ref: Exclude<Reference, "input
     return baseWeights(model, g);
   }
   if (ref.executor !== model.executor) throw new Error("the reference model must live in the policy's executor");
-  return baseWeights(ref, g);
+  return ref.weights(g);
 }
 
 /** A frozen copy of the model's base parameters under `prefix` in the same executor, as a reference model. */
@@ -311,23 +309,7 @@ export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
     g.output(name === LOSS_SUM ? "loss_sum" : "metric_sums", next);
     assign(acc, next);
   }
-  const { scale, norm } = clipScale(grads!, p.maxGradNorm > 0 ? p.maxGradNorm : 1e30);
-  g.output("grad_norm", norm);
-  const gradScale = p.maxGradNorm > 0 ? scale : undefined;
-  const lrB = p.loraplusRatio > 0 && p.loraplusRatio !== 1 ? mul(lr, p.loraplusRatio) : lr;
-  const isLora = model.adapter instanceof LoraAdapter;
-  params.forEach((w, i) => {
-    const name = p.trainable[i];
-    const st = stateNames(name);
-    const wd = decays(name) ? p.weightDecay : 0;
-    const plr = isLora && name.endsWith("lora_B.weight") ? lrB : lr;
-    if (p.optim === "adamw") {
-      const m = g.param(model.prefix + st.m, w.shape), v = g.param(model.prefix + st.v, w.shape);
-      adamw(w, grads![i], m, v, plr, step, { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: wd }, gradScale);
-    } else {
-      sgd(w, grads![i], plr, { weightDecay: wd }, undefined, gradScale);
-    }
-  });
+  optimizerUpdate(model, g, p, params, grads!, lr, step);
   return g;
 }
 

@@ -2,7 +2,10 @@
  * A training run driven step by step: `TrainSession.create(args)` loads the model, tokenizer and data as
  * `deno task train` does, then `step(n)` runs n optimizer steps (logging, evaluating and checkpointing at the
  * configured steps, as the trainer does), and `evaluate()`, `generate()`, `save()` and `export()` act on the model
- * being trained. The trainer (`train` in trainer.ts), the HTTP API and notebooks share it.
+ * being trained. The trainer (`train` in trainer.ts), the HTTP API and notebooks share it. Stages pt and sft train
+ * the language-model loss (step.ts); rm, dpo and kto their preference objectives (pref_run.ts, pref_step.ts); ppo
+ * generates, scores and runs TRL's PPO updates (ppo_run.ts, ppo_step.ts). Step records and evaluations carry
+ * LLaMA-Factory's metrics (`rewards/accuracies`, `eval_accuracy`, `reward`, ...).
  *
  * One operation runs at a time: a call made while another is running throws {@link SessionBusyError}.
  *
@@ -23,16 +26,20 @@ import type { TemplateMessage } from "../data/template.ts";
 import { planGraph } from "../exec/plan.ts";
 import { DTYPE_BYTES } from "../graph/types.ts";
 import { exportModel } from "../nn/export.ts";
-import { attachAdapter, loraConfigFromArgs } from "../nn/lora.ts";
-import { loadModel, type Model } from "../nn/model.ts";
+import type { Model } from "../nn/model.ts";
+import { saveValueHead } from "../nn/value_head.ts";
 import { resolveModel } from "../io/hub.ts";
 import { bucket } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./checkpoint.ts";
-import { freezeTrainable } from "./freeze.ts";
 import { scheduleFromArgs } from "./schedule.ts";
 import { type StepPlan, traceTrainStep } from "./step.ts";
+import { isPrefStage, type PrefRecord, PrefRun, setupPref } from "./pref_run.ts";
+import { PpoRun, setupPpo } from "./ppo_run.ts";
+import { tracePpoStep } from "./ppo_step.ts";
+import type { GeneratingArgs } from "./predict.ts";
 import {
   initOptimizer,
+  loadTrainModel,
   pickExecutor,
   prepareData,
   type PreparedData,
@@ -41,65 +48,27 @@ import {
   type TrainState,
 } from "./session_files.ts";
 import { SessionRun } from "./session_run.ts";
-import type { EvalRecord, SessionEvent, StepRecord } from "./session_run.ts";
-import { TrainerLog } from "./trainer_log.ts";
+import {
+  type EvalRecord,
+  type FinishResult,
+  SessionBusyError,
+  type SessionEvent,
+  SessionFinishedError,
+  type SessionOptions,
+  type SessionPlan,
+  type StepRecord,
+} from "./session_records.ts";
+import { type LogHistoryEntry, TrainerLog } from "./trainer_log.ts";
 
-export type { EvalRecord, SessionEvent, StepRecord } from "./session_run.ts";
-
-/** Thrown when an operation is asked for while another runs on the same session. */
-export class SessionBusyError extends Error {
-  constructor(what: string, running: string) {
-    super(`cannot ${what}: the session is busy (${running} is running); wait for it to finish`);
-    this.name = "SessionBusyError";
-  }
-}
-
-/** Thrown by `step` when every planned step has run. */
-export class SessionFinishedError extends Error {
-  constructor(total: number) {
-    super(`the session has run all of its ${total} steps (max_steps / num_train_epochs); create a new session`);
-    this.name = "SessionFinishedError";
-  }
-}
-
-/** Options of {@link TrainSession.create}. */
-export interface SessionOptions {
-  /** Human-readable lines (default: console.error). */
-  log?: (line: string) => void;
-  /** Read the loss and grad norm back after every step (default true); false: only at logging steps (faster). */
-  readEveryStep?: boolean;
-  /** When `step` reaches the last step, write the final outputs as the trainer does (default true). */
-  autoFinish?: boolean;
-  /** Plan the train step's memory for {@link SessionPlan.memory} (default true). */
-  planMemory?: boolean;
-}
-
-/** What a session will do and what it needs. */
-export interface SessionPlan {
-  stage: string;
-  finetuning_type: string;
-  executor: string;
-  model_family: string;
-  parameters: number;
-  trainable_parameters: number;
-  trainable_percent: number;
-  train_records: number;
-  eval_records: number;
-  total_steps: number;
-  steps_per_epoch: number;
-  per_device_train_batch_size: number;
-  gradient_accumulation_steps: number;
-  /** The longest training record, rounded up to the `bucket` multiple: the largest step graph. */
-  max_length: number;
-  /** Planned peak memory in bytes: stored parameters, optimizer states, and the train step's activation arena. */
-  memory?: { parameters: number; optimizer: number; activations: number; total: number };
-}
-
-/** The final outputs of a finished run. */
-export interface FinishResult {
-  metrics: Record<string, number>;
-  evalLoss?: number;
-}
+export type {
+  EvalRecord,
+  FinishResult,
+  SessionEvent,
+  SessionOptions,
+  SessionPlan,
+  StepRecord,
+} from "./session_records.ts";
+export { SessionBusyError, SessionFinishedError } from "./session_records.ts";
 
 /** A training run on a loaded model, driven step by step. */
 export class TrainSession {
@@ -123,34 +92,29 @@ export class TrainSession {
   /** Loads the model (with its adapter), tokenizer and data; resumes from `args.resume_from_checkpoint` if set. */
   static async create(a: TrainArgs, opts: SessionOptions = {}): Promise<TrainSession> {
     const log = opts.log ?? ((s: string) => console.error(s));
-    if (a.stage !== "pt" && a.stage !== "sft") {
-      throw new Error(`stage "${a.stage}" is not supported by the trainer yet`);
+    if (a.stage === "ppo") {
+      if (a.resume_from_checkpoint) {
+        throw new Error("resume_from_checkpoint: `resume_from_checkpoint` will be supported in the future version.");
+      }
+      if (a.eval_dataset || a.val_size > 0) throw new Error("PPOTrainer does not support eval dataset yet.");
+      if (!a.reward_model && !opts.reward) {
+        throw new Error("reward_model: `reward_model` is necessary for PPO training.");
+      }
     }
     const data = await prepareData(a);
-    const records = data.train.records as SftRecord[];
-    const evalRecords = (data.eval?.records ?? []) as SftRecord[];
+    const records = data.train.records as SftRecord[] | PrefRecord[];
+    const evalRecords = (data.eval?.records ?? []) as SftRecord[] | PrefRecord[];
     log(
       `data: ${records.length} train records, ${evalRecords.length} eval records (cutoff_len ${data.train.args.cutoffLen})`,
     );
     const executor = await pickExecutor(a.executor);
     const lora = a.finetuning_type === "lora";
-    const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32" });
-    let trainable: string[];
-    if (lora) {
-      const adapters = a.adapter_name_or_path ?? [];
-      if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
-      const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
-      const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
-      trainable = [...adapter.params.keys()];
-    } else if (a.finetuning_type === "full") {
-      trainable = [...model.params.keys()];
-    } else {
-      trainable = freezeTrainable([...model.params.keys()], model.config, {
-        layers: a.freeze_trainable_layers,
-        modules: a.freeze_trainable_modules,
-        extra: a.freeze_extra_modules,
-      });
-    }
+    const loaded = await loadTrainModel(a, executor);
+    const model = loaded.model;
+    let trainable = loaded.trainable;
+    const pref = isPrefStage(a.stage) ? await setupPref(a, model, trainable, log) : undefined;
+    const ppo = a.stage === "ppo" ? await setupPpo(a, model, trainable, log, opts.reward) : undefined;
+    trainable = pref?.trainable ?? ppo?.trainable ?? trainable;
     const numel = (s: number[]) => s.reduce((x, y) => x * y, 1);
     const nTrain = trainable.reduce((n, k) => n + numel(trainableShape(model, k)), 0);
     const nAll = [...model.params.values()].reduce((n, p) => n + numel(p.shape), 0);
@@ -161,7 +125,10 @@ export class TrainSession {
     initOptimizer(model, trainable, a.optim);
 
     const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
-    const stepsPerEpoch = Math.max(1, Math.floor(Math.ceil(records.length / B) / G));
+    // ppo: TRL's dataloader of B·G·ppo_buffer_size prompts per step, last partial batch dropped.
+    const stepsPerEpoch = ppo
+      ? Math.max(1, Math.floor(records.length / (B * G * a.ppo_buffer_size)))
+      : Math.max(1, Math.floor(Math.ceil(records.length / B) / G));
     const total = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * stepsPerEpoch);
     const sched = scheduleFromArgs({
       ...a,
@@ -179,10 +146,27 @@ export class TrainSession {
       weightDecay: a.weight_decay,
       maxGradNorm: a.max_grad_norm,
       loraplusRatio: a.loraplus_lr_ratio ?? 0,
-      dropout: lora && a.lora_dropout > 0,
+      // rm: TRL's dropout before the value head; dpo and kto: LF turns dropout off (pref_step.ts ignores it).
+      dropout: (lora && a.lora_dropout > 0) || a.stage === "rm",
     });
 
     let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
+    const prefRun = pref && new PrefRun(model, pref.objective, (L) => ({ ...stepPlan(L), objective: pref.objective }));
+    prefRun?.resetSums();
+    // ppo generates with LF's generating arguments (GeneratingArguments, as in its PPO example's `### generate`).
+    const gen = a as TrainArgs & GeneratingArgs;
+    const ppoRun = ppo && new PpoRun(model, ppo, a, stepPlan, {
+      maxNewTokens: gen.max_new_tokens,
+      doSample: gen.do_sample,
+      temperature: gen.temperature,
+      topP: gen.top_p,
+      topK: gen.top_k,
+      repetitionPenalty: gen.repetition_penalty,
+      stop: model.stopIds(data.stop),
+    }, { pad: data.template.padId, eos: data.template.eosId });
+    // ppo: a prompt and its longest response.
+    const lengthOf = (r: SftRecord | PrefRecord) =>
+      prefRun ? prefRun.length(r as PrefRecord) : (r as SftRecord).input_ids.length + (ppoRun ? gen.max_new_tokens : 0);
     let sinceLog = 0;
     const out = a.output_dir;
     await cleanCheckpointLeftovers(out).catch(() => []);
@@ -192,7 +176,9 @@ export class TrainSession {
         : String(a.resume_from_checkpoint);
       if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
       state = await restore(model, dir, trainable, !lora);
-      sinceLog = JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)).since_log ?? 0;
+      const rng = JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`));
+      sinceLog = rng.since_log ?? 0;
+      if (prefRun) prefRun.microSinceLog = rng.micro_batches_since_log ?? 0;
       log(`resumed from ${dir} at step ${state.global_step}`);
     }
     await Deno.mkdir(out, { recursive: true });
@@ -204,7 +190,7 @@ export class TrainSession {
       resumeTokens: state.total_tokens,
       now,
     });
-    const maxLen = bucket(Math.max(...records.map((r) => r.input_ids.length)), a.bucket ?? 64);
+    const maxLen = bucket(Math.max(...(records as (SftRecord | PrefRecord)[]).map(lengthOf)), a.bucket ?? 64);
     const plan: SessionPlan = {
       stage: a.stage,
       finetuning_type: a.finetuning_type,
@@ -223,9 +209,15 @@ export class TrainSession {
     };
     if (opts.planMemory ?? true) {
       const stored = [...model.params.values()].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
-        [...(model.adapter?.params.values() ?? [])].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0);
+        [...(model.adapter?.params.values() ?? [])].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
+        (pref?.extraBytes ?? ppo?.extraBytes ?? 0);
       const optimizer = a.optim === "adamw" ? 2 * 4 * nTrain : 0;
-      const activations = planGraph(traceTrainStep(model, stepPlan(maxLen))).arenaBytes;
+      const graph = prefRun
+        ? prefRun.trace(maxLen)
+        : ppo
+        ? tracePpoStep(model, stepPlan(maxLen))
+        : traceTrainStep(model, stepPlan(maxLen));
+      const activations = planGraph(graph).arenaBytes;
       plan.memory = { parameters: stored, optimizer, activations, total: stored + optimizer + activations };
     }
     const run = new SessionRun({
@@ -244,6 +236,9 @@ export class TrainSession {
       clock,
       log,
       readEveryStep: opts.readEveryStep ?? true,
+      pref: prefRun,
+      ppo: ppoRun,
+      valueHead: pref?.valueHead || !!ppo,
     });
     const session = new TrainSession(a, model, data, plan, run);
     session.#autoFinish = opts.autoFinish ?? true;
@@ -278,6 +273,11 @@ export class TrainSession {
   /** (step, loss) at each logging step (the mean over the steps since the previous one), as the trainer returns. */
   get losses(): { step: number; loss: number }[] {
     return this.#run.losses;
+  }
+
+  /** HF's log_history so far: logging steps (with LF's preference metrics for rm, dpo, kto) and evaluations. */
+  get logHistory(): LogHistoryEntry[] {
+    return this.#run.state.log_history;
   }
 
   /** (step, eval_loss) of each evaluation. */
@@ -386,11 +386,16 @@ export class TrainSession {
     });
   }
 
-  /** Merges the adapter into the base weights and writes an HF model folder (see engine/nn/export.ts). */
+  /**
+   * Merges the adapter into the base weights and writes an HF model folder (see engine/nn/export.ts); stage rm also
+   * writes its value_head.safetensors there, as LF's export does.
+   */
   export(dir: string, opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number } = {}): Promise<{ dir: string }> {
     return this.exclusive("export", async () => {
       const source = await resolveModel(this.args.model_name_or_path, { revision: this.args.model_revision });
       await exportModel(this.model, dir, { source, ...opts });
+      // LF's export copies the value head of a stage rm model.
+      if (this.args.stage === "rm") await saveValueHead(this.model, dir);
       return { dir };
     });
   }

@@ -15,8 +15,11 @@ import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { LoraAdapter, saveAdapter } from "../nn/lora.ts";
-import type { Model } from "../nn/model.ts";
+import { attachAdapter, LoraAdapter, loraConfigFromArgs, saveAdapter } from "../nn/lora.ts";
+import { loadModel, type Model } from "../nn/model.ts";
+import { freezeTrainable } from "./freeze.ts";
+import { loadValueHead, saveValueHead, VALUE_HEAD_FILE, valueHeadParams } from "../nn/value_head.ts";
+import { PREF_METRIC_SUMS } from "./pref_step.ts";
 import { LOSS_SUM, stateNames } from "./step.ts";
 import type { LogHistoryEntry } from "./trainer_log.ts";
 
@@ -55,6 +58,29 @@ export async function prepareData(a: TrainArgs): Promise<PreparedData> {
   };
 }
 
+/**
+ * Loads the model of a run on `executor` (f32 for full and freeze training, stored dtypes under LoRA) with its adapter
+ * (`adapter_name_or_path`'s, or a new one), and names the parameters that train: the adapter's, all, or freeze's.
+ */
+export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<{ model: Model; trainable: string[] }> {
+  const lora = a.finetuning_type === "lora";
+  const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32" });
+  if (lora) {
+    const adapters = a.adapter_name_or_path ?? [];
+    if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
+    const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
+    const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
+    return { model, trainable: [...adapter.params.keys()] };
+  }
+  if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
+  const trainable = freezeTrainable([...model.params.keys()], model.config, {
+    layers: a.freeze_trainable_layers,
+    modules: a.freeze_trainable_modules,
+    extra: a.freeze_extra_modules,
+  });
+  return { model, trainable };
+}
+
 /** The executor of a run; "webgpu" without any adapter falls back to the reference executor (bare machines). */
 export async function pickExecutor(name: ExecutorKind | undefined): Promise<Executor> {
   if (name === "webgpu" && !(await hasGpu())) return new ReferenceExecutor();
@@ -69,9 +95,19 @@ async function copyIfExists(from: string, to: string) {
   }
 }
 
-/** Writes the trainable result of `model` into `dir`: a PEFT adapter, or (full) an HF model folder. */
-export async function saveModel(model: Model, dir: string, modelDir: string, full: boolean): Promise<void> {
+/**
+ * Writes the trainable result of `model` into `dir`: a PEFT adapter, or (full) an HF model folder; with `valueHead`
+ * (stage rm) also `value_head.safetensors`, as LLaMA-Factory writes it next to the adapter or model.
+ */
+export async function saveModel(
+  model: Model,
+  dir: string,
+  modelDir: string,
+  full: boolean,
+  opts: { valueHead?: boolean } = {},
+): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
+  if (opts.valueHead) await saveValueHead(model, dir);
   if (model.adapter instanceof LoraAdapter) {
     await saveAdapter(model, dir, { baseModel: modelDir });
   }
@@ -91,9 +127,13 @@ export async function saveModel(model: Model, dir: string, modelDir: string, ful
   }
 }
 
-/** The shape of a trainable parameter (base or adapter). */
+/** The shape of a trainable parameter (base, adapter or value head). */
 export function trainableShape(model: Model, name: string): number[] {
-  return (model.params.get(name) ?? model.adapter!.params.get(name)!).shape;
+  const p = model.params.get(name) ?? model.adapter?.params.get(name);
+  if (p) return p.shape;
+  const v = valueHeadParams(model.config.hidden).get(name);
+  if (!v) throw new Error(`"${name}" is not a parameter of the model, its adapter or its value head`);
+  return v;
 }
 
 /** Zeroes the optimizer states of `trainable` and the running loss sum. */
@@ -110,7 +150,7 @@ export function initOptimizer(model: Model, trainable: string[], optim: string):
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** Writes the optimizer states and the running loss sum to `<dir>/optimizer.safetensors`. */
+/** Writes the optimizer states and the running loss (and preference metric) sums to `<dir>/optimizer.safetensors`. */
 export async function saveOptimizer(model: Model, dir: string, trainable: string[], optim: string): Promise<void> {
   const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
   const ex = model.executor;
@@ -122,11 +162,18 @@ export async function saveOptimizer(model: Model, dir: string, trainable: string
       }
     }
   }
-  t[LOSS_SUM] = { dtype: "F32", shape: [1], data: Float32Array.from(await ex.getParam(LOSS_SUM)) };
+  for (const name of [LOSS_SUM, PREF_METRIC_SUMS]) {
+    if (!ex.hasParam(name)) continue;
+    const data = Float32Array.from(await ex.getParam(name));
+    t[name] = { dtype: "F32", shape: [data.length], data };
+  }
   await writeSafetensors(`${dir}/optimizer.safetensors`, t);
 }
 
-/** Restores weights, optimizer states and the trainer state from a checkpoint folder. */
+/**
+ * Restores weights (and the value head when the checkpoint has one), optimizer states, running sums and the trainer
+ * state from a checkpoint folder.
+ */
 export async function restore(model: Model, dir: string, trainable: string[], full: boolean): Promise<TrainState> {
   const ex = model.executor;
   const load = async (file: string, keyOf: (k: string) => string | undefined) => {
@@ -149,10 +196,23 @@ export async function restore(model: Model, dir: string, trainable: string[], fu
     const keys = new Set(trainable);
     await load("model.safetensors", (k) => (keys.has(k) ? k : undefined));
   }
-  await load("optimizer.safetensors", (k) => (k === LOSS_SUM ? undefined : k));
+  try {
+    await Deno.stat(`${dir}/${VALUE_HEAD_FILE}`);
+    await loadValueHead(model, dir);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const sums = new Set([LOSS_SUM, PREF_METRIC_SUMS]);
+  await load("optimizer.safetensors", (k) => (sums.has(k) ? undefined : k));
   const f = await openSafetensors(`${dir}/optimizer.safetensors`);
-  ex.setParam(LOSS_SUM, await f.readF32(LOSS_SUM), [1]);
-  f.close();
+  try {
+    for (const name of sums) {
+      const info = f.tensors.get(name);
+      if (info) ex.setParam(name, await f.readF32(name), [...info.shape]);
+    }
+  } finally {
+    f.close();
+  }
   const s = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`));
   // trainer_state.json names the token count as HF does (num_input_tokens_seen).
   return { ...s, total_tokens: s.total_tokens ?? s.num_input_tokens_seen ?? 0 } as TrainState;

@@ -25,6 +25,7 @@ import {
   type Tensor,
 } from "../graph/mod.ts";
 import type { Model } from "../nn/model.ts";
+import type { MicroBatch } from "./batches.ts";
 import { traceDecoder } from "../nn/decoder.ts";
 import { LoraAdapter } from "../nn/lora.ts";
 
@@ -75,6 +76,39 @@ export function microLoss(model: Model, g: Graph, k: number, B: number, L: numbe
   return linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
 }
 
+/**
+ * The end of every train step graph: global-norm clipping of `grads` (output `grad_norm`), then one AdamW (or SGD)
+ * update of each of `params` (named `p.trainable`, in that order) with its states under the model's prefix, no weight
+ * decay on biases and norms, and LoRA+'s lr ratio on lora_B matrices.
+ */
+export function optimizerUpdate(
+  model: Model,
+  g: Graph,
+  p: StepPlan,
+  params: readonly Tensor[],
+  grads: readonly Tensor[],
+  lr: Tensor,
+  step: Tensor,
+): void {
+  const { scale, norm } = clipScale([...grads], p.maxGradNorm > 0 ? p.maxGradNorm : 1e30);
+  g.output("grad_norm", norm);
+  const gradScale = p.maxGradNorm > 0 ? scale : undefined;
+  const lrB = p.loraplusRatio > 0 && p.loraplusRatio !== 1 ? mul(lr, p.loraplusRatio) : lr;
+  const isLora = model.adapter instanceof LoraAdapter;
+  params.forEach((w, i) => {
+    const name = p.trainable[i];
+    const st = stateNames(name);
+    const wd = decays(name) ? p.weightDecay : 0;
+    const plr = isLora && name.endsWith("lora_B.weight") ? lrB : lr;
+    if (p.optim === "adamw") {
+      const m = g.param(model.prefix + st.m, w.shape), v = g.param(model.prefix + st.v, w.shape);
+      adamw(w, grads[i], m, v, plr, step, { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: wd }, gradScale);
+    } else {
+      sgd(w, grads[i], plr, { weightDecay: wd }, undefined, gradScale);
+    }
+  });
+}
+
 /** Traces the whole optimizer step for `model` (its adapter, if any, included). */
 export function traceTrainStep(model: Model, p: StepPlan): Graph {
   const g = new Graph();
@@ -96,25 +130,23 @@ export function traceTrainStep(model: Model, p: StepPlan): Graph {
   const accNext = add(acc, reshape(loss!, [1]));
   g.output("loss_sum", accNext);
   assign(acc, accNext);
-  const { scale, norm } = clipScale(grads!, p.maxGradNorm > 0 ? p.maxGradNorm : 1e30);
-  g.output("grad_norm", norm);
-  const gradScale = p.maxGradNorm > 0 ? scale : undefined;
-  const lrB = p.loraplusRatio > 0 && p.loraplusRatio !== 1 ? mul(lr, p.loraplusRatio) : lr;
-  const isLora = model.adapter instanceof LoraAdapter;
-  params.forEach((w, i) => {
-    const name = p.trainable[i];
-    const st = stateNames(name);
-    const wd = decays(name) ? p.weightDecay : 0;
-    const plr = isLora && name.endsWith("lora_B.weight") ? lrB : lr;
-    const pre = model.prefix;
-    if (p.optim === "adamw") {
-      const m = g.param(pre + st.m, w.shape), v = g.param(pre + st.v, w.shape);
-      adamw(w, grads![i], m, v, plr, step, { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: wd }, gradScale);
-    } else {
-      sgd(w, grads![i], plr, { weightDecay: wd }, undefined, gradScale);
-    }
-  });
+  optimizerUpdate(model, g, p, params, grads!, lr, step);
   return g;
+}
+
+/** Feeds of {@link traceTrainStep} from its G micro-batches (all but lr, step and seed), and their real tokens. */
+export function trainStepFeeds(
+  mbs: readonly MicroBatch[],
+): { feeds: Record<string, ArrayLike<number>>; tokens: number } {
+  const targets = mbs.reduce((t, m) => t + m.targets, 0);
+  const feeds: Record<string, ArrayLike<number>> = { inv_targets: [1 / Math.max(1, targets)] };
+  mbs.forEach((m, k) => {
+    feeds[`ids_${k}`] = m.ids;
+    feeds[`positions_${k}`] = m.positions;
+    feeds[`segments_${k}`] = m.segments;
+    feeds[`labels_${k}`] = m.labels;
+  });
+  return { feeds, tokens: mbs.reduce((t, m) => t + m.tokens, 0) };
 }
 
 /** Traces the eval step: loss sum and labelled-position count of one [B, L] batch. */

@@ -1,7 +1,8 @@
 /**
- * The training loop for stages pt and sft with full, freeze and LoRA-family fine-tuning: data from the
- * data worker, one traced step per optimizer step (see step.ts), the loss read back only at logging steps,
- * evaluation, atomic checkpoints with exact resume, and outputs as LLaMA-Factory and PEFT write them.
+ * The training loop for stages pt, sft, rm, dpo and kto with full, freeze and LoRA-family fine-tuning: data from the
+ * data worker, one traced step per optimizer step (see step.ts and pref_step.ts), the loss read back only at logging
+ * steps, evaluation, atomic checkpoints with exact resume, and outputs as LLaMA-Factory and PEFT write them (rm: with
+ * value_head.safetensors; dpo and kto: LF's `rewards/…` metrics in trainer_state.json's log history).
  * `train` runs a {@link TrainSession} (session.ts) from its first step to its last.
  * @module
  */
@@ -10,6 +11,7 @@ import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
 import { Progress } from "./progress.ts";
 import { TrainSession } from "./session.ts";
+import type { LogHistoryEntry } from "./trainer_log.ts";
 
 export { prepareData } from "./session_files.ts";
 
@@ -30,6 +32,8 @@ export interface TrainResult {
   /** (step, loss) at each logging step. */
   losses: { step: number; loss: number }[];
   evalLosses: { step: number; eval_loss: number }[];
+  /** HF's log_history: the logging steps' entries (rm, dpo, kto: with LF's metrics) and the evaluations'. */
+  logHistory: LogHistoryEntry[];
   outputDir: string;
   tokensPerSecond: number;
   /** The trained model (base + adapter), still on its executor. */
@@ -67,6 +71,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
       totalSteps: total,
       losses,
       evalLosses,
+      logHistory: session.logHistory,
       outputDir: out,
       tokensPerSecond: tps,
     };
@@ -96,6 +101,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
     totalSteps: total,
     losses,
     evalLosses,
+    logHistory: session.logHistory,
     outputDir: out,
     tokensPerSecond: session.stats.tokens / Math.max(metrics.train_runtime, 1e-9),
   };

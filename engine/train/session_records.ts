@@ -1,0 +1,161 @@
+/**
+ * What a training session reports and takes: the records of its steps and evaluations (trainer_log.jsonl fields with
+ * the stage's metrics), its events, its plan, its options and errors, and how log lines show the metrics.
+ * @module
+ */
+import type { TrainArgs } from "../config/args.ts";
+import type { SftRecord } from "../data/process.ts";
+import type { Model } from "../nn/model.ts";
+import type { PpoRun, RewardFunction } from "./ppo_run.ts";
+import type { PrefRecord, PrefRun } from "./pref_run.ts";
+import type { ScheduleOptions } from "./schedule.ts";
+import type { TrainState } from "./session_files.ts";
+import type { StepPlan } from "./step.ts";
+import type { TrainerLog, TrainerLogRecord } from "./trainer_log.ts";
+
+/** Thrown when an operation is asked for while another runs on the same session. */
+export class SessionBusyError extends Error {
+  constructor(what: string, running: string) {
+    super(`cannot ${what}: the session is busy (${running} is running); wait for it to finish`);
+    this.name = "SessionBusyError";
+  }
+}
+
+/** Thrown by `step` when every planned step has run. */
+export class SessionFinishedError extends Error {
+  constructor(total: number) {
+    super(`the session has run all of its ${total} steps (max_steps / num_train_epochs); create a new session`);
+    this.name = "SessionFinishedError";
+  }
+}
+
+/** Options of {@link TrainSession.create}. */
+export interface SessionOptions {
+  /** Human-readable lines (default: console.error). */
+  log?: (line: string) => void;
+  /** Read the loss and grad norm back after every step (default true); false: only at logging steps (faster). */
+  readEveryStep?: boolean;
+  /** When `step` reaches the last step, write the final outputs as the trainer does (default true). */
+  autoFinish?: boolean;
+  /** Plan the train step's memory for {@link SessionPlan.memory} (default true). */
+  planMemory?: boolean;
+  /** Stage ppo: score responses with this function on the host instead of `reward_model` (tests, notebooks). */
+  reward?: RewardFunction;
+}
+
+/** What a session will do and what it needs. */
+export interface SessionPlan {
+  stage: string;
+  finetuning_type: string;
+  executor: string;
+  model_family: string;
+  parameters: number;
+  trainable_parameters: number;
+  trainable_percent: number;
+  train_records: number;
+  eval_records: number;
+  total_steps: number;
+  steps_per_epoch: number;
+  per_device_train_batch_size: number;
+  gradient_accumulation_steps: number;
+  /** The longest training record, rounded up to the `bucket` multiple: the largest step graph. */
+  max_length: number;
+  /** Planned peak memory in bytes: stored parameters, optimizer states, and the train step's activation arena. */
+  memory?: { parameters: number; optimizer: number; activations: number; total: number };
+}
+
+/** The final outputs of a finished run. */
+export interface FinishResult {
+  metrics: Record<string, number>;
+  evalLoss?: number;
+}
+
+/**
+ * One optimizer step: the fields of a `trainer_log.jsonl` line, with this step's loss and its grad norm. Stages dpo
+ * and kto add this step's metrics under LF's keys (`rewards/chosen`, `rewards/accuracies`, `logps/rejected`, `kl`,
+ * ...; see pref_loss.ts `prefLogs`), and dpo and rm an `accuracy` (rewards/accuracies; rm: chosen scored higher);
+ * ppo its `reward` (mean score of the step's responses) and TRL's statistics (`objective/kl`, `ppo/loss/policy`, ...).
+ */
+export interface StepRecord extends TrainerLogRecord {
+  /** This step's loss (token mean over its micro-batches); absent when it was not read back. */
+  loss?: number;
+  grad_norm?: number;
+  lr: number;
+  epoch: number;
+  /** Input tokens per second over the steps this session ran. */
+  throughput: number;
+  total_tokens: number;
+  /** Preference metrics (`rewards/…`, `logps/…`, `logits/…`), when read back. */
+  [metric: `${string}/${string}`]: number;
+  kl?: number;
+  sft_loss?: number;
+  odds_ratio_loss?: number;
+}
+
+/**
+ * One evaluation: the fields of a `trainer_log.jsonl` eval line, with the perplexity (pt, sft) or LF's eval metrics
+ * (dpo, kto: `eval_rewards/…`, `eval_logps/…`; rm: `eval_accuracy`).
+ */
+export interface EvalRecord extends TrainerLogRecord {
+  eval_loss: number;
+  perplexity?: number;
+  epoch: number;
+  [metric: `eval_${string}`]: number;
+}
+
+/** What a session tells its listeners. */
+export type SessionEvent =
+  | { type: "step"; data: StepRecord }
+  | { type: "eval"; data: EvalRecord }
+  | { type: "save"; data: { step: number; checkpoint: string } }
+  | {
+    type: "done";
+    data: { steps: number; global_step: number; total_steps: number; finished: boolean; error?: string };
+  };
+
+/** Everything a session's stepping machinery (`SessionRun`, session_run.ts) starts from. */
+export interface RunInit {
+  args: TrainArgs;
+  model: Model;
+  records: SftRecord[] | PrefRecord[];
+  evalRecords: SftRecord[] | PrefRecord[];
+  trainable: string[];
+  total: number;
+  stepsPerEpoch: number;
+  sched: ScheduleOptions;
+  stepPlan: (L: number) => StepPlan;
+  state: TrainState;
+  /** Steps since the last logging step (restored on resume). */
+  sinceLog: number;
+  tlog: TrainerLog;
+  /** Milliseconds spent running steps, and since when the current run started. */
+  clock: { activeMs: number; since: number | undefined };
+  log: (line: string) => void;
+  readEveryStep: boolean;
+  /** Stages rm, dpo and kto (records are pairs or KTO examples). */
+  pref?: PrefRun;
+  /** Stages rm and ppo: save value_head.safetensors with the model. */
+  valueHead?: boolean;
+  /** Stage ppo (records are prompts). */
+  ppo?: PpoRun;
+}
+
+/** The metrics a log line shows (the rest are in trainer_log.jsonl and trainer_state.json). */
+const SHOWN = new Set([
+  "perplexity",
+  "rewards/accuracies",
+  "rewards/margins",
+  "kl",
+  "eval_accuracy",
+  "eval_rewards/accuracies",
+  "eval_rewards/margins",
+  "eval_kl",
+]);
+
+/** The metrics of a log line, as `key value` pairs. */
+export function showMetrics(m: Record<string, number>): string {
+  return Object.entries(m)
+    .filter(([k, v]) => SHOWN.has(k) && Number.isFinite(v))
+    .map(([k, v]) => `${k} ${v.toFixed(k === "perplexity" ? 2 : 4)}`)
+    .join("  ");
+}
