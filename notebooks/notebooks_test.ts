@@ -35,7 +35,12 @@ if (!found.python && !required) {
 }
 
 Deno.test("notebooks: committed without outputs, on the Deno kernel", () => {
-  assert.deepEqual(notebooks, ["01_data_preview.ipynb", "02_train_lora.ipynb", "03_evaluate.ipynb"]);
+  assert.deepEqual(notebooks, [
+    "01_data_preview.ipynb",
+    "02_train_lora.ipynb",
+    "03_evaluate.ipynb",
+    "04_dpo.ipynb",
+  ]);
   for (const name of notebooks) {
     const nb = JSON.parse(Deno.readTextFileSync(`${HERE}${name}`));
     assert.equal(nb.nbformat, 4, name);
@@ -97,6 +102,14 @@ Deno.test({
     assert.match(plot["text/plain"], /: 60 points, last loss [\d.]+ at step 60$/);
     const evaluate = displays(read("03_evaluate.ipynb"));
     assert.ok(evaluate.some((d) => /<td[^>]*>before<\/td>.*<td[^>]*>after<\/td>/s.test(d["text/html"] ?? "")));
+    const dpo = displays(read("04_dpo.ipynb"));
+    const pairsTable = /<table><caption>whetstone_pref: .*<th>chosen<\/th><th>rejected<\/th>.*I don't know\./s;
+    assert.ok(dpo.some((d) => pairsTable.test(d["text/html"] ?? "")), "04_dpo.ipynb showed no table of pairs");
+    const panel = dpo.find((d) => /^DPO loss: /.test(d["text/plain"] ?? ""));
+    assert.ok(panel, "04_dpo.ipynb drew no plots");
+    assert.equal(panel["text/html"].match(/<img [^>]*src="data:image\/svg\+xml;/g)?.length, 3, "expected 3 plots");
+    assert.match(panel["text/plain"], /^reward accuracy: 27 points, last rewards\/accuracies [\d.]+ at step 27$/m);
+    assert.ok(dpo.some((d) => /rewards\/accuracies \*\*[\d.]+ → [\d.]+\*\*/.test(d["text/markdown"] ?? "")));
   },
 });
 

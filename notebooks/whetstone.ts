@@ -1,10 +1,10 @@
 /**
  * What the notebooks share: {@linkcode connect} reaches a Whetstone server (`WHETSTONE_URL`) or starts the Hono app
  * in-process on a free loopback port, and then every call is plain HTTP with `fetch` — the same requests as the
- * README's curl session. {@linkcode table}, {@linkcode tokens} and {@linkcode lossPlot} make displayable objects
- * (Jupyter's `Symbol.for("Jupyter.display")` protocol, so a cell's last value renders as HTML or SVG), and
- * {@linkcode Live} is one output area that is redrawn in place (a display id, updated). Outside a Jupyter kernel the
- * displays print their plain-text form.
+ * README's curl session. {@linkcode table}, {@linkcode tokens}, {@linkcode lossPlot} and {@linkcode sideBySide} make
+ * displayable objects (Jupyter's `Symbol.for("Jupyter.display")` protocol, so a cell's last value renders as HTML or
+ * SVG), and {@linkcode Live} is one output area that is redrawn in place (a display id, updated). Outside a Jupyter
+ * kernel the displays print their plain-text form.
  *
  * @example
  * ```ts
@@ -252,6 +252,39 @@ export function lossPlot(points: readonly Point[], key = "loss", title = `traini
   };
 }
 
+/** Options of {@linkcode sideBySide}. */
+export interface SideBySideOptions {
+  /** Each panel's narrowest width in CSS pixels before the row wraps (default 280). */
+  minWidth?: number;
+}
+
+/**
+ * Displayables in one row of equal panels that wraps on a narrow page (e.g. a few {@linkcode lossPlot}s redrawn
+ * together by one {@linkcode Live}): an SVG panel as an image scaled to its panel, any other by its HTML (else its
+ * plain text); the plain-text form is each one's, line after line.
+ */
+export function sideBySide(items: readonly Displayable[], opts: SideBySideOptions = {}): Displayable {
+  const minWidth = opts.minWidth ?? 280;
+  return {
+    [DISPLAY](): Bundle {
+      const bundles = items.map((x) => x[DISPLAY]());
+      const panel = (b: Bundle) => {
+        const svg = b["image/svg+xml"];
+        const inner = svg !== undefined
+          ? `<img alt="${esc(b["text/plain"] ?? "plot")}" style="width:100%;height:auto" ` +
+            `src="data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}"/>`
+          : b["text/html"] ?? `<pre>${esc(b["text/plain"] ?? "")}</pre>`;
+        return `<div style="flex:1 1 0;min-width:${minWidth}px">${inner}</div>`;
+      };
+      return {
+        "text/html": `<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">` +
+          `${bundles.map(panel).join("")}</div>`,
+        "text/plain": bundles.map((b) => b["text/plain"] ?? "").join("\n"),
+      };
+    },
+  };
+}
+
 /** Markdown text (rendered by Jupyter, printed as is elsewhere). */
 export function md(text: string): Displayable {
   return { [DISPLAY]: () => ({ "text/markdown": text, "text/plain": text }) };
@@ -263,7 +296,11 @@ interface Jupyter {
 
 /** Deno's Jupyter API when this runs in the kernel (`deno jupyter`), else undefined. */
 export function jupyter(): Jupyter | undefined {
-  return (Deno as unknown as { jupyter?: Jupyter }).jupyter;
+  try {
+    return (Deno as unknown as { jupyter?: Jupyter }).jupyter;
+  } catch {
+    return undefined; // Deno 2 throws on `Deno.jupyter` outside the `deno jupyter` subcommand
+  }
 }
 
 /** Shows `x` now (a Displayable, or any value by its text); outside a kernel, prints its plain text. */

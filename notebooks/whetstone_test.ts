@@ -3,7 +3,7 @@
  * `connect()` starting the app in-process, reaching it by URL, and reporting errors.
  */
 import assert from "node:assert/strict";
-import { cellText, connect, DISPLAY, lossPlot, md, table, tokens } from "./whetstone.ts";
+import { cellText, connect, DISPLAY, jupyter, lossPlot, md, show, sideBySide, table, tokens } from "./whetstone.ts";
 
 Deno.test("notebook helpers: tables escape HTML, align plain text and format numbers", () => {
   const b = table([{ name: "<b>&", n: 1, x: 0.123456789 }, { name: "two\nlines", n: 22, x: null }], {
@@ -41,6 +41,33 @@ Deno.test("notebook helpers: token spans, loss plots and markdown", () => {
   assert.match(p["image/svg+xml"], /^<\?xml[\s\S]*<polyline class="smoothed"[\s\S]*<\/svg>\n$/);
   assert.equal(p["text/plain"], "t: 2 points, last loss 2 at step 3");
   assert.deepEqual(md("**x**")[DISPLAY](), { "text/markdown": "**x**", "text/plain": "**x**" });
+});
+
+Deno.test("notebook helpers: plots side by side; outside a kernel show prints the plain text", async () => {
+  const a = lossPlot([{ step: 1, value: 1 }, { step: 2, value: 0.5 }], "loss", "a<1>");
+  const b = sideBySide([a, table([{ x: 1 }]), md("m")], { minWidth: 200 })[DISPLAY]();
+  const html = b["text/html"];
+  assert.match(
+    html,
+    /^<div style="display:flex;flex-wrap:wrap[^"]*">(<div style="flex:1 1 0;min-width:200px">.*?<\/div>){3}<\/div>$/s,
+  );
+  const src = html.match(/<img alt="a&lt;1&gt;: 2 points, last loss 0\.5 at step 2" [^>]*src="([^"]*)"\/>/)?.[1] ?? "";
+  assert.ok(src.startsWith("data:image/svg+xml;charset=utf-8,"), html.slice(0, 300));
+  assert.equal(decodeURIComponent(src.slice(src.indexOf(",") + 1)), a[DISPLAY]()["image/svg+xml"]);
+  assert.match(html, /<table>.*<td[^>]*>1<\/td>.*<\/table><\/div><div[^>]*><pre>m<\/pre><\/div><\/div>$/s);
+  assert.equal(b["text/plain"], "a<1>: 2 points, last loss 0.5 at step 2\nx\n-\n1\nm");
+
+  assert.equal(jupyter(), undefined); // `deno test`, not `deno jupyter`: Deno.jupyter throws, jupyter() does not
+  const printed: unknown[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => printed.push(...args);
+  try {
+    await show(table([{ x: 1 }]));
+    await show("text");
+  } finally {
+    console.log = log;
+  }
+  assert.deepEqual(printed, ["x\n-\n1", "text"]);
 });
 
 Deno.test("notebook helpers: connect starts the app in-process or reaches it by URL; errors name the call", async () => {
