@@ -4,6 +4,8 @@
  * (engine/train/memory_plan.ts) — beside the LlamaFactory paper's figures (18 bytes per parameter for
  * mixed-precision full tuning, 0.6 for QLoRA, QLoRA Gemma-2B at 5.21 GB). Peak = stored weights (frozen ones
  * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
+ * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
+ * GaLore-AdamW (rank 16 projected moments and projections on every linear weight).
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -47,15 +49,20 @@ export const memoryBench: Bench = {
   async *run(): AsyncIterable<Measurement> {
     for (const [model, cfg] of Object.entries(PAPER_MODELS)) {
       const config = decoderConfig(cfg);
-      for (const method of ["full", "freeze", "lora", "qlora"] as const) {
-        const m = await planTrainingMemory(config, { method, batch: 1, seq: 1024 });
-        const p = { model, method, batch: 1, seq: 1024 };
+      // Without and with activation checkpointing (the paper's settings, and LLaMA-Factory's default, use it).
+      for (
+        const [method, checkpoint] of (["full", "freeze", "lora", "qlora", "galore"] as const).flatMap((m) =>
+          [false, true].map((c) => [m, c] as const)
+        )
+      ) {
+        const m = await planTrainingMemory(config, { method, batch: 1, seq: 1024, checkpoint });
+        const p = { model, method, checkpoint, batch: 1, seq: 1024 };
         yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
         yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
         yield { bench: "memory", ...p, metric: "weights_bytes", value: m.weights, unit: "B" };
         yield { bench: "memory", ...p, metric: "optimizer_bytes", value: m.optimizer, unit: "B" };
         yield { bench: "memory", ...p, metric: "arena_bytes", value: m.arena, unit: "B" };
-        if (PAPER[method]) {
+        if (PAPER[method] && checkpoint) {
           yield { bench: "memory", ...p, metric: "paper_bytes_per_param", value: PAPER[method], unit: "B" };
         }
       }

@@ -5,7 +5,7 @@
  *
  * - Values are typed by the table: a wrong type, a value out of range or not in the allowed set is an error naming
  *   the key, the value and what is accepted. An unknown key is an error naming the closest known keys. A key whose
- *   feature Whetstone lacks yet (quantization_bit, deepspeed, use_galore, `pref_loss: kto_pair`, ...) is an error unless it
+ *   feature Whetstone lacks yet (deepspeed, use_apollo, `pref_loss: kto_pair`, ...) is an error unless it
  *   holds LF's default. Keys that change nothing here (report_to, dataloader_num_workers, ddp_timeout, ...) are
  *   accepted; some add a note to {@linkcode TrainArgs.warnings} (e.g. `bf16: true`: Whetstone computes in f32).
  * - All problems are reported at once, one line each, prefixed by the file name, in one {@linkcode ConfigError}.
@@ -95,6 +95,26 @@ export interface TrainArgs {
   freeze_extra_modules: string[] | null;
   plot_loss: boolean;
   disable_shuffling: boolean;
+  // QLoRA (LF's QuantizationArguments; engine/nn/quantize.ts)
+  quantization_method: "bnb";
+  /** 4 or 8: the base linears are quantized at load (LoRA only); null: not quantized. */
+  quantization_bit: number | null;
+  quantization_type: "nf4" | "fp4";
+  double_quantization: boolean;
+  /** false (LF's default): activation checkpointing of every decoder layer. */
+  disable_gradient_checkpointing: boolean;
+  // GaLore and BAdam (engine/optim)
+  use_galore: boolean;
+  galore_target: "all" | string[];
+  galore_rank: number;
+  galore_update_interval: number;
+  galore_scale: number;
+  galore_proj_type: "std" | "reverse_std" | "right" | "left" | "full";
+  use_badam: boolean;
+  badam_mode: "layer";
+  badam_start_block: number | null;
+  badam_switch_mode: "ascending" | "descending" | "random" | "fixed";
+  badam_switch_interval: number;
   // preference and RL stages (LF's RLHFArguments)
   /** β of the preference losses (dpo with each pref_loss, kto). */
   pref_beta: number;

@@ -232,14 +232,20 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
 
 Deno.test("features Whetstone lacks are errors unless they hold LF's default", () => {
   assert.match(
-    fails(`${M}quantization_bit: 4\n`),
-    /quantization_bit is not supported by Whetstone yet .*got 4: remove it/,
+    fails(`${M}quantization_device_map: auto\n`),
+    /quantization_device_map is not supported by Whetstone yet .*got "auto": remove it/,
   );
-  assert.match(fails(`${M}use_galore: true\n`), /use_galore is not supported by Whetstone yet \(GaLore\)/);
+  assert.match(
+    fails(`${M}galore_layerwise: true\n`),
+    /galore_layerwise is not supported by Whetstone yet \(layer-wise GaLore\)/,
+  );
   assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);
-  assert.match(fails(`${M}galore_rank: 32\n`), /galore_rank is not supported by Whetstone yet .*set it to 16/);
+  assert.match(
+    fails(`${M}badam_update_ratio: 0.1\n`),
+    /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,
+  );
   assert.match(fails(`${M}pref_bco_weight: 0.5\n`), /pref_bco_weight is not supported by Whetstone yet \(BCO\)/);
   assert.match(fails(`${M}infer_backend: vllm\n`), /infer_backend: vLLM\/SGLang backend is only available for API/);
   // Off, as LF's defaults or null: accepted.
@@ -259,7 +265,7 @@ Deno.test("keys without effect are accepted, with a note where LF would act on t
   assert.deepEqual(a.warnings, [
     'report_to: Whetstone writes only trainer_log.jsonl, not to "wandb"; ignored',
     "include_effective_tokens_per_second: effective tokens per second are not logged yet; ignored",
-    "gradient_checkpointing: not implemented yet (activations are kept); ignored",
+    "gradient_checkpointing: LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
     "fp16: Whetstone trains in f32 (f32 master weights and compute); ignored",
   ]);
   assert.deepEqual(parseTrainArgs(`${M}report_to: [none]\nbf16: false\nfp16: false\n`).warnings, []);

@@ -146,7 +146,9 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
     reject: (v) =>
       v === "huggingface" || v === null ? undefined : "vLLM/SGLang backend is only available for API, CLI and Web.",
   },
-  ...ignore("trust_remote_code", "low_cpu_mem_usage", "flash_attn", "disable_gradient_checkpointing"),
+  ...ignore("trust_remote_code", "low_cpu_mem_usage", "flash_attn"),
+  /** false (LF's default): every decoder layer is activation-checkpointed (recomputed in the backward pass). */
+  disable_gradient_checkpointing: T("bool", false),
   ...ignore("use_reentrant_gc", "upcast_layernorm", "upcast_lmhead_output", "offload_folder", "use_kv_cache"),
   ...ignore("infer_dtype", "print_param_status"),
   adapter_folder: U(null),
@@ -163,13 +165,14 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   train_from_scratch: U(false),
   ...lack("hub other than Hugging Face", { ms_hub_token: null, om_hub_token: null }),
   // QuantizationArguments
-  ...lack("on-the-fly quantization / QLoRA", {
-    quantization_method: "bnb",
-    quantization_bit: null,
-    quantization_type: "nf4",
-    double_quantization: true,
-    quantization_device_map: null,
+  // QLoRA (engine/nn/quantize.ts): bitsandbytes' 4-bit NF4 / FP4 and 8-bit blockwise formats, quantized at load.
+  quantization_method: T(["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"], "bnb", {
+    lacking: ["gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"],
   }),
+  quantization_bit: T("int", null),
+  quantization_type: T(["nf4", "fp4"], "nf4"),
+  double_quantization: T("bool", true),
+  quantization_device_map: U(null, "quantization_device_map (the model lives on one executor)"),
   ...lack("FP8 training", { fp8: false, fp8_backend: "auto", fp8_enable_fsdp_float8_all_gather: false }),
   // ProcessorArguments (multimodal only), ExportArguments (`export`), vLLM / SGLang (inference)
   ...ignore("image_max_pixels", "image_min_pixels", "image_do_pan_and_scan", "crop_to_patches", "video_max_pixels"),
@@ -259,15 +262,14 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   reward_model_adapters: T("list", null),
   reward_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
   reward_model_type: T(["lora", "full", "api"], "lora", { lacking: ["api"] }),
-  ...lack("GaLore", {
-    use_galore: false,
-    galore_target: "all",
-    galore_rank: 16,
-    galore_update_interval: 200,
-    galore_scale: 2,
-    galore_proj_type: "std",
-    galore_layerwise: false,
-  }),
+  // GaLore (engine/optim/galore.ts)
+  use_galore: T("bool", false),
+  galore_target: T("list", "all", { all: true }),
+  galore_rank: T("int", 16, { min: 1 }),
+  galore_update_interval: T("int", 200, { min: 1 }),
+  galore_scale: T("num", 2, { gt: 0 }),
+  galore_proj_type: T(["std", "reverse_std", "right", "left", "full"], "std"),
+  galore_layerwise: U(false, "layer-wise GaLore"),
   ...lack("APOLLO", {
     use_apollo: false,
     apollo_target: "all",
@@ -280,16 +282,14 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
     apollo_layerwise: false,
     apollo_scale_front: false,
   }),
-  ...lack("BAdam", {
-    use_badam: false,
-    badam_mode: "layer",
-    badam_start_block: null,
-    badam_switch_mode: "ascending",
-    badam_switch_interval: 50,
-    badam_update_ratio: 0.05,
-    badam_mask_mode: "adjacent",
-    badam_verbose: 0,
-  }),
+  // BAdam, layer mode (engine/optim/badam.ts)
+  use_badam: T("bool", false),
+  badam_mode: T(["layer", "ratio"], "layer", { lacking: ["ratio"] }),
+  badam_start_block: T("int", null, { min: 0 }),
+  badam_switch_mode: T(["ascending", "descending", "random", "fixed"], "ascending"),
+  badam_switch_interval: T("int", 50, { min: 1 }),
+  ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
+  badam_verbose: I(0),
   use_llama_pro: U(false, "LLaMA Pro"),
   use_adam_mini: U(false, "Adam-mini"),
   use_muon: U(false, "Muon"),
@@ -365,7 +365,10 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
     const list = (Array.isArray(v) ? v : [v]).filter((x) => x !== null && x !== "none");
     return list.length ? `Whetstone writes only trainer_log.jsonl, not to ${JSON.stringify(v)}; ignored` : undefined;
   }),
-  gradient_checkpointing: I(false, "not implemented yet (activations are kept); ignored"),
+  gradient_checkpointing: I(
+    false,
+    "LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
+  ),
   include_num_input_tokens_seen: I(
     false,
     (v) => v && v !== "no" ? "throughput and total_tokens are not logged yet; ignored" : undefined,

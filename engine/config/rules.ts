@@ -47,6 +47,33 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       if (a[key]) err(key, `\`${key}\` is only valid for LoRA training.`);
     }
   }
+  // QLoRA, GaLore, BAdam (FinetuningArguments.__post_init__, get_train_args)
+  if (a.quantization_bit !== null) {
+    if (a.quantization_bit !== 4 && a.quantization_bit !== 8) {
+      err("quantization_bit", `expected 4 or 8 (bitsandbytes), got ${a.quantization_bit}`);
+    }
+    if (a.finetuning_type !== "lora") err("quantization_bit", "Quantization is only compatible with the LoRA method.");
+    if (a.pissa_init) err("pissa_init", "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.");
+    if ((a.adapter_name_or_path?.length ?? 0) > 1) {
+      err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");
+    }
+  }
+  if (a.finetuning_type === "lora" && (a.use_galore || a.use_badam)) {
+    err(a.use_galore ? "use_galore" : "use_badam", "Cannot use LoRA with GaLore, APOLLO or BAdam together.");
+  }
+  if (a.use_galore && a.use_badam) err("use_badam", "Cannot use GaLore, APOLLO or BAdam together.");
+  if (a.use_galore && a.optim !== "adamw") {
+    err("optim", `GaLore runs with optim adamw_torch (GaLoreAdamW) here, got ${a.optim}`);
+  }
+  if (a.use_badam && a.optim !== "adamw") err("optim", `BAdam runs with optim adamw_torch here, got ${a.optim}`);
+  if (a.use_badam && a.finetuning_type !== "full") {
+    err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
+  }
+  for (const key of ["use_galore", "use_badam"] as const) {
+    if (a[key] && a.stage !== "sft" && a.stage !== "pt") {
+      err(key, `supported for stages pt and sft in Whetstone, got stage ${a.stage}`);
+    }
+  }
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

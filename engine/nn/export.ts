@@ -219,6 +219,9 @@ export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Reco
   if ((cfg.export_legacy_format ?? false) !== false) {
     throw new Error(`export_legacy_format: only false (safetensors) is supported, got ${cfg.export_legacy_format}`);
   }
+  if (cfg.quantization_bit !== undefined && cfg.quantization_bit !== null) {
+    throw new Error("quantization_bit: Cannot merge adapters to a quantized model.");
+  }
   for (const k of ["export_quantization_bit", "export_hub_model_id"]) {
     if (cfg[k] !== undefined && cfg[k] !== null) throw new Error(`${k}: not supported, got ${JSON.stringify(cfg[k])}`);
   }

@@ -149,6 +149,7 @@ Deno.test("export: YAML keys", () => {
   assert.throws(() => parseExportArgs({ ...ok, export_dir: undefined }), /export_dir/);
   assert.throws(() => parseExportArgs({ ...ok, export_size: 0 }), /export_size/);
   assert.throws(() => parseExportArgs({ ...ok, export_quantization_bit: 4 }), /export_quantization_bit/);
+  assert.throws(() => parseExportArgs({ ...ok, quantization_bit: 4 }), /quantization_bit: Cannot merge adapters/);
   assert.throws(() => parseExportArgs({ ...ok, adapter_name_or_path: "a,b" }), /one adapter/);
   assert.throws(() => parseExportArgs({ ...ok, infer_dtype: "int8" }), /infer_dtype/);
 });

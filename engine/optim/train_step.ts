@@ -51,6 +51,8 @@ export interface OptimStepPlan {
   maxGradNorm: number;
   /** A u32 `seed` input is fed (LoRA dropout; unused by full fine-tuning). */
   dropout?: boolean;
+  /** Activation checkpointing of each decoder layer (step.ts's microLoss). */
+  checkpoint?: boolean;
 }
 
 /** Inputs, loss and summed gradients of `params` over the plan's micro-batches (as traceTrainStep). */
@@ -60,7 +62,7 @@ function lossAndGrads(model: Model, g: Graph, p: OptimStepPlan, params: readonly
   let loss: Tensor | undefined;
   let grads: Tensor[] | undefined;
   for (let k = 0; k < p.G; k++) {
-    const lk = mul(microLoss(model, g, k, p.B, p.L, seed), invTargets);
+    const lk = mul(microLoss(model, g, k, p.B, p.L, seed, p.checkpoint), invTargets);
     const gk = backward(lk, [...params]);
     loss = loss ? add(loss, lk) : lk;
     grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;

@@ -20,7 +20,9 @@ import { decoderParams } from "../nn/decoder.ts";
 import { attachAdapter } from "../nn/lora.ts";
 import { Model } from "../nn/model.ts";
 import { freezeTrainable } from "./freeze.ts";
-import { LOSS_SUM, stateNames, traceTrainStep } from "./step.ts";
+import { LOSS_SUM, stateNames, type StepPlan, traceTrainStep } from "./step.ts";
+import { GALORE_DEFAULTS, galoreStateNames, galoreStates, galoreTargets } from "../optim/galore.ts";
+import { traceGaloreTrainStep } from "../optim/train_step.ts";
 
 /** An executor that only records the params set on it and plans graphs: for memory planning. */
 export class ShapeOnlyExecutor implements Executor {
@@ -61,8 +63,11 @@ export class ShapeOnlyExecutor implements Executor {
 
 /** Options of {@link planTrainingMemory}. */
 export interface MemoryPlanOptions {
-  /** "qlora": LoRA's plan with every linear base weight at its NF4 + double-quantization storage size. */
-  method: "full" | "freeze" | "lora" | "qlora";
+  /**
+   * "qlora": LoRA's plan with every linear base weight at its NF4 + double-quantization storage size. "galore": full
+   * tuning with GaLore-AdamW, every linear weight's moments projected to `rank` (default 16) plus its projection.
+   */
+  method: "full" | "freeze" | "lora" | "qlora" | "galore";
   batch: number;
   seq: number;
   /** Stored dtype of the frozen base weights (default bf16; trainable weights are f32). */
@@ -71,6 +76,8 @@ export interface MemoryPlanOptions {
   rank?: number;
   /** Freeze: trainable last layers (default 2). */
   freezeLayers?: number;
+  /** Activation checkpointing of every decoder layer (LLaMA-Factory's default; default off here). */
+  checkpoint?: boolean;
 }
 
 /** What {@link planTrainingMemory} reports, in bytes. */
@@ -95,7 +102,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   let modelParams = 0;
   const all: string[] = [];
   for (const [name] of decoderParams(config)) all.push(name);
-  const trainBase = opts.method === "full"
+  const trainBase = opts.method === "full" || opts.method === "galore"
     ? new Set(all)
     : opts.method === "freeze"
     ? new Set(freezeTrainable(all, config, { layers: opts.freezeLayers ?? 2, modules: "all" }))
@@ -113,14 +120,20 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
     trainable = [...(await attachAdapter(model, { r, alpha: 2 * r, targets: ["all"] })).params.keys()];
   }
   let trainableParams = 0;
+  const galore = { ...GALORE_DEFAULTS, rank: opts.rank ?? GALORE_DEFAULTS.rank };
+  const targets = opts.method === "galore" ? new Set(galoreTargets(config, trainable, "all")) : new Set<string>();
   for (const name of trainable) {
     const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
     trainableParams += numel(shape);
+    if (targets.has(name)) {
+      for (const st of galoreStates(name, shape, galore)) ex.setParam(st.name, [], st.shape);
+      continue;
+    }
     ex.setParam(stateNames(name).m, [], shape);
     ex.setParam(stateNames(name).v, [], shape);
   }
   ex.setParam(LOSS_SUM, [0], [1]);
-  const g = traceTrainStep(model, {
+  const plan: StepPlan = {
     G: 1,
     B: opts.batch,
     L: opts.seq,
@@ -133,9 +146,14 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
     maxGradNorm: 1,
     loraplusRatio: 0,
     dropout: false,
-  });
+    checkpoint: opts.checkpoint ?? false,
+  };
+  const g = opts.method === "galore"
+    ? traceGaloreTrainStep(model, plan, [...targets], galore)
+    : traceTrainStep(model, plan);
   const arena = planGraph(g).arenaBytes;
-  const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq");
+  const galoreState = new Set([...targets].flatMap((t) => Object.values(galoreStateNames(t))));
+  const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq") || galoreState.has(n);
   const optimizer = ex.bytes(isState);
   let weights = ex.bytes((n) => !isState(n));
   if (opts.method === "qlora") {

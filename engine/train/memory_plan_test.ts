@@ -45,3 +45,22 @@ Deno.test("planTrainingMemory: QLoRA stores every linear weight in NF4 (about 0.
   assert.ok(lora.weights - qlora.weights > linear * 2 * 0.7, `${lora.weights} → ${qlora.weights}`);
   assert.ok(qlora.weights < lora.weights);
 });
+
+Deno.test("planTrainingMemory: activation checkpointing shrinks the arena; GaLore projects the linear moments", async () => {
+  for (const method of ["full", "lora", "qlora", "galore"] as const) {
+    const off = await planTrainingMemory(cfg, { method, batch: 2, seq: 64 });
+    const on = await planTrainingMemory(cfg, { method, batch: 2, seq: 64, checkpoint: true });
+    assert.ok(on.arena < off.arena, `${method}: ${on.arena} >= ${off.arena}`);
+    assert.equal(on.weights, off.weights);
+    assert.equal(on.optimizer, off.optimizer);
+  }
+  const full = await planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64 });
+  const galore = await planTrainingMemory(cfg, { method: "galore", batch: 2, seq: 64, rank: 8 });
+  assert.equal(galore.weights, full.weights);
+  assert.equal(galore.trainableParams, full.trainableParams);
+  // Per layer and linear [m, n]: m, v of [max, 8] and P [8, min] instead of 2·m·n; embeddings and norms in full.
+  const lin = [[64, 64], [32, 64], [32, 64], [64, 64], [128, 64], [128, 64], [64, 128]];
+  const projected = 2 * lin.reduce((t, [m, n]) => t + 8 * (2 * Math.max(m, n) + Math.min(m, n)), 0);
+  const plain = full.modelParams - 2 * lin.reduce((t, [m, n]) => t + m * n, 0);
+  assert.equal(galore.optimizer, 4 * (projected + 2 * plain));
+});

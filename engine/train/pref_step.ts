@@ -100,9 +100,13 @@ export const PREF_METRIC_SUMS = "train.pref_metric_sums";
 export const objectiveMetrics = (o: PrefObjective): string[] =>
   metricNames(o.stage, o.stage === "dpo" ? o.loss.loss : undefined);
 
-/** The frozen base: the model's parameters traced without its adapter's linear hook (no copy). */
+/**
+ * The frozen base: the model's parameters traced without its adapter's linear hook (no copy); on a quantized base
+ * (QLoRA) its linears still go through the quantized base's hook.
+ */
 export function baseWeights(model: Model, g: Graph): DecoderWeights {
-  return { weight: model.weights(g).weight };
+  const weight = model.weights(g).weight;
+  return { weight, linear: model.quantized?.hook(weight, model.prefix) };
 }
 
 function referenceWeights(model: Model, g: Graph, ref: Exclude<Reference, "inputs">): DecoderWeights {
@@ -211,12 +215,15 @@ export function prefMicroObjective(
   B: number,
   L: number,
   seed?: Tensor,
+  checkpoint = false,
 ): { loss: Tensor; metrics: Tensor[] } {
   const c = model.config;
+  // The policy's forward (the one differentiated), activation-checkpointed per layer on request.
+  const policy = (opts: { seed?: Tensor } = {}) => ({ ...model.weights(g, opts), checkpoint });
   const rows = g.input(`rows_${k}`, [B]);
   if (o.stage === "rm") {
     const inp = decoderInputs(g, "", k, 2 * B, L);
-    const out = traceDecoder(c, inp, model.weights(g, { seed }));
+    const out = traceDecoder(c, inp, policy({ seed }));
     const values = traceValues(g, model, out.hidden, { dropout: o.valueHeadDropout, seed });
     const scores = lastTokenScores(values, inp.segments!);
     return rmObjective(half(scores, B, 0), half(scores, B, 1), rows);
@@ -225,7 +232,7 @@ export function prefMicroObjective(
   if (o.stage === "dpo") {
     const R = 2 * B, inp = decoderInputs(g, "", k, R, L);
     const labels = g.input(`labels_${k}`, [R * L], "i32");
-    const pol = sequenceLogps(c, traceDecoder(c, inp, model.weights(g)), labels, R, L, { logits: true });
+    const pol = sequenceLogps(c, traceDecoder(c, inp, policy()), labels, R, L, { logits: true });
     const avg = averagesLogps(o.loss.loss);
     const pick = (s: { sum: Tensor; mean: Tensor }) => (avg ? s.mean : s.sum);
     let refLp: Tensor | undefined;
@@ -261,7 +268,7 @@ export function prefMicroObjective(
   const inp = decoderInputs(g, "", k, B, L), klInp = decoderInputs(g, "kl_", k, B, L);
   const labels = g.input(`labels_${k}`, [B * L], "i32"), klLabels = g.input(`kl_labels_${k}`, [B * L], "i32");
   const tags = g.input(`tags_${k}`, [B]);
-  const pol = sequenceLogps(c, traceDecoder(c, inp, model.weights(g)), labels, B, L);
+  const pol = sequenceLogps(c, traceDecoder(c, inp, policy()), labels, B, L);
   const klLogps = stopGradient(sequenceLogps(c, traceDecoder(c, klInp, model.weights(g)), klLabels, B, L).sum);
   let refLogps: Tensor, refKlLogps: Tensor;
   if (ref === "inputs") {
@@ -293,7 +300,7 @@ export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
   const params = p.trainable.map((n) => paramOf(model, g, n));
   let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
   for (let k = 0; k < p.G; k++) {
-    const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed);
+    const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed, p.checkpoint);
     const lk = mul(mo.loss, invAccum);
     const gk = backward(lk, params);
     loss = loss ? add(loss, lk) : lk;

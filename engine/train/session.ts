@@ -48,6 +48,7 @@ import {
   type TrainState,
 } from "./session_files.ts";
 import { SessionRun } from "./session_run.ts";
+import { setupOptimRun } from "./optim_run.ts";
 import {
   type EvalRecord,
   type FinishResult,
@@ -117,12 +118,16 @@ export class TrainSession {
     trainable = pref?.trainable ?? ppo?.trainable ?? trainable;
     const numel = (s: number[]) => s.reduce((x, y) => x * y, 1);
     const nTrain = trainable.reduce((n, k) => n + numel(trainableShape(model, k)), 0);
-    const nAll = [...model.params.values()].reduce((n, p) => n + numel(p.shape), 0);
+    // QLoRA: the quantized linears are no longer in model.params; they count with their [out, in] shapes.
+    const nAll = [...model.params.values()].reduce((n, p) => n + numel(p.shape), 0) +
+      [...(model.quantized?.modules.values() ?? [])].reduce((n, s) => n + s[0] * s[1], 0);
     log(
       `model: ${model.config.family}, ${(nAll / 1e6).toFixed(2)}M params; trainable ${(nTrain / 1e6).toFixed(3)}M ` +
         `(${((100 * nTrain) / nAll).toFixed(2)}%) by ${a.finetuning_type} on ${executor.name}`,
     );
-    initOptimizer(model, trainable, a.optim);
+    // GaLore and BAdam keep their own optimizer states (optim_run.ts); AdamW / SGD get full-shape ones here.
+    const optimRun = await setupOptimRun(a, model, trainable);
+    initOptimizer(model, optimRun ? [] : trainable, a.optim);
 
     const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
     // ppo: TRL's dataloader of B·G·ppo_buffer_size prompts per step, last partial batch dropped.
@@ -148,6 +153,8 @@ export class TrainSession {
       loraplusRatio: a.loraplus_lr_ratio ?? 0,
       // rm: TRL's dropout before the value head; dpo and kto: LF turns dropout off (pref_step.ts ignores it).
       dropout: (lora && a.lora_dropout > 0) || a.stage === "rm",
+      // LF's default gradient checkpointing (disable_gradient_checkpointing: false); ppo's step does not use it.
+      checkpoint: !a.disable_gradient_checkpointing,
     });
 
     let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
@@ -176,6 +183,7 @@ export class TrainSession {
         : String(a.resume_from_checkpoint);
       if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
       state = await restore(model, dir, trainable, !lora);
+      optimRun?.resumed();
       const rng = JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`));
       sinceLog = rng.since_log ?? 0;
       if (prefRun) prefRun.microSinceLog = rng.micro_batches_since_log ?? 0;
@@ -210,12 +218,15 @@ export class TrainSession {
     if (opts.planMemory ?? true) {
       const stored = [...model.params.values()].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
         [...(model.adapter?.params.values() ?? [])].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
+        (model.quantized?.bytes().quantized ?? 0) +
         (pref?.extraBytes ?? ppo?.extraBytes ?? 0);
-      const optimizer = a.optim === "adamw" ? 2 * 4 * nTrain : 0;
+      const optimizer = optimRun ? optimRun.optimizerBytes() : a.optim === "adamw" ? 2 * 4 * nTrain : 0;
       const graph = prefRun
         ? prefRun.trace(maxLen)
         : ppo
         ? tracePpoStep(model, stepPlan(maxLen))
+        : optimRun
+        ? optimRun.trace(stepPlan(maxLen))
         : traceTrainStep(model, stepPlan(maxLen));
       const activations = planGraph(graph).arenaBytes;
       plan.memory = { parameters: stored, optimizer, activations, total: stored + optimizer + activations };
@@ -239,6 +250,7 @@ export class TrainSession {
       pref: prefRun,
       ppo: ppoRun,
       valueHead: pref?.valueHead || !!ppo,
+      optimRun,
     });
     const session = new TrainSession(a, model, data, plan, run);
     session.#autoFinish = opts.autoFinish ?? true;
@@ -392,6 +404,12 @@ export class TrainSession {
    */
   export(dir: string, opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number } = {}): Promise<{ dir: string }> {
     return this.exclusive("export", async () => {
+      if (this.model.quantized) {
+        throw new Error(
+          `quantization_bit: Cannot merge adapters to a quantized model (the base is quantized to ` +
+            `${this.args.quantization_bit} bits); export from a session without quantization_bit`,
+        );
+      }
       const source = await resolveModel(this.args.model_name_or_path, { revision: this.args.model_revision });
       await exportModel(this.model, dir, { source, ...opts });
       // LF's export copies the value head of a stage rm model.

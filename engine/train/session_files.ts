@@ -17,6 +17,7 @@ import { hasGpu } from "../gpu/device.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { attachAdapter, LoraAdapter, loraConfigFromArgs, saveAdapter } from "../nn/lora.ts";
 import { loadModel, type Model } from "../nn/model.ts";
+import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
 import { freezeTrainable } from "./freeze.ts";
 import { loadValueHead, saveValueHead, VALUE_HEAD_FILE, valueHeadParams } from "../nn/value_head.ts";
 import { PREF_METRIC_SUMS } from "./pref_step.ts";
@@ -64,7 +65,10 @@ export async function prepareData(a: TrainArgs): Promise<PreparedData> {
  */
 export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<{ model: Model; trainable: string[] }> {
   const lora = a.finetuning_type === "lora";
-  const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32" });
+  // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
+  const quantization = quantizeOptionsFromArgs(a);
+  if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
+  const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32", quantization });
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
@@ -150,11 +154,25 @@ export function initOptimizer(model: Model, trainable: string[], optim: string):
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** Writes the optimizer states and the running loss (and preference metric) sums to `<dir>/optimizer.safetensors`. */
-export async function saveOptimizer(model: Model, dir: string, trainable: string[], optim: string): Promise<void> {
+/**
+ * Writes the optimizer states and the running loss (and preference metric) sums to `<dir>/optimizer.safetensors`:
+ * AdamW's full-shape moments of `trainable`, or `states` (store names with the model prefix, and shapes) as GaLore
+ * and BAdam keep them (optim_run.ts).
+ */
+export async function saveOptimizer(
+  model: Model,
+  dir: string,
+  trainable: string[],
+  optim: string,
+  states?: readonly { name: string; shape: number[] }[],
+): Promise<void> {
   const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
   const ex = model.executor;
-  for (const name of trainable) {
+  for (const s of states ?? []) {
+    const key = s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name;
+    t[key] = { dtype: "F32", shape: s.shape, data: Float32Array.from(await ex.getParam(s.name)) };
+  }
+  for (const name of states ? [] : trainable) {
     const shape = trainableShape(model, name);
     if (optim === "adamw") {
       for (const s of [stateNames(name).m, stateNames(name).v]) {

@@ -3,6 +3,7 @@
  * the stage's metrics), its events, its plan, its options and errors, and how log lines show the metrics.
  * @module
  */
+import type { OptimRun } from "./optim_run.ts";
 import type { TrainArgs } from "../config/args.ts";
 import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
@@ -138,6 +139,8 @@ export interface RunInit {
   valueHead?: boolean;
   /** Stage ppo (records are prompts). */
   ppo?: PpoRun;
+  /** GaLore or BAdam (optim_run.ts): its step graphs and optimizer states replace step.ts's. */
+  optimRun?: OptimRun;
 }
 
 /** The metrics a log line shows (the rest are in trainer_log.jsonl and trainer_state.json). */

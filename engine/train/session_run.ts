@@ -199,7 +199,7 @@ export class SessionRun {
     const step = this.state.global_step, sinceLog = this.#sinceLog;
     const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
       await saveModel(model, tmp, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: this.#i.valueHead });
-      await saveOptimizer(model, tmp, trainable, a.optim);
+      await saveOptimizer(model, tmp, trainable, a.optim, this.#i.optimRun?.states());
       await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
       const micro = this.#i.pref ? { micro_batches_since_log: this.#i.pref.microSinceLog } : {};
       await Deno.writeTextFile(
@@ -228,12 +228,13 @@ export class SessionRun {
     tokens: number;
     present: number;
     graph: { key: string; make: () => Graph };
+    L: number;
   } {
     const { model, pref } = this.#i;
     if (pref) {
       const rowsOf = Array.from({ length: G }, (_, k) => this.#microBatch<PrefRecord>(step, k));
       const L = bucket(Math.max(...rowsOf.flat().map((r) => pref.length(r))), multiple);
-      return { ...pref.stepFeeds(rowsOf, B, L), graph: { key: `pref:${L}`, make: () => pref.trace(L) } };
+      return { ...pref.stepFeeds(rowsOf, B, L), graph: { key: `pref:${L}`, make: () => pref.trace(L) }, L };
     }
     const rowsOf = Array.from({ length: G }, (_, k) => this.#microBatch<SftRecord>(step, k));
     const L = bucket(Math.max(...rowsOf.flat().map((r) => r.input_ids.length)), multiple);
@@ -242,6 +243,7 @@ export class SessionRun {
       ...trainStepFeeds(mbs),
       present: mbs.length,
       graph: { key: `train:${L}`, make: () => traceTrainStep(model, this.#i.stepPlan(L)) },
+      L,
     };
   }
 
@@ -309,9 +311,22 @@ export class SessionRun {
           }
           continue;
         }
-        const { feeds, tokens, present, graph } = this.#stepFeeds(step, B, G, multiple);
+        const { feeds, tokens, present, graph, L } = this.#stepFeeds(step, B, G, multiple);
+        let adamStep = step;
+        if (this.#i.optimRun) {
+          // GaLore (a projection refresh on some steps) or BAdam (the active block); their own step graphs.
+          const o = await this.#i.optimRun.prepare(step, this.#i.stepPlan(L), feeds);
+          if (o.fresh) {
+            for (const k of [...this.#graphs.keys()]) {
+              if (k.startsWith(`${this.#i.optimRun.kind}:`)) this.#graphs.delete(k);
+            }
+          }
+          graph.key = o.key;
+          graph.make = o.make;
+          adamStep = o.adamStep;
+        }
         feeds.lr = [lrAt(step - 1, sched)];
-        feeds.step = [step];
+        feeds.step = [adamStep];
         feeds.seed = [(Math.imul(a.seed + 1, 2654435761) ^ step) >>> 0];
         this.#tokensThisRun += tokens;
         state.total_tokens += tokens;

@@ -48,6 +48,8 @@ export interface StepPlan {
   loraplusRatio: number;
   /** LoRA dropout active (a seed input is fed). */
   dropout: boolean;
+  /** Activation checkpointing: each decoder layer's forward is recomputed in the backward pass (default off). */
+  checkpoint?: boolean;
 }
 
 /** Optimizer state names of a param. */
@@ -61,8 +63,19 @@ export function decays(name: string): boolean {
   return !(name.endsWith(".bias") || /norm\.weight$/.test(name) || name.endsWith("lora_magnitude_vector"));
 }
 
-/** The per-step loss of one micro-batch (sum over its targets), through the fused LM head when possible. */
-export function microLoss(model: Model, g: Graph, k: number, B: number, L: number, seed?: Tensor): Tensor {
+/**
+ * The per-step loss of one micro-batch (sum over its targets), through the fused LM head when possible; with
+ * `checkpoint`, each decoder layer is an activation-checkpointed segment.
+ */
+export function microLoss(
+  model: Model,
+  g: Graph,
+  k: number,
+  B: number,
+  L: number,
+  seed?: Tensor,
+  checkpoint = false,
+): Tensor {
   const inp = {
     ids: g.input(`ids_${k}`, [B, L], "i32"),
     positions: g.input(`positions_${k}`, [B, L], "i32"),
@@ -70,7 +83,7 @@ export function microLoss(model: Model, g: Graph, k: number, B: number, L: numbe
   };
   const labels = g.input(`labels_${k}`, [B * L], "i32");
   const weights = model.weights(g, { seed });
-  const out = traceDecoder(model.config, inp, weights);
+  const out = traceDecoder(model.config, inp, checkpoint ? { ...weights, checkpoint } : weights);
   const c = model.config;
   if (c.finalSoftcap) return crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" });
   return linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
@@ -120,7 +133,7 @@ export function traceTrainStep(model: Model, p: StepPlan): Graph {
   let loss: Tensor | undefined;
   let grads: Tensor[] | undefined;
   for (let k = 0; k < p.G; k++) {
-    const lk = mul(microLoss(model, g, k, p.B, p.L, seed), invTargets);
+    const lk = mul(microLoss(model, g, k, p.B, p.L, seed, p.checkpoint), invTargets);
     const gk = backward(lk, params);
     loss = loss ? add(loss, lk) : lk;
     grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
