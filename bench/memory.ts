@@ -11,6 +11,56 @@
 import type { Bench, Measurement } from "./report.ts";
 import { decoderConfig } from "../engine/nn/config.ts";
 import { planTrainingMemory } from "../engine/train/memory_plan.ts";
+import { hasGpu } from "../engine/gpu/device.ts";
+import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
+import { decoderParams } from "../engine/nn/decoder.ts";
+import { Model } from "../engine/nn/model.ts";
+import { attachAdapter } from "../engine/nn/lora.ts";
+import { LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
+import { llama20m, LLAMA_20M } from "./model.ts";
+import type { DType } from "../engine/graph/mod.ts";
+
+/**
+ * Device bytes a real training step of the ~20M Llama (f32 weights, batch 4 × 256) allocates on WebGPU: the
+ * store (weights, adapter, AdamW states) plus what the compiled step owns (arena, inputs, constants, scratch).
+ */
+async function measured20m(method: "lora" | "full"): Promise<number> {
+  const c = LLAMA_20M, cfg = llama20m();
+  const ex = await WebGpuExecutor.create();
+  const params = new Map<string, { shape: number[]; dtype: DType }>();
+  for (const [name, shape] of decoderParams(cfg)) {
+    ex.setParam(name, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01), shape);
+    params.set(name, { shape, dtype: "f32" });
+  }
+  const model = new Model(cfg, ex, params);
+  const trainable = method === "lora"
+    ? [...(await attachAdapter(model, { r: 8, alpha: 16, targets: ["all"] })).params.keys()]
+    : [...params.keys()];
+  for (const name of trainable) {
+    const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
+    const zeros = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    ex.setParam(stateNames(name).m, zeros, shape);
+    ex.setParam(stateNames(name).v, zeros, shape);
+  }
+  ex.setParam(LOSS_SUM, [0], [1]);
+  const step = await ex.compile(traceTrainStep(model, {
+    G: 1,
+    B: c.batch,
+    L: c.seq,
+    trainable,
+    optim: "adamw",
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    loraplusRatio: 0,
+    dropout: false,
+  }));
+  const bytes = ex.storeBytes + (step.stats.ownedBytes ?? 0);
+  ex.dispose();
+  return bytes;
+}
 
 /** The paper's model shapes (HF config.json keys). */
 export const PAPER_MODELS = {
@@ -47,6 +97,22 @@ export const memoryBench: Bench = {
   description: "planned training memory (bytes per parameter, peak bytes) for Gemma-2B and Llama-2-7B shapes, " +
     "batch 1 × 1024, beside the LlamaFactory paper",
   async *run(): AsyncIterable<Measurement> {
+    // The plan against what WebGPU really allocates, on the ~20M Llama (f32 weights, batch 4 × 256).
+    if (await hasGpu()) {
+      for (const method of ["lora", "full"] as const) {
+        const plan = await planTrainingMemory(llama20m(), {
+          method,
+          batch: LLAMA_20M.batch,
+          seq: LLAMA_20M.seq,
+          baseDtype: "f32",
+        });
+        const real = await measured20m(method);
+        const p = { model: "llama-20M", method, batch: LLAMA_20M.batch, seq: LLAMA_20M.seq };
+        yield { bench: "memory", ...p, metric: "planned_peak_bytes", value: plan.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "allocated_bytes", value: real, unit: "B", executor: "webgpu" };
+        yield { bench: "memory", ...p, metric: "allocated_over_planned", value: real / plan.peakBytes, unit: "x" };
+      }
+    }
     for (const [model, cfg] of Object.entries(PAPER_MODELS)) {
       const config = decoderConfig(cfg);
       // Without and with activation checkpointing (the paper's settings, and LLaMA-Factory's default, use it).

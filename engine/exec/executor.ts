@@ -15,6 +15,8 @@ export interface StepStats {
   bytesReadBack: number;
   /** Planned peak bytes of the intermediate arena. */
   arenaBytes: number;
+  /** Device bytes this compiled graph allocated for itself (arena, inputs, constants, kernel scratch), if known. */
+  ownedBytes?: number;
 }
 
 /** A graph compiled for one executor; run it once per step. */

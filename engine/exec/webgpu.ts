@@ -113,6 +113,13 @@ export class WebGpuExecutor implements Executor {
     return this.gpu.device;
   }
 
+  /** Device bytes of the stored params and optimizer states. */
+  get storeBytes(): number {
+    let n = 0;
+    for (const s of this.store.values()) n += s.bytes;
+    return n;
+  }
+
   setParam(name: string, data: ArrayLike<number>, shape: readonly number[], dtype: DType = "f32"): void {
     if (data.length !== numel(shape)) {
       throw new Error(`param "${name}": ${data.length} values for shape [${shape.join(", ")}] (${numel(shape)})`);
@@ -278,7 +285,13 @@ export class WebGpuExecutor implements Executor {
       outInfo.set(name, { loc, info: v, bytes: Math.max(4, valueBytes(v)) });
     }
     const staging: GPUBuffer[] = [];
-    const stats: StepStats = { dispatches: 0, submits: 0, bytesReadBack: 0, arenaBytes: plan.arenaBytes };
+    const stats: StepStats = {
+      dispatches: 0,
+      submits: 0,
+      bytesReadBack: 0,
+      arenaBytes: plan.arenaBytes,
+      ownedBytes: owned.reduce((n, b) => n + b.size, 0),
+    };
     const allOutputs = [...plan.outputs.keys()];
 
     const run = (feeds: Record<string, ArrayLike<number>>, fetch: readonly string[] = allOutputs) => {
