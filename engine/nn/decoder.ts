@@ -96,6 +96,13 @@ export interface DecoderWeights {
    * backward pass instead of keeping its activations (LLaMA-Factory's default gradient checkpointing).
    */
   checkpoint?: boolean;
+  /**
+   * Mixed precision (opt-in): "f16" casts each linear layer's input activation to f16, so its matmuls read f16
+   * operands and accumulate in f32 (f32 out), and the activation saved for the backward is half the size. Every
+   * other op stays f32, and so does o_proj's input (attention keeps its output in f32 for its own backward, so an
+   * f16 copy would only add memory). Needs an executor that computes f16 (WebGPU with shader-f16, or the reference).
+   */
+  computeDtype?: "f32" | "f16";
 }
 
 /** Traced inputs of the decoder. */
@@ -122,12 +129,17 @@ export function traceDecoder(
   const [B, L] = inp.ids.shape;
   const W = (name: string) => w.weight(name);
   const has = new Set(decoderParams(c).keys());
+  const halves = new Map<Tensor, Tensor>();
   const linear = (x: Tensor, name: string): Tensor => {
     const base = (xx: Tensor) => {
       const y = matmul(xx, W(`${name}.weight`), { transB: true });
       return has.has(`${name}.bias`) ? add(y, f32(W(`${name}.bias`))) : y;
     };
-    return w.linear ? w.linear(x, name, base) : base(x);
+    if (w.computeDtype !== "f16" || name.endsWith("o_proj")) return w.linear ? w.linear(x, name, base) : base(x);
+    // [..., in] f16, cast once per activation (q, k, v and gate, up share theirs); the matmul accumulates in f32.
+    let xh = halves.get(x);
+    if (!xh) halves.set(x, xh = cast(x, "f16"));
+    return f32(w.linear ? w.linear(xh, name, base) : base(xh));
   };
   const norm = (x: Tensor, name: string) => rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
   const ropeOpts = { theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling };

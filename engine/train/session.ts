@@ -33,6 +33,7 @@ import { bucket } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./checkpoint.ts";
 import { scheduleFromArgs } from "./schedule.ts";
 import { type StepPlan, traceTrainStep } from "./step.ts";
+import { chooseFp16, initLossScaler } from "./loss_scale.ts";
 import { isPrefStage, type PrefRecord, PrefRun, setupPref } from "./pref_run.ts";
 import { PpoRun, setupPpo } from "./ppo_run.ts";
 import { tracePpoStep } from "./ppo_step.ts";
@@ -128,6 +129,9 @@ export class TrainSession {
     // GaLore and BAdam keep their own optimizer states (optim_run.ts); AdamW / SGD get full-shape ones here.
     const optimRun = await setupOptimRun(a, model, trainable);
     initOptimizer(model, optimRun ? [] : trainable, a.optim);
+    const plainStep = !pref && !ppo && !optimRun;
+    const fp16 = await chooseFp16(a, executor, { plainStep, quantized: !!model.quantized }, log);
+    if (fp16) initLossScaler(executor);
 
     const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
     // ppo: TRL's dataloader of B·G·ppo_buffer_size prompts per step, last partial batch dropped.
@@ -155,6 +159,7 @@ export class TrainSession {
       dropout: (lora && a.lora_dropout > 0) || a.stage === "rm",
       // LF's default gradient checkpointing (disable_gradient_checkpointing: false); ppo's step does not use it.
       checkpoint: !a.disable_gradient_checkpointing,
+      fp16,
     });
 
     let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };

@@ -28,6 +28,7 @@ import type { Model } from "../nn/model.ts";
 import type { MicroBatch } from "./batches.ts";
 import { traceDecoder } from "../nn/decoder.ts";
 import { LoraAdapter } from "../nn/lora.ts";
+import { lossScaleOf, scaledOptimizerUpdate } from "./loss_scale.ts";
 
 /** What the step updates and how. */
 export interface StepPlan {
@@ -50,6 +51,11 @@ export interface StepPlan {
   dropout: boolean;
   /** Activation checkpointing: each decoder layer's forward is recomputed in the backward pass (default off). */
   checkpoint?: boolean;
+  /**
+   * fp16 mixed precision (default off): decoder linears read f16 activations (f32 accumulation) and the step uses
+   * dynamic loss scaling (loss_scale.ts). Only for executors that compute f16 (WebGPU with shader-f16).
+   */
+  fp16?: boolean;
 }
 
 /** Optimizer state names of a param. */
@@ -75,6 +81,7 @@ export function microLoss(
   L: number,
   seed?: Tensor,
   checkpoint = false,
+  fp16 = false,
 ): Tensor {
   const inp = {
     ids: g.input(`ids_${k}`, [B, L], "i32"),
@@ -83,7 +90,8 @@ export function microLoss(
   };
   const labels = g.input(`labels_${k}`, [B * L], "i32");
   const weights = model.weights(g, { seed });
-  const out = traceDecoder(model.config, inp, checkpoint ? { ...weights, checkpoint } : weights);
+  const opts = { ...(checkpoint ? { checkpoint } : {}), ...(fp16 ? { computeDtype: "f16" as const } : {}) };
+  const out = traceDecoder(model.config, inp, checkpoint || fp16 ? { ...weights, ...opts } : weights);
   const c = model.config;
   if (c.finalSoftcap) return crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" });
   return linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
@@ -132,9 +140,10 @@ export function traceTrainStep(model: Model, p: StepPlan): Graph {
   const params = p.trainable.map((n) => model.weights(g).weight(n));
   let loss: Tensor | undefined;
   let grads: Tensor[] | undefined;
+  const scale = p.fp16 ? lossScaleOf(g) : undefined;
   for (let k = 0; k < p.G; k++) {
-    const lk = mul(microLoss(model, g, k, p.B, p.L, seed, p.checkpoint), invTargets);
-    const gk = backward(lk, params);
+    const lk = mul(microLoss(model, g, k, p.B, p.L, seed, p.checkpoint, p.fp16), invTargets);
+    const gk = backward(scale ? mul(lk, reshape(scale, [])) : lk, params);
     loss = loss ? add(loss, lk) : lk;
     grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
   }
@@ -143,7 +152,8 @@ export function traceTrainStep(model: Model, p: StepPlan): Graph {
   const accNext = add(acc, reshape(loss!, [1]));
   g.output("loss_sum", accNext);
   assign(acc, accNext);
-  optimizerUpdate(model, g, p, params, grads!, lr, step);
+  if (scale) scaledOptimizerUpdate(model, g, p, params, grads!, lr, step, scale);
+  else optimizerUpdate(model, g, p, params, grads!, lr, step);
   return g;
 }
 
