@@ -22,6 +22,10 @@ import { freezeTrainable } from "./freeze.ts";
 import { loadValueHead, saveValueHead, VALUE_HEAD_FILE, valueHeadParams } from "../nn/value_head.ts";
 import { PREF_METRIC_SUMS } from "./pref_step.ts";
 import { LOSS_SUM, stateNames } from "./step.ts";
+import { LOSS_SCALE, SCALE_GROWTH } from "./loss_scale.ts";
+
+/** Store entries without the model prefix that a checkpoint keeps beside the optimizer states. */
+const RUNNING_STATE = [LOSS_SUM, PREF_METRIC_SUMS, LOSS_SCALE, SCALE_GROWTH];
 import type { LogHistoryEntry } from "./trainer_log.ts";
 
 /** Training state saved in checkpoints (`trainer_state.json`'s fields that a resume needs). */
@@ -180,7 +184,8 @@ export async function saveOptimizer(
       }
     }
   }
-  for (const name of [LOSS_SUM, PREF_METRIC_SUMS]) {
+  // Running sums, and the fp16 loss scaler's scale and growth counter (a resumed run goes on with them).
+  for (const name of RUNNING_STATE) {
     if (!ex.hasParam(name)) continue;
     const data = Float32Array.from(await ex.getParam(name));
     t[name] = { dtype: "F32", shape: [data.length], data };
@@ -220,7 +225,7 @@ export async function restore(model: Model, dir: string, trainable: string[], fu
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  const sums = new Set([LOSS_SUM, PREF_METRIC_SUMS]);
+  const sums = new Set(RUNNING_STATE);
   await load("optimizer.safetensors", (k) => (sums.has(k) ? undefined : k));
   const f = await openSafetensors(`${dir}/optimizer.safetensors`);
   try {
