@@ -18,6 +18,7 @@
  */
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { type ChatTemplate, getTemplate, type TemplateMessage } from "../data/template.ts";
+import { type ExtractedCall, extractTool } from "../data/tool_extract.ts";
 import type { ExecutorKind } from "../exec/pick.ts";
 import { resolveModel } from "../io/hub.ts";
 import type { GenerateOptions } from "../nn/generate.ts";
@@ -126,6 +127,11 @@ export class ChatEngine {
   /** The prompt ids of a conversation (user/assistant turns ending with a user or tool turn) and its answer. */
   encode(messages: readonly TemplateMessage[], system?: string | null, tools?: string | null): number[] {
     return this.template.encodeOneturn([...messages, { role: "assistant", content: "" }], system, tools)[0];
+  }
+
+  /** `template.extract_tool`: the tool calls in an answer per the template's tool format, else the answer. */
+  extractTool(text: string): string | ExtractedCall[] {
+    return extractTool(this.template.spec.toolFormat, text);
   }
 
   /** Runs `fn` after every earlier call on this engine has ended. */

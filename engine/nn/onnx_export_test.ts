@@ -11,6 +11,8 @@ import { attachAdapter } from "./lora.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-onnx-export-" });
+// The temporary folder goes when the test module unloads.
+globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
 
 interface GenGolden {
   eos: number[];

@@ -11,6 +11,8 @@ import { train } from "./trainer.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-optim-trainer-" });
+// The temporary folder goes when the test module unloads.
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
 const quiet = { log: () => {} };
 
 /** examples/demo_lora_sft.yaml cut down to 8 steps of 4 rows of at most 64 tokens. */

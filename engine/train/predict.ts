@@ -18,13 +18,15 @@
  *
  * Without `predict_with_generate`, LF refuses stage sft ("Please enable `predict_with_generate` to save model
  * predictions."); for stage pt Whetstone reports `predict_loss` and `predict_perplexity` on the evaluation data.
+ * Stage rm scores each pair with the value head (engine/train/predict_rm.ts): `{"chosen", "rejected"}` lines and
+ * `predict_loss` / `predict_accuracy`.
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/rules.ts";
 import type { AlignedExample } from "../data/aligned.ts";
 import { loadDatasets } from "../data/loader.ts";
-import { processDataset, resolveDataArgs, type SftRecord } from "../data/process.ts";
+import { type PairwiseRecord, processDataset, resolveDataArgs, type SftRecord } from "../data/process.ts";
 import { processUnsupervised } from "../data/process_pref.ts";
 import { type ChatTemplate, getTemplate } from "../data/template.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
@@ -36,6 +38,7 @@ import { loadModel, type Model } from "../nn/model.ts";
 import { bucket, collate } from "./batches.ts";
 import { Progress } from "./progress.ts";
 import { traceEvalStep } from "./step.ts";
+import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
 import { pyRound, writeResults } from "./trainer_log.ts";
 
 /** LF's `GeneratingArguments` (YAML keys, LF's defaults); `num_beams` can only be 1 (no beam search). */
@@ -60,8 +63,8 @@ export interface PredictArgs extends TrainArgs, GeneratingArgs {
 /** LF's `get_train_args` checks that concern prediction (error lines, `key: message`). */
 export function predictProblems(a: PredictArgs): string[] {
   const p: string[] = [];
-  if (a.do_predict && !["sft", "pt"].includes(a.stage)) {
-    p.push(`do_predict: prediction for stage ${a.stage} is not supported yet (sft and pt are)`);
+  if (a.do_predict && !["sft", "pt", "rm"].includes(a.stage)) {
+    p.push(`do_predict: prediction for stage ${a.stage} is not supported yet (sft, pt and rm are)`);
   }
   if (a.predict_with_generate && a.stage !== "sft") {
     p.push("predict_with_generate: `predict_with_generate` cannot be set as True except SFT.");
@@ -103,6 +106,8 @@ export interface PredictResult {
   predictions: Prediction[];
   /** The generated token ids of each example (the stop id that ended it included). */
   generated: number[][];
+  /** Stage rm: the scores of each pair (unrounded), as generated_predictions.jsonl holds them rounded. */
+  scores?: RmScore[];
   outputDir: string;
 }
 
@@ -188,6 +193,10 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
   const records = processed.records as SftRecord[];
   if (!records.length) throw new Error(`eval_dataset ${a.eval_dataset ?? ""}: no valid examples to predict on`);
   const model = hooks.model ?? await openModel(a, dir, log);
+  // A model handed over (just trained) keeps its head; a loaded one gets the adapter's (or model's) head, as LF's.
+  if (a.stage === "rm") {
+    await ensureValueHead(model, a.adapter_name_or_path?.at(-1) ?? dir, a.seed, log, { keep: !!hooks.model });
+  }
   const B = a.per_device_eval_batch_size;
   const steps = Math.ceil(records.length / B);
   await Deno.mkdir(out, { recursive: true });
@@ -195,6 +204,19 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
   const progress = ui.progress = new Progress({ total: records.length, mode });
   log(`predict: ${records.length} examples, batch ${B}${generate ? `, generating (${describe(a)})` : ""}`);
   const started = performance.now();
+
+  if (a.stage === "rm") {
+    const pairs = processed.records as unknown as PairwiseRecord[];
+    const { scores, loss, accuracy } = await scorePairs(model, pairs, B, a.bucket ?? 64, progress);
+    progress.done();
+    const secs = (performance.now() - started) / 1000;
+    await Deno.writeTextFile(`${out}/${PREDICTIONS_FILE}`, scores.map(rmPredictionLine).join("\n"));
+    const metrics = { predict_loss: loss, predict_accuracy: accuracy, ...speedMetrics(records.length, steps, secs) };
+    await writeResults(out, "predict", metrics);
+    logMetrics(log, metrics);
+    log(`predictions in ${out}/${PREDICTIONS_FILE}`);
+    return { metrics, predictions: [], generated: [], scores, outputDir: out };
+  }
 
   if (!generate) {
     // Loss only (stage pt): the mean token loss over the evaluation data, as the trainer's evaluation.

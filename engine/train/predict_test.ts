@@ -17,6 +17,8 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny/model`, DEMO = `${ROOT}fixtures/demo`;
 const SYSTEM = "You are a helpful assistant.";
 const root = await Deno.makeTempDir({ prefix: "whetstone-predict-" });
+// The temporary folder goes when the test module unloads.
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
 
 // A LoRA adapter with non-zero B (PEFT's init_lora_weights=False), so that it changes the answers.
 const adapter = `${root}/adapter`;

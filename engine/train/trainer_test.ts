@@ -13,6 +13,8 @@ import { listCheckpoints } from "./checkpoint.ts";
 
 const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-trainer-" });
+// The temporary folder goes when the test module unloads.
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
 const model = await makeTinyModel(`${root}/model`);
 
 function args(out: string, extra: Record<string, unknown> = {}) {
