@@ -74,11 +74,18 @@ export function openAiRoutes(ctx: ServerContext): Hono {
         object: "chat.completion",
         created,
         model,
-        choices: results.map((x, index) => ({
-          index,
-          message: { role: "assistant", content: x.text },
-          finish_reason: x.finishReason,
-        })),
+        choices: results.map((x, index) => {
+          const calls = tools ? engine.extractTool(x.text) : x.text;
+          if (typeof calls === "string") {
+            return { index, message: { role: "assistant", content: calls }, finish_reason: x.finishReason };
+          }
+          const tool_calls = calls.map((t) => ({
+            id: `call_${hex()}`,
+            type: "function",
+            function: { name: t.name, arguments: t.arguments },
+          }));
+          return { index, message: { role: "assistant", content: null, tool_calls }, finish_reason: "tool_calls" };
+        }),
         usage: {
           prompt_tokens: prompt.length,
           completion_tokens: completion,

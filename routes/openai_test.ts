@@ -3,6 +3,7 @@
  * and on a session's model: LF's request rules, parameter mapping, streaming, usage, ids and finish reasons.
  */
 import assert from "node:assert/strict";
+import { ChatEngine, type ChatResult } from "../engine/eval/chat.ts";
 import { readEvents, ROOT, startServer, tinyArgs } from "./testing.ts";
 
 const SERVED = { model: `${ROOT}/fixtures/tiny/model`, template: "qwen", name: "tiny" };
@@ -156,6 +157,60 @@ Deno.test("openai: a session's id is a model: the model being trained answers; b
     const after = await t.call("POST", "/v1/chat/completions", body);
     assert.equal(after.status, 200);
   } finally {
+    await t.close();
+  }
+});
+
+Deno.test("openai: with tools, an answer that parses as calls is returned as tool_calls; streaming is a 400", async () => {
+  const t = await startServer({ chatModel: SERVED });
+  // The tiny model cannot be made to emit a call, so the engine's generation is stubbed with qwen-format call text.
+  const real = ChatEngine.prototype.completeMany;
+  let answer = "";
+  ChatEngine.prototype.completeMany = function (prompt: number[], n: number): Promise<ChatResult[]> {
+    const r: ChatResult = {
+      text: answer,
+      ids: [1, 2],
+      promptTokens: prompt.length,
+      completionTokens: 2,
+      finishReason: "stop",
+    };
+    return Promise.resolve(Array.from({ length: n }, () => r));
+  };
+  try {
+    const tools = [{
+      type: "function",
+      function: { name: "get_weather", description: "Weather", parameters: { type: "object", properties: {} } },
+    }];
+    const body = { model: "tiny", messages: USER, tools, max_tokens: 4 };
+    answer = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n</tool_call>\n' +
+      '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>';
+    const r = await t.call("POST", "/v1/chat/completions", body);
+    assert.equal(r.status, 200, r.text);
+    const [choice] = r.json.choices;
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    const calls = choice.message.tool_calls;
+    assert.deepEqual(calls.map((c: { type: string; function: unknown }) => [c.type, c.function]), [
+      ["function", { name: "get_weather", arguments: '{"city": "Paris", "days": 2}' }],
+      ["function", { name: "get_weather", arguments: '{"city": "Oslo"}' }],
+    ]);
+    for (const c of calls) assert.match(c.id, /^call_[0-9a-f]{32}$/);
+    assert.notEqual(calls[0].id, calls[1].id);
+
+    // Plain text stays content; without tools, call-shaped text is not parsed.
+    answer = "It is sunny.";
+    const plain = (await t.call("POST", "/v1/chat/completions", body)).json.choices[0];
+    assert.deepEqual([plain.message, plain.finish_reason], [{ role: "assistant", content: "It is sunny." }, "stop"]);
+    answer = '<tool_call>{"name": "f", "arguments": {}}</tool_call>';
+    const noTools = (await t.call("POST", "/v1/chat/completions", { ...body, tools: undefined })).json.choices[0];
+    assert.deepEqual([noTools.message.content, noTools.finish_reason], [answer, "stop"]);
+
+    const stream = await t.call("POST", "/v1/chat/completions", { ...body, stream: true });
+    assert.equal(stream.status, 400);
+    assert.equal(stream.json.error.param, "stream");
+    assert.match(stream.json.error.message, /Cannot stream function calls/);
+  } finally {
+    ChatEngine.prototype.completeMany = real;
     await t.close();
   }
 });

@@ -8,8 +8,6 @@ import { initOptimizer } from "./session_files.ts";
 import { type StepPlan, traceTrainStep } from "./step.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "whetstone_fp16_" });
-// The temporary folder goes when the test module unloads.
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 const modelDir = await makeTinyModel(`${dir}/model`);
 const gpu = await hasGpu() && (await openGpu()).f16;
 
