@@ -3,12 +3,14 @@
  * in place (the ops have no outputs). Hyper-parameters are baked in as constants; lr, step and the
  * gradient scale are read from scalar buffers, so they change per step without new pipelines.
  *
+ * A gated op (attrs `gated`) binds its gate `ok` last and returns before writing anything when ok == 0.
+ *
  * AdamW's bias corrections 1 − β^t are computed as −expm1(t·ln β) with ln β from the host in f64,
  * which keeps them accurate in f32 at small t (1 − pow(0.999, 1) in f32 is off by ~1e-5 relative).
  * @module
  */
 import { numel } from "../engine/graph/types.ts";
-import type { AdamWAttrs, SgdAttrs } from "../engine/graph/ops/optim.ts";
+import { type AdamWAttrs, optimTail, type SgdAttrs } from "../engine/graph/ops/optim.ts";
 import { declare, entry1d, grid, linearIndex, type Lowering } from "./kernel.ts";
 
 const WG = 256;
@@ -33,6 +35,24 @@ function biasCorrection(beta: number): string {
   return beta === 0 ? "1.0" : `-expm1(t * ${lit(Math.log(beta))})`;
 }
 
+/** Binding names of an optimizer op: `base`, then "gscale" and "gate" where present. */
+function bindingNames(base: string[], nInputs: number, gated: boolean | undefined) {
+  const tail = optimTail(nInputs, base.length, gated);
+  const names = [
+    ...base,
+    ...(tail.scale !== undefined ? ["gscale"] : []),
+    ...(tail.gate !== undefined ? ["gate"] : []),
+  ];
+  const decls = declare(names.map((nm) => [nm, "f32"] as [string, "f32"]));
+  return { decls, scale: tail.scale !== undefined ? " * gscale[0]" : "", gate: tail.gate !== undefined };
+}
+
+/** The start of an optimizer kernel's body: the bounds guard, then (gated) the skip when ok == 0. */
+function head(n: number, gate: boolean): string {
+  return `${linearIndex(WG)}
+  if (gid >= ${n}u) { return; }${gate ? "\n  if (gate[0] == 0.0) { return; }" : ""}`;
+}
+
 function launch(code: string, nInputs: number, n: number, maxPerDim: number) {
   return {
     launches: [{
@@ -46,20 +66,18 @@ function launch(code: string, nInputs: number, n: number, maxPerDim: number) {
 /** The lowerings of this family by op name. */
 export const lowerings: Record<string, Lowering> = {
   adamw: ({ inputs, attrs }, ctx) => {
-    const { beta1, beta2, eps, weightDecay } = attrs as AdamWAttrs;
+    const { beta1, beta2, eps, weightDecay, gated } = attrs as AdamWAttrs;
     const n = numel(inputs[0].shape);
-    const scaled = inputs.length > 6;
-    const names = ["param", "grad", "mb", "vb", "lr", "stp", ...(scaled ? ["gscale"] : [])];
-    const code = `${declare(names.map((nm) => [nm, "f32"] as [string, "f32"]))}
+    const b = bindingNames(["param", "grad", "mb", "vb", "lr", "stp"], inputs.length, gated);
+    const code = `${b.decls}
 ${EXPM1}
 ${entry1d(WG)} {
-  ${linearIndex(WG)}
-  if (gid >= ${n}u) { return; }
+  ${head(n, b.gate)}
   let a = lr[0];
   let t = stp[0];
   let bc1 = ${biasCorrection(beta1)};
   let bc2 = ${biasCorrection(beta2)};
-  let g = grad[gid]${scaled ? " * gscale[0]" : ""};
+  let g = grad[gid]${b.scale};
   let m = ${lit(beta1)} * mb[gid] + ${lit(1 - beta1)} * g;
   let v = ${lit(beta2)} * vb[gid] + ${lit(1 - beta2)} * g * g;
   mb[gid] = m;
@@ -70,31 +88,27 @@ ${entry1d(WG)} {
     return launch(code, inputs.length, n, ctx.maxWorkgroupsPerDim);
   },
   sgd: ({ inputs, attrs }, ctx) => {
-    const { weightDecay } = attrs as SgdAttrs;
+    const { weightDecay, gated } = attrs as SgdAttrs;
     const n = numel(inputs[0].shape);
-    const scaled = inputs.length > 3;
-    const names = ["param", "grad", "lr", ...(scaled ? ["gscale"] : [])];
-    const code = `${declare(names.map((nm) => [nm, "f32"] as [string, "f32"]))}
+    const b = bindingNames(["param", "grad", "lr"], inputs.length, gated);
+    const code = `${b.decls}
 ${entry1d(WG)} {
-  ${linearIndex(WG)}
-  if (gid >= ${n}u) { return; }
+  ${head(n, b.gate)}
   let p = param[gid];
-  let d = grad[gid]${scaled ? " * gscale[0]" : ""} + ${lit(weightDecay)} * p;
+  let d = grad[gid]${b.scale} + ${lit(weightDecay)} * p;
   param[gid] = p - lr[0] * d;
 }`;
     return launch(code, inputs.length, n, ctx.maxWorkgroupsPerDim);
   },
   sgd_momentum: ({ inputs, attrs }, ctx) => {
-    const { momentum, weightDecay, nesterov } = attrs as SgdAttrs;
+    const { momentum, weightDecay, nesterov, gated } = attrs as SgdAttrs;
     const n = numel(inputs[0].shape);
-    const scaled = inputs.length > 4;
-    const names = ["param", "grad", "buf", "lr", ...(scaled ? ["gscale"] : [])];
-    const code = `${declare(names.map((nm) => [nm, "f32"] as [string, "f32"]))}
+    const b = bindingNames(["param", "grad", "buf", "lr"], inputs.length, gated);
+    const code = `${b.decls}
 ${entry1d(WG)} {
-  ${linearIndex(WG)}
-  if (gid >= ${n}u) { return; }
+  ${head(n, b.gate)}
   let p = param[gid];
-  let d = grad[gid]${scaled ? " * gscale[0]" : ""} + ${lit(weightDecay)} * p;
+  let d = grad[gid]${b.scale} + ${lit(weightDecay)} * p;
   let b = ${lit(momentum)} * buf[gid] + d;
   buf[gid] = b;
   param[gid] = p - lr[0] * ${nesterov ? `(d + ${lit(momentum)} * b)` : "b"};

@@ -5,11 +5,13 @@
  * halves; after `GROWTH_INTERVAL` finite steps in a row it doubles.
  *
  * The finite check is one f32 scalar computed on the device (the global norm of the scaled gradients is finite),
- * and every update is gated with `where` and written with `assign`, so no step reads anything back. The scale and
+ * which gates the fused optimizer ops (`adamw` / `sgd` with `gate`: they write nothing when it is 0) and the scale
+ * updates (`where` written with `assign`), so no step reads anything back. The scale and
  * the growth counter are params of the store ({@link LOSS_SCALE}, {@link SCALE_GROWTH}).
  * @module
  */
 import {
+  adamw,
   add,
   assign,
   clipScale,
@@ -19,9 +21,7 @@ import {
   gt,
   minimum,
   mul,
-  pow,
-  sqrt,
-  sub,
+  sgd,
   type Tensor,
   where,
 } from "../graph/mod.ts";
@@ -79,27 +79,26 @@ export function scaledOptimizerUpdate(
   const gs = clip ? mul(inv, clip) : inv; // [1]: unscale, then clip
   const lrB = p.loraplusRatio > 0 && p.loraplusRatio !== 1 ? mul(lr, p.loraplusRatio) : lr;
   const isLora = model.adapter instanceof LoraAdapter;
-  const keep = (t: Tensor, next: Tensor) => assign(t, where(ok, next, t));
-  const bc1 = sub(1, pow(p.beta1, step)), bc2 = sqrt(sub(1, pow(p.beta2, step)));
   params.forEach((w, i) => {
     const name = p.trainable[i];
     const wd = decays(name) ? p.weightDecay : 0;
     const plr = isLora && name.endsWith("lora_B.weight") ? lrB : lr;
-    const gi = mul(grads[i], gs);
+    // The fused ops with gradScale gs and gate ok: nothing is written on an overflowed step.
     if (p.optim === "adamw") {
-      // torch.optim.AdamW, as the adamw op: m, v moments, bias corrections, decoupled weight decay.
       const st = stateNames(name);
       const m = g.param(model.prefix + st.m, w.shape), v = g.param(model.prefix + st.v, w.shape);
-      const m2 = add(mul(m, p.beta1), mul(gi, 1 - p.beta1));
-      const v2 = add(mul(v, p.beta2), mul(mul(gi, gi), 1 - p.beta2));
-      const decayed = wd ? mul(w, sub(1, mul(plr, wd))) : w;
-      const w2 = sub(decayed, mul(div(plr, bc1), div(m2, add(div(sqrt(v2), bc2), p.eps))));
-      keep(m, m2);
-      keep(v, v2);
-      keep(w, w2);
+      adamw(
+        w,
+        grads[i],
+        m,
+        v,
+        plr,
+        step,
+        { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: wd, gate: ok },
+        gs,
+      );
     } else {
-      // torch.optim.SGD, momentum 0: p ← p − lr·(g + wd·p)
-      keep(w, sub(w, mul(plr, wd ? add(gi, mul(w, wd)) : gi)));
+      sgd(w, grads[i], plr, { weightDecay: wd, gate: ok }, undefined, gs);
     }
   });
   // GradScaler.update: backoff on overflow, growth after GROWTH_INTERVAL finite steps in a row.

@@ -5,7 +5,7 @@
  * @module
  */
 import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
-import type { AdamWAttrs, SgdAttrs } from "../../graph/ops/optim.ts";
+import { type AdamWAttrs, optimTail, type SgdAttrs } from "../../graph/ops/optim.ts";
 import type { OnnxBuilder } from "./builder.ts";
 import { ceBackward, ceForward } from "./lower_basic.ts";
 import type { OnnxLowering } from "./lower_types.ts";
@@ -22,6 +22,19 @@ function scaled(b: OnnxBuilder, g: string, gs: string | undefined): string {
 }
 
 const scalar = (b: OnnxBuilder, x: string) => b.reshape(x, []);
+
+/** The optional gradScale and gate of an optimizer op with `min` required inputs (see optimTail). */
+function tailOf(ins: readonly string[], min: number, gated: boolean | undefined): { gs?: string; ok?: string } {
+  const t = optimTail(ins.length, min, gated);
+  return { gs: t.scale === undefined ? undefined : ins[t.scale], ok: t.gate === undefined ? undefined : ins[t.gate] };
+}
+
+/** Gated effect outputs: Where(ok != 0, new, old) for each pair; unchanged without a gate. */
+function gate(b: OnnxBuilder, ok: string | undefined, pairs: [string, string][]): string[] {
+  if (!ok) return pairs.map(([next]) => next);
+  const on = b.op1("Not", [b.op1("Equal", [scalar(b, ok), b.f32(0)])]);
+  return pairs.map(([next, old]) => b.op1("Where", [on, next, old]));
+}
 
 /** The lowerings of this file. */
 export const trainLowerings: Record<string, OnnxLowering> = {
@@ -41,11 +54,12 @@ export const trainLowerings: Record<string, OnnxLowering> = {
     return [b.op1("Slice", [written, b.i64([0]), b.i64([C]), b.i64([1])])];
   },
 
-  // p, g, m, v, lr, step, gradScale? -> p', m', v' (torch.optim.AdamW). The bias corrections are scalars
+  // p, g, m, v, lr, step, gradScale?, ok? -> p', m', v' (torch.optim.AdamW). The bias corrections are scalars
   // computed in f64 (1 − 0.999^t in f32 is off by ~1e-5 relative at small t).
   adamw: ({ b, ins, attrs }) => {
-    const { beta1, beta2, eps, weightDecay } = attrs as AdamWAttrs;
-    const [p, g0, m, v, lr0, step0, gs] = ins;
+    const { beta1, beta2, eps, weightDecay, gated } = attrs as AdamWAttrs;
+    const [p, g0, m, v, lr0, step0] = ins;
+    const { gs, ok } = tailOf(ins, 6, gated);
     const g = scaled(b, g0, gs), lr = scalar(b, lr0);
     const lr64 = b.cast(lr, ONNX_TYPE.DOUBLE), step64 = b.cast(scalar(b, step0), ONNX_TYPE.DOUBLE);
     const bc = (beta: number) => b.sub(b.f64(1), b.op1("Pow", [b.f64(beta), step64]));
@@ -56,23 +70,25 @@ export const trainLowerings: Record<string, OnnxLowering> = {
     const decayed = b.mul(p, b.sub(b.f32(1), b.mul(lr, b.f32(weightDecay))));
     const denom = b.add(b.div(b.op1("Sqrt", [v2]), sqrtBc2), b.f32(eps));
     const p2 = b.sub(decayed, b.mul(stepSize, b.div(m2, denom)));
-    return [p2, m2, v2];
+    return gate(b, ok, [[p2, p], [m2, m], [v2, v]]);
   },
-  // p, g, lr, gradScale? -> p'
+  // p, g, lr, gradScale?, ok? -> p'
   sgd: ({ b, ins, attrs }) => {
-    const { weightDecay } = attrs as SgdAttrs;
-    const [p, g, lr, gs] = ins;
+    const { weightDecay, gated } = attrs as SgdAttrs;
+    const [p, g, lr] = ins;
+    const { gs, ok } = tailOf(ins, 3, gated);
     const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
-    return [b.sub(p, b.mul(scalar(b, lr), d))];
+    return gate(b, ok, [[b.sub(p, b.mul(scalar(b, lr), d)), p]]);
   },
-  // p, g, buf, lr, gradScale? -> p', buf'
+  // p, g, buf, lr, gradScale?, ok? -> p', buf'
   sgd_momentum: ({ b, ins, attrs }) => {
-    const { momentum, weightDecay, nesterov } = attrs as SgdAttrs;
-    const [p, g, buf, lr, gs] = ins;
+    const { momentum, weightDecay, nesterov, gated } = attrs as SgdAttrs;
+    const [p, g, buf, lr] = ins;
+    const { gs, ok } = tailOf(ins, 4, gated);
     const d = b.add(scaled(b, g, gs), b.mul(p, b.f32(weightDecay)));
     const buf2 = b.add(b.mul(buf, b.f32(momentum)), d);
     const step = nesterov ? b.add(d, b.mul(buf2, b.f32(momentum))) : buf2;
-    return [b.sub(p, b.mul(scalar(b, lr), step)), buf2];
+    return gate(b, ok, [[b.sub(p, b.mul(scalar(b, lr), step)), p], [buf2, buf]]);
   },
 
   // h [N, D], w [V, D], labels [N] -> loss [], lse [N]

@@ -16,6 +16,10 @@ const gpu = await hasGpu();
 const SHAPES = [[4, 6], [10]];
 const STEPS = 5;
 
+/** The hyper-parameters of the options (the gate is per graph). */
+type AdamHp = Required<Omit<AdamWOptions, "gate">>;
+type SgdHp = Required<Omit<SgdOptions, "gate">>;
+
 /** torch state of one param, in f64. */
 interface TorchState {
   p: number[];
@@ -33,7 +37,7 @@ function torchClip(grads: number[][], maxNorm: number): { coef: number; norm: nu
 }
 
 /** torch.optim.AdamW's single-tensor step. */
-function torchAdamW(s: TorchState, g: number[], lr: number, t: number, o: Required<AdamWOptions>): void {
+function torchAdamW(s: TorchState, g: number[], lr: number, t: number, o: AdamHp): void {
   const bc1 = 1 - o.beta1 ** t, bc2 = 1 - o.beta2 ** t;
   for (let i = 0; i < s.p.length; i++) {
     s.p[i] *= 1 - lr * o.weightDecay;
@@ -44,7 +48,7 @@ function torchAdamW(s: TorchState, g: number[], lr: number, t: number, o: Requir
 }
 
 /** torch.optim.SGD's single-tensor step (dampening 0; the buffer starts as a clone of d). */
-function torchSgd(s: TorchState, g: number[], lr: number, o: Required<SgdOptions>): void {
+function torchSgd(s: TorchState, g: number[], lr: number, o: SgdHp): void {
   for (let i = 0; i < s.p.length; i++) {
     let d = g[i] + o.weightDecay * s.p[i];
     if (o.momentum !== 0) {
@@ -58,12 +62,14 @@ function torchSgd(s: TorchState, g: number[], lr: number, o: Required<SgdOptions
 
 interface Setup {
   kind: "adamw" | "sgd";
-  adam?: Required<AdamWOptions>;
-  sgd?: Required<SgdOptions>;
+  adam?: AdamHp;
+  sgd?: SgdHp;
   /** Clip by global norm at this value. */
   maxNorm?: number;
   /** Gradients computed in-graph from loss ½Σp² (so grad = p, read before the in-place update). */
   gradFromParam?: boolean;
+  /** Gate every update with the scalar input `ok`; each step first runs once with ok = 0 (and NaN gradients). */
+  gated?: boolean;
 }
 
 function buildGraph(s: Setup): Graph {
@@ -80,13 +86,14 @@ function buildGraph(s: Setup): Graph {
   ps.forEach((p, k) => g.output(`before${k}`, mul(p, 1)));
   const clip = s.maxNorm === undefined ? undefined : clipScale(grads, s.maxNorm);
   if (clip) g.output("norm", clip.norm);
+  const gate = s.gated ? g.input("ok", []) : undefined;
   ps.forEach((p, k) => {
     if (s.kind === "adamw") {
       const m = g.param(`p${k}.m`, SHAPES[k]), v = g.param(`p${k}.v`, SHAPES[k]);
-      adamw(p, grads[k], m, v, lr, step, s.adam, clip?.scale);
+      adamw(p, grads[k], m, v, lr, step, { ...s.adam, gate }, clip?.scale);
     } else {
       const buf = s.sgd!.momentum ? g.param(`p${k}.buf`, SHAPES[k]) : undefined;
-      sgd(p, grads[k], lr, s.sgd, buf, clip?.scale);
+      sgd(p, grads[k], lr, { ...s.sgd, gate }, buf, clip?.scale);
     }
   });
   return g;
@@ -114,12 +121,21 @@ async function runSetup(ex: Executor, s: Setup, tol: number): Promise<void> {
   // f32 start values, as the store holds them.
   for (const [k, st] of states.entries()) st.p = Array.from(await ex.getParam(`p${k}`));
   const compiled = await ex.compile(buildGraph(s));
+  const names = SHAPES.flatMap((_, k) => [`p${k}`, `p${k}.m`, `p${k}.v`, `p${k}.buf`]);
   for (let t = 1; t <= STEPS; t++) {
     const lr = 0.05 * (1 - 0.15 * (t - 1)); // a schedule: fed per step, same pipelines
+    if (s.gated) {
+      // ok = 0: nothing moves, bit for bit, even with NaN gradients.
+      const held = await Promise.all(names.map(async (n) => Array.from(await ex.getParam(n))));
+      const skip: Record<string, number[]> = { lr: [lr], step: [t], ok: [0] };
+      if (!s.gradFromParam) SHAPES.forEach((_, k) => (skip[`g${k}`] = states[k].p.map(() => NaN)));
+      await compiled.run(skip);
+      for (const [i, n] of names.entries()) assert.deepEqual(Array.from(await ex.getParam(n)), held[i], `${n} held`);
+    }
     const grads = s.gradFromParam
       ? states.map((st) => st.p.slice())
       : states.map((st) => st.p.map(() => Math.fround((r() * 2 - 1) * 3)));
-    const feeds: Record<string, number[]> = { lr: [lr], step: [t] };
+    const feeds: Record<string, number[]> = { lr: [lr], step: [t], ...(s.gated ? { ok: [1] } : {}) };
     if (!s.gradFromParam) grads.forEach((g, k) => (feeds[`g${k}`] = g));
     const out = await compiled.run(feeds);
     states.forEach((st, k) => close(out[`before${k}`], st.p, tol, `step ${t} before${k}`));
@@ -143,14 +159,14 @@ async function runSetup(ex: Executor, s: Setup, tol: number): Promise<void> {
   }
 }
 
-const adam = (o: AdamWOptions = {}): Required<AdamWOptions> => ({
+const adam = (o: AdamWOptions = {}): AdamHp => ({
   beta1: 0.9,
   beta2: 0.999,
   eps: 1e-8,
   weightDecay: 0.01,
   ...o,
 });
-const sgdOpts = (o: SgdOptions = {}): Required<SgdOptions> => ({ momentum: 0, weightDecay: 0, nesterov: false, ...o });
+const sgdOpts = (o: SgdOptions = {}): SgdHp => ({ momentum: 0, weightDecay: 0, nesterov: false, ...o });
 
 const setups: Record<string, Setup> = {
   "adamw (torch defaults)": { kind: "adamw", adam: adam() },
@@ -180,10 +196,44 @@ const setups: Record<string, Setup> = {
   },
 };
 
+/** Setups gated (each op, with and without gradScale): ok = 1 gives the ungated update, ok = 0 leaves param and
+ * states bit-identical. */
+const gatedSetups: Record<string, Setup> = Object.fromEntries(
+  [
+    "adamw (torch defaults)",
+    "adamw, gradient of the param itself, clipping",
+    "sgd weight decay, clipping at 0.5",
+    "sgd momentum 0.9",
+    "sgd nesterov, weight decay, clipping",
+  ].map((name) => [`gated: ${name}`, { ...setups[name], gated: true }]),
+);
+
 Deno.test("optim: reference executor matches torch's update formulas over 5 steps", async (t) => {
   for (const [name, s] of Object.entries(setups)) {
     await t.step(name, () => runSetup(new ReferenceExecutor(), s, 5e-7));
   }
+});
+
+Deno.test("optim: gated ops on the reference executor skip on ok = 0 and match torch on ok = 1", async (t) => {
+  for (const [name, s] of Object.entries(gatedSetups)) {
+    await t.step(name, () => runSetup(new ReferenceExecutor(), s, 5e-7));
+  }
+});
+
+Deno.test({
+  name: "optim: gated ops on the webgpu executor skip on ok = 0 and match torch on ok = 1",
+  ignore: !gpu,
+  fn: async (t) => {
+    const ex = await WebGpuExecutor.create();
+    for (const [name, s] of Object.entries(gatedSetups)) await t.step(name, () => runSetup(ex, s, 1e-6));
+    ex.dispose();
+  },
+});
+
+Deno.test("optim: gated ops on the onnx executor skip on ok = 0 and match torch on ok = 1", async (t) => {
+  const ex = await OnnxExecutor.create({ threads: 1 });
+  for (const [name, s] of Object.entries(gatedSetups)) await t.step(name, () => runSetup(ex, s, 1e-6));
+  ex.dispose();
 });
 
 Deno.test({
@@ -231,4 +281,8 @@ Deno.test("optim: argument checks name what was expected", () => {
   assert.throws(() => sgd(p, g.input("g2", [2]), lr, { momentum: 0.9 }), /needs a momentum buffer/);
   assert.throws(() => sgd(p, g.input("g3", [2]), g.input("lr2", [2])), /must be an f32 scalar/);
   assert.throws(() => clipScale([], 1), /at least one gradient/);
+  const p2 = g.param("q", [2]), g4 = g.input("g4", [2]);
+  assert.throws(() => sgd(p2, g4, lr, { gate: g.input("ok2", [2]) }), /input 3 must be an f32 scalar/);
+  const m = g.param("q.m", [2]), v = g.param("q.v", [2]), st = g.input("st", []);
+  assert.throws(() => adamw(p2, g4, m, v, lr, st, { gate: g.input("ok3", [3]) }, lr), /input 7 must be an f32 scalar/);
 });
