@@ -1,6 +1,7 @@
 /**
  * The loop state of a {@link TrainSession} (session.ts): the data order, the compiled step graphs, the optimizer
- * steps with their logging, evaluations and checkpoints, the final outputs, and the events a session emits.
+ * steps with their logging, evaluations (session_eval.ts), checkpoints and final outputs (the files they write:
+ * session_outputs.ts), and the events a session emits.
  * Each optimizer step — all its micro-batches, the backward, clipping and the update — is one traced graph replayed
  * with one submit (step.ts; pref_step.ts for rm, dpo and kto, driven by pref_run.ts); the loss is read back at logging
  * steps, or after every step with `readEveryStep`.
@@ -10,20 +11,21 @@ import type { SftRecord } from "../data/process.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import type { Graph } from "../graph/mod.ts";
 import { bucket, collate, epochOrder } from "./batches.ts";
-import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
-import { plotLoss, plotLosses } from "./plot.ts";
 import type { PrefRecord } from "./pref_run.ts";
 import { loggedLrAt, lrAt } from "./schedule.ts";
-import { saveModel, saveOptimizer, type TrainState } from "./session_files.ts";
-import { type EvalRecord, type RunInit, type SessionEvent, showMetrics, type StepRecord } from "./session_records.ts";
-import { LOSS_SUM, traceEvalStep, traceTrainStep, trainStepFeeds } from "./step.ts";
+import { evalMetrics, type EvalResult, evaluateRecords } from "./session_eval.ts";
+import type { TrainState } from "./session_files.ts";
 import {
-  pyRound,
-  type TrainerLogRecord,
-  type TrainerState as TrainerStateFile,
-  writeResults,
-  writeTrainerState,
-} from "./trainer_log.ts";
+  plotRun,
+  saveRunModel,
+  trainerStateOf,
+  trainMetrics,
+  writeCheckpoint,
+  writeOutputs,
+} from "./session_outputs.ts";
+import { type EvalRecord, type RunInit, type SessionEvent, showMetrics, type StepRecord } from "./session_records.ts";
+import { LOSS_SUM, traceTrainStep, trainStepFeeds } from "./step.ts";
+import { pyRound, type TrainerLogRecord, writeResults, writeTrainerState } from "./trainer_log.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 
@@ -122,45 +124,19 @@ export class SessionRun {
   }
 
   /** The eval loss over the evaluation records, and (rm, dpo, kto) LF's eval metrics. */
-  async #evaluateAll(): Promise<{ loss: number; metrics: Record<string, number> }> {
-    const { args: a, pref } = this.#i;
-    if (!pref) return { loss: await this.evaluate(), metrics: {} };
-    return await pref.evaluate(
-      this.#i.evalRecords as PrefRecord[],
-      a.per_device_eval_batch_size,
-      a.bucket ?? 64,
-      (key, make) => this.#compiled(key, make),
-    );
-  }
-
-  /** The metrics of an evaluation: LF's for rm, dpo and kto, else the perplexity. */
-  #evalMetrics(e: { loss: number; metrics: Record<string, number> }): Record<string, number> {
-    return this.#i.pref ? e.metrics : { perplexity: Math.exp(e.loss) };
+  #evaluateAll(): Promise<EvalResult> {
+    return evaluateRecords(this.#i, (key, make) => this.#compiled(key, make));
   }
 
   /** Mean token loss over the evaluation records (rm, dpo, kto: the preference loss). */
   async evaluate(): Promise<number> {
-    if (this.#i.pref) return (await this.#evaluateAll()).loss;
-    const { args: a, model } = this.#i;
-    const evalRecords = this.#i.evalRecords as SftRecord[];
-    const Be = a.per_device_eval_batch_size, multiple = a.bucket ?? 64;
-    let sum = 0, count = 0;
-    for (let i = 0; i < evalRecords.length; i += Be) {
-      const rows = evalRecords.slice(i, i + Be);
-      const L = bucket(Math.max(...rows.map((r) => r.input_ids.length)), multiple);
-      const mb = collate(rows, Be, L);
-      const c = await this.#compiled(`eval:${Be}:${L}`, () => traceEvalStep(model, Be, L));
-      const o = await c.run({ ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels });
-      sum += o.loss_sum[0];
-      count += mb.targets;
-    }
-    return count ? sum / count : 0;
+    return (await this.#evaluateAll()).loss;
   }
 
   /** Evaluates at the current step and logs it as the trainer does (history, trainer_log.jsonl, a line, an event). */
   async evaluateAndLog(): Promise<EvalRecord> {
     const step = this.state.global_step;
-    const e = await this.#evaluateAll(), evalLoss = e.loss, metrics = this.#evalMetrics(e);
+    const e = await this.#evaluateAll(), evalLoss = e.loss, metrics = evalMetrics(this.#i, e);
     this.evalLosses.push({ step, eval_loss: evalLoss });
     this.state.log_history.push({
       eval_loss: evalLoss,
@@ -177,49 +153,17 @@ export class SessionRun {
     return rec;
   }
 
-  #trainerState(at: number): TrainerStateFile {
-    const a = this.#i.args;
-    return {
-      global_step: at,
-      epoch: this.state.epoch,
-      max_steps: this.total,
-      num_train_epochs: a.num_train_epochs,
-      logging_steps: a.logging_steps,
-      save_steps: a.save_steps,
-      eval_steps: a.eval_steps ?? undefined,
-      train_batch_size: a.per_device_train_batch_size,
-      num_input_tokens_seen: this.state.total_tokens,
-      log_history: this.state.log_history,
-    };
-  }
-
   /** Writes `checkpoint-<step>` at the current step (then prunes to save_total_limit); returns its path. */
   async saveCheckpoint(): Promise<string> {
-    const { args: a, model, trainable, sched } = this.#i;
-    const step = this.state.global_step, sinceLog = this.#sinceLog;
-    const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
-      await saveModel(model, tmp, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: this.#i.valueHead });
-      await saveOptimizer(model, tmp, trainable, a.optim, this.#i.optimRun?.states());
-      await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
-      const micro = this.#i.pref ? { micro_batches_since_log: this.#i.pref.microSinceLog } : {};
-      await Deno.writeTextFile(
-        `${tmp}/rng_state.json`,
-        JSON.stringify({ seed: a.seed, step, since_log: sinceLog, ...micro }) + "\n",
-      );
-      await writeTrainerState(tmp, this.#trainerState(step));
-    });
-    if (a.save_total_limit) await pruneCheckpoints(a.output_dir, a.save_total_limit, [step]);
+    const step = this.state.global_step;
+    const path = await writeCheckpoint(this.#i, this.#sinceLog);
     this.#emit({ type: "save", data: { step, checkpoint: path } });
     return path;
   }
 
   /** Writes the adapter (or model folder) and trainer_state.json into output_dir. */
   async saveOutputs(): Promise<void> {
-    const a = this.#i.args;
-    await saveModel(this.#i.model, a.output_dir, a.model_name_or_path, a.finetuning_type !== "lora", {
-      valueHead: this.#i.valueHead,
-    });
-    await writeTrainerState(a.output_dir, this.#trainerState(this.state.global_step));
+    await writeOutputs(this.#i);
   }
 
   /** The feeds of optimizer step `step` (all but lr, step and seed), and the graph that takes them. */
@@ -412,23 +356,16 @@ export class SessionRun {
 
   /** The trainer's final outputs: the adapter or model, train/eval results, trainer_state.json and loss plots. */
   async finish(): Promise<{ metrics: Record<string, number>; evalLoss?: number }> {
-    const { args: a, model, records, evalRecords, log, pref } = this.#i;
+    const { args: a, evalRecords, log } = this.#i;
     const out = a.output_dir, state = this.state;
     const secs = this.#seconds();
-    await saveModel(model, out, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: this.#i.valueHead });
-    const metrics: Record<string, number> = {
-      epoch: state.epoch,
-      total_flos: 0,
-      train_loss: this.losses.length ? this.losses.reduce((x, l) => x + l.loss, 0) / this.losses.length : 0,
-      train_runtime: secs,
-      train_samples_per_second: (records.length * state.epoch) / Math.max(secs, 1e-9),
-      train_steps_per_second: (state.global_step - this.#startStep) / Math.max(secs, 1e-9),
-    };
+    await saveRunModel(this.#i, out);
+    const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
     // LF's run_ppo saves the model and the trainer state only (no train_results.json).
     if (!this.#i.ppo) await writeResults(out, "train", metrics);
     let evalLoss: number | undefined;
     if (evalRecords.length && (a.do_eval || this.evalLosses.length)) {
-      const e = await this.#evaluateAll(), em = this.#evalMetrics(e);
+      const e = await this.#evaluateAll(), em = evalMetrics(this.#i, e);
       evalLoss = e.loss;
       await writeResults(out, "eval", { epoch: state.epoch, eval_loss: evalLoss, ...em });
       log(`eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(em)}`);
@@ -437,27 +374,9 @@ export class SessionRun {
         data: this.#line(state.global_step, { eval_loss: evalLoss, ...em, epoch: state.epoch }) as EvalRecord,
       });
     }
-    await writeTrainerState(out, this.#trainerState(state.global_step));
+    await writeTrainerState(out, trainerStateOf(this.#i, state.global_step));
     this.close();
-    if (a.plot_loss && this.#i.ppo) {
-      await plotLosses(out, state.log_history, ["loss", "reward"]);
-    } else if (a.plot_loss && pref) {
-      // LF's plot keys per stage (run_rm, run_dpo, run_kto).
-      const keys = { rm: ["loss", "eval_loss", "eval_accuracy"], dpo: ["loss", "eval_loss", "rewards/accuracies"] };
-      await plotLosses(
-        out,
-        state.log_history,
-        pref.stage === "kto" ? ["loss", "rewards/chosen", "eval_loss"] : keys[pref.stage],
-      );
-    } else if (a.plot_loss) {
-      await plotLoss(
-        out,
-        state.log_history.filter((h) => h.loss !== undefined).map((h) => ({ step: h.step, loss: h.loss })),
-      );
-      if (this.evalLosses.length) {
-        await plotLoss(out, this.evalLosses.map((h) => ({ step: h.step, loss: h.eval_loss })), "eval_loss");
-      }
-    }
+    await plotRun(this.#i, this.evalLosses);
     return { metrics, evalLoss };
   }
 

@@ -1,0 +1,102 @@
+/**
+ * What a training session writes about its run, as the trainer does: `checkpoint-<step>` folders (the model or
+ * adapter, optimizer states, scheduler, rng state and trainer state, pruned to save_total_limit), the final model in
+ * output_dir, `trainer_state.json`, the train metrics of `train_results.json`, and the loss plots of each stage.
+ * The stepping itself is in session_run.ts.
+ * @module
+ */
+import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
+import { plotLoss, plotLosses } from "./plot.ts";
+import { saveModel, saveOptimizer } from "./session_files.ts";
+import type { RunInit } from "./session_records.ts";
+import { type TrainerState as TrainerStateFile, writeTrainerState } from "./trainer_log.ts";
+
+/** The `trainer_state.json` of a run at step `at`. */
+export function trainerStateOf(i: RunInit, at: number): TrainerStateFile {
+  const a = i.args;
+  return {
+    global_step: at,
+    epoch: i.state.epoch,
+    max_steps: i.total,
+    num_train_epochs: a.num_train_epochs,
+    logging_steps: a.logging_steps,
+    save_steps: a.save_steps,
+    eval_steps: a.eval_steps ?? undefined,
+    train_batch_size: a.per_device_train_batch_size,
+    num_input_tokens_seen: i.state.total_tokens,
+    log_history: i.state.log_history,
+  };
+}
+
+/** Writes the run's adapter (or model folder, with the value head of rm and ppo) into `dir`. */
+export async function saveRunModel(i: RunInit, dir: string): Promise<void> {
+  const a = i.args;
+  await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: i.valueHead });
+}
+
+/**
+ * Writes `checkpoint-<step>` at the run's current step, with `sinceLog` steps since the last logging step in its
+ * rng state (then prunes to save_total_limit); returns its path.
+ */
+export async function writeCheckpoint(i: RunInit, sinceLog: number): Promise<string> {
+  const { args: a, model, trainable, sched } = i;
+  const step = i.state.global_step;
+  const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
+    await saveRunModel(i, tmp);
+    await saveOptimizer(model, tmp, trainable, a.optim, i.optimRun?.states());
+    await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
+    const micro = i.pref ? { micro_batches_since_log: i.pref.microSinceLog } : {};
+    await Deno.writeTextFile(
+      `${tmp}/rng_state.json`,
+      JSON.stringify({ seed: a.seed, step, since_log: sinceLog, ...micro }) + "\n",
+    );
+    await writeTrainerState(tmp, trainerStateOf(i, step));
+  });
+  if (a.save_total_limit) await pruneCheckpoints(a.output_dir, a.save_total_limit, [step]);
+  return path;
+}
+
+/** Writes the adapter (or model folder) and trainer_state.json at the current step into output_dir. */
+export async function writeOutputs(i: RunInit): Promise<void> {
+  await saveRunModel(i, i.args.output_dir);
+  await writeTrainerState(i.args.output_dir, trainerStateOf(i, i.state.global_step));
+}
+
+/**
+ * The metrics of `train_results.json`: `losses` are the logged (step, loss) pairs, `seconds` the time spent in
+ * steps, `startStep` the step this session started from (resumed runs count only their own steps).
+ */
+export function trainMetrics(
+  i: RunInit,
+  losses: { step: number; loss: number }[],
+  seconds: number,
+  startStep: number,
+): Record<string, number> {
+  const state = i.state;
+  return {
+    epoch: state.epoch,
+    total_flos: 0,
+    train_loss: losses.length ? losses.reduce((x, l) => x + l.loss, 0) / losses.length : 0,
+    train_runtime: seconds,
+    train_samples_per_second: (i.records.length * state.epoch) / Math.max(seconds, 1e-9),
+    train_steps_per_second: (state.global_step - startStep) / Math.max(seconds, 1e-9),
+  };
+}
+
+/** With `plot_loss`, the loss plots LF's stage writes into output_dir (`evalLosses`: the evaluations' losses). */
+export async function plotRun(i: RunInit, evalLosses: { step: number; eval_loss: number }[]): Promise<void> {
+  const { args: a, pref } = i;
+  const out = a.output_dir, history = i.state.log_history;
+  if (a.plot_loss && i.ppo) {
+    await plotLosses(out, history, ["loss", "reward"]);
+  } else if (a.plot_loss && pref) {
+    // LF's plot keys per stage (run_rm, run_dpo, run_kto).
+    const keys = { rm: ["loss", "eval_loss", "eval_accuracy"], dpo: ["loss", "eval_loss", "rewards/accuracies"] };
+    await plotLosses(out, history, pref.stage === "kto" ? ["loss", "rewards/chosen", "eval_loss"] : keys[pref.stage]);
+  } else if (a.plot_loss) {
+    await plotLoss(out, history.filter((h) => h.loss !== undefined).map((h) => ({ step: h.step, loss: h.loss })));
+    if (evalLosses.length) {
+      await plotLoss(out, evalLosses.map((h) => ({ step: h.step, loss: h.eval_loss })), "eval_loss");
+    }
+  }
+}
