@@ -70,8 +70,8 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
   }
   for (const key of ["use_galore", "use_badam"] as const) {
-    if (a[key] && a.stage !== "sft" && a.stage !== "pt") {
-      err(key, `supported for stages pt and sft in Whetstone, got stage ${a.stage}`);
+    if (a[key] && a.stage === "ppo") {
+      err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
   }
   // stages (FinetuningArguments.__post_init__, get_train_args)

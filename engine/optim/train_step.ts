@@ -21,6 +21,7 @@
  */
 import { adamw, add, assign, backward, clipScale, Graph, mul, reshape, type Tensor } from "../graph/mod.ts";
 import type { Model } from "../nn/model.ts";
+import { valueHeadParams } from "../nn/value_head.ts";
 import { decays, LOSS_SUM, microLoss, stateNames } from "../train/step.ts";
 import { badamBlocks, type BadamOptions, BadamSchedule } from "./badam.ts";
 import {
@@ -55,8 +56,37 @@ export interface OptimStepPlan {
   checkpoint?: boolean;
 }
 
+/**
+ * The loss side of a GaLore or BAdam step graph: which tensors the trainable params are, and the loss summed over the
+ * step's micro-batches with the summed gradients of those params. The default is the causal-LM loss of step.ts
+ * ({@link sftStepLoss}); the preference stages pass theirs (pref_step.ts `prefStepLoss`).
+ */
+export interface StepLoss {
+  /** Distinguishes the gradient graphs GaLore caches (e.g. "sft", "pref:dpo"). */
+  readonly key: string;
+  /** The graph tensors of the params `names`. */
+  params(g: Graph, names: readonly string[]): Tensor[];
+  /**
+   * Declares the step's feeds on `g` and traces the loss and the gradients of `params`. `train` is true in the step
+   * graph (where the loss may add outputs of its own, e.g. running metric sums) and false in GaLore's gradient graph.
+   */
+  trace(g: Graph, params: readonly Tensor[], train: boolean): { loss: Tensor; grads: Tensor[] };
+}
+
+/** The causal-LM loss of step.ts's `traceTrainStep` over the plan's micro-batches (feeds as traceTrainStep). */
+export function sftStepLoss(model: Model, p: Omit<OptimStepPlan, "trainable">): StepLoss {
+  return {
+    key: "sft",
+    params: (g, names) => {
+      const w = model.weights(g);
+      return names.map((n) => w.weight(n));
+    },
+    trace: (g, params) => lossAndGrads(model, g, p, params),
+  };
+}
+
 /** Inputs, loss and summed gradients of `params` over the plan's micro-batches (as traceTrainStep). */
-function lossAndGrads(model: Model, g: Graph, p: OptimStepPlan, params: readonly Tensor[]) {
+function lossAndGrads(model: Model, g: Graph, p: Omit<OptimStepPlan, "trainable">, params: readonly Tensor[]) {
   const seed = p.dropout ? g.input("seed", [], "u32") : undefined;
   const invTargets = g.input("inv_targets", []);
   let loss: Tensor | undefined;
@@ -91,12 +121,12 @@ export function traceGaloreTrainStep(
   p: OptimStepPlan,
   targets: readonly string[],
   o: GaloreOptions,
+  objective: StepLoss = sftStepLoss(model, p),
 ): Graph {
   const g = new Graph();
   const lr = g.input("lr", []), step = g.input("step", []);
-  const w = model.weights(g);
-  const params = p.trainable.map((n) => w.weight(n));
-  const { loss, grads } = lossAndGrads(model, g, p, params);
+  const params = objective.params(g, p.trainable);
+  const { loss, grads } = objective.trace(g, params, true);
   const gradScale = lossOutputsAndClip(g, p, loss, grads);
   const projected = new Set(targets);
   params.forEach((param, i) => {
@@ -123,10 +153,14 @@ export function traceGaloreTrainStep(
 }
 
 /** Loss and gradients only (outputs `loss` and `grad:<name>` for each of `names`): what a GaLore refresh reads. */
-export function traceGradStep(model: Model, p: OptimStepPlan, names: readonly string[]): Graph {
+export function traceGradStep(
+  model: Model,
+  p: OptimStepPlan,
+  names: readonly string[],
+  objective: StepLoss = sftStepLoss(model, p),
+): Graph {
   const g = new Graph();
-  const w = model.weights(g);
-  const { loss, grads } = lossAndGrads(model, g, p, names.map((n) => w.weight(n)));
+  const { loss, grads } = objective.trace(g, objective.params(g, names), false);
   g.output("loss", loss);
   grads.forEach((gr, i) => g.output(`grad:${names[i]}`, gr));
   return g;
@@ -149,9 +183,15 @@ export class GaloreDriver {
     }
   }
 
-  /** The step graph for `p` (its trainable list is the driver's). */
-  trace(p: Omit<OptimStepPlan, "trainable">): Graph {
-    return traceGaloreTrainStep(this.model, { ...p, trainable: [...this.trainable] }, this.targets, this.opts);
+  /** The step graph for `p` (its trainable list is the driver's), with `objective`'s loss (default: causal LM). */
+  trace(p: Omit<OptimStepPlan, "trainable">, objective?: StepLoss): Graph {
+    return traceGaloreTrainStep(
+      this.model,
+      { ...p, trainable: [...this.trainable] },
+      this.targets,
+      this.opts,
+      objective,
+    );
   }
 
   /** Every optimizer state with its store name (prefix included) and shape. */
@@ -178,7 +218,7 @@ export class GaloreDriver {
   }
 
   #shape(name: string): number[] {
-    const s = this.model.params.get(name)?.shape;
+    const s = this.model.params.get(name)?.shape ?? valueHeadParams(this.model.config.hidden).get(name);
     if (!s) throw new Error(`model has no parameter "${name}"`);
     return s;
   }
@@ -186,14 +226,20 @@ export class GaloreDriver {
   /**
    * Before optimizer step `step` (1-based) with the step's `feeds` (without lr/step): when the step refreshes
    * (step 1, then every update_interval), runs forward and backward once, and writes each target's new P (and B)
-   * from its gradient. Returns whether it refreshed.
+   * from its gradient of `objective`'s loss (default: causal LM; the feeds are that loss's). Returns whether it
+   * refreshed.
    */
-  async beforeStep(step: number, p: Omit<OptimStepPlan, "trainable">, feeds: Record<string, ArrayLike<number>>) {
+  async beforeStep(
+    step: number,
+    p: Omit<OptimStepPlan, "trainable">,
+    feeds: Record<string, ArrayLike<number>>,
+    objective?: StepLoss,
+  ) {
     if (!galoreRefreshDue(step, this.opts.updateInterval)) return false;
-    const key = `${p.G}:${p.B}:${p.L}:${!!p.dropout}`;
+    const key = `${objective?.key ?? "sft"}:${p.G}:${p.B}:${p.L}:${!!p.dropout}`;
     let c = this.#grads.get(key);
     if (!c) {
-      c = this.model.executor.compile(traceGradStep(this.model, { ...p, trainable: [] }, this.targets));
+      c = this.model.executor.compile(traceGradStep(this.model, { ...p, trainable: [] }, this.targets, objective));
       this.#grads.set(key, c);
     }
     const out = await (await c).run(feeds, this.targets.map((t) => `grad:${t}`));
@@ -213,12 +259,15 @@ export class GaloreDriver {
  * active param (BAdam's groups carry torch's default, {@link BADAM_WEIGHT_DECAY}), clipping over the block's grads.
  * Feed `step` with {@link BadamDriver.beforeStep}'s `adamStep`, not the global step.
  */
-export function traceBadamTrainStep(model: Model, p: OptimStepPlan): Graph {
+export function traceBadamTrainStep(
+  model: Model,
+  p: OptimStepPlan,
+  objective: StepLoss = sftStepLoss(model, p),
+): Graph {
   const g = new Graph();
   const lr = g.input("lr", []), step = g.input("step", []);
-  const w = model.weights(g);
-  const params = p.trainable.map((n) => w.weight(n));
-  const { loss, grads } = lossAndGrads(model, g, p, params);
+  const params = objective.params(g, p.trainable);
+  const { loss, grads } = objective.trace(g, params, true);
   const gradScale = lossOutputsAndClip(g, p, loss, grads);
   params.forEach((param, i) => {
     const st = stateNames(p.trainable[i]);

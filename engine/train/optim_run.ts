@@ -9,6 +9,9 @@
  * - BAdam (layer mode): one decoder layer trains at a time, switching every `badam_switch_interval` steps; AdamW's
  *   moments exist for the active block only (a fresh graph is compiled at each switch). Checkpoints hold the active
  *   block's moments, put back after the first step's block selection on resume.
+ *
+ * The step's loss is the causal LM's by default; stages rm, dpo and kto pass theirs ({@link StepLoss}, pref_step.ts
+ * `prefStepLoss`), so GaLore's projection refresh and both updates follow the preference objective.
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
@@ -17,7 +20,7 @@ import type { Model } from "../nn/model.ts";
 import { BADAM_WEIGHT_DECAY } from "../optim/badam.ts";
 import { galoreTargets } from "../optim/galore.ts";
 import { ortGemm } from "../optim/svd_ort.ts";
-import { BadamDriver, GaloreDriver, traceBadamTrainStep } from "../optim/train_step.ts";
+import { BadamDriver, GaloreDriver, type StepLoss, traceBadamTrainStep } from "../optim/train_step.ts";
 import { stateNames, type StepPlan } from "./step.ts";
 
 /** An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape. */
@@ -32,8 +35,9 @@ export interface OptimRun {
   /**
    * Before optimizer step `step` with its feeds (all but lr and step): the graph to run (a cache key and its tracer),
    * the `step` value to feed, and `fresh` when graphs compiled earlier must not be reused (BAdam's switch).
+   * `objective` is the step's loss (default: the causal LM's, on `plan`).
    */
-  prepare(step: number, plan: StepPlan, feeds: Record<string, ArrayLike<number>>): Promise<{
+  prepare(step: number, plan: StepPlan, feeds: Record<string, ArrayLike<number>>, objective?: StepLoss): Promise<{
     key: string;
     make: () => Graph;
     adamStep: number;
@@ -43,8 +47,8 @@ export interface OptimRun {
   states(): OptimState[];
   /** Bytes of the optimizer states at their largest (f32). */
   optimizerBytes(): number;
-  /** The step graph of the first step (for the memory plan). */
-  trace(plan: StepPlan): Graph;
+  /** The step graph of the first step (for the memory plan), with `objective`'s loss if given. */
+  trace(plan: StepPlan, objective?: StepLoss): Graph;
   /** Call after restoring a checkpoint: the next `prepare` keeps the restored states. */
   resumed(): void;
 }
@@ -70,9 +74,10 @@ export class GaloreRun implements OptimRun {
     return new GaloreRun(g);
   }
 
-  async prepare(step: number, plan: StepPlan, feeds: Record<string, ArrayLike<number>>) {
-    await this.driver.beforeStep(step, plan, feeds);
-    return { key: `galore:${plan.L}`, make: () => this.driver.trace(plan), adamStep: step, fresh: false };
+  async prepare(step: number, plan: StepPlan, feeds: Record<string, ArrayLike<number>>, objective?: StepLoss) {
+    await this.driver.beforeStep(step, plan, feeds, objective);
+    const key = `galore:${plan.L}:${objective?.key ?? "sft"}`;
+    return { key, make: () => this.driver.trace(plan, objective), adamStep: step, fresh: false };
   }
 
   states(): OptimState[] {
@@ -83,8 +88,8 @@ export class GaloreRun implements OptimRun {
     return this.states().reduce((n, s) => n + 4 * numel(s.shape), 0);
   }
 
-  trace(plan: StepPlan): Graph {
-    return this.driver.trace(plan);
+  trace(plan: StepPlan, objective?: StepLoss): Graph {
+    return this.driver.trace(plan, objective);
   }
 
   resumed(): void {}
@@ -106,11 +111,11 @@ export class BadamRun implements OptimRun {
     });
   }
 
-  #trace(plan: StepPlan, trainable: string[]): Graph {
-    return traceBadamTrainStep(this.model, { ...plan, trainable, weightDecay: BADAM_WEIGHT_DECAY });
+  #trace(plan: StepPlan, trainable: string[], objective?: StepLoss): Graph {
+    return traceBadamTrainStep(this.model, { ...plan, trainable, weightDecay: BADAM_WEIGHT_DECAY }, objective);
   }
 
-  async prepare(step: number, plan: StepPlan) {
+  async prepare(step: number, plan: StepPlan, _feeds?: Record<string, ArrayLike<number>>, objective?: StepLoss) {
     const ex = this.model.executor, pre = this.model.prefix;
     // On resume inside a block, the checkpoint's moments (restored into the store) survive beforeStep's reset.
     let kept: { name: string; data: ArrayLike<number>; shape: number[] }[] = [];
@@ -129,7 +134,12 @@ export class BadamRun implements OptimRun {
     for (const k of kept) ex.setParam(k.name, k.data, k.shape);
     kept = [];
     this.#block = block;
-    return { key: `badam:${block}:${plan.L}`, make: () => this.#trace(plan, trainable), adamStep, fresh: switched };
+    return {
+      key: `badam:${block}:${plan.L}:${objective?.key ?? "sft"}`,
+      make: () => this.#trace(plan, trainable, objective),
+      adamStep,
+      fresh: switched,
+    };
   }
 
   states(): OptimState[] {
@@ -148,9 +158,9 @@ export class BadamRun implements OptimRun {
     return Math.max(...sizes);
   }
 
-  trace(plan: StepPlan): Graph {
+  trace(plan: StepPlan, objective?: StepLoss): Graph {
     const b = this.driver.schedule.blockAt(1);
-    return this.#trace(plan, this.driver.blocks[b].params);
+    return this.#trace(plan, this.driver.blocks[b].params, objective);
   }
 
   resumed(): void {

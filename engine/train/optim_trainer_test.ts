@@ -114,7 +114,12 @@ Deno.test("config: LLaMA-Factory's rules for quantization, GaLore and BAdam", ()
   bad({ use_galore: true, optim: "sgd" }, /optim: GaLore/);
   bad({ use_badam: true, badam_mode: "ratio" }, /badam_mode/);
   bad({ use_badam: true, finetuning_type: "freeze" }, /use_badam: .*full/);
-  bad({ use_galore: true, stage: "dpo" }, /use_galore: .*pt and sft/);
+  bad({ use_galore: true, stage: "ppo" }, /use_galore: .*got stage ppo/);
+  bad({ use_badam: true, stage: "ppo" }, /use_badam: .*got stage ppo/);
+  for (const stage of ["rm", "dpo", "kto"]) {
+    assert.equal(parseTrainArgs({ ...base, stage, use_galore: true }).use_galore, true, stage);
+    assert.equal(parseTrainArgs({ ...base, stage, use_badam: true }).use_badam, true, stage);
+  }
   const a = parseTrainArgs({ ...base, finetuning_type: "lora", quantization_bit: 4 });
   assert.equal(a.quantization_type, "nf4");
   assert.equal(a.double_quantization, true);

@@ -19,6 +19,7 @@ import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
 import type { CompiledGraph, HostArray } from "../exec/executor.ts";
 import type { DType, Graph, Tensor } from "../graph/mod.ts";
 import { DTYPE_BYTES } from "../graph/types.ts";
+import type { StepLoss } from "../optim/train_step.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { isDir, resolveModel } from "../io/hub.ts";
 import { decoderConfig } from "../nn/config.ts";
@@ -35,6 +36,7 @@ import {
   PREF_METRIC_SUMS,
   type PrefFeeds,
   type PrefObjective,
+  prefStepLoss,
   type PrefStepPlan,
   type Reference,
   tracePrefEvalStep,
@@ -279,6 +281,11 @@ export class PrefRun {
   /** The train step graph for length L. */
   trace(L: number): Graph {
     return tracePrefStep(this.model, this.plan(L));
+  }
+
+  /** The step's loss for length L, for GaLore's and BAdam's step graphs (optim_run.ts). */
+  stepLoss(L: number): StepLoss {
+    return prefStepLoss(this.model, this.plan(L));
   }
 
   /** Zeroes the running metric sums on the device. */

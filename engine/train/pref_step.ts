@@ -70,6 +70,7 @@ import {
 } from "./pref_loss.ts";
 import { collate, type MicroBatch } from "./batches.ts";
 import { LOSS_SUM, optimizerUpdate, type StepPlan } from "./step.ts";
+import type { StepLoss } from "../optim/train_step.ts";
 
 /**
  * Where reference log-probs come from: "base" (the model without its adapter, same parameters), a frozen
@@ -289,34 +290,55 @@ function paramOf(model: Model, g: Graph, name: string): Tensor {
 
 const stack = (xs: readonly Tensor[]) => concat(xs.map((x) => reshape(x, [1])), 0);
 
+/**
+ * The loss side of a preference step (GaLore and BAdam take it, engine/optim/train_step.ts): the G micro-batches'
+ * objectives, their gradients, and — in the step graph — the `metrics` and `metric_sums` outputs (the running sums in
+ * {@link PREF_METRIC_SUMS}).
+ */
+export function prefStepLoss(model: Model, p: Omit<PrefStepPlan, "trainable">): StepLoss {
+  const o = p.objective;
+  return {
+    key: `pref:${o.stage}`,
+    params: (g, names) => names.map((n) => paramOf(model, g, n)),
+    trace(g, params, train) {
+      const seed = o.stage === "rm" && p.dropout ? g.input("seed", [], "u32") : undefined;
+      const invAccum = g.input("inv_accum", []);
+      let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
+      for (let k = 0; k < p.G; k++) {
+        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed, p.checkpoint);
+        const lk = mul(mo.loss, invAccum);
+        const gk = backward(lk, [...params]);
+        loss = loss ? add(loss, lk) : lk;
+        grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
+        const mk = stack(mo.metrics);
+        metrics = metrics ? add(metrics, mk) : mk;
+      }
+      if (train) {
+        g.output("metrics", metrics!);
+        const acc = g.param(PREF_METRIC_SUMS, metrics!.shape);
+        const next = add(acc, metrics!);
+        g.output("metric_sums", next);
+        assign(acc, next);
+      }
+      return { loss: loss!, grads: grads! };
+    },
+  };
+}
+
 /** Traces the whole optimizer step of a preference stage for `model` (its adapter and value head included). */
 export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
   const g = new Graph();
-  const o = p.objective;
-  const seed = o.stage === "rm" && p.dropout ? g.input("seed", [], "u32") : undefined;
-  const invAccum = g.input("inv_accum", []);
   const lr = g.input("lr", []);
   const step = g.input("step", []);
-  const params = p.trainable.map((n) => paramOf(model, g, n));
-  let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
-  for (let k = 0; k < p.G; k++) {
-    const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed, p.checkpoint);
-    const lk = mul(mo.loss, invAccum);
-    const gk = backward(lk, params);
-    loss = loss ? add(loss, lk) : lk;
-    grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
-    const mk = stack(mo.metrics);
-    metrics = metrics ? add(metrics, mk) : mk;
-  }
-  g.output("loss", loss!);
-  g.output("metrics", metrics!);
-  for (const [name, value] of [[LOSS_SUM, reshape(loss!, [1])], [PREF_METRIC_SUMS, metrics!]] as const) {
-    const acc = g.param(name, value.shape);
-    const next = add(acc, value);
-    g.output(name === LOSS_SUM ? "loss_sum" : "metric_sums", next);
-    assign(acc, next);
-  }
-  optimizerUpdate(model, g, p, params, grads!, lr, step);
+  const objective = prefStepLoss(model, p);
+  const params = objective.params(g, p.trainable);
+  const { loss, grads } = objective.trace(g, params, true);
+  g.output("loss", loss);
+  const acc = g.param(LOSS_SUM, [1]);
+  const next = add(acc, reshape(loss, [1]));
+  g.output("loss_sum", next);
+  assign(acc, next);
+  optimizerUpdate(model, g, p, params, grads, lr, step);
   return g;
 }
 

@@ -257,9 +257,12 @@ export class SessionRun {
         }
         const { feeds, tokens, present, graph, L } = this.#stepFeeds(step, B, G, multiple);
         let adamStep = step;
+        // Before GaLore's refresh, whose gradient graph takes the seed too (rm's value-head dropout).
+        feeds.seed = [(Math.imul(a.seed + 1, 2654435761) ^ step) >>> 0];
         if (this.#i.optimRun) {
-          // GaLore (a projection refresh on some steps) or BAdam (the active block); their own step graphs.
-          const o = await this.#i.optimRun.prepare(step, this.#i.stepPlan(L), feeds);
+          // GaLore (a projection refresh on some steps) or BAdam (the active block); their own step graphs, with the
+          // preference objective for rm, dpo and kto.
+          const o = await this.#i.optimRun.prepare(step, this.#i.stepPlan(L), feeds, pref?.stepLoss(L));
           if (o.fresh) {
             for (const k of [...this.#graphs.keys()]) {
               if (k.startsWith(`${this.#i.optimRun.kind}:`)) this.#graphs.delete(k);
@@ -271,7 +274,6 @@ export class SessionRun {
         }
         feeds.lr = [lrAt(step - 1, sched)];
         feeds.step = [adamStep];
-        feeds.seed = [(Math.imul(a.seed + 1, 2654435761) ^ step) >>> 0];
         this.#tokensThisRun += tokens;
         state.total_tokens += tokens;
         this.#sinceLog++;

@@ -182,7 +182,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
       (pref?.extraBytes ?? ppo?.extraBytes ?? 0);
     const optimizer = optimRun ? optimRun.optimizerBytes() : a.optim === "adamw" ? 2 * 4 * nTrain : 0;
     const graph = prefRun
-      ? prefRun.trace(maxLen)
+      ? optimRun ? optimRun.trace(stepPlan(maxLen), prefRun.stepLoss(maxLen)) : prefRun.trace(maxLen)
       : ppo
       ? tracePpoStep(model, stepPlan(maxLen))
       : optimRun
