@@ -13,50 +13,16 @@ import { decoderConfig } from "../engine/nn/config.ts";
 import { planTrainingMemory } from "../engine/train/memory_plan.ts";
 import { hasGpu } from "../engine/gpu/device.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
-import { decoderParams } from "../engine/nn/decoder.ts";
-import { Model } from "../engine/nn/model.ts";
-import { attachAdapter } from "../engine/nn/lora.ts";
-import { LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
 import { llama20m, LLAMA_20M } from "./model.ts";
-import type { DType } from "../engine/graph/mod.ts";
+import { prepareTrainStep } from "./train.ts";
 
 /**
- * Device bytes a real training step of the ~20M Llama (f32 weights, batch 4 × 256) allocates on WebGPU: the
+ * Device bytes a real training step of the ~20M Llama (random f32 weights, batch 4 × 256) allocates on WebGPU: the
  * store (weights, adapter, AdamW states) plus what the compiled step owns (arena, inputs, constants, scratch).
  */
 async function measured20m(method: "lora" | "full"): Promise<number> {
-  const c = LLAMA_20M, cfg = llama20m();
   const ex = await WebGpuExecutor.create();
-  const params = new Map<string, { shape: number[]; dtype: DType }>();
-  for (const [name, shape] of decoderParams(cfg)) {
-    ex.setParam(name, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01), shape);
-    params.set(name, { shape, dtype: "f32" });
-  }
-  const model = new Model(cfg, ex, params);
-  const trainable = method === "lora"
-    ? [...(await attachAdapter(model, { r: 8, alpha: 16, targets: ["all"] })).params.keys()]
-    : [...params.keys()];
-  for (const name of trainable) {
-    const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
-    const zeros = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    ex.setParam(stateNames(name).m, zeros, shape);
-    ex.setParam(stateNames(name).v, zeros, shape);
-  }
-  ex.setParam(LOSS_SUM, [0], [1]);
-  const step = await ex.compile(traceTrainStep(model, {
-    G: 1,
-    B: c.batch,
-    L: c.seq,
-    trainable,
-    optim: "adamw",
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    loraplusRatio: 0,
-    dropout: false,
-  }));
+  const step = await ex.compile(await prepareTrainStep(ex, LLAMA_20M, method));
   const bytes = ex.storeBytes + (step.stats.ownedBytes ?? 0);
   ex.dispose();
   return bytes;

@@ -13,11 +13,11 @@ import type { Executor } from "../engine/exec/executor.ts";
 import { hasGpu } from "../engine/gpu/device.ts";
 import { mulberry32 as rng } from "../engine/util/rng.ts";
 import { decoderParams } from "../engine/nn/decoder.ts";
-import { type DType } from "../engine/graph/mod.ts";
+import type { DType, Graph } from "../engine/graph/mod.ts";
 import { Model } from "../engine/nn/model.ts";
 import { attachAdapter } from "../engine/nn/lora.ts";
 import { freezeTrainable } from "../engine/train/freeze.ts";
-import { LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
+import { adamwStepPlan, LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
 import { llama20m, LLAMA_20M, venvBaseline } from "./model.ts";
 
 /** The models of the bench: the 20M Llama and a 5M one with a smaller vocabulary. */
@@ -26,23 +26,16 @@ export const TRAIN_MODELS = {
   "llama-5M": { ...LLAMA_20M, vocab: 8192 },
 };
 
-type Method = "lora" | "freeze" | "full";
+/** What trains in a bench step. */
+export type Method = "lora" | "freeze" | "full";
 
-/** Median seconds of one step on `ex` for `method` on config `c`. */
-async function stepSeconds(ex: Executor, c: typeof LLAMA_20M, method: Method) {
+/**
+ * Stores random f32 weights of config `c` on `ex` (with a LoRA adapter r 8 on every linear, or the last 2 layers
+ * trainable for freeze), zero AdamW states for what trains, and traces the trainer's step: batch c.batch × c.seq.
+ */
+export async function prepareTrainStep(ex: Executor, c: typeof LLAMA_20M, method: Method): Promise<Graph> {
   const cfg = llama20m(c);
-  const { batch: B, seq: L } = c;
-  const tokens = B * L;
   const r = rng(5);
-  const feeds = {
-    ids_0: Int32Array.from({ length: tokens }, () => Math.floor(r() * c.vocab)),
-    positions_0: Int32Array.from({ length: tokens }, (_, i) => i % L),
-    segments_0: new Int32Array(tokens).fill(1),
-    labels_0: Int32Array.from({ length: tokens }, () => Math.floor(r() * c.vocab)),
-    inv_targets: [1 / tokens],
-    lr: [1e-4],
-    step: [1],
-  };
   const params = new Map<string, { shape: number[]; dtype: DType }>();
   for (const [name, shape] of decoderParams(cfg)) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -62,21 +55,24 @@ async function stepSeconds(ex: Executor, c: typeof LLAMA_20M, method: Method) {
     ex.setParam(stateNames(name).v, zeros, shape);
   }
   ex.setParam(LOSS_SUM, [0], [1]);
-  const g = traceTrainStep(model, {
-    G: 1,
-    B,
-    L,
-    trainable,
-    optim: "adamw",
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    loraplusRatio: 0,
-    dropout: false,
-  });
-  const step = await ex.compile(g);
+  return traceTrainStep(model, adamwStepPlan(c.batch, c.seq, trainable));
+}
+
+/** Median seconds of one step on `ex` for `method` on config `c`. */
+async function stepSeconds(ex: Executor, c: typeof LLAMA_20M, method: Method) {
+  const { batch: B, seq: L } = c;
+  const tokens = B * L;
+  const r = rng(6);
+  const feeds = {
+    ids_0: Int32Array.from({ length: tokens }, () => Math.floor(r() * c.vocab)),
+    positions_0: Int32Array.from({ length: tokens }, (_, i) => i % L),
+    segments_0: new Int32Array(tokens).fill(1),
+    labels_0: Int32Array.from({ length: tokens }, () => Math.floor(r() * c.vocab)),
+    inv_targets: [1 / tokens],
+    lr: [1e-4],
+    step: [1],
+  };
+  const step = await ex.compile(await prepareTrainStep(ex, c, method));
   for (let i = 0; i < 2; i++) await step.run(feeds, ["loss_sum"]);
   const ts: number[] = [];
   for (let i = 0; i < 3; i++) {

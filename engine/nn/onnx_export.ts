@@ -169,6 +169,6 @@ export async function exportOnnx(model: Model, dir: string, opts: OnnxExportOpti
     decode: io.decode,
     config: c.raw,
   };
-  await Deno.writeTextFile(`${dir}/onnx_config.json`, JSON.stringify(config, null, 2) + "\n");
+  await writeChunks(`${dir}/onnx_config.json`, [new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n")]);
   return config;
 }

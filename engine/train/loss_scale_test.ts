@@ -134,32 +134,11 @@ Deno.test({
   name: "fp16: a short LoRA run on webgpu falls and stays within a few percent of the f32 run",
   ignore: !gpu,
   fn: async () => {
-    const { parseTrainArgs } = await import("../config/args.ts");
     const { train } = await import("./trainer.ts");
     const run = async (fp16: boolean) => {
       const lines: string[] = [];
       const res = await train(
-        parseTrainArgs({
-          model_name_or_path: modelDir,
-          stage: "sft",
-          do_train: true,
-          finetuning_type: "lora",
-          lora_target: "all",
-          dataset: "whetstone_demo",
-          dataset_dir: new URL("../../fixtures/demo/", import.meta.url).pathname,
-          template: "qwen",
-          cutoff_len: 64,
-          max_samples: 16,
-          output_dir: `${dir}/run_${fp16 ? "fp16" : "f32"}`,
-          logging_steps: 1,
-          save_strategy: "no",
-          per_device_train_batch_size: 4,
-          learning_rate: 1e-2,
-          max_steps: 4,
-          seed: 7,
-          executor: "webgpu",
-          fp16,
-        }),
+        await runArgs(`${dir}/run_${fp16 ? "fp16" : "f32"}`, { save_strategy: "no", fp16 }),
         { progress: false, log: (l: string) => lines.push(l) },
       );
       return { losses: res.losses.map((l) => l.loss), lines };
@@ -188,40 +167,43 @@ Deno.test("fp16: the reference executor keeps f32 and says why", async () => {
 
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
+/** Train args of a 4-step LoRA SFT run of the tiny model on the demo data, on WebGPU. */
+async function runArgs(out: string, extra: Record<string, unknown>) {
+  const { parseTrainArgs } = await import("../config/args.ts");
+  return parseTrainArgs({
+    model_name_or_path: modelDir,
+    stage: "sft",
+    do_train: true,
+    finetuning_type: "lora",
+    lora_target: "all",
+    dataset: "whetstone_demo",
+    dataset_dir: new URL("../../fixtures/demo/", import.meta.url).pathname,
+    template: "qwen",
+    cutoff_len: 64,
+    max_samples: 16,
+    output_dir: out,
+    logging_steps: 1,
+    per_device_train_batch_size: 4,
+    learning_rate: 1e-2,
+    max_steps: 4,
+    seed: 7,
+    executor: "webgpu",
+    ...extra,
+  });
+}
+
 Deno.test({
   name: "fp16: a checkpoint keeps the loss scale and growth counter; a resumed run repeats the uninterrupted one",
   ignore: !gpu,
   fn: async () => {
-    const { parseTrainArgs } = await import("../config/args.ts");
     const { train } = await import("./trainer.ts");
     const { openSafetensors } = await import("../io/safetensors.ts");
     const args = (out: string, extra: Record<string, unknown> = {}) =>
-      parseTrainArgs({
-        model_name_or_path: modelDir,
-        stage: "sft",
-        do_train: true,
-        finetuning_type: "lora",
-        lora_target: "all",
-        dataset: "whetstone_demo",
-        dataset_dir: new URL("../../fixtures/demo/", import.meta.url).pathname,
-        template: "qwen",
-        cutoff_len: 64,
-        max_samples: 16,
-        output_dir: out,
-        logging_steps: 1,
-        save_steps: 2,
-        per_device_train_batch_size: 4,
-        learning_rate: 1e-2,
-        max_steps: 4,
-        seed: 7,
-        executor: "webgpu",
-        fp16: true,
-        ...extra,
-      });
+      runArgs(out, { save_steps: 2, fp16: true, ...extra });
     const quiet = { progress: false, log: () => {} };
-    const whole = await train(args(`${dir}/scale_whole`), quiet);
+    const whole = await train(await args(`${dir}/scale_whole`), quiet);
     const cut = `${dir}/scale_cut`;
-    await train(args(cut), { ...quiet, stopAfter: 2 });
+    await train(await args(cut), { ...quiet, stopAfter: 2 });
     const f = await openSafetensors(`${cut}/checkpoint-2/optimizer.safetensors`);
     try {
       assert.deepEqual(Array.from(await f.readF32("train.loss_scale")), [2 ** 16]);
@@ -229,7 +211,7 @@ Deno.test({
     } finally {
       f.close();
     }
-    const rest = await train(args(cut, { resume_from_checkpoint: true }), quiet);
+    const rest = await train(await args(cut, { resume_from_checkpoint: true }), quiet);
     for (const l of rest.losses) {
       const w = whole.losses.find((x) => x.step === l.step)!;
       assert.ok(Math.abs(l.loss - w.loss) <= 1e-5 * Math.abs(w.loss), `step ${l.step}: ${l.loss} vs ${w.loss}`);

@@ -20,7 +20,7 @@ import { decoderParams } from "../nn/decoder.ts";
 import { attachAdapter } from "../nn/lora.ts";
 import { Model } from "../nn/model.ts";
 import { freezeTrainable } from "./freeze.ts";
-import { LOSS_SUM, stateNames, type StepPlan, traceTrainStep } from "./step.ts";
+import { adamwStepPlan, LOSS_SUM, stateNames, type StepPlan, traceTrainStep } from "./step.ts";
 import { GALORE_DEFAULTS, galoreStateNames, galoreStates, galoreTargets } from "../optim/galore.ts";
 import { traceGaloreTrainStep } from "../optim/train_step.ts";
 
@@ -133,21 +133,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
     ex.setParam(stateNames(name).v, [], shape);
   }
   ex.setParam(LOSS_SUM, [0], [1]);
-  const plan: StepPlan = {
-    G: 1,
-    B: opts.batch,
-    L: opts.seq,
-    trainable,
-    optim: "adamw",
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    loraplusRatio: 0,
-    dropout: false,
-    checkpoint: opts.checkpoint ?? false,
-  };
+  const plan: StepPlan = adamwStepPlan(opts.batch, opts.seq, trainable, { checkpoint: opts.checkpoint ?? false });
   const g = opts.method === "galore"
     ? traceGaloreTrainStep(model, plan, [...targets], galore)
     : traceTrainStep(model, plan);

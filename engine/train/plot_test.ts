@@ -111,7 +111,6 @@ Deno.test("plotLoss makes a PNG only when the converter works", async () => {
 
 Deno.test("plot: one eval point (its smoothed copy 1 ulp off) draws at once with a widened axis", () => {
   assert.deepEqual(niceTicks(4.28, 4.28 + 1e-15).length, 1);
-  const t0 = performance.now();
-  const svg = lossSvg([3], [4.2831], "eval_loss", "eval loss");
-  assert.ok(performance.now() - t0 < 1000 && svg.includes("<polyline"));
+  const svg = lossSvg([3], [4.2831], "eval_loss", "eval loss"); // hung in niceTicks before the fix
+  assert.ok(svg.includes("<polyline"));
 });

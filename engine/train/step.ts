@@ -58,6 +58,33 @@ export interface StepPlan {
   fp16?: boolean;
 }
 
+/**
+ * A one-micro-batch AdamW plan with torch's defaults (betas 0.9/0.999, eps 1e-8, no weight decay), clipping at 1,
+ * no LoRA+ and no dropout; `extra` overrides any field. For benches and memory planning.
+ *
+ * @example
+ * ```ts
+ * const g = traceTrainStep(model, adamwStepPlan(4, 256, trainable, { checkpoint: true }));
+ * ```
+ */
+export function adamwStepPlan(B: number, L: number, trainable: string[], extra: Partial<StepPlan> = {}): StepPlan {
+  return {
+    G: 1,
+    B,
+    L,
+    trainable,
+    optim: "adamw",
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    loraplusRatio: 0,
+    dropout: false,
+    ...extra,
+  };
+}
+
 /** Optimizer state names of a param. */
 export const stateNames = (p: string) => ({ m: `${p}.exp_avg`, v: `${p}.exp_avg_sq`, buf: `${p}.momentum_buffer` });
 
