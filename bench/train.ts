@@ -17,7 +17,8 @@ import type { DType, Graph } from "../engine/graph/mod.ts";
 import { Model } from "../engine/nn/model.ts";
 import { attachAdapter } from "../engine/nn/lora.ts";
 import { freezeTrainable } from "../engine/train/freeze.ts";
-import { adamwStepPlan, LOSS_SUM, stateNames, traceTrainStep } from "../engine/train/step.ts";
+import { adamwStepPlan, LOSS_SUM, traceTrainStep } from "../engine/train/step/lm.ts";
+import { stateNames } from "../engine/train/step/optimizer.ts";
 import { llama20m, LLAMA_20M, venvBaseline } from "./model.ts";
 
 /** The models of the bench: the 20M Llama and a 5M one with a smaller vocabulary. */

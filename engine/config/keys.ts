@@ -240,7 +240,7 @@ export const KEYS: Readonly<Record<string, KeySpec>> = {
   ...ignore("swanlab_project", "swanlab_workspace", "swanlab_run_name", "swanlab_mode", "swanlab_api_key"),
   ...ignore("swanlab_logdir", "swanlab_lark_webhook_url", "swanlab_lark_secret"),
   ...lack("OFT", { oft_rank: 0, oft_block_size: 32, oft_target: "all", module_dropout: 0 }),
-  // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/pref_run.ts, ppo_run.ts)
+  // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/stages/)
   pref_beta: T("num", 0.1, { gt: 0 }),
   pref_ftx: T("num", 0, { min: 0 }),
   pref_bco_weight: U(0, "BCO"),

@@ -18,7 +18,7 @@
  * steps, first at step 1 ({@link galoreRefreshDue}, {@link refreshProjection}); m and v are not reset then.
  * @module
  */
-import { add, assign, div, graphOf, matmul, mul, pow, sqrt, sub, type Tensor } from "../graph/mod.ts";
+import { add, assign, div, graphOf, matmul, mul, pow, sqrt, sub, type Tensor, where } from "../graph/mod.ts";
 import type { DecoderConfig } from "../nn/config.ts";
 import { allLinearTargets, linearModules } from "../nn/lora.ts";
 import { type Gemm, topSingular } from "./svd.ts";
@@ -198,7 +198,8 @@ export interface GaloreAdamwOptions {
  * One GaLoreAdamW step of `param` (see the module doc), traced into the param's graph: `m`, `v` (params of the
  * low-rank shape when projected, else of the param's), `lr` and `step` (f32 scalars; step counts from 1),
  * `gradScale` (clipping) multiplying the gradient. Without `projection` it is galore_torch's AdamW on the full
- * param, as GaLore mode applies to the params it does not project.
+ * param, as GaLore mode applies to the params it does not project. `gate`, an f32 scalar, skips the update where
+ * it is 0.
  */
 export function galoreAdamw(
   param: Tensor,
@@ -210,6 +211,7 @@ export function galoreAdamw(
   o: GaloreAdamwOptions,
   projection?: GaloreProjection,
   gradScale?: Tensor,
+  gate?: Tensor,
 ): void {
   graphOf(param, grad, m, v, lr, step);
   for (const [k, x] of Object.entries(o)) {
@@ -239,7 +241,9 @@ export function galoreAdamw(
   }
   let p1 = sub(param, mul(update, stepSize));
   if (o.weightDecay > 0) p1 = sub(p1, mul(p1, mul(lr, o.weightDecay)));
-  assign(m, m1);
-  assign(v, v1);
-  assign(param, p1);
+  // A gate (fp16's finite check) keeps every value where it is 0.
+  const keep = (old: Tensor, next: Tensor) => (gate ? where(gate, next, old) : next);
+  assign(m, keep(m, m1));
+  assign(v, keep(v, v1));
+  assign(param, keep(param, p1));
 }

@@ -20,9 +20,11 @@ import { decoderParams } from "../nn/decoder.ts";
 import { attachAdapter } from "../nn/lora.ts";
 import { Model } from "../nn/model.ts";
 import { freezeTrainable } from "./freeze.ts";
-import { adamwStepPlan, LOSS_SUM, stateNames, type StepPlan, traceTrainStep } from "./step.ts";
+import { adamwStepPlan, lmObjectiveOf, LOSS_SUM, type StepPlan, traceTrainStep } from "./step/lm.ts";
+import { galoreOptimizer } from "./step/galore.ts";
+import { stateNames } from "./step/optimizer.ts";
+import { traceStep } from "./step/plan.ts";
 import { GALORE_DEFAULTS, galoreStateNames, galoreStates, galoreTargets } from "../optim/galore.ts";
-import { traceGaloreTrainStep } from "../optim/train_step.ts";
 
 /** An executor that only records the params set on it and plans graphs: for memory planning. */
 export class ShapeOnlyExecutor implements Executor {
@@ -135,7 +137,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   ex.setParam(LOSS_SUM, [0], [1]);
   const plan: StepPlan = adamwStepPlan(opts.batch, opts.seq, trainable, { checkpoint: opts.checkpoint ?? false });
   const g = opts.method === "galore"
-    ? traceGaloreTrainStep(model, plan, [...targets], galore)
+    ? traceStep(model, plan, lmObjectiveOf(model, plan), galoreOptimizer(model.prefix, [...targets], galore, plan))
     : traceTrainStep(model, plan);
   const arena = planGraph(g).arenaBytes;
   const galoreState = new Set([...targets].flatMap((t) => Object.values(galoreStateNames(t))));

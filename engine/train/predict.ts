@@ -37,7 +37,7 @@ import type { GenerateOptions } from "../nn/generate.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { bucket, collate } from "./batches.ts";
 import { Progress } from "./progress.ts";
-import { traceEvalStep } from "./step.ts";
+import { traceEvalStep } from "./step/lm.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
 import { pyRound, writeResults } from "./trainer_log.ts";
 

@@ -25,7 +25,7 @@ import {
 } from "../nn/value_head.ts";
 import { pyFloatRepr } from "../data/template_tools.ts";
 import { bucket } from "./batches.ts";
-import { pairwiseFeeds } from "./pref_step.ts";
+import { pairwiseFeeds } from "./step/pref_feeds.ts";
 import type { Progress } from "./progress.ts";
 import { pyRound } from "./trainer_log.ts";
 

@@ -2,9 +2,9 @@
  * A training run driven step by step: `TrainSession.create(args)` loads the model, tokenizer and data as
  * `deno task train` does, then `step(n)` runs n optimizer steps (logging, evaluating and checkpointing at the
  * configured steps, as the trainer does), and `evaluate()`, `generate()`, `save()` and `export()` act on the model
- * being trained. The trainer (`train` in trainer.ts), the HTTP API and notebooks share it. Stages pt and sft train
- * the language-model loss (step.ts); rm, dpo and kto their preference objectives (pref_run.ts, pref_step.ts); ppo
- * generates, scores and runs TRL's PPO updates (ppo_run.ts, ppo_step.ts). Step records and evaluations carry
+ * being trained. The trainer (`train` in trainer.ts), the HTTP API and notebooks share it. Each stage is an object
+ * (stages/: pt and sft the language-model loss, rm, dpo and kto their preference objectives, ppo generation, scoring
+ * and TRL's PPO updates) whose steps the one step builder (step/builder.ts) traces. Step records and evaluations carry
  * LLaMA-Factory's metrics (`rewards/accuracies`, `eval_accuracy`, `reward`, ...). The setup is in session_setup.ts,
  * the stepping in session_run.ts.
  *
@@ -30,6 +30,7 @@ import { resolveModel } from "../io/hub.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import type { PreparedData } from "./session_files.ts";
 import type { SessionRun } from "./session_run.ts";
+import type { Stage } from "./stages/stage.ts";
 import { setupSession } from "./session_setup.ts";
 import {
   type EvalRecord,
@@ -78,6 +79,11 @@ export class TrainSession {
     const session = new TrainSession(a, model, data, plan, run);
     session.#autoFinish = opts.autoFinish ?? true;
     return session;
+  }
+
+  /** The stage being trained (stages/). */
+  get stage(): Stage {
+    return this.#run.stage;
   }
 
   /** Optimizer steps done (resumed ones included). */
@@ -236,7 +242,7 @@ export class TrainSession {
       const source = await resolveModel(this.args.model_name_or_path, { revision: this.args.model_revision });
       await exportModel(this.model, dir, { source, ...opts });
       // LF's export copies the value head of a stage rm model.
-      if (this.args.stage === "rm") await saveValueHead(this.model, dir);
+      if (this.#run.stage.exportsValueHead) await saveValueHead(this.model, dir);
       return { dir };
     });
   }

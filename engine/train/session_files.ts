@@ -19,14 +19,13 @@ import { attachAdapter, LoraAdapter, loraConfigFromArgs, saveAdapter } from "../
 import { loadModel, type Model } from "../nn/model.ts";
 import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
 import { freezeTrainable } from "./freeze.ts";
-import { loadValueHead, saveValueHead, VALUE_HEAD_FILE, valueHeadParams } from "../nn/value_head.ts";
-import { PREF_METRIC_SUMS } from "./pref_step.ts";
-import { LOSS_SUM, stateNames } from "./step.ts";
-import { LOSS_SCALE, SCALE_GROWTH } from "./loss_scale.ts";
+import { loadValueHead, saveValueHead, VALUE_HEAD_FILE } from "../nn/value_head.ts";
+import { LOSS_SUM, METRIC_SUMS } from "./step/builder.ts";
+import { LOSS_SCALE, SCALE_GROWTH } from "./step/precision.ts";
+import type { LogHistoryEntry } from "./trainer_log.ts";
 
 /** Store entries without the model prefix that a checkpoint keeps beside the optimizer states. */
-const RUNNING_STATE = [LOSS_SUM, PREF_METRIC_SUMS, LOSS_SCALE, SCALE_GROWTH];
-import type { LogHistoryEntry } from "./trainer_log.ts";
+const RUNNING_STATE = [LOSS_SUM, METRIC_SUMS, LOSS_SCALE, SCALE_GROWTH];
 
 /** Training state saved in checkpoints (`trainer_state.json`'s fields that a resume needs). */
 export interface TrainState {
@@ -135,54 +134,21 @@ export async function saveModel(
   }
 }
 
-/** The shape of a trainable parameter (base, adapter or value head). */
-export function trainableShape(model: Model, name: string): number[] {
-  const p = model.params.get(name) ?? model.adapter?.params.get(name);
-  if (p) return p.shape;
-  const v = valueHeadParams(model.config.hidden).get(name);
-  if (!v) throw new Error(`"${name}" is not a parameter of the model, its adapter or its value head`);
-  return v;
-}
-
-/** Zeroes the optimizer states of `trainable` and the running loss sum. */
-export function initOptimizer(model: Model, trainable: string[], optim: string): void {
-  for (const name of trainable) {
-    const shape = trainableShape(model, name);
-    const zeros = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    const st = stateNames(name);
-    if (optim === "adamw") {
-      model.executor.setParam(model.prefix + st.m, zeros, shape);
-      model.executor.setParam(model.prefix + st.v, zeros, shape);
-    }
-  }
-  model.executor.setParam(LOSS_SUM, [0], [1]);
-}
-
 /**
- * Writes the optimizer states and the running loss (and preference metric) sums to `<dir>/optimizer.safetensors`:
- * AdamW's full-shape moments of `trainable`, or `states` (store names with the model prefix, and shapes) as GaLore
- * and BAdam keep them (optim_run.ts).
+ * Writes the optimizer states (`states`: store names with the model prefix, and shapes, as the session's optimizer
+ * lists them; saved without the prefix) and the running loss (and metric) sums and fp16 loss scaler to
+ * `<dir>/optimizer.safetensors`.
  */
 export async function saveOptimizer(
   model: Model,
   dir: string,
-  trainable: string[],
-  optim: string,
-  states?: readonly { name: string; shape: number[] }[],
+  states: readonly { name: string; shape: number[] }[],
 ): Promise<void> {
   const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
   const ex = model.executor;
-  for (const s of states ?? []) {
+  for (const s of states) {
     const key = s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name;
     t[key] = { dtype: "F32", shape: s.shape, data: Float32Array.from(await ex.getParam(s.name)) };
-  }
-  for (const name of states ? [] : trainable) {
-    const shape = trainableShape(model, name);
-    if (optim === "adamw") {
-      for (const s of [stateNames(name).m, stateNames(name).v]) {
-        t[s] = { dtype: "F32", shape, data: Float32Array.from(await ex.getParam(model.prefix + s)) };
-      }
-    }
   }
   // Running sums, and the fp16 loss scaler's scale and growth counter (a resumed run goes on with them).
   for (const name of RUNNING_STATE) {

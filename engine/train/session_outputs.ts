@@ -31,24 +31,23 @@ export function trainerStateOf(i: RunInit, at: number): TrainerStateFile {
 /** Writes the run's adapter (or model folder, with the value head of rm and ppo) into `dir`. */
 export async function saveRunModel(i: RunInit, dir: string): Promise<void> {
   const a = i.args;
-  await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: i.valueHead });
+  await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: i.stage.valueHead });
 }
 
 /**
- * Writes `checkpoint-<step>` at the run's current step, with `sinceLog` steps since the last logging step in its
- * rng state (then prunes to save_total_limit); returns its path.
+ * Writes `checkpoint-<step>` at the run's current step, with the stage's logging window (steps since the last logging
+ * step, ...) in its rng state (then prunes to save_total_limit); returns its path.
  */
-export async function writeCheckpoint(i: RunInit, sinceLog: number): Promise<string> {
-  const { args: a, model, trainable, sched } = i;
+export async function writeCheckpoint(i: RunInit): Promise<string> {
+  const { args: a, model, sched } = i;
   const step = i.state.global_step;
   const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
     await saveRunModel(i, tmp);
-    await saveOptimizer(model, tmp, trainable, a.optim, i.optimRun?.states());
+    await saveOptimizer(model, tmp, i.optimizer.states());
     await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
-    const micro = i.pref ? { micro_batches_since_log: i.pref.microSinceLog } : {};
     await Deno.writeTextFile(
       `${tmp}/rng_state.json`,
-      JSON.stringify({ seed: a.seed, step, since_log: sinceLog, ...micro }) + "\n",
+      JSON.stringify({ seed: a.seed, step, ...i.stage.checkpointState() }) + "\n",
     );
     await writeTrainerState(tmp, trainerStateOf(i, step));
   });
@@ -85,18 +84,13 @@ export function trainMetrics(
 
 /** With `plot_loss`, the loss plots LF's stage writes into output_dir (`evalLosses`: the evaluations' losses). */
 export async function plotRun(i: RunInit, evalLosses: { step: number; eval_loss: number }[]): Promise<void> {
-  const { args: a, pref } = i;
+  const a = i.args, keys = i.stage.plotKeys;
+  if (!a.plot_loss) return;
   const out = a.output_dir, history = i.state.log_history;
-  if (a.plot_loss && i.ppo) {
-    await plotLosses(out, history, ["loss", "reward"]);
-  } else if (a.plot_loss && pref) {
-    // LF's plot keys per stage (run_rm, run_dpo, run_kto).
-    const keys = { rm: ["loss", "eval_loss", "eval_accuracy"], dpo: ["loss", "eval_loss", "rewards/accuracies"] };
-    await plotLosses(out, history, pref.stage === "kto" ? ["loss", "rewards/chosen", "eval_loss"] : keys[pref.stage]);
-  } else if (a.plot_loss) {
-    await plotLoss(out, history.filter((h) => h.loss !== undefined).map((h) => ({ step: h.step, loss: h.loss })));
-    if (evalLosses.length) {
-      await plotLoss(out, evalLosses.map((h) => ({ step: h.step, loss: h.eval_loss })), "eval_loss");
-    }
+  if (keys) {
+    await plotLosses(out, history, [...keys]);
+    return;
   }
+  await plotLoss(out, history.filter((h) => h.loss !== undefined).map((h) => ({ step: h.step, loss: h.loss })));
+  if (evalLosses.length) await plotLoss(out, evalLosses.map((h) => ({ step: h.step, loss: h.eval_loss })), "eval_loss");
 }

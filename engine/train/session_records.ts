@@ -1,17 +1,15 @@
 /**
  * What a training session reports and takes: the records of its steps and evaluations (trainer_log.jsonl fields with
- * the stage's metrics), its events, its plan, its options and errors, and how log lines show the metrics.
+ * the stage's metrics), its events, its plan, its options and errors.
  * @module
  */
-import type { OptimRun } from "./optim_run.ts";
 import type { TrainArgs } from "../config/args.ts";
-import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
-import type { PpoRun, RewardFunction } from "./ppo_run.ts";
-import type { PrefRecord, PrefRun } from "./pref_run.ts";
+import type { OptimizerRun } from "./optimizers.ts";
+import type { RewardFunction } from "./stages/ppo.ts";
+import type { Stage } from "./stages/stage.ts";
 import type { ScheduleOptions } from "./schedule.ts";
 import type { TrainState } from "./session_files.ts";
-import type { StepPlan } from "./step.ts";
 import type { TrainerLog, TrainerLogRecord } from "./trainer_log.ts";
 
 /** Thrown when an operation is asked for while another runs on the same session. */
@@ -118,47 +116,21 @@ export type SessionEvent =
 export interface RunInit {
   args: TrainArgs;
   model: Model;
-  records: SftRecord[] | PrefRecord[];
-  evalRecords: SftRecord[] | PrefRecord[];
+  /** The stage the run trains (stages/). */
+  stage: Stage;
+  /** Processed training and evaluation records (the stage's kind: sft records, pairs, KTO examples, prompts). */
+  records: readonly unknown[];
+  evalRecords: readonly unknown[];
   trainable: string[];
+  /** The optimizer (optimizers.ts): its states are what checkpoints save. */
+  optimizer: OptimizerRun;
   total: number;
   stepsPerEpoch: number;
   sched: ScheduleOptions;
-  stepPlan: (L: number) => StepPlan;
   state: TrainState;
-  /** Steps since the last logging step (restored on resume). */
-  sinceLog: number;
   tlog: TrainerLog;
   /** Milliseconds spent running steps, and since when the current run started. */
   clock: { activeMs: number; since: number | undefined };
   log: (line: string) => void;
   readEveryStep: boolean;
-  /** Stages rm, dpo and kto (records are pairs or KTO examples). */
-  pref?: PrefRun;
-  /** Stages rm and ppo: save value_head.safetensors with the model. */
-  valueHead?: boolean;
-  /** Stage ppo (records are prompts). */
-  ppo?: PpoRun;
-  /** GaLore or BAdam (optim_run.ts): its step graphs and optimizer states replace step.ts's. */
-  optimRun?: OptimRun;
-}
-
-/** The metrics a log line shows (the rest are in trainer_log.jsonl and trainer_state.json). */
-const SHOWN = new Set([
-  "perplexity",
-  "rewards/accuracies",
-  "rewards/margins",
-  "kl",
-  "eval_accuracy",
-  "eval_rewards/accuracies",
-  "eval_rewards/margins",
-  "eval_kl",
-]);
-
-/** The metrics of a log line, as `key value` pairs. */
-export function showMetrics(m: Record<string, number>): string {
-  return Object.entries(m)
-    .filter(([k, v]) => SHOWN.has(k) && Number.isFinite(v))
-    .map(([k, v]) => `${k} ${v.toFixed(k === "perplexity" ? 2 : 4)}`)
-    .join("  ");
 }

@@ -1,20 +1,14 @@
 /**
- * The loop state of a {@link TrainSession} (session.ts): the data order, the compiled step graphs, the optimizer
- * steps with their logging, evaluations (session_eval.ts), checkpoints and final outputs (the files they write:
- * session_outputs.ts), and the events a session emits.
- * Each optimizer step — all its micro-batches, the backward, clipping and the update — is one traced graph replayed
- * with one submit (step.ts; pref_step.ts for rm, dpo and kto, driven by pref_run.ts); the loss is read back at logging
- * steps, or after every step with `readEveryStep`.
+ * The loop of a {@link TrainSession} (session.ts): the data order, the optimizer steps of its stage (stages/) with
+ * their logging, evaluations, checkpoints and final outputs (the files they write: session_outputs.ts), and the events
+ * a session emits. Every stage is driven the same way: the loop asks it to run a step and reads back what it logged;
+ * how a step is made (one traced graph replayed with one submit for pt, sft, rm, dpo and kto; generation, scoring and
+ * updates for ppo) is the stage's. The loss is read back at logging steps, or after every step with `readEveryStep`.
  * @module
  */
-import type { SftRecord } from "../data/process.ts";
-import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
-import type { Graph } from "../graph/mod.ts";
-import { bucket, collate, epochOrder } from "./batches.ts";
-import type { PrefRecord } from "./pref_run.ts";
+import type { Executor } from "../exec/executor.ts";
+import { epochOrder } from "./batches.ts";
 import { loggedLrAt, lrAt } from "./schedule.ts";
-import { evalMetrics, type EvalResult, evaluateRecords } from "./session_eval.ts";
-import type { TrainState } from "./session_files.ts";
 import {
   plotRun,
   saveRunModel,
@@ -23,25 +17,23 @@ import {
   writeCheckpoint,
   writeOutputs,
 } from "./session_outputs.ts";
-import { type EvalRecord, type RunInit, type SessionEvent, showMetrics, type StepRecord } from "./session_records.ts";
-import { LOSS_SUM, traceTrainStep, trainStepFeeds } from "./step.ts";
+import type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
+import { type EvalResult, showMetrics } from "./stages/stage.ts";
 import { pyRound, type TrainerLogRecord, writeResults, writeTrainerState } from "./trainer_log.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 
 /** The stepping machinery of a session (see session.ts for the public API). */
 export class SessionRun {
-  readonly state: TrainState;
+  readonly state: RunInit["state"];
   readonly total: number;
   readonly losses: { step: number; loss: number }[] = [];
   readonly evalLosses: { step: number; eval_loss: number }[] = [];
   lastLoss: number | undefined;
   readonly #i: RunInit;
-  readonly #graphs = new Map<string, Promise<CompiledGraph>>();
   readonly #orders = new Map<number, number[]>();
   readonly #listeners = new Set<(e: SessionEvent) => void>();
   readonly #startStep: number;
-  #sinceLog: number;
   #tokensThisRun = 0;
   #tlogOpen = true;
 
@@ -49,7 +41,6 @@ export class SessionRun {
     this.#i = init;
     this.state = init.state;
     this.total = init.total;
-    this.#sinceLog = init.sinceLog;
     this.#startStep = init.state.global_step;
   }
 
@@ -57,13 +48,7 @@ export class SessionRun {
     return this.#i.model.executor;
   }
 
-  #compiled(key: string, make: () => Parameters<Executor["compile"]>[0]): Promise<CompiledGraph> {
-    let c = this.#graphs.get(key);
-    if (!c) this.#graphs.set(key, c = this.#executor.compile(make()));
-    return c;
-  }
-
-  /** The records of micro-batch k of `step`: B per micro-batch, G per step (ppo: one batch of all its prompts). */
+  /** The records of micro-batch k of `step`: B per micro-batch, G per step (a stage may ask for other sizes). */
   #microBatch<R>(
     step: number,
     k: number,
@@ -123,9 +108,11 @@ export class SessionRun {
     };
   }
 
-  /** The eval loss over the evaluation records, and (rm, dpo, kto) LF's eval metrics. */
+  /** The stage's evaluation over the evaluation records. */
   #evaluateAll(): Promise<EvalResult> {
-    return evaluateRecords(this.#i, (key, make) => this.#compiled(key, make));
+    const { stage, evalRecords } = this.#i;
+    if (!stage.evaluate) throw new Error(`stage ${stage.name} does not evaluate (as in LLaMA-Factory)`);
+    return stage.evaluate(evalRecords);
   }
 
   /** Mean token loss over the evaluation records (rm, dpo, kto: the preference loss). */
@@ -136,19 +123,14 @@ export class SessionRun {
   /** Evaluates at the current step and logs it as the trainer does (history, trainer_log.jsonl, a line, an event). */
   async evaluateAndLog(): Promise<EvalRecord> {
     const step = this.state.global_step;
-    const e = await this.#evaluateAll(), evalLoss = e.loss, metrics = evalMetrics(this.#i, e);
+    const e = await this.#evaluateAll(), evalLoss = e.loss;
     this.evalLosses.push({ step, eval_loss: evalLoss });
-    this.state.log_history.push({
-      eval_loss: evalLoss,
-      ...(this.#i.pref ? metrics : {}),
-      epoch: this.state.epoch,
-      step,
-    });
+    this.state.log_history.push({ eval_loss: evalLoss, ...e.history, epoch: this.state.epoch, step });
     if (this.#tlogOpen) {
       this.#i.tlog.log(step, { eval_loss: evalLoss, epoch: this.state.epoch, totalTokens: this.state.total_tokens });
     }
-    this.#i.log(`step ${step}/${this.total}  eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(metrics)}`);
-    const rec = this.#line(step, { eval_loss: evalLoss, ...metrics, epoch: this.state.epoch }) as EvalRecord;
+    this.#i.log(`step ${step}/${this.total}  eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(e.metrics)}`);
+    const rec = this.#line(step, { eval_loss: evalLoss, ...e.metrics, epoch: this.state.epoch }) as EvalRecord;
     this.#emit({ type: "eval", data: rec });
     return rec;
   }
@@ -156,7 +138,7 @@ export class SessionRun {
   /** Writes `checkpoint-<step>` at the current step (then prunes to save_total_limit); returns its path. */
   async saveCheckpoint(): Promise<string> {
     const step = this.state.global_step;
-    const path = await writeCheckpoint(this.#i, this.#sinceLog);
+    const path = await writeCheckpoint(this.#i);
     this.#emit({ type: "save", data: { step, checkpoint: path } });
     return path;
   }
@@ -166,170 +148,66 @@ export class SessionRun {
     await writeOutputs(this.#i);
   }
 
-  /** The feeds of optimizer step `step` (all but lr, step and seed), and the graph that takes them. */
-  #stepFeeds(step: number, B: number, G: number, multiple: number): {
-    feeds: Record<string, ArrayLike<number>>;
-    tokens: number;
-    present: number;
-    graph: { key: string; make: () => Graph };
-    L: number;
-  } {
-    const { model, pref } = this.#i;
-    if (pref) {
-      const rowsOf = Array.from({ length: G }, (_, k) => this.#microBatch<PrefRecord>(step, k));
-      const L = bucket(Math.max(...rowsOf.flat().map((r) => pref.length(r))), multiple);
-      return { ...pref.stepFeeds(rowsOf, B, L), graph: { key: `pref:${L}`, make: () => pref.trace(L) }, L };
-    }
-    const rowsOf = Array.from({ length: G }, (_, k) => this.#microBatch<SftRecord>(step, k));
-    const L = bucket(Math.max(...rowsOf.flat().map((r) => r.input_ids.length)), multiple);
-    const mbs = rowsOf.map((rows) => collate(rows, B, L));
-    return {
-      ...trainStepFeeds(mbs),
-      present: mbs.length,
-      graph: { key: `train:${L}`, make: () => traceTrainStep(model, this.#i.stepPlan(L)) },
-      L,
-    };
-  }
-
-  /**
-   * One PPO step (ppo_run.ts) and LF's PPO logging: every logging_steps the means of its loss and reward meters,
-   * `learning_rate` the lr the step used, and LF's 0-based `step` and `epoch` = round(step / steps_per_epoch, 2) in
-   * the log history.
-   */
-  async #ppoStep(step: number): Promise<StepRecord> {
-    const { args: a, sched, tlog, log, stepsPerEpoch } = this.#i;
-    const ppo = this.#i.ppo!, state = this.state;
-    const lr = lrAt(step - 1, sched);
-    const r = await ppo.step(step, this.#microBatch<SftRecord>(step, 0, ppo.batchSize, 1), lr);
-    this.#tokensThisRun += r.tokens;
-    state.total_tokens += r.tokens;
-    state.global_step = step;
-    state.epoch = step / stepsPerEpoch;
-    this.lastLoss = r.loss;
-    const tps = this.#tokensThisRun / Math.max(this.#seconds(), 1e-9);
-    if (step % a.logging_steps === 0 || step === this.total) {
-      const w = ppo.windowLogs(), epoch = pyRound((step - 1) / stepsPerEpoch, 2);
-      this.losses.push({ step, loss: w.loss });
-      state.log_history.push({ loss: w.loss, reward: w.reward, learning_rate: lr, epoch, step: step - 1 });
-      tlog.log(step, { loss: w.loss, reward: w.reward, lr, epoch, totalTokens: state.total_tokens });
-      log(
-        `step ${step}/${this.total}  loss ${w.loss.toFixed(4)}  reward ${w.reward.toFixed(4)}  ` +
-          `kl ${r.stats["objective/kl"].toFixed(4)}  lr ${lr.toExponential(2)}  epoch ${epoch.toFixed(2)}  ` +
-          `${tps.toFixed(0)} tok/s`,
-      );
-    }
-    return {
-      ...this.#line(step, {
-        loss: r.loss,
-        grad_norm: r.gradNorm,
-        reward: r.reward,
-        ...r.stats,
-        lr,
-        epoch: state.epoch,
-      }),
-      throughput: pyRound(tps, 2),
-      total_tokens: state.total_tokens,
-    };
-  }
-
   /** Runs up to `n` optimizer steps; see `TrainSession.step`. */
   async steps(n: number, onStep?: (r: StepRecord) => void): Promise<StepRecord[]> {
-    const { args: a, tlog, sched, log, pref } = this.#i;
-    const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps, multiple = a.bucket ?? 64;
+    const { args: a, tlog, sched, log, stage, stepsPerEpoch } = this.#i;
     const total = this.total, state = this.state;
     const end = Math.min(total, state.global_step + n);
     const out: StepRecord[] = [];
     const clock = this.#i.clock;
     clock.since = performance.now();
-    let res: Promise<Record<string, HostArray>> | undefined;
+    let settled: Promise<unknown> | undefined;
     try {
       while (state.global_step < end) {
         const step = state.global_step + 1;
-        if (this.#i.ppo) {
-          const rec = await this.#ppoStep(step);
-          out.push(rec);
-          this.#emit({ type: "step", data: rec });
-          onStep?.(rec);
-          if (a.save_strategy === "steps" && a.save_steps > 0 && step % a.save_steps === 0 && step < total) {
-            await this.saveCheckpoint();
-          }
-          continue;
-        }
-        const { feeds, tokens, present, graph, L } = this.#stepFeeds(step, B, G, multiple);
-        let adamStep = step;
-        // Before GaLore's refresh, whose gradient graph takes the seed too (rm's value-head dropout).
-        feeds.seed = [(Math.imul(a.seed + 1, 2654435761) ^ step) >>> 0];
-        if (this.#i.optimRun) {
-          // GaLore (a projection refresh on some steps) or BAdam (the active block); their own step graphs, with the
-          // preference objective for rm, dpo and kto.
-          const o = await this.#i.optimRun.prepare(step, this.#i.stepPlan(L), feeds, pref?.stepLoss(L));
-          if (o.fresh) {
-            for (const k of [...this.#graphs.keys()]) {
-              if (k.startsWith(`${this.#i.optimRun.kind}:`)) this.#graphs.delete(k);
-            }
-          }
-          graph.key = o.key;
-          graph.make = o.make;
-          adamStep = o.adamStep;
-        }
-        feeds.lr = [lrAt(step - 1, sched)];
-        feeds.step = [adamStep];
-        this.#tokensThisRun += tokens;
-        state.total_tokens += tokens;
-        this.#sinceLog++;
-        if (pref) pref.microSinceLog += present;
-        const c = await this.#compiled(graph.key, graph.make);
         const logNow = step % a.logging_steps === 0 || step === total;
-        const fetch = logNow ? ["loss_sum", "grad_norm", "loss"] : this.#i.readEveryStep ? ["loss", "grad_norm"] : [];
-        if (pref && fetch.length) fetch.push("metrics", ...(logNow ? ["metric_sums"] : []));
-        res = c.run(feeds, fetch);
+        const lr = lrAt(step - 1, sched), loggedLr = loggedLrAt(step, sched);
+        const s = await stage.step({
+          step,
+          records: <R>(k: number, B?: number, G?: number) => this.#microBatch<R>(step, k, B, G),
+          lr,
+          loggedLr,
+          read: logNow || this.#i.readEveryStep,
+          logNow,
+          stepsPerEpoch,
+        });
+        settled = s.settled;
+        this.#tokensThisRun += s.tokens;
+        state.total_tokens += s.tokens;
         state.global_step = step;
-        state.epoch = step / this.#i.stepsPerEpoch;
+        state.epoch = step / stepsPerEpoch;
+        const values = await s.values;
+        // Throughput once the step's results are in (when read back; else as queued).
         const tps = this.#tokensThisRun / Math.max(this.#seconds(), 1e-9);
-        let loss: number | undefined, gradNorm: number | undefined, stepMetrics: Record<string, number> = {};
-        const lr = loggedLrAt(step, sched);
-        if (logNow) {
-          const o = await res;
-          this.#executor.setParam(LOSS_SUM, [0], [1]);
-          const windowLoss = o.loss_sum[0] / this.#sinceLog;
-          this.#sinceLog = 0;
-          // LF's logs: HF's loss, grad_norm and learning_rate, then the stage's stored metrics averaged, then epoch.
-          const metrics = pref ? pref.windowLogs(o.metric_sums) : {};
-          this.losses.push({ step, loss: windowLoss });
-          state.log_history.push({
-            loss: windowLoss,
-            grad_norm: o.grad_norm[0],
-            learning_rate: lr,
-            ...metrics,
-            epoch: state.epoch,
-            step,
-          });
+        if (s.window) {
+          const w = await s.window;
+          this.losses.push({ step, loss: w.loss });
+          const epoch = w.epoch ?? state.epoch;
+          state.log_history.push({ loss: w.loss, ...w.fields, epoch, step: w.step ?? step });
           tlog.log(step, {
-            loss: windowLoss,
-            accuracy: metrics["rewards/accuracies"],
-            lr,
-            epoch: state.epoch,
+            loss: w.loss,
+            ...w.trainerLog,
+            lr: w.fields.learning_rate ?? loggedLr,
+            epoch,
             totalTokens: state.total_tokens,
           });
+          const parts = [
+            `loss ${w.loss.toFixed(4)}`,
+            w.shown.trim(),
+            `lr ${(w.fields.learning_rate ?? loggedLr).toExponential(2)}`,
+          ];
           log(
-            `step ${step}/${total}  loss ${windowLoss.toFixed(4)}  grad_norm ${o.grad_norm[0].toFixed(3)}  ` +
-              `${showMetrics(metrics)}${Object.keys(metrics).length ? "  " : ""}` +
-              `lr ${lr.toExponential(2)}  epoch ${state.epoch.toFixed(2)}  ${tps.toFixed(0)} tok/s`,
+            `step ${step}/${total}  ${parts.filter(Boolean).join("  ")}  epoch ${epoch.toFixed(2)}  ` +
+              `${tps.toFixed(0)} tok/s`,
           );
-          [loss, gradNorm] = [o.loss[0], o.grad_norm[0]];
-          if (pref) stepMetrics = pref.stepLogs(o.metrics, present);
-        } else if (this.#i.readEveryStep) {
-          const o = await res;
-          [loss, gradNorm] = [o.loss[0], o.grad_norm[0]];
-          if (pref) stepMetrics = pref.stepLogs(o.metrics, present);
         }
-        if (loss !== undefined) this.lastLoss = loss;
+        if (values?.loss !== undefined) this.lastLoss = values.loss;
         const rec: StepRecord = {
           ...this.#line(step, {
-            ...(loss === undefined ? {} : { loss }),
-            ...(gradNorm === undefined ? {} : { grad_norm: gradNorm }),
-            ...stepMetrics,
-            lr,
+            ...(values?.loss === undefined ? {} : { loss: values.loss }),
+            ...(values?.grad_norm === undefined ? {} : { grad_norm: values.grad_norm }),
+            ...values?.metrics,
+            lr: values?.lr ?? loggedLr,
             epoch: state.epoch,
           }),
           throughput: pyRound(tps, 2),
@@ -339,16 +217,19 @@ export class SessionRun {
         this.#emit({ type: "step", data: rec });
         onStep?.(rec);
         const evalEvery = a.eval_steps ?? 0;
-        if (this.#i.evalRecords.length && evalEvery > 0 && a.eval_strategy !== "no" && step % evalEvery === 0) {
-          await res;
+        if (
+          stage.evaluate && this.#i.evalRecords.length && evalEvery > 0 && a.eval_strategy !== "no" &&
+          step % evalEvery === 0
+        ) {
+          await settled;
           await this.evaluateAndLog();
         }
         if (a.save_strategy === "steps" && a.save_steps > 0 && step % a.save_steps === 0 && step < total) {
-          await res;
+          await settled;
           await this.saveCheckpoint();
         }
       }
-      await res;
+      await settled;
     } finally {
       clock.activeMs += performance.now() - clock.since!;
       clock.since = undefined;
@@ -358,22 +239,21 @@ export class SessionRun {
 
   /** The trainer's final outputs: the adapter or model, train/eval results, trainer_state.json and loss plots. */
   async finish(): Promise<{ metrics: Record<string, number>; evalLoss?: number }> {
-    const { args: a, evalRecords, log } = this.#i;
+    const { args: a, evalRecords, log, stage } = this.#i;
     const out = a.output_dir, state = this.state;
     const secs = this.#seconds();
     await saveRunModel(this.#i, out);
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
-    // LF's run_ppo saves the model and the trainer state only (no train_results.json).
-    if (!this.#i.ppo) await writeResults(out, "train", metrics);
+    if (stage.trainResults) await writeResults(out, "train", metrics);
     let evalLoss: number | undefined;
-    if (evalRecords.length && (a.do_eval || this.evalLosses.length)) {
-      const e = await this.#evaluateAll(), em = evalMetrics(this.#i, e);
+    if (stage.evaluate && evalRecords.length && (a.do_eval || this.evalLosses.length)) {
+      const e = await this.#evaluateAll();
       evalLoss = e.loss;
-      await writeResults(out, "eval", { epoch: state.epoch, eval_loss: evalLoss, ...em });
-      log(`eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(em)}`);
+      await writeResults(out, "eval", { epoch: state.epoch, eval_loss: evalLoss, ...e.metrics });
+      log(`eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(e.metrics)}`);
       this.#emit({
         type: "eval",
-        data: this.#line(state.global_step, { eval_loss: evalLoss, ...em, epoch: state.epoch }) as EvalRecord,
+        data: this.#line(state.global_step, { eval_loss: evalLoss, ...e.metrics, epoch: state.epoch }) as EvalRecord,
       });
     }
     await writeTrainerState(out, trainerStateOf(this.#i, state.global_step));
@@ -387,5 +267,15 @@ export class SessionRun {
     if (!this.#tlogOpen) return;
     this.#tlogOpen = false;
     this.#i.tlog.close();
+  }
+
+  /** The executor the run computes on. */
+  get executor(): Executor {
+    return this.#executor;
+  }
+
+  /** The stage the run trains. */
+  get stage(): RunInit["stage"] {
+    return this.#i.stage;
   }
 }

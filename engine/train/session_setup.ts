@@ -1,38 +1,34 @@
 /**
- * How a {@link TrainSession} (session.ts) starts, as `deno task train` does: the checks of its arguments, the data,
- * the model with its adapter and trainable parameters, the stage's machinery (pref_run.ts, ppo_run.ts,
- * optim_run.ts), the optimizer states and fp16 loss scaling, the schedule and step plan, the resume from a
- * checkpoint, the trainer log, and the plan with its memory estimate; the result is the session's
+ * How a {@link TrainSession} (session.ts) starts, as `deno task train` does: the data, the model with its adapter and
+ * trainable parameters, the stage (stages/registry.ts) with what it adds (a value head, a reference, a reward
+ * model), the optimizer (optimizers.ts) and its states, fp16 loss scaling, the schedule and step plan, the resume from
+ * a checkpoint, the trainer log, and the plan with its memory estimate; the result is the session's
  * {@link SessionRun} (session_run.ts).
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
-import type { SftRecord } from "../data/process.ts";
 import { planGraph } from "../exec/plan.ts";
 import { DTYPE_BYTES } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
 import { bucket } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./checkpoint.ts";
-import { chooseFp16, initLossScaler } from "./loss_scale.ts";
-import { setupOptimRun } from "./optim_run.ts";
-import { PpoRun, setupPpo } from "./ppo_run.ts";
-import { tracePpoStep } from "./ppo_step.ts";
-import type { GeneratingArgs } from "./predict.ts";
-import { isPrefStage, type PrefRecord, PrefRun, setupPref } from "./pref_run.ts";
+import { optimizerRunOf } from "./optimizers.ts";
 import { scheduleFromArgs } from "./schedule.ts";
 import {
-  initOptimizer,
   loadTrainModel,
   pickExecutor,
   prepareData,
   type PreparedData,
   restore,
-  trainableShape,
   type TrainState,
 } from "./session_files.ts";
 import type { SessionOptions, SessionPlan } from "./session_records.ts";
 import { SessionRun } from "./session_run.ts";
-import { type StepPlan, traceTrainStep } from "./step.ts";
+import { setupStage } from "./stages/registry.ts";
+import { buildStep } from "./step/builder.ts";
+import { composeStep, type StepPlan } from "./step/plan.ts";
+import { trainableShape } from "./step/params.ts";
+import { chooseFp16, initLossScaler } from "./step/precision.ts";
 import { TrainerLog } from "./trainer_log.ts";
 
 /** What a session is made of once set up. */
@@ -43,36 +39,25 @@ export interface SessionSetup {
   run: SessionRun;
 }
 
+const numel = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
+
 /**
  * Loads the model (with its adapter), tokenizer and data of `a` and prepares its run; resumes from
  * `a.resume_from_checkpoint` if set. `opts.autoFinish` is the session's to apply.
  */
 export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Promise<SessionSetup> {
   const log = opts.log ?? ((s: string) => console.error(s));
-  if (a.stage === "ppo") {
-    if (a.resume_from_checkpoint) {
-      throw new Error("resume_from_checkpoint: `resume_from_checkpoint` will be supported in the future version.");
-    }
-    if (a.eval_dataset || a.val_size > 0) throw new Error("PPOTrainer does not support eval dataset yet.");
-    if (!a.reward_model && !opts.reward) {
-      throw new Error("reward_model: `reward_model` is necessary for PPO training.");
-    }
-  }
   const data = await prepareData(a);
-  const records = data.train.records as SftRecord[] | PrefRecord[];
-  const evalRecords = (data.eval?.records ?? []) as SftRecord[] | PrefRecord[];
+  const records = data.train.records, evalRecords = data.eval?.records ?? [];
   log(
     `data: ${records.length} train records, ${evalRecords.length} eval records (cutoff_len ${data.train.args.cutoffLen})`,
   );
   const executor = await pickExecutor(a.executor);
-  const lora = a.finetuning_type === "lora";
   const loaded = await loadTrainModel(a, executor);
   const model = loaded.model;
-  let trainable = loaded.trainable;
-  const pref = isPrefStage(a.stage) ? await setupPref(a, model, trainable, log) : undefined;
-  const ppo = a.stage === "ppo" ? await setupPpo(a, model, trainable, log, opts.reward) : undefined;
-  trainable = pref?.trainable ?? ppo?.trainable ?? trainable;
-  const numel = (s: number[]) => s.reduce((x, y) => x * y, 1);
+  // The stage's own parameters and models first: a frozen reference must be a copy of the initial weights.
+  const staged = await setupStage({ args: a, model, trainable: loaded.trainable, data, log, reward: opts.reward });
+  const trainable = staged.trainable;
   const nTrain = trainable.reduce((n, k) => n + numel(trainableShape(model, k)), 0);
   // QLoRA: the quantized linears are no longer in model.params; they count with their [out, in] shapes.
   const nAll = [...model.params.values()].reduce((n, p) => n + numel(p.shape), 0) +
@@ -81,60 +66,61 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     `model: ${model.config.family}, ${(nAll / 1e6).toFixed(2)}M params; trainable ${(nTrain / 1e6).toFixed(3)}M ` +
       `(${((100 * nTrain) / nAll).toFixed(2)}%) by ${a.finetuning_type} on ${executor.name}`,
   );
-  // GaLore and BAdam keep their own optimizer states (optim_run.ts); AdamW / SGD get full-shape ones here.
-  const optimRun = await setupOptimRun(a, model, trainable);
-  initOptimizer(model, optimRun ? [] : trainable, a.optim);
-  const plainStep = !pref && !ppo && !optimRun;
-  const fp16 = await chooseFp16(a, executor, { plainStep, quantized: !!model.quantized }, log);
-  if (fp16) initLossScaler(executor);
-
   const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
-  // ppo: TRL's dataloader of B·G·ppo_buffer_size prompts per step, last partial batch dropped.
-  const stepsPerEpoch = ppo
-    ? Math.max(1, Math.floor(records.length / (B * G * a.ppo_buffer_size)))
-    : Math.max(1, Math.floor(Math.ceil(records.length / B) / G));
-  const total = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * stepsPerEpoch);
-  const sched = scheduleFromArgs({
-    ...a,
-    lr_scheduler_kwargs: { ...(a.lr_scheduler_kwargs ?? {}) } as Record<string, unknown>,
-  }, total);
-  const stepPlan = (L: number): StepPlan => ({
-    G,
-    B,
-    L,
+  const hyper = {
     trainable,
     optim: a.optim,
     beta1: a.adam_beta1,
     beta2: a.adam_beta2,
     eps: a.adam_epsilon,
     weightDecay: a.weight_decay,
-    maxGradNorm: a.max_grad_norm,
     loraplusRatio: a.loraplus_lr_ratio ?? 0,
-    // rm: TRL's dropout before the value head; dpo and kto: LF turns dropout off (pref_step.ts ignores it).
-    dropout: (lora && a.lora_dropout > 0) || a.stage === "rm",
-    // LF's default gradient checkpointing (disable_gradient_checkpointing: false); ppo's step does not use it.
+  };
+  const optimizer = await optimizerRunOf(a, model, hyper);
+  optimizer.init();
+  const fp16 = await chooseFp16(
+    a,
+    executor,
+    { objective: staged.f16, optimizer: optimizer.first().optimizer.gated, quantized: !!model.quantized },
+    log,
+  );
+  if (fp16) initLossScaler(executor);
+  const stepPlan = (L: number): StepPlan => ({
+    ...hyper,
+    G,
+    B,
+    L,
+    maxGradNorm: a.max_grad_norm,
+    // LoRA dropout, or the stage's own (rm's value head).
+    dropout: (a.finetuning_type === "lora" && a.lora_dropout > 0) || staged.dropout,
+    // LF's default gradient checkpointing (disable_gradient_checkpointing: false).
     checkpoint: !a.disable_gradient_checkpointing,
     fp16,
   });
+  const graphs = new Map<string, Promise<import("../exec/executor.ts").CompiledGraph>>();
+  const stage = staged.make({
+    args: a,
+    model,
+    plan: stepPlan,
+    optimizer,
+    log,
+    compile: (key, make) => {
+      let c = graphs.get(key);
+      if (!c) graphs.set(key, c = executor.compile(make()));
+      return c;
+    },
+    forget: (prefix) => {
+      for (const k of [...graphs.keys()]) if (k.startsWith(prefix)) graphs.delete(k);
+    },
+  });
+  const stepsPerEpoch = stage.stepsPerEpoch(records.length);
+  const total = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * stepsPerEpoch);
+  const sched = scheduleFromArgs({
+    ...a,
+    lr_scheduler_kwargs: { ...(a.lr_scheduler_kwargs ?? {}) } as Record<string, unknown>,
+  }, total);
 
   let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
-  const prefRun = pref && new PrefRun(model, pref.objective, (L) => ({ ...stepPlan(L), objective: pref.objective }));
-  prefRun?.resetSums();
-  // ppo generates with LF's generating arguments (GeneratingArguments, as in its PPO example's `### generate`).
-  const gen = a as TrainArgs & GeneratingArgs;
-  const ppoRun = ppo && new PpoRun(model, ppo, a, stepPlan, {
-    maxNewTokens: gen.max_new_tokens,
-    doSample: gen.do_sample,
-    temperature: gen.temperature,
-    topP: gen.top_p,
-    topK: gen.top_k,
-    repetitionPenalty: gen.repetition_penalty,
-    stop: model.stopIds(data.stop),
-  }, { pad: data.template.padId, eos: data.template.eosId });
-  // ppo: a prompt and its longest response.
-  const lengthOf = (r: SftRecord | PrefRecord) =>
-    prefRun ? prefRun.length(r as PrefRecord) : (r as SftRecord).input_ids.length + (ppoRun ? gen.max_new_tokens : 0);
-  let sinceLog = 0;
   const out = a.output_dir;
   await cleanCheckpointLeftovers(out).catch(() => []);
   if (a.resume_from_checkpoint) {
@@ -142,11 +128,9 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
       ? (await latestCheckpoint(out))?.path
       : String(a.resume_from_checkpoint);
     if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
-    state = await restore(model, dir, trainable, !lora);
-    optimRun?.resumed();
-    const rng = JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`));
-    sinceLog = rng.since_log ?? 0;
-    if (prefRun) prefRun.microSinceLog = rng.micro_batches_since_log ?? 0;
+    state = await restore(model, dir, trainable, a.finetuning_type !== "lora");
+    optimizer.resumed();
+    stage.restoreState(JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)));
     log(`resumed from ${dir} at step ${state.global_step}`);
   }
   await Deno.mkdir(out, { recursive: true });
@@ -158,7 +142,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     resumeTokens: state.total_tokens,
     now,
   });
-  const maxLen = bucket(Math.max(...(records as (SftRecord | PrefRecord)[]).map(lengthOf)), a.bucket ?? 64);
+  const maxLen = bucket(Math.max(...records.map((r) => stage.length(r))), a.bucket ?? 64);
   const plan: SessionPlan = {
     stage: a.stage,
     finetuning_type: a.finetuning_type,
@@ -176,41 +160,34 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     max_length: maxLen,
   };
   if (opts.planMemory ?? true) {
-    const stored = [...model.params.values()].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
-      [...(model.adapter?.params.values() ?? [])].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0) +
-      (model.quantized?.bytes().quantized ?? 0) +
-      (pref?.extraBytes ?? ppo?.extraBytes ?? 0);
-    const optimizer = optimRun ? optimRun.optimizerBytes() : a.optim === "adamw" ? 2 * 4 * nTrain : 0;
-    const graph = prefRun
-      ? optimRun ? optimRun.trace(stepPlan(maxLen), prefRun.stepLoss(maxLen)) : prefRun.trace(maxLen)
-      : ppo
-      ? tracePpoStep(model, stepPlan(maxLen))
-      : optimRun
-      ? optimRun.trace(stepPlan(maxLen))
-      : traceTrainStep(model, stepPlan(maxLen));
+    const bytes = (ps: Iterable<{ shape: number[]; dtype: keyof typeof DTYPE_BYTES }>) =>
+      [...ps].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0);
+    const stored = bytes(model.params.values()) + bytes(model.adapter?.params.values() ?? []) +
+      (model.quantized?.bytes().quantized ?? 0) + staged.extraBytes;
+    const first = optimizer.first();
+    const graph = buildStep(
+      composeStep(model, { ...stepPlan(maxLen), trainable: first.names }, stage.objective(maxLen), first.optimizer),
+    );
     const activations = planGraph(graph).arenaBytes;
-    plan.memory = { parameters: stored, optimizer, activations, total: stored + optimizer + activations };
+    const optim = optimizer.bytes();
+    plan.memory = { parameters: stored, optimizer: optim, activations, total: stored + optim + activations };
   }
   const run = new SessionRun({
     args: a,
     model,
+    stage,
     records,
     evalRecords,
     trainable,
+    optimizer,
     total,
     stepsPerEpoch,
     sched,
-    stepPlan,
     state,
-    sinceLog,
     tlog,
     clock,
     log,
     readEveryStep: opts.readEveryStep ?? true,
-    pref: prefRun,
-    ppo: ppoRun,
-    valueHead: pref?.valueHead || !!ppo,
-    optimRun,
   });
   return { model, data, plan, run };
 }

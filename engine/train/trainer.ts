@@ -80,7 +80,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
   const { metrics } = await session.finish();
   const { model, data } = session;
   let sample: TrainResult["sample"];
-  if (a.stage === "sft") {
+  if (session.stage.samples) {
     // The prompt part of a held-out record (its labels start where the answer starts), answered greedily.
     const records = data.train.records as SftRecord[], evalRecords = (data.eval?.records ?? []) as SftRecord[];
     const rec = evalRecords[0] ?? records[0];

@@ -145,7 +145,7 @@ Deno.test("trainer: pre-training (stage pt) on plain text packs blocks and learn
 Deno.test("trainer: LoRA+ gives lora_B matrices loraplus_lr_ratio times the learning rate", async () => {
   const { loadModel } = await import("../nn/model.ts");
   const { attachAdapter } = await import("../nn/lora.ts");
-  const { traceTrainStep } = await import("./step.ts");
+  const { traceTrainStep } = await import("./step/lm.ts");
   const m = await loadModel(model, { executor: "reference" });
   const ad = await attachAdapter(m, { r: 4, targets: ["q_proj"] });
   const g = traceTrainStep(m, {

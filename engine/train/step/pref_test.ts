@@ -8,33 +8,32 @@
  * other reference sources (precomputed inputs, a frozen copy).
  */
 import assert from "node:assert/strict";
-import { backward, concat, Graph, reshape, type Tensor } from "../graph/mod.ts";
-import type { Executor, HostArray } from "../exec/executor.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { hasGpu } from "../gpu/device.ts";
-import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
-import { loadModel, type Model } from "../nn/model.ts";
-import { isValueHeadParam, valueHeadWeight } from "../nn/value_head.ts";
+import { backward, concat, Graph, reshape, type Tensor } from "../../graph/mod.ts";
+import type { Executor, HostArray } from "../../exec/executor.ts";
+import { ReferenceExecutor } from "../../exec/reference.ts";
+import { OnnxExecutor } from "../../exec/onnx/executor.ts";
+import { WebGpuExecutor } from "../../exec/webgpu.ts";
+import { hasGpu } from "../../gpu/device.ts";
+import type { KtoRecord, PairwiseRecord } from "../../data/process.ts";
+import { loadModel, type Model } from "../../nn/model.ts";
+import { isValueHeadParam, valueHeadWeight } from "../../nn/value_head.ts";
 import { ktoConfig, metricNames, prefLossConfig } from "./pref_loss.ts";
 import {
   copyReference,
-  ktoFeeds,
-  pairwiseFeeds,
   PREF_METRIC_SUMS,
   prefMicroObjective,
   type PrefObjective,
   tracePrefStep,
   traceReferenceLogps,
-} from "./pref_step.ts";
-import { LOSS_SUM } from "./step.ts";
+} from "./pref.ts";
+import { LOSS_SUM } from "./lm.ts";
+import { ktoFeeds, pairwiseFeeds } from "./pref_feeds.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-const GOLD: Json = JSON.parse(await Deno.readTextFile(new URL("../../fixtures/pref/goldens.json", import.meta.url)));
+const GOLD: Json = JSON.parse(await Deno.readTextFile(new URL("../../../fixtures/pref/goldens.json", import.meta.url)));
 const E2E = GOLD.end_to_end;
-const LLAMA = new URL("../../fixtures/models/llama/", import.meta.url).pathname;
+const LLAMA = new URL("../../../fixtures/models/llama/", import.meta.url).pathname;
 const L = 12;
 const gpu = await hasGpu();
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { hasGpu, openGpu } from "../gpu/device.ts";
-import { planGraph } from "../exec/plan.ts";
-import type { Model } from "../nn/model.ts";
-import { makeTinyModel } from "./testing.ts";
-import { initLossScaler, LOSS_SCALE, SCALE_GROWTH } from "./loss_scale.ts";
-import { initOptimizer } from "./session_files.ts";
-import { type StepPlan, traceTrainStep } from "./step.ts";
+import { hasGpu, openGpu } from "../../gpu/device.ts";
+import { planGraph } from "../../exec/plan.ts";
+import type { Model } from "../../nn/model.ts";
+import { makeTinyModel } from "../testing.ts";
+import { initLossScaler, LOSS_SCALE, SCALE_GROWTH } from "./precision.ts";
+import { PlainRun } from "../optimizers.ts";
+import { type StepPlan, traceTrainStep } from "./lm.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "whetstone_fp16_" });
 const modelDir = await makeTinyModel(`${dir}/model`);
@@ -29,13 +29,13 @@ const plan = (trainable: string[], fp16: boolean): StepPlan => ({
 });
 
 async function lora(executor: "reference" | "webgpu"): Promise<{ m: Model; trainable: string[] }> {
-  const { loadModel } = await import("../nn/model.ts");
-  const { attachAdapter } = await import("../nn/lora.ts");
+  const { loadModel } = await import("../../nn/model.ts");
+  const { attachAdapter } = await import("../../nn/lora.ts");
   const m = await loadModel(modelDir, { executor });
   // init false: lora_B random too, so every adapter matrix gets a gradient on the first step.
   const ad = await attachAdapter(m, { r: 4, targets: ["q_proj", "v_proj", "down_proj"], init: false });
   const trainable = [...ad.params.keys()];
-  initOptimizer(m, trainable, "adamw");
+  new PlainRun(m, { ...plan(trainable, false) }).init();
   initLossScaler(m.executor);
   return { m, trainable };
 }
@@ -134,7 +134,7 @@ Deno.test({
   name: "fp16: a short LoRA run on webgpu falls and stays within a few percent of the f32 run",
   ignore: !gpu,
   fn: async () => {
-    const { train } = await import("./trainer.ts");
+    const { train } = await import("../trainer.ts");
     const run = async (fp16: boolean) => {
       const lines: string[] = [];
       const res = await train(
@@ -154,11 +154,12 @@ Deno.test({
 });
 
 Deno.test("fp16: the reference executor keeps f32 and says why", async () => {
-  const { chooseFp16 } = await import("./loss_scale.ts");
-  const { ReferenceExecutor } = await import("../exec/reference.ts");
+  const { chooseFp16 } = await import("./precision.ts");
+  const { ReferenceExecutor } = await import("../../exec/reference.ts");
   const lines: string[] = [];
   const ok = await chooseFp16({ fp16: true, bf16: false }, new ReferenceExecutor(), {
-    plainStep: true,
+    objective: true,
+    optimizer: true,
     quantized: false,
   }, (l) => lines.push(l));
   assert.equal(ok, false);
@@ -169,7 +170,7 @@ globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: tr
 
 /** Train args of a 4-step LoRA SFT run of the tiny model on the demo data, on WebGPU. */
 async function runArgs(out: string, extra: Record<string, unknown>) {
-  const { parseTrainArgs } = await import("../config/args.ts");
+  const { parseTrainArgs } = await import("../../config/args.ts");
   return parseTrainArgs({
     model_name_or_path: modelDir,
     stage: "sft",
@@ -177,7 +178,7 @@ async function runArgs(out: string, extra: Record<string, unknown>) {
     finetuning_type: "lora",
     lora_target: "all",
     dataset: "whetstone_demo",
-    dataset_dir: new URL("../../fixtures/demo/", import.meta.url).pathname,
+    dataset_dir: new URL("../../../fixtures/demo/", import.meta.url).pathname,
     template: "qwen",
     cutoff_len: 64,
     max_samples: 16,
@@ -196,8 +197,8 @@ Deno.test({
   name: "fp16: a checkpoint keeps the loss scale and growth counter; a resumed run repeats the uninterrupted one",
   ignore: !gpu,
   fn: async () => {
-    const { train } = await import("./trainer.ts");
-    const { openSafetensors } = await import("../io/safetensors.ts");
+    const { train } = await import("../trainer.ts");
+    const { openSafetensors } = await import("../../io/safetensors.ts");
     const args = (out: string, extra: Record<string, unknown> = {}) =>
       runArgs(out, { save_steps: 2, fp16: true, ...extra });
     const quiet = { progress: false, log: () => {} };

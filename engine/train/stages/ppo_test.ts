@@ -6,21 +6,21 @@
  * toy reward.
  */
 import assert from "node:assert/strict";
-import { parseTrainArgs } from "../config/args.ts";
-import type { SftRecord } from "../data/process.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { attachAdapter } from "../nn/lora.ts";
-import { loadModel } from "../nn/model.ts";
-import { initValueHead } from "../nn/value_head.ts";
+import { parseTrainArgs } from "../../config/args.ts";
+import type { SftRecord } from "../../data/process.ts";
+import { ReferenceExecutor } from "../../exec/reference.ts";
+import { attachAdapter } from "../../nn/lora.ts";
+import { loadModel } from "../../nn/model.ts";
+import { initValueHead } from "../../nn/value_head.ts";
 import { AdaptiveKlController, computeTargets, moments, RunningMoments, whiten } from "./ppo_math.ts";
-import { trimResponse } from "./ppo_run.ts";
-import { ppoMicroLoss, traceRollout } from "./ppo_step.ts";
-import { Graph } from "../graph/mod.ts";
-import { collate } from "./batches.ts";
-import { TrainSession } from "./session.ts";
-import { train } from "./trainer.ts";
+import { trimResponse } from "./ppo.ts";
+import { ppoMicroLoss, traceRollout } from "../step/ppo.ts";
+import { Graph } from "../../graph/mod.ts";
+import { collate } from "../batches.ts";
+import { TrainSession } from "../session.ts";
+import { train } from "../trainer.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
+const ROOT = new URL("../../../", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-ppo-" });
 const close = (got: number, want: number, tol = 1e-9, what = "") =>
   assert.ok(Math.abs(got - want) <= tol * Math.max(1, Math.abs(want)), `${what}: got ${got}, want ${want}`);

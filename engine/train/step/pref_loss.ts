@@ -14,8 +14,8 @@
  * TRL detaches them. Metric keys are LF's; {@link prefLogs} turns summed metrics into the values LF logs.
  * @module
  */
-import { add, div, exp, gt, log, maximum, mul, neg, relu, sigmoid, sub, sum, type Tensor } from "../graph/mod.ts";
-import { stopGradient } from "../nn/lora.ts";
+import { add, div, exp, gt, log, maximum, mul, neg, relu, sigmoid, sub, sum, type Tensor } from "../../graph/mod.ts";
+import { stopGradient } from "../../nn/lora.ts";
 
 /** `pref_loss` values of stage dpo that Whetstone implements. */
 export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "orpo", "simpo"] as const;

@@ -11,24 +11,29 @@
  * a time, sampling with the generating arguments), score them with the reward model, compute the rollout's log-probs,
  * reference log-probs and values, the per-token rewards (KL penalty, score at the last token), GAE advantages and
  * returns (ppo_math.ts), then `ppo_epochs` passes over the batch in shuffled mini-batches of B, one optimizer update
- * per G mini-batches (ppo_step.ts), and the adaptive KL controller's update toward `ppo_target`.
+ * per G mini-batches (step/ppo.ts through the step builder), and the adaptive KL controller's update toward
+ * `ppo_target`. Its logs are LF's: every logging_steps the means of its loss and reward meters, `learning_rate` the lr
+ * the step used, and LF's 0-based `step` and `epoch` = round(step / steps_per_epoch, 2) in the log history.
  * @module
  */
-import type { TrainArgs } from "../config/args.ts";
-import type { SftRecord } from "../data/process.ts";
-import type { CompiledGraph, HostArray } from "../exec/executor.ts";
-import type { Graph } from "../graph/mod.ts";
-import { isDir } from "../io/hub.ts";
-import type { GenerateOptions } from "../nn/generate.ts";
-import { attachAdapter } from "../nn/lora.ts";
-import type { Model } from "../nn/model.ts";
-import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FILE } from "../nn/value_head.ts";
-import { mulberry32 } from "../util/rng.ts";
-import { bucket, collate, epochOrder } from "./batches.ts";
+import type { TrainArgs } from "../../config/args.ts";
+import type { SftRecord } from "../../data/process.ts";
+import type { HostArray } from "../../exec/executor.ts";
+import { isDir } from "../../io/hub.ts";
+import type { GenerateOptions } from "../../nn/generate.ts";
+import { attachAdapter } from "../../nn/lora.ts";
+import type { Model } from "../../nn/model.ts";
+import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FILE } from "../../nn/value_head.ts";
+import { mulberry32 } from "../../util/rng.ts";
+import { pyRound } from "../trainer_log.ts";
+import { bucket, collate, epochOrder } from "../batches.ts";
+import { buildStep } from "../step/builder.ts";
+import type { Objective } from "../step/objective.ts";
+import { composeStep } from "../step/plan.ts";
+import { ppoObjective, type PpoReference, traceRollout, traceScores } from "../step/ppo.ts";
 import { AdaptiveKlController, computeTargets, PPO_DEFAULTS, type Rollout, RunningMoments } from "./ppo_math.ts";
-import { type PpoReference, tracePpoStep, traceRollout, traceScores } from "./ppo_step.ts";
-import { loadModelInto, ModelView, referenceBytes, referenceOf } from "./pref_run.ts";
-import type { StepPlan } from "./step.ts";
+import { loadModelInto, ModelView, referenceBytes, referenceOf } from "./reference.ts";
+import type { LogWindow, Stage, StageContext, StepInput, StepOutput } from "./stage.ts";
 
 /** Scores sequences (prompt ids + response ids) on the host instead of a reward model (tests, notebooks). */
 export type RewardFunction = (prompts: number[][], responses: number[][]) => number[] | Promise<number[]>;
@@ -122,37 +127,84 @@ export function trimResponse(ids: readonly number[], pad: number, eos: number): 
   return ids.slice(0, pad === eos ? last + 2 : last + 1);
 }
 
-/** The PPO loop state of a session: KL controller, score moments, update count, and the graphs. */
-export class PpoRun {
+/** Stage ppo in a session: KL controller, score moments, update count, and LF's logging meters. */
+export class PpoStage implements Stage<SftRecord> {
+  readonly name = "ppo";
+  readonly valueHead = true;
+  readonly exportsValueHead = false;
+  readonly trainResults = false;
+  readonly samples = false;
+  readonly plotKeys = ["loss", "reward"];
+  readonly extraBytes: number;
   readonly kl: AdaptiveKlController;
   readonly moments = new RunningMoments();
   /** Optimizer updates so far (AdamW's step count). */
   updates = 0;
   #window: { loss: number; reward: number }[] = [];
-  readonly #graphs = new Map<string, Promise<CompiledGraph>>();
+  readonly args: TrainArgs;
+  readonly model: Model;
 
   constructor(
-    readonly model: Model,
+    readonly ctx: StageContext,
     readonly setup: PpoSetup,
-    readonly args: TrainArgs,
-    readonly plan: (L: number) => StepPlan,
     readonly gen: GenerateOptions,
     readonly tokens: { pad: number; eos: number },
   ) {
-    this.kl = new AdaptiveKlController(PPO_DEFAULTS.initKlCoef, args.ppo_target, PPO_DEFAULTS.horizon);
+    this.args = ctx.args;
+    this.model = ctx.model;
+    this.extraBytes = setup.extraBytes;
+    this.kl = new AdaptiveKlController(PPO_DEFAULTS.initKlCoef, this.args.ppo_target, PPO_DEFAULTS.horizon);
+  }
+
+  /** TRL's dataloader: batchSize prompts per step, the last partial batch dropped. */
+  stepsPerEpoch(n: number): number {
+    return Math.max(1, Math.floor(n / this.batchSize));
+  }
+
+  /** A prompt and its longest response. */
+  length(r: SftRecord): number {
+    return r.input_ids.length + this.gen.maxNewTokens!;
+  }
+
+  objective(L: number): Objective {
+    return ppoObjective(this.model, this.args.per_device_train_batch_size, L);
+  }
+
+  /** LF's run_ppo neither evaluates nor resumes; its logging window is its meters. */
+  checkpointState(): Record<string, number> {
+    return {};
+  }
+
+  restoreState(): void {}
+
+  /** Runs PPO step `input.step` on its prompts at the step's learning rate. */
+  async step(input: StepInput): Promise<StepOutput> {
+    const r = await this.run(input.step, input.records<SftRecord>(0, this.batchSize, 1), input.lr);
+    const values = Promise.resolve({
+      loss: r.loss,
+      grad_norm: r.gradNorm,
+      lr: input.lr,
+      metrics: { reward: r.reward, ...r.stats },
+    });
+    const out: StepOutput = { tokens: r.tokens, settled: values, values };
+    if (input.logNow) {
+      const w = this.windowLogs(), epoch = pyRound((input.step - 1) / input.stepsPerEpoch, 2);
+      out.window = Promise.resolve<LogWindow>({
+        loss: w.loss,
+        fields: { reward: w.reward, learning_rate: input.lr },
+        step: input.step - 1,
+        epoch,
+        trainerLog: { reward: w.reward },
+        shown: `reward ${w.reward.toFixed(4)}  kl ${r.stats["objective/kl"].toFixed(4)}`,
+      });
+    }
+    return out;
   }
 
   /** Prompts per PPO step: per_device_train_batch_size × gradient_accumulation_steps × ppo_buffer_size. */
   get batchSize(): number {
     const a = this.args;
     return a.per_device_train_batch_size * a.gradient_accumulation_steps * a.ppo_buffer_size;
-  }
-
-  /** The compiled graph under `key`, traced by `make` the first time. */
-  compile(key: string, make: () => Graph): Promise<CompiledGraph> {
-    let c = this.#graphs.get(key);
-    if (!c) this.#graphs.set(key, c = this.model.executor.compile(make()));
-    return c;
   }
 
   #multiple(): number {
@@ -191,7 +243,7 @@ export class PpoRun {
     for (let i = 0; i < seqs.length; i += B) {
       const chunk = seqs.slice(i, i + B);
       const L = bucket(Math.max(...chunk.map((x) => x.q.length + x.r.length)), this.#multiple());
-      const c = await this.compile(`ppo-scores:${B}:${L}`, () => traceScores(rm, B, L));
+      const c = await this.ctx.compile(`ppo-scores:${B}:${L}`, () => traceScores(rm, B, L));
       const o = await c.run(this.#feeds(chunk, B, L, 0));
       out.push(...Array.from(o.scores.subarray(0, chunk.length)));
     }
@@ -208,7 +260,7 @@ export class PpoRun {
     for (let i = 0; i < seqs.length; i += B) {
       const chunk = seqs.slice(i, i + B);
       const L = bucket(Math.max(...chunk.map((x) => x.q.length + x.r.length)), this.#multiple());
-      const c = await this.compile(
+      const c = await this.ctx.compile(
         `ppo-rollout:${B}:${L}`,
         () => traceRollout(this.model, this.setup.reference, B, L),
       );
@@ -226,7 +278,7 @@ export class PpoRun {
   }
 
   /** Runs PPO step `step` (1-based) on `prompts` (batchSize prompt records) at learning rate `lr`. */
-  async step(step: number, prompts: readonly SftRecord[], lr: number): Promise<PpoStepResult> {
+  async run(step: number, prompts: readonly SftRecord[], lr: number): Promise<PpoStepResult> {
     const a = this.args, B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
     // Rollout: generate B at a time, LF's trimming.
     const seqs: { q: number[]; r: number[] }[] = [];
@@ -274,7 +326,12 @@ export class PpoRun {
         feeds.inv_accum = [1 / Gk];
         feeds.lr = [lr];
         feeds.step = [++this.updates];
-        const c = await this.compile(`ppo-step:${Gk}:${L}`, () => tracePpoStep(this.model, { ...this.plan(L), G: Gk }));
+        const { names, optimizer } = this.ctx.optimizer.first();
+        const plan = { ...this.ctx.plan(L), G: Gk, trainable: names };
+        const c = await this.ctx.compile(
+          `ppo-step:${Gk}:${L}`,
+          () => buildStep(composeStep(this.model, plan, ppoObjective(this.model, B, L), optimizer)),
+        );
         const o = await c.run(feeds);
         gradNorm = o.grad_norm[0];
         for (let k = 0; k < Gk; k++) {

@@ -6,13 +6,13 @@
  * the pieces on their own: log σ at 0 and far out, log(1 − eᶻ), each loss on random inputs.
  */
 import assert from "node:assert/strict";
-import { backward, concat, div, Graph, reshape, type Tensor } from "../graph/mod.ts";
-import type { Executor, HostArray } from "../exec/executor.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { checkAgainstReference, checkFiniteDifferences, type OpCase } from "../exec/testing/harness.ts";
+import { backward, concat, div, Graph, reshape, type Tensor } from "../../graph/mod.ts";
+import type { Executor, HostArray } from "../../exec/executor.ts";
+import { ReferenceExecutor } from "../../exec/reference.ts";
+import { OnnxExecutor } from "../../exec/onnx/executor.ts";
+import { WebGpuExecutor } from "../../exec/webgpu.ts";
+import { hasGpu } from "../../gpu/device.ts";
+import { checkAgainstReference, checkFiniteDifferences, type OpCase } from "../../exec/testing/harness.ts";
 import {
   averagesLogps,
   dpoObjective,
@@ -30,7 +30,7 @@ import {
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-const GOLD: Json = JSON.parse(await Deno.readTextFile(new URL("../../fixtures/pref/goldens.json", import.meta.url)));
+const GOLD: Json = JSON.parse(await Deno.readTextFile(new URL("../../../fixtures/pref/goldens.json", import.meta.url)));
 const gpu = await hasGpu();
 const PAD = 2;
 

@@ -1,8 +1,6 @@
 /**
- * The traced step of the preference stages — dpo (sigmoid, hinge, ipo, orpo, simpo), kto and rm — in the shape of
- * {@link traceTrainStep}: G micro-batches traced one after another, each a policy forward, the reference
- * log-probabilities, the loss of engine/train/pref_loss.ts and its backward; then global-norm clipping and one AdamW
- * (or SGD) update of every trainable parameter, all in one graph, one submit per optimizer step.
+ * The objective of the preference stages — dpo (sigmoid, hinge, ipo, orpo, simpo), kto and rm — for the step builder
+ * (builder.ts): per micro-batch a policy forward, the reference log-probabilities and the loss of pref_loss.ts.
  *
  * The reference is computed in the same graph, under stop_gradient, by default: for a LoRA model it is the same
  * decoder traced without the adapter's linear hook on the same stored parameters (PEFT's `disable_adapter()`, which
@@ -22,16 +20,12 @@
  * - Scalars: inv_accum (1 / micro-batches in this step), lr, step (1-based); seed (u32) only for rm with dropout —
  *   LF's DPO and KTO trainers disable dropout, so dpo / kto graphs never declare it.
  *
- * Outputs: loss (mean over the step's micro-batches of their mean losses, as HF divides by the accumulation steps),
- * grad_norm, loss_sum (running, in {@link LOSS_SUM}), metrics [M] (this step's metric vectors summed over its
- * micro-batches; names from {@link metricNames}), metric_sums [M] (running, in {@link PREF_METRIC_SUMS}; the trainer
- * reads it every logging_steps, turns it into LF's keys with {@link prefLogs} and the micro-batch count, and zeroes it).
+ * The step's loss is the mean over its micro-batches of their mean losses, as HF divides by the accumulation steps;
+ * its metrics (names from {@link metricNames}) are summed over them into the builder's `metrics` and running
+ * `metric_sums`, which the stage turns into LF's keys at logging steps.
  * @module
  */
 import {
-  add,
-  assign,
-  backward,
   cast,
   concat,
   crossEntropy,
@@ -51,13 +45,15 @@ import {
   slice,
   sum,
   type Tensor,
-} from "../graph/mod.ts";
-import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
-import type { DecoderConfig } from "../nn/config.ts";
-import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../nn/decoder.ts";
-import { stopGradient } from "../nn/lora.ts";
-import { Model } from "../nn/model.ts";
-import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
+} from "../../graph/mod.ts";
+import type { DecoderConfig } from "../../nn/config.ts";
+import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../../nn/decoder.ts";
+import { stopGradient } from "../../nn/lora.ts";
+import { Model } from "../../nn/model.ts";
+import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
+import type { Objective } from "./objective.ts";
+import { paramsOf } from "./params.ts";
+import { type StepPlan, traceStep } from "./plan.ts";
 import {
   averagesLogps,
   dpoObjective,
@@ -68,9 +64,6 @@ import {
   rmObjective,
   usesReference,
 } from "./pref_loss.ts";
-import { collate, type MicroBatch } from "./batches.ts";
-import { LOSS_SUM, optimizerUpdate, type StepPlan } from "./step.ts";
-import type { StepLoss } from "../optim/train_step.ts";
 
 /**
  * Where reference log-probs come from: "base" (the model without its adapter, same parameters), a frozen
@@ -94,8 +87,8 @@ export interface PrefStepPlan extends StepPlan {
   objective: PrefObjective;
 }
 
-/** Running sums of the metric vector between logging steps (a param of the store, like {@link LOSS_SUM}). */
-export const PREF_METRIC_SUMS = "train.pref_metric_sums";
+/** Running sums of the metric vector between logging steps (a param of the store). */
+export { METRIC_SUMS as PREF_METRIC_SUMS } from "./builder.ts";
 
 /** The metric names of an objective, in the order of the metrics outputs. */
 export const objectiveMetrics = (o: PrefObjective): string[] =>
@@ -206,7 +199,7 @@ const half = (t: Tensor, B: number, i: 0 | 1) => slice(t, 0, i * B, (i + 1) * B)
 
 /**
  * Micro-batch k of a preference objective: declares its feeds on `g` and returns its loss (a mean over its real
- * rows) and metric scalars (see {@link metricNames}). `seed` turns on dropout (rm only).
+ * rows) and metric scalars (see {@link metricNames}). `opts.seed` turns on dropout (rm only).
  */
 export function prefMicroObjective(
   model: Model,
@@ -215,12 +208,12 @@ export function prefMicroObjective(
   k: number,
   B: number,
   L: number,
-  seed?: Tensor,
-  checkpoint = false,
+  opts: { seed?: Tensor; checkpoint?: boolean; fp16?: boolean } = {},
 ): { loss: Tensor; metrics: Tensor[] } {
-  const c = model.config;
-  // The policy's forward (the one differentiated), activation-checkpointed per layer on request.
-  const policy = (opts: { seed?: Tensor } = {}) => ({ ...model.weights(g, opts), checkpoint });
+  const c = model.config, seed = opts.seed;
+  // The policy's forward (the one differentiated), activation-checkpointed per layer on request, f16 linears in fp16.
+  const compute = opts.fp16 ? { computeDtype: "f16" as const } : {};
+  const policy = (o: { seed?: Tensor } = {}) => ({ ...model.weights(g, o), checkpoint: !!opts.checkpoint, ...compute });
   const rows = g.input(`rows_${k}`, [B]);
   if (o.stage === "rm") {
     const inp = decoderInputs(g, "", k, 2 * B, L);
@@ -283,63 +276,34 @@ export function prefMicroObjective(
   return ktoObjective({ logps: pol.sum, avg: pol.mean, tags, klLogps, refLogps, refKlLogps }, rows, o.loss);
 }
 
-/** The graph tensor of a trainable parameter: decoder, adapter or value head. */
-function paramOf(model: Model, g: Graph, name: string): Tensor {
-  return isValueHeadParam(name) ? valueHeadWeight(g, model, name) : model.weights(g).weight(name);
-}
-
-const stack = (xs: readonly Tensor[]) => concat(xs.map((x) => reshape(x, [1])), 0);
-
 /**
- * The loss side of a preference step (GaLore and BAdam take it, engine/optim/train_step.ts): the G micro-batches'
- * objectives, their gradients, and — in the step graph — the `metrics` and `metric_sums` outputs (the running sums in
- * {@link PREF_METRIC_SUMS}).
+ * The objective of a preference step: the G micro-batches' losses (each a mean over its real rows, times
+ * `inv_accum`) and their metric vectors (`metrics` / `metric_sums` outputs, names from {@link objectiveMetrics}).
  */
-export function prefStepLoss(model: Model, p: Omit<PrefStepPlan, "trainable">): StepLoss {
+export function prefObjective(
+  model: Model,
+  p: Pick<PrefStepPlan, "objective" | "B" | "L"> & Partial<Pick<PrefStepPlan, "dropout" | "checkpoint" | "fp16">>,
+): Objective {
   const o = p.objective;
   return {
     key: `pref:${o.stage}`,
-    params: (g, names) => names.map((n) => paramOf(model, g, n)),
-    trace(g, params, train) {
+    metrics: objectiveMetrics(o),
+    f16: !!p.fp16,
+    params: (g, names) => paramsOf(model, g, names),
+    begin(g) {
       const seed = o.stage === "rm" && p.dropout ? g.input("seed", [], "u32") : undefined;
       const invAccum = g.input("inv_accum", []);
-      let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
-      for (let k = 0; k < p.G; k++) {
-        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, seed, p.checkpoint);
-        const lk = mul(mo.loss, invAccum);
-        const gk = backward(lk, [...params]);
-        loss = loss ? add(loss, lk) : lk;
-        grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
-        const mk = stack(mo.metrics);
-        metrics = metrics ? add(metrics, mk) : mk;
-      }
-      if (train) {
-        g.output("metrics", metrics!);
-        const acc = g.param(PREF_METRIC_SUMS, metrics!.shape);
-        const next = add(acc, metrics!);
-        g.output("metric_sums", next);
-        assign(acc, next);
-      }
-      return { loss: loss!, grads: grads! };
+      return (k) => {
+        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, { seed, checkpoint: p.checkpoint, fp16: p.fp16 });
+        return { loss: mul(mo.loss, invAccum), metrics: mo.metrics };
+      };
     },
   };
 }
 
 /** Traces the whole optimizer step of a preference stage for `model` (its adapter and value head included). */
 export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
-  const g = new Graph();
-  const lr = g.input("lr", []);
-  const step = g.input("step", []);
-  const objective = prefStepLoss(model, p);
-  const params = objective.params(g, p.trainable);
-  const { loss, grads } = objective.trace(g, params, true);
-  g.output("loss", loss);
-  const acc = g.param(LOSS_SUM, [1]);
-  const next = add(acc, reshape(loss, [1]));
-  g.output("loss_sum", next);
-  assign(acc, next);
-  optimizerUpdate(model, g, p, params, grads, lr, step);
-  return g;
+  return traceStep(model, p, prefObjective(model, p));
 }
 
 /** Traces the eval step of a preference stage: loss and metrics of one micro-batch (feeds of k = 0), no update. */
@@ -347,7 +311,7 @@ export function tracePrefEvalStep(model: Model, p: { objective: PrefObjective; B
   const g = new Graph();
   const mo = prefMicroObjective(model, g, p.objective, 0, p.B, p.L);
   g.output("loss", mo.loss);
-  g.output("metrics", stack(mo.metrics));
+  g.output("metrics", concat(mo.metrics.map((x) => reshape(x, [1])), 0));
   return g;
 }
 
@@ -370,60 +334,4 @@ export function traceReferenceLogps(
   g.output("ref_logps", logps(""));
   if (p.stage === "kto") g.output("ref_kl_logps", logps("kl_"));
   return g;
-}
-
-/** Feeds of one micro-batch, by name. */
-export type PrefFeeds = Record<string, Int32Array | Float32Array>;
-
-function rowFeeds(k: number, pre: string, b: MicroBatch, ...more: MicroBatch[]): PrefFeeds {
-  const cat = (f: (m: MicroBatch) => Int32Array) => {
-    const parts = [b, ...more].map(f), out = new Int32Array(parts.reduce((n, x) => n + x.length, 0));
-    let at = 0;
-    for (const x of parts) (out.set(x, at), at += x.length);
-    return out;
-  };
-  return {
-    [`${pre}ids_${k}`]: cat((m) => m.ids),
-    [`${pre}positions_${k}`]: cat((m) => m.positions),
-    [`${pre}segments_${k}`]: cat((m) => m.segments),
-    [`${pre}labels_${k}`]: cat((m) => m.labels),
-  };
-}
-
-const realRows = (n: number, B: number) => Float32Array.from({ length: B }, (_, i) => (i < n ? 1 : 0));
-
-/**
- * Feeds of micro-batch k of stage dpo / rm from at most B pairwise records (engine/data/process_pref.ts): chosen
- * rows then rejected rows, each side padded to B rows of length L, labels shifted as the SFT collator shifts them.
- */
-export function pairwiseFeeds(records: readonly PairwiseRecord[], B: number, L: number, k = 0): PrefFeeds {
-  if (records.length > B) throw new Error(`pairwiseFeeds: ${records.length} pairs for a micro-batch of ${B}`);
-  const side = (p: "chosen" | "rejected") =>
-    collate(
-      records.map((r) => ({
-        input_ids: r[`${p}_input_ids`],
-        attention_mask: r[`${p}_attention_mask`],
-        labels: r[`${p}_labels`],
-      })),
-      B,
-      L,
-    );
-  return { ...rowFeeds(k, "", side("chosen"), side("rejected")), [`rows_${k}`]: realRows(records.length, B) };
-}
-
-/** Feeds of micro-batch k of stage kto from at most B KTO records: the examples, their KL rows, tags. */
-export function ktoFeeds(records: readonly KtoRecord[], B: number, L: number, k = 0): PrefFeeds {
-  if (records.length > B) throw new Error(`ktoFeeds: ${records.length} examples for a micro-batch of ${B}`);
-  const main = collate(records, B, L);
-  const kl = collate(
-    records.map((r) => ({ input_ids: r.kl_input_ids, attention_mask: r.kl_attention_mask, labels: r.kl_labels })),
-    B,
-    L,
-  );
-  return {
-    ...rowFeeds(k, "", main),
-    ...rowFeeds(k, "kl_", kl),
-    [`tags_${k}`]: Float32Array.from({ length: B }, (_, i) => (records[i]?.kto_tags ? 1 : 0)),
-    [`rows_${k}`]: realRows(records.length, B),
-  };
 }

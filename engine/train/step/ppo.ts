@@ -9,18 +9,17 @@
  * - {@link tracePpoStep}: one optimizer update over G micro-batches of B sequences: TRL's clipped policy loss and
  *   clipped value loss (masked means over the micro-batch's response tokens, summed as pg + vf_coef·vf, a micro-batch
  *   whose mean ratio exceeds `ratio_threshold` contributing nothing), averaged over the G micro-batches, then the
- *   shared clipping and AdamW / SGD update of step.ts.
+ *   shared clipping and AdamW / SGD update of the step builder (builder.ts).
  *
  * Feeds per micro-batch k: ids_k, positions_k, segments_k [B, L] i32 and labels_k [B·L] i32 (shifted: position t holds
  * token t + 1 where t + 1 is a response token, −100 elsewhere, so labels ≥ 0 is TRL's response mask); the PPO step
  * also takes old_logprobs_k, old_values_k, advantages_k, returns_k [B·L] f32 (0 off the mask), and inv_accum, lr, step.
- * Outputs of the PPO step: loss (the update's mean loss), grad_norm, stats [G, 5] (per micro-batch: total loss, policy
- * loss, value loss, mean ratio, policy clip fraction).
+ * Outputs of the PPO step: the builder's (loss: the update's mean loss, grad_norm, loss_sum) and stats [G, 5] (per
+ * micro-batch: total loss, policy loss, value loss, mean ratio, policy clip fraction).
  * @module
  */
 import {
   add,
-  backward,
   cast,
   concat,
   crossEntropy,
@@ -37,14 +36,16 @@ import {
   sub,
   sum,
   type Tensor,
-} from "../graph/mod.ts";
-import { type DecoderInputs, traceDecoder } from "../nn/decoder.ts";
-import { stopGradient } from "../nn/lora.ts";
-import type { Model } from "../nn/model.ts";
-import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
-import { baseWeights } from "./pref_step.ts";
-import { PPO_DEFAULTS } from "./ppo_math.ts";
-import { optimizerUpdate, type StepPlan } from "./step.ts";
+} from "../../graph/mod.ts";
+import { type DecoderInputs, traceDecoder } from "../../nn/decoder.ts";
+import { stopGradient } from "../../nn/lora.ts";
+import type { Model } from "../../nn/model.ts";
+import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
+import { PPO_DEFAULTS } from "../stages/ppo_math.ts";
+import type { Objective } from "./objective.ts";
+import { paramsOf } from "./params.ts";
+import { type StepPlan, traceStep } from "./plan.ts";
+import { baseWeights } from "./pref.ts";
 
 /** The reference of the rollout: "base" (the policy without its adapter) or a frozen model in the same executor. */
 export type PpoReference = "base" | Model;
@@ -127,30 +128,23 @@ export function ppoMicroLoss(model: Model, g: Graph, k: number, B: number, L: nu
   return { loss, stats };
 }
 
-/** The graph tensor of a trainable parameter of the policy: decoder, adapter or value head. */
-function paramOf(model: Model, g: Graph, name: string): Tensor {
-  return isValueHeadParam(name) ? valueHeadWeight(g, model, name) : model.weights(g).weight(name);
+/** PPO's objective (see {@link ppoMicroLoss}): micro-batch losses times `inv_accum`, stats rows [G, 5]. */
+export function ppoObjective(model: Model, B: number, L: number): Objective {
+  return {
+    key: "ppo",
+    stats: 5,
+    params: (g, names) => paramsOf(model, g, names),
+    begin(g) {
+      const invAccum = g.input("inv_accum", []);
+      return (k) => {
+        const mo = ppoMicroLoss(model, g, k, B, L);
+        return { loss: mul(mo.loss, invAccum), stats: mo.stats };
+      };
+    },
+  };
 }
 
 /** Traces one PPO optimizer update of the policy (its adapter or trainable weights, and its value head). */
 export function tracePpoStep(model: Model, p: PpoStepPlan): Graph {
-  const g = new Graph();
-  const invAccum = g.input("inv_accum", []);
-  const lr = g.input("lr", []);
-  const step = g.input("step", []);
-  const params = p.trainable.map((n) => paramOf(model, g, n));
-  let loss: Tensor | undefined, grads: Tensor[] | undefined;
-  const stats: Tensor[] = [];
-  for (let k = 0; k < p.G; k++) {
-    const mo = ppoMicroLoss(model, g, k, p.B, p.L);
-    const lk = mul(mo.loss, invAccum);
-    const gk = backward(lk, params);
-    loss = loss ? add(loss, lk) : lk;
-    grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
-    stats.push(reshape(mo.stats, [1, 5]));
-  }
-  g.output("loss", loss!);
-  g.output("stats", stats.length === 1 ? stats[0] : concat(stats, 0));
-  optimizerUpdate(model, g, p, params, grads!, lr, step);
-  return g;
+  return traceStep(model, p, ppoObjective(model, p.B, p.L));
 }

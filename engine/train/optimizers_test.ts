@@ -1,17 +1,20 @@
 /**
- * GaLore and BAdam on the tiny fixture llama, on the ONNX Runtime executor, without the trainer: the step graphs
- * of train_step.ts fed one fixed batch, checked against host-side f64 arithmetic for one update and for a loss
- * that falls.
+ * GaLore and BAdam on the tiny fixture llama, on the ONNX Runtime executor, without the trainer: their optimizer runs
+ * (optimizers.ts) and the step builder's graphs fed one fixed batch, checked against host-side f64 arithmetic for one
+ * update and for a loss that falls.
  */
 import assert from "node:assert/strict";
 import type { HostArray } from "../exec/executor.ts";
 import { createExecutor } from "../exec/pick.ts";
 import { loadModel, type Model } from "../nn/model.ts";
-import { collate } from "../train/batches.ts";
-import { stateNames } from "../train/step.ts";
-import { BADAM_WEIGHT_DECAY } from "./badam.ts";
-import { galoreLayout, galoreStateNames, galoreTargets } from "./galore.ts";
-import { BadamDriver, GaloreDriver, type OptimStepPlan, traceBadamTrainStep, traceGradStep } from "./train_step.ts";
+import { BADAM_WEIGHT_DECAY } from "../optim/badam.ts";
+import { galoreLayout, galoreStateNames, galoreTargets } from "../optim/galore.ts";
+import { collate } from "./batches.ts";
+import { BadamRun, GaloreRun } from "./optimizers.ts";
+import { buildGradStep } from "./step/builder.ts";
+import { lmObjective } from "./step/lm.ts";
+import { stateNames } from "./step/optimizer.ts";
+import { adamwStepPlan, traceStep } from "./step/plan.ts";
 
 const MODEL = new URL("../../fixtures/models/llama", import.meta.url).pathname;
 
@@ -31,16 +34,8 @@ function batch(): Record<string, ArrayLike<number>> {
   };
 }
 
-const PLAN: Omit<OptimStepPlan, "trainable"> = {
-  G: 1,
-  B: 2,
-  L: 16,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0.01,
-  maxGradNorm: 1,
-};
+const HYPER = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+const plan = (trainable: string[]) => adamwStepPlan(2, 16, trainable, { weightDecay: 0.01 });
 
 async function f64(model: Model, name: string): Promise<Float64Array> {
   return Float64Array.from(await model.executor.getParam(name));
@@ -51,15 +46,18 @@ Deno.test("galore e2e: GaLore-AdamW lowers the loss of the tiny llama on onnx; o
   const trainable = [...model.params.keys()];
   const targets = galoreTargets(model.config, trainable, "all");
   const opts = { rank: 8, updateInterval: 4, scale: 2, projType: "std" as const };
-  const galore = new GaloreDriver(model, trainable, targets, opts);
-  galore.initStates();
-  const step = await model.executor.compile(galore.trace(PLAN));
-  const grads = await model.executor.compile(traceGradStep(model, { ...PLAN, trainable: [] }, targets));
+  const galore = new GaloreRun(model, trainable, targets, opts, HYPER);
+  galore.init();
+  const objective = lmObjective(model, { B: 2, L: 16 });
+  const step = await model.executor.compile(traceStep(model, plan(trainable), objective, galore.optimizer));
+  const grads = await model.executor.compile(buildGradStep(objective, targets, 1));
   const feeds = batch(), lr = 2e-3;
   const losses: number[] = [];
   const probe = targets.find((t) => t.endsWith("layers.0.mlp.down_proj.weight"))!;
   for (let t = 1; t <= 10; t++) {
-    const refreshed = await galore.beforeStep(t, PLAN, feeds);
+    const p0 = await f64(model, galoreStateNames(probe).proj);
+    await galore.prepare(t, feeds, objective, 1);
+    const refreshed = (await f64(model, galoreStateNames(probe).proj)).some((x, i) => x !== p0[i]);
     assert.equal(refreshed, t === 1 || t === 5 || t === 9, `step ${t}: refresh every 4 steps from 1`);
     let check: { w0: Float64Array; g: HostArray; p: Float64Array } | undefined;
     if (t === 1) {
@@ -120,7 +118,8 @@ Deno.test("galore e2e: GaLore-AdamW lowers the loss of the tiny llama on onnx; o
 
 Deno.test("badam e2e: block switching lowers the loss of the tiny llama on onnx; only the active block moves", async () => {
   const model = await loadModel(MODEL, { executor: await createExecutor("onnx"), dtype: "f32" });
-  const badam = new BadamDriver(model, { switchMode: "ascending", switchInterval: 3 });
+  const badam = new BadamRun(model, { switchMode: "ascending", switchInterval: 3 }, HYPER);
+  badam.init();
   assert.equal(badam.blocks.length, 2);
   const feeds = batch(), lr = 2e-3;
   // One compiled graph at a time, compiled at each switch: the old block's states are dropped (shrunk), so a graph
@@ -128,21 +127,21 @@ Deno.test("badam e2e: block switching lowers the loss of the tiny llama on onnx;
   let current: Awaited<ReturnType<typeof model.executor.compile>> | undefined;
   const compiled = async (trainable: string[], switched: boolean) => {
     if (switched || !current) {
-      const plan = { ...PLAN, trainable, weightDecay: BADAM_WEIGHT_DECAY };
-      current = await model.executor.compile(traceBadamTrainStep(model, plan));
+      current = await model.executor.compile(traceStep(model, plan(trainable), objective, badam.optimizer));
     }
     return current;
   };
+  const objective = lmObjective(model, { B: 2, L: 16 });
   const embed0 = await f64(model, "model.embed_tokens.weight");
   const losses: number[] = [], active: number[] = [];
   for (let t = 1; t <= 11; t++) {
-    const { block, trainable, adamStep, switched } = badam.beforeStep(t);
-    active.push(block);
+    const { key, names: trainable, adamStep, fresh: switched } = await badam.prepare(t);
+    active.push(Number(key.split(":")[1]));
     const before = new Map<string, Float64Array>();
     for (const b of badam.blocks) for (const n of b.params) before.set(n, await f64(model, n));
     // At a (re)start, the block's gradients (and only its own, for the clipping norm) from a gradient graph.
     const grads = switched
-      ? await (await model.executor.compile(traceGradStep(model, { ...PLAN, trainable: [] }, trainable))).run(feeds)
+      ? await (await model.executor.compile(buildGradStep(objective, trainable, 1))).run(feeds)
       : undefined;
     const out = await (await compiled(trainable, switched)).run({ ...feeds, lr: [lr], step: [adamStep] }, ["loss"]);
     losses.push(out.loss[0]);
