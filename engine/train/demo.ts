@@ -1,5 +1,5 @@
 /**
- * `deno task demo`: trains the tiny byte-level model for a few dozen steps on the LLaMA-Factory demo
+ * `deno task demo`: trains the tiny byte-level model for a few dozen steps on the bundled demo
  * data (or a built-in text), one submit per step, printing the loss as it falls, then greedily
  * completes a prompt with the trained weights.
  * @module
@@ -15,14 +15,13 @@ import { mulberry32 as rng } from "../util/rng.ts";
 const BUILTIN = `Whetstone fine-tunes open language models in TypeScript on Deno. A training step is traced into a
 graph, differentiated, planned into one arena and replayed on the GPU with a single submit. `;
 
-/** Loads demo text: the alpaca demo set from ../shared when present, else a built-in paragraph. */
+/** Loads demo text: the bundled demo dataset (`fixtures/demo/whetstone_demo.json`), else a built-in paragraph. */
 export async function demoText(): Promise<{ text: string; source: string }> {
-  const url = new URL("../../../shared/llamafactory-data/alpaca_en_demo.json", import.meta.url);
+  const url = new URL("../../fixtures/demo/whetstone_demo.json", import.meta.url);
   try {
     const rows = JSON.parse(await Deno.readTextFile(url)) as { instruction: string; input: string; output: string }[];
-    const text = rows.slice(0, 200).map((r) => `${r.instruction}\n${r.input ? r.input + "\n" : ""}${r.output}\n\n`)
-      .join("");
-    return { text, source: "alpaca_en_demo.json (first 200 rows)" };
+    const text = rows.map((r) => `${r.instruction}\n${r.input ? r.input + "\n" : ""}${r.output}\n\n`).join("");
+    return { text, source: `fixtures/demo/whetstone_demo.json (${rows.length} rows)` };
   } catch {
     return { text: BUILTIN.repeat(40), source: "built-in text" };
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runDemo } from "./demo.ts";
+import { demoText, runDemo } from "./demo.ts";
 import { TINY } from "../nn/tiny.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { hasGpu } from "../gpu/device.ts";
@@ -24,4 +24,10 @@ Deno.test("demo: the loss falls over a short run", async () => {
   const head = res.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
   const tail = res.losses.slice(-3).reduce((a, b) => a + b) / 3;
   assert.ok(tail < head - 1, `loss went from ${head} to ${tail}`);
+});
+
+Deno.test("demo: the text comes from the bundled demo dataset inside the repository", async () => {
+  const { text, source } = await demoText();
+  assert.equal(source, "fixtures/demo/whetstone_demo.json (100 rows)");
+  assert.ok(text.startsWith("What is Whetstone?\nWhetstone is a tool"), text.slice(0, 60));
 });
