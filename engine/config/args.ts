@@ -31,14 +31,16 @@ import { KEY_ALIASES, KEY_TABLE, type KEYS, type LR_SCHEDULERS } from "./keys.ts
 import { crossCheck } from "./rules.ts";
 import { isMapping, isOff, readValue, show } from "./values.ts";
 
+export { checkOutputDir, intervalSteps, warmupSteps } from "./rules.ts";
 export {
-  checkOutputDir,
   dataArgsOf,
-  intervalSteps,
+  generateOptionsOf,
+  type GeneratingOptions,
+  groupArgs,
+  hubOptionsOf,
   loadDatasetsArgsOf,
   templateOptionsOf,
-  warmupSteps,
-} from "./rules.ts";
+} from "./views.ts";
 export type { OutputDirCheck } from "./rules.ts";
 export type { LrSchedulerKwargs } from "./keys_training.ts";
 

@@ -1,18 +1,18 @@
 /**
  * The cross-field rules of LLaMA-Factory's `get_train_args` and HF `TrainingArguments.__post_init__` that need no
  * file system ({@linkcode crossCheck}, called by `parseTrainArgs`), LF's output_dir / resume rule
- * ({@linkcode checkOutputDir}, which reads output_dir), and the views of the arguments the data worker takes.
+ * ({@linkcode checkOutputDir}, which reads output_dir), and the warmup / interval step counts.
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
 import { isDir } from "../io/hub.ts";
-import type { LoadDatasetsArgs } from "../data/loader.ts";
 import { parseProbs } from "../data/mix.ts";
-import { type DataArgs, resolveDataArgs } from "../data/process.ts";
-import { type TemplateOptions, TEMPLATES } from "../data/template.ts";
+import { resolveDataArgs } from "../data/process.ts";
+import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
 import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./args.ts";
+import { dataArgsOf } from "./views.ts";
 
 /** The `lr_scheduler_kwargs` each supported scheduler takes. */
 const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
@@ -166,8 +166,6 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       }
     }
   }
-  if (a.streaming && hasVal && a.val_size < 1) err("val_size", "Streaming mode should have an integer val size.");
-  if (a.streaming && a.max_samples !== null) err("max_samples", "`max_samples` is incompatible with `streaming`.");
   try {
     resolveDataArgs(dataArgsOf(a));
   } catch (e) {
@@ -184,7 +182,6 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     err("tool_format", `expected one of ${Object.keys(TOOL_UTILS).join(", ")}, got ${JSON.stringify(a.tool_format)}`);
   }
   // get_train_args
-  if (a.max_steps <= 0 && a.streaming) err("max_steps", "Please specify `max_steps` in streaming mode.");
   if (a.do_train && !a.dataset) err("dataset", "Please specify dataset for training.");
   if (a.do_eval && !a.eval_dataset && !hasVal) {
     err(given.has("do_eval") ? "do_eval" : "eval_strategy", "Please specify dataset for evaluation.");
@@ -263,47 +260,6 @@ export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<
     }
   }
   return { resumeFrom: null, notes: [] };
-}
-
-/** The data worker's processing arguments (`processDataset`), which apply LF's packing / cutoff rules. */
-export function dataArgsOf(a: TrainArgs): DataArgs {
-  return {
-    stage: a.stage,
-    cutoffLen: a.cutoff_len,
-    trainOnPrompt: a.train_on_prompt,
-    maskHistory: a.mask_history,
-    packing: a.packing,
-    neatPacking: a.neat_packing,
-    batchSize: a.preprocessing_batch_size,
-  };
-}
-
-/** The data worker's loading arguments (`loadDatasets`); LF splits and mixes with the training `seed`. */
-export function loadDatasetsArgsOf(a: TrainArgs): LoadDatasetsArgs & { streaming: boolean } {
-  return {
-    dataset: a.dataset ?? undefined,
-    eval_dataset: a.eval_dataset ?? undefined,
-    dataset_dir: a.dataset_dir,
-    stage: a.stage,
-    max_samples: a.max_samples ?? undefined,
-    val_size: a.val_size,
-    mix_strategy: a.mix_strategy,
-    interleave_probs: a.interleave_probs ?? undefined,
-    seed: a.seed,
-    streaming: a.streaming,
-  };
-}
-
-/** The template options (`getTemplate`). */
-export function templateOptionsOf(a: TrainArgs): TemplateOptions {
-  return {
-    template: a.template,
-    toolFormat: a.tool_format,
-    defaultSystem: a.default_system,
-    enableThinking: a.enable_thinking,
-    preserveThinking: a.preserve_thinking,
-    trainOnPrompt: a.train_on_prompt,
-  };
 }
 
 /**

@@ -17,7 +17,7 @@ import { chooseFp16, initLossScaler } from "./loss_scale.ts";
 import { setupOptimRun } from "./optim_run.ts";
 import { PpoRun, setupPpo } from "./ppo_run.ts";
 import { tracePpoStep } from "./ppo_step.ts";
-import type { GeneratingArgs } from "./predict.ts";
+import { generateOptionsOf } from "../config/views.ts";
 import { isPrefStage, type PrefRecord, PrefRun, setupPref } from "./pref_run.ts";
 import { scheduleFromArgs } from "./schedule.ts";
 import {
@@ -121,19 +121,14 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
   const prefRun = pref && new PrefRun(model, pref.objective, (L) => ({ ...stepPlan(L), objective: pref.objective }));
   prefRun?.resetSums();
   // ppo generates with LF's generating arguments (GeneratingArguments, as in its PPO example's `### generate`).
-  const gen = a as TrainArgs & GeneratingArgs;
-  const ppoRun = ppo && new PpoRun(model, ppo, a, stepPlan, {
-    maxNewTokens: gen.max_new_tokens,
-    doSample: gen.do_sample,
-    temperature: gen.temperature,
-    topP: gen.top_p,
-    topK: gen.top_k,
-    repetitionPenalty: gen.repetition_penalty,
-    stop: model.stopIds(data.stop),
-  }, { pad: data.template.padId, eos: data.template.eosId });
+  const gen = generateOptionsOf(a);
+  const ppoRun = ppo && new PpoRun(model, ppo, a, stepPlan, { ...gen, stop: model.stopIds(data.stop) }, {
+    pad: data.template.padId,
+    eos: data.template.eosId,
+  });
   // ppo: a prompt and its longest response.
   const lengthOf = (r: SftRecord | PrefRecord) =>
-    prefRun ? prefRun.length(r as PrefRecord) : (r as SftRecord).input_ids.length + (ppoRun ? gen.max_new_tokens : 0);
+    prefRun ? prefRun.length(r as PrefRecord) : (r as SftRecord).input_ids.length + (ppoRun ? gen.maxNewTokens : 0);
   let sinceLog = 0;
   const out = a.output_dir;
   await cleanCheckpointLeftovers(out).catch(() => []);
