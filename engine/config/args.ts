@@ -26,8 +26,8 @@
  */
 import { parseYaml } from "../../deps.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import type { ArgsOf } from "./key_spec.ts";
-import { KEY_ALIASES, KEY_TABLE, type KEYS, type LR_SCHEDULERS } from "./keys.ts";
+import type { ArgsOf, KeySpec } from "./key_spec.ts";
+import { KEY_ALIASES, KEY_GROUPS, KEY_TABLE, type KeyGroup, type KEYS, type LR_SCHEDULERS } from "./keys.ts";
 import { crossCheck } from "./rules.ts";
 import { isMapping, isOff, readValue, show } from "./values.ts";
 
@@ -183,6 +183,29 @@ export function parseTrainArgs(
   if (problems.length === 0) crossCheck(args, new Set(Object.keys(raw)), problems, warnings);
   if (problems.length) throw new ConfigError(where, problems);
   return args;
+}
+
+/**
+ * The keys of one LF argument group read from a config mapping that may hold other keys (which are left alone), as
+ * `llamafactory-cli chat` reads its generating arguments: each value checked as `parseTrainArgs` checks it, absent
+ * ones LF's defaults. Throws a {@linkcode ConfigError} listing every bad value.
+ */
+export function parseGroupArgs<G extends KeyGroup>(
+  raw: Record<string, unknown>,
+  group: G,
+  where = "<config>",
+): ArgsOf<(typeof KEY_GROUPS)[G]> {
+  const out: Raw = {}, problems: string[] = [];
+  for (const [key, spec] of Object.entries(KEY_GROUPS[group] as Record<string, KeySpec>)) {
+    if (spec.use !== "train") continue;
+    try {
+      out[key] = raw[key] === undefined ? structuredClone(spec.def) : readValue(key, spec, raw[key]);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  if (problems.length) throw new ConfigError(where, problems);
+  return out as ArgsOf<(typeof KEY_GROUPS)[G]>;
 }
 
 /** Reads a YAML or JSON config file and parses it with {@linkcode parseTrainArgs} (errors name the file). */

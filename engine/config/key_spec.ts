@@ -133,3 +133,10 @@ export type ValueOf<S> = S extends { readonly [VALUE]: infer V } ? V : KindValue
 export type ArgsOf<Table> = {
   -readonly [K in keyof Table as Table[K] extends { use: "train" } ? K : never]: ValueOf<Table[K]>;
 };
+
+/** The defaults of a table's `train` rows (LF's defaults), as parsed arguments. */
+export function defaultsOf<Table extends Record<string, KeySpec>>(table: Table): ArgsOf<Table> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(table)) if (spec.use === "train") out[key] = structuredClone(spec.def);
+  return out as ArgsOf<Table>;
+}

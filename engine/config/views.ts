@@ -11,8 +11,8 @@ import type { DataArgs } from "../data/process.ts";
 import type { TemplateOptions } from "../data/template.ts";
 import type { ResolveOptions } from "../io/hub.ts";
 import type { TrainArgs } from "./args.ts";
-import type { ArgsOf } from "./key_spec.ts";
-import { type GeneratingArgs, KEY_GROUPS, type KeyGroup } from "./keys.ts";
+import { type ArgsOf, defaultsOf } from "./key_spec.ts";
+import { GENERATING_KEYS, type GeneratingArgs, KEY_GROUPS, type KeyGroup } from "./keys.ts";
 
 /** The data worker's processing arguments (`processDataset`), which apply LF's packing / cutoff rules. */
 export function dataArgsOf(a: TrainArgs): DataArgs {
@@ -82,6 +82,11 @@ export function generateOptionsOf(a: GeneratingArgs, promptLen = 0): GeneratingO
     repetitionPenalty: a.repetition_penalty,
   };
 }
+
+/** LF's `GeneratingArguments` defaults as generating options (the chat engine's defaults). */
+export const GENERATING_DEFAULTS: Readonly<GeneratingOptions> = Object.freeze(
+  generateOptionsOf(defaultsOf(GENERATING_KEYS)),
+);
 
 /** The hub download options of the model keys: `model_revision`, `cache_dir` and `hf_hub_token`. */
 export function hubOptionsOf(a: Pick<TrainArgs, "model_revision" | "cache_dir" | "hf_hub_token">): ResolveOptions {
