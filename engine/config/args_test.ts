@@ -401,6 +401,11 @@ Deno.test("checkOutputDir: LF's auto-resume, overwrite and resume_from_checkpoin
       checkOutputDir(args(`resume_from_checkpoint: ${dir}/nope`)),
       /resume_from_checkpoint: Can't find a valid checkpoint at/,
     );
+    // A checkpoint written with save_only_model (trainer state, no optimizer states) cannot be resumed from.
+    await Deno.writeTextFile(`${dir}/out/checkpoint-10/trainer_state.json`, "{}");
+    await assert.rejects(checkOutputDir(args()), /checkpoint-10 holds only the model \(saved with save_only_model/);
+    await Deno.writeTextFile(`${dir}/out/checkpoint-10/optimizer.safetensors`, "");
+    assert.equal((await checkOutputDir(args())).resumeFrom, `${dir}/out/checkpoint-10`);
     const noTrain = parseTrainArgs(`${M}output_dir: ${dir}/out\n`);
     assert.equal((await checkOutputDir(noTrain)).resumeFrom, null, "only training resumes");
   } finally {

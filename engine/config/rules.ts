@@ -5,7 +5,7 @@
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
-import { isDir } from "../io/hub.ts";
+import { isDir, isFile } from "../io/hub.ts";
 import { parseProbs } from "../data/mix.ts";
 import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
@@ -221,9 +221,25 @@ export async function lastCheckpoint(dir: string): Promise<string | null> {
  * `true`: the last `checkpoint-N` of output_dir (an error without one); `false`: start afresh. Unset, with
  * `do_train` and without `overwrite_output_dir`: an existing output_dir with checkpoints resumes from the last one;
  * one with weight files but no checkpoint is an error ("Output directory already exists and is not empty. Please
- * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. Errors are {@linkcode ConfigError}s.
+ * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. A checkpoint saved with `save_only_model`
+ * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s.
  */
 export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<OutputDirCheck> {
+  const found = await findResume(a, where);
+  const dir = found.resumeFrom;
+  if (dir && !await isFile(`${dir}/${OPTIMIZER_FILE}`) && await isFile(`${dir}/trainer_state.json`)) {
+    throw new ConfigError(where, [
+      `resume_from_checkpoint: ${dir} holds only the model (saved with save_only_model: true), so training cannot ` +
+      "resume from it; set resume_from_checkpoint: false or overwrite_output_dir: true to start afresh",
+    ]);
+  }
+  return found;
+}
+
+/** The optimizer states of a checkpoint (not written with `save_only_model`). */
+const OPTIMIZER_FILE = "optimizer.safetensors";
+
+async function findResume(a: TrainArgs, where: string): Promise<OutputDirCheck> {
   const r = a.resume_from_checkpoint;
   const fail = (msg: string) => {
     throw new ConfigError(where, [msg]);

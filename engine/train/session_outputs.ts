@@ -7,6 +7,7 @@
  */
 import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
 import { plotLoss, plotLosses } from "./plot.ts";
+import { savePissaConverted } from "./pissa_convert.ts";
 import { saveModel, saveOptimizer } from "./session_files.ts";
 import type { RunInit } from "./session_records.ts";
 import { type TrainerState as TrainerStateFile, writeTrainerState } from "./trainer_log.ts";
@@ -43,7 +44,7 @@ export async function writeCheckpoint(i: RunInit, sinceLog: number): Promise<str
   const step = i.state.global_step;
   const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
     await saveRunModel(i, tmp);
-    await saveOptimizer(model, tmp, trainable, a.optim, i.optimRun?.states());
+    if (!a.save_only_model) await saveOptimizer(model, tmp, trainable, a.optim, i.optimRun?.states());
     await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
     const micro = i.pref ? { micro_batches_since_log: i.pref.microSinceLog } : {};
     await Deno.writeTextFile(
@@ -59,6 +60,7 @@ export async function writeCheckpoint(i: RunInit, sinceLog: number): Promise<str
 /** Writes the adapter (or model folder) and trainer_state.json at the current step into output_dir. */
 export async function writeOutputs(i: RunInit): Promise<void> {
   await saveRunModel(i, i.args.output_dir);
+  if (i.args.pissa_convert) await savePissaConverted(i.model, i.args.output_dir);
   await writeTrainerState(i.args.output_dir, trainerStateOf(i, i.state.global_step));
 }
 

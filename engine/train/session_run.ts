@@ -75,7 +75,7 @@ export class SessionRun {
     let order = this.#orders.get(epoch);
     if (!order) {
       this.#orders.clear();
-      this.#orders.set(epoch, order = epochOrder(records.length, a.seed, epoch));
+      this.#orders.set(epoch, order = epochOrder(records.length, a.data_seed ?? a.seed, epoch, !a.disable_shuffling));
     }
     const start = (((step - 1) % stepsPerEpoch) * G + k) * B;
     return order.slice(start, start + B).map((i) => records[i] as R);
