@@ -31,7 +31,9 @@ import { KEY_ALIASES, KEY_GROUPS, KEY_TABLE, type KeyGroup, type KEYS, type LR_S
 import { crossCheck } from "./rules.ts";
 import { isMapping, isOff, readValue, show } from "./values.ts";
 
-export { checkOutputDir, intervalSteps, warmupSteps } from "./rules.ts";
+export { checkOutputDir, warmupSteps } from "./rules.ts";
+export { intervalPlan, resolveSteps, stepActions } from "./intervals.ts";
+export type { Interval, IntervalPlan, StepActions } from "./intervals.ts";
 export {
   dataArgsOf,
   generateOptionsOf,

@@ -4,10 +4,10 @@ import {
   checkOutputDir,
   ConfigError,
   dataArgsOf,
-  intervalSteps,
   loadDatasetsArgsOf,
   loadTrainConfig,
   parseTrainArgs,
+  resolveSteps,
   splitTrainCommand,
   type TrainArgs,
   warmupSteps,
@@ -360,8 +360,8 @@ Deno.test("derived values: lora_alpha, eval_steps, warmup, evaluation_strategy",
   assert.equal(warmupSteps(w, 100), 3);
   assert.equal(warmupSteps({ warmup_steps: 0, warmup_ratio: 0.1 }, 95), 10);
   assert.equal(warmupSteps({ warmup_steps: 0.05, warmup_ratio: 0 }, 100), 5);
-  assert.equal(intervalSteps(0.25, 10), 3);
-  assert.equal(intervalSteps(50, 10), 50);
+  assert.equal(resolveSteps(0.25, 10), 3);
+  assert.equal(resolveSteps(50, 10), 50);
   const optim = parseTrainArgs(`${M}optim: adamw_torch_fused`);
   assert.equal(optim.optim, "adamw");
   assert.equal(parseTrainArgs(`${M}optim: sgd`).optim, "sgd");

@@ -286,8 +286,3 @@ export function warmupSteps(a: Pick<TrainArgs, "warmup_steps" | "warmup_ratio">,
   if (a.warmup_steps >= 1) return a.warmup_steps;
   return Math.ceil(totalSteps * (a.warmup_steps > 0 ? a.warmup_steps : a.warmup_ratio));
 }
-
-/** HF's reading of logging_steps / eval_steps / save_steps: below 1, a fraction of the total steps (rounded up). */
-export function intervalSteps(value: number, totalSteps: number): number {
-  return value < 1 ? Math.ceil(totalSteps * value) : value;
-}
