@@ -259,15 +259,17 @@ Deno.test("keys without effect are accepted, with a note where LF would act on t
   const a = parseTrainArgs(
     `${M}report_to: wandb\ndataloader_num_workers: 8\npreprocessing_num_workers: 16\noverwrite_cache: true\n` +
       "include_effective_tokens_per_second: true\nddp_timeout: 180000000\nflash_attn: fa2\ntrust_remote_code: true\n" +
-      "fp16: true\ngradient_checkpointing: true\nexport_dir: out\ntemperature: 0.5\n",
+      "bf16: true\ngradient_checkpointing: true\nexport_dir: out\ntemperature: 0.5\n",
   );
   assert.deepEqual(a.warnings, [
     'report_to: Whetstone writes only trainer_log.jsonl, not to "wandb"; ignored',
     "include_effective_tokens_per_second: effective tokens per second are not logged yet; ignored",
     "gradient_checkpointing: LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
-    "fp16: Whetstone trains in f32 (f32 master weights and compute); ignored",
+    "bf16: Whetstone trains in f32 (f32 master weights and compute); ignored",
   ]);
   assert.deepEqual(parseTrainArgs(`${M}report_to: [none]\nbf16: false\nfp16: false\n`).warnings, []);
+  // fp16 takes effect where the step has an f16 path; the run logs its choice (engine/train/loss_scale.ts).
+  assert.deepEqual(parseTrainArgs(`${M}fp16: true\n`).warnings, []);
 });
 
 Deno.test("key=value overrides are YAML scalars, applied after the file", () => {

@@ -55,7 +55,7 @@ export interface KeySpec {
   note?: string | ((value: unknown) => string | undefined);
   /** `ignored`: an error for values LF itself refuses in training. */
   reject?: (value: unknown) => string | undefined;
-  /** `train`: parsed and kept, but changes nothing in Whetstone (why, for docs/inert_keys.md). */
+  /** Why the key changes nothing in Whetstone (docs/inert_keys.md); on a `train` row: parsed and kept, inert. */
   inert?: string;
 }
 
@@ -84,16 +84,17 @@ export const T = <const K extends KeyKind, const D, const O extends Opts = Recor
 /** An `unsupported` row: an error naming the key (and `what`) unless it holds `def`. */
 export const U = (def: unknown, what?: string): KeySpec & { use: "unsupported" } => ({ use: "unsupported", def, what });
 
-/** An `ignored` row, with an optional note for values LF would act on. */
-export const I = (def?: unknown, note?: KeySpec["note"]): KeySpec & { use: "ignored" } => ({
+/** An `ignored` row, with an optional note for values LF would act on (and `why`, for docs/inert_keys.md). */
+export const I = (def?: unknown, note?: KeySpec["note"], why?: string): KeySpec & { use: "ignored" } => ({
   use: "ignored",
   def,
   note,
+  ...(why === undefined ? {} : { inert: why }),
 });
 
-/** `ignored` rows without notes. */
-export const ignore = <const K extends string>(...keys: K[]): Record<K, KeySpec & { use: "ignored" }> =>
-  Object.fromEntries(keys.map((k) => [k, I()])) as Record<K, KeySpec & { use: "ignored" }>;
+/** `ignored` rows without notes; `why` they change nothing goes to docs/inert_keys.md. */
+export const ignore = <const K extends string>(why: string, ...keys: K[]): Record<K, KeySpec & { use: "ignored" }> =>
+  Object.fromEntries(keys.map((k) => [k, { ...I(), inert: why }])) as Record<K, KeySpec & { use: "ignored" }>;
 
 /** `unsupported` rows of one feature, key → LF's default. */
 export const lack = <const D extends Record<string, unknown>>(
