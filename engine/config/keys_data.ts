@@ -20,7 +20,9 @@ export const DATA_KEYS = {
   interleave_probs: T("nums", null),
   preprocessing_batch_size: T("int", 1000, { min: 1 }),
   max_samples: T("int", null, { min: 1 }),
+  /** A fraction in [0, 1) or a count. */
   val_size: T("num", 0, { min: 0 }),
+  /** null: true for `pt`, false otherwise. */
   packing: T("bool", null),
   neat_packing: T("bool", false),
   tool_format: T("str", null),

@@ -16,6 +16,7 @@ export const FINETUNING_KEYS = {
   /** Resolved at parse time: `lora_rank * 2` when unset. */
   lora_alpha: typed<number>()(T("num", null, { min: 0 })),
   lora_dropout: T("num", 0, { min: 0, lt: 1 }),
+  /** "all": every linear layer but lm_head. */
   lora_target: T("list", "all", { all: true }),
   additional_target: T("list", null),
   loraplus_lr_ratio: T("num", null, { gt: 0 }),
@@ -27,9 +28,11 @@ export const FINETUNING_KEYS = {
   use_dora: T("bool", false),
   pissa_init: T("bool", false),
   pissa_iter: T("int", 16, { min: -1 }),
+  /** With pissa_init: also write output_dir/pissa_converted, a plain LoRA for the original base. */
   pissa_convert: T("bool", false),
   create_new_adapter: T("bool", false),
   plot_loss: T("bool", false),
+  /** The training data in order every epoch (LF's sequential sampler). */
   disable_shuffling: T("bool", false),
   pure_bf16: I(false, F32, "Whetstone trains in f32 (f32 master weights and compute)"),
   include_effective_tokens_per_second: I(false, "effective tokens per second are not logged yet; ignored"),
@@ -56,7 +59,9 @@ export const FINETUNING_KEYS = {
   ),
   ...lack("OFT", { oft_rank: 0, oft_block_size: 32, oft_target: "all", module_dropout: 0 }),
   // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/pref_run.ts, ppo_run.ts)
+  /** β of the preference losses (dpo with each pref_loss, kto). */
   pref_beta: T("num", 0.1, { gt: 0 }),
+  /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
   pref_ftx: T("num", 0, { min: 0 }),
   pref_bco_weight: U(0, "BCO"),
   pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid", { lacking: ["kto_pair"] }),
@@ -70,9 +75,11 @@ export const FINETUNING_KEYS = {
   ppo_score_norm: T("bool", false),
   ppo_target: T("num", 6, { gt: 0 }),
   ppo_whiten_rewards: T("bool", false),
+  /** A model folder (or hub id) for the reference of dpo / kto; null: the base (LoRA) or a frozen copy. */
   ref_model: T("str", null),
   ref_model_adapters: T("list", null),
   ref_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
+  /** Stage ppo: the output of a stage rm run (its adapter or model folder, and value_head.safetensors). */
   reward_model: T("str", null),
   reward_model_adapters: T("list", null),
   reward_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),

@@ -12,7 +12,9 @@ export const MODEL_KEYS = {
   /** Adapters to load: all but the last are merged, the last is trained on (unless create_new_adapter). */
   adapter_name_or_path: T("list", null),
   model_revision: T("str", "main"),
+  /** Root of the hub download cache (default $WHETSTONE_CACHE/hub, else ~/.cache/whetstone/hub). */
   cache_dir: T("str", null),
+  /** The bearer token of hub downloads (default $HF_TOKEN). */
   hf_hub_token: T("str", null),
   use_fast_tokenizer: I(true, "Whetstone always uses the fast tokenizer (tokenizer.json); ignored"),
   infer_backend: {
@@ -55,6 +57,7 @@ export const MODEL_KEYS = {
   quantization_method: T(["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"], "bnb", {
     lacking: ["gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"],
   }),
+  /** 4 or 8: the base linears are quantized at load (LoRA only); null: not quantized. */
   quantization_bit: T("int", null),
   quantization_type: T(["nf4", "fp4"], "nf4"),
   double_quantization: T("bool", true),

@@ -73,40 +73,51 @@ export const TRAINING_KEYS = {
   output_dir: T("str", "trainer_output"),
   overwrite_output_dir: T("bool", false),
   do_train: T("bool", false),
+  /** True when eval_strategy is not "no" (as HF sets it). */
   do_eval: T("bool", false),
   per_device_train_batch_size: T("int", 8, { min: 1 }),
   per_device_eval_batch_size: T("int", 8, { min: 1 }),
   gradient_accumulation_steps: T("int", 1, { min: 1 }),
   learning_rate: T("num", 5e-5, { min: 0 }),
   num_train_epochs: T("num", 3, { min: 0 }),
+  /** > 0 overrides num_train_epochs. */
   max_steps: T("int", -1, { min: -1 }),
   lr_scheduler_type: T(LR_SCHEDULERS, "linear", { lacking: LACKING_SCHEDULERS }),
   lr_scheduler_kwargs: typed<LrSchedulerKwargs>()(T("dict", {}, { nullable: true })),
   warmup_ratio: T("num", 0, { min: 0, max: 1 }),
+  /** > 0 overrides warmup_ratio; below 1 it is itself a ratio (transformers 5) (warmupSteps in rules.ts). */
   warmup_steps: T("num", 0, { min: 0 }),
   weight_decay: T("num", 0, { min: 0 }),
   adam_beta1: T("num", 0.9, { min: 0, lt: 1 }),
   adam_beta2: T("num", 0.999, { min: 0, lt: 1 }),
   adam_epsilon: T("num", 1e-8, { min: 0 }),
+  /** 0 disables clipping. */
   max_grad_norm: T("num", 1, { min: 0 }),
   optim: T(["adamw", "sgd", ...LACKING_OPTIM], "adamw", {
     lacking: LACKING_OPTIM,
     aliases: Object.fromEntries(ADAMW.map((n) => [n, "adamw"])),
   }),
   seed: T("int", 42),
+  /** The seed of the training data order (HF's sampler seed); null: `seed`. */
   data_seed: T("int", null),
   bf16: T("bool", false, { inert: "compute stays f32 (WGSL has no bf16 arithmetic)" }),
   fp16: T("bool", false),
   logging_strategy: T(["no", "steps", "epoch"], "steps"),
+  /** Below 1: a ratio of the total steps (resolveSteps in intervals.ts). */
   logging_steps: T("num", 500, { min: 0 }),
   logging_first_step: T("bool", false),
   logging_nan_inf_filter: T("bool", true, { inert: "the logged loss is the mean of the losses as computed" }),
   save_strategy: T(["no", "steps", "epoch", "best"], "steps", { lacking: ["best"] }),
+  /** Below 1: a ratio of the total steps (resolveSteps in intervals.ts). */
   save_steps: T("num", 500, { min: 0 }),
+  /** Checkpoints kept (older ones are deleted); null or <= 0: all. */
   save_total_limit: T("int", null),
+  /** Checkpoints without optimizer states (they cannot be resumed from, as in HF). */
   save_only_model: T("bool", false),
   eval_strategy: T(["no", "steps", "epoch"], "no"),
+  /** null with eval_strategy "steps" becomes logging_steps; below 1: a ratio of the total steps. */
   eval_steps: T("num", null, { min: 0 }),
+  /** A checkpoint folder, true (the last checkpoint in output_dir), false (never resume) or null (resume when output_dir holds checkpoints, as LF does). Resolved by checkOutputDir. */
   resume_from_checkpoint: T("resume", null),
   report_to: I("none", (v) => {
     const list = (Array.isArray(v) ? v : [v]).filter((x) => x !== null && x !== "none");
