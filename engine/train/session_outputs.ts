@@ -7,7 +7,6 @@
  */
 import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
 import { plotLoss, plotLosses } from "./plot.ts";
-import { savePissaConverted } from "./pissa_convert.ts";
 import { saveModel, saveOptimizer } from "./session_files.ts";
 import type { RunInit } from "./session_records.ts";
 import { type TrainerState as TrainerStateFile, writeTrainerState } from "./trainer_log.ts";
@@ -60,7 +59,6 @@ export async function writeCheckpoint(i: RunInit, sinceLog: number): Promise<str
 /** Writes the adapter (or model folder) and trainer_state.json at the current step into output_dir. */
 export async function writeOutputs(i: RunInit): Promise<void> {
   await saveRunModel(i, i.args.output_dir);
-  if (i.args.pissa_convert) await savePissaConverted(i.model, i.args.output_dir);
   await writeTrainerState(i.args.output_dir, trainerStateOf(i, i.state.global_step));
 }
 

@@ -11,6 +11,7 @@ import type { SftRecord } from "../data/process.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import type { Graph } from "../graph/mod.ts";
 import { bucket, collate, epochOrder } from "./batches.ts";
+import { savePissaConverted } from "./pissa_convert.ts";
 import type { PrefRecord } from "./pref_run.ts";
 import { loggedLrAt, lrAt } from "./schedule.ts";
 import { evalMetrics, type EvalResult, evaluateRecords } from "./session_eval.ts";
@@ -362,6 +363,7 @@ export class SessionRun {
     const out = a.output_dir, state = this.state;
     const secs = this.#seconds();
     await saveRunModel(this.#i, out);
+    if (a.pissa_convert) await savePissaConverted(this.#i.model, out); // LF's PissaConvertCallback.on_train_end
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
     // LF's run_ppo saves the model and the trainer state only (no train_results.json).
     if (!this.#i.ppo) await writeResults(out, "train", metrics);
