@@ -5,7 +5,13 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { dataArgsOf, loadDatasetsArgsOf, parseTrainArgs, templateOptionsOf } from "../engine/config/args.ts";
+import {
+  dataArgsOf,
+  hubOptionsOf,
+  loadDatasetsArgsOf,
+  parseTrainArgs,
+  templateOptionsOf,
+} from "../engine/config/args.ts";
 import { parseDatasetAttr, readDatasetInfo } from "../engine/data/dataset_info.ts";
 import { loadDatasets } from "../engine/data/loader.ts";
 import { previewDataset } from "../engine/data/preview.ts";
@@ -52,14 +58,13 @@ export function datasetRoutes(ctx: ServerContext): Hono {
     await ctx.roots.confineArgs(a);
     let rows, loaded;
     try {
-      const dir = await resolveModel(a.model_name_or_path, { revision: a.model_revision });
+      const dir = await resolveModel(a.model_name_or_path, hubOptionsOf(a));
       const template = getTemplate(await loadTokenizer(dir), templateOptionsOf(a));
       loaded = await loadDatasets({
         ...loadDatasetsArgsOf(a),
         max_samples: Math.min(a.max_samples ?? n, n),
         val_size: 0,
         eval_dataset: undefined,
-        streaming: false,
       });
       rows = previewDataset(loaded.train, template.tokenizer.base, template, n, dataArgsOf(a));
     } catch (e) {

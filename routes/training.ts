@@ -9,6 +9,7 @@ import { isAbsolute, sep } from "node:path";
 import { Hono } from "../deps.ts";
 import { parseExportArgs } from "../engine/nn/export.ts";
 import { resolveModel } from "../engine/io/hub.ts";
+import { hubOptionsOf } from "../engine/config/views.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, Fields, HttpError, readJson } from "./http.ts";
 import { generatingOptions, parseMessages, parseTools } from "./messages.ts";
@@ -103,7 +104,7 @@ export function trainingRoutes(ctx: ServerContext): Hono {
     if (ctx.roots.dirs.some((root) => inside(root, dir))) {
       throw badRequest("export_dir", `${dirText} is (or holds) a root folder; name a folder inside one`);
     }
-    const source = await resolveModel(s.args.model_name_or_path, { revision: s.args.model_revision });
+    const source = await resolveModel(s.args.model_name_or_path, hubOptionsOf(s.args));
     for (const [what, path] of [["output folder", s.args.output_dir], ["model folder", source]]) {
       if (isAbsolute(path) && (inside(path, dir) || inside(dir, path))) {
         throw badRequest("export_dir", `${dirText} overlaps the session's ${what} ${path}`);

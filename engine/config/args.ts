@@ -26,28 +26,25 @@
  */
 import { parseYaml } from "../../deps.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import type { MixStrategy } from "../data/mix.ts";
-import type { Stage } from "../data/process.ts";
-import { KEY_ALIASES, KEYS, type LR_SCHEDULERS } from "./keys.ts";
+import type { ArgsOf, KeySpec } from "./key_spec.ts";
+import { KEY_ALIASES, KEY_GROUPS, KEY_TABLE, type KeyGroup, type KEYS, type LR_SCHEDULERS } from "./keys.ts";
 import { crossCheck } from "./rules.ts";
 import { isMapping, isOff, readValue, show } from "./values.ts";
 
+export { checkOutputDir, warmupSteps } from "./rules.ts";
+export { intervalPlan, resolveSteps, stepActions } from "./intervals.ts";
+export type { Interval, IntervalPlan, StepActions } from "./intervals.ts";
 export {
-  checkOutputDir,
   dataArgsOf,
-  intervalSteps,
+  generateOptionsOf,
+  type GeneratingOptions,
+  groupArgs,
+  hubOptionsOf,
   loadDatasetsArgsOf,
   templateOptionsOf,
-  warmupSteps,
-} from "./rules.ts";
+} from "./views.ts";
 export type { OutputDirCheck } from "./rules.ts";
-
-/** HF's `lr_scheduler_kwargs` for the supported schedulers (cosine: num_cycles; cosine_with_min_lr: all three). */
-export interface LrSchedulerKwargs {
-  num_cycles?: number;
-  min_lr?: number;
-  min_lr_rate?: number;
-}
+export type { LrSchedulerKwargs } from "./keys_training.ts";
 
 /** A learning-rate schedule (HF `SchedulerType`). */
 export type LrSchedulerType = (typeof LR_SCHEDULERS)[number];
@@ -56,162 +53,17 @@ export type LrSchedulerType = (typeof LR_SCHEDULERS)[number];
 export type IntervalStrategy = "no" | "steps" | "epoch";
 
 /**
- * The parsed training arguments, named as in LF's YAML. Types are LF's after its `__post_init__`: comma lists are
- * arrays, `lora_alpha` is resolved (`lora_rank * 2` when unset), `optim` is Whetstone's optimizer ("adamw" for
- * `adamw_torch` and its aliases). `cutoff_len` and `packing` are kept as given: the data worker's
- * `resolveDataArgs` applies LF's packing rules (`dataArgsOf`).
+ * The parsed training arguments, named as in LF's YAML: one field per `train` row of the key table ({@linkcode KEYS},
+ * grouped as LF groups them), typed by the row ({@linkcode ArgsOf}). Types are LF's after its `__post_init__`: comma
+ * lists are arrays, `lora_alpha` is resolved (`lora_rank * 2` when unset), `optim` is Whetstone's optimizer
+ * ("adamw" for `adamw_torch` and its aliases). `cutoff_len` and `packing` are kept as given: the data worker's
+ * `resolveDataArgs` applies LF's packing rules (`dataArgsOf`). The views other layers take (data, template,
+ * generating, hub options, one group's keys) are made by the functions of views.ts.
  */
-export interface TrainArgs {
-  // model
-  /** A local HF model folder or a hub model id (required). */
-  model_name_or_path: string;
-  /** Adapters to load: all but the last are merged, the last is trained on (unless create_new_adapter). */
-  adapter_name_or_path: string[] | null;
-  model_revision: string;
-  cache_dir: string | null;
-  hf_hub_token: string | null;
-  // method
-  stage: Stage;
-  do_train: boolean;
-  /** True when eval_strategy is not "no" (as HF sets it). */
-  do_eval: boolean;
-  finetuning_type: "lora" | "freeze" | "full" | "oft";
-  lora_rank: number;
-  lora_alpha: number;
-  lora_dropout: number;
-  /** "all": every linear layer but lm_head. */
-  lora_target: "all" | string[];
-  additional_target: string[] | null;
-  use_rslora: boolean;
-  use_dora: boolean;
-  pissa_init: boolean;
-  pissa_iter: number;
-  pissa_convert: boolean;
-  loraplus_lr_ratio: number | null;
-  loraplus_lr_embedding: number;
-  create_new_adapter: boolean;
-  freeze_trainable_layers: number;
-  freeze_trainable_modules: "all" | string[];
-  freeze_extra_modules: string[] | null;
-  plot_loss: boolean;
-  disable_shuffling: boolean;
-  // QLoRA (LF's QuantizationArguments; engine/nn/quantize.ts)
-  quantization_method: "bnb";
-  /** 4 or 8: the base linears are quantized at load (LoRA only); null: not quantized. */
-  quantization_bit: number | null;
-  quantization_type: "nf4" | "fp4";
-  double_quantization: boolean;
-  /** false (LF's default): activation checkpointing of every decoder layer. */
-  disable_gradient_checkpointing: boolean;
-  // GaLore and BAdam (engine/optim)
-  use_galore: boolean;
-  galore_target: "all" | string[];
-  galore_rank: number;
-  galore_update_interval: number;
-  galore_scale: number;
-  galore_proj_type: "std" | "reverse_std" | "right" | "left" | "full";
-  use_badam: boolean;
-  badam_mode: "layer";
-  badam_start_block: number | null;
-  badam_switch_mode: "ascending" | "descending" | "random" | "fixed";
-  badam_switch_interval: number;
-  // preference and RL stages (LF's RLHFArguments)
-  /** β of the preference losses (dpo with each pref_loss, kto). */
-  pref_beta: number;
-  /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
-  pref_ftx: number;
-  pref_loss: "sigmoid" | "hinge" | "ipo" | "orpo" | "simpo";
-  dpo_label_smoothing: number;
-  kto_chosen_weight: number;
-  kto_rejected_weight: number;
-  simpo_gamma: number;
-  ppo_buffer_size: number;
-  ppo_epochs: number;
-  ppo_score_norm: boolean;
-  ppo_target: number;
-  ppo_whiten_rewards: boolean;
-  /** A model folder (or hub id) for the reference of dpo / kto; null: the base (LoRA) or a frozen copy. */
-  ref_model: string | null;
-  ref_model_adapters: string[] | null;
-  /** Stage ppo: the output of a stage rm run (its adapter or model folder, and value_head.safetensors). */
-  reward_model: string | null;
-  reward_model_adapters: string[] | null;
-  reward_model_type: "lora" | "full" | "api";
-  // data (as engine/data takes them)
-  template: string | null;
-  dataset: string[] | null;
-  eval_dataset: string[] | null;
-  dataset_dir: string;
-  cutoff_len: number;
-  max_samples: number | null;
-  /** A fraction in [0, 1) or a count. */
-  val_size: number;
-  /** null: true for `pt`, false otherwise. */
-  packing: boolean | null;
-  neat_packing: boolean;
-  train_on_prompt: boolean;
-  mask_history: boolean;
-  mix_strategy: MixStrategy;
-  interleave_probs: number[] | null;
-  streaming: boolean;
-  preprocessing_batch_size: number;
-  tool_format: string | null;
-  default_system: string | null;
-  enable_thinking: boolean | null;
-  preserve_thinking: boolean;
-  // output
-  output_dir: string;
-  overwrite_output_dir: boolean;
-  logging_strategy: IntervalStrategy;
-  /** Below 1: a fraction of the total steps ({@linkcode intervalSteps}). */
-  logging_steps: number;
-  logging_first_step: boolean;
-  logging_nan_inf_filter: boolean;
-  save_strategy: IntervalStrategy | "best";
-  save_steps: number;
-  /** Checkpoints kept (older ones are deleted); null or <= 0: all. */
-  save_total_limit: number | null;
-  save_only_model: boolean;
-  // train
-  per_device_train_batch_size: number;
-  per_device_eval_batch_size: number;
-  gradient_accumulation_steps: number;
-  learning_rate: number;
-  num_train_epochs: number;
-  /** > 0 overrides num_train_epochs. */
-  max_steps: number;
-  lr_scheduler_type: LrSchedulerType;
-  lr_scheduler_kwargs: LrSchedulerKwargs;
-  warmup_ratio: number;
-  /** > 0 overrides warmup_ratio; below 1 it is itself a ratio (transformers 5) ({@linkcode warmupSteps}). */
-  warmup_steps: number;
-  weight_decay: number;
-  adam_beta1: number;
-  adam_beta2: number;
-  adam_epsilon: number;
-  /** 0 disables clipping. */
-  max_grad_norm: number;
-  optim: "adamw" | "sgd";
-  seed: number;
-  /** The data order's seed; null: `seed`. */
-  data_seed: number | null;
-  bf16: boolean;
-  fp16: boolean;
-  /** A checkpoint folder, true (the last checkpoint in output_dir), false (never resume) or null (resume when
-   * output_dir holds checkpoints, as LF does). Resolved by {@linkcode checkOutputDir}. */
-  resume_from_checkpoint: string | boolean | null;
-  // eval
-  eval_strategy: IntervalStrategy;
-  /** null with eval_strategy "steps" becomes logging_steps. */
-  eval_steps: number | null;
-  // Whetstone
-  /** "webgpu" (the kernels) or "reference" (the f64 oracle, slow). */
-  executor: "auto" | "webgpu" | "onnx" | "reference";
-  /** Sequence lengths are padded to a multiple of this. */
-  bucket: number;
+export type TrainArgs = ArgsOf<typeof KEYS> & {
   /** Notes for the user about keys that are ignored here; not a config key. */
   warnings: string[];
-}
+};
 
 /** Config problems, one per line, each prefixed with the file name. */
 export class ConfigError extends Error {
@@ -294,9 +146,9 @@ export function parseTrainArgs(
 
   const read: Raw = {};
   for (const [key, value] of Object.entries(raw)) {
-    const spec = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
+    const spec = Object.hasOwn(KEY_TABLE, key) ? KEY_TABLE[key] : undefined;
     if (!spec) {
-      const close = closeNames(key, Object.keys(KEYS), 3);
+      const close = closeNames(key, Object.keys(KEY_TABLE), 3);
       problems.push(
         `unknown key "${key}"${from(key)}${
           close.length ? `; did you mean ${close.join(", ")}?` : " (not a LLaMA-Factory or Whetstone argument)"
@@ -325,7 +177,7 @@ export function parseTrainArgs(
     }
   }
   const out: Raw = {};
-  for (const [key, spec] of Object.entries(KEYS)) {
+  for (const [key, spec] of Object.entries(KEY_TABLE)) {
     if (spec.use === "train") out[key] = key in read ? read[key] : structuredClone(spec.def);
   }
   const args = out as unknown as TrainArgs;
@@ -333,6 +185,29 @@ export function parseTrainArgs(
   if (problems.length === 0) crossCheck(args, new Set(Object.keys(raw)), problems, warnings);
   if (problems.length) throw new ConfigError(where, problems);
   return args;
+}
+
+/**
+ * The keys of one LF argument group read from a config mapping that may hold other keys (which are left alone), as
+ * `llamafactory-cli chat` reads its generating arguments: each value checked as `parseTrainArgs` checks it, absent
+ * ones LF's defaults. Throws a {@linkcode ConfigError} listing every bad value.
+ */
+export function parseGroupArgs<G extends KeyGroup>(
+  raw: Record<string, unknown>,
+  group: G,
+  where = "<config>",
+): ArgsOf<(typeof KEY_GROUPS)[G]> {
+  const out: Raw = {}, problems: string[] = [];
+  for (const [key, spec] of Object.entries(KEY_GROUPS[group] as Record<string, KeySpec>)) {
+    if (spec.use !== "train") continue;
+    try {
+      out[key] = raw[key] === undefined ? structuredClone(spec.def) : readValue(key, spec, raw[key]);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  if (problems.length) throw new ConfigError(where, problems);
+  return out as ArgsOf<(typeof KEY_GROUPS)[G]>;
 }
 
 /** Reads a YAML or JSON config file and parses it with {@linkcode parseTrainArgs} (errors name the file). */

@@ -1,18 +1,18 @@
 /**
  * The cross-field rules of LLaMA-Factory's `get_train_args` and HF `TrainingArguments.__post_init__` that need no
  * file system ({@linkcode crossCheck}, called by `parseTrainArgs`), LF's output_dir / resume rule
- * ({@linkcode checkOutputDir}, which reads output_dir), and the views of the arguments the data worker takes.
+ * ({@linkcode checkOutputDir}, which reads output_dir), and the warmup / interval step counts.
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
-import { isDir } from "../io/hub.ts";
-import type { LoadDatasetsArgs } from "../data/loader.ts";
+import { isDir, isFile } from "../io/hub.ts";
 import { parseProbs } from "../data/mix.ts";
-import { type DataArgs, resolveDataArgs } from "../data/process.ts";
-import { type TemplateOptions, TEMPLATES } from "../data/template.ts";
+import { resolveDataArgs } from "../data/process.ts";
+import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
 import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./args.ts";
+import { dataArgsOf } from "./views.ts";
 
 /** The `lr_scheduler_kwargs` each supported scheduler takes. */
 const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
@@ -95,9 +95,8 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   }
   // precision
   if (a.fp16 && a.bf16) err("fp16", "At most one of fp16 and bf16 can be True, but not both");
-  for (const key of ["bf16", "fp16"] as const) {
-    if (a[key]) warnings.push(`${key}: Whetstone trains in f32 (f32 master weights and compute); ignored`);
-  }
+  // fp16 computes in f16 where the step has an f16 path (the run logs which: engine/train/loss_scale.ts).
+  if (a.bf16) warnings.push("bf16: Whetstone trains in f32 (f32 master weights and compute); ignored");
   if (!a.output_dir) err("output_dir", "expected a folder path, got an empty string");
   // schedule
   if (a.warmup_steps >= 1 && !Number.isInteger(a.warmup_steps)) {
@@ -166,8 +165,6 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       }
     }
   }
-  if (a.streaming && hasVal && a.val_size < 1) err("val_size", "Streaming mode should have an integer val size.");
-  if (a.streaming && a.max_samples !== null) err("max_samples", "`max_samples` is incompatible with `streaming`.");
   try {
     resolveDataArgs(dataArgsOf(a));
   } catch (e) {
@@ -184,7 +181,6 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     err("tool_format", `expected one of ${Object.keys(TOOL_UTILS).join(", ")}, got ${JSON.stringify(a.tool_format)}`);
   }
   // get_train_args
-  if (a.max_steps <= 0 && a.streaming) err("max_steps", "Please specify `max_steps` in streaming mode.");
   if (a.do_train && !a.dataset) err("dataset", "Please specify dataset for training.");
   if (a.do_eval && !a.eval_dataset && !hasVal) {
     err(given.has("do_eval") ? "do_eval" : "eval_strategy", "Please specify dataset for evaluation.");
@@ -224,9 +220,25 @@ export async function lastCheckpoint(dir: string): Promise<string | null> {
  * `true`: the last `checkpoint-N` of output_dir (an error without one); `false`: start afresh. Unset, with
  * `do_train` and without `overwrite_output_dir`: an existing output_dir with checkpoints resumes from the last one;
  * one with weight files but no checkpoint is an error ("Output directory already exists and is not empty. Please
- * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. Errors are {@linkcode ConfigError}s.
+ * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. A checkpoint saved with `save_only_model`
+ * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s.
  */
 export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<OutputDirCheck> {
+  const found = await findResume(a, where);
+  const dir = found.resumeFrom;
+  if (dir && !await isFile(`${dir}/${OPTIMIZER_FILE}`) && await isFile(`${dir}/trainer_state.json`)) {
+    throw new ConfigError(where, [
+      `resume_from_checkpoint: ${dir} holds only the model (saved with save_only_model: true), so training cannot ` +
+      "resume from it; set resume_from_checkpoint: false or overwrite_output_dir: true to start afresh",
+    ]);
+  }
+  return found;
+}
+
+/** The optimizer states of a checkpoint (not written with `save_only_model`). */
+const OPTIMIZER_FILE = "optimizer.safetensors";
+
+async function findResume(a: TrainArgs, where: string): Promise<OutputDirCheck> {
   const r = a.resume_from_checkpoint;
   const fail = (msg: string) => {
     throw new ConfigError(where, [msg]);
@@ -265,47 +277,6 @@ export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<
   return { resumeFrom: null, notes: [] };
 }
 
-/** The data worker's processing arguments (`processDataset`), which apply LF's packing / cutoff rules. */
-export function dataArgsOf(a: TrainArgs): DataArgs {
-  return {
-    stage: a.stage,
-    cutoffLen: a.cutoff_len,
-    trainOnPrompt: a.train_on_prompt,
-    maskHistory: a.mask_history,
-    packing: a.packing,
-    neatPacking: a.neat_packing,
-    batchSize: a.preprocessing_batch_size,
-  };
-}
-
-/** The data worker's loading arguments (`loadDatasets`); LF splits and mixes with the training `seed`. */
-export function loadDatasetsArgsOf(a: TrainArgs): LoadDatasetsArgs & { streaming: boolean } {
-  return {
-    dataset: a.dataset ?? undefined,
-    eval_dataset: a.eval_dataset ?? undefined,
-    dataset_dir: a.dataset_dir,
-    stage: a.stage,
-    max_samples: a.max_samples ?? undefined,
-    val_size: a.val_size,
-    mix_strategy: a.mix_strategy,
-    interleave_probs: a.interleave_probs ?? undefined,
-    seed: a.seed,
-    streaming: a.streaming,
-  };
-}
-
-/** The template options (`getTemplate`). */
-export function templateOptionsOf(a: TrainArgs): TemplateOptions {
-  return {
-    template: a.template,
-    toolFormat: a.tool_format,
-    defaultSystem: a.default_system,
-    enableThinking: a.enable_thinking,
-    preserveThinking: a.preserve_thinking,
-    trainOnPrompt: a.train_on_prompt,
-  };
-}
-
 /**
  * HF's warmup length: `warmup_steps` when >= 1; a `warmup_steps` below 1 is a ratio (transformers 5); otherwise
  * `ceil(total * warmup_ratio)`.
@@ -313,9 +284,4 @@ export function templateOptionsOf(a: TrainArgs): TemplateOptions {
 export function warmupSteps(a: Pick<TrainArgs, "warmup_steps" | "warmup_ratio">, totalSteps: number): number {
   if (a.warmup_steps >= 1) return a.warmup_steps;
   return Math.ceil(totalSteps * (a.warmup_steps > 0 ? a.warmup_steps : a.warmup_ratio));
-}
-
-/** HF's reading of logging_steps / eval_steps / save_steps: below 1, a fraction of the total steps (rounded up). */
-export function intervalSteps(value: number, totalSteps: number): number {
-  return value < 1 ? Math.ceil(totalSteps * value) : value;
 }

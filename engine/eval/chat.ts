@@ -16,6 +16,7 @@
  * ```
  * @module
  */
+import { GENERATING_DEFAULTS } from "../config/views.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { type ChatTemplate, getTemplate, type TemplateMessage } from "../data/template.ts";
 import { type ExtractedCall, extractTool } from "../data/tool_extract.ts";
@@ -25,7 +26,7 @@ import type { GenerateOptions } from "../nn/generate.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { decodeIds } from "../train/predict.ts";
 
-/** Generation settings of one chat call (LF's GeneratingArguments, camel-cased). */
+/** Generation settings of one chat call (LF's GeneratingArguments, camel-cased; defaults: the key table's). */
 export interface ChatOptions {
   /** Default 1024. */
   maxNewTokens?: number;
@@ -61,20 +62,21 @@ export interface ChatResult {
 
 /** LF's per-request rules over its GeneratingArguments defaults; `n` answers at once. */
 export function resolveChatOptions(o: ChatOptions, n = 1): GenerateOptions & { maxNewTokens: number } {
-  let doSample = o.doSample ?? true, temperature = o.temperature ?? 0.95;
+  const d = GENERATING_DEFAULTS;
+  let doSample = o.doSample ?? d.doSample, temperature = o.temperature ?? d.temperature;
   if (n > 1) {
     doSample = true;
     temperature ||= 1;
   }
   if (!temperature) doSample = false;
-  const repetitionPenalty = o.repetitionPenalty ?? 1;
+  const repetitionPenalty = o.repetitionPenalty ?? d.repetitionPenalty;
   if (!(repetitionPenalty > 0)) throw new RangeError(`repetition_penalty must be > 0, got ${repetitionPenalty}`);
   return {
-    maxNewTokens: o.maxNewTokens ?? 1024,
+    maxNewTokens: o.maxNewTokens ?? d.maxNewTokens,
     doSample,
     temperature: doSample ? temperature : 1,
-    topP: doSample ? (o.topP ?? 0.7) : 1,
-    topK: o.topK ?? 50,
+    topP: doSample ? (o.topP ?? d.topP) : 1,
+    topK: o.topK ?? d.topK,
     repetitionPenalty,
     seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
   };

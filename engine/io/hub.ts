@@ -74,7 +74,8 @@ export async function isDir(path: string): Promise<boolean> {
   }
 }
 
-async function isFile(path: string): Promise<boolean> {
+/** Whether `path` is a file (false when it does not exist). */
+export async function isFile(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isFile;
   } catch (e) {

@@ -4,10 +4,13 @@
  * `exit` (or end of input) quits, `clear` forgets the history.
  *
  * Keys read from the YAML (LLaMA-Factory's names and defaults): model_name_or_path, adapter_name_or_path,
- * template, default_system, do_sample (true), temperature (0.95), top_p (0.7), top_k (50),
- * max_new_tokens (1024), repetition_penalty (1.0), seed (0).
+ * template, default_system, seed (0), and LF's generating arguments (the `generating` group of the key table,
+ * engine/config/keys.ts: do_sample true, temperature 0.95, top_p 0.7, top_k 50, max_new_tokens 1024,
+ * repetition_penalty 1.0, ...).
  * @module
  */
+import { parseGroupArgs } from "../config/args.ts";
+import { generateOptionsOf } from "../config/views.ts";
 import { readConfigFile } from "../config/yaml_file.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { getTemplate, type TemplateMessage } from "../data/template.ts";
@@ -41,22 +44,13 @@ export function parseChatArgs(cfg: Record<string, unknown>): ChatArgs {
   if (!model) throw new Error("model_name_or_path: required");
   const adapters = (str("adapter_name_or_path") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   if (adapters.length > 1) throw new Error(`adapter_name_or_path: one adapter is supported, got ${adapters.length}`);
-  const doSample = cfg.do_sample ?? true;
-  if (typeof doSample !== "boolean") throw new Error(`do_sample: expected true or false, got ${String(doSample)}`);
+  const gen = generateOptionsOf(parseGroupArgs(cfg, "generating", "config"));
   return {
     modelNameOrPath: model,
     adapterNameOrPath: adapters[0],
     template: str("template"),
     defaultSystem: str("default_system"),
-    generation: {
-      maxNewTokens: num("max_new_tokens", 1024),
-      doSample,
-      temperature: num("temperature", 0.95),
-      topP: num("top_p", 0.7),
-      topK: num("top_k", 50),
-      repetitionPenalty: num("repetition_penalty", 1),
-      seed: num("seed", 0),
-    },
+    generation: { ...gen, seed: num("seed", 0) },
   };
 }
 

@@ -46,4 +46,14 @@ Deno.test("parseChatArgs: LLaMA-Factory keys and defaults, errors name the key",
   });
   assert.throws(() => parseChatArgs({}), /model_name_or_path: required/);
   assert.throws(() => parseChatArgs({ model_name_or_path: "m", top_p: "x" }), /top_p: expected a number/);
+  // Checked by the key table's rows, as the trainer checks them.
+  assert.throws(
+    () => parseChatArgs({ model_name_or_path: "m", top_p: 2 }),
+    /top_p: expected a number in \[0, 1\], got 2/,
+  );
+  assert.throws(
+    () => parseChatArgs({ model_name_or_path: "m", do_sample: "maybe" }),
+    /do_sample: expected true or false/,
+  );
+  assert.equal(parseChatArgs({ model_name_or_path: "m", do_sample: "no" }).generation.doSample, false);
 });

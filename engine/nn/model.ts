@@ -13,7 +13,7 @@ import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape,
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
-import { resolveModel } from "../io/hub.ts";
+import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
 import { attachAdapter } from "./lora.ts";
@@ -29,8 +29,10 @@ export interface LoadModelOptions {
   executor?: ExecutorKind | Executor;
   /** "stored" keeps bf16/f16 weights as stored (default); "f32" upcasts them (for training or gradients). */
   dtype?: "stored" | "f32";
-  /** Hub revision when `pathOrId` is a hub id. */
+  /** Hub revision when `pathOrId` is a hub id (overrides `hub.revision`). */
   revision?: string;
+  /** Hub download options when `pathOrId` is a hub id (revision, cache folder, token). */
+  hub?: ResolveOptions;
   /** A PEFT adapter folder to attach (see `attachAdapter` in lora.ts). */
   adapter?: string;
   /** Quantize the base linears as they load (QLoRA; see quantize.ts): their f32 weights never reach the executor. */
@@ -301,7 +303,7 @@ export class Model {
 
 /** Loads a model folder (or a hub id, downloaded into the cache) onto an executor. */
 export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): Promise<Model> {
-  const dir = await resolveModel(pathOrId, { revision: opts.revision });
+  const dir = await resolveModel(pathOrId, { ...opts.hub, revision: opts.revision ?? opts.hub?.revision });
   const folder = await openModelFolder(dir);
   try {
     const config = decoderConfig(folder.config);

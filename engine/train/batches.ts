@@ -23,10 +23,15 @@ export interface MicroBatch {
   targets: number;
 }
 
-/** The order of `n` records in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch); stable across runs. */
-export function epochOrder(n: number, seed: number, epoch: number): number[] {
-  const r = mulberry32((seed * 1000003 + epoch * 7919) >>> 0);
+/**
+ * The order of `n` records in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch); stable across runs. The
+ * trainer passes HF's sampler seed (`data_seed`, else `seed`) and `shuffle: !disable_shuffling` (LF's
+ * `disable_shuffling` takes a sequential sampler: the records in order, every epoch).
+ */
+export function epochOrder(n: number, seed: number, epoch: number, shuffle = true): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
+  if (!shuffle) return order;
+  const r = mulberry32((seed * 1000003 + epoch * 7919) >>> 0);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];

@@ -4,7 +4,7 @@
  * @module
  */
 import { checkOutputDir, ConfigError, loadTrainConfig, splitTrainCommand } from "../config/args.ts";
-import { predict, type PredictArgs, predictProblems } from "./predict.ts";
+import { predict, predictProblems } from "./predict.ts";
 import { train } from "./trainer.ts";
 
 const USAGE = "usage: deno task train config.yaml [key=value ...]";
@@ -17,7 +17,7 @@ export async function trainMain(argv: string[]): Promise<number> {
       console.error(USAGE);
       return 2;
     }
-    const args = await loadTrainConfig(config, overrides) as PredictArgs;
+    const args = await loadTrainConfig(config, overrides);
     const problems = predictProblems(args);
     if (problems.length) throw new ConfigError(config, problems);
     for (const w of args.warnings) console.error(`note: ${w}`);

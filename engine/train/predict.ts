@@ -23,7 +23,8 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
-import { dataArgsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/rules.ts";
+import type { GeneratingArgs } from "../config/keys.ts";
+import { dataArgsOf, generateOptionsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import type { AlignedExample } from "../data/aligned.ts";
 import { loadDatasets } from "../data/loader.ts";
 import { type PairwiseRecord, processDataset, resolveDataArgs, type SftRecord } from "../data/process.ts";
@@ -41,24 +42,8 @@ import { traceEvalStep } from "./step/lm.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
 import { pyRound, writeResults } from "./trainer_log.ts";
 
-/** LF's `GeneratingArguments` (YAML keys, LF's defaults); `num_beams` can only be 1 (no beam search). */
-export interface GeneratingArgs {
-  do_sample: boolean;
-  temperature: number;
-  top_p: number;
-  top_k: number;
-  /** Prompt + answer length limit, used only when max_new_tokens <= 0. */
-  max_length: number;
-  max_new_tokens: number;
-  repetition_penalty: number;
-  skip_special_tokens: boolean;
-}
-
-/** The training arguments with prediction's keys. */
-export interface PredictArgs extends TrainArgs, GeneratingArgs {
-  do_predict: boolean;
-  predict_with_generate: boolean;
-}
+/** The training arguments: prediction's keys (do_predict, predict_with_generate, the generating keys) are fields. */
+export type PredictArgs = TrainArgs;
 
 /** LF's `get_train_args` checks that concern prediction (error lines, `key: message`). */
 export function predictProblems(a: PredictArgs): string[] {
@@ -119,18 +104,6 @@ export function pyJsonLine(obj: Record<string, string>): string {
   return "{" + Object.entries(obj).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(", ") + "}";
 }
 
-/** The sampling options of the GeneratingArguments for a prompt of `promptLen` tokens (no stop ids, no seed). */
-export function generateOptionsOf(a: GeneratingArgs, promptLen: number): GenerateOptions {
-  return {
-    maxNewTokens: a.max_new_tokens > 0 ? a.max_new_tokens : Math.max(0, a.max_length - promptLen),
-    doSample: a.do_sample,
-    temperature: a.temperature,
-    topP: a.top_p,
-    topK: a.top_k,
-    repetitionPenalty: a.repetition_penalty,
-  };
-}
-
 /**
  * Text of token ids as `tokenizer.decode` after LF's template fixes: `skip` drops every special token (the
  * tokenizer's and the stop words the template added); ids no token has are dropped, as the Rust tokenizers do.
@@ -145,7 +118,7 @@ export function decodeIds(tpl: ChatTemplate, ids: readonly number[], skip: boole
 
 /** The examples to predict on: `eval_dataset` (LF's predict set), else the `val_size` split. */
 async function predictExamples(a: PredictArgs): Promise<{ examples: AlignedExample[]; warnings: string[] }> {
-  const args = { ...loadDatasetsArgsOf(a), streaming: false as const };
+  const args = loadDatasetsArgsOf(a);
   if (a.eval_dataset?.length) {
     // Loaded as the only datasets, so that no training `dataset` is needed (LF merges them the same way).
     const d = await loadDatasets({ ...args, dataset: a.eval_dataset, eval_dataset: undefined, val_size: 0 });
@@ -180,7 +153,7 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
   const ui: { progress?: Progress } = {};
   const log = hooks.log ?? ((s: string) => (ui.progress ? ui.progress.println(s) : console.error(s)));
   const out = a.output_dir.replace(/\/+$/, "");
-  const dir = await resolveModel(a.model_name_or_path, { revision: a.model_revision });
+  const dir = await resolveModel(a.model_name_or_path, hubOptionsOf(a));
   const template = getTemplate(await loadTokenizer(dir), templateOptionsOf(a));
   const { examples, warnings } = await predictExamples(a);
   for (const w of warnings) log(`note: ${w}`);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
 import { trainMain } from "./cli.ts";
-import { predict, type PredictArgs, predictProblems } from "./predict.ts";
+import { predict, predictProblems } from "./predict.ts";
 import { rmPredictionLine } from "./predict_rm.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -72,7 +72,7 @@ Deno.test("predict_rm: {chosen, rejected} lines and predict_loss / predict_accur
       max_samples: 8,
       per_device_eval_batch_size: 4,
       output_dir: `${root}/predict`,
-    }) as PredictArgs;
+    });
     assert.deepEqual(predictProblems(a), []);
     const logs: string[] = [];
     const res = await predict(a, { log: (s) => logs.push(s), progress: false });

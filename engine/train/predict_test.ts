@@ -47,7 +47,7 @@ function args(extra: Record<string, unknown> = {}): PredictArgs {
     do_sample: false,
     max_new_tokens: 12,
     ...extra,
-  }) as PredictArgs;
+  });
 }
 
 Deno.test("predict: greedy predictions equal model.generate; files and metrics as LLaMA-Factory writes them", async () => {
@@ -103,7 +103,7 @@ Deno.test("predict: greedy predictions equal model.generate; files and metrics a
 });
 
 Deno.test("predict: YAML keys with LF's defaults, and LF's argument checks", () => {
-  const a = parseTrainArgs({ model_name_or_path: "m", eval_dataset: "d" }) as PredictArgs;
+  const a = parseTrainArgs({ model_name_or_path: "m", eval_dataset: "d" });
   assert.deepEqual(
     [a.do_predict, a.predict_with_generate, a.do_sample, a.temperature, a.top_p, a.top_k, a.max_new_tokens],
     [false, false, true, 0.95, 0.7, 50, 1024],

@@ -21,6 +21,7 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
+import { hubOptionsOf } from "../config/views.ts";
 import { ChatEngine, type ChatOptions, type ChatResult } from "../eval/chat.ts";
 import type { TemplateMessage } from "../data/template.ts";
 import { exportModel } from "../nn/export.ts";
@@ -239,7 +240,7 @@ export class TrainSession {
             `${this.args.quantization_bit} bits); export from a session without quantization_bit`,
         );
       }
-      const source = await resolveModel(this.args.model_name_or_path, { revision: this.args.model_revision });
+      const source = await resolveModel(this.args.model_name_or_path, hubOptionsOf(this.args));
       await exportModel(this.model, dir, { source, ...opts });
       // LF's export copies the value head of a stage rm model.
       if (this.#run.stage.exportsValueHead) await saveValueHead(this.model, dir);

@@ -5,7 +5,7 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
-import { dataArgsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/rules.ts";
+import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
 import { processDataset, type ProcessResult } from "../data/process.ts";
 import { type ChatTemplate, getTemplate } from "../data/template.ts";
@@ -49,7 +49,7 @@ export interface PreparedData {
 export async function prepareData(a: TrainArgs): Promise<PreparedData> {
   const tokenizer = await loadTokenizer(a.model_name_or_path);
   const template = getTemplate(tokenizer, templateOptionsOf(a));
-  const loaded = await loadDatasets({ ...loadDatasetsArgsOf(a), streaming: false });
+  const loaded = await loadDatasets(loadDatasetsArgsOf(a));
   const args = dataArgsOf(a);
   const train = processDataset(loaded.train, template, args);
   if (!train.records.length) throw new Error(`dataset ${a.dataset}: no valid examples for stage ${a.stage}`);
@@ -71,7 +71,12 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
   // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
   const quantization = quantizeOptionsFromArgs(a);
   if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
-  const model = await loadModel(a.model_name_or_path, { executor, dtype: lora ? "stored" : "f32", quantization });
+  const model = await loadModel(a.model_name_or_path, {
+    executor,
+    dtype: lora ? "stored" : "f32",
+    quantization,
+    hub: hubOptionsOf(a),
+  });
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");

@@ -43,7 +43,7 @@ export async function writeCheckpoint(i: RunInit): Promise<string> {
   const step = i.state.global_step;
   const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
     await saveRunModel(i, tmp);
-    await saveOptimizer(model, tmp, i.optimizer.states());
+    if (!a.save_only_model) await saveOptimizer(model, tmp, i.optimizer.states());
     await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
     await Deno.writeTextFile(
       `${tmp}/rng_state.json`,

@@ -7,7 +7,9 @@
  * @module
  */
 import type { Executor } from "../exec/executor.ts";
+import { type IntervalPlan, intervalPlan, type StepActions, stepActions } from "../config/intervals.ts";
 import { epochOrder } from "./batches.ts";
+import { savePissaConverted } from "./pissa_convert.ts";
 import { loggedLrAt, lrAt } from "./schedule.ts";
 import {
   plotRun,
@@ -34,6 +36,8 @@ export class SessionRun {
   readonly #orders = new Map<number, number[]>();
   readonly #listeners = new Set<(e: SessionEvent) => void>();
   readonly #startStep: number;
+  /** When to log, evaluate and save (HF's DefaultFlowCallback), unless the stage has its own rule. */
+  readonly #intervals: IntervalPlan;
   #tokensThisRun = 0;
   #tlogOpen = true;
 
@@ -42,6 +46,15 @@ export class SessionRun {
     this.state = init.state;
     this.total = init.total;
     this.#startStep = init.state.global_step;
+    this.#intervals = intervalPlan(init.args, init.total);
+  }
+
+  /** What to do after step `step`: the stage's own rule (ppo's trainer), else HF's; the last step always logs. */
+  #actions(step: number): StepActions {
+    const { stage, stepsPerEpoch } = this.#i;
+    const epochEnd = step % stepsPerEpoch === 0 || step === this.total;
+    const act = stage.actions?.(step, this.total) ?? stepActions(this.#intervals, step, this.total, epochEnd);
+    return { ...act, log: act.log || step === this.total, evaluate: act.evaluate && !!stage.evaluate };
   }
 
   get #executor(): Executor {
@@ -60,7 +73,7 @@ export class SessionRun {
     let order = this.#orders.get(epoch);
     if (!order) {
       this.#orders.clear();
-      this.#orders.set(epoch, order = epochOrder(records.length, a.seed, epoch));
+      this.#orders.set(epoch, order = epochOrder(records.length, a.data_seed ?? a.seed, epoch, !a.disable_shuffling));
     }
     const start = (((step - 1) % stepsPerEpoch) * G + k) * B;
     return order.slice(start, start + B).map((i) => records[i] as R);
@@ -150,7 +163,7 @@ export class SessionRun {
 
   /** Runs up to `n` optimizer steps; see `TrainSession.step`. */
   async steps(n: number, onStep?: (r: StepRecord) => void): Promise<StepRecord[]> {
-    const { args: a, tlog, sched, log, stage, stepsPerEpoch } = this.#i;
+    const { tlog, sched, log, stage, stepsPerEpoch } = this.#i;
     const total = this.total, state = this.state;
     const end = Math.min(total, state.global_step + n);
     const out: StepRecord[] = [];
@@ -160,7 +173,7 @@ export class SessionRun {
     try {
       while (state.global_step < end) {
         const step = state.global_step + 1;
-        const logNow = step % a.logging_steps === 0 || step === total;
+        const act = this.#actions(step), logNow = act.log;
         const lr = lrAt(step - 1, sched), loggedLr = loggedLrAt(step, sched);
         const s = await stage.step({
           step,
@@ -216,15 +229,11 @@ export class SessionRun {
         out.push(rec);
         this.#emit({ type: "step", data: rec });
         onStep?.(rec);
-        const evalEvery = a.eval_steps ?? 0;
-        if (
-          stage.evaluate && this.#i.evalRecords.length && evalEvery > 0 && a.eval_strategy !== "no" &&
-          step % evalEvery === 0
-        ) {
+        if (act.evaluate && this.#i.evalRecords.length) {
           await settled;
           await this.evaluateAndLog();
         }
-        if (a.save_strategy === "steps" && a.save_steps > 0 && step % a.save_steps === 0 && step < total) {
+        if (act.save) {
           await settled;
           await this.saveCheckpoint();
         }
@@ -243,6 +252,7 @@ export class SessionRun {
     const out = a.output_dir, state = this.state;
     const secs = this.#seconds();
     await saveRunModel(this.#i, out);
+    if (a.pissa_convert) await savePissaConverted(this.#i.model, out); // LF's PissaConvertCallback.on_train_end
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
     if (stage.trainResults) await writeResults(out, "train", metrics);
     let evalLoss: number | undefined;

@@ -82,6 +82,8 @@ Deno.test("session: stepping 2 + 4 gives train()'s losses, logs and files; event
     "step5",
     "step6",
     "eval",
+    // HF's DefaultFlowCallback: save_strategy "steps" also saves at the last step.
+    "save",
     "eval",
     "done",
   ]);

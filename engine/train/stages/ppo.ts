@@ -170,6 +170,16 @@ export class PpoStage implements Stage<SftRecord> {
     return ppoObjective(this.model, this.args.per_device_train_batch_size, L);
   }
 
+  /**
+   * LF's PPO loop: it logs every logging_steps and saves a checkpoint every save_steps (not at the end, where it
+   * saves the model), whatever the strategies say; it does not evaluate.
+   */
+  actions(step: number, total: number): { log: boolean; evaluate: boolean; save: boolean } {
+    const a = this.args;
+    const every = (n: number) => n >= 1 && step % Math.trunc(n) === 0;
+    return { log: every(a.logging_steps), evaluate: false, save: every(a.save_steps) && step < total };
+  }
+
   /** LF's run_ppo neither evaluates nor resumes; its logging window is its meters. */
   checkpointState(): Record<string, number> {
     return {};

@@ -6,7 +6,7 @@
  */
 import type { TrainArgs } from "../../config/args.ts";
 import type { Model } from "../../nn/model.ts";
-import type { GeneratingArgs } from "../predict.ts";
+import { generateOptionsOf } from "../../config/views.ts";
 import type { PreparedData } from "../session_files.ts";
 import { LmStage } from "./lm.ts";
 import { PpoStage, type RewardFunction, setupPpo } from "./ppo.ts";
@@ -68,16 +68,7 @@ async function ppo(i: SetupInput): Promise<StageSetup> {
   if (!a.reward_model && !i.reward) throw new Error("reward_model: `reward_model` is necessary for PPO training.");
   const setup = await setupPpo(a, i.model, i.trainable, i.log, i.reward);
   // ppo generates with LF's generating arguments (GeneratingArguments, as in its PPO example's `### generate`).
-  const g = a as TrainArgs & GeneratingArgs;
-  const gen = {
-    maxNewTokens: g.max_new_tokens,
-    doSample: g.do_sample,
-    temperature: g.temperature,
-    topP: g.top_p,
-    topK: g.top_k,
-    repetitionPenalty: g.repetition_penalty,
-    stop: i.model.stopIds(i.data.stop),
-  };
+  const gen = { ...generateOptionsOf(a), stop: i.model.stopIds(i.data.stop) };
   const tokens = { pad: i.data.template.padId, eos: i.data.template.eosId };
   return {
     trainable: setup.trainable,

@@ -108,6 +108,11 @@ export interface Stage<R = unknown> {
   objective(L: number): Objective;
   /** Runs optimizer step `input.step`. */
   step(input: StepInput): Promise<StepOutput>;
+  /**
+   * Whether to log, evaluate and save after step `step` of `total`, when the stage's trainer has its own rule (LF's
+   * PPO loop); undefined: HF's DefaultFlowCallback from the logging / eval / save strategies and steps.
+   */
+  actions?(step: number, total: number): { log: boolean; evaluate: boolean; save: boolean };
   /** Evaluates on `records`; undefined: the stage does not evaluate (ppo). */
   evaluate?(records: readonly R[]): Promise<EvalResult>;
   /** The log_history keys of LF's loss plots for this stage (pt / sft: undefined, the loss and eval_loss plots). */

@@ -1,0 +1,134 @@
+/**
+ * The keys of LLaMA-Factory's `FinetuningArguments` (LoRA, freeze, QLoRA companions, RLHF, GaLore, BAdam, ...).
+ * Rows as described in `key_spec.ts`; the whole table is `KEYS` in `keys.ts`.
+ * @module
+ */
+import { F32, I, ignore, lack, T, typed, U } from "./key_spec.ts";
+
+/** The finetuning group. */
+export const FINETUNING_KEYS = {
+  stage: T(["pt", "sft", "rm", "ppo", "dpo", "kto"], "sft"),
+  finetuning_type: T(["lora", "oft", "freeze", "full"], "lora", { lacking: ["oft"] }),
+  freeze_trainable_layers: T("int", 2),
+  freeze_trainable_modules: T("list", "all", { all: true }),
+  freeze_extra_modules: T("list", null),
+  lora_rank: T("int", 8, { min: 1 }),
+  /** Resolved at parse time: `lora_rank * 2` when unset. */
+  lora_alpha: typed<number>()(T("num", null, { min: 0 })),
+  lora_dropout: T("num", 0, { min: 0, lt: 1 }),
+  /** "all": every linear layer but lm_head. */
+  lora_target: T("list", "all", { all: true }),
+  additional_target: T("list", null),
+  loraplus_lr_ratio: T("num", null, { gt: 0 }),
+  loraplus_lr_embedding: T("num", 1e-6, {
+    min: 0,
+    inert: "LoRA+ gives it to LoRA on embedding layers; Whetstone's LoRA does not adapt embed_tokens",
+  }),
+  use_rslora: T("bool", false),
+  use_dora: T("bool", false),
+  pissa_init: T("bool", false),
+  pissa_iter: T("int", 16, { min: -1 }),
+  /** With pissa_init: also write output_dir/pissa_converted, a plain LoRA for the original base. */
+  pissa_convert: T("bool", false),
+  create_new_adapter: T("bool", false),
+  plot_loss: T("bool", false),
+  /** The training data in order every epoch (LF's sequential sampler). */
+  disable_shuffling: T("bool", false),
+  pure_bf16: I(false, F32, "Whetstone trains in f32 (f32 master weights and compute)"),
+  include_effective_tokens_per_second: I(false, "effective tokens per second are not logged yet; ignored"),
+  ...ignore(
+    "multimodal models only; Whetstone trains text decoders",
+    "freeze_vision_tower",
+    "freeze_multi_modal_projector",
+    "freeze_language_model",
+  ),
+  use_swanlab: I(false, "SwanLab is not available (Whetstone writes trainer_log.jsonl); ignored"),
+  ...ignore(
+    "SwanLab settings (use_swanlab is off here)",
+    "swanlab_project",
+    "swanlab_workspace",
+    "swanlab_run_name",
+    "swanlab_mode",
+    "swanlab_api_key",
+  ),
+  ...ignore(
+    "SwanLab settings (use_swanlab is off here)",
+    "swanlab_logdir",
+    "swanlab_lark_webhook_url",
+    "swanlab_lark_secret",
+  ),
+  ...lack("OFT", { oft_rank: 0, oft_block_size: 32, oft_target: "all", module_dropout: 0 }),
+  // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/stages/)
+  /** β of the preference losses (dpo with each pref_loss, kto). */
+  pref_beta: T("num", 0.1, { gt: 0 }),
+  /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
+  pref_ftx: T("num", 0, { min: 0 }),
+  pref_bco_weight: U(0, "BCO"),
+  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid", { lacking: ["kto_pair"] }),
+  dpo_label_smoothing: T("num", 0, { min: 0, max: 0.5 }),
+  kto_chosen_weight: T("num", 1, { min: 0 }),
+  kto_rejected_weight: T("num", 1, { min: 0 }),
+  simpo_gamma: T("num", 0.5, { min: 0 }),
+  ld_alpha: U(null, "LD-DPO"),
+  ppo_buffer_size: T("int", 1, { min: 1 }),
+  ppo_epochs: T("int", 4, { min: 1 }),
+  ppo_score_norm: T("bool", false),
+  ppo_target: T("num", 6, { gt: 0 }),
+  ppo_whiten_rewards: T("bool", false),
+  /** A model folder (or hub id) for the reference of dpo / kto; null: the base (LoRA) or a frozen copy. */
+  ref_model: T("str", null),
+  ref_model_adapters: T("list", null),
+  ref_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
+  /** Stage ppo: the output of a stage rm run (its adapter or model folder, and value_head.safetensors). */
+  reward_model: T("str", null),
+  reward_model_adapters: T("list", null),
+  reward_model_quantization_bit: U(null, "on-the-fly quantization / QLoRA"),
+  reward_model_type: T(["lora", "full", "api"], "lora", { lacking: ["api"] }),
+  // GaLore (engine/optim/galore.ts)
+  use_galore: T("bool", false),
+  galore_target: T("list", "all", { all: true }),
+  galore_rank: T("int", 16, { min: 1 }),
+  galore_update_interval: T("int", 200, { min: 1 }),
+  galore_scale: T("num", 2, { gt: 0 }),
+  galore_proj_type: T(["std", "reverse_std", "right", "left", "full"], "std"),
+  galore_layerwise: U(false, "layer-wise GaLore"),
+  ...lack("APOLLO", {
+    use_apollo: false,
+    apollo_target: "all",
+    apollo_rank: 16,
+    apollo_update_interval: 200,
+    apollo_scale: 32,
+    apollo_proj: "random",
+    apollo_proj_type: "std",
+    apollo_scale_type: "channel",
+    apollo_layerwise: false,
+    apollo_scale_front: false,
+  }),
+  // BAdam, layer mode (engine/optim/badam.ts)
+  use_badam: T("bool", false),
+  badam_mode: T(["layer", "ratio"], "layer", { lacking: ["ratio"] }),
+  badam_start_block: T("int", null, { min: 0 }),
+  badam_switch_mode: T(["ascending", "descending", "random", "fixed"], "ascending"),
+  badam_switch_interval: T("int", 50, { min: 1 }),
+  ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
+  badam_verbose: I(0, undefined, "BAdam's progress printing"),
+  use_llama_pro: U(false, "LLaMA Pro"),
+  use_adam_mini: U(false, "Adam-mini"),
+  use_muon: U(false, "Muon"),
+  ...lack("alternative SFT losses", {
+    use_dft_loss: false,
+    use_asft_loss: false,
+    asft_alpha: 0.1,
+    use_eaft_loss: false,
+    eaft_alpha: 1,
+  }),
+  ...lack("distributed back-ends", {
+    use_mca: false,
+    use_megatron_bridge: false,
+    use_hyper_parallel: false,
+    hyper_parallel_args: null,
+    hyper_parallel_cp_size: 1,
+  }),
+  compute_accuracy: U(false, "token accuracy at evaluation"),
+  early_stopping_steps: U(null, "early stopping"),
+};

@@ -1,0 +1,125 @@
+/**
+ * The keys of LLaMA-Factory's `ModelArguments` (with its quantization, processor, export and inference-engine arguments).
+ * Rows as described in `key_spec.ts`; the whole table is `KEYS` in `keys.ts`.
+ * @module
+ */
+import { I, ignore, lack, T, typed, U } from "./key_spec.ts";
+
+/** The model group. */
+export const MODEL_KEYS = {
+  /** A local HF model folder or a hub model id (required). */
+  model_name_or_path: typed<string>()(T("str", null)),
+  /** Adapters to load: all but the last are merged, the last is trained on (unless create_new_adapter). */
+  adapter_name_or_path: T("list", null),
+  model_revision: T("str", "main"),
+  /** Root of the hub download cache (default $WHETSTONE_CACHE/hub, else ~/.cache/whetstone/hub). */
+  cache_dir: T("str", null),
+  /** The bearer token of hub downloads (default $HF_TOKEN). */
+  hf_hub_token: T("str", null),
+  use_fast_tokenizer: I(true, "Whetstone always uses the fast tokenizer (tokenizer.json); ignored"),
+  infer_backend: {
+    use: "ignored" as const,
+    reject: (v: unknown) =>
+      v === "huggingface" || v === null ? undefined : "vLLM/SGLang backend is only available for API, CLI and Web.",
+  },
+  ...ignore(
+    "remote code, low-memory loading and attention kernels of transformers; Whetstone has its own loader and kernels",
+    "trust_remote_code",
+    "low_cpu_mem_usage",
+    "flash_attn",
+  ),
+  /** false (LF's default): every decoder layer is activation-checkpointed (recomputed in the backward pass). */
+  disable_gradient_checkpointing: T("bool", false),
+  ...ignore(
+    "transformers model-loading details; Whetstone has its own loader",
+    "use_reentrant_gc",
+    "upcast_layernorm",
+    "upcast_lmhead_output",
+    "offload_folder",
+    "use_kv_cache",
+  ),
+  ...ignore("inference-engine settings (chat and API use the loaded dtype)", "infer_dtype", "print_param_status"),
+  adapter_folder: U(null),
+  resize_vocab: U(false, "resizing the vocabulary"),
+  split_special_tokens: U(false, "slow tokenizers"),
+  ...lack("adding tokens", { add_tokens: null, add_special_tokens: null, new_special_tokens_config: null }),
+  init_special_tokens: U("noise_init", "adding tokens"),
+  rope_scaling: U(null, "RoPE scaling"),
+  shift_attn: U(false, "LongLoRA S²-Attn"),
+  mixture_of_depths: U(null, "mixture-of-depths"),
+  ...lack("third-party kernels", { use_unsloth: false, use_unsloth_gc: false, enable_liger_kernel: false }),
+  use_v1_kernels: U(false, "third-party kernels"),
+  moe_aux_loss_coef: U(null, "mixture-of-experts models"),
+  train_from_scratch: U(false),
+  ...lack("hub other than Hugging Face", { ms_hub_token: null, om_hub_token: null }),
+  // QuantizationArguments
+  // QLoRA (engine/nn/quantize.ts): bitsandbytes' 4-bit NF4 / FP4 and 8-bit blockwise formats, quantized at load.
+  quantization_method: T(["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"], "bnb", {
+    lacking: ["gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"],
+  }),
+  /** 4 or 8: the base linears are quantized at load (LoRA only); null: not quantized. */
+  quantization_bit: T("int", null),
+  quantization_type: T(["nf4", "fp4"], "nf4"),
+  double_quantization: T("bool", true),
+  quantization_device_map: U(null, "quantization_device_map (the model lives on one executor)"),
+  ...lack("FP8 training", { fp8: false, fp8_backend: "auto", fp8_enable_fsdp_float8_all_gather: false }),
+  // ProcessorArguments (multimodal only), ExportArguments (`export`), vLLM / SGLang (inference)
+  ...ignore(
+    "multimodal inputs (images, videos, audio); Whetstone trains text decoders",
+    "image_max_pixels",
+    "image_min_pixels",
+    "image_do_pan_and_scan",
+    "crop_to_patches",
+    "video_max_pixels",
+  ),
+  ...ignore(
+    "multimodal inputs (images, videos, audio); Whetstone trains text decoders",
+    "video_min_pixels",
+    "video_fps",
+    "video_maxlen",
+    "use_audio_in_video",
+    "audio_sampling_rate",
+  ),
+  ...ignore(
+    "`llamafactory-cli export` keys; `deno task export` takes its own arguments",
+    "export_dir",
+    "export_size",
+    "export_device",
+    "export_quantization_bit",
+    "export_quantization_dataset",
+  ),
+  ...ignore(
+    "`llamafactory-cli export` keys; `deno task export` takes its own arguments",
+    "export_quantization_nsamples",
+    "export_quantization_maxlen",
+    "export_legacy_format",
+  ),
+  ...ignore(
+    "export and vLLM inference-engine keys, unused in training",
+    "export_hub_model_id",
+    "vllm_maxlen",
+    "vllm_gpu_util",
+    "vllm_enforce_eager",
+    "vllm_max_lora_rank",
+  ),
+  ...ignore(
+    "vLLM / SGLang inference-engine keys, unused in training",
+    "vllm_config",
+    "sglang_maxlen",
+    "sglang_mem_fraction",
+    "sglang_tp_size",
+    "sglang_config",
+  ),
+  ...ignore(
+    "SGLang / KTransformers inference-engine keys, unused in training",
+    "sglang_lora_backend",
+    "cpu_infer",
+    "chunk_size",
+    "mode",
+    "kt_maxlen",
+    "kt_use_cuda_graph",
+    "kt_mode",
+  ),
+  ...ignore("KTransformers inference-engine keys, unused in training", "kt_force_think"),
+  ...lack("KTransformers", { use_kt: false, kt_optimize_rule: null }),
+};

@@ -1,0 +1,62 @@
+/**
+ * Training keys whose effect lives in the run (engine/config/effects_test.ts checks the table): data_seed and
+ * disable_shuffling set the data order, save_only_model leaves the optimizer states out of checkpoints,
+ * pissa_convert writes output_dir/pissa_converted.
+ */
+import assert from "node:assert/strict";
+import { parseTrainArgs } from "../config/args.ts";
+import { makeTinyModel } from "./testing.ts";
+import { train } from "./trainer.ts";
+
+const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
+const root = await Deno.makeTempDir({ prefix: "whetstone-effects-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+const model = await makeTinyModel(`${root}/model`);
+let runs = 0;
+
+async function run(extra: Record<string, unknown>) {
+  const out = `${root}/run${runs++}`;
+  const a = parseTrainArgs({
+    model_name_or_path: model,
+    stage: "sft",
+    do_train: true,
+    dataset: "whetstone_demo",
+    dataset_dir: DEMO,
+    template: "qwen",
+    cutoff_len: 64,
+    max_samples: 16,
+    output_dir: out,
+    logging_steps: 1,
+    per_device_train_batch_size: 2,
+    learning_rate: 1e-2,
+    max_steps: 2,
+    seed: 7,
+    ...extra,
+  });
+  const res = await train(a, { progress: false, log: () => {} });
+  return { out, losses: res.losses.map((l) => l.loss) };
+}
+
+Deno.test("data_seed orders the data (not seed); disable_shuffling keeps it in order whatever the seeds", async () => {
+  const a = await run({ data_seed: 1 }), b = await run({ data_seed: 2 });
+  assert.notDeepEqual(a.losses, b.losses, "another data_seed, other batches");
+  const c = await run({ data_seed: 1, disable_shuffling: true }),
+    d = await run({ data_seed: 2, disable_shuffling: true });
+  assert.deepEqual(c.losses, d.losses, "in order, the data seed does not matter");
+  assert.notDeepEqual(c.losses, a.losses);
+});
+
+Deno.test("save_only_model: checkpoints hold the adapter but no optimizer states", async () => {
+  const { out } = await run({ max_steps: 3, save_steps: 2, save_only_model: true });
+  assert.ok((await Deno.stat(`${out}/checkpoint-2/adapter_model.safetensors`)).isFile);
+  await assert.rejects(Deno.stat(`${out}/checkpoint-2/optimizer.safetensors`), Deno.errors.NotFound);
+  const full = await run({ max_steps: 3, save_steps: 2 });
+  assert.ok((await Deno.stat(`${full.out}/checkpoint-2/optimizer.safetensors`)).isFile);
+});
+
+Deno.test("pissa_convert: output_dir/pissa_converted holds the rank-2r LoRA", async () => {
+  const { out } = await run({ max_steps: 1, pissa_init: true, pissa_iter: -1, pissa_convert: true, lora_rank: 4 });
+  const cfg = JSON.parse(await Deno.readTextFile(`${out}/pissa_converted/adapter_config.json`));
+  assert.deepEqual([cfg.r, cfg.init_lora_weights], [8, true]);
+  assert.match(JSON.parse(await Deno.readTextFile(`${out}/adapter_config.json`)).init_lora_weights, /^pissa/);
+});
