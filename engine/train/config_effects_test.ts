@@ -1,7 +1,7 @@
 /**
  * Training keys whose effect lives in the run (engine/config/effects_test.ts checks the table): data_seed and
  * disable_shuffling set the data order, save_only_model leaves the optimizer states out of checkpoints,
- * pissa_convert writes output_dir/pissa_converted.
+ * pissa_convert writes output_dir/pissa_converted; the strategies and step counts decide when the loop logs and saves.
  */
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
@@ -59,4 +59,26 @@ Deno.test("pissa_convert: output_dir/pissa_converted holds the rank-2r LoRA", as
   const cfg = JSON.parse(await Deno.readTextFile(`${out}/pissa_converted/adapter_config.json`));
   assert.deepEqual([cfg.r, cfg.init_lora_weights], [8, true]);
   assert.match(JSON.parse(await Deno.readTextFile(`${out}/adapter_config.json`)).init_lora_weights, /^pissa/);
+});
+
+Deno.test("logging / eval / save strategies: epochs, fractional steps and logging_first_step as HF's flow", async () => {
+  const logged = async (out: string) =>
+    (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l))
+      .filter((l) => l.loss !== undefined).map((l) => l.current_steps);
+  const checkpoints = async (out: string) =>
+    [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.startsWith("checkpoint-")).sort();
+  // 16 records, batch 2: 8 steps an epoch; 2 epochs = 16 steps.
+  const epochs = await run({
+    max_steps: -1,
+    num_train_epochs: 2,
+    logging_strategy: "epoch",
+    save_strategy: "epoch",
+    logging_first_step: true,
+  });
+  assert.deepEqual(await logged(epochs.out), [1, 8, 16]);
+  assert.deepEqual(await checkpoints(epochs.out), ["checkpoint-16", "checkpoint-8"]);
+  // A fraction of the total steps: ceil(6 × 0.5) = 3.
+  const ratio = await run({ max_steps: 6, logging_steps: 0.5, save_steps: 0.34 });
+  assert.deepEqual(await logged(ratio.out), [3, 6]);
+  assert.deepEqual(await checkpoints(ratio.out), ["checkpoint-3", "checkpoint-6"]);
 });
