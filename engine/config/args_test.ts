@@ -268,7 +268,7 @@ Deno.test("keys without effect are accepted, with a note where LF would act on t
     "bf16: Whetstone trains in f32 (f32 master weights and compute); ignored",
   ]);
   assert.deepEqual(parseTrainArgs(`${M}report_to: [none]\nbf16: false\nfp16: false\n`).warnings, []);
-  // fp16 takes effect where the step has an f16 path; the run logs its choice (engine/train/loss_scale.ts).
+  // fp16 takes effect where the step has an f16 path; the run logs its choice (engine/train/step/precision.ts).
   assert.deepEqual(parseTrainArgs(`${M}fp16: true\n`).warnings, []);
 });
 

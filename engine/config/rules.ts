@@ -95,7 +95,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   }
   // precision
   if (a.fp16 && a.bf16) err("fp16", "At most one of fp16 and bf16 can be True, but not both");
-  // fp16 computes in f16 where the step has an f16 path (the run logs which: engine/train/loss_scale.ts).
+  // fp16 computes in f16 where the step has an f16 path (the run logs which: engine/train/step/precision.ts).
   if (a.bf16) warnings.push("bf16: Whetstone trains in f32 (f32 master weights and compute); ignored");
   if (!a.output_dir) err("output_dir", "expected a folder path, got an empty string");
   // schedule

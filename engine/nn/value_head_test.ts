@@ -1,7 +1,7 @@
 /**
  * The value head: last-token selection (as LF's `attention_mask.sum(-1) - 1` under right padding), torch's
  * nn.Linear initialisation bounds, LF's value_head.safetensors round trip, and dropout before the head. The head's
- * values and gradients against TRL / LF goldens are in engine/train/pref_step_test.ts (stage rm).
+ * values and gradients against TRL / LF goldens are in engine/train/step/pref_test.ts (stage rm).
  */
 import assert from "node:assert/strict";
 import { Graph } from "../graph/mod.ts";

@@ -1,6 +1,6 @@
 /**
  * The training loop for stages pt, sft, rm, dpo and kto with full, freeze and LoRA-family fine-tuning: data from the
- * data worker, one traced step per optimizer step (see step.ts and pref_step.ts), the loss read back only at logging
+ * data worker, one traced step per optimizer step (stages/, step/builder.ts), the loss read back only at logging
  * steps, evaluation, atomic checkpoints with exact resume, and outputs as LLaMA-Factory and PEFT write them (rm: with
  * value_head.safetensors; dpo and kto: LF's `rewards/…` metrics in trainer_state.json's log history).
  * `train` runs a {@link TrainSession} (session.ts) from its first step to its last.
