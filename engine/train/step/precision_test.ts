@@ -103,6 +103,51 @@ for (const executor of ["reference", "webgpu"] as const) {
   });
 }
 
+Deno.test("fp16 (reference): a DPO step scales its loss and skips an overflowed update, as the LM step does", async () => {
+  const { tracePrefStep, PREF_METRIC_SUMS, objectiveMetrics } = await import("./pref.ts");
+  const { pairwiseFeeds } = await import("./pref_feeds.ts");
+  const { prefLossConfig } = await import("./pref_loss.ts");
+  const [a, b, o] = [await lora("reference"), await lora("reference"), await lora("reference")];
+  const objective = { stage: "dpo" as const, loss: prefLossConfig({ pref_beta: 1 }), reference: "base" as const };
+  const side = (shift: number) => {
+    const ids = Array.from({ length: L }, (_, i) => 3 + ((i * 7 + shift) % 20));
+    return { ids, mask: ids.map(() => 1), labels: ids.map((x, i) => (i < 3 ? -100 : x)) };
+  };
+  const c = side(0), r = side(5);
+  const record = {
+    chosen_input_ids: c.ids,
+    chosen_attention_mask: c.mask,
+    chosen_labels: c.labels,
+    rejected_input_ids: r.ids,
+    rejected_attention_mask: r.mask,
+    rejected_labels: r.labels,
+  };
+  const dpoFeeds = { ...pairwiseFeeds([record], 1, L), inv_accum: [1], lr: [1e-2], step: [1] };
+  const states = a.trainable.flatMap((n) => [n, `${n}.exp_avg`, `${n}.exp_avg_sq`]);
+  const M = objectiveMetrics(objective).length;
+  const compile = (x: { m: Model; trainable: string[] }, fp16: boolean) => {
+    x.m.executor.setParam(PREF_METRIC_SUMS, new Float32Array(M), [M]);
+    return x.m.executor.compile(tracePrefStep(x.m, { ...plan(x.trainable, fp16), objective }));
+  };
+  try {
+    // A finite step: f32's loss and grad norm within f16 tolerance; the counter grows.
+    const rh = await (await compile(a, true)).run(dpoFeeds), rf = await (await compile(b, false)).run(dpoFeeds);
+    assert.ok(Math.abs(rh.loss[0] - rf.loss[0]) < 5e-3 * Math.abs(rf.loss[0]), `${rh.loss[0]} vs ${rf.loss[0]}`);
+    assert.ok(Math.abs(rh.grad_norm[0] - rf.grad_norm[0]) < 2e-2 * rf.grad_norm[0] + 1e-6);
+    assert.equal(rh.loss_scale[0], 2 ** 16);
+    assert.equal((await a.m.executor.getParam(SCALE_GROWTH))[0], 1);
+    // From the same start, a scale that overflows f32: nothing is written and the scale halves.
+    const before = await snapshot(o.m, states);
+    o.m.executor.setParam(LOSS_SCALE, [2 ** 127], [1]);
+    const gn = (await (await compile(o, true)).run(dpoFeeds)).grad_norm[0];
+    assert.ok(!Number.isFinite(gn) || gn * 2 ** 127 >= 3e38, `grad_norm ${gn}: the scaled norm must overflow f32`);
+    (await snapshot(o.m, states)).forEach((x, i) => assert.deepEqual([...x], [...before[i]], `${states[i]}`));
+    assert.equal((await o.m.executor.getParam(LOSS_SCALE))[0], 2 ** 126);
+  } finally {
+    for (const x of [a, b, o]) x.m.executor.dispose();
+  }
+});
+
 Deno.test("loss scaler: the scale doubles after 2000 finite steps in a row", async () => {
   const a = await lora("reference");
   try {
