@@ -1,0 +1,80 @@
+/**
+ * Whole runs pinned to PyTorch (as llm.c's test_gpt2.c pins GPT-2's training to it): 10 optimizer steps of LoRA SFT,
+ * full SFT with gradient accumulation, and LoRA DPO from fixtures/models/llama, through the public session API on
+ * every executor, must repeat every step's loss and grad norm that transformers + PEFT (+ TRL's DPO loss) computed on
+ * the same batches (fixtures/steps/make_steps.py; the batches come from fixtures/steps/dump_batches.ts, which orders
+ * them as the session does), and log the lr HF's scheduler gave each step.
+ *
+ * Tolerance: 1e-4 relative. The same runs in float64 PyTorch differ from float32 PyTorch by < 1e-6
+ * (golden.json `float32_vs_float64`), so anything near 1e-4 is a real difference, not rounding.
+ */
+import assert from "node:assert/strict";
+import { hasGpu } from "../gpu/device.ts";
+import { makeModelFolder, readRuns, runArgs } from "../../fixtures/steps/runs.ts";
+import { TrainSession } from "./session.ts";
+
+interface GoldenStep {
+  step: number;
+  loss: number;
+  grad_norm: number;
+  lr: number;
+}
+const GOLDEN: { steps: number; runs: Record<string, { steps: GoldenStep[] }> } = JSON.parse(
+  await Deno.readTextFile(new URL("../../fixtures/steps/golden.json", import.meta.url)),
+);
+const RUNS = await readRuns();
+const TOL = 1e-4;
+const gpu = await hasGpu();
+const root = await Deno.makeTempDir({ prefix: "whetstone-golden-run-" });
+// The temporary folder goes when the test module unloads.
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+const model = await makeModelFolder(`${root}/model`);
+
+const rel = (got: number, want: number) => Math.abs(got - want) / Math.abs(want);
+
+for (const executor of ["reference", "onnx", "webgpu"] as const) {
+  for (const [name, keys] of Object.entries(RUNS)) {
+    Deno.test({
+      name: `golden run: ${name} on ${executor} repeats PyTorch's ${GOLDEN.steps} steps (loss, grad_norm, lr)`,
+      ignore: executor === "webgpu" && !gpu,
+      sanitizeResources: false,
+      fn: async () => {
+        const want = GOLDEN.runs[name].steps;
+        const args = runArgs(keys, model, `${root}/${name}-${executor}`, executor);
+        const s = await TrainSession.create(args, {
+          readEveryStep: true,
+          autoFinish: false,
+          planMemory: false,
+          log: () => {},
+        });
+        try {
+          assert.equal(s.plan.executor, executor, "the session runs on the executor asked for");
+          assert.equal(s.totalSteps, want.length);
+          const got = await s.step(want.length);
+          assert.equal(got.length, want.length);
+          const worst = { loss: 0, grad_norm: 0 };
+          const lines = got.map((r, i) => {
+            const w = want[i];
+            assert.equal(r.current_steps, w.step);
+            assert.ok(rel(r.lr, w.lr) <= 1e-12 || r.lr === w.lr, `step ${w.step}: lr ${r.lr}, PyTorch ${w.lr}`);
+            const e = { loss: rel(r.loss!, w.loss), grad_norm: rel(r.grad_norm!, w.grad_norm) };
+            worst.loss = Math.max(worst.loss, e.loss);
+            worst.grad_norm = Math.max(worst.grad_norm, e.grad_norm);
+            return `step ${w.step}: loss ${r.loss} (PyTorch ${w.loss}, rel ${e.loss.toExponential(1)}), ` +
+              `grad_norm ${r.grad_norm} (PyTorch ${w.grad_norm}, rel ${e.grad_norm.toExponential(1)})`;
+          });
+          console.log(
+            `${name} on ${executor}: max rel error loss ${worst.loss.toExponential(2)}, ` +
+              `grad_norm ${worst.grad_norm.toExponential(2)}`,
+          );
+          assert.ok(
+            worst.loss <= TOL && worst.grad_norm <= TOL,
+            `${name} on ${executor} left PyTorch's run (tolerance ${TOL} relative):\n${lines.join("\n")}`,
+          );
+        } finally {
+          s.close();
+        }
+      },
+    });
+  }
+}
