@@ -1,7 +1,7 @@
 /**
  * Whole runs pinned to PyTorch (as llm.c's test_gpt2.c pins GPT-2's training to it): 10 optimizer steps of LoRA SFT,
- * full SFT with gradient accumulation, LoRA SFT whose accumulation leaves micro-batches over at each epoch's end, and
- * LoRA DPO, from fixtures/models/llama, through the public session API on every executor, must repeat every step's
+ * full SFT with gradient accumulation, LoRA SFT whose accumulation leaves micro-batches over at each epoch's end,
+ * LoRA+ SFT, DoRA SFT (with and without LoRA+) and LoRA DPO, from fixtures/models/llama, through the public session API on every executor, must repeat every step's
  * loss and grad norm (dpo: and LF's metrics) that transformers + PEFT (+ TRL's DPO loss) computed on the same batches
  * (fixtures/steps/make_steps.py; fixtures/steps/dump_batches.ts takes the records and each epoch's shuffle as the
  * session makes them and groups them into steps as transformers 5's Trainer does), and log the lr HF's scheduler gave
@@ -41,6 +41,10 @@ const KNOWN: Record<string, string> = {
   lora_sft_remainder: "a session makes ⌊M / G⌋ optimizer steps per epoch of M micro-batches and drops the M mod G " +
     "left over (session_setup.ts stepsPerEpoch, session_run.ts #microBatch); transformers 5 makes ⌈M / G⌉, the " +
     "epoch's last one on the micro-batches left over (Trainer._inner_training_loop, `remainder`)",
+  dora_sft: "step.ts `decays` exempts DoRA's lora_magnitude_vector from weight decay; HF's " +
+    "Trainer.get_decay_parameter_names (and LF's LoRA+ groups) decay it",
+  dora_sft_loraplus: "as dora_sft, and LF's _create_loraplus_optimizer gives every 1-dim parameter (the magnitude " +
+    "vectors) lr × loraplus_lr_ratio, step.ts only lora_B matrices",
 };
 const gpu = await hasGpu();
 const root = await Deno.makeTempDir({ prefix: "whetstone-golden-run-" });
