@@ -1,8 +1,9 @@
 /**
  * Whole runs pinned to PyTorch (as llm.c's test_gpt2.c pins GPT-2's training to it): 10 optimizer steps of LoRA SFT,
  * full SFT with gradient accumulation, LoRA SFT whose accumulation leaves micro-batches over at each epoch's end,
- * LoRA+ SFT, DoRA SFT (with and without LoRA+) and LoRA DPO, from fixtures/models/llama, through the public session API on every executor, must repeat every step's
- * loss and grad norm (dpo: and LF's metrics) that transformers + PEFT (+ TRL's DPO loss) computed on the same batches
+ * LoRA+ SFT, DoRA SFT (with and without LoRA+), LoRA DPO and full DPO, from fixtures/models/llama, through the
+ * public session API on every executor, must repeat every step's loss and grad norm (dpo: and LF's metrics) that
+ * transformers + PEFT (+ TRL's DPO loss) computed on the same batches
  * (fixtures/steps/make_steps.py; fixtures/steps/dump_batches.ts takes the records and each epoch's shuffle as the
  * session makes them and groups them into steps as transformers 5's Trainer does), and log the lr HF's scheduler gave
  * each step.
