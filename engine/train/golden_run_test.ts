@@ -1,9 +1,9 @@
 /**
  * Whole runs pinned to PyTorch (as llm.c's test_gpt2.c pins GPT-2's training to it): 10 optimizer steps of LoRA SFT,
  * full SFT with gradient accumulation, LoRA SFT whose accumulation leaves micro-batches over at each epoch's end,
- * LoRA+ SFT, DoRA SFT (with and without LoRA+), LoRA DPO and full DPO, from fixtures/models/llama, through the
- * public session API on every executor, must repeat every step's loss and grad norm (dpo: and LF's metrics) that
- * transformers + PEFT (+ TRL's DPO loss) computed on the same batches
+ * LoRA+ SFT, DoRA SFT (with and without LoRA+), freeze SFT (with and without freeze_extra_modules), LoRA DPO and
+ * full DPO, from fixtures/models/llama, through the public session API on every executor, must repeat every step's
+ * loss and grad norm (dpo: and LF's metrics) that transformers + PEFT (+ TRL's DPO loss) computed on the same batches
  * (fixtures/steps/make_steps.py; fixtures/steps/dump_batches.ts takes the records and each epoch's shuffle as the
  * session makes them and groups them into steps as transformers 5's Trainer does), and log the lr HF's scheduler gave
  * each step.
@@ -46,6 +46,10 @@ const KNOWN: Record<string, string> = {
     "Trainer.get_decay_parameter_names (and LF's LoRA+ groups) decay it",
   dora_sft_loraplus: "as dora_sft, and LF's _create_loraplus_optimizer gives every 1-dim parameter (the magnitude " +
     "vectors) lr × loraplus_lr_ratio, step.ts only lora_B matrices",
+  freeze_sft_extra_norm:
+    "LF's _setup_freeze_tuning matches freeze_extra_modules as substrings of parameter names, so " +
+    '"norm" also trains every layer\'s input_layernorm and post_attention_layernorm; freeze.ts only model.norm ' +
+    "(LF's quirk, but what LF does)",
 };
 const gpu = await hasGpu();
 const root = await Deno.makeTempDir({ prefix: "whetstone-golden-run-" });
