@@ -1,12 +1,12 @@
 /**
  * Whole runs pinned to PyTorch (as llm.c's test_gpt2.c pins GPT-2's training to it): 10 optimizer steps of LoRA SFT,
  * full SFT with gradient accumulation, LoRA SFT whose accumulation leaves micro-batches over at each epoch's end,
- * LoRA+ SFT, DoRA SFT (with and without LoRA+), freeze SFT (with and without freeze_extra_modules), LoRA DPO and
- * full DPO, from fixtures/models/llama, through the public session API on every executor, must repeat every step's
- * loss and grad norm (dpo: and LF's metrics) that transformers + PEFT (+ TRL's DPO loss) computed on the same batches
- * (fixtures/steps/make_steps.py; fixtures/steps/dump_batches.ts takes the records and each epoch's shuffle as the
- * session makes them and groups them into steps as transformers 5's Trainer does), and log the lr HF's scheduler gave
- * each step.
+ * LoRA+ SFT, DoRA SFT (with and without LoRA+), freeze SFT (with and without freeze_extra_modules), full SFT with
+ * SGD, LoRA DPO and full DPO (two runs with activation checkpointing off), from fixtures/models/llama, through the
+ * public session API on every executor, must repeat every step's loss and grad norm (dpo: and LF's metrics) that
+ * transformers + PEFT (+ TRL's DPO loss) computed on the same batches (fixtures/steps/make_steps.py;
+ * fixtures/steps/dump_batches.ts takes the records and each epoch's shuffle as the session makes them and groups them
+ * into steps as transformers 5's Trainer does), and log the lr HF's scheduler gave each step.
  *
  * Tolerance: 3e-5 relative (dpo's metrics: relative above 1, absolute below). Rounding alone moves these runs by
  * less than 4e-6: float32 PyTorch differs from float64 PyTorch by ≤ 1.3e-6 (golden.json `float32_vs_float64`), and
