@@ -2,7 +2,8 @@
  * LLaMA-Factory's freeze tuning: which parameters train for finetuning_type "freeze".
  * freeze_trainable_layers N > 0 trains the last N layers, N < 0 the first |N|; freeze_trainable_modules
  * "all" or names (e.g. "mlp,self_attn") picks modules inside those layers; freeze_extra_modules adds
- * modules outside the layers (e.g. "embed_tokens,norm").
+ * modules outside the layers (e.g. "embed_tokens,norm"). As in LF's `_setup_freeze_tuning`, an extra module trains
+ * every parameter whose name contains it: "norm" trains the final norm and every layer's norms too.
  * @module
  */
 import type { DecoderConfig } from "../nn/config.ts";
@@ -24,10 +25,10 @@ export function freezeTrainable(
   const all = mods.length === 0 || mods.includes("all");
   const extra = list(o.extra);
   const out = params.filter((p) => {
+    // LF: `any(trainable_layer in name ...)` over the layer patterns and the extra module names.
+    if (extra.some((e) => p.includes(e))) return true;
     const m = /^model\.layers\.(\d+)\.(.+)$/.exec(p);
-    if (m) return ids.includes(Number(m[1])) && (all || mods.some((mod) => m[2].startsWith(`${mod}.`)));
-    const bare = p.replace(/^model\./, "");
-    return extra.some((e) => bare.startsWith(`${e}.`) || bare === e);
+    return !!m && ids.includes(Number(m[1])) && (all || mods.some((mod) => m[2].startsWith(`${mod}.`)));
   });
   if (!all) {
     for (const mod of mods) {

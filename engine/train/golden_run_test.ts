@@ -38,19 +38,8 @@ const TOL = 3e-5;
  * Runs where Whetstone does not do what transformers does yet (the test is ignored, with the reason): delete the entry
  * once fixed.
  */
-const KNOWN: Record<string, string> = {
-  lora_sft_remainder: "a session makes ⌊M / G⌋ optimizer steps per epoch of M micro-batches and drops the M mod G " +
-    "left over (session_setup.ts stepsPerEpoch, session_run.ts #microBatch); transformers 5 makes ⌈M / G⌉, the " +
-    "epoch's last one on the micro-batches left over (Trainer._inner_training_loop, `remainder`)",
-  dora_sft: "step.ts `decays` exempts DoRA's lora_magnitude_vector from weight decay; HF's " +
-    "Trainer.get_decay_parameter_names (and LF's LoRA+ groups) decay it",
-  dora_sft_loraplus: "as dora_sft, and LF's _create_loraplus_optimizer gives every 1-dim parameter (the magnitude " +
-    "vectors) lr × loraplus_lr_ratio, step.ts only lora_B matrices",
-  freeze_sft_extra_norm:
-    "LF's _setup_freeze_tuning matches freeze_extra_modules as substrings of parameter names, so " +
-    '"norm" also trains every layer\'s input_layernorm and post_attention_layernorm; freeze.ts only model.norm ' +
-    "(LF's quirk, but what LF does)",
-};
+/** Runs Whetstone does not repeat yet, with the reason (their tests are skipped until it does). */
+const KNOWN: Record<string, string> = {};
 const gpu = await hasGpu();
 const root = await Deno.makeTempDir({ prefix: "whetstone-golden-run-" });
 // The temporary folder goes when the test module unloads.

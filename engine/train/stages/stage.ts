@@ -168,9 +168,13 @@ export abstract class GraphStage<R> implements Stage<R> {
   abstract feeds(rowsOf: readonly (readonly R[])[], B: number, L: number): StepFeeds;
   abstract evaluate(records: readonly R[]): Promise<EvalResult>;
 
+  /**
+   * transformers' count: ⌈micro-batches / G⌉, the last step of an epoch taking the leftover micro-batches (the
+   * missing ones are empty: no targets, no rows, left out of the step's normaliser).
+   */
   stepsPerEpoch(n: number): number {
     const a = this.ctx.args;
-    return Math.max(1, Math.floor(Math.ceil(n / a.per_device_train_batch_size) / a.gradient_accumulation_steps));
+    return Math.max(1, Math.ceil(Math.ceil(n / a.per_device_train_batch_size) / a.gradient_accumulation_steps));
   }
 
   /** Outputs to read besides loss and grad_norm (`metrics`, and `metric_sums` at logging steps). */

@@ -11,9 +11,12 @@ import { adamw, type Graph, mul, sgd, type Tensor } from "../../graph/mod.ts";
 /** Optimizer state names of a param (as torch names them in its state dict). */
 export const stateNames = (p: string) => ({ m: `${p}.exp_avg`, v: `${p}.exp_avg_sq`, buf: `${p}.momentum_buffer` });
 
-/** HF's rule: no weight decay on biases and norm weights (nor DoRA's magnitudes). */
+/**
+ * HF's rule (`Trainer.get_decay_parameter_names`): no weight decay on biases and norm weights; everything else decays,
+ * DoRA's magnitude vectors included.
+ */
 export function decays(name: string): boolean {
-  return !(name.endsWith(".bias") || /norm\.weight$/.test(name) || name.endsWith("lora_magnitude_vector"));
+  return !(name.endsWith(".bias") || /norm\.weight$/.test(name));
 }
 
 /** What an optimizer updates, from the step builder. */
@@ -51,9 +54,12 @@ export interface AdamwHyper {
   weightDecay: number;
   /** Whether a param decays (default {@link decays}; BAdam decays every param). */
   decays?: (name: string) => boolean;
-  /** The lr multiplier of a param (LoRA+: the ratio on lora_B); default 1. */
-  lrRatio?: (name: string) => number;
+  /** The lr multiplier of a param (LoRA+: the ratio on lora_B and 1-dim params); default 1. */
+  lrRatio?: LrRatio;
 }
+
+/** The lr multiplier of a parameter by name and shape. */
+export type LrRatio = (name: string, shape: readonly number[]) => number;
 
 /** The lr of parameter `name`: `lr` times its ratio, when that is not 1. */
 function lrOf(lr: Tensor, ratio: number, cache: Map<number, Tensor>): Tensor {
@@ -79,14 +85,14 @@ export function adamwOptimizer(prefix: string, h: AdamwHyper): Optimizer {
         const name = u.names[i], st = stateNames(name);
         const m = g.param(prefix + st.m, w.shape), v = g.param(prefix + st.v, w.shape);
         const o = { beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: decay(name) ? h.weightDecay : 0 };
-        adamw(w, u.grads[i], m, v, lrOf(u.lr, ratio(name), lrs), u.step, { ...o, gate: u.gate }, u.gradScale);
+        adamw(w, u.grads[i], m, v, lrOf(u.lr, ratio(name, w.shape), lrs), u.step, { ...o, gate: u.gate }, u.gradScale);
       });
     },
   };
 }
 
 /** torch's SGD without momentum (Whetstone's `optim: sgd`): no states. */
-export function sgdOptimizer(h: { weightDecay: number; lrRatio?: (name: string) => number }): Optimizer {
+export function sgdOptimizer(h: { weightDecay: number; lrRatio?: LrRatio }): Optimizer {
   const ratio = h.lrRatio ?? (() => 1);
   return {
     key: "sgd",
@@ -96,14 +102,18 @@ export function sgdOptimizer(h: { weightDecay: number; lrRatio?: (name: string) 
       const lrs = new Map<number, Tensor>();
       u.params.forEach((w, i) => {
         const name = u.names[i], wd = decays(name) ? h.weightDecay : 0;
-        sgd(w, u.grads[i], lrOf(u.lr, ratio(name), lrs), { weightDecay: wd, gate: u.gate }, undefined, u.gradScale);
+        const lr = lrOf(u.lr, ratio(name, w.shape), lrs);
+        sgd(w, u.grads[i], lr, { weightDecay: wd, gate: u.gate }, undefined, u.gradScale);
       });
     },
   };
 }
 
-/** LoRA+'s lr ratio (`loraplus_lr_ratio`): lora_B matrices of a LoRA adapter train at ratio × lr. */
-export function loraplusRatio(isLora: boolean, ratio: number): ((name: string) => number) | undefined {
+/**
+ * LoRA+'s lr ratio (`loraplus_lr_ratio`), as LF's `_create_loraplus_optimizer` groups parameters: lora_B matrices and
+ * every 1-dim parameter (DoRA's magnitude vectors, biases) train at ratio × lr, the rest (lora_A) at lr.
+ */
+export function loraplusRatio(isLora: boolean, ratio: number): LrRatio | undefined {
   if (!isLora || !(ratio > 0) || ratio === 1) return undefined;
-  return (name) => (name.endsWith("lora_B.weight") ? ratio : 1);
+  return (name, shape) => (name.includes("lora_B") || shape.length === 1 ? ratio : 1);
 }
