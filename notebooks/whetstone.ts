@@ -16,7 +16,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { lossSvg } from "../engine/train/plot.ts";
+import { lossSvg } from "../engine/mod.ts";
 
 /** The key Jupyter kernels (Deno's included) look up to render an object. */
 export const DISPLAY: unique symbol = Symbol.for("Jupyter.display");

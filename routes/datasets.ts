@@ -1,17 +1,11 @@
 /**
  * Datasets: `GET /datasets?dataset_dir=...` lists the entries of a folder's dataset_info.json; `POST
  * /datasets/preview` shows the first examples of one as the trainer would see them — the normalized messages,
- * and the tokenized sequences as spans of trained and masked tokens (engine/data/preview.ts).
+ * and the tokenized sequences as spans of trained and masked tokens (`previewTrainData`).
  * @module
  */
 import { Hono } from "../deps.ts";
-import { dataArgsOf, loadDatasetsArgsOf, parseTrainArgs, templateOptionsOf } from "../engine/config/args.ts";
-import { parseDatasetAttr, readDatasetInfo } from "../engine/data/dataset_info.ts";
-import { loadDatasets } from "../engine/data/loader.ts";
-import { previewDataset } from "../engine/data/preview.ts";
-import { getTemplate } from "../engine/data/template.ts";
-import { loadTokenizer } from "../engine/data/tokenizer.ts";
-import { resolveModel } from "../engine/io/hub.ts";
+import { parseDatasetAttr, parseTrainArgs, previewTrainData, readDatasetInfo } from "../engine/mod.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, Fields, HttpError, readJson } from "./http.ts";
 
@@ -50,18 +44,9 @@ export function datasetRoutes(ctx: ServerContext): Hono {
     if (config.dataset === undefined) throw badRequest("dataset", "required (a name in dataset_info.json)");
     const a = parseTrainArgs(config, [], "request");
     await ctx.roots.confineArgs(a);
-    let rows, loaded;
+    let preview;
     try {
-      const dir = await resolveModel(a.model_name_or_path, { revision: a.model_revision });
-      const template = getTemplate(await loadTokenizer(dir), templateOptionsOf(a));
-      loaded = await loadDatasets({
-        ...loadDatasetsArgsOf(a),
-        max_samples: Math.min(a.max_samples ?? n, n),
-        val_size: 0,
-        eval_dataset: undefined,
-        streaming: false,
-      });
-      rows = previewDataset(loaded.train, template.tokenizer.base, template, n, dataArgsOf(a));
+      preview = await previewTrainData(a, n);
     } catch (e) {
       throw new HttpError(400, `cannot preview: ${(e as Error).message}`);
     }
@@ -69,8 +54,8 @@ export function datasetRoutes(ctx: ServerContext): Hono {
       dataset: a.dataset,
       template: a.template,
       cutoff_len: a.cutoff_len,
-      warnings: loaded.warnings,
-      rows,
+      warnings: preview.warnings,
+      rows: preview.rows,
     });
   });
 

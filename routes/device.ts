@@ -3,7 +3,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { openGpu } from "../engine/gpu/device.ts";
+import { openGpu } from "../engine/mod.ts";
 
 /** Device routes. */
 export const device = new Hono();

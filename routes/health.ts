@@ -4,8 +4,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { openGpu } from "../engine/gpu/device.ts";
-import { autoExecutorKind } from "../engine/exec/pick.ts";
+import { autoExecutorKind, openGpu } from "../engine/mod.ts";
 import type { ServerContext } from "./context.ts";
 
 let device: Promise<Record<string, unknown>> | undefined;

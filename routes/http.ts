@@ -5,9 +5,7 @@
  * @module
  */
 import type { Context } from "../deps.ts";
-import { ConfigError } from "../engine/config/args.ts";
-import { DataError } from "../engine/data/files.ts";
-import { SessionBusyError, SessionFinishedError } from "../engine/train/session.ts";
+import { ConfigError, DataError, SessionBusyError, SessionFinishedError } from "../engine/mod.ts";
 
 /** An error answered with `status` and `{error, field?}`. */
 export class HttpError extends Error {

@@ -6,8 +6,7 @@
  * → max_new_tokens, `n` answers, `stop` strings). Content parts other than text are refused (no images here).
  * @module
  */
-import type { TemplateMessage } from "../engine/data/template.ts";
-import type { ChatOptions } from "../engine/eval/chat.ts";
+import type { ChatOptions, TemplateMessage } from "../engine/mod.ts";
 import { badRequest, Fields } from "./http.ts";
 
 const ROLES = ["user", "assistant", "system", "function", "tool"] as const;

@@ -6,8 +6,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import type { ChatEngine } from "../engine/eval/chat.ts";
-import { SessionBusyError, type TrainSession } from "../engine/train/session.ts";
+import { type ChatEngine, SessionBusyError, type TrainSession } from "../engine/mod.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, Fields, HttpError, readJson } from "./http.ts";
 import { openAiOptions, parseMessages, parseTools } from "./messages.ts";

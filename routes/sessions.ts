@@ -5,8 +5,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { readConfigFile } from "../engine/config/yaml_file.ts";
-import { readTrainerLog } from "../engine/train/trainer_log.ts";
+import { readConfigFile, readTrainerLog } from "../engine/mod.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, Fields, readJson } from "./http.ts";
 

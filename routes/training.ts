@@ -7,8 +7,7 @@
  */
 import { isAbsolute, sep } from "node:path";
 import { Hono } from "../deps.ts";
-import { parseExportArgs } from "../engine/nn/export.ts";
-import { resolveModel } from "../engine/io/hub.ts";
+import { parseExportArgs, resolveModel } from "../engine/mod.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, Fields, HttpError, readJson } from "./http.ts";
 import { generatingOptions, parseMessages, parseTools } from "./messages.ts";
