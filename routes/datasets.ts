@@ -6,15 +6,16 @@
  */
 import { Hono } from "../deps.ts";
 import { parseDatasetAttr, parseTrainArgs, previewTrainData, readDatasetInfo } from "../engine/mod.ts";
+import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
-import { badRequest, Fields, HttpError, readJson } from "./http.ts";
+import { badRequest, HttpError } from "./http.ts";
 
 /** The dataset routes. */
 export function datasetRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
 
-  r.get("/datasets", async (c) => {
-    const dir = await ctx.roots.path("dataset_dir", c.req.query("dataset_dir") ?? "data");
+  on(r, API.datasets, async (c, { query }) => {
+    const dir = await ctx.roots.path("dataset_dir", query.dataset_dir ?? "data");
     const info = await readDatasetInfo(dir);
     const datasets = Object.entries(info).map(([name, entry]) => {
       const warnings: string[] = [];
@@ -26,38 +27,36 @@ export function datasetRoutes(ctx: ServerContext): Hono {
           source: a.datasetName,
           formatting: a.formatting,
           ranking: a.ranking,
-          columns: a.columns,
-          tags: a.tags,
+          columns: a.columns as Record<string, string>,
+          tags: a.tags as Record<string, string>,
           ...(warnings.length ? { warnings } : {}),
         };
       } catch (e) {
         return { name, error: (e as Error).message };
       }
     });
-    return c.json({ dataset_dir: dir, datasets });
+    return reply(c, API.datasets, { dataset_dir: dir, datasets });
   });
 
-  r.post("/datasets/preview", async (c) => {
-    const body = await readJson(c, ctx.bodyLimit);
-    const n = new Fields(body).int("n", { min: 1, max: 100 }) ?? 5;
-    const { n: _n, ...config } = body;
+  on(r, API.preview, async (c, { body }) => {
+    const { n, ...config } = body;
     if (config.dataset === undefined) throw badRequest("dataset", "required (a name in dataset_info.json)");
     const a = parseTrainArgs(config, [], "request");
     await ctx.roots.confineArgs(a);
     let preview;
     try {
-      preview = await previewTrainData(a, n);
+      preview = await previewTrainData(a, n ?? 5);
     } catch (e) {
       throw new HttpError(400, `cannot preview: ${(e as Error).message}`);
     }
-    return c.json({
+    return reply(c, API.preview, {
       dataset: a.dataset,
       template: a.template,
       cutoff_len: a.cutoff_len,
       warnings: preview.warnings,
       rows: preview.rows,
     });
-  });
+  }, ctx.bodyLimit);
 
   return r;
 }
