@@ -4,6 +4,10 @@
  */
 export { Hono } from "npm:hono@4.13.19";
 export type { Context } from "npm:hono@4.13.19";
+export { z } from "npm:zod@4.6.7";
+/** OpenAPI documents from zod schemas (routes/openapi.ts). */
+export { OpenApiGeneratorV31, OpenAPIRegistry } from "npm:@asteasolutions/zod-to-openapi@9.1.0";
+export type { RouteConfig } from "npm:@asteasolutions/zod-to-openapi@9.1.0";
 export { Tokenizer as HfTokenizer } from "npm:@huggingface/tokenizers@0.2.0";
 export { Template as JinjaTemplate } from "npm:@huggingface/jinja@0.5.11";
 export { parse as parseCsv } from "npm:csv-parse@7.0.3/sync";

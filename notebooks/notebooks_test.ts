@@ -1,5 +1,6 @@
 /**
- * The notebooks: committed clean (no outputs, no execution counts, the Deno kernelspec), and — where a Python with
+ * The notebooks: committed clean (no outputs, no execution counts, the Deno kernelspec), their code type-checked
+ * against the typed client (which a kernel does not do), and — where a Python with
  * nbclient is at hand (`.venv-nb`, or `WHETSTONE_NB_PYTHON`) — every one executed headless on the Deno Jupyter
  * kernel by notebooks/run_notebooks.py, failing on any cell error. Without nbclient that test is skipped with a
  * message, unless `WHETSTONE_REQUIRE_NOTEBOOKS=1` (CI) makes it fail instead.
@@ -52,6 +53,30 @@ Deno.test("notebooks: committed without outputs, on the Deno kernel", () => {
       assert.deepEqual(cell.outputs, [], `${name}: cell ${i} has outputs; clear them before committing`);
       assert.equal(cell.execution_count, null, `${name}: cell ${i} has an execution count; clear outputs`);
     }
+  }
+});
+
+Deno.test("notebooks: their code type-checks against the typed client (notebooks/whetstone.ts)", async () => {
+  // Each notebook's code cells as one module beside whetstone.ts (so its imports resolve as in the kernel).
+  const files = notebooks.map((name) => `${HERE}.typecheck_${name.replace(".ipynb", "")}_${Date.now()}.ts`);
+  try {
+    for (const [i, name] of notebooks.entries()) {
+      const nb = JSON.parse(Deno.readTextFileSync(`${HERE}${name}`));
+      const code = nb.cells.filter((c: { cell_type: string }) => c.cell_type === "code")
+        .map((c: { source: string | string[] }) => Array.isArray(c.source) ? c.source.join("") : c.source);
+      Deno.writeTextFileSync(files[i], `${code.join("\n")}\nexport {};\n`);
+    }
+    const res = await new Deno.Command(Deno.execPath(), {
+      args: ["check", ...files],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(res.stderr);
+    assert.ok(res.success, `a notebook's code does not type-check:\n${out.slice(-4000)}`);
+  } finally {
+    for (const f of files) Deno.removeSync(f);
   }
 });
 

@@ -6,6 +6,10 @@
  * SVG), and {@linkcode Live} is one output area that is redrawn in place (a display id, updated). Outside a Jupyter
  * kernel the displays print their plain-text form.
  *
+ * The client is typed from the server's route table (routes/api.ts): `ws.post(\`/sessions/${id}/step\`, { steps: 4 })`
+ * resolves to the step route's answer type (`steps: StepRecord[]`, `state`, ...) and takes its body type; a path
+ * that is no route does not type-check.
+ *
  * @example
  * ```ts
  * import { connect, table } from "./whetstone.ts";
@@ -16,7 +20,16 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { lossSvg } from "../engine/train/plot.ts";
+import { lossSvg } from "../engine/mod.ts";
+import type { AnswerOf, BodyOf, Method, PathOf } from "../routes/api_types.ts";
+
+export type { AnswerOf, BodyOf, PathOf };
+
+/** A step record as `POST /sessions/:id/step` answers it (the stage's metrics included; null: not finite). */
+export type Step = AnswerOf<"post", `/sessions/${string}/step`>["steps"][number];
+
+/** An evaluation as `POST /sessions/:id/evaluate` answers it. */
+export type Evaluation = AnswerOf<"post", `/sessions/${string}/evaluate`>;
 
 /** The key Jupyter kernels (Deno's included) look up to render an object. */
 export const DISPLAY: unique symbol = Symbol.for("Jupyter.display");
@@ -36,14 +49,10 @@ export interface Client {
   /** True when this process started it (then {@linkcode Client.close} stops it). */
   inProcess: boolean;
   /** A JSON request; resolves to the parsed body, throws with the server's error on a non-2xx status. */
-  // deno-lint-ignore no-explicit-any
-  call(method: string, path: string, body?: unknown): Promise<any>;
-  // deno-lint-ignore no-explicit-any
-  get(path: string): Promise<any>;
-  // deno-lint-ignore no-explicit-any
-  post(path: string, body?: unknown): Promise<any>;
-  // deno-lint-ignore no-explicit-any
-  delete(path: string): Promise<any>;
+  call<M extends Method, P extends PathOf<M>>(method: M, path: P, body?: BodyOf<M, P>): Promise<AnswerOf<M, P>>;
+  get<P extends PathOf<"get">>(path: P): Promise<AnswerOf<"get", P>>;
+  post<P extends PathOf<"post">>(path: P, body?: BodyOf<"post", P>): Promise<AnswerOf<"post", P>>;
+  delete<P extends PathOf<"delete">>(path: P): Promise<AnswerOf<"delete", P>>;
   /** Deletes the server's sessions that write to `outputDir` (left by an earlier run); returns their ids. */
   forget(outputDir: string): Promise<string[]>;
   /** Stops the in-process server (a no-op for a remote one). */
@@ -94,7 +103,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Client> {
       await Deno.remove(state, { recursive: true }).catch(() => {});
     };
   }
-  const call = async (method: string, path: string, body?: unknown) => {
+  const request = async (method: string, path: string, body?: unknown): Promise<unknown> => {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (key) headers.authorization = `Bearer ${key}`;
     let res: Response;
@@ -116,20 +125,23 @@ export async function connect(opts: ConnectOptions = {}): Promise<Client> {
     }
     return json;
   };
+  // The server answers `path` by the route table the types come from; the tests check answers against its schemas.
+  const call = <M extends Method, P extends PathOf<M>>(method: M, path: P, body?: BodyOf<M, P>) =>
+    request(method.toUpperCase(), path, body) as Promise<AnswerOf<M, P>>;
   const client: Client = {
     url,
     inProcess: !remote,
     call,
-    get: (path) => call("GET", path),
-    post: (path, body) => call("POST", path, body ?? {}),
-    delete: (path) => call("DELETE", path),
+    get: (path) => call("get", path),
+    post: (path, body) => request("POST", path, body ?? {}) as Promise<AnswerOf<"post", typeof path>>,
+    delete: (path) => call("delete", path),
     async forget(outputDir) {
       const rel = outputDir.replace(/^\.\//, "").replace(/\/+$/, "");
-      const { sessions } = await call("GET", "/sessions");
+      const { sessions } = await call("get", "/sessions");
       const ids: string[] = [];
-      for (const s of sessions as { id: string; output_dir: string }[]) {
+      for (const s of sessions) {
         if (s.output_dir === rel || s.output_dir.endsWith(`/${rel}`)) {
-          await call("DELETE", `/sessions/${s.id}`);
+          await call("delete", `/sessions/${s.id}`);
           ids.push(s.id);
         }
       }
@@ -137,7 +149,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<Client> {
     },
     close: () => stop(),
   };
-  await call("GET", "/health"); // fails early, naming the URL, when nothing answers
+  await call("get", "/health"); // fails early, naming the URL, when nothing answers
   return client;
 }
 
@@ -156,6 +168,13 @@ export function cellText(v: unknown): string {
 function clip(s: string, n: number): string {
   const one = s.replace(/\n/g, "⏎");
   return one.length > n ? one.slice(0, n - 1) + "…" : one;
+}
+
+/** The mean of `rows[i][key]` (numbers; NaN when one is not a number, or there are no rows). */
+export function mean(rows: readonly Record<string, unknown>[], key: string): number {
+  let sum = 0;
+  for (const r of rows) sum += typeof r[key] === "number" ? r[key] : NaN;
+  return rows.length ? sum / rows.length : NaN;
 }
 
 /** Options of {@linkcode table}. */
@@ -228,10 +247,10 @@ export function tokens(spans: readonly Span[]): Displayable {
   };
 }
 
-/** One point of a curve. */
+/** One point of a curve (a value that is missing or not finite is left out of the plot). */
 export interface Point {
   step: number;
-  value: number;
+  value: number | null | undefined;
 }
 
 /**
@@ -241,7 +260,7 @@ export interface Point {
 export function lossPlot(points: readonly Point[], key = "loss", title = `training ${key}`): Displayable {
   return {
     [DISPLAY](): Bundle {
-      const finite = points.filter((p) => Number.isFinite(p.value));
+      const finite = points.filter((p): p is { step: number; value: number } => Number.isFinite(p.value));
       if (!finite.length) return { "text/plain": `${title}: no points yet` };
       const last = finite[finite.length - 1];
       return {

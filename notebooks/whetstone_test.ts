@@ -3,7 +3,19 @@
  * `connect()` starting the app in-process, reaching it by URL, and reporting errors.
  */
 import assert from "node:assert/strict";
-import { cellText, connect, DISPLAY, jupyter, lossPlot, md, show, sideBySide, table, tokens } from "./whetstone.ts";
+import {
+  type AnswerOf,
+  cellText,
+  connect,
+  DISPLAY,
+  jupyter,
+  lossPlot,
+  md,
+  show,
+  sideBySide,
+  table,
+  tokens,
+} from "./whetstone.ts";
 
 Deno.test("notebook helpers: tables escape HTML, align plain text and format numbers", () => {
   const b = table([{ name: "<b>&", n: 1, x: 0.123456789 }, { name: "two\nlines", n: 22, x: null }], {
@@ -89,4 +101,27 @@ Deno.test("notebook helpers: connect starts the app in-process or reaches it by 
     await ws.close();
   }
   await assert.rejects(connect({ url: ws.url }), /no answer .*is the server running\?/);
+});
+
+Deno.test("notebook client: answers and bodies are typed from the route table; other paths do not type-check", async () => {
+  const ws = await connect();
+  try {
+    const health = await ws.get("/health");
+    const auto: "webgpu" | "onnx" = health.executor.auto;
+    assert.ok(["webgpu", "onnx"].includes(auto));
+    const { datasets } = await ws.get("/datasets?dataset_dir=fixtures/demo");
+    const names = datasets.map((d) => d.name);
+    assert.ok(names.includes("whetstone_demo"), names.join());
+    const id: string = "nope";
+    // @ts-expect-error -- steps is a number: the body's type is the step route's
+    await assert.rejects(ws.post(`/sessions/${id}/step`, { steps: "2" }), /400 steps: expected an integer/);
+    // @ts-expect-error -- no such route
+    await assert.rejects(ws.get("/sesions"), /404 no route GET \/sesions/);
+    const steps = (r: AnswerOf<"post", `/sessions/${string}/step`>) => r.steps.map((s) => [s.current_steps, s.loss]);
+    assert.equal(typeof steps, "function");
+    const rows = (r: AnswerOf<"post", "/datasets/preview">) => r.rows.map((row) => row.views[0].spans[0].trained);
+    assert.equal(typeof rows, "function");
+  } finally {
+    await ws.close();
+  }
 });

@@ -65,7 +65,7 @@ export function buildApp(ctx: ServerContext): Hono {
       openAiRoutes(ctx),
     ]
   ) app.route("/", r);
-  app.route("/v1/device", device);
+  app.route("/", device);
   app.notFound((c) => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((e, c) => {
     const { status, body } = errorBody(e);

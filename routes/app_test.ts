@@ -3,6 +3,7 @@
  * the bearer key, the body limit, the device route, and the serve settings.
  */
 import assert from "node:assert/strict";
+import { API, honoPath } from "./api.ts";
 import { buildApp } from "./app.ts";
 import { OPENAPI } from "./openapi.ts";
 import { serveOptions } from "./options.ts";
@@ -26,7 +27,7 @@ Deno.test("app: /health names versions, adapter and executor; unknown routes get
   }
 });
 
-Deno.test("app: /openapi.json describes every route of the app", async () => {
+Deno.test("app: /openapi.json describes every route of the app, and every route of the table has a handler", async () => {
   const t = await startServer();
   try {
     const doc = (await t.call("GET", "/openapi.json")).json;
@@ -37,6 +38,10 @@ Deno.test("app: /openapi.json describes every route of the app", async () => {
     for (const r of routes) {
       const path = r.path.replace(/:(\w+)/g, "{$1}").replace(/\/$/, "") || "/";
       assert.ok(doc.paths[path]?.[r.method.toLowerCase()], `${r.method} ${path} is not in /openapi.json`);
+    }
+    for (const r of Object.values(API)) {
+      const registered = routes.some((x) => x.method === r.method.toUpperCase() && x.path === honoPath(r));
+      assert.ok(registered, `${r.method.toUpperCase()} ${r.path} is in the route table but has no handler`);
     }
     assert.deepEqual(doc, JSON.parse(JSON.stringify(OPENAPI)));
   } finally {

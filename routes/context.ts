@@ -4,7 +4,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ChatEngine } from "../engine/eval/chat.ts";
+import { ChatEngine } from "../engine/mod.ts";
 import type { ServerOptions } from "./options.ts";
 import { Roots } from "./paths.ts";
 import { SessionRegistry } from "./registry.ts";

@@ -3,15 +3,16 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { openGpu } from "../engine/gpu/device.ts";
+import { openGpu } from "../engine/mod.ts";
+import { API, on, reply } from "./api.ts";
 
 /** Device routes. */
 export const device = new Hono();
 
-device.get("/", async (c) => {
+on(device, API.device, async (c) => {
   try {
     const g = await openGpu();
-    return c.json({
+    return reply(c, API.device, {
       executor: "webgpu",
       adapter: g.adapterName,
       fallback: g.isFallback,
@@ -19,6 +20,6 @@ device.get("/", async (c) => {
       limits: g.limits,
     });
   } catch (e) {
-    return c.json({ executor: "reference", adapter: null, reason: (e as Error).message });
+    return reply(c, API.device, { executor: "reference", adapter: null, reason: (e as Error).message });
   }
 });

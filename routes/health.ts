@@ -4,14 +4,15 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { openGpu } from "../engine/gpu/device.ts";
-import { autoExecutorKind } from "../engine/exec/pick.ts";
+import { autoExecutorKind, openGpu } from "../engine/mod.ts";
+import { API, on, type Reply, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
 
-let device: Promise<Record<string, unknown>> | undefined;
+type DeviceInfo = Pick<Reply<typeof API.health>, "adapter" | "adapter_error" | "executor">;
+let device: Promise<DeviceInfo> | undefined;
 
 /** The adapter and executor, looked up once per process. */
-function deviceInfo(): Promise<Record<string, unknown>> {
+function deviceInfo(): Promise<DeviceInfo> {
   return device ??= (async () => {
     const auto = await autoExecutorKind();
     try {
@@ -29,8 +30,8 @@ function deviceInfo(): Promise<Record<string, unknown>> {
 /** The health route. */
 export function healthRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
-  r.get("/health", async (c) =>
-    c.json({
+  on(r, API.health, async (c) =>
+    reply(c, API.health, {
       ok: true,
       versions: { deno: Deno.version.deno, v8: Deno.version.v8, typescript: Deno.version.typescript },
       ...(await deviceInfo()),

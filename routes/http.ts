@@ -1,13 +1,10 @@
 /**
- * HTTP plumbing shared by the routers: errors with a status (and the request field they concern), reading a JSON
- * body under the size limit, and hand-written validators whose messages name the field, what was expected and what
- * came.
+ * HTTP plumbing shared by the routers: errors with a status (and the request field they concern) and reading a
+ * JSON body under the size limit (validated then with the route's schema: routes/validate.ts).
  * @module
  */
 import type { Context } from "../deps.ts";
-import { ConfigError } from "../engine/config/args.ts";
-import { DataError } from "../engine/data/files.ts";
-import { SessionBusyError, SessionFinishedError } from "../engine/train/session.ts";
+import { ConfigError, DataError, SessionBusyError, SessionFinishedError } from "../engine/mod.ts";
 
 /** An error answered with `status` and `{error, field?}`. */
 export class HttpError extends Error {
@@ -72,102 +69,4 @@ export async function readJson(c: Context, limit: number, optional = false): Pro
     );
   }
   return value as Record<string, unknown>;
-}
-
-const show = (v: unknown) => (v === undefined ? "nothing" : JSON.stringify(v) ?? String(v));
-
-/** Field readers over a request body: each returns undefined when the field is absent (or null). */
-export class Fields {
-  constructor(readonly body: Record<string, unknown>, readonly prefix = "") {}
-
-  #name(key: string) {
-    return this.prefix + key;
-  }
-
-  #get(key: string): unknown {
-    const v = this.body[key];
-    return v === null ? undefined : v;
-  }
-
-  /** A required field. */
-  need<T>(key: string, read: (key: string) => T | undefined): T {
-    const v = read.call(this, key);
-    if (v === undefined) throw badRequest(this.#name(key), "required");
-    return v;
-  }
-
-  str(key: string): string | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    if (typeof v !== "string") throw badRequest(this.#name(key), `expected a string, got ${show(v)}`);
-    return v;
-  }
-
-  bool(key: string): boolean | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    if (typeof v !== "boolean") throw badRequest(this.#name(key), `expected true or false, got ${show(v)}`);
-    return v;
-  }
-
-  /** A finite number in [min, max] (exclusive bounds with `gt`). */
-  num(key: string, o: { min?: number; max?: number; gt?: number } = {}): number | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw badRequest(this.#name(key), `expected a number, got ${show(v)}`);
-    }
-    if (o.gt !== undefined && !(v > o.gt)) throw badRequest(this.#name(key), `expected a number > ${o.gt}, got ${v}`);
-    if (o.min !== undefined && v < o.min) throw badRequest(this.#name(key), `expected a number >= ${o.min}, got ${v}`);
-    if (o.max !== undefined && v > o.max) throw badRequest(this.#name(key), `expected a number <= ${o.max}, got ${v}`);
-    return v;
-  }
-
-  /** An integer in [min, max]. */
-  int(key: string, o: { min?: number; max?: number } = {}): number | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v)) {
-      throw badRequest(this.#name(key), `expected an integer, got ${show(v)}`);
-    }
-    return this.num(key, o);
-  }
-
-  /** A string, or a list of strings (`max` at most). */
-  strings(key: string, max = Infinity): string[] | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    const list = typeof v === "string" ? [v] : v;
-    if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
-      throw badRequest(this.#name(key), `expected a string or a list of strings, got ${show(v)}`);
-    }
-    if (list.length > max) throw badRequest(this.#name(key), `expected at most ${max} strings, got ${list.length}`);
-    return list;
-  }
-
-  /** A list (items unchecked). */
-  list(key: string): unknown[] | undefined {
-    const v = this.#get(key);
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v)) throw badRequest(this.#name(key), `expected a list, got ${show(v)}`);
-    return v;
-  }
-
-  /** One of `choices`. */
-  oneOf<T extends string>(key: string, choices: readonly T[]): T | undefined {
-    const v = this.str(key);
-    if (v === undefined) return undefined;
-    if (!choices.includes(v as T)) {
-      throw badRequest(this.#name(key), `expected one of ${choices.join(", ")}, got ${JSON.stringify(v)}`);
-    }
-    return v as T;
-  }
-
-  /** Refuses keys outside `known` (a typo would otherwise be ignored silently). */
-  only(known: readonly string[]): this {
-    for (const k of Object.keys(this.body)) {
-      if (!known.includes(k)) throw badRequest(this.#name(k), `unknown field; expected one of ${known.join(", ")}`);
-    }
-    return this;
-  }
 }

@@ -6,44 +6,38 @@
  * → max_new_tokens, `n` answers, `stop` strings). Content parts other than text are refused (no images here).
  * @module
  */
-import type { TemplateMessage } from "../engine/data/template.ts";
-import type { ChatOptions } from "../engine/eval/chat.ts";
-import { badRequest, Fields } from "./http.ts";
+import type { z } from "../deps.ts";
+import type { ChatOptions, TemplateMessage } from "../engine/mod.ts";
+import { badRequest } from "./http.ts";
+import type { ChatCompletionBody, GenerateBody, Messages, Tools } from "./schemas.ts";
 
-const ROLES = ["user", "assistant", "system", "function", "tool"] as const;
 const ROLE_MAPPING: Record<string, string> = { tool: "observation" };
 
-function contentOf(m: Record<string, unknown>, where: string): string {
+type Message = z.output<typeof Messages>[number];
+
+function contentOf(m: Message, where: string): string {
   const c = m.content;
   if (typeof c === "string") return c;
   if (c === undefined || c === null) return "";
-  if (!Array.isArray(c)) throw badRequest(`${where}.content`, `expected a string or a list of parts, got ${typeof c}`);
-  return c.map((part, k) => {
-    const p = part as Record<string, unknown>;
-    if (p?.type !== "text" || typeof p.text !== "string") {
+  return c.map((p, k) => {
+    if (p.type !== "text" || typeof p.text !== "string") {
       throw badRequest(
         `${where}.content[${k}]`,
-        `only {"type": "text", "text": ...} parts are supported, got ${JSON.stringify(p?.type)}`,
+        `only {"type": "text", "text": ...} parts are supported, got ${JSON.stringify(p.type)}`,
       );
     }
     return p.text;
   }).join("");
 }
 
-/** The conversation of a chat request: template messages and the system text (LF's `_process_request`). */
-export function parseMessages(value: unknown): { messages: TemplateMessage[]; system: string | null } {
-  if (!Array.isArray(value) || value.length === 0) {
-    throw badRequest("messages", "Invalid length: expected a non-empty list of messages");
-  }
-  const items = value.map((m, i) => {
-    const where = `messages[${i}]`;
-    if (typeof m !== "object" || m === null || Array.isArray(m)) throw badRequest(where, "expected an object");
-    const role = (m as Record<string, unknown>).role;
-    if (typeof role !== "string" || !(ROLES as readonly string[]).includes(role)) {
-      throw badRequest(`${where}.role`, `expected one of ${ROLES.join(", ")}, got ${JSON.stringify(role)}`);
-    }
-    return { m: m as Record<string, unknown>, role, where };
-  });
+/**
+ * The conversation of a chat request (its shape checked by the schema): template messages and the system text
+ * (LF's `_process_request`).
+ */
+export function parseMessages(
+  value: z.output<typeof Messages>,
+): { messages: TemplateMessage[]; system: string | null } {
+  const items = value.map((m, i) => ({ m, role: m.role, where: `messages[${i}]` }));
   let system: string | null = null;
   if (items[0].role === "system") system = contentOf(items.shift()!.m, "messages[0]");
   if (items.length % 2 === 0) {
@@ -58,14 +52,8 @@ export function parseMessages(value: unknown): { messages: TemplateMessage[]; sy
       throw badRequest(`${where}.role`, `Invalid role: expected ${want.join(" or ")} at this turn, got ${role}`);
     }
     const calls = m.tool_calls;
-    if (role === "assistant" && Array.isArray(calls) && calls.length) {
-      const list = calls.map((c, k) => {
-        const f = (c as { function?: { name?: unknown; arguments?: unknown } })?.function;
-        if (typeof f?.name !== "string") {
-          throw badRequest(`${where}.tool_calls[${k}].function.name`, "expected a string");
-        }
-        return { name: f.name, arguments: f.arguments };
-      });
+    if (role === "assistant" && calls?.length) {
+      const list = calls.map((c) => ({ name: c.function.name, arguments: c.function.arguments }));
       return { role: "function", content: JSON.stringify(list) };
     }
     return { role: ROLE_MAPPING[role] ?? role, content: contentOf(m, where) };
@@ -74,42 +62,36 @@ export function parseMessages(value: unknown): { messages: TemplateMessage[]; sy
 }
 
 /** The `tools` of a request as the template takes them (a JSON list of function definitions), or null. */
-export function parseTools(value: unknown): string | null {
-  if (value === undefined || value === null) return null;
-  if (!Array.isArray(value)) throw badRequest("tools", 'expected a list of {type: "function", function: {...}}');
-  if (!value.length) return null;
-  return JSON.stringify(value.map((t, i) => {
-    const f = (t as { function?: unknown })?.function;
-    if (typeof f !== "object" || f === null) throw badRequest(`tools[${i}].function`, "expected an object");
-    return f;
-  }));
+export function parseTools(value: z.output<typeof Tools>): string | null {
+  if (!value?.length) return null;
+  return JSON.stringify(value.map((t) => t.function));
 }
 
 /** The OpenAI request's generation settings, mapped as LF maps them. */
-export function openAiOptions(f: Fields): ChatOptions & { n: number; stream: boolean } {
+export function openAiOptions(b: z.output<typeof ChatCompletionBody>): ChatOptions & { n: number; stream: boolean } {
   return {
-    doSample: f.bool("do_sample"),
-    temperature: f.num("temperature", { min: 0, max: 2 }),
-    topP: f.num("top_p", { gt: 0, max: 1 }),
-    maxNewTokens: f.int("max_tokens", { min: 1 }) ?? f.int("max_completion_tokens", { min: 1 }),
-    repetitionPenalty: f.num("presence_penalty", { gt: 0 }),
-    stop: f.strings("stop", 16),
-    seed: f.int("seed", { min: 0 }),
-    n: f.int("n", { min: 1, max: 16 }) ?? 1,
-    stream: f.bool("stream") ?? false,
+    doSample: b.do_sample ?? undefined,
+    temperature: b.temperature ?? undefined,
+    topP: b.top_p ?? undefined,
+    maxNewTokens: b.max_tokens ?? b.max_completion_tokens ?? undefined,
+    repetitionPenalty: b.presence_penalty ?? undefined,
+    stop: typeof b.stop === "string" ? [b.stop] : b.stop ?? undefined,
+    seed: b.seed ?? undefined,
+    n: b.n ?? 1,
+    stream: b.stream ?? false,
   };
 }
 
 /** A session's generation settings (LF's GeneratingArguments names). */
-export function generatingOptions(f: Fields): ChatOptions {
+export function generatingOptions(b: z.output<typeof GenerateBody>): ChatOptions {
   return {
-    doSample: f.bool("do_sample"),
-    temperature: f.num("temperature", { min: 0 }),
-    topP: f.num("top_p", { gt: 0, max: 1 }),
-    topK: f.int("top_k", { min: 0 }),
-    maxNewTokens: f.int("max_new_tokens", { min: 1 }),
-    repetitionPenalty: f.num("repetition_penalty", { gt: 0 }),
-    stop: f.strings("stop", 16),
-    seed: f.int("seed", { min: 0 }),
+    doSample: b.do_sample ?? undefined,
+    temperature: b.temperature ?? undefined,
+    topP: b.top_p ?? undefined,
+    topK: b.top_k ?? undefined,
+    maxNewTokens: b.max_new_tokens ?? undefined,
+    repetitionPenalty: b.repetition_penalty ?? undefined,
+    stop: typeof b.stop === "string" ? [b.stop] : b.stop ?? undefined,
+    seed: b.seed ?? undefined,
   };
 }

@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { Hono } from "../deps.ts";
+import { API, on, type Reply, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
 import type { Roots } from "./paths.ts";
 
@@ -20,8 +21,8 @@ async function readJsonFile(path: string): Promise<Record<string, unknown> | und
 }
 
 /** Model folders and adapters under `roots`. */
-export async function findModels(roots: Roots): Promise<{ models: unknown[]; adapters: unknown[] }> {
-  const models: Record<string, unknown>[] = [], adapters: Record<string, unknown>[] = [];
+export async function findModels(roots: Roots): Promise<Omit<Reply<typeof API.models>, "roots">> {
+  const models: Reply<typeof API.models>["models"] = [], adapters: Reply<typeof API.models>["adapters"] = [];
   const walk = async (dir: string, depth: number) => {
     if (models.length + adapters.length >= MAX_ENTRIES) return;
     const names = new Set<string>(), dirs: string[] = [];
@@ -38,8 +39,8 @@ export async function findModels(roots: Roots): Promise<{ models: unknown[]; ada
       const cfg = await readJsonFile(join(dir, "config.json"));
       models.push({
         path: roots.display(dir),
-        model_type: cfg?.model_type ?? null,
-        architectures: cfg?.architectures ?? null,
+        model_type: typeof cfg?.model_type === "string" ? cfg.model_type : null,
+        architectures: Array.isArray(cfg?.architectures) ? cfg.architectures.map(String) : null,
         has_tokenizer: names.has("tokenizer.json"),
       });
     }
@@ -47,9 +48,9 @@ export async function findModels(roots: Roots): Promise<{ models: unknown[]; ada
       const cfg = await readJsonFile(join(dir, "adapter_config.json"));
       adapters.push({
         path: roots.display(dir),
-        base_model_name_or_path: cfg?.base_model_name_or_path ?? null,
-        peft_type: cfg?.peft_type ?? null,
-        r: cfg?.r ?? null,
+        base_model_name_or_path: typeof cfg?.base_model_name_or_path === "string" ? cfg.base_model_name_or_path : null,
+        peft_type: typeof cfg?.peft_type === "string" ? cfg.peft_type : null,
+        r: typeof cfg?.r === "number" ? cfg.r : null,
       });
     }
     if (depth < MAX_DEPTH) { for (const d of dirs.sort()) await walk(join(dir, d), depth + 1); }
@@ -61,6 +62,6 @@ export async function findModels(roots: Roots): Promise<{ models: unknown[]; ada
 /** The models route. */
 export function modelsRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
-  r.get("/models", async (c) => c.json({ roots: ctx.roots.dirs, ...(await findModels(ctx.roots)) }));
+  on(r, API.models, async (c) => reply(c, API.models, { roots: ctx.roots.dirs, ...(await findModels(ctx.roots)) }));
   return r;
 }

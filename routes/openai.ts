@@ -6,10 +6,10 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import type { ChatEngine } from "../engine/eval/chat.ts";
-import { SessionBusyError, type TrainSession } from "../engine/train/session.ts";
+import { type ChatEngine, SessionBusyError, type TrainSession } from "../engine/mod.ts";
+import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
-import { badRequest, Fields, HttpError, readJson } from "./http.ts";
+import { badRequest, HttpError } from "./http.ts";
 import { openAiOptions, parseMessages, parseTools } from "./messages.ts";
 import { sseResponse } from "./sse.ts";
 
@@ -45,21 +45,19 @@ const hex = () => crypto.randomUUID().replaceAll("-", "");
 export function openAiRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
 
-  r.get("/v1/models", (c) => {
-    const card = (id: string, created: number) => ({ id, object: "model", created, owned_by: "whetstone" });
+  on(r, API.openAiModels, (c) => {
+    const card = (id: string, created: number) => ({ id, object: "model" as const, created, owned_by: "whetstone" });
     const data = ctx.sessions.loaded().map(([id]) => card(id, STARTED));
     const name = ctx.chatModelName;
     if (name) data.unshift(card(name, STARTED));
-    return c.json({ object: "list", data });
+    return reply(c, API.openAiModels, { object: "list", data });
   });
 
-  r.post("/v1/chat/completions", async (c) => {
-    const body = await readJson(c, ctx.bodyLimit);
-    const f = new Fields(body);
-    const model = f.need("model", f.str);
+  on(r, API.chatCompletions, async (c, { body }) => {
+    const model = body.model;
     const { messages, system } = parseMessages(body.messages);
     const tools = parseTools(body.tools);
-    const o = openAiOptions(f);
+    const o = openAiOptions(body);
     if (o.stream && tools) throw badRequest("stream", "Cannot stream function calls.");
     if (o.stream && o.n > 1) throw badRequest("stream", "Cannot stream multiple responses.");
     const { engine, session } = await target(ctx, model);
@@ -69,7 +67,7 @@ export function openAiRoutes(ctx: ServerContext): Hono {
     if (!o.stream) {
       const results = await run(() => engine.completeMany(prompt, o.n, o));
       const completion = results.reduce((n, x) => n + x.completionTokens, 0);
-      return c.json({
+      return reply(c, API.chatCompletions, {
         id,
         object: "chat.completion",
         created,
@@ -77,14 +75,15 @@ export function openAiRoutes(ctx: ServerContext): Hono {
         choices: results.map((x, index) => {
           const calls = tools ? engine.extractTool(x.text) : x.text;
           if (typeof calls === "string") {
-            return { index, message: { role: "assistant", content: calls }, finish_reason: x.finishReason };
+            return { index, message: { role: "assistant" as const, content: calls }, finish_reason: x.finishReason };
           }
           const tool_calls = calls.map((t) => ({
             id: `call_${hex()}`,
-            type: "function",
+            type: "function" as const,
             function: { name: t.name, arguments: t.arguments },
           }));
-          return { index, message: { role: "assistant", content: null, tool_calls }, finish_reason: "tool_calls" };
+          const message = { role: "assistant" as const, content: null, tool_calls };
+          return { index, message, finish_reason: "tool_calls" as const };
         }),
         usage: {
           prompt_tokens: prompt.length,
@@ -102,7 +101,7 @@ export function openAiRoutes(ctx: ServerContext): Hono {
       chunk({}, res.finishReason);
       w.send("[DONE]");
     });
-  });
+  }, ctx.bodyLimit);
 
   return r;
 }

@@ -3,7 +3,7 @@
  * and on a session's model: LF's request rules, parameter mapping, streaming, usage, ids and finish reasons.
  */
 import assert from "node:assert/strict";
-import { ChatEngine, type ChatResult } from "../engine/eval/chat.ts";
+import { ChatEngine, type ChatResult } from "../engine/mod.ts";
 import { readEvents, ROOT, startServer, tinyArgs } from "./testing.ts";
 
 const SERVED = { model: `${ROOT}/fixtures/tiny/model`, template: "qwen", name: "tiny" };

@@ -12,7 +12,7 @@
  * | — | `WHETSTONE_API_KEY` | none (no key asked) |
  * @module
  */
-import type { ExecutorKind } from "../engine/exec/pick.ts";
+import type { ExecutorKind } from "../engine/mod.ts";
 
 /** What a server is made with. */
 export interface ServerOptions {

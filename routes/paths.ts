@@ -5,8 +5,7 @@
  * @module
  */
 import { isAbsolute, join, normalize, relative, sep } from "node:path";
-import type { TrainArgs } from "../engine/config/args.ts";
-import { isHubId } from "../engine/io/hub.ts";
+import { isHubId, type TrainArgs } from "../engine/mod.ts";
 import { badRequest } from "./http.ts";
 
 async function exists(path: string): Promise<boolean> {

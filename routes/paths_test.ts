@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseTrainArgs } from "../engine/config/args.ts";
+import { parseTrainArgs } from "../engine/mod.ts";
 import { HttpError } from "./http.ts";
 import { Roots } from "./paths.ts";
 

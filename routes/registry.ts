@@ -3,8 +3,7 @@
  * in the store (after a restart), with the rules of creating, resuming and deleting them.
  * @module
  */
-import { checkOutputDir, parseTrainArgs, type TrainArgs } from "../engine/config/args.ts";
-import { type SessionPlan, TrainSession } from "../engine/train/session.ts";
+import { checkOutputDir, parseTrainArgs, type SessionPlan, type TrainArgs, TrainSession } from "../engine/mod.ts";
 import { HttpError } from "./http.ts";
 import type { Roots } from "./paths.ts";
 import type { SessionMeta, SessionStore } from "./store.ts";

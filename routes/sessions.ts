@@ -5,20 +5,19 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { readConfigFile } from "../engine/config/yaml_file.ts";
-import { readTrainerLog } from "../engine/train/trainer_log.ts";
+import { readConfigFile, readTrainerLog } from "../engine/mod.ts";
+import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
-import { badRequest, Fields, readJson } from "./http.ts";
+import { badRequest } from "./http.ts";
 
 /** The session lifecycle routes. */
 export function sessionRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
 
-  r.post("/sessions", async (c) => {
-    const body = await readJson(c, ctx.bodyLimit);
-    let config = body;
-    const file = new Fields(body).str("config");
-    if (file !== undefined) {
+  on(r, API.createSession, async (c, { body }) => {
+    const { config: file, ...rest } = body;
+    let config: Record<string, unknown> = rest;
+    if (typeof file === "string") {
       const path = await ctx.roots.path("config", file);
       let base: Record<string, unknown>;
       try {
@@ -26,32 +25,34 @@ export function sessionRoutes(ctx: ServerContext): Hono {
       } catch (e) {
         throw badRequest("config", (e as Error).message);
       }
-      const { config: _, ...rest } = body;
       config = { ...base, ...rest };
     }
     const { id, session } = await ctx.sessions.create(config);
-    return c.json({ id, plan: session.plan, state: session.state, warnings: session.args.warnings }, 201);
+    return reply(c, API.createSession, {
+      id,
+      plan: session.plan,
+      state: session.state,
+      warnings: session.args.warnings,
+    });
+  }, ctx.bodyLimit);
+
+  on(r, API.listSessions, async (c) => reply(c, API.listSessions, { sessions: await ctx.sessions.list() }));
+
+  on(r, API.getSession, async (c, { params }) => reply(c, API.getSession, await ctx.sessions.get(params.id)));
+
+  on(r, API.deleteSession, async (c, { params }) => {
+    const meta = await ctx.sessions.delete(params.id);
+    return reply(c, API.deleteSession, { deleted: meta.id, output_dir: meta.output_dir, files: "kept" });
   });
 
-  r.get("/sessions", async (c) => c.json({ sessions: await ctx.sessions.list() }));
-
-  r.get("/sessions/:id", async (c) => c.json(await ctx.sessions.get(c.req.param("id"))));
-
-  r.delete("/sessions/:id", async (c) => {
-    const meta = await ctx.sessions.delete(c.req.param("id"));
-    return c.json({ deleted: meta.id, output_dir: meta.output_dir, files: "kept" });
-  });
-
-  r.post("/sessions/:id/resume", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.resume, async (c, { params: { id } }) => {
     const { session, resumedFrom } = await ctx.sessions.resume(id);
-    return c.json({ id, resumed_from: resumedFrom, plan: session.plan, state: session.state });
+    return reply(c, API.resume, { id, resumed_from: resumedFrom, plan: session.plan, state: session.state });
   });
 
-  r.get("/sessions/:id/log", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.log, async (c, { params: { id } }) => {
     const meta = await ctx.sessions.meta(id);
-    return c.json({ id, entries: await readTrainerLog(meta.output_dir) });
+    return reply(c, API.log, { id, entries: await readTrainerLog(meta.output_dir) });
   });
 
   return r;

@@ -5,7 +5,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import type { SessionPlan } from "../engine/train/session.ts";
+import type { SessionPlan } from "../engine/mod.ts";
 
 /** What is kept of a session. */
 export interface SessionMeta {

@@ -1,9 +1,13 @@
 /**
  * Test helpers: a real server on a loopback port (Deno.serve on port 0) over a temp state folder, JSON calls
- * that always read the body, and a reader of server-sent events.
+ * that always read the body and check every JSON answer against its route's schema (routes/api.ts; errors against
+ * the error body's), and a reader of server-sent events.
  * @module
  */
+import { z } from "../deps.ts";
+import { routeOf } from "./api.ts";
 import { createServer, type Server } from "./app.ts";
+import { ErrorBody, OpenAiErrorBody } from "./schemas.ts";
 import type { ServerOptions } from "./options.ts";
 
 /** The repository root. */
@@ -72,6 +76,23 @@ export async function startServer(opts: ServerOptions & { tmp?: string } = {}): 
       try {
         json = JSON.parse(text);
       } catch { /* not JSON */ }
+      const route = routeOf(method, path);
+      const json_ = (res.headers.get("content-type") ?? "").startsWith("application/json");
+      if (route && json_) {
+        const schema = res.ok
+          ? route.response
+          : !route.openai || res.status === 401
+          ? ErrorBody
+          : res.status === 413
+          ? z.union([ErrorBody, OpenAiErrorBody])
+          : OpenAiErrorBody;
+        const check = schema.safeParse(json);
+        if (!check.success) {
+          throw new Error(
+            `${method} ${path} answered outside its schema: ${check.error.message}\n${text.slice(0, 2000)}`,
+          );
+        }
+      }
       return { status: res.status, json, text, headers: res.headers };
     },
     async close(keepTmp = false) {

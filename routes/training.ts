@@ -7,11 +7,10 @@
  */
 import { isAbsolute, sep } from "node:path";
 import { Hono } from "../deps.ts";
-import { parseExportArgs } from "../engine/nn/export.ts";
-import { resolveModel } from "../engine/io/hub.ts";
-import { hubOptionsOf } from "../engine/config/views.ts";
+import { hubOptionsOf, parseExportArgs, resolveModel } from "../engine/mod.ts";
+import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
-import { badRequest, Fields, HttpError, readJson } from "./http.ts";
+import { badRequest, HttpError } from "./http.ts";
 import { generatingOptions, parseMessages, parseTools } from "./messages.ts";
 import { sseResponse } from "./sse.ts";
 
@@ -21,19 +20,15 @@ const inside = (child: string, parent: string) => child === parent || child.star
 export function trainingRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
 
-  r.post("/sessions/:id/step", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.step, async (c, { params: { id }, body }) => {
     const s = await ctx.sessions.live(id);
-    const f = new Fields(await readJson(c, ctx.bodyLimit, true)).only(["steps"]);
-    const steps = f.int("steps", { min: 1, max: 1_000_000 }) ?? 1;
-    const records = await s.step(steps);
+    const records = await s.step(body.steps ?? 1);
     await ctx.sessions.touch(id);
-    return c.json({ id, steps: records, state: s.state, tokens_per_second: s.stats.tokensPerSecond });
-  });
+    return reply(c, API.step, { id, steps: records, state: s.state, tokens_per_second: s.stats.tokensPerSecond });
+  }, ctx.bodyLimit);
 
-  r.get("/sessions/:id/events", async (c) => {
-    const id = c.req.param("id");
-    const follow = c.req.query("follow") === "true";
+  on(r, API.events, async (_c, { params: { id }, query }) => {
+    const follow = query.follow === "true";
     const s = await ctx.sessions.live(id);
     return sseResponse((w) =>
       new Promise<void>((resolve) => {
@@ -53,26 +48,22 @@ export function trainingRoutes(ctx: ServerContext): Hono {
     );
   });
 
-  r.post("/sessions/:id/evaluate", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.evaluate, async (c, { params: { id } }) => {
     const s = await ctx.sessions.live(id);
     if (!s.plan.eval_records) {
       throw new HttpError(400, "no evaluation data: create the session with val_size or eval_dataset");
     }
     const rec = await s.evaluate();
     await ctx.sessions.touch(id);
-    return c.json({ id, ...rec });
+    return reply(c, API.evaluate, { id, ...rec });
   });
 
-  r.post("/sessions/:id/generate", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.generate, async (c, { params: { id }, body }) => {
     const s = await ctx.sessions.live(id);
-    const body = await readJson(c, ctx.bodyLimit);
     const { messages, system } = parseMessages(body.messages);
     const tools = parseTools(body.tools);
-    const opts = generatingOptions(new Fields(body));
-    const res = await s.generate(messages, { ...opts, system, tools });
-    return c.json({
+    const res = await s.generate(messages, { ...generatingOptions(body), system, tools });
+    return reply(c, API.generate, {
       id,
       text: res.text,
       finish_reason: res.finishReason,
@@ -82,23 +73,20 @@ export function trainingRoutes(ctx: ServerContext): Hono {
         total_tokens: res.promptTokens + res.completionTokens,
       },
     });
-  });
+  }, ctx.bodyLimit);
 
-  r.post("/sessions/:id/save", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.save, async (c, { params: { id } }) => {
     const s = await ctx.sessions.live(id);
     const out = await s.save();
     await ctx.sessions.touch(id);
-    return c.json({ id, ...out });
+    return reply(c, API.save, { id, ...out });
   });
 
-  r.post("/sessions/:id/export", async (c) => {
-    const id = c.req.param("id");
+  on(r, API.export, async (c, { params: { id }, body }) => {
     const s = await ctx.sessions.live(id);
-    const f = new Fields(await readJson(c, ctx.bodyLimit)).only(["export_dir", "export_size", "infer_dtype"]);
-    const dirText = f.need("export_dir", f.str);
-    const size = f.num("export_size", { gt: 0 }) ?? 5;
-    const inferDtype = f.oneOf("infer_dtype", ["auto", "float32", "bfloat16", "float16"] as const) ?? "auto";
+    const dirText = body.export_dir;
+    const size = body.export_size ?? 5;
+    const inferDtype = body.infer_dtype ?? "auto";
     const dir = await ctx.roots.path("export_dir", dirText);
     // exportModel replaces the folder whole: never a root, the session's outputs, its model, or a non-model folder.
     if (ctx.roots.dirs.some((root) => inside(root, dir))) {
@@ -125,8 +113,8 @@ export function trainingRoutes(ctx: ServerContext): Hono {
       throw badRequest("infer_dtype", (e as Error).message);
     }
     await s.export(dir, { dtype, shardBytes: size * 1e9 });
-    return c.json({ id, export_dir: dir, dtype, export_size: size });
-  });
+    return reply(c, API.export, { id, export_dir: dir, dtype, export_size: size });
+  }, ctx.bodyLimit);
 
   return r;
 }

@@ -18,7 +18,7 @@
  *
  * @example
  * ```ts
- * const args = await loadTrainConfig("examples/qwen3_lora_sft.yaml", ["learning_rate=1e-5"]);
+ * const args = await loadTrainConfig("examples/demo_lora_sft.yaml", ["learning_rate=1e-5"]);
  * for (const w of args.warnings) console.error(`warning: ${w}`);
  * const { resumeFrom } = await checkOutputDir(args);
  * ```

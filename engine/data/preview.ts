@@ -4,7 +4,12 @@
  *
  * @example
  * ```ts
- * const rows = previewDataset(examples, tokenizer, "qwen3_nothink", 5, { cutoffLen: 1024 });
+ * import { loadDatasets } from "./loader.ts";
+ * import { previewDataset } from "./preview.ts";
+ * import { loadTokenizer } from "./tokenizer.ts";
+ * const tokenizer = await loadTokenizer("fixtures/tiny/model");
+ * const { train } = await loadDatasets({ dataset: "whetstone_demo", dataset_dir: "fixtures/demo", max_samples: 5 });
+ * const rows = previewDataset(train, tokenizer, "qwen", 5, { cutoffLen: 1024 });
  * for (const s of rows[0].views[0].spans) console.log(s.trained ? "+" : "-", JSON.stringify(s.text));
  * ```
  * @module

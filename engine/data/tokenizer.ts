@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * const tok = await loadTokenizer("models/Qwen3-0.6B");
+ * const tok = await loadTokenizer("fixtures/tiny/model") // or a folder such as "models/Qwen3-0.6B";
  * const ids = tok.encode("Hello");
  * const prompt = tok.applyChatTemplate([{ role: "user", content: "Hi" }], { addGenerationPrompt: true });
  * ```

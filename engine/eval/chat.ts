@@ -11,7 +11,9 @@
  * ```ts
  * const chat = await ChatEngine.load("fixtures/tiny/model", { template: "qwen" });
  * const prompt = chat.encode([{ role: "user", content: "What is Whetstone?" }]);
- * const r = await chat.complete(prompt, { maxNewTokens: 32, doSample: false }, (delta) => console.log(delta));
+ * const deltas: string[] = [];
+ * const r = await chat.complete(prompt, { maxNewTokens: 32, doSample: false }, (delta) => deltas.push(delta));
+ * if (deltas.join("") !== r.text) throw new Error("the streamed text is the answer");
  * console.log(r.text, r.finishReason, r.completionTokens);
  * ```
  * @module

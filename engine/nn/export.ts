@@ -9,9 +9,15 @@
  *
  * @example
  * ```ts
+ * import { exportModel } from "./export.ts";
+ * import { attachAdapter } from "./lora.ts";
+ * import { loadModel } from "./model.ts";
  * const model = await loadModel("fixtures/models/llama", { executor: "reference", dtype: "f32" });
  * await attachAdapter(model, "fixtures/models/llama/lora");
- * await exportModel(model, "out/merged", { source: "fixtures/models/llama", dtype: "bf16" });
+ * const out = await Deno.makeTempDir(); // e.g. "out/merged"
+ * await exportModel(model, out, { source: "fixtures/models/llama", dtype: "bf16" });
+ * await Deno.stat(`${out}/model.safetensors`);
+ * await Deno.remove(out, { recursive: true });
  * ```
  * @module
  */

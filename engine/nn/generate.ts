@@ -11,6 +11,7 @@
  *
  * @example
  * ```ts
+ * import { loadModel } from "./model.ts";
  * const model = await loadModel("fixtures/models/llama");
  * const ids = await generate(model, [1, 5, 9], { maxNewTokens: 10 }); // greedy
  * const rows = await generateBatch(model, [[1, 5, 9], [1, 7]], { maxNewTokens: 10, stop: [2] });
@@ -269,6 +270,7 @@ export async function generate(model: Model, inputIds: number[], opts: GenerateO
  *
  * @example
  * ```ts
+ * import { loadModel } from "./model.ts";
  * const model = await loadModel("fixtures/models/llama");
  * const [a, b] = await generateBatch(model, [[1, 5, 9], [1, 7, 7, 3, 2]], { maxNewTokens: 8, stop: [2] });
  * ```
@@ -289,6 +291,7 @@ export async function generateBatch(model: Model, prompts: number[][], opts: Gen
  *
  * @example
  * ```ts
+ * import { loadModel } from "./model.ts";
  * const model = await loadModel("fixtures/models/llama");
  * for await (const id of generateStream(model, [1, 5, 9], { maxNewTokens: 10, stop: [2] })) {
  *   console.log(id);

@@ -281,6 +281,7 @@ export class Model {
    *
    * @example
    * ```ts
+   * const model = await loadModel("fixtures/models/llama");
    * const [a, b] = await model.generateBatch([[1, 5, 9], [1, 7]], { maxNewTokens: 8, stop: [2] });
    * ```
    */
@@ -293,6 +294,7 @@ export class Model {
    *
    * @example
    * ```ts
+   * const model = await loadModel("fixtures/models/llama");
    * for await (const id of model.generateStream([1, 5, 9], { maxNewTokens: 10 })) console.log(id);
    * ```
    */

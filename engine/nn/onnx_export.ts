@@ -17,8 +17,12 @@
  *
  * @example
  * ```ts
+ * import { loadModel } from "./model.ts";
+ * import { exportOnnx } from "./onnx_export.ts";
  * const model = await loadModel("fixtures/models/llama", { executor: "reference", dtype: "f32" });
- * await exportOnnx(model, "out/llama-onnx", { cacheLength: 256, prefillLength: 64 });
+ * const out = await Deno.makeTempDir(); // e.g. "out/llama-onnx"
+ * await exportOnnx(model, out, { cacheLength: 256, prefillLength: 64 });
+ * await Deno.remove(out, { recursive: true });
  * ```
  * @module
  */
