@@ -23,7 +23,7 @@ export const DOC_FILES = [
   "engine/exec/pick.ts",
   "engine/gpu/device.ts",
   "engine/io/hub.ts",
-  // engine/train/session.ts's example is its own (being refactored); mod.ts's first example covers TrainSession.
+  "engine/train/session.ts",
 ] as const;
 
 Deno.test("library docs: the examples of engine/mod.ts and its modules type-check and run", async () => {

@@ -12,11 +12,15 @@
  *
  * @example
  * ```ts
- * const s = await TrainSession.create(await loadTrainConfig("examples/demo_lora_sft.yaml", ["max_steps=10"]));
- * console.log(s.plan.trainable_parameters);
- * for (const r of await s.step(5)) console.log(r.current_steps, r.loss);
- * console.log(await s.evaluate(), (await s.generate([{ role: "user", content: "Hi" }], { maxNewTokens: 16 })).text);
+ * import { loadTrainConfig, TrainSession } from "../mod.ts";
+ * const out = await Deno.makeTempDir();
+ * const a = await loadTrainConfig("examples/demo_lora_sft.yaml", ["max_steps=6", `output_dir=${out}`]);
+ * const s = await TrainSession.create(a, { log: () => {} });
+ * console.log(s.plan.trainable_parameters, s.stage.name);
+ * for (const r of await s.step(3)) console.log(r.current_steps, r.loss);
+ * console.log(await s.evaluate(), (await s.generate([{ role: "user", content: "Hi" }], { maxNewTokens: 8 })).text);
  * await s.save();
+ * s.close();
  * ```
  * @module
  */
