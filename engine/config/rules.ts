@@ -12,7 +12,7 @@ import { type DataArgs, resolveDataArgs } from "../data/process.ts";
 import { type TemplateOptions, TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./args.ts";
+import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
 
 /** The `lr_scheduler_kwargs` each supported scheduler takes. */
 const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
