@@ -10,7 +10,35 @@
  * @module
  */
 import { openSafetensors, type TensorData, writeSafetensors } from "./safetensors.ts";
-import type { LoraConfig, LoraInit } from "../nn/lora.ts";
+
+/** PEFT's `init_lora_weights`. */
+export type LoraInit = boolean | "gaussian" | "pissa" | `pissa_niter_${number}`;
+
+/** A LoRA adapter's hyper-parameters (PEFT's LoraConfig, as far as Whetstone implements it). */
+export interface LoraConfig {
+  /** Rank. */
+  r: number;
+  /** lora_alpha. */
+  alpha: number;
+  /** Dropout on the LoRA path's input (training graphs only). */
+  dropout: number;
+  /**
+   * Which linears: a list of names, each matching a module whose path is the name or ends with "." + name
+   * (PEFT), "all" in the list (or the string "all" / "all-linear") for every linear except lm_head
+   * (LLaMA-Factory's find_all_linear_modules); any other string is a regex fully matching the module path.
+   */
+  targets: readonly string[] | string;
+  /** Modules left out, matched as `targets` (PEFT's exclude_modules). */
+  exclude?: readonly string[] | string;
+  /** Only these layer indices (PEFT's layers_to_transform). */
+  layers?: readonly number[];
+  /** rsLoRA: scale alpha / √r instead of alpha / r. */
+  useRslora: boolean;
+  /** DoRA (weight-decomposed LoRA). */
+  useDora: boolean;
+  /** Initialisation (PEFT's init_lora_weights); "pissa" / "pissa_niter_N" also rewrite the base weights. */
+  init: LoraInit;
+}
 
 /** adapter_config.json. */
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";

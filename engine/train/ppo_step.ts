@@ -39,7 +39,7 @@ import {
   type Tensor,
 } from "../graph/mod.ts";
 import { type DecoderInputs, traceDecoder } from "../nn/decoder.ts";
-import { stopGradient } from "../nn/lora.ts";
+import { stopGradient } from "../graph/ops/stop_gradient.ts";
 import type { Model } from "../nn/model.ts";
 import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
 import { baseWeights } from "./pref_step.ts";

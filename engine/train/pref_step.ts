@@ -55,7 +55,7 @@ import {
 import type { KtoRecord, PairwiseRecord } from "../data/process.ts";
 import type { DecoderConfig } from "../nn/config.ts";
 import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../nn/decoder.ts";
-import { stopGradient } from "../nn/lora.ts";
+import { stopGradient } from "../graph/ops/stop_gradient.ts";
 import { Model } from "../nn/model.ts";
 import { isValueHeadParam, lastTokenScores, traceValues, valueHeadWeight } from "../nn/value_head.ts";
 import {
