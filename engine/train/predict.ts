@@ -28,8 +28,9 @@ import type { AlignedExample } from "../data/aligned.ts";
 import { loadDatasets } from "../data/loader.ts";
 import { type PairwiseRecord, processDataset, resolveDataArgs, type SftRecord } from "../data/process.ts";
 import { processUnsupervised } from "../data/process_pref.ts";
-import { type ChatTemplate, getTemplate } from "../data/template.ts";
+import { getTemplate } from "../data/template.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
+import { decodeIds } from "../data/decode_ids.ts";
 import { computeSimilarity } from "../eval/metrics.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { resolveModel } from "../io/hub.ts";
@@ -39,7 +40,8 @@ import { bucket, collate } from "./batches.ts";
 import { Progress } from "./progress.ts";
 import { traceEvalStep } from "./step.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
-import { pyRound, writeResults } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
+import { writeResults } from "./trainer_log.ts";
 
 /** LF's `GeneratingArguments` (YAML keys, LF's defaults); `num_beams` can only be 1 (no beam search). */
 export interface GeneratingArgs {
@@ -129,18 +131,6 @@ export function generateOptionsOf(a: GeneratingArgs, promptLen: number): Generat
     topK: a.top_k,
     repetitionPenalty: a.repetition_penalty,
   };
-}
-
-/**
- * Text of token ids as `tokenizer.decode` after LF's template fixes: `skip` drops every special token (the
- * tokenizer's and the stop words the template added); ids no token has are dropped, as the Rust tokenizers do.
- */
-export function decodeIds(tpl: ChatTemplate, ids: readonly number[], skip: boolean): string {
-  const tok = tpl.tokenizer;
-  const known = ids.filter((id) => tok.idToToken(id) !== undefined);
-  if (!skip) return tok.decode(known);
-  const special = new Set([...tok.base.specialTokens.all.map((t) => t.id), ...tok.addedTokens.values()]);
-  return tok.base.decode(known.filter((id) => !special.has(id)), { skipSpecialTokens: true });
 }
 
 /** The examples to predict on: `eval_dataset` (LF's predict set), else the `val_size` split. */

@@ -27,7 +27,7 @@ import { pyFloatRepr } from "../data/template_tools.ts";
 import { bucket } from "./batches.ts";
 import { pairwiseFeeds } from "./pref_step.ts";
 import type { Progress } from "./progress.ts";
-import { pyRound } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
 
 /** The scores of one pair. */
 export interface RmScore {

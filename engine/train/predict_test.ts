@@ -11,7 +11,8 @@ import { computeSimilarity } from "../eval/metrics.ts";
 import { attachAdapter, saveAdapter } from "../nn/lora.ts";
 import { loadModel } from "../nn/model.ts";
 import { trainMain } from "./cli.ts";
-import { decodeIds, predict, type PredictArgs, predictProblems, pyJsonLine } from "./predict.ts";
+import { decodeIds } from "../data/decode_ids.ts";
+import { predict, type PredictArgs, predictProblems, pyJsonLine } from "./predict.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny/model`, DEMO = `${ROOT}fixtures/demo`;

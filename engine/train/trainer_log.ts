@@ -13,7 +13,11 @@
  * valued fields (steps, token counts) are written as ints, every other number as a Python float ({@linkcode pyJson}).
  * @module
  */
+import { pyRound } from "../util/py_round.ts";
 import { writeTextAtomic } from "./checkpoint.ts";
+
+/** Re-exported for session_run.ts (the lead moves its import to engine/util/py_round.ts). */
+export { pyRound };
 
 /** LLaMA-Factory's `TRAINER_LOG`. */
 export const TRAINER_LOG_FILE = "trainer_log.jsonl";
@@ -55,22 +59,6 @@ export function pyFloat(x: number): string {
   if (e < 0) return `${sign}0.${"0".repeat(-e - 1)}${digits}`;
   const int = digits.slice(0, e + 1).padEnd(e + 1, "0");
   return `${sign}${int}.${digits.slice(e + 1) || "0"}`;
-}
-
-/** Python's `round(x, ndigits)` for floats: correctly rounded from the exact binary value, ties to even. */
-export function pyRound(x: number, ndigits: number): number {
-  if (!Number.isFinite(x) || Math.abs(x) >= 1e21) return x;
-  const exact = Math.abs(x).toFixed(100);
-  const dot = exact.indexOf(".");
-  const tail = exact.slice(dot + 1 + ndigits);
-  const tie = tail[0] === "5" && /^0*$/.test(tail.slice(1));
-  if (!tie) return Number(x.toFixed(ndigits));
-  const truncated = exact.slice(0, dot + 1 + ndigits);
-  const lastDigit = Number(truncated.at(-1) === "." ? truncated.at(-2) : truncated.at(-1));
-  const down = Number(truncated);
-  const up = down + 10 ** -ndigits;
-  const r = lastDigit % 2 === 0 ? down : Number(up.toFixed(ndigits));
-  return x < 0 ? -r : r;
 }
 
 function pyString(s: string): string {
