@@ -7,11 +7,17 @@ import assert from "node:assert/strict";
 import type { HostArray } from "../exec/executor.ts";
 import { createExecutor } from "../exec/pick.ts";
 import { loadModel, type Model } from "../nn/model.ts";
-import { collate } from "../train/batches.ts";
-import { stateNames } from "../train/step.ts";
-import { BADAM_WEIGHT_DECAY } from "./badam.ts";
-import { galoreLayout, galoreStateNames, galoreTargets } from "./galore.ts";
-import { BadamDriver, GaloreDriver, type OptimStepPlan, traceBadamTrainStep, traceGradStep } from "./train_step.ts";
+import { collate } from "./batches.ts";
+import { stateNames } from "./step.ts";
+import { BADAM_WEIGHT_DECAY } from "../optim/badam.ts";
+import { galoreLayout, galoreStateNames, galoreTargets } from "../optim/galore.ts";
+import {
+  BadamDriver,
+  GaloreDriver,
+  type OptimStepPlan,
+  traceBadamTrainStep,
+  traceGradStep,
+} from "../optim/train_step.ts";
 
 const MODEL = new URL("../../fixtures/models/llama", import.meta.url).pathname;
 
