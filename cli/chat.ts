@@ -8,12 +8,12 @@
  * max_new_tokens (1024), repetition_penalty (1.0), seed (0).
  * @module
  */
-import { readConfigFile } from "../config/yaml_file.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
-import { getTemplate, type TemplateMessage } from "../data/template.ts";
-import { resolveModel } from "../io/hub.ts";
-import { loadModel } from "./model.ts";
-import type { GenerateOptions } from "./generate.ts";
+import { readConfigFile } from "../engine/config/yaml_file.ts";
+import { loadTokenizer } from "../engine/data/tokenizer.ts";
+import { getTemplate, type TemplateMessage } from "../engine/data/template.ts";
+import { resolveModel } from "../engine/io/hub.ts";
+import { loadModel } from "../engine/nn/model.ts";
+import type { GenerateOptions } from "../engine/nn/generate.ts";
 
 /** The chat settings of a YAML config. */
 export interface ChatArgs {
