@@ -5,7 +5,7 @@
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
-import { isDir } from "../io/hub.ts";
+import { isDir } from "../util/fs.ts";
 import type { LoadDatasetsArgs } from "../data/loader.ts";
 import { parseProbs } from "../data/mix.ts";
 import { type DataArgs, resolveDataArgs } from "../data/process.ts";

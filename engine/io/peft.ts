@@ -10,6 +10,7 @@
  * @module
  */
 import { openSafetensors, type TensorData, writeSafetensors } from "./safetensors.ts";
+import { exists, writeFileAtomic } from "../util/fs.ts";
 
 /** PEFT's `init_lora_weights`. */
 export type LoraInit = boolean | "gaussian" | "pissa" | `pissa_niter_${number}`;
@@ -215,7 +216,7 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
   try {
     await Deno.stat(wPath);
   } catch {
-    const bin = await Deno.stat(`${dir}/adapter_model.bin`).then(() => true, () => false);
+    const bin = await exists(`${dir}/adapter_model.bin`);
     throw new Error(
       `${dir}: no ${ADAPTER_WEIGHTS_FILE}` +
         (bin ? " (adapter_model.bin is a pickle; re-save it with safe_serialization=True)" : ""),
@@ -250,12 +251,5 @@ export async function writePeftAdapter(
   for (const [name, t] of adapter.tensors) rec[name] = { dtype: "F32", shape: t.shape, data: t.data };
   await writeSafetensors(`${dir}/${ADAPTER_WEIGHTS_FILE}`, rec, { format: "pt" });
   const json = JSON.stringify(peftConfigJson(adapter.config, adapter.baseModel ?? ""), null, 2) + "\n";
-  const tmp = `${dir}/.${ADAPTER_CONFIG_FILE}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(tmp, json);
-    await Deno.rename(tmp, `${dir}/${ADAPTER_CONFIG_FILE}`);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(`${dir}/${ADAPTER_CONFIG_FILE}`, json);
 }

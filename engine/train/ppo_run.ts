@@ -18,7 +18,7 @@ import type { TrainArgs } from "../config/args.ts";
 import type { SftRecord } from "../data/process.ts";
 import type { CompiledGraph, HostArray } from "../exec/executor.ts";
 import type { Graph } from "../graph/mod.ts";
-import { isDir } from "../io/hub.ts";
+import { isDir } from "../util/fs.ts";
 import type { GenerateOptions } from "../nn/generate.ts";
 import { attachAdapter } from "../nn/lora.ts";
 import type { Model } from "../nn/model.ts";

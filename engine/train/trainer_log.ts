@@ -14,7 +14,7 @@
  * @module
  */
 import { pyRound } from "../util/py_round.ts";
-import { writeTextAtomic } from "./checkpoint.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 /** Re-exported for session_run.ts (the lead moves its import to engine/util/py_round.ts). */
 export { pyRound };
@@ -228,7 +228,7 @@ export class TrainerLog {
         }
       });
       const out = kept.map((l) => l + "\n").join("");
-      if (out !== text) await writeTextAtomic(path, out);
+      if (out !== text) await writeFileAtomic(path, out);
     }
     const file = await Deno.open(path, { append: true, create: true });
     return new TrainerLog(path, file, o);
@@ -374,7 +374,7 @@ export async function writeTrainerState(dir: string, state: TrainerState): Promi
     },
     ...state,
   };
-  await writeTextAtomic(`${dir.replace(/\/+$/, "")}/${TRAINER_STATE_NAME}`, pyJson(full, 2, true) + "\n");
+  await writeFileAtomic(`${dir.replace(/\/+$/, "")}/${TRAINER_STATE_NAME}`, pyJson(full, 2, true) + "\n");
 }
 
 /** Reads `<dir>/trainer_state.json` (ours or HF's). */
@@ -398,12 +398,12 @@ export async function writeResults(
 ): Promise<void> {
   const dir = outputDir.replace(/\/+$/, "");
   await Deno.mkdir(dir, { recursive: true });
-  await writeTextAtomic(`${dir}/${split}_results.json`, pyJson(metrics, 4, true));
+  await writeFileAtomic(`${dir}/${split}_results.json`, pyJson(metrics, 4, true));
   let all: Record<string, unknown> = {};
   try {
     all = JSON.parse(await Deno.readTextFile(`${dir}/all_results.json`));
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  await writeTextAtomic(`${dir}/all_results.json`, pyJson({ ...all, ...metrics }, 4, true));
+  await writeFileAtomic(`${dir}/all_results.json`, pyJson({ ...all, ...metrics }, 4, true));
 }
