@@ -24,7 +24,8 @@ import { type AdapterTensor, type LoraConfig, readPeftAdapter, writePeftAdapter 
 export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type LinearHook } from "./decoder.ts";
-import { addLowRank, gaussian, kaimingUniform, pissaInit, Rng, rowNorms } from "./lora_init.ts";
+import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
+import { Rng } from "../util/rng.ts";
 import type { ModelAdapter, ModelCore } from "./model_core.ts";
 
 /** A LoRA config with LLaMA-Factory's defaults (r 8, alpha 2r, dropout 0, targets "all", init true). */

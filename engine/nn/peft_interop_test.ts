@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { openSafetensors } from "../io/safetensors.ts";
 import { loadModel, type Model } from "./model.ts";
 import { attachAdapter, type LoraConfig, saveAdapter } from "./lora.ts";
-import { Rng } from "./lora_init.ts";
+import { Rng } from "../util/rng.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
 const models = `${repo}fixtures/models/`;
