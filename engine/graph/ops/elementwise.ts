@@ -8,7 +8,7 @@ import { graphOf, op1, type Tensor } from "../graph.ts";
 import { broadcastShapes, broadcastStrides, makeIndexer } from "../broadcast.ts";
 import { type DType, numel, type TensorInfo } from "../types.ts";
 import { expand, reshape } from "./shape.ts";
-import { sum } from "./reduce.ts";
+import { sum } from "./reduce_build.ts";
 
 /** One elementwise op: arity, f64 formula, WGSL expression over `a`, `b`, `c` (f32), gradient rule. */
 export interface EwRow {
