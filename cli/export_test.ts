@@ -1,30 +1,9 @@
 /** The export verb end to end: YAML config → merged HF folder (same logits) and ONNX (run by onnxruntime alone). */
 import assert from "node:assert/strict";
 import { exportMain } from "./export.ts";
-import { attachAdapter } from "../engine/nn/lora.ts";
-import { loadModel, type Model } from "../engine/nn/model.ts";
+import { loadModel } from "../engine/nn/model.ts";
 import { OnnxDecoder } from "../engine/nn/onnx_decoder.ts";
-
-const repo = new URL("../", import.meta.url).pathname;
-const base = `${repo}fixtures/models/llama`;
-const IDS = [[1, 5, 9, 33, 70, 2, 127, 64], [3, 3, 100, 17, 8, 41, 90, 11]];
-
-async function withAdapter(sub: string): Promise<Model> {
-  const model = await loadModel(base, { executor: "reference", dtype: "f32" });
-  await attachAdapter(model, `${base}/${sub}`);
-  return model;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
-
-async function tmpDir(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "whetstone_export_" });
-}
+import { base, IDS, maxDiff, tmpDir, withAdapter } from "../engine/nn/export_testing.ts";
 
 Deno.test("export: the export verb merges an adapter from a YAML config", async () => {
   const dir = await tmpDir();

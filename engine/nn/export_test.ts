@@ -6,32 +6,12 @@
 import assert from "node:assert/strict";
 import { openModelFolder, WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { exportModel, mergeAdapter, parseExportArgs, planShards } from "./export.ts";
-import { attachAdapter } from "./lora.ts";
-import { loadModel, type Model } from "./model.ts";
+import { base, IDS, maxDiff, repo, tmpDir, withAdapter } from "./export_testing.ts";
+import { loadModel } from "./model.ts";
 
-const repo = new URL("../../", import.meta.url).pathname;
-const base = `${repo}fixtures/models/llama`;
-const IDS = [[1, 5, 9, 33, 70, 2, 127, 64], [3, 3, 100, 17, 8, 41, 90, 11]];
 const python = `${repo}.venv/bin/python`;
 const hasPython = await Deno.stat(python).then(() => true, () => false);
 if (!hasPython) console.warn(`export_test: ${python} is absent, so the transformers interop test is skipped`);
-
-async function withAdapter(sub?: string): Promise<Model> {
-  const model = await loadModel(base, { executor: "reference", dtype: "f32" });
-  if (sub) await attachAdapter(model, `${base}/${sub}`);
-  return model;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
-
-async function tmpDir(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "whetstone_export_" });
-}
 
 for (const sub of ["lora", "dora"]) {
   Deno.test(`export: merged llama/${sub} loads back with base+adapter's logits`, async () => {
