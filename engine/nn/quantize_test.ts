@@ -145,7 +145,7 @@ for (const [exName, make] of EXECUTORS) {
       for (const [name, gr] of grads) {
         const p = await model.executor.getParam(name);
         const shape = lora.params.get(name)!.shape;
-        model.executor.setParam(name, Float32Array.from(p, (v, i) => v - 0.25 * gr[i]), shape);
+        model.executor.setParam(name, Float32Array.from(p, (v, i) => v - 0.5 * gr[i]), shape);
       }
     }
     losses.push(await model.loss(g.ids, opts));

@@ -1,7 +1,9 @@
 /**
- * The one seeded PRNG of the project: weight init, data order and splits, sampling, test data. `mulberry32` is the
- * generator (a float in [0, 1) per call); {@link Rng} draws from the same generator with the usual shapes: u32,
- * 53-bit uniform, normal, unbiased ints, permutations, weighted choice.
+ * The project's seeded generators, in one place: `mulberry32` (a float in [0, 1) per call: batch order, sampling,
+ * BAdam, SVD starts, test data) and {@link Rng} (SplitMix32 state, lowbias32 output, with the usual shapes: u32,
+ * 53-bit uniform, normal, unbiased ints, permutations, weighted choice: adapter and value-head init, data sampling and
+ * splits). Two algorithms remain because each one's sequences are relied on (LoRA init by the training tests,
+ * mulberry32 by batch orders and goldens); nothing else may implement a PRNG.
  *
  * @example
  * ```ts
@@ -13,43 +15,39 @@
  * @module
  */
 
-/** One mulberry32 step: the new state and its 32-bit output. */
-function step(state: number): [number, number] {
-  const a = (state + 0x6d2b79f5) >>> 0;
-  let t = a;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return [a, (t ^ (t >>> 14)) >>> 0];
-}
-
 /** A seeded generator of floats in [0, 1) (mulberry32). */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
-    const [next, out] = step(a);
-    a = next;
-    return out / 4294967296;
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
-/** A seeded generator (mulberry32) with uniform, normal, integer, permutation and weighted draws. */
+/** A seeded generator (SplitMix32 state, lowbias32 output) with uniform, normal, integer, permutation and weighted draws. */
 export class Rng {
-  #state: number;
+  #s: number;
   #spare: number | undefined;
 
   /** Seeds above 2^32 keep their high bits (folded into the 32-bit state). */
   constructor(seed: number) {
-    this.#state = ((Math.floor(seed) >>> 0) ^ Math.floor(seed / 2 ** 32)) >>> 0;
+    const high = seed >= 2 ** 32 ? Math.floor(seed / 2 ** 32) : 0;
+    this.#s = ((Math.floor(seed) >>> 0) ^ high ^ 0x2545f491) >>> 0;
   }
 
   /** The next 32-bit unsigned integer. */
   uint32(): number {
-    const [next, out] = step(this.#state);
-    this.#state = next;
-    return out;
+    this.#s = (this.#s + 0x9e3779b9) >>> 0;
+    let z = this.#s;
+    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad) >>> 0;
+    z = Math.imul(z ^ (z >>> 15), 0x735a2d97) >>> 0;
+    return (z ^ (z >>> 15)) >>> 0;
   }
 
-  /** Uniform in [0, 1) with 32 random bits (the `mulberry32` float). */
+  /** Uniform in [0, 1) with 32 random bits. */
   next(): number {
     return this.uint32() / 4294967296;
   }
