@@ -41,6 +41,7 @@ import { Progress } from "./progress.ts";
 import { traceEvalStep } from "./step.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
 import { pyRound } from "../util/py_round.ts";
+import { writeAll, writeAtomic } from "../util/fs.ts";
 import { writeResults } from "./trainer_log.ts";
 
 /** LF's `GeneratingArguments` (YAML keys, LF's defaults); `num_beams` can only be 1 (no beam search). */
@@ -238,12 +239,10 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
 
   const stop = model.stopIds(template.stopTokenIds());
   const skip = a.skip_special_tokens;
-  const tmp = `${out}/.${PREDICTIONS_FILE}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const enc = new TextEncoder();
   const predictions: Prediction[] = [], generated: number[][] = [], preds: string[] = [], labels: string[] = [];
   let tokens = 0;
-  try {
+  await writeAtomic(`${out}/${PREDICTIONS_FILE}`, async (file) => {
     for (let i = 0; i < records.length; i += B) {
       const rows = records.slice(i, i + B);
       const prompts = rows.map((r) => r.input_ids);
@@ -269,17 +268,12 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
         tokens += ids[k].length;
         lines += pyJsonLine({ ...p }) + "\n";
       });
-      const bytes = enc.encode(lines);
-      for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      await writeAll(file, enc.encode(lines));
       const secs = (performance.now() - started) / 1000;
       progress.update(i + rows.length, { tokensPerSec: tokens / Math.max(secs, 1e-9) });
     }
-    await file.sync();
-  } finally {
-    file.close();
-  }
+  });
   progress.done();
-  await Deno.rename(tmp, `${out}/${PREDICTIONS_FILE}`);
   const scores = await computeSimilarity(preds, labels);
   const secs = (performance.now() - started) / 1000;
   const metrics: Record<string, number> = {};
