@@ -68,19 +68,19 @@ function runByDenoServe(): boolean {
 const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<number> }> = {
   chat: {
     help: "chat with a model in the terminal from a YAML config: deno task chat config.yaml [key=value ...]",
-    run: async (args) => (await import("./engine/nn/chat_cli.ts")).chatMain(args),
+    run: async (args) => (await import("./cli/chat.ts")).chatMain(args),
   },
   demo: {
     help: "trace, differentiate and replay a short training run of a tiny model on WebGPU, printing the loss",
-    run: async (args) => (await import("./engine/train/demo.ts")).demoMain(args),
+    run: async (args) => (await import("./cli/demo.ts")).demoMain(args),
   },
   export: {
     help: "merge an adapter and write a Hugging Face model folder: deno task export config.yaml [key=value ...]",
-    run: async (args) => (await import("./engine/nn/export.ts")).exportMain(args),
+    run: async (args) => (await import("./cli/export.ts")).exportMain(args),
   },
   preprocess: {
     help: "tokenize the datasets of a YAML config as LLaMA-Factory would (--out file.jsonl)",
-    run: async (args) => (await import("./engine/data/preprocess_cli.ts")).preprocessMain(args),
+    run: async (args) => (await import("./cli/preprocess.ts")).preprocessMain(args),
   },
   serve: {
     help: "start the HTTP API: deno task serve [--host 127.0.0.1] [--port 8000] [--roots dir,dir] [--state-dir dir] " +
@@ -89,7 +89,7 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
   },
   train: {
     help: "train from a LLaMA-Factory style YAML config: deno task train config.yaml [key=value ...]",
-    run: async (args) => (await import("./engine/train/cli.ts")).trainMain(args),
+    run: async (args) => (await import("./cli/train.ts")).trainMain(args),
   },
 };
 

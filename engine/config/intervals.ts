@@ -12,7 +12,7 @@
  * The loop makes the plan once ({@linkcode intervalPlan}) and asks {@linkcode stepActions} after each optimizer step.
  * @module
  */
-import type { TrainArgs } from "./args.ts";
+import type { TrainArgs } from "./train_args.ts";
 
 /** One of logging, evaluation, saving: never, every `every` steps, or at each epoch's end. */
 export type Interval = { strategy: "no" } | { strategy: "steps"; every: number } | { strategy: "epoch" };

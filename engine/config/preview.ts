@@ -9,7 +9,7 @@ import { previewDataset, type PreviewRow } from "../data/preview.ts";
 import { getTemplate } from "../data/template.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { resolveModel } from "../io/hub.ts";
-import type { TrainArgs } from "./args.ts";
+import type { TrainArgs } from "./train_args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "./views.ts";
 
 /** What {@link previewTrainData} shows. */

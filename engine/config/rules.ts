@@ -5,13 +5,13 @@
  * Messages keep LF's and HF's wording after the key they concern.
  * @module
  */
-import { isDir, isFile } from "../io/hub.ts";
+import { isDir, isFile } from "../util/fs.ts";
 import { parseProbs } from "../data/mix.ts";
 import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./args.ts";
+import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
 import { dataArgsOf } from "./views.ts";
 
 /** The `lr_scheduler_kwargs` each supported scheduler takes. */

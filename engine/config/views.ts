@@ -10,7 +10,7 @@ import type { LoadDatasetsArgs } from "../data/loader.ts";
 import type { DataArgs } from "../data/process.ts";
 import type { TemplateOptions } from "../data/template.ts";
 import type { ResolveOptions } from "../io/hub.ts";
-import type { TrainArgs } from "./args.ts";
+import type { TrainArgs } from "./train_args.ts";
 import { type ArgsOf, defaultsOf } from "./key_spec.ts";
 import { GENERATING_KEYS, type GeneratingArgs, KEY_GROUPS, type KeyGroup } from "./keys.ts";
 

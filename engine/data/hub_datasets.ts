@@ -19,6 +19,7 @@
  */
 import { downloadFile, type DownloadProgress } from "../io/hub.ts";
 import { DataError, fileType } from "./files.ts";
+import { isFile } from "../util/fs.ts";
 
 /** Options of {@linkcode resolveHubDataset}; unset ones come from the environment. */
 export interface HubDatasetOptions {
@@ -138,7 +139,7 @@ export async function resolveHubDataset(ref: HubDatasetRef, opts: HubDatasetOpti
   const manifest = `${dir}/.whetstone-${revision.replace(/[\/\\]/g, "--")}-${tag}.json`;
   try {
     const m = JSON.parse(await Deno.readTextFile(manifest)) as { files: string[] };
-    const ok = await Promise.all(m.files.map((f) => Deno.stat(f).then((s) => s.isFile, () => false)));
+    const ok = await Promise.all(m.files.map(isFile));
     if (m.files.length > 0 && ok.every(Boolean)) return m.files;
   } catch {
     // not cached yet
@@ -214,7 +215,7 @@ export async function resolveHubDataset(ref: HubDatasetRef, opts: HubDatasetOpti
   for (const f of files) {
     if (!safePath(f)) throw new DataError(`hub dataset ${id}: unsafe file path ${JSON.stringify(f)}`);
     const dest = `${revDir}/${f}`;
-    const have = await Deno.stat(dest).then((s) => s.isFile, () => false);
+    const have = await isFile(dest);
     if (!have) {
       await Deno.mkdir(dest.slice(0, dest.lastIndexOf("/")), { recursive: true });
       const url = `${endpoint}/datasets/${id}/resolve/${encodeURIComponent(rev)}/${

@@ -34,16 +34,8 @@ import {
 import { DataError, type FileRow, listDataFiles, readDataFile } from "./files.ts";
 import { convertRow, datasetProblem, type Stage, stageProblem, STAGES } from "./formats.ts";
 import { type HubDatasetOptions, resolveHubDataset } from "./hub_datasets.ts";
-import {
-  mix,
-  MIX_STRATEGIES,
-  mixArrays,
-  type MixStrategy,
-  parseProbs,
-  Rng,
-  sampleExactly,
-  splitTrainEval,
-} from "./mix.ts";
+import { mix, MIX_STRATEGIES, mixArrays, type MixStrategy, parseProbs, sampleExactly, splitTrainEval } from "./mix.ts";
+import { Rng } from "../util/rng.ts";
 
 /** Arguments of {@linkcode loadDatasets}, named as LLaMA-Factory's `DataArguments`. */
 export interface LoadDatasetsArgs {

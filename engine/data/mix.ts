@@ -16,6 +16,7 @@
  * and restarted by reading it again); HF's iterable version differs slightly at the stopping point.
  * @module
  */
+import { Rng } from "../util/rng.ts";
 
 /** How several datasets become one. */
 export type MixStrategy = "concat" | "interleave_under" | "interleave_over" | "interleave_once";
@@ -27,82 +28,6 @@ export const MIX_STRATEGIES: readonly MixStrategy[] = [
   "interleave_over",
   "interleave_once",
 ];
-
-/** A small seeded generator (sfc32 seeded through splitmix32); uniform in [0, 1) with 32 bits. */
-export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
-
-  constructor(seed: number) {
-    let s = (Math.floor(seed) >>> 0) ^ Math.floor(seed / 2 ** 32);
-    const split = () => {
-      s = (s + 0x9e3779b9) | 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.#a = split();
-    this.#b = split();
-    this.#c = split();
-    this.#d = split();
-    for (let i = 0; i < 12; i++) this.uint32();
-  }
-
-  /** The next 32-bit unsigned integer. */
-  uint32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.uint32() / 2 ** 32;
-  }
-
-  /** Uniform integer in [0, n) (n < 2^32), without modulo bias. */
-  int(n: number): number {
-    if (!(n >= 1)) throw new RangeError(`Rng.int needs n >= 1, got ${n}`);
-    const limit = 2 ** 32 - (2 ** 32 % n);
-    for (;;) {
-      const x = this.uint32();
-      if (x < limit) return x % n;
-    }
-  }
-
-  /** A random permutation of 0..n-1 (Fisher-Yates). */
-  permutation(n: number): number[] {
-    const p = Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [p[i], p[j]] = [p[j], p[i]];
-    }
-    return p;
-  }
-
-  /** An index drawn with the given weights (which need not sum to 1; zero weights are never drawn). */
-  choice(weights: readonly number[]): number {
-    let total = 0;
-    for (const w of weights) total += w;
-    let x = this.next() * total;
-    let last = -1;
-    for (let i = 0; i < weights.length; i++) {
-      if (weights[i] <= 0) continue;
-      last = i;
-      if (x < weights[i]) return i;
-      x -= weights[i];
-    }
-    if (last < 0) throw new RangeError("Rng.choice: every weight is zero");
-    return last; // rounding
-  }
-}
 
 /**
  * `num_samples` of dataset_info.json: exactly `n` items, a seeded permutation first (every item once when n >= len),

@@ -1,25 +1,9 @@
 import assert from "node:assert/strict";
-import { mix, mixArrays, type MixStrategy, parseProbs, Rng, sampleExactly, splitTrainEval, valCount } from "./mix.ts";
+import { mix, mixArrays, type MixStrategy, parseProbs, sampleExactly, splitTrainEval, valCount } from "./mix.ts";
+import { Rng } from "../util/rng.ts";
 
 /** Datasets [3, 4, 5] long whose items are their index in the concatenation (as in HF's docstring). */
 const SETS = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9, 10, 11]];
-
-Deno.test("Rng: deterministic, uniform ints in range, permutations", () => {
-  const a = new Rng(42), b = new Rng(42), c = new Rng(43);
-  const xs = Array.from({ length: 8 }, () => a.uint32());
-  assert.deepEqual(xs, Array.from({ length: 8 }, () => b.uint32()));
-  assert.notDeepEqual(xs, Array.from({ length: 8 }, () => c.uint32()));
-  const counts = [0, 0, 0];
-  for (let i = 0; i < 30000; i++) counts[a.int(3)]++;
-  for (const n of counts) assert.ok(Math.abs(n - 10000) < 500, `counts ${counts}`);
-  const p = new Rng(1).permutation(100);
-  assert.deepEqual([...p].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
-  const picks = [0, 0, 0];
-  const r = new Rng(3);
-  for (let i = 0; i < 20000; i++) picks[r.choice([0.5, 0, 0.5])]++;
-  assert.equal(picks[1], 0);
-  assert.ok(Math.abs(picks[0] - 10000) < 400);
-});
 
 Deno.test("interleave without probabilities is HF's round robin", async () => {
   assert.deepEqual(await mixArrays(SETS, "interleave_under", 0), [0, 3, 7, 1, 4, 8, 2, 5, 9]);

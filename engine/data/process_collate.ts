@@ -5,7 +5,7 @@
  * Pairwise batches are all chosen rows then all rejected rows; KTO batches pad the main and KL rows separately.
  * @module
  */
-import { IGNORE_INDEX, type KtoRecord, type PairwiseRecord } from "./process.ts";
+import { IGNORE_INDEX, type KtoRecord, type PairwiseRecord } from "./process_base.ts";
 
 /** Options of the collators. */
 export interface CollateOptions {

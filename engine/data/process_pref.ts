@@ -15,7 +15,7 @@ import {
   type PairwiseRecord,
   type ResolvedDataArgs,
   type SftRecord,
-} from "./process.ts";
+} from "./process_base.ts";
 
 const ones = (n: number) => new Array<number>(n).fill(1);
 const ignore = (n: number) => new Array<number>(n).fill(IGNORE_INDEX);

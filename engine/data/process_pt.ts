@@ -11,7 +11,7 @@ import {
   IGNORE_INDEX,
   type ResolvedDataArgs,
   type SftRecord,
-} from "./process.ts";
+} from "./process_base.ts";
 
 /**
  * One batch of pre-training texts. Text = `prompt[0].content` + eos text (`<|end_of_text|>` for the `llama3`

@@ -13,7 +13,7 @@ import {
   inferSeqlen,
   type ResolvedDataArgs,
   type SftRecord,
-} from "./process.ts";
+} from "./process_base.ts";
 
 /** The options of {@link encodeSupervised}. */
 export interface SupervisedOptions {

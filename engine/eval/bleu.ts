@@ -26,7 +26,7 @@
  * ```
  * @module
  */
-import { pyRound } from "../train/trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
 
 /** A token sequence: characters (code points) for LLaMA-Factory's BLEU, or words. */
 export type Tokens = readonly string[];

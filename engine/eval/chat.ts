@@ -26,7 +26,7 @@ import type { ExecutorKind } from "../exec/pick.ts";
 import { resolveModel } from "../io/hub.ts";
 import type { GenerateOptions } from "../nn/generate.ts";
 import { loadModel, type Model } from "../nn/model.ts";
-import { decodeIds } from "../train/predict.ts";
+import { decodeIds } from "../data/decode_ids.ts";
 
 /** Generation settings of one chat call (LF's GeneratingArguments, camel-cased; defaults: the key table's). */
 export interface ChatOptions {

@@ -25,7 +25,7 @@
  * @module
  */
 import { loadJieba } from "../../deps.ts";
-import { pyRound } from "../train/trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
 import { bleu4 } from "./bleu.ts";
 import { pySplit, rougeScores } from "./rouge.ts";
 

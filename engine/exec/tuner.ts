@@ -27,6 +27,7 @@ import {
 } from "../../kernels/matmul.ts";
 import { decodeHost, encodeHost } from "./webgpu.ts";
 import { roundTo } from "./dtype.ts";
+import { mulberry32 } from "../util/rng.ts";
 import { adapterKind, loadTuning, saveTuning, tuningPath } from "./tuning_cache.ts";
 
 /** One matmul problem: operand infos and transpose flags. */
@@ -79,12 +80,9 @@ export function gpuContext(gpu: Gpu): KernelContext {
 
 /** Deterministic data in [-1, 1), rounded to `dtype`. */
 function randomData(n: number, seed: number, dtype: DType): Float64Array {
-  let s = seed >>> 0;
+  const r = mulberry32(seed);
   const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = Math.fround(s / 2 ** 31 - 1);
-  }
+  for (let i = 0; i < n; i++) out[i] = Math.fround(2 * r() - 1);
   return roundTo(out, dtype);
 }
 

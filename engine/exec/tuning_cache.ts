@@ -9,6 +9,7 @@
  * @module
  */
 import { ADAPTER_KIND_KEY, type AdapterKind } from "../../kernels/matmul.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 /** The cache file's contents. */
 export interface TuningFile {
@@ -74,7 +75,5 @@ export async function saveTuning(
   if (dir) await Deno.mkdir(dir, { recursive: true });
   const file = readTuning(path);
   file.adapters[adapterName] = { ...file.adapters[adapterName], ...entries };
-  const tmp = `${path}.${Deno.pid}.${Date.now()}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(file, null, 1) + "\n");
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, JSON.stringify(file, null, 1) + "\n");
 }

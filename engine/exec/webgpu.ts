@@ -24,7 +24,7 @@ import { lowering } from "../../kernels/mod.ts";
 import type { KernelContext } from "../../kernels/kernel.ts";
 import { planGraph, valueBytes } from "./plan.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
-import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "./dtype.ts";
+import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { loadTuning } from "./tuning_cache.ts";
 
 interface Stored {

@@ -4,6 +4,7 @@
  * @module
  */
 import { openSafetensors, type SafetensorsDType, type SafetensorsFile } from "./safetensors.ts";
+import { exists } from "../util/fs.ts";
 
 /** One weight of a model folder: the shard that holds it and its header entry. */
 export interface FolderTensor {
@@ -37,16 +38,6 @@ export interface ModelFolder {
 export const WEIGHTS_FILE = "model.safetensors";
 /** Index of a sharded folder (`weight_map`: tensor name → shard file). */
 export const WEIGHTS_INDEX_FILE = "model.safetensors.index.json";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 async function readJson(dir: string, file: string): Promise<Record<string, unknown>> {
   const text = await Deno.readTextFile(`${dir}/${file}`);

@@ -7,6 +7,7 @@
  * @module
  */
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "./hf_folder.ts";
+import { isDir, isFile } from "../util/fs.ts";
 
 /** Progress of one file's download. `total` is unknown when the server does not say. */
 export interface DownloadProgress {
@@ -62,26 +63,6 @@ export function hubCacheDir(id: string, revision = "main", root?: string): strin
   const rev = revision.replace(/[\/\\]/g, "--");
   if (!rev || rev.startsWith(".")) throw new Error(`invalid revision ${JSON.stringify(revision)}`);
   return `${root.replace(/(.)\/+$/, "$1")}/${id.replace("/", "--")}/${rev}`;
-}
-
-/** True when `path` is an existing directory (false when it does not exist). */
-export async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-/** Whether `path` is a file (false when it does not exist). */
-export async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 function safeName(file: string): boolean {

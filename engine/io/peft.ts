@@ -10,7 +10,36 @@
  * @module
  */
 import { openSafetensors, type TensorData, writeSafetensors } from "./safetensors.ts";
-import type { LoraConfig, LoraInit } from "../nn/lora.ts";
+import { exists, writeFileAtomic } from "../util/fs.ts";
+
+/** PEFT's `init_lora_weights`. */
+export type LoraInit = boolean | "gaussian" | "pissa" | `pissa_niter_${number}`;
+
+/** A LoRA adapter's hyper-parameters (PEFT's LoraConfig, as far as Whetstone implements it). */
+export interface LoraConfig {
+  /** Rank. */
+  r: number;
+  /** lora_alpha. */
+  alpha: number;
+  /** Dropout on the LoRA path's input (training graphs only). */
+  dropout: number;
+  /**
+   * Which linears: a list of names, each matching a module whose path is the name or ends with "." + name
+   * (PEFT), "all" in the list (or the string "all" / "all-linear") for every linear except lm_head
+   * (LLaMA-Factory's find_all_linear_modules); any other string is a regex fully matching the module path.
+   */
+  targets: readonly string[] | string;
+  /** Modules left out, matched as `targets` (PEFT's exclude_modules). */
+  exclude?: readonly string[] | string;
+  /** Only these layer indices (PEFT's layers_to_transform). */
+  layers?: readonly number[];
+  /** rsLoRA: scale alpha / √r instead of alpha / r. */
+  useRslora: boolean;
+  /** DoRA (weight-decomposed LoRA). */
+  useDora: boolean;
+  /** Initialisation (PEFT's init_lora_weights); "pissa" / "pissa_niter_N" also rewrite the base weights. */
+  init: LoraInit;
+}
 
 /** adapter_config.json. */
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
@@ -187,7 +216,7 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
   try {
     await Deno.stat(wPath);
   } catch {
-    const bin = await Deno.stat(`${dir}/adapter_model.bin`).then(() => true, () => false);
+    const bin = await exists(`${dir}/adapter_model.bin`);
     throw new Error(
       `${dir}: no ${ADAPTER_WEIGHTS_FILE}` +
         (bin ? " (adapter_model.bin is a pickle; re-save it with safe_serialization=True)" : ""),
@@ -222,12 +251,5 @@ export async function writePeftAdapter(
   for (const [name, t] of adapter.tensors) rec[name] = { dtype: "F32", shape: t.shape, data: t.data };
   await writeSafetensors(`${dir}/${ADAPTER_WEIGHTS_FILE}`, rec, { format: "pt" });
   const json = JSON.stringify(peftConfigJson(adapter.config, adapter.baseModel ?? ""), null, 2) + "\n";
-  const tmp = `${dir}/.${ADAPTER_CONFIG_FILE}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(tmp, json);
-    await Deno.rename(tmp, `${dir}/${ADAPTER_CONFIG_FILE}`);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(`${dir}/${ADAPTER_CONFIG_FILE}`, json);
 }

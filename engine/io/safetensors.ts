@@ -17,6 +17,7 @@ import {
   type SafetensorsDType,
   type TensorData,
 } from "./safetensors_dtypes.ts";
+import { writeAll, writeAtomic } from "../util/fs.ts";
 
 export * from "./safetensors_dtypes.ts";
 
@@ -225,10 +226,6 @@ const RANK: Record<SafetensorsDType, number> = {
   U64: 14,
 };
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.length;) done += await file.write(data.subarray(done));
-}
-
 /**
  * Writes tensors (and optional string metadata) to `path` atomically: a temp file in the same folder is written,
  * fsynced and renamed over `path`. Tensors are laid out as the Python library lays them out
@@ -265,21 +262,9 @@ export async function writeSafetensors(
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(json.length), true);
 
-  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
-  try {
+  await writeAtomic(path, async (file) => {
     await writeAll(file, prefix);
     await writeAll(file, json);
     for (const e of encoded) await writeAll(file, e);
-    await file.sync();
-    file.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      file.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }

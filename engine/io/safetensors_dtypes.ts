@@ -2,7 +2,7 @@
  * Safetensors dtypes: names, sizes, and conversion between raw little-endian bytes and numbers.
  * @module
  */
-import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../exec/dtype.ts";
+import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 
 /** A safetensors dtype name. */
 export type SafetensorsDType =

@@ -6,7 +6,7 @@ import {
   type SafetensorsDType,
   writeSafetensors,
 } from "./safetensors.ts";
-import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../exec/dtype.ts";
+import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 
 const SAMPLE = new URL("../../fixtures/io/sample.safetensors", import.meta.url).pathname;
 const SAMPLE_JSON = new URL("../../fixtures/io/sample.json", import.meta.url).pathname;

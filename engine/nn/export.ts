@@ -21,7 +21,6 @@
  * ```
  * @module
  */
-import { readConfigFile } from "../config/yaml_file.ts";
 import {
   SAFETENSORS_DTYPE_BYTES,
   type SafetensorsDType,
@@ -29,10 +28,9 @@ import {
   writeSafetensors,
 } from "../io/safetensors.ts";
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
-import { resolveModel } from "../io/hub.ts";
-import { attachAdapter, LoraAdapter, loraKeys, loraScale } from "./lora.ts";
-import { exportOnnx } from "./onnx_export.ts";
-import { loadModel, type Model } from "./model.ts";
+import { LoraAdapter, loraKeys, loraScale } from "./lora.ts";
+import type { Model } from "./model.ts";
+import { exists } from "../util/fs.ts";
 
 /**
  * The base weights with the attached adapter merged in (name → values, every base param, in the model's order);
@@ -123,13 +121,6 @@ export function planShards(sizes: [string, number][], max: number): string[][] {
 }
 
 const pad5 = (n: number) => String(n).padStart(5, "0");
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, (e) => {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  });
-}
 
 /**
  * Writes the model (adapter merged, see {@link mergeAdapter}) as a Hugging Face folder `dir`: config.json with
@@ -260,32 +251,4 @@ export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Reco
     dtype,
     ...(onnx && { onnx }),
   };
-}
-
-/** The `export` verb: `deno task export config.yaml [key=value ...]`; returns the exit code. */
-export async function exportMain(argv: string[]): Promise<number> {
-  const [path, ...overrides] = argv;
-  if (!path) {
-    console.error("usage: deno task export config.yaml [key=value ...]");
-    return 2;
-  }
-  const cfg = await readConfigFile(path, overrides);
-  if (typeof cfg.model_name_or_path !== "string") throw new Error("model_name_or_path: required");
-  const source = await resolveModel(cfg.model_name_or_path);
-  const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));
-  const model = await loadModel(source, { dtype: "f32", executor: "reference" });
-  if (args.adapterNameOrPath) await attachAdapter(model, args.adapterNameOrPath);
-  await exportModel(model, args.exportDir, { source, shardBytes: args.exportSize * 1e9, dtype: args.dtype });
-  console.log(
-    `exported ${args.modelNameOrPath}${args.adapterNameOrPath ? ` + ${args.adapterNameOrPath}` : ""} ` +
-      `(${args.dtype}) to ${args.exportDir}`,
-  );
-  if (args.onnx) {
-    const merged = await loadModel(args.exportDir, { executor: "reference" });
-    await exportOnnx(merged, `${args.exportDir}/onnx`, args.onnx);
-    console.log(
-      `exported ONNX (prefill ${args.onnx.prefillLength}, cache ${args.onnx.cacheLength}) to ${args.exportDir}/onnx`,
-    );
-  }
-  return 0;
 }

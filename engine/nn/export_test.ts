@@ -5,34 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { openModelFolder, WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
-import { exportMain, exportModel, mergeAdapter, parseExportArgs, planShards } from "./export.ts";
-import { attachAdapter } from "./lora.ts";
-import { loadModel, type Model } from "./model.ts";
-import { OnnxDecoder } from "./onnx_decoder.ts";
+import { exportModel, mergeAdapter, parseExportArgs, planShards } from "./export.ts";
+import { base, IDS, maxDiff, repo, tmpDir, withAdapter } from "./export_testing.ts";
+import { loadModel } from "./model.ts";
 
-const repo = new URL("../../", import.meta.url).pathname;
-const base = `${repo}fixtures/models/llama`;
-const IDS = [[1, 5, 9, 33, 70, 2, 127, 64], [3, 3, 100, 17, 8, 41, 90, 11]];
 const python = `${repo}.venv/bin/python`;
 const hasPython = await Deno.stat(python).then(() => true, () => false);
 if (!hasPython) console.warn(`export_test: ${python} is absent, so the transformers interop test is skipped`);
-
-async function withAdapter(sub?: string): Promise<Model> {
-  const model = await loadModel(base, { executor: "reference", dtype: "f32" });
-  if (sub) await attachAdapter(model, `${base}/${sub}`);
-  return model;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
-
-async function tmpDir(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "whetstone_export_" });
-}
 
 for (const sub of ["lora", "dora"]) {
   Deno.test(`export: merged llama/${sub} loads back with base+adapter's logits`, async () => {
@@ -152,31 +131,4 @@ Deno.test("export: YAML keys", () => {
   assert.throws(() => parseExportArgs({ ...ok, quantization_bit: 4 }), /quantization_bit: Cannot merge adapters/);
   assert.throws(() => parseExportArgs({ ...ok, adapter_name_or_path: "a,b" }), /one adapter/);
   assert.throws(() => parseExportArgs({ ...ok, infer_dtype: "int8" }), /infer_dtype/);
-});
-
-Deno.test("export: the export verb merges an adapter from a YAML config", async () => {
-  const dir = await tmpDir();
-  try {
-    const yaml = `model_name_or_path: ${base}\nadapter_name_or_path: ${base}/lora\ntemplate: llama3\n` +
-      `export_dir: ${dir}/out\nexport_size: 5\nexport_legacy_format: false\n` +
-      `export_onnx: true\nexport_onnx_cache_length: 64\nexport_onnx_prefill_length: 8\n`;
-    await Deno.writeTextFile(`${dir}/export.yaml`, yaml);
-    const log = console.log;
-    console.log = () => {};
-    try {
-      assert.equal(await exportMain([`${dir}/export.yaml`]), 0);
-    } finally {
-      console.log = log;
-    }
-    const back = await loadModel(`${dir}/out`, { executor: "reference" });
-    const want = (await (await withAdapter("lora")).forward(IDS)).logits;
-    assert.ok(maxDiff((await back.forward(IDS)).logits, want) <= 1e-5);
-    // The merged model as ONNX, run by onnxruntime alone: the last prompt token's logits.
-    const dec = await OnnxDecoder.load(`${dir}/out/onnx`);
-    const V = back.config.vocab, L = IDS[0].length;
-    const { logits } = await dec.prefillRun([IDS[0]]);
-    assert.ok(maxDiff(logits, want.subarray((L - 1) * V, L * V)) <= 1e-4);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });

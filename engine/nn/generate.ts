@@ -22,8 +22,7 @@
 import { mulberry32 } from "../util/rng.ts";
 import { Graph } from "../graph/mod.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
-import type { Model, ModelAdapter } from "./model.ts";
-import { bucketLength } from "./model.ts";
+import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
 import {
   batchBucket,
   cacheBucket,
@@ -64,9 +63,9 @@ interface Graphs {
   /** Cache keys (batch × length buckets) a generation is using now. */
   busy: Set<string>;
 }
-const GRAPHS = new WeakMap<Model, Graphs>();
+const GRAPHS = new WeakMap<ModelCore, Graphs>();
 
-function graphs(model: Model): Graphs {
+function graphs(model: ModelCore): Graphs {
   let gs = GRAPHS.get(model);
   if (!gs || gs.adapter !== model.adapter) {
     GRAPHS.set(model, gs = { adapter: model.adapter, compiled: new Map(), busy: gs?.busy ?? new Set() });
@@ -74,7 +73,7 @@ function graphs(model: Model): Graphs {
   return gs;
 }
 
-function compiled(model: Model, B: number, C: number, L: number, decode: boolean): Promise<CompiledGraph> {
+function compiled(model: ModelCore, B: number, C: number, L: number, decode: boolean): Promise<CompiledGraph> {
   const gs = graphs(model), key = `${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
   let p = gs.compiled.get(key);
   if (!p) {
@@ -140,7 +139,7 @@ export function chooseToken(
 /** Checks prompts and options; `name(b)` names prompt b in messages (e.g. `prompts[1]`). */
 function checkInputs(
   fn: string,
-  model: Model,
+  model: ModelCore,
   prompts: number[][],
   opts: GenerateOptions,
   name: (b: number) => string,
@@ -167,7 +166,7 @@ function checkInputs(
  */
 async function* decodeSteps(
   fn: string,
-  model: Model,
+  model: ModelCore,
   prompts: number[][],
   opts: GenerateOptions,
 ): AsyncGenerator<(number | undefined)[]> {
@@ -254,7 +253,7 @@ async function* decodeSteps(
  * Generates up to `opts.maxNewTokens` tokens after `inputIds`; resolves with the new token ids (a stop id that
  * ended generation included, as transformers does).
  */
-export async function generate(model: Model, inputIds: number[], opts: GenerateOptions): Promise<number[]> {
+export async function generate(model: ModelCore, inputIds: number[], opts: GenerateOptions): Promise<number[]> {
   checkInputs("generate", model, [inputIds], opts, () => "inputIds");
   const out: number[] = [];
   for await (const [t] of decodeSteps("generate", model, [inputIds], opts)) if (t !== undefined) out.push(t);
@@ -275,7 +274,7 @@ export async function generate(model: Model, inputIds: number[], opts: GenerateO
  * const [a, b] = await generateBatch(model, [[1, 5, 9], [1, 7, 7, 3, 2]], { maxNewTokens: 8, stop: [2] });
  * ```
  */
-export async function generateBatch(model: Model, prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
+export async function generateBatch(model: ModelCore, prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
   if (!Array.isArray(prompts)) throw new Error(`generateBatch: prompts must be an array of prompts`);
   checkInputs("generateBatch", model, prompts, opts, (b) => `prompts[${b}]`);
   const out = prompts.map((): number[] => []);
@@ -298,7 +297,11 @@ export async function generateBatch(model: Model, prompts: number[][], opts: Gen
  * }
  * ```
  */
-export async function* generateStream(model: Model, inputIds: number[], opts: GenerateOptions): AsyncGenerator<number> {
+export async function* generateStream(
+  model: ModelCore,
+  inputIds: number[],
+  opts: GenerateOptions,
+): AsyncGenerator<number> {
   checkInputs("generateStream", model, [inputIds], opts, () => "inputIds");
   for await (const [t] of decodeSteps("generateStream", model, [inputIds], opts)) if (t !== undefined) yield t;
 }

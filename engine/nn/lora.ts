@@ -18,60 +18,15 @@
  * ```
  * @module
  */
-import { add, div, dropout, matmul, mul, sqrt, sub, sum, type Tensor } from "../graph/mod.ts";
+import { add, div, dropout, matmul, mul, sqrt, stopGradient, sub, sum, type Tensor } from "../graph/mod.ts";
 import { cast } from "../graph/ops/cast.ts";
-import { op1 } from "../graph/graph.ts";
-import { defineOp, opNames, registerOps } from "../graph/op.ts";
-import { type AdapterTensor, readPeftAdapter, writePeftAdapter } from "../io/peft.ts";
+import { type AdapterTensor, type LoraConfig, readPeftAdapter, writePeftAdapter } from "../io/peft.ts";
+export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type LinearHook } from "./decoder.ts";
-import { addLowRank, gaussian, kaimingUniform, pissaInit, Rng, rowNorms } from "./lora_init.ts";
-import type { Model, ModelAdapter } from "./model.ts";
-
-// x [...] -> y [...]: the identity whose gradient is zero (a view: no kernel, no memory).
-if (!opNames().includes("stop_gradient")) {
-  registerOps([
-    defineOp({
-      name: "stop_gradient",
-      view: true,
-      infer: ([x]) => [{ shape: x.shape, dtype: x.dtype }],
-      ref: ([x]) => [x.data],
-      grad: () => [undefined],
-    }),
-  ]);
-}
-
-/** `x` with no gradient flowing back through it (torch's `.detach()`). */
-export const stopGradient = (x: Tensor): Tensor => op1("stop_gradient", [x]);
-
-/** PEFT's `init_lora_weights`. */
-export type LoraInit = boolean | "gaussian" | "pissa" | `pissa_niter_${number}`;
-
-/** A LoRA adapter's hyper-parameters (PEFT's LoraConfig, as far as Whetstone implements it). */
-export interface LoraConfig {
-  /** Rank. */
-  r: number;
-  /** lora_alpha. */
-  alpha: number;
-  /** Dropout on the LoRA path's input (training graphs only). */
-  dropout: number;
-  /**
-   * Which linears: a list of names, each matching a module whose path is the name or ends with "." + name
-   * (PEFT), "all" in the list (or the string "all" / "all-linear") for every linear except lm_head
-   * (LLaMA-Factory's find_all_linear_modules); any other string is a regex fully matching the module path.
-   */
-  targets: readonly string[] | string;
-  /** Modules left out, matched as `targets` (PEFT's exclude_modules). */
-  exclude?: readonly string[] | string;
-  /** Only these layer indices (PEFT's layers_to_transform). */
-  layers?: readonly number[];
-  /** rsLoRA: scale alpha / √r instead of alpha / r. */
-  useRslora: boolean;
-  /** DoRA (weight-decomposed LoRA). */
-  useDora: boolean;
-  /** Initialisation (PEFT's init_lora_weights); "pissa" / "pissa_niter_N" also rewrite the base weights. */
-  init: LoraInit;
-}
+import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
+import { Rng } from "../util/rng.ts";
+import type { ModelAdapter, ModelCore } from "./model_core.ts";
 
 /** A LoRA config with LLaMA-Factory's defaults (r 8, alpha 2r, dropout 0, targets "all", init true). */
 export function loraConfig(c: Partial<LoraConfig> = {}): LoraConfig {
@@ -296,7 +251,7 @@ function initAB(cfg: LoraConfig, o: number, i: number, rng: Rng): { A: Float32Ar
  * loads it: the SVD is recomputed from the base and subtracted, then A and B are read. The base stays frozen.
  */
 export async function attachAdapter(
-  model: Model,
+  model: ModelCore,
   source: string | Partial<LoraConfig>,
   opts: AttachOptions = {},
 ): Promise<LoraAdapter> {
@@ -380,7 +335,7 @@ export interface SaveAdapterOptions {
 }
 
 /** Writes the model's adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors). */
-export async function saveAdapter(model: Model, dir: string, opts: SaveAdapterOptions = {}): Promise<void> {
+export async function saveAdapter(model: ModelCore, dir: string, opts: SaveAdapterOptions = {}): Promise<void> {
   const ad = model.adapter;
   if (!(ad instanceof LoraAdapter)) throw new Error("saveAdapter: the model has no LoRA adapter attached");
   const tensors = new Map<string, AdapterTensor>();

@@ -6,39 +6,7 @@
  * torch.svd_lowrank that PEFT calls, with N power iterations). Everything is deterministic for a seed, in f64.
  * @module
  */
-
-/** A small seeded PRNG (SplitMix32 state, lowbias32 output) with uniform and normal draws. */
-export class Rng {
-  #s: number;
-  #spare: number | undefined;
-  constructor(seed: number) {
-    this.#s = (seed >>> 0) ^ 0x2545f491;
-  }
-  /** A u32. */
-  u32(): number {
-    this.#s = (this.#s + 0x9e3779b9) >>> 0;
-    let z = this.#s;
-    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad) >>> 0;
-    z = Math.imul(z ^ (z >>> 15), 0x735a2d97) >>> 0;
-    return (z ^ (z >>> 15)) >>> 0;
-  }
-  /** Uniform in [0, 1) with 53 random bits. */
-  uniform(): number {
-    return ((this.u32() >>> 5) * 67108864 + (this.u32() >>> 6)) / 9007199254740992;
-  }
-  /** Standard normal (Box–Muller). */
-  normal(): number {
-    if (this.#spare !== undefined) {
-      const s = this.#spare;
-      this.#spare = undefined;
-      return s;
-    }
-    const u = 1 - this.uniform(), v = this.uniform();
-    const m = Math.sqrt(-2 * Math.log(u));
-    this.#spare = m * Math.sin(2 * Math.PI * v);
-    return m * Math.cos(2 * Math.PI * v);
-  }
-}
+import { Rng } from "../util/rng.ts";
 
 /** [rows, cols] kaiming-uniform with a = √5 as `nn.Linear` does: U(−1/√cols, 1/√cols). */
 export function kaimingUniform(rows: number, cols: number, rng: Rng): Float32Array {

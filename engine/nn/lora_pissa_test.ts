@@ -10,7 +10,8 @@ import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import { attachAdapter, LoraAdapter, loraKeys, saveAdapter } from "./lora.ts";
-import { jacobiSvd, randomizedSvd, Rng } from "./lora_init.ts";
+import { jacobiSvd, randomizedSvd } from "./lora_init.ts";
+import { Rng } from "../util/rng.ts";
 import { loadModel, type Model } from "./model.ts";
 import { golden, maskedLogitError } from "./lora_testing.ts";
 

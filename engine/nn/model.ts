@@ -15,10 +15,13 @@ import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
-import { decoderParams, type DecoderWeights, type LinearHook, traceDecoder } from "./decoder.ts";
+import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
 import { attachAdapter } from "./lora.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
+import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
+
+export { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -39,17 +42,6 @@ export interface LoadModelOptions {
   quantization?: QuantizeOptions;
 }
 
-/** Extra parameters and a linear hook a {@link Model} traces with (an adapter such as LoRA); the base stays frozen. */
-export interface ModelAdapter {
-  /** Adapter parameter name → shape and dtype, stored in the executor under the model's prefix + name. */
-  readonly params: ReadonlyMap<string, { shape: number[]; dtype: DType }>;
-  /**
-   * The hook for one traced graph; `weight` resolves base and adapter parameters alike. `seed` (a u32 scalar
-   * input) turns on the adapter's dropout.
-   */
-  linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
-}
-
 /** What {@link Model.forward} takes besides the ids. */
 export interface ForwardOptions {
   /** Same shape as the ids; -100 where no loss is taken. Shifted inside, as transformers does. */
@@ -67,13 +59,8 @@ export interface ForwardResult {
 
 const STORED: Record<string, DType> = { F32: "f32", BF16: "bf16", F16: "f16" };
 
-/** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */
-export function bucketLength(n: number): number {
-  return n <= 64 ? Math.max(16, Math.ceil(n / 16) * 16) : Math.ceil(n / 64) * 64;
-}
-
 /** A loaded decoder on an executor. */
-export class Model {
+export class Model implements ModelCore {
   readonly #graphs = new Map<string, Promise<{ compiled: CompiledGraph; names: string[] }>>();
   #adapter?: ModelAdapter;
   #quantized?: QuantizedBase;

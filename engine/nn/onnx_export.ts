@@ -31,6 +31,7 @@ import { lowerGraph } from "../exec/onnx/lower.ts";
 import { encodeModelChunks, type ModelDef } from "../exec/onnx/proto.ts";
 import { cacheName, cacheShape, layerWindows, traceCached } from "./kv_decoder.ts";
 import type { Model } from "./model.ts";
+import { writeAll, writeAtomic } from "../util/fs.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
@@ -74,18 +75,11 @@ function renameIO(model: ModelDef, rename: (name: string) => string): void {
   }
 }
 
-/** Writes `chunks` to `path` through a temporary file renamed at the end (no half-written model). */
-async function writeChunks(path: string, chunks: Iterable<Uint8Array>): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
-    for (const c of chunks) {
-      for (let o = 0; o < c.length;) o += await f.write(c.subarray(o));
-    }
-  } finally {
-    f.close();
-  }
-  await Deno.rename(tmp, path);
+/** Writes `chunks` to `path` atomically (no half-written model). */
+function writeChunks(path: string, chunks: Iterable<Uint8Array>): Promise<void> {
+  return writeAtomic(path, async (f) => {
+    for (const c of chunks) await writeAll(f, c);
+  });
 }
 
 /** Exports `model` (with its adapter, if any) to ONNX files in `dir`; returns the written config. */

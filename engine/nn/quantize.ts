@@ -22,7 +22,7 @@ import { checkSpec, quantBytes, quantizeWeight, quantLayout, quantParams, type Q
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type LinearHook } from "./decoder.ts";
 import { linearModules } from "./lora.ts";
-import type { Model } from "./model.ts";
+import type { ModelCore } from "./model_core.ts";
 
 /** How to quantize a model's base (LLaMA-Factory's quantization_bit / quantization_type / double_quantization). */
 export interface QuantizeOptions {
@@ -160,12 +160,18 @@ function dropParam(ex: Executor, name: string): void {
   } else ex.setParam(name, [], [0]);
 }
 
+/** A loaded model that can carry a quantized base (`Model` in model.ts). */
+export interface QuantizableModel extends ModelCore {
+  readonly quantized: QuantizedBase | undefined;
+  setQuantized(q: QuantizedBase | undefined): void;
+}
+
 /**
  * Quantizes the base linears of a loaded model on its executor: each weight is read, quantized, stored as its packed
  * tensors, and removed (with its entry in `model.params`); the model's linears then run through `matmul_q`. Loading
  * with `loadModel(path, { quantization })` does the same without ever uploading the full-precision weights.
  */
-export async function quantizeModel(model: Model, opts: QuantizeOptions): Promise<QuantizedBase> {
+export async function quantizeModel(model: QuantizableModel, opts: QuantizeOptions): Promise<QuantizedBase> {
   if (model.quantized) throw new Error("quantizeModel: the model's base is already quantized");
   const q = new QuantizedBase(quantSpecOf(opts), model.config, opts.skip);
   const ex = model.executor;

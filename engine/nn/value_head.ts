@@ -32,7 +32,7 @@ import {
 } from "../graph/mod.ts";
 import type { Graph } from "../graph/graph.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { Rng } from "./lora_init.ts";
+import { Rng } from "../util/rng.ts";
 import type { Model } from "./model.ts";
 
 /** Store name of the head's weight [1, hidden] (TRL's and LF's key). */

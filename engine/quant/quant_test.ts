@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { mulberry32 } from "../util/rng.ts";
-import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../exec/dtype.ts";
+import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { dynamicMap, FP4, nearestCode, NF4, quantizeFp4, quantizeNf4 } from "./codes.ts";
 import { nibble, wordsToBytes } from "./blockwise.ts";
 import { dequantizeWeight, quantBytes, quantizeWeight, weightAbsmax, weightBytes } from "./weight.ts";

@@ -17,6 +17,7 @@
  * @module
  */
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { exists, writeFileAtomic } from "../util/fs.ts";
 
 /** HF's `PREFIX_CHECKPOINT_DIR`. */
 export const CHECKPOINT_PREFIX = "checkpoint";
@@ -51,16 +52,6 @@ function rand(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 12);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 async function readDirSafe(dir: string): Promise<Deno.DirEntry[]> {
   const out: Deno.DirEntry[] = [];
   try {
@@ -92,32 +83,9 @@ async function syncTree(dir: string): Promise<void> {
   await syncPath(dir);
 }
 
-/**
- * Writes `text` to `path` atomically: a temp file in the same folder is written, fsynced (unless `fsync` is false)
- * and renamed over `path`. A crash leaves either the old file or the new one, never a torn one.
- */
-export async function writeTextAtomic(path: string, text: string, fsync = true): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.${rand()}.tmp`;
-  try {
-    const f = await Deno.open(tmp, { write: true, createNew: true });
-    try {
-      const bytes = new TextEncoder().encode(text);
-      for (let done = 0; done < bytes.length;) done += await f.write(bytes.subarray(done));
-      if (fsync) await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
 /** Saves a small JSON state (e.g. {@linkcode SCHEDULER_FILE}, {@linkcode RNG_FILE}) to `dir/file` atomically. */
 export async function saveJsonState(dir: string, file: string, value: unknown): Promise<void> {
-  await writeTextAtomic(join(dir, file), JSON.stringify(value, null, 2) + "\n");
+  await writeFileAtomic(join(dir, file), JSON.stringify(value, null, 2) + "\n");
 }
 
 /** Loads a JSON state written by {@linkcode saveJsonState}; throws with the path if it is missing or invalid. */
@@ -178,7 +146,7 @@ export async function cleanCheckpointLeftovers(outputDir: string): Promise<strin
     const m = OLD.exec(e.name);
     if (!m) continue;
     const target = join(outputDir, `${CHECKPOINT_PREFIX}-${Number(m[1])}`);
-    if (await exists(target)) await Deno.remove(p, { recursive: true });
+    if (await exists(target, { followLinks: false })) await Deno.remove(p, { recursive: true });
     else await Deno.rename(p, target);
     done.push(e.name);
   }
@@ -225,7 +193,7 @@ export async function writeCheckpointAtomic(
     throw e;
   }
   let old: string | undefined;
-  if (await exists(final)) {
+  if (await exists(final, { followLinks: false })) {
     old = join(outputDir, `.${CHECKPOINT_PREFIX}-${step}.old-${rand()}`);
     await Deno.rename(final, old);
   }

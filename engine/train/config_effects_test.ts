@@ -65,7 +65,7 @@ Deno.test("logging / eval / save strategies: epochs, fractional steps and loggin
   const logged = async (out: string) =>
     (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l))
       .filter((l) => l.loss !== undefined).map((l) => l.current_steps);
-  const checkpoints = async (out: string) =>
+  const checkpoints = (out: string) =>
     [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.startsWith("checkpoint-")).sort();
   // 16 records, batch 2: 8 steps an epoch; 2 epochs = 16 steps.
   const epochs = await run({

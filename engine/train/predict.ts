@@ -29,8 +29,9 @@ import type { AlignedExample } from "../data/aligned.ts";
 import { loadDatasets } from "../data/loader.ts";
 import { type PairwiseRecord, processDataset, resolveDataArgs, type SftRecord } from "../data/process.ts";
 import { processUnsupervised } from "../data/process_pref.ts";
-import { type ChatTemplate, getTemplate } from "../data/template.ts";
+import { getTemplate } from "../data/template.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
+import { decodeIds } from "../data/decode_ids.ts";
 import { computeSimilarity } from "../eval/metrics.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { resolveModel } from "../io/hub.ts";
@@ -40,7 +41,9 @@ import { bucket, collate } from "./batches.ts";
 import { Progress } from "./progress.ts";
 import { traceEvalStep } from "./step/lm.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
-import { pyRound, writeResults } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
+import { writeAll, writeAtomic } from "../util/fs.ts";
+import { writeResults } from "./trainer_log.ts";
 
 /** The training arguments: prediction's keys (do_predict, predict_with_generate, the generating keys) are fields. */
 export type PredictArgs = TrainArgs;
@@ -102,18 +105,6 @@ export const PREDICTIONS_FILE = "generated_predictions.jsonl";
 /** Python's `json.dumps(obj, ensure_ascii=False)` of a flat object of strings (", " and ": " separators). */
 export function pyJsonLine(obj: Record<string, string>): string {
   return "{" + Object.entries(obj).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(", ") + "}";
-}
-
-/**
- * Text of token ids as `tokenizer.decode` after LF's template fixes: `skip` drops every special token (the
- * tokenizer's and the stop words the template added); ids no token has are dropped, as the Rust tokenizers do.
- */
-export function decodeIds(tpl: ChatTemplate, ids: readonly number[], skip: boolean): string {
-  const tok = tpl.tokenizer;
-  const known = ids.filter((id) => tok.idToToken(id) !== undefined);
-  if (!skip) return tok.decode(known);
-  const special = new Set([...tok.base.specialTokens.all.map((t) => t.id), ...tok.addedTokens.values()]);
-  return tok.base.decode(known.filter((id) => !special.has(id)), { skipSpecialTokens: true });
 }
 
 /** The examples to predict on: `eval_dataset` (LF's predict set), else the `val_size` split. */
@@ -221,12 +212,10 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
 
   const stop = model.stopIds(template.stopTokenIds());
   const skip = a.skip_special_tokens;
-  const tmp = `${out}/.${PREDICTIONS_FILE}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const enc = new TextEncoder();
   const predictions: Prediction[] = [], generated: number[][] = [], preds: string[] = [], labels: string[] = [];
   let tokens = 0;
-  try {
+  await writeAtomic(`${out}/${PREDICTIONS_FILE}`, async (file) => {
     for (let i = 0; i < records.length; i += B) {
       const rows = records.slice(i, i + B);
       const prompts = rows.map((r) => r.input_ids);
@@ -252,17 +241,12 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
         tokens += ids[k].length;
         lines += pyJsonLine({ ...p }) + "\n";
       });
-      const bytes = enc.encode(lines);
-      for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      await writeAll(file, enc.encode(lines));
       const secs = (performance.now() - started) / 1000;
       progress.update(i + rows.length, { tokensPerSec: tokens / Math.max(secs, 1e-9) });
     }
-    await file.sync();
-  } finally {
-    file.close();
-  }
+  });
   progress.done();
-  await Deno.rename(tmp, `${out}/${PREDICTIONS_FILE}`);
   const scores = await computeSimilarity(preds, labels);
   const secs = (performance.now() - started) / 1000;
   const metrics: Record<string, number> = {};

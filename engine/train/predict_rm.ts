@@ -27,7 +27,8 @@ import { pyFloatRepr } from "../data/template_tools.ts";
 import { bucket } from "./batches.ts";
 import { pairwiseFeeds } from "./step/pref_feeds.ts";
 import type { Progress } from "./progress.ts";
-import { pyRound } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
+import { isFile } from "../util/fs.ts";
 
 /** The scores of one pair. */
 export interface RmScore {
@@ -61,7 +62,7 @@ export async function ensureValueHead(
 ): Promise<void> {
   if (opts.keep && model.executor.hasParam(model.prefix + V_HEAD_WEIGHT)) return;
   const file = `${from.replace(/\/+$/, "")}/${VALUE_HEAD_FILE}`;
-  if (await Deno.stat(file).then((s) => s.isFile, () => false)) {
+  if (await isFile(file)) {
     await loadValueHead(model, file);
     log(`value head: loaded from ${file}`);
   } else if (!model.executor.hasParam(model.prefix + V_HEAD_WEIGHT)) {

@@ -10,8 +10,9 @@ import { loadTokenizer } from "../data/tokenizer.ts";
 import { computeSimilarity } from "../eval/metrics.ts";
 import { attachAdapter, saveAdapter } from "../nn/lora.ts";
 import { loadModel } from "../nn/model.ts";
-import { trainMain } from "./cli.ts";
-import { decodeIds, predict, type PredictArgs, predictProblems, pyJsonLine } from "./predict.ts";
+import { trainFromConfig } from "./from_config.ts";
+import { decodeIds } from "../data/decode_ids.ts";
+import { predict, type PredictArgs, predictProblems, pyJsonLine } from "./predict.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny/model`, DEMO = `${ROOT}fixtures/demo`;
@@ -132,13 +133,11 @@ Deno.test("predict: the train CLI runs a prediction-only config (sampling) and t
   );
   const quiet = console.error;
   console.error = () => {};
-  let code: number;
   try {
-    code = await trainMain([yaml, `output_dir=${out}`, "max_samples=2", "max_new_tokens=4", "do_sample=true"]);
+    await trainFromConfig(yaml, [`output_dir=${out}`, "max_samples=2", "max_new_tokens=4", "do_sample=true"]);
   } finally {
     console.error = quiet;
   }
-  assert.equal(code, 0);
   assert.equal((await Deno.readTextFile(`${out}/generated_predictions.jsonl`)).trimEnd().split("\n").length, 2);
   assert.ok("predict_bleu-4" in JSON.parse(await Deno.readTextFile(`${out}/predict_results.json`)));
 

@@ -21,7 +21,8 @@ import {
 } from "./session_outputs.ts";
 import type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 import { type EvalResult, showMetrics } from "./stages/stage.ts";
-import { pyRound, type TrainerLogRecord, writeResults, writeTrainerState } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
+import { type TrainerLogRecord, writeResults, writeTrainerState } from "./trainer_log.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 

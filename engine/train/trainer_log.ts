@@ -13,7 +13,8 @@
  * valued fields (steps, token counts) are written as ints, every other number as a Python float ({@linkcode pyJson}).
  * @module
  */
-import { writeTextAtomic } from "./checkpoint.ts";
+import { pyRound } from "../util/py_round.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 /** LLaMA-Factory's `TRAINER_LOG`. */
 export const TRAINER_LOG_FILE = "trainer_log.jsonl";
@@ -55,22 +56,6 @@ export function pyFloat(x: number): string {
   if (e < 0) return `${sign}0.${"0".repeat(-e - 1)}${digits}`;
   const int = digits.slice(0, e + 1).padEnd(e + 1, "0");
   return `${sign}${int}.${digits.slice(e + 1) || "0"}`;
-}
-
-/** Python's `round(x, ndigits)` for floats: correctly rounded from the exact binary value, ties to even. */
-export function pyRound(x: number, ndigits: number): number {
-  if (!Number.isFinite(x) || Math.abs(x) >= 1e21) return x;
-  const exact = Math.abs(x).toFixed(100);
-  const dot = exact.indexOf(".");
-  const tail = exact.slice(dot + 1 + ndigits);
-  const tie = tail[0] === "5" && /^0*$/.test(tail.slice(1));
-  if (!tie) return Number(x.toFixed(ndigits));
-  const truncated = exact.slice(0, dot + 1 + ndigits);
-  const lastDigit = Number(truncated.at(-1) === "." ? truncated.at(-2) : truncated.at(-1));
-  const down = Number(truncated);
-  const up = down + 10 ** -ndigits;
-  const r = lastDigit % 2 === 0 ? down : Number(up.toFixed(ndigits));
-  return x < 0 ? -r : r;
 }
 
 function pyString(s: string): string {
@@ -240,7 +225,7 @@ export class TrainerLog {
         }
       });
       const out = kept.map((l) => l + "\n").join("");
-      if (out !== text) await writeTextAtomic(path, out);
+      if (out !== text) await writeFileAtomic(path, out);
     }
     const file = await Deno.open(path, { append: true, create: true });
     return new TrainerLog(path, file, o);
@@ -386,7 +371,7 @@ export async function writeTrainerState(dir: string, state: TrainerState): Promi
     },
     ...state,
   };
-  await writeTextAtomic(`${dir.replace(/\/+$/, "")}/${TRAINER_STATE_NAME}`, pyJson(full, 2, true) + "\n");
+  await writeFileAtomic(`${dir.replace(/\/+$/, "")}/${TRAINER_STATE_NAME}`, pyJson(full, 2, true) + "\n");
 }
 
 /** Reads `<dir>/trainer_state.json` (ours or HF's). */
@@ -410,12 +395,12 @@ export async function writeResults(
 ): Promise<void> {
   const dir = outputDir.replace(/\/+$/, "");
   await Deno.mkdir(dir, { recursive: true });
-  await writeTextAtomic(`${dir}/${split}_results.json`, pyJson(metrics, 4, true));
+  await writeFileAtomic(`${dir}/${split}_results.json`, pyJson(metrics, 4, true));
   let all: Record<string, unknown> = {};
   try {
     all = JSON.parse(await Deno.readTextFile(`${dir}/all_results.json`));
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  await writeTextAtomic(`${dir}/all_results.json`, pyJson({ ...all, ...metrics }, 4, true));
+  await writeFileAtomic(`${dir}/all_results.json`, pyJson({ ...all, ...metrics }, 4, true));
 }

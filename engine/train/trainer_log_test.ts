@@ -3,13 +3,13 @@ import {
   formatTimedelta,
   pyFloat,
   pyJson,
-  pyRound,
   readTrainerLog,
   readTrainerState,
   TrainerLog,
   writeResults,
   writeTrainerState,
 } from "./trainer_log.ts";
+import { pyRound } from "../util/py_round.ts";
 
 const FIX = new URL("../../fixtures/schedules/", import.meta.url);
 const pyformat = JSON.parse(await Deno.readTextFile(new URL("pyformat.json", FIX)));

@@ -12,32 +12,9 @@ import { add } from "../../graph/ops/elementwise.ts";
 import { ReferenceExecutor } from "../reference.ts";
 import { mulberry32 } from "../../util/rng.ts";
 import type { Executor, HostArray } from "../executor.ts";
+import type { OpCase } from "../../graph/ops/testing.ts";
 
-/** One operand of a case. */
-export interface Operand {
-  shape: number[];
-  dtype?: DType;
-  /** Fixed data; else uniform random in `range` (integers for i32/u32). */
-  data?: number[];
-  range?: [number, number];
-  /** Differentiate w.r.t. this operand (float only). */
-  grad?: boolean;
-}
-
-/** One conformance case. */
-export interface OpCase {
-  name: string;
-  operands: Record<string, Operand>;
-  build: (t: Record<string, Tensor>) => Tensor | Tensor[];
-  /** Max abs error allowed, relative to max(1, max |reference|), for f32 executors (default 1e-4). */
-  tol?: number;
-  /** Finite-difference relative tolerance (default 1e-5). */
-  fdTol?: number;
-  /** Finite-difference step (default 1e-5). */
-  fdEps?: number;
-  /** Skip the finite-difference check (e.g. non-smooth at sampled points). */
-  noFd?: boolean;
-}
+export type { OpCase, Operand } from "../../graph/ops/testing.ts";
 
 /** Deterministic PRNG (mulberry32), shared with the engine. */
 export const rng = mulberry32;

@@ -5,7 +5,7 @@
  * `attention_bwd` rule and the WebGPU kernels are compared with the reference for o, lse and grads.
  * @module
  */
-import type { OpCase, Operand } from "../../exec/testing/harness.ts";
+import type { OpCase, Operand } from "./testing.ts";
 import { attention, type AttentionOptions } from "./attention.ts";
 import type { Tensor } from "../graph.ts";
 

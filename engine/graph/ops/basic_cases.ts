@@ -2,7 +2,7 @@
  * Conformance cases of the elementwise, shape, reduce and matmul families.
  * @module
  */
-import type { OpCase } from "../../exec/testing/harness.ts";
+import type { OpCase } from "./testing.ts";
 import * as o from "./mod.ts";
 
 const f = (shape: number[], range?: [number, number]) => ({ shape, grad: true, range });

@@ -1,6 +1,7 @@
 /**
  * Elementwise ops with numpy broadcasting: unary math, binary arithmetic, comparisons and `where`.
- * Each row of {@link EW} holds an op's f64 formula, its WGSL expression and its gradient rule.
+ * Each row of {@link EW} holds an op's f64 formula and its gradient rule; the backends' expressions live beside
+ * their kernels (kernels/elementwise.ts for WGSL, engine/exec/onnx for ONNX).
  * @module
  */
 import { defineOp, type GradContext, type RefTensor, registerOps } from "../op.ts";
@@ -8,13 +9,12 @@ import { graphOf, op1, type Tensor } from "../graph.ts";
 import { broadcastShapes, broadcastStrides, makeIndexer } from "../broadcast.ts";
 import { type DType, numel, type TensorInfo } from "../types.ts";
 import { expand, reshape } from "./shape.ts";
-import { sum } from "./reduce.ts";
+import { sum } from "./reduce_build.ts";
 
-/** One elementwise op: arity, f64 formula, WGSL expression over `a`, `b`, `c` (f32), gradient rule. */
+/** One elementwise op: arity, f64 formula, gradient rule (its WGSL expression is in kernels/elementwise.ts). */
 export interface EwRow {
   arity: 1 | 2 | 3;
   f: (a: number, b: number, c: number) => number;
-  wgsl: string;
   grad?: (ctx: GradContext) => (Tensor | undefined)[];
   /** Output dtype: "same" as the first float input, or fixed. */
   out?: DType;
@@ -24,27 +24,25 @@ const G = (c: GradContext) => c.grads[0]!;
 
 /** The elementwise op table. */
 export const EW: Record<string, EwRow> = {
-  neg: { arity: 1, f: (a) => -a, wgsl: "-a", grad: (c) => [neg(G(c))] },
-  exp: { arity: 1, f: (a) => Math.exp(a), wgsl: "exp(a)", grad: (c) => [mul(G(c), c.outputs[0])] },
-  log: { arity: 1, f: (a) => Math.log(a), wgsl: "log(a)", grad: (c) => [div(G(c), c.inputs[0])] },
-  sqrt: { arity: 1, f: (a) => Math.sqrt(a), wgsl: "sqrt(a)", grad: (c) => [div(G(c), mul(c.outputs[0], 2))] },
+  neg: { arity: 1, f: (a) => -a, grad: (c) => [neg(G(c))] },
+  exp: { arity: 1, f: (a) => Math.exp(a), grad: (c) => [mul(G(c), c.outputs[0])] },
+  log: { arity: 1, f: (a) => Math.log(a), grad: (c) => [div(G(c), c.inputs[0])] },
+  sqrt: { arity: 1, f: (a) => Math.sqrt(a), grad: (c) => [div(G(c), mul(c.outputs[0], 2))] },
   rsqrt: {
     arity: 1,
     f: (a) => 1 / Math.sqrt(a),
-    wgsl: "inverseSqrt(a)",
     grad: (c) => {
       const y = c.outputs[0];
       return [mul(G(c), mul(mul(y, mul(y, y)), -0.5))];
     },
   },
-  abs: { arity: 1, f: (a) => Math.abs(a), wgsl: "abs(a)", grad: (c) => [mul(G(c), sign(c.inputs[0]))] },
-  sign: { arity: 1, f: (a) => Math.sign(a), wgsl: "sign(a)", grad: () => [undefined] },
-  add: { arity: 2, f: (a, b) => a + b, wgsl: "a + b", grad: (c) => [G(c), G(c)] },
-  sub: { arity: 2, f: (a, b) => a - b, wgsl: "a - b", grad: (c) => [G(c), c.needs[1] ? neg(G(c)) : undefined] },
+  abs: { arity: 1, f: (a) => Math.abs(a), grad: (c) => [mul(G(c), sign(c.inputs[0]))] },
+  sign: { arity: 1, f: (a) => Math.sign(a), grad: () => [undefined] },
+  add: { arity: 2, f: (a, b) => a + b, grad: (c) => [G(c), G(c)] },
+  sub: { arity: 2, f: (a, b) => a - b, grad: (c) => [G(c), c.needs[1] ? neg(G(c)) : undefined] },
   mul: {
     arity: 2,
     f: (a, b) => a * b,
-    wgsl: "a * b",
     grad: (c) => [
       c.needs[0] ? mul(G(c), c.inputs[1]) : undefined,
       c.needs[1] ? mul(G(c), c.inputs[0]) : undefined,
@@ -53,7 +51,6 @@ export const EW: Record<string, EwRow> = {
   div: {
     arity: 2,
     f: (a, b) => a / b,
-    wgsl: "a / b",
     grad: (c) => {
       const [a, b] = c.inputs;
       return [
@@ -65,7 +62,6 @@ export const EW: Record<string, EwRow> = {
   pow: {
     arity: 2,
     f: (a, b) => Math.pow(a, b),
-    wgsl: "pow_signed(a, b)",
     grad: (c) => {
       const [a, b] = c.inputs;
       const y = c.outputs[0];
@@ -78,7 +74,6 @@ export const EW: Record<string, EwRow> = {
   maximum: {
     arity: 2,
     f: (a, b) => Math.max(a, b),
-    wgsl: "max(a, b)",
     grad: (c) => {
       const m = ge(c.inputs[0], c.inputs[1]);
       return [c.needs[0] ? mul(G(c), m) : undefined, c.needs[1] ? mul(G(c), sub(1, m)) : undefined];
@@ -87,24 +82,21 @@ export const EW: Record<string, EwRow> = {
   minimum: {
     arity: 2,
     f: (a, b) => Math.min(a, b),
-    wgsl: "min(a, b)",
     grad: (c) => {
       const m = ge(c.inputs[1], c.inputs[0]);
       return [c.needs[0] ? mul(G(c), m) : undefined, c.needs[1] ? mul(G(c), sub(1, m)) : undefined];
     },
   },
-  ge: { arity: 2, f: (a, b) => (a >= b ? 1 : 0), wgsl: "select(0.0, 1.0, a >= b)", grad: () => [undefined, undefined] },
-  gt: { arity: 2, f: (a, b) => (a > b ? 1 : 0), wgsl: "select(0.0, 1.0, a > b)", grad: () => [undefined, undefined] },
+  ge: { arity: 2, f: (a, b) => (a >= b ? 1 : 0), grad: () => [undefined, undefined] },
+  gt: { arity: 2, f: (a, b) => (a > b ? 1 : 0), grad: () => [undefined, undefined] },
   eq: {
     arity: 2,
     f: (a, b) => (a === b ? 1 : 0),
-    wgsl: "select(0.0, 1.0, a == b)",
     grad: () => [undefined, undefined],
   },
   where: {
     arity: 3,
     f: (c, a, b) => (c !== 0 ? a : b),
-    wgsl: "select(c, b, a != 0.0)",
     grad: (c) => {
       const [cond] = c.inputs;
       const z = G(c).graph.scalar(0);

@@ -3,7 +3,7 @@
  * bf16 head), plus its agreement with the unfused matmul + cross_entropy composition.
  * @module
  */
-import type { OpCase } from "../../exec/testing/harness.ts";
+import type { OpCase } from "./testing.ts";
 import { linearCrossEntropy } from "./linear_ce.ts";
 import { crossEntropy } from "./softmax.ts";
 import { matmul } from "./matmul.ts";

@@ -6,7 +6,7 @@
  * `m` by size (see `matmulShapeClass` in kernels/matmul.ts).
  * @module
  */
-import type { OpCase, Operand } from "../../exec/testing/harness.ts";
+import type { OpCase, Operand } from "./testing.ts";
 import type { DType } from "../types.ts";
 import { cast } from "./cast.ts";
 import { matmul } from "./matmul.ts";

@@ -5,7 +5,7 @@
  * stored tensors are real quantizations (engine/quant) of random weights.
  * @module
  */
-import type { OpCase, Operand } from "../../exec/testing/harness.ts";
+import type { OpCase, Operand } from "./testing.ts";
 import { mulberry32 } from "../../util/rng.ts";
 import { quantizeWeight, quantLayout, quantParams, type QuantSpec } from "../../quant/weight.ts";
 import type { Tensor } from "../graph.ts";

@@ -3,7 +3,7 @@
  * are checked on both executors in optim_test.ts).
  * @module
  */
-import type { OpCase } from "../../exec/testing/harness.ts";
+import type { OpCase } from "./testing.ts";
 import * as o from "./mod.ts";
 
 const f = (shape: number[], range?: [number, number]) => ({ shape, grad: true, range });

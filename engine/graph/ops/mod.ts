@@ -19,3 +19,4 @@ export * from "./linear_ce.ts";
 export * from "./assign.ts";
 export * from "./scatter.ts";
 export * from "./matmul_q.ts";
+export * from "./stop_gradient.ts";

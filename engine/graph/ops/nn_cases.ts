@@ -4,7 +4,7 @@
  * vocabulary row, enough rows to split a weight-gradient reduction into chunks).
  * @module
  */
-import type { OpCase } from "../../exec/testing/harness.ts";
+import type { OpCase } from "./testing.ts";
 import * as o from "./mod.ts";
 
 const f = (shape: number[], range?: [number, number]) => ({ shape, grad: true, range });

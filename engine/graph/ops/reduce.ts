@@ -3,11 +3,14 @@
  * @module
  */
 import { defineOp, registerOps } from "../op.ts";
-import { op1, type Tensor } from "../graph.ts";
+import type { Tensor } from "../graph.ts";
 import { normAxes } from "../broadcast.ts";
 import { numel, stridesOf, type TensorInfo } from "../types.ts";
 import { div, eq, mul } from "./elementwise.ts";
 import { expand, reshape } from "./shape.ts";
+import { sum } from "./reduce_build.ts";
+
+export { max, mean, sum } from "./reduce_build.ts";
 
 /** Reduction attrs: normalized axes and keepdims. */
 export interface ReduceAttrs extends Record<string, unknown> {
@@ -90,18 +93,3 @@ registerOps([
     },
   }),
 ]);
-
-function red(op: string, x: Tensor, axes: number | readonly number[] | undefined, keepdims: boolean): Tensor {
-  const list = axes === undefined ? [...Array(x.rank).keys()] : typeof axes === "number" ? [axes] : axes;
-  return op1(op, [x], { axes: normAxes(list, x.rank), keepdims });
-}
-
-/** Sum over `axes` (all when omitted). */
-export const sum = (x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor =>
-  red("sum", x, axes, keepdims);
-/** Mean over `axes` (all when omitted). */
-export const mean = (x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor =>
-  red("mean", x, axes, keepdims);
-/** Max over `axes` (all when omitted). */
-export const max = (x: Tensor, axes?: number | readonly number[], keepdims = false): Tensor =>
-  red("max", x, axes, keepdims);

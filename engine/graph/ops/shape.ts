@@ -6,7 +6,7 @@ import { defineOp, registerOps } from "../op.ts";
 import { graphOf, op1, type Tensor } from "../graph.ts";
 import { broadcastAxes, broadcastShapes, normAxes } from "../broadcast.ts";
 import { numel, stridesOf, type TensorInfo } from "../types.ts";
-import { sum } from "./reduce.ts";
+import { sum } from "./reduce_build.ts";
 
 registerOps([
   defineOp<{ shape: number[] }>({

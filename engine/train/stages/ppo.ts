@@ -19,13 +19,13 @@
 import type { TrainArgs } from "../../config/args.ts";
 import type { SftRecord } from "../../data/process.ts";
 import type { HostArray } from "../../exec/executor.ts";
-import { isDir } from "../../io/hub.ts";
+import { isDir, isFile } from "../../util/fs.ts";
 import type { GenerateOptions } from "../../nn/generate.ts";
 import { attachAdapter } from "../../nn/lora.ts";
 import type { Model } from "../../nn/model.ts";
 import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FILE } from "../../nn/value_head.ts";
 import { mulberry32 } from "../../util/rng.ts";
-import { pyRound } from "../trainer_log.ts";
+import { pyRound } from "../../util/py_round.ts";
 import { bucket, collate, epochOrder } from "../batches.ts";
 import { buildStep } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
@@ -48,8 +48,6 @@ export interface PpoSetup {
   extraBytes: number;
 }
 
-const fileExists = (path: string) => Deno.stat(path).then((s) => s.isFile, () => false);
-
 /**
  * Loads the reward model (or takes `reward`), the policy's value head (from the adapter or model folder when it has
  * one, else a new one) and the reference. Call before restoring anything, with the policy's adapter attached.
@@ -66,13 +64,13 @@ export async function setupPpo(
   else {
     const dir = a.reward_model;
     if (!dir) throw new Error("reward_model: `reward_model` is necessary for PPO training.");
-    if (!await isDir(dir) || !await fileExists(`${dir}/${VALUE_HEAD_FILE}`)) {
+    if (!await isDir(dir) || !await isFile(`${dir}/${VALUE_HEAD_FILE}`)) {
       throw new Error(
         `reward_model: expected the output folder of a stage rm run (with ${VALUE_HEAD_FILE}), got ${dir}`,
       );
     }
     if (a.reward_model_type === "lora") {
-      if (!await fileExists(`${dir}/adapter_config.json`)) {
+      if (!await isFile(`${dir}/adapter_config.json`)) {
         throw new Error(
           `reward_model: reward_model_type lora needs a LoRA adapter folder, ${dir} has no adapter_config.json`,
         );
@@ -91,7 +89,7 @@ export async function setupPpo(
     await loadValueHead(rm, dir);
   }
   const from = a.adapter_name_or_path?.at(-1) ?? a.model_name_or_path;
-  if (await isDir(from) && await fileExists(`${from}/${VALUE_HEAD_FILE}`)) {
+  if (await isDir(from) && await isFile(`${from}/${VALUE_HEAD_FILE}`)) {
     await loadValueHead(model, from);
     log(`value head: loaded from ${from}/${VALUE_HEAD_FILE}`);
   } else initValueHead(model, { seed: a.seed });

@@ -16,7 +16,7 @@
 import type { TrainArgs } from "../../config/args.ts";
 import type { KtoRecord, PairwiseRecord } from "../../data/process.ts";
 import type { HostArray } from "../../exec/executor.ts";
-import { isDir } from "../../io/hub.ts";
+import { isDir, isFile } from "../../util/fs.ts";
 import type { Model } from "../../nn/model.ts";
 import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FILE } from "../../nn/value_head.ts";
 import { bucket } from "../batches.ts";
@@ -40,8 +40,6 @@ export type PrefRecord = PairwiseRecord | KtoRecord;
 
 /** TRL's `summary_dropout_prob` default: dropout before the value head while training (LF leaves it on). */
 export const VALUE_HEAD_DROPOUT = 0.1;
-
-const fileExists = (path: string) => Deno.stat(path).then((s) => s.isFile, () => false);
 
 /** A preference stage set up on a loaded model. */
 export interface PrefSetup {
@@ -68,7 +66,7 @@ export async function setupPref(
   if (a.stage === "rm") {
     // LF's load_model: the value head of the adapter (or model) folder if it has one.
     const from = a.adapter_name_or_path?.at(-1) ?? a.model_name_or_path;
-    if (await isDir(from) && await fileExists(`${from}/${VALUE_HEAD_FILE}`)) {
+    if (await isDir(from) && await isFile(`${from}/${VALUE_HEAD_FILE}`)) {
       await loadValueHead(model, from);
       log(`value head: loaded from ${from}/${VALUE_HEAD_FILE}`);
     } else initValueHead(model, { seed: a.seed });

@@ -38,7 +38,7 @@ import {
   type Tensor,
 } from "../../graph/mod.ts";
 import { type DecoderInputs, traceDecoder } from "../../nn/decoder.ts";
-import { stopGradient } from "../../nn/lora.ts";
+import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import type { Model } from "../../nn/model.ts";
 import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
 import { PPO_DEFAULTS } from "../stages/ppo_math.ts";

@@ -48,7 +48,7 @@ import {
 } from "../../graph/mod.ts";
 import type { DecoderConfig } from "../../nn/config.ts";
 import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../../nn/decoder.ts";
-import { stopGradient } from "../../nn/lora.ts";
+import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import { Model } from "../../nn/model.ts";
 import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
 import type { Objective } from "./objective.ts";

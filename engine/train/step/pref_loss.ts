@@ -15,7 +15,7 @@
  * @module
  */
 import { add, div, exp, gt, log, maximum, mul, neg, relu, sigmoid, sub, sum, type Tensor } from "../../graph/mod.ts";
-import { stopGradient } from "../../nn/lora.ts";
+import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 
 /** `pref_loss` values of stage dpo that Whetstone implements. */
 export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "orpo", "simpo"] as const;

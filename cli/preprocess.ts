@@ -11,11 +11,11 @@
  * `key=value` are parsed as YAML scalars, like LF's OmegaConf dot-list.
  * @module
  */
-import { parseYaml } from "../../deps.ts";
-import { loadDatasets, type LoadDatasetsArgs } from "./loader.ts";
-import { processDataset, type ProcessResult, type Stage } from "./process.ts";
-import { getTemplate } from "./template.ts";
-import { loadTokenizer } from "./tokenizer.ts";
+import { parseYaml } from "../deps.ts";
+import { loadDatasets, type LoadDatasetsArgs } from "../engine/data/loader.ts";
+import { processDataset, type ProcessResult, type Stage } from "../engine/data/process.ts";
+import { getTemplate } from "../engine/data/template.ts";
+import { loadTokenizer } from "../engine/data/tokenizer.ts";
 
 /** A flat config: LF's argument names to values. */
 export type PreprocessConfig = Record<string, unknown>;

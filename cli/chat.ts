@@ -9,14 +9,14 @@
  * repetition_penalty 1.0, ...).
  * @module
  */
-import { parseGroupArgs } from "../config/args.ts";
-import { generateOptionsOf } from "../config/views.ts";
-import { readConfigFile } from "../config/yaml_file.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
-import { getTemplate, type TemplateMessage } from "../data/template.ts";
-import { resolveModel } from "../io/hub.ts";
-import { loadModel } from "./model.ts";
-import type { GenerateOptions } from "./generate.ts";
+import { parseGroupArgs } from "../engine/config/args.ts";
+import { generateOptionsOf } from "../engine/config/views.ts";
+import { readConfigFile } from "../engine/config/yaml_file.ts";
+import { loadTokenizer } from "../engine/data/tokenizer.ts";
+import { getTemplate, type TemplateMessage } from "../engine/data/template.ts";
+import { resolveModel } from "../engine/io/hub.ts";
+import { loadModel } from "../engine/nn/model.ts";
+import type { GenerateOptions } from "../engine/nn/generate.ts";
 
 /** The chat settings of a YAML config. */
 export interface ChatArgs {

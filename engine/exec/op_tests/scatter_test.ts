@@ -4,14 +4,14 @@
  * out-of-range indices, i32 targets, a many-workgroup case, and shape errors.
  */
 import assert from "node:assert/strict";
-import { add, Graph, scatterRows } from "../mod.ts";
-import { ReferenceExecutor } from "../../exec/reference.ts";
-import { WebGpuExecutor } from "../../exec/webgpu.ts";
-import { OnnxExecutor } from "../../exec/onnx/executor.ts";
+import { add, Graph, scatterRows } from "../../graph/mod.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
+import { OnnxExecutor } from "../onnx/executor.ts";
 import { hasGpu } from "../../gpu/device.ts";
 import { mulberry32 } from "../../util/rng.ts";
-import type { DType } from "../types.ts";
-import type { Executor } from "../../exec/executor.ts";
+import type { DType } from "../../graph/types.ts";
+import type { Executor } from "../executor.ts";
 
 interface Case {
   name: string;

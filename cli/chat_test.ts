@@ -1,8 +1,8 @@
 /** The `chat` verb: two lines piped into the CLI with the tiny model get two answers; YAML keys parse. */
 import assert from "node:assert/strict";
-import { parseChatArgs } from "./chat_cli.ts";
+import { parseChatArgs } from "./chat.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
+const root = new URL("../", import.meta.url).pathname;
 
 Deno.test("chat CLI answers two piped lines with the tiny model and exits on EOF", async () => {
   const dir = await Deno.makeTempDir();

@@ -1,12 +1,12 @@
 /** The preprocess verb: YAML + overrides → JSONL records equal to processing the loaded examples directly. */
 import assert from "node:assert/strict";
-import { goldens, goldenTokenizer } from "./data_goldens.ts";
-import { parsePreprocessArgs, preprocess, preprocessMain } from "./preprocess_cli.ts";
-import { processDataset } from "./process.ts";
-import { getTemplate } from "./template.ts";
-import { loadDatasets } from "./loader.ts";
+import { goldens, goldenTokenizer } from "../engine/data/data_goldens.ts";
+import { parsePreprocessArgs, preprocess, preprocessMain } from "./preprocess.ts";
+import { processDataset } from "../engine/data/process.ts";
+import { getTemplate } from "../engine/data/template.ts";
+import { loadDatasets } from "../engine/data/loader.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
 
 async function tempDataset(): Promise<string> {
   const dir = await Deno.makeTempDir();

@@ -4,16 +4,16 @@
  * dropout statistics and identical WebGPU/reference masks, embedding_bwd partition counts.
  */
 import assert from "node:assert/strict";
-import { Graph } from "../mod.ts";
-import { embedding } from "./embedding.ts";
-import { rope, ropeInvFreq, type RopeOptions, ropeScalingFromHf } from "./rope.ts";
-import { dropout } from "./dropout.ts";
-import { ReferenceExecutor } from "../../exec/reference.ts";
-import { WebGpuExecutor } from "../../exec/webgpu.ts";
-import { backward } from "../autodiff.ts";
-import { rng } from "../../exec/testing/harness.ts";
+import { Graph } from "../../graph/mod.ts";
+import { embedding } from "../../graph/ops/embedding.ts";
+import { rope, ropeInvFreq, type RopeOptions, ropeScalingFromHf } from "../../graph/ops/rope.ts";
+import { dropout } from "../../graph/ops/dropout.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
+import { backward } from "../../graph/autodiff.ts";
+import { rng } from "../testing/harness.ts";
 import { hasGpu } from "../../gpu/device.ts";
-import type { Executor } from "../../exec/executor.ts";
+import type { Executor } from "../executor.ts";
 
 const gpu = await hasGpu();
 

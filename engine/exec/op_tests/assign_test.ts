@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { add, assign, Graph } from "../mod.ts";
-import { ReferenceExecutor } from "../../exec/reference.ts";
-import { WebGpuExecutor } from "../../exec/webgpu.ts";
+import { add, assign, Graph } from "../../graph/mod.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
 import { hasGpu } from "../../gpu/device.ts";
-import type { Executor } from "../../exec/executor.ts";
+import type { Executor } from "../executor.ts";
 
 async function runningSum(ex: Executor) {
   const g = new Graph();

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { demoText, runDemo } from "./demo.ts";
-import { TINY } from "../nn/tiny.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
+import { TINY } from "../engine/nn/tiny.ts";
+import { ReferenceExecutor } from "../engine/exec/reference.ts";
+import { hasGpu } from "../engine/gpu/device.ts";
+import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 
 const small = { ...TINY, hidden: 16, heads: 2, kvHeads: 1, intermediate: 24, layers: 1, batch: 2, seq: 8 };
 

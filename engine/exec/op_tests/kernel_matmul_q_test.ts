@@ -3,16 +3,16 @@
  * blocks that fall back to the per-element path), forward and transposed, against the reference executor.
  */
 import assert from "node:assert/strict";
-import { hasGpu } from "../engine/gpu/device.ts";
-import { Graph } from "../engine/graph/mod.ts";
-import { matmulQ, qweightParams } from "../engine/graph/ops/matmul_q.ts";
-import { ReferenceExecutor } from "../engine/exec/reference.ts";
-import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
-import type { Executor } from "../engine/exec/executor.ts";
-import { relErr } from "../engine/exec/testing/harness.ts";
-import { quantizeWeight, quantParams, type QuantSpec } from "../engine/quant/weight.ts";
-import { mulberry32 } from "../engine/util/rng.ts";
-import { defaultMatmulQConfig, type MatmulQConfig } from "./matmul_q.ts";
+import { hasGpu } from "../../gpu/device.ts";
+import { Graph } from "../../graph/mod.ts";
+import { matmulQ, qweightParams } from "../../graph/ops/matmul_q.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
+import type { Executor } from "../executor.ts";
+import { relErr } from "../testing/harness.ts";
+import { quantizeWeight, quantParams, type QuantSpec } from "../../quant/weight.ts";
+import { mulberry32 } from "../../util/rng.ts";
+import { defaultMatmulQConfig, type MatmulQConfig } from "../../../kernels/matmul_q.ts";
 
 const gpu = await hasGpu();
 

@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
-import { hasGpu, openGpu } from "../engine/gpu/device.ts";
-import {
-  gpuContext,
-  matmulError,
-  type MatmulProblem,
-  matmulProblem,
-  matmulRun,
-  problemInfo,
-} from "../engine/exec/tuner.ts";
+import { hasGpu, openGpu } from "../../gpu/device.ts";
+import { gpuContext, matmulError, type MatmulProblem, matmulProblem, matmulRun, problemInfo } from "../tuner.ts";
 import {
   ADAPTER_KIND_KEY,
   configLabel,
@@ -16,8 +9,8 @@ import {
   type MatmulConfig,
   matmulShapeClass,
   pickMatmulConfig,
-} from "./matmul.ts";
-import type { KernelContext } from "./kernel.ts";
+} from "../../../kernels/matmul.ts";
+import type { KernelContext } from "../../../kernels/kernel.ts";
 
 const gpu = await hasGpu();
 

@@ -4,20 +4,20 @@
  * completes a prompt with the trained weights.
  * @module
  */
-import { Graph } from "../graph/mod.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import type { Executor } from "../exec/executor.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { TINY, type TinyConfig, tinyForward, tinyInit, tinyTrainStep } from "../nn/tiny.ts";
-import { mulberry32 as rng } from "../util/rng.ts";
+import { Graph } from "../engine/graph/mod.ts";
+import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
+import { ReferenceExecutor } from "../engine/exec/reference.ts";
+import type { Executor } from "../engine/exec/executor.ts";
+import { hasGpu } from "../engine/gpu/device.ts";
+import { TINY, type TinyConfig, tinyForward, tinyInit, tinyTrainStep } from "../engine/nn/tiny.ts";
+import { mulberry32 as rng } from "../engine/util/rng.ts";
 
 const BUILTIN = `Whetstone fine-tunes open language models in TypeScript on Deno. A training step is traced into a
 graph, differentiated, planned into one arena and replayed on the GPU with a single submit. `;
 
 /** Loads demo text: the bundled demo dataset (`fixtures/demo/whetstone_demo.json`), else a built-in paragraph. */
 export async function demoText(): Promise<{ text: string; source: string }> {
-  const url = new URL("../../fixtures/demo/whetstone_demo.json", import.meta.url);
+  const url = new URL("../fixtures/demo/whetstone_demo.json", import.meta.url);
   try {
     const rows = JSON.parse(await Deno.readTextFile(url)) as { instruction: string; input: string; output: string }[];
     const text = rows.map((r) => `${r.instruction}\n${r.input ? r.input + "\n" : ""}${r.output}\n\n`).join("");

@@ -24,12 +24,12 @@ import {
   sum,
   type Tensor,
   where,
-} from "../mod.ts";
-import { cases, packedAndPadded } from "./attention_cases.ts";
-import { ReferenceExecutor } from "../../exec/reference.ts";
-import { WebGpuExecutor } from "../../exec/webgpu.ts";
-import { checkAgainstReference, relErr, rng } from "../../exec/testing/harness.ts";
-import type { Executor } from "../../exec/executor.ts";
+} from "../../graph/mod.ts";
+import { cases, packedAndPadded } from "../../graph/ops/attention_cases.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
+import { checkAgainstReference, relErr, rng } from "../testing/harness.ts";
+import type { Executor } from "../executor.ts";
 import { hasGpu } from "../../gpu/device.ts";
 
 const gpu = await hasGpu();

@@ -3,13 +3,13 @@
  * torch.optim.SGD / clip_grad_norm_ (nothing hard-coded: the expected values are computed here).
  */
 import assert from "node:assert/strict";
-import { add, backward, Graph, mul, sum, type Tensor } from "../mod.ts";
-import { adamw, type AdamWOptions, clipScale, sgd, type SgdOptions } from "./optim.ts";
-import { ReferenceExecutor } from "../../exec/reference.ts";
-import { WebGpuExecutor } from "../../exec/webgpu.ts";
-import type { Executor } from "../../exec/executor.ts";
-import { OnnxExecutor } from "../../exec/onnx/executor.ts";
-import { rng } from "../../exec/testing/harness.ts";
+import { add, backward, Graph, mul, sum, type Tensor } from "../../graph/mod.ts";
+import { adamw, type AdamWOptions, clipScale, sgd, type SgdOptions } from "../../graph/ops/optim.ts";
+import { ReferenceExecutor } from "../reference.ts";
+import { WebGpuExecutor } from "../webgpu.ts";
+import type { Executor } from "../executor.ts";
+import { OnnxExecutor } from "../onnx/executor.ts";
+import { rng } from "../testing/harness.ts";
 import { hasGpu } from "../../gpu/device.ts";
 
 const gpu = await hasGpu();
