@@ -100,8 +100,8 @@ export {
 } from "./train/session.ts";
 export { SessionBusyError, SessionFinishedError } from "./train/session.ts";
 export { train, type TrainHooks, type TrainResult } from "./train/trainer.ts";
-export { readTrainerLog, type TrainerLogRecord } from "./train/trainer_log.ts";
-export { lossSvg } from "./train/plot.ts";
+export { readTrainerLog, type TrainerLogRecord } from "./train/outputs/trainer_log.ts";
+export { lossSvg } from "./train/outputs/plot.ts";
 
 // Models, generation, chat and export.
 export { type ForwardOptions, type ForwardResult, loadModel, type LoadModelOptions, Model } from "./nn/model.ts";

@@ -254,7 +254,7 @@ export interface Point {
 }
 
 /**
- * A loss curve as inline SVG (engine/train/plot.ts's LLaMA-Factory-style plot: raw at 40 % opacity and
+ * A loss curve as inline SVG (engine/train/outputs/plot.ts's LLaMA-Factory-style plot: raw at 40 % opacity and
  * EMA-smoothed) of the finite points; with none, a line saying so.
  */
 export function lossPlot(points: readonly Point[], key = "loss", title = `training ${key}`): Displayable {

@@ -43,7 +43,7 @@ import { traceEvalStep } from "./step/lm.ts";
 import { ensureValueHead, rmPredictionLine, type RmScore, scorePairs } from "./predict_rm.ts";
 import { pyRound } from "../util/py_round.ts";
 import { writeAll, writeAtomic } from "../util/fs.ts";
-import { writeResults } from "./trainer_log.ts";
+import { writeResults } from "./outputs/trainer_log.ts";
 
 /** The training arguments: prediction's keys (do_predict, predict_with_generate, the generating keys) are fields. */
 export type PredictArgs = TrainArgs;

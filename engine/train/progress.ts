@@ -12,7 +12,7 @@
  * done in this session.
  * @module
  */
-import { estimateRemaining, formatTimedelta } from "./trainer_log.ts";
+import { estimateRemaining, formatTimedelta } from "./outputs/trainer_log.ts";
 
 /** Per-update values shown after the percentage. */
 export interface ProgressInfo {

@@ -32,8 +32,8 @@ import { exportModel } from "../nn/export.ts";
 import type { Model } from "../nn/model.ts";
 import { saveValueHead } from "../nn/value_head.ts";
 import { resolveModel } from "../io/hub.ts";
-import { latestCheckpoint } from "./checkpoint.ts";
-import type { PreparedData } from "./session_files.ts";
+import { latestCheckpoint } from "./outputs/checkpoint.ts";
+import type { PreparedData } from "./run_inputs.ts";
 import type { SessionRun } from "./session_run.ts";
 import type { Stage } from "./stages/stage.ts";
 import { setupSession } from "./session_setup.ts";
@@ -47,7 +47,7 @@ import {
   type SessionPlan,
   type StepRecord,
 } from "./session_records.ts";
-import type { LogHistoryEntry } from "./trainer_log.ts";
+import type { LogHistoryEntry } from "./outputs/trainer_log.ts";
 
 export type {
   EvalRecord,

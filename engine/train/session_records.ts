@@ -9,8 +9,8 @@ import type { OptimizerRun } from "./optimizers.ts";
 import type { RewardFunction } from "./stages/ppo.ts";
 import type { Stage } from "./stages/stage.ts";
 import type { ScheduleOptions } from "./schedule.ts";
-import type { TrainState } from "./session_files.ts";
-import type { TrainerLog, TrainerLogRecord } from "./trainer_log.ts";
+import type { TrainState } from "./outputs/model_files.ts";
+import type { TrainerLog, TrainerLogRecord } from "./outputs/trainer_log.ts";
 
 /** Thrown when an operation is asked for while another runs on the same session. */
 export class SessionBusyError extends Error {

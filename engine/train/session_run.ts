@@ -1,6 +1,6 @@
 /**
  * The loop of a {@link TrainSession} (session.ts): the data order, the optimizer steps of its stage (stages/) with
- * their logging, evaluations, checkpoints and final outputs (the files they write: session_outputs.ts), and the events
+ * their logging, evaluations, checkpoints and final outputs (the files they write: outputs/), and the events
  * a session emits. Every stage is driven the same way: the loop asks it to run a step and reads back what it logged;
  * how a step is made (one traced graph replayed with one submit for pt, sft, rm, dpo and kto; generation, scoring and
  * updates for ppo) is the stage's. The loss is read back at logging steps, or after every step with `readEveryStep`.
@@ -18,11 +18,11 @@ import {
   trainMetrics,
   writeCheckpoint,
   writeOutputs,
-} from "./session_outputs.ts";
+} from "./outputs/run_outputs.ts";
 import type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 import { type EvalResult, showMetrics } from "./stages/stage.ts";
 import { pyRound } from "../util/py_round.ts";
-import { type TrainerLogRecord, writeResults, writeTrainerState } from "./trainer_log.ts";
+import { type TrainerLogRecord, writeResults, writeTrainerState } from "./outputs/trainer_log.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 

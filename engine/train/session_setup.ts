@@ -11,17 +11,11 @@ import { planGraph } from "../exec/plan.ts";
 import { DTYPE_BYTES } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
 import { bucket } from "./batches.ts";
-import { cleanCheckpointLeftovers, latestCheckpoint } from "./checkpoint.ts";
+import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
 import { optimizerRunOf } from "./optimizers.ts";
 import { scheduleFromArgs } from "./schedule.ts";
-import {
-  loadTrainModel,
-  pickExecutor,
-  prepareData,
-  type PreparedData,
-  restore,
-  type TrainState,
-} from "./session_files.ts";
+import { loadTrainModel, pickExecutor, prepareData, type PreparedData } from "./run_inputs.ts";
+import { restore, type TrainState } from "./outputs/model_files.ts";
 import type { SessionOptions, SessionPlan } from "./session_records.ts";
 import { SessionRun } from "./session_run.ts";
 import { setupStage } from "./stages/registry.ts";
@@ -29,7 +23,7 @@ import { buildStep } from "./step/builder.ts";
 import { composeStep, type StepPlan } from "./step/plan.ts";
 import { trainableShape } from "./step/params.ts";
 import { chooseFp16, initLossScaler } from "./step/precision.ts";
-import { TrainerLog } from "./trainer_log.ts";
+import { TrainerLog } from "./outputs/trainer_log.ts";
 
 /** What a session is made of once set up. */
 export interface SessionSetup {

@@ -11,9 +11,9 @@ import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
 import { Progress } from "./progress.ts";
 import { TrainSession } from "./session.ts";
-import type { LogHistoryEntry } from "./trainer_log.ts";
+import type { LogHistoryEntry } from "./outputs/trainer_log.ts";
 
-export { prepareData } from "./session_files.ts";
+export { prepareData } from "./run_inputs.ts";
 
 /** Hooks for callers (CLI, API sessions, tests). */
 export interface TrainHooks {

@@ -9,7 +9,7 @@ import { loadModel } from "../nn/model.ts";
 import { readPeftAdapter } from "../io/peft.ts";
 import { makeTinyModel } from "./testing.ts";
 import { train } from "./trainer.ts";
-import { listCheckpoints } from "./checkpoint.ts";
+import { listCheckpoints } from "./outputs/checkpoint.ts";
 
 const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-trainer-" });

@@ -7,7 +7,7 @@
 import type { TrainArgs } from "../../config/args.ts";
 import type { Model } from "../../nn/model.ts";
 import { generateOptionsOf } from "../../config/views.ts";
-import type { PreparedData } from "../session_files.ts";
+import type { PreparedData } from "../run_inputs.ts";
 import { LmStage } from "./lm.ts";
 import { PpoStage, type RewardFunction, setupPpo } from "./ppo.ts";
 import { PrefStage, setupPref } from "./pref.ts";

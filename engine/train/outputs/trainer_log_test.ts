@@ -9,9 +9,9 @@ import {
   writeResults,
   writeTrainerState,
 } from "./trainer_log.ts";
-import { pyRound } from "../util/py_round.ts";
+import { pyRound } from "../../util/py_round.ts";
 
-const FIX = new URL("../../fixtures/schedules/", import.meta.url);
+const FIX = new URL("../../../fixtures/schedules/", import.meta.url);
 const pyformat = JSON.parse(await Deno.readTextFile(new URL("pyformat.json", FIX)));
 
 Deno.test("pyFloat / pyRound / formatTimedelta / pyJson match Python", () => {

@@ -13,8 +13,8 @@
  * valued fields (steps, token counts) are written as ints, every other number as a Python float ({@linkcode pyJson}).
  * @module
  */
-import { pyRound } from "../util/py_round.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { pyRound } from "../../util/py_round.ts";
+import { writeFileAtomic } from "../../util/fs.ts";
 
 /** LLaMA-Factory's `TRAINER_LOG`. */
 export const TRAINER_LOG_FILE = "trainer_log.jsonl";

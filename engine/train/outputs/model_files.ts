@@ -1,27 +1,15 @@
 /**
- * What a training session reads and writes besides its steps: the data (as LLaMA-Factory prepares it), the executor,
- * and the files of checkpoints and outputs (a PEFT adapter or an HF model folder, optimizer states, and the trainer
- * state a resumed run restores).
+ * The files of a run's model and optimizer: the trainable result as a PEFT adapter or an HF model folder (with the
+ * value head of rm and ppo), the optimizer states with the running sums, and the restore of all of it (and the
+ * trainer state) from a checkpoint folder.
  * @module
  */
-import type { TrainArgs } from "../config/args.ts";
-import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
-import { loadDatasets } from "../data/loader.ts";
-import { processDataset, type ProcessResult } from "../data/process.ts";
-import { type ChatTemplate, getTemplate } from "../data/template.ts";
-import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
-import type { Executor } from "../exec/executor.ts";
-import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { attachAdapter, LoraAdapter, loraConfigFromArgs, saveAdapter } from "../nn/lora.ts";
-import { loadModel, type Model } from "../nn/model.ts";
-import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
-import { freezeTrainable } from "./freeze.ts";
-import { loadValueHead, saveValueHead, VALUE_HEAD_FILE } from "../nn/value_head.ts";
-import { LOSS_SUM, METRIC_SUMS } from "./step/builder.ts";
-import { LOSS_SCALE, SCALE_GROWTH } from "./step/precision.ts";
+import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
+import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
+import type { Model } from "../../nn/model.ts";
+import { loadValueHead, saveValueHead, VALUE_HEAD_FILE } from "../../nn/value_head.ts";
+import { LOSS_SUM, METRIC_SUMS } from "../step/builder.ts";
+import { LOSS_SCALE, SCALE_GROWTH } from "../step/precision.ts";
 import type { LogHistoryEntry } from "./trainer_log.ts";
 
 /** Store entries without the model prefix that a checkpoint keeps beside the optimizer states. */
@@ -33,70 +21,6 @@ export interface TrainState {
   epoch: number;
   total_tokens: number;
   log_history: LogHistoryEntry[];
-}
-
-/** The tokenized data of a run. */
-export interface PreparedData {
-  train: ProcessResult;
-  eval?: ProcessResult;
-  tokenizer: Tokenizer;
-  template: ChatTemplate;
-  /** The template's stop token ids. */
-  stop: number[];
-}
-
-/** Loads, templates and tokenizes the datasets of `a` as LLaMA-Factory would. */
-export async function prepareData(a: TrainArgs): Promise<PreparedData> {
-  const tokenizer = await loadTokenizer(a.model_name_or_path);
-  const template = getTemplate(tokenizer, templateOptionsOf(a));
-  const loaded = await loadDatasets(loadDatasetsArgsOf(a));
-  const args = dataArgsOf(a);
-  const train = processDataset(loaded.train, template, args);
-  if (!train.records.length) throw new Error(`dataset ${a.dataset}: no valid examples for stage ${a.stage}`);
-  return {
-    train,
-    eval: loaded.eval ? processDataset(loaded.eval, template, args) : undefined,
-    tokenizer,
-    template,
-    stop: template.stopTokenIds(),
-  };
-}
-
-/**
- * Loads the model of a run on `executor` (f32 for full and freeze training, stored dtypes under LoRA) with its adapter
- * (`adapter_name_or_path`'s, or a new one), and names the parameters that train: the adapter's, all, or freeze's.
- */
-export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<{ model: Model; trainable: string[] }> {
-  const lora = a.finetuning_type === "lora";
-  // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
-  const quantization = quantizeOptionsFromArgs(a);
-  if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
-  const model = await loadModel(a.model_name_or_path, {
-    executor,
-    dtype: lora ? "stored" : "f32",
-    quantization,
-    hub: hubOptionsOf(a),
-  });
-  if (lora) {
-    const adapters = a.adapter_name_or_path ?? [];
-    if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
-    const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
-    const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
-    return { model, trainable: [...adapter.params.keys()] };
-  }
-  if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
-  const trainable = freezeTrainable([...model.params.keys()], model.config, {
-    layers: a.freeze_trainable_layers,
-    modules: a.freeze_trainable_modules,
-    extra: a.freeze_extra_modules,
-  });
-  return { model, trainable };
-}
-
-/** The executor of a run; "webgpu" without any adapter falls back to the reference executor (bare machines). */
-export async function pickExecutor(name: ExecutorKind | undefined): Promise<Executor> {
-  if (name === "webgpu" && !(await hasGpu())) return new ReferenceExecutor();
-  return await createExecutor(name ?? "auto", (line) => console.log(line));
 }
 
 async function copyIfExists(from: string, to: string) {

@@ -16,8 +16,8 @@
  * One writer per output folder is assumed.
  * @module
  */
-import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { exists, writeFileAtomic } from "../util/fs.ts";
+import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
+import { exists, writeFileAtomic } from "../../util/fs.ts";
 
 /** HF's `PREFIX_CHECKPOINT_DIR`. */
 export const CHECKPOINT_PREFIX = "checkpoint";

@@ -7,8 +7,8 @@
  */
 import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
 import { plotLoss, plotLosses } from "./plot.ts";
-import { saveModel, saveOptimizer } from "./session_files.ts";
-import type { RunInit } from "./session_records.ts";
+import { saveModel, saveOptimizer } from "./model_files.ts";
+import type { RunInit } from "../session_records.ts";
 import { type TrainerState as TrainerStateFile, writeTrainerState } from "./trainer_log.ts";
 
 /** The `trainer_state.json` of a run at step `at`. */
