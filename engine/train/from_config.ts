@@ -5,12 +5,12 @@
  * @module
  */
 import { checkOutputDir, ConfigError, loadTrainConfig } from "../config/args.ts";
-import { predict, type PredictArgs, predictProblems } from "./predict.ts";
+import { predict, predictProblems } from "./predict.ts";
 import { train } from "./trainer.ts";
 
 /** Runs the config at `config` with `key=value` overrides; notes go to stderr; throws on any problem. */
 export async function trainFromConfig(config: string, overrides: readonly string[] = []): Promise<void> {
-  const args = await loadTrainConfig(config, [...overrides]) as PredictArgs;
+  const args = await loadTrainConfig(config, [...overrides]);
   const problems = predictProblems(args);
   if (problems.length) throw new ConfigError(config, problems);
   for (const w of args.warnings) console.error(`note: ${w}`);
