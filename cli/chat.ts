@@ -102,6 +102,7 @@ export async function chatMain(argv: string[]): Promise<number> {
     await model.generate(prompt, {
       ...args.generation,
       stop,
+      vocabLimit: template.tokenizer.idLimit,
       onToken: (t) => {
         if (stop.includes(t)) return;
         ids.push(t);

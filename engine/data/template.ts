@@ -56,6 +56,11 @@ export class TemplateTokenizer {
     return this.#size;
   }
 
+  /** One past the largest id a token has, counting tokens added by the fixes (`GenerateOptions.vocabLimit`). */
+  get idLimit(): number {
+    return Math.max(this.base.idLimit, this.#size);
+  }
+
   /** Tokens added or promoted to special by the fixes, by content. */
   get addedTokens(): ReadonlyMap<string, number> {
     return this.#extra;

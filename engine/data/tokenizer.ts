@@ -80,6 +80,11 @@ type Json = Record<string, unknown>;
 export class Tokenizer {
   /** Number of distinct ids of the vocabulary and added tokens (Python's `len(tokenizer)`). */
   readonly vocabSize: number;
+  /**
+   * One past the largest id a token has: the ids generation may choose (`GenerateOptions.vocabLimit`). A model's
+   * vocabulary may be larger (padded embedding rows no token has), never smaller.
+   */
+  readonly idLimit: number;
   readonly specialTokens: SpecialTokens;
   /** `add_bos_token` / `add_eos_token` of `tokenizer_config.json`, where present. */
   readonly addBosToken: boolean | undefined;
@@ -118,6 +123,9 @@ export class Tokenizer {
     const vocab = this.#hf.get_vocab(true);
     vocab.delete(undefined as unknown as string);
     this.vocabSize = new Set(vocab.values()).size;
+    let top = -1;
+    for (const id of vocab.values()) if (id > top) top = id;
+    this.idLimit = top + 1;
     const special = (key: string): SpecialToken | null => {
       const content = names[key];
       if (content === null) return null;

@@ -1,7 +1,8 @@
 /**
  * Chat with a loaded model through a chat template, as LLaMA-Factory's chat engine does: the conversation is
  * rendered with the template (`encode_oneturn` with an empty answer), generation stops at the template's stop
- * token ids (eos and stop words) or at a stop string, and the answer is decoded without special tokens. Sampling
+ * token ids (eos and stop words) or at a stop string, and the answer is decoded without special tokens. Ids past
+ * the tokenizer (padded embedding rows) are never generated (`vocabLimit`). Sampling
  * settings default to LF's `GeneratingArguments` and follow its per-request rules (`_process_args`): several
  * answers force sampling (temperature 0 becomes 1), and temperature 0 means greedy.
  *
@@ -154,10 +155,11 @@ export class ChatEngine {
     const g = resolveChatOptions(opts);
     return this.#locked(async () => {
       const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
+      const vocabLimit = this.template.tokenizer.idLimit;
       const stops = (opts.stop ?? []).filter((s) => s.length > 0);
       const ids: number[] = [];
       let text = "", shown = 0, finishReason: ChatResult["finishReason"] = "length";
-      for await (const t of this.model.generateStream(prompt, { ...g, stop: [...stopIds] })) {
+      for await (const t of this.model.generateStream(prompt, { ...g, stop: [...stopIds], vocabLimit })) {
         ids.push(t);
         if (stopIds.has(t)) {
           finishReason = "stop";
@@ -192,10 +194,12 @@ export class ChatEngine {
     const g = resolveChatOptions(opts, n);
     return this.#locked(async () => {
       const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
+      const vocabLimit = this.template.tokenizer.idLimit;
       const stops = (opts.stop ?? []).filter((s) => s.length > 0);
       const rows = await this.model.generateBatch(Array.from({ length: n }, () => prompt), {
         ...g,
         stop: [...stopIds],
+        vocabLimit,
       });
       return rows.map((ids) => {
         let text = this.#decode(ids, stopIds);

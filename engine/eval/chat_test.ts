@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ChatEngine, resolveChatOptions } from "./chat.ts";
+import { ChatEngine, type ChatResult, resolveChatOptions } from "./chat.ts";
+import { writePaddedVocabModel } from "../nn/vocab_testing.ts";
 
 const TINY = new URL("../../fixtures/tiny/model", import.meta.url).pathname;
 const chat = await ChatEngine.load(TINY, { template: "qwen" });
@@ -54,4 +55,27 @@ Deno.test("chat: calls queue instead of colliding on the KV cache; n answers sam
   const one = await chat.complete(prompt, { maxNewTokens: 6, seed: 12, temperature: 1, topP: 1, topK: 0 });
   const rowOne = await chat.completeMany(prompt, 2, { maxNewTokens: 6, seed: 11, temperature: 1, topP: 1, topK: 0 });
   assert.deepEqual(rowOne[1].ids, one.ids, "row 1 samples with seed + 1");
+});
+
+Deno.test("chat: a model padded past its tokenizer never answers with an id the tokenizer cannot decode", async () => {
+  // fixtures/tiny/model with 2048 padded rows (row 2048 + i = 10 × row i): unmasked, a padded id wins every step.
+  const dir = await Deno.makeTempDir({ prefix: "whetstone-padded-chat-" });
+  try {
+    const { vocab } = await writePaddedVocabModel(TINY, dir, 2048);
+    const padded = await ChatEngine.load(dir, { template: "qwen" });
+    assert.equal(padded.template.tokenizer.idLimit, vocab);
+    const decodable = (r: ChatResult, what: string) =>
+      assert.ok(r.ids.length > 0 && r.ids.every((t) => t >= 0 && t < vocab), `${what}: ${r.ids}`);
+    const g = await padded.complete(prompt, greedy);
+    decodable(g, "greedy");
+    const want = await chat.complete(prompt, greedy);
+    assert.deepEqual([g.ids, g.text], [want.ids, want.text], "greedy answers as the unpadded model does");
+    for (const seed of [1, 2, 3]) {
+      decodable(await padded.complete(prompt, { maxNewTokens: 8, seed }), `sampled, seed ${seed}`);
+      const wide = { maxNewTokens: 8, seed, temperature: 1, topP: 1, topK: 0 };
+      (await padded.completeMany(prompt, 3, wide)).forEach((r, i) => decodable(r, `completeMany ${i}, seed ${seed}`));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

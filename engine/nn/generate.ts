@@ -3,7 +3,8 @@
  * prefill graph over the right-padded, bucketed prompts, then one decode-step graph per token for all rows at
  * once (planned once per batch and cache bucket, one submit per token). Sampling runs on the host from the
  * fetched last-token logits, with transformers' logits processors in its order: repetition penalty, then
- * temperature, top-k, top-p.
+ * temperature, top-k, top-p. Rows past the tokenizer (`vocabLimit`: models pad their embedding past it, e.g.
+ * Qwen2.5's 151,936 rows for 151,665 tokens) are masked to -inf first, so no id the tokenizer cannot decode is chosen.
  *
  * Generation calls on one model must not overlap when they use the same batch and cache bucket (they would
  * share its KV cache): such a call throws. Await each call (or iterate each stream to its end, or break
@@ -47,6 +48,13 @@ export interface GenerateOptions {
   topK?: number;
   /** transformers' repetition penalty over prompt and generated ids (default 1 = off). */
   repetitionPenalty?: number;
+  /**
+   * Ids at or past this are never chosen: their logits are -inf before every processor (transformers'
+   * `suppress_tokens`), so greedy, top-k, top-p and the draw all see only the tokenizer's ids. Pass the
+   * tokenizer's id limit (`TemplateTokenizer.idLimit`) whenever the model's vocabulary may be larger than its
+   * tokenizer's (released models pad theirs: Qwen2.5 has 151,936 rows for 151,665 tokens). Default: every row.
+   */
+  vocabLimit?: number;
   /** Token ids that end generation (included in the result, as transformers does). */
   stop?: number[];
   /** Seed of the sampling RNG (default 0); in a batch, row i samples with its own RNG seeded `seed + i`. */
@@ -93,8 +101,9 @@ function compiled(model: ModelCore, B: number, C: number, L: number, decode: boo
 export const seededRandom = mulberry32;
 
 /**
- * Chooses the next token from `logits` [V] as transformers does: repetition penalty over `seen`, then (when
- * sampling) temperature, top-k, top-p and a draw from the softmax; greedy takes the first argmax.
+ * Chooses the next token from `logits` [V] as transformers does: ids at or past `vocabLimit` suppressed, then
+ * repetition penalty over `seen`, then (when sampling) temperature, top-k, top-p and a draw from the softmax;
+ * greedy takes the first argmax.
  */
 export function chooseToken(
   logits: ArrayLike<number>,
@@ -104,6 +113,11 @@ export function chooseToken(
 ): number {
   const s = Float64Array.from(logits);
   const V = s.length;
+  const limit = opts.vocabLimit ?? V;
+  if (!(Number.isInteger(limit) && limit >= 1)) {
+    throw new RangeError(`vocabLimit must be an integer >= 1 (the tokenizer's id limit), got ${limit}`);
+  }
+  if (limit < V) s.fill(-Infinity, limit);
   const rp = opts.repetitionPenalty ?? 1;
   if (rp !== 1) { for (const t of new Set(seen)) s[t] = s[t] < 0 ? s[t] * rp : s[t] / rp; }
   const argmax = () => s.reduce((best, x, i) => (x > s[best] ? i : best), 0);

@@ -12,6 +12,8 @@ import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import type { Executor } from "../exec/executor.ts";
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { writePaddedVocabModel } from "./vocab_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"];
@@ -178,4 +180,45 @@ Deno.test("generate, generateBatch, generateStream: bad inputs name the prompt",
   await assert.rejects(model.generateBatch([[1]], { maxNewTokens: -1 }), /maxNewTokens must be an integer >= 0/);
   await assert.rejects(model.generate([], { maxNewTokens: 2 }), /generate: inputIds is empty/);
   await assert.rejects(model.generateStream([3, -1], { maxNewTokens: 2 }).next(), /generateStream: inputIds\[1\] = -1/);
+});
+
+Deno.test("generate: ids past the tokenizer are never chosen, even when their rows hold the largest logits", async () => {
+  // fixtures/tiny/model with 2048 padded rows (row 2048 + i = 10 × row i): a padded id wins every argmax.
+  const tiny = new URL("../../fixtures/tiny/model", import.meta.url).pathname;
+  const dir = await Deno.makeTempDir({ prefix: "whetstone-padded-" });
+  try {
+    const { vocab } = await writePaddedVocabModel(tiny, dir, 2048);
+    const tok = await loadTokenizer(dir);
+    assert.equal(tok.idLimit, vocab, "the tokenizer decodes ids below 2048 only");
+    const model = await loadModel(dir, { executor: new ReferenceExecutor() });
+    assert.equal(model.config.vocab, 2 * vocab);
+    const prompt = tok.encode("What is Whetstone?"), prompts = [prompt, tok.encode("Hello"), [5]];
+    const rawIds = await model.generate(prompt, { maxNewTokens: 3 });
+    assert.ok(rawIds.every((t) => t >= vocab), `unmasked, the padded rows win: ${rawIds}`);
+    const limit = { vocabLimit: tok.idLimit };
+    const sampled = [
+      { doSample: true, temperature: 1, topK: 0, topP: 1, seed: 3 },
+      { doSample: true, temperature: 0.95, topK: 50, topP: 0.7, seed: 4 },
+      { doSample: true, temperature: 1, topK: 3000, repetitionPenalty: 1.2, seed: 5 },
+    ];
+    const decodable = (ids: number[], what: string) => {
+      assert.ok(ids.length > 0 && ids.every((t) => t >= 0 && t < vocab), `${what}: ${ids}`);
+      assert.equal(typeof tok.decode(ids), "string");
+    };
+    // Greedy with the limit is the unpadded model's greedy: the real rows' logits are the same.
+    const plain = await loadModel(tiny, { executor: new ReferenceExecutor() });
+    const greedy = await model.generate(prompt, { maxNewTokens: 8, ...limit });
+    assert.deepEqual(greedy, await plain.generate(prompt, { maxNewTokens: 8 }));
+    for (const o of [{}, ...sampled]) {
+      const opts = { maxNewTokens: 8, ...limit, ...o };
+      decodable(await model.generate(prompt, opts), `generate ${JSON.stringify(o)}`);
+      (await model.generateBatch(prompts, opts)).forEach((r, b) => decodable(r, `generateBatch row ${b}`));
+      const streamed: number[] = [];
+      for await (const t of model.generateStream(prompt, opts)) streamed.push(t);
+      decodable(streamed, `generateStream ${JSON.stringify(o)}`);
+    }
+    assert.throws(() => chooseToken([1, 2], [], { vocabLimit: 0 }, Math.random), /vocabLimit must be an integer >= 1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

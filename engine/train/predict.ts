@@ -223,6 +223,7 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
         ...generateOptionsOf(a, Math.max(...prompts.map((p) => p.length))),
         stop,
         seed: a.seed + i,
+        vocabLimit: template.tokenizer.idLimit,
       };
       const ids = prompts.length === 1
         ? [await model.generate(prompts[0], opts)]

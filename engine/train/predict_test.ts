@@ -13,6 +13,7 @@ import { loadModel } from "../nn/model.ts";
 import { trainFromConfig } from "./from_config.ts";
 import { decodeIds } from "../data/decode_ids.ts";
 import { predict, type PredictArgs, predictProblems, pyJsonLine } from "./predict.ts";
+import { writePaddedVocabModel } from "../nn/vocab_testing.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const TINY = `${ROOT}fixtures/tiny/model`, DEMO = `${ROOT}fixtures/demo`;
@@ -152,4 +153,20 @@ Deno.test("predict: the train CLI runs a prediction-only config (sampling) and t
   const res = await predict(pt, { log: () => {}, progress: false });
   assert.ok(res.metrics.predict_loss > 0 && res.metrics.predict_loss < 20, String(res.metrics.predict_loss));
   assert.equal(res.metrics.predict_perplexity, Math.exp(res.metrics.predict_loss));
+});
+
+Deno.test("predict: a model padded past its tokenizer generates only ids the tokenizer decodes", async () => {
+  // fixtures/tiny/model with 2048 padded rows (row 2048 + i = 10 × row i): unmasked, a padded id wins every step.
+  const { dir, vocab } = await writePaddedVocabModel(TINY, `${root}/padded`, 2048);
+  for (const do_sample of [false, true]) {
+    const a = args({
+      model_name_or_path: dir,
+      adapter_name_or_path: null,
+      do_sample,
+      output_dir: `${root}/padded-out`,
+    });
+    const res = await predict(a, { log: () => {}, progress: false });
+    assert.equal(res.generated.length, 3);
+    for (const ids of res.generated) assert.ok(ids.length > 0 && ids.every((t) => t < vocab), `${do_sample}: ${ids}`);
+  }
 });

@@ -7,9 +7,11 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
+import { decodeIds } from "../data/decode_ids.ts";
 import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
 import { Progress } from "./progress.ts";
+import type { PreparedData } from "./session_files.ts";
 import { TrainSession } from "./session.ts";
 import type { LogHistoryEntry } from "./outputs/trainer_log.ts";
 
@@ -40,6 +42,28 @@ export interface TrainResult {
   model?: Model;
   /** A held-out (or first training) prompt answered by the trained model, for people to read. */
   sample?: { prompt: string; answer: string };
+}
+
+/**
+ * The prompt part of a held-out (else the first training) record, its labels starting where the answer starts,
+ * answered greedily by the trained model within the tokenizer's ids; ids no token has are dropped when decoding.
+ */
+async function sampleAnswer(model: Model, data: PreparedData): Promise<TrainResult["sample"]> {
+  const records = data.train.records as SftRecord[], evalRecords = (data.eval?.records ?? []) as SftRecord[];
+  const rec = evalRecords[0] ?? records[0];
+  if (!rec) return undefined;
+  const cut = rec.labels.findIndex((l) => l !== -100);
+  const prompt = rec.input_ids.slice(0, cut > 0 ? cut : rec.input_ids.length);
+  const ids = await model.generate(prompt, {
+    maxNewTokens: 48,
+    stop: data.stop,
+    vocabLimit: data.template.tokenizer.idLimit,
+  });
+  const stops = new Set(data.stop);
+  return {
+    prompt: decodeIds(data.template, prompt, false),
+    answer: decodeIds(data.template, ids.filter((t) => !stops.has(t)), false),
+  };
 }
 
 /** Runs one training job described by LLaMA-Factory-style arguments. */
@@ -81,17 +105,12 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
   const { model, data } = session;
   let sample: TrainResult["sample"];
   if (session.stage.samples) {
-    // The prompt part of a held-out record (its labels start where the answer starts), answered greedily.
-    const records = data.train.records as SftRecord[], evalRecords = (data.eval?.records ?? []) as SftRecord[];
-    const rec = evalRecords[0] ?? records[0];
-    const cut = rec.labels.findIndex((l) => l !== -100);
-    const prompt = rec.input_ids.slice(0, cut > 0 ? cut : rec.input_ids.length);
-    const ids = await model.generate(prompt, { maxNewTokens: 48, stop: data.stop });
-    const stops = new Set(data.stop);
-    sample = {
-      prompt: data.tokenizer.decode(prompt),
-      answer: data.tokenizer.decode(ids.filter((t) => !stops.has(t))),
-    };
+    // A reading aid after the outputs are written: an error here is logged, never fails the finished run.
+    try {
+      sample = await sampleAnswer(model, data);
+    } catch (e) {
+      log(`the sample answer failed (the run's outputs are written): ${e instanceof Error ? e.message : e}`);
+    }
   }
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s; outputs in ${out}`);
   return {

@@ -8,6 +8,7 @@ import { parseTrainArgs } from "../config/args.ts";
 import { loadModel } from "../nn/model.ts";
 import { readPeftAdapter } from "../io/peft.ts";
 import { makeTinyModel } from "./testing.ts";
+import { writePaddedVocabModel } from "../nn/vocab_testing.ts";
 import { train } from "./trainer.ts";
 import { listCheckpoints } from "./outputs/checkpoint.ts";
 
@@ -66,6 +67,21 @@ Deno.test("trainer: LoRA SFT writes a PEFT adapter, logs, checkpoints and a loss
   const ids = [[151, 200, 300, 400, 500, 600, 700, 800]].map((r) => r.map((x) => x % base.config.vocab));
   const a = await base.forward(ids), b = await tuned.forward(ids);
   assert.ok(a.logits.some((x, i) => Math.abs(x - b.logits[i]) > 1e-4), "the trained adapter changes the logits");
+});
+
+Deno.test("trainer: the sample answer of a model padded past its tokenizer stays within the tokenizer", async () => {
+  // The tiny model with 2048 padded rows (row V + i = 10 × row i): unmasked, a padded id wins.
+  const { dir, vocab } = await writePaddedVocabModel(model, `${root}/padded`, 2048);
+  const out = `${root}/padded-lora`, lines: string[] = [];
+  const res = await train(args(out, { model_name_or_path: dir, max_steps: 2, save_strategy: "no" }), {
+    progress: false,
+    log: (l) => lines.push(l),
+  });
+  assert.ok((await readPeftAdapter(out)).tensors.size > 0, "the run's outputs are written");
+  assert.ok(res.sample && res.sample.prompt.length > 0, `a sample: ${JSON.stringify(res.sample)}`);
+  assert.ok(!lines.some((l) => l.includes("sample answer failed")), lines.join("\n"));
+  const unmasked = await res.model!.generate([5, 6, 7], { maxNewTokens: 2 });
+  assert.ok(unmasked.every((t) => t >= vocab), `the padded rows win unmasked: ${unmasked}`);
 });
 
 Deno.test("trainer: a run stopped at a checkpoint and resumed repeats the uninterrupted run step for step", async () => {

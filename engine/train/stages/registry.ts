@@ -68,7 +68,11 @@ async function ppo(i: SetupInput): Promise<StageSetup> {
   if (!a.reward_model && !i.reward) throw new Error("reward_model: `reward_model` is necessary for PPO training.");
   const setup = await setupPpo(a, i.model, i.trainable, i.log, i.reward);
   // ppo generates with LF's generating arguments (GeneratingArguments, as in its PPO example's `### generate`).
-  const gen = { ...generateOptionsOf(a), stop: i.model.stopIds(i.data.stop) };
+  const gen = {
+    ...generateOptionsOf(a),
+    stop: i.model.stopIds(i.data.stop),
+    vocabLimit: i.data.template.tokenizer.idLimit,
+  };
   const tokens = { pad: i.data.template.padId, eos: i.data.template.eosId };
   return {
     trainable: setup.trainable,
