@@ -11,7 +11,7 @@ import { decodeIds } from "../data/decode_ids.ts";
 import type { SftRecord } from "../data/process.ts";
 import type { Model } from "../nn/model.ts";
 import { Progress } from "./progress.ts";
-import type { PreparedData } from "./session_files.ts";
+import type { PreparedData } from "./run_inputs.ts";
 import { TrainSession } from "./session.ts";
 import type { LogHistoryEntry } from "./outputs/trainer_log.ts";
 
