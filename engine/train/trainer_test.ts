@@ -162,23 +162,10 @@ Deno.test("trainer: pre-training (stage pt) on plain text packs blocks and learn
 Deno.test("trainer: LoRA+ gives lora_B matrices loraplus_lr_ratio times the learning rate", async () => {
   const { loadModel } = await import("../nn/model.ts");
   const { attachAdapter } = await import("../nn/lora.ts");
-  const { traceTrainStep } = await import("./step/lm.ts");
+  const { adamwStepPlan, traceTrainStep } = await import("./step/lm.ts");
   const m = await loadModel(model, { executor: "reference" });
   const ad = await attachAdapter(m, { r: 4, targets: ["q_proj"] });
-  const g = traceTrainStep(m, {
-    G: 1,
-    B: 1,
-    L: 8,
-    trainable: [...ad.params.keys()],
-    optim: "adamw",
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    loraplusRatio: 16,
-    dropout: false,
-  });
+  const g = traceTrainStep(m, adamwStepPlan(1, 8, [...ad.params.keys()], { loraplusRatio: 16 }));
   const lrId = g.inputs.get("lr")!;
   const updates = g.nodes.filter((n) => n.op === "adamw");
   assert.equal(updates.length, ad.params.size);
