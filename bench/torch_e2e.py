@@ -1,0 +1,51 @@
+"""PyTorch + PEFT side of bench/e2e.ts: LLaMA-Factory's training loop reduced to what costs time, over the padded
+batches Whetstone trains on.
+
+Usage: torch_e2e.py '<json>' with `model` (a model folder), `batches` (a JSON file: a list of {input_ids,
+attention_mask, labels}, each [batch][length], padded as Whetstone pads them), `method` (lora: r 8, alpha 16, all
+linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads`.
+Loads the model in f32, trains one step a batch (forward, backward, clipping to norm 1, AdamW), saves the adapter or
+the model as LF does at the end, and prints one JSON object: load_s, train_s (the loop), save_s, tokens (real tokens,
+as Whetstone counts them), steps, step_s (each step), torch, threads."""
+import json, sys, time
+
+t_start = time.perf_counter()
+import torch
+from transformers import AutoModelForCausalLM
+from peft import LoraConfig, get_peft_model
+
+cfg = json.loads(sys.argv[1])
+if cfg.get("threads"):
+    torch.set_num_threads(cfg["threads"])
+torch.manual_seed(42)
+model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=torch.float32, attn_implementation="sdpa")
+if cfg["method"] == "lora":
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0))
+elif cfg["method"] != "full":
+    raise SystemExit(f"method: expected lora or full, got {cfg['method']!r}")
+model.train()
+batches = json.load(open(cfg["batches"]))
+trainable = [p for p in model.parameters() if p.requires_grad]
+opt = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=0.0)
+t_loaded = time.perf_counter()
+
+tokens, step_s = 0, []
+for b in batches:
+    t0 = time.perf_counter()
+    ids = torch.tensor(b["input_ids"])
+    mask = torch.tensor(b["attention_mask"])
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor(b["labels"]))
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    tokens += int(mask.sum())
+    step_s.append(time.perf_counter() - t0)
+t_trained = time.perf_counter()
+model.save_pretrained(cfg["out"])
+t_saved = time.perf_counter()
+print(json.dumps({
+    "load_s": t_loaded - t_start, "train_s": t_trained - t_loaded, "save_s": t_saved - t_trained,
+    "tokens": tokens, "steps": len(batches), "step_s": step_s, "loss": float(out.loss),
+    "torch": torch.__version__, "threads": torch.get_num_threads(),
+}))
