@@ -12,6 +12,7 @@ import { dataBench } from "./data.ts";
 import { decodeBench } from "./decode.ts";
 import { memoryBench } from "./memory.ts";
 import { quantBench } from "./quant.ts";
+import { onnxCompileBench } from "./onnx_compile.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -24,4 +25,5 @@ export const benches: Bench[] = [
   decodeBench,
   memoryBench,
   quantBench,
+  onnxCompileBench,
 ];
