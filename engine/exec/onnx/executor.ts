@@ -65,7 +65,10 @@ function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
 export interface OnnxExecutorOptions {
   /** Threads of one operator (default: onnxruntime's choice, the physical cores). */
   threads?: number;
-  /** Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`). */
+  /**
+   * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`.
+   */
   sessionOptions?: Record<string, unknown>;
   /**
    * The on-disk cache of optimized models (model_cache.ts): on by default for models of 2000 nodes or more,
@@ -133,7 +136,12 @@ export class OnnxExecutor implements Executor {
   private async session(bytes: Uint8Array, nodes: number): Promise<Ort.InferenceSession> {
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
-      graphOptimizationLevel: "all",
+      // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
+      // more to build and gained nothing measurable on its step time, nor on decode (bench onnx_compile, decode).
+      graphOptimizationLevel: "basic",
+      // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
+      // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
+      enableMemPattern: false,
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
