@@ -154,7 +154,7 @@ export class OnnxExecutor implements Executor {
       options.optimizedModelFilePath !== undefined
     ) return create(bytes, options);
     const key = await modelCacheKey(bytes, this.ort.env.versions.common, options);
-    const hit = await cachedModel(dir, key);
+    const hit = await cachedModel(dir, key).catch(() => undefined); // e.g. no read permission: build it
     if (hit) {
       try {
         return await create(hit, { ...options, graphOptimizationLevel: "disabled" });

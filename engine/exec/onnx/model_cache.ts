@@ -61,7 +61,10 @@ export async function modelCacheKey(bytes: Uint8Array, ortVersion: string, optio
   return Array.from(h, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The path of a cached entry, its mtime refreshed (it is now the most recently used), or undefined when absent. */
+/**
+ * The path of a cached entry, its mtime refreshed (it is now the most recently used), or undefined when absent;
+ * throws when the directory cannot be read.
+ */
 export async function cachedModel(dir: string, key: string): Promise<string | undefined> {
   const path = `${dir}/${key}.onnx`;
   if (!(await exists(path))) return undefined;
