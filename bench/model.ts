@@ -52,8 +52,11 @@ export async function venvBaseline<T>(script: string, config: object = LLAMA_20M
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
 }
 
+/** A bench Llama's shape: {@link LLAMA_20M}'s fields, and optionally tied embeddings (SmolLM2's). */
+export type LlamaShape = typeof LLAMA_20M & { tie?: boolean };
+
 /** The decoder config of {@link LLAMA_20M} (or another config of that shape). */
-export function llama20m(c: typeof LLAMA_20M = LLAMA_20M): DecoderConfig {
+export function llama20m(c: LlamaShape = LLAMA_20M): DecoderConfig {
   return decoderConfig({
     model_type: "llama",
     vocab_size: c.vocab,
@@ -63,6 +66,7 @@ export function llama20m(c: typeof LLAMA_20M = LLAMA_20M): DecoderConfig {
     num_attention_heads: c.heads,
     num_key_value_heads: c.kvHeads,
     rms_norm_eps: 1e-6,
+    tie_word_embeddings: c.tie ?? false,
   });
 }
 

@@ -13,6 +13,7 @@ import { decodeBench } from "./decode.ts";
 import { memoryBench } from "./memory.ts";
 import { quantBench } from "./quant.ts";
 import { e2eBench } from "./e2e.ts";
+import { onnxCompileBench } from "./onnx_compile.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -26,4 +27,5 @@ export const benches: Bench[] = [
   memoryBench,
   quantBench,
   e2eBench,
+  onnxCompileBench,
 ];

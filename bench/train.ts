@@ -25,7 +25,7 @@ import { attachAdapter } from "../engine/nn/lora.ts";
 import { freezeTrainable } from "../engine/train/freeze.ts";
 import { adamwStepPlan, LOSS_SUM, traceTrainStep } from "../engine/train/step/lm.ts";
 import { stateNames } from "../engine/train/step/optimizer.ts";
-import { llama20m, LLAMA_20M } from "./model.ts";
+import { llama20m, LLAMA_20M, type LlamaShape } from "./model.ts";
 import { rateSpread, spread, spreadFields } from "./stats.ts";
 import { TorchWorker } from "./torch_worker.ts";
 import { torchThreads } from "./torch_python.ts";
@@ -44,7 +44,7 @@ export type Method = "lora" | "freeze" | "full";
  * Stores random f32 weights of config `c` on `ex` (with a LoRA adapter r 8 on every linear, or the last 2 layers
  * trainable for freeze), zero AdamW states for what trains, and traces the trainer's step: batch c.batch × c.seq.
  */
-export async function prepareTrainStep(ex: Executor, c: typeof LLAMA_20M, method: Method): Promise<Graph> {
+export async function prepareTrainStep(ex: Executor, c: LlamaShape, method: Method): Promise<Graph> {
   const cfg = llama20m(c);
   const r = rng(5);
   const params = new Map<string, { shape: number[]; dtype: DType }>();

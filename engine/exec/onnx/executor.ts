@@ -21,6 +21,14 @@ import { roundTo } from "../dtype.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
 import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
 import { encodeModel } from "./proto.ts";
+import {
+  cachedModel,
+  commitModel,
+  modelCacheDir,
+  modelCacheKey,
+  type ModelCacheOptions,
+  pendingPath,
+} from "./model_cache.ts";
 
 /** A stored param: data in the ONNX type its dtype lives in (FLOAT, INT32 or INT64). */
 interface Stored {
@@ -57,8 +65,16 @@ function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
 export interface OnnxExecutorOptions {
   /** Threads of one operator (default: onnxruntime's choice, the physical cores). */
   threads?: number;
-  /** Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`). */
+  /**
+   * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`.
+   */
   sessionOptions?: Record<string, unknown>;
+  /**
+   * The on-disk cache of optimized models (model_cache.ts): on by default for models of 2000 nodes or more,
+   * in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
+   */
+  modelCache?: ModelCacheOptions | false;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -103,12 +119,7 @@ export class OnnxExecutor implements Executor {
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true });
-    const session = await this.ort.InferenceSession.create(encodeModel(lowered.model), {
-      executionProviders: ["cpu"],
-      graphOptimizationLevel: "all",
-      ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
-      ...this.opts.sessionOptions,
-    });
+    const session = await this.session(encodeModel(lowered.model), lowered.model.graph.nodes.length);
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
       const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
@@ -116,6 +127,58 @@ export class OnnxExecutor implements Executor {
       return result;
     };
     return { run, stats };
+  }
+
+  /**
+   * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
+   * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
+   */
+  private async session(bytes: Uint8Array, nodes: number): Promise<Ort.InferenceSession> {
+    const options: Ort.InferenceSession.SessionOptions = {
+      executionProviders: ["cpu"],
+      // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
+      // more to build and gained nothing measurable on its step time, nor on decode (bench onnx_compile, decode).
+      graphOptimizationLevel: "basic",
+      // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
+      // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
+      enableMemPattern: false,
+      ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
+      ...this.opts.sessionOptions,
+    };
+    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) =>
+      this.ort.InferenceSession.create(model as Uint8Array, o);
+    const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
+    const dir = cache && (cache.dir ?? modelCacheDir());
+    if (
+      !cache || !dir || nodes < (cache.minNodes ?? 2000) || options.graphOptimizationLevel === "disabled" ||
+      options.optimizedModelFilePath !== undefined
+    ) return create(bytes, options);
+    const key = await modelCacheKey(bytes, this.ort.env.versions.common, options);
+    const hit = await cachedModel(dir, key).catch(() => undefined); // e.g. no read permission: build it
+    if (hit) {
+      try {
+        return await create(hit, { ...options, graphOptimizationLevel: "disabled" });
+      } catch {
+        await Deno.remove(hit).catch(() => {}); // unreadable entry: rebuild it
+      }
+    }
+    let tmp: string;
+    try {
+      tmp = await pendingPath(dir, key);
+    } catch {
+      return create(bytes, options); // no writable cache directory
+    }
+    let session: Ort.InferenceSession;
+    try {
+      // Quiet: onnxruntime warns that a level-"all" model may hold CPU-specific kernels (the key holds the CPU).
+      session = await create(bytes, { logSeverityLevel: 3, ...options, optimizedModelFilePath: tmp });
+    } catch {
+      await Deno.remove(tmp).catch(() => {});
+      return create(bytes, options); // the model itself fails (the error says why), or saving it did
+    }
+    // A cache that cannot be written costs the next run the optimization again, nothing else.
+    await commitModel(dir, key, tmp, cache.maxEntries).catch(() => Deno.remove(tmp).catch(() => {}));
+    return session;
   }
 
   private async runOnce(

@@ -85,25 +85,62 @@ export interface ModelDef {
 
 const enc = new TextEncoder();
 
-/** A protobuf message under construction: a list of chunks and their total length. */
+/** Messages or byte strings at most this long are copied into their parent's pending bytes, not kept as chunks. */
+const INLINE = 256;
+
+/**
+ * A protobuf message under construction: a list of chunks and their total length. Small fields (tags, varints,
+ * short strings and messages) gather in one pending byte list that becomes a chunk when a large one is pushed, so
+ * a node's message is a few chunks rather than one per field.
+ */
 class Msg {
-  chunks: Uint8Array[] = [];
+  private readonly done: Uint8Array[] = [];
+  private pend: number[] = [];
   length = 0;
 
+  /** The message's bytes as chunks, in order. */
+  chunks(): Uint8Array[] {
+    this.flush();
+    return this.done;
+  }
+
+  private flush(): void {
+    if (this.pend.length) {
+      this.done.push(Uint8Array.from(this.pend));
+      this.pend = [];
+    }
+  }
+
   private push(b: Uint8Array): void {
-    this.chunks.push(b);
+    if (b.length <= INLINE) {
+      for (let i = 0; i < b.length; i++) this.pend.push(b[i]);
+    } else {
+      this.flush();
+      this.done.push(b);
+    }
     this.length += b.length;
   }
 
   private varint(v: number | bigint): void {
-    let x = BigInt.asUintN(64, BigInt(v));
-    const out: number[] = [];
-    while (x >= 0x80n) {
-      out.push(Number(x & 0x7fn) | 0x80);
-      x >>= 7n;
+    if (typeof v === "number" && v >= 0 && v <= Number.MAX_SAFE_INTEGER) {
+      let x = v;
+      while (x >= 0x80) {
+        this.pend.push((x % 0x80) | 0x80);
+        x = Math.floor(x / 0x80);
+        this.length++;
+      }
+      this.pend.push(x);
+      this.length++;
+      return;
     }
-    out.push(Number(x));
-    this.push(Uint8Array.from(out));
+    let x = BigInt.asUintN(64, BigInt(v));
+    while (x >= 0x80n) {
+      this.pend.push(Number(x & 0x7fn) | 0x80);
+      x >>= 7n;
+      this.length++;
+    }
+    this.pend.push(Number(x));
+    this.length++;
   }
 
   private tag(field: number, wire: number): void {
@@ -139,7 +176,14 @@ class Msg {
   msg(field: number, m: Msg): this {
     this.tag(field, 2);
     this.varint(m.length);
-    for (const c of m.chunks) this.push(c);
+    if (m.length <= INLINE) {
+      for (const c of m.chunks()) for (let i = 0; i < c.length; i++) this.pend.push(c[i]);
+      this.length += m.length;
+    } else {
+      this.flush();
+      for (const c of m.chunks()) this.done.push(c);
+      this.length += m.length;
+    }
     return this;
   }
 
@@ -149,7 +193,7 @@ class Msg {
     for (const v of vs) inner.varint(v);
     this.tag(field, 2);
     this.varint(inner.length);
-    for (const c of inner.chunks) this.push(c);
+    for (const c of inner.chunks()) this.push(c);
     return this;
   }
 
@@ -218,7 +262,7 @@ export function encodeModelChunks(model: ModelDef): Uint8Array[] {
   for (const o of model.opsets ?? [{ domain: "", version: 18 }, { domain: "com.microsoft", version: 1 }]) {
     m.msg(8, new Msg().string(1, o.domain).int(2, o.version));
   }
-  return m.chunks;
+  return m.chunks();
 }
 
 /** Encodes a model as one `ModelProto` byte array. */
