@@ -15,6 +15,7 @@
  */
 import type { TrainArgs } from "../config/args.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
+import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
 import { BADAM_WEIGHT_DECAY, badamBlocks, BadamSchedule } from "../optim/badam.ts";
 import {
@@ -78,7 +79,12 @@ export interface OptimizerRun {
   resumed(): void;
 }
 
-const numel = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
+/** Every state of `optimizer` for the params `names` of `model`. */
+const statesOf = (model: Model, optimizer: Optimizer, names: readonly string[]): OptimState[] =>
+  names.flatMap((n) => optimizer.states(n, trainableShape(model, n)));
+
+/** f32 bytes of `states`. */
+const bytesOf = (states: readonly OptimState[]) => states.reduce((n, s) => n + 4 * numel(s.shape), 0);
 
 function zero(model: Model, states: readonly OptimState[]): void {
   for (const s of states) model.executor.setParam(s.name, new Float32Array(numel(s.shape)), s.shape);
@@ -109,11 +115,11 @@ export class PlainRun implements OptimizerRun {
   }
 
   states(): OptimState[] {
-    return this.plan.trainable.flatMap((n) => this.optimizer.states(n, trainableShape(this.model, n)));
+    return statesOf(this.model, this.optimizer, this.plan.trainable);
   }
 
   bytes(): number {
-    return this.states().reduce((n, s) => n + 4 * numel(s.shape), 0);
+    return bytesOf(this.states());
   }
 
   resumed(): void {}
@@ -191,11 +197,11 @@ export class GaloreRun implements OptimizerRun {
   }
 
   states(): OptimState[] {
-    return this.trainable.flatMap((n) => this.optimizer.states(n, trainableShape(this.model, n)));
+    return statesOf(this.model, this.optimizer, this.trainable);
   }
 
   bytes(): number {
-    return this.states().reduce((n, s) => n + 4 * numel(s.shape), 0);
+    return bytesOf(this.states());
   }
 
   resumed(): void {}
@@ -283,9 +289,7 @@ export class BadamRun implements OptimizerRun {
   }
 
   bytes(): number {
-    return Math.max(
-      ...this.blocks.map((b) => b.params.reduce((n, p) => n + 2 * 4 * numel(this.model.params.get(p)!.shape), 0)),
-    );
+    return Math.max(...this.blocks.map((b) => bytesOf(statesOf(this.model, this.optimizer, b.params))));
   }
 
   resumed(): void {

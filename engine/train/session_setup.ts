@@ -8,7 +8,7 @@
  */
 import type { TrainArgs } from "../config/args.ts";
 import { planGraph } from "../exec/plan.ts";
-import { DTYPE_BYTES } from "../graph/types.ts";
+import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
 import { bucket } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
@@ -18,6 +18,7 @@ import { loadTrainModel, pickExecutor, prepareData, type PreparedData } from "./
 import { restore, type TrainState } from "./outputs/model_files.ts";
 import type { SessionOptions, SessionPlan } from "./session_records.ts";
 import { SessionRun } from "./session_run.ts";
+import { bytesOf } from "./stages/reference.ts";
 import { setupStage } from "./stages/registry.ts";
 import { buildStep } from "./step/builder.ts";
 import { composeStep, type StepPlan } from "./step/plan.ts";
@@ -32,8 +33,6 @@ export interface SessionSetup {
   plan: SessionPlan;
   run: SessionRun;
 }
-
-const numel = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
 
 /**
  * Loads the model (with its adapter), tokenizer and data of `a` and prepares its run; resumes from
@@ -154,9 +153,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     max_length: maxLen,
   };
   if (opts.planMemory ?? true) {
-    const bytes = (ps: Iterable<{ shape: number[]; dtype: keyof typeof DTYPE_BYTES }>) =>
-      [...ps].reduce((n, p) => n + numel(p.shape) * DTYPE_BYTES[p.dtype], 0);
-    const stored = bytes(model.params.values()) + bytes(model.adapter?.params.values() ?? []) +
+    const stored = bytesOf(model.params.values()) + bytesOf(model.adapter?.params.values() ?? []) +
       (model.quantized?.bytes().quantized ?? 0) + staged.extraBytes;
     const first = optimizer.first();
     const graph = buildStep(

@@ -53,14 +53,14 @@ export function accumulate(
   objective: Objective,
   params: readonly Tensor[],
   G: number,
-  opts: { train: boolean; lossScale?: Tensor },
+  lossScale?: Tensor,
 ): { loss: Tensor; grads: Tensor[]; metrics?: Tensor; stats?: Tensor } {
-  const micro = objective.begin(g, { train: opts.train });
+  const micro = objective.begin(g);
   let loss: Tensor | undefined, grads: Tensor[] | undefined, metrics: Tensor | undefined;
   const stats: Tensor[] = [];
   for (let k = 0; k < G; k++) {
     const mo = micro(k);
-    const gk = backward(opts.lossScale ? mul(mo.loss, reshape(opts.lossScale, [])) : mo.loss, [...params]);
+    const gk = backward(lossScale ? mul(mo.loss, reshape(lossScale, [])) : mo.loss, [...params]);
     loss = loss ? add(loss, mo.loss) : mo.loss;
     grads = grads ? grads.map((x, i) => add(x, gk[i])) : gk;
     if (mo.metrics) {
@@ -94,10 +94,7 @@ export function buildStep(s: StepSpec): Graph {
   const g = new Graph();
   const lr = g.input("lr", []), step = g.input("step", []);
   const params = s.objective.params(g, s.names);
-  const { loss, grads, metrics, stats } = accumulate(g, s.objective, params, s.G, {
-    train: true,
-    lossScale: precision.lossScale(g),
-  });
+  const { loss, grads, metrics, stats } = accumulate(g, s.objective, params, s.G, precision.lossScale(g));
   g.output("loss", loss);
   running(g, reshape(loss, [1]), LOSS_SUM, "loss_sum");
   if (metrics) {
@@ -113,7 +110,7 @@ export function buildStep(s: StepSpec): Graph {
 /** The loss and the gradients of `names` only (outputs `loss` and `grad:<name>`): what GaLore's refresh reads. */
 export function buildGradStep(objective: Objective, names: readonly string[], G: number): Graph {
   const g = new Graph();
-  const { loss, grads } = accumulate(g, objective, objective.params(g, names), G, { train: false });
+  const { loss, grads } = accumulate(g, objective, objective.params(g, names), G);
   g.output("loss", loss);
   grads.forEach((gr, i) => g.output(`grad:${names[i]}`, gr));
   return g;

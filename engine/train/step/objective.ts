@@ -20,12 +20,6 @@ export interface MicroResult {
   stats?: Tensor;
 }
 
-/** How the builder asks an objective to trace. */
-export interface TraceContext {
-  /** True in the optimizer step graph; false in a gradient-only graph (GaLore's refresh) or an eval graph. */
-  train: boolean;
-}
-
 /** A training objective (see the module doc). */
 export interface Objective {
   /** Distinguishes compiled graphs (e.g. "lm", "pref:dpo", "ppo"). */
@@ -39,5 +33,5 @@ export interface Objective {
   /** The graph tensors of the trainable parameters `names` (decoder, adapter or value head). */
   params(g: Graph, names: readonly string[]): Tensor[];
   /** Declares the step-wide inputs on `g` (e.g. `inv_targets`, `seed`) and returns the tracer of micro-batch k. */
-  begin(g: Graph, ctx: TraceContext): (k: number) => MicroResult;
+  begin(g: Graph): (k: number) => MicroResult;
 }
