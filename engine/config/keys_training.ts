@@ -294,7 +294,7 @@ export const TRAINING_KEYS = {
   eval_on_start: U(false, "evaluation before training"),
   dataloader_drop_last: U(false),
   ignore_data_skip: U(false),
-  group_by_length: U(false, "length-grouped sampling"),
+  group_by_length: T("bool", false),
   train_sampling_strategy: U("random", "other sampling strategies"),
   auto_find_batch_size: U(false),
   label_smoothing_factor: U(0, "label smoothing"),

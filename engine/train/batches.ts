@@ -39,6 +39,62 @@ export function epochOrder(n: number, seed: number, epoch: number, shuffle = tru
   return order;
 }
 
+/**
+ * HF's `group_by_length` (transformers' `LengthGroupedSampler` / `get_length_grouped_indices`): the epoch's seeded
+ * order cut into mega-batches of `megaMult × batchSize` records (`megaMult` = min(n / (4 × batchSize), 50), at least
+ * 1), each sorted by length, longest first, and the longest record of all swapped to the front so the first batch is
+ * the largest (an out-of-memory error shows at once). `batchSize` is the records of one optimizer step (the Trainer
+ * passes `train_batch_size × gradient_accumulation_steps`). The permutation is Whetstone's seeded shuffle
+ * ({@linkcode epochOrder}), not torch's `randperm`, so the order differs from HF's while following the same rule.
+ *
+ * @example
+ * ```ts
+ * import { lengthGroupedOrder } from "./batches.ts";
+ * const lengths = [5, 90, 7, 60, 8, 70, 6, 80];
+ * const order = lengthGroupedOrder(lengths, 2, 42, 0);
+ * console.assert(lengths[order[0]] === 90); // the longest first
+ * ```
+ */
+export function lengthGroupedOrder(
+  lengths: readonly number[],
+  batchSize: number,
+  seed: number,
+  epoch: number,
+): number[] {
+  if (!(batchSize >= 1)) throw new Error(`group_by_length: expected a batch size of at least 1, got ${batchSize}`);
+  const n = lengths.length;
+  const order = epochOrder(n, seed, epoch);
+  const megaMult = Math.max(1, Math.min(Math.floor(n / (batchSize * 4)), 50));
+  const size = megaMult * batchSize;
+  const megas: number[][] = [];
+  for (let i = 0; i < n; i += size) {
+    // Stable sort, descending by length, as Python's sorted(..., reverse=True) keeps equal lengths in their order.
+    megas.push(order.slice(i, i + size).sort((a, b) => lengths[b] - lengths[a]));
+  }
+  let max = 0;
+  for (let m = 1; m < megas.length; m++) if (lengths[megas[m][0]] > lengths[megas[max][0]]) max = m;
+  if (max > 0) [megas[0][0], megas[max][0]] = [megas[max][0], megas[0][0]];
+  return megas.flat();
+}
+
+/**
+ * The lengths `group_by_length` groups by: each record's `input_ids` length, as HF's `LengthGroupedSampler` reads them.
+ * Pairwise records (rm, dpo) have none, and HF refuses them too ("Can only automatically infer lengths for datasets
+ * whose items are dictionaries with an 'input_ids' key").
+ */
+export function lengthsOf(records: readonly unknown[], stage: string): number[] {
+  return records.map((r, i) => {
+    const ids = (r as { input_ids?: ArrayLike<number> }).input_ids;
+    if (!ids) {
+      throw new Error(
+        `group_by_length: stage ${stage} has no input_ids in its records (record ${i}), so there are no lengths to ` +
+          `group by (HF's LengthGroupedSampler refuses such a dataset too); set group_by_length: false`,
+      );
+    }
+    return ids.length;
+  });
+}
+
 /** Rounds a length up to a multiple of `multiple` (at least `multiple`). */
 export function bucket(len: number, multiple: number): number {
   return Math.max(multiple, Math.ceil(len / multiple) * multiple);

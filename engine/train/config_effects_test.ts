@@ -1,6 +1,6 @@
 /**
  * Training keys whose effect lives in the run (engine/config/effects_test.ts checks the table): data_seed and
- * disable_shuffling set the data order, save_only_model leaves the optimizer states out of checkpoints,
+ * disable_shuffling set the data order, group_by_length groups it by length, save_only_model leaves the optimizer states out of checkpoints,
  * pissa_convert writes output_dir/pissa_converted; the strategies and step counts decide when the loop logs and saves.
  */
 import assert from "node:assert/strict";
@@ -44,6 +44,17 @@ Deno.test("data_seed orders the data (not seed); disable_shuffling keeps it in o
     d = await run({ data_seed: 2, disable_shuffling: true });
   assert.deepEqual(c.losses, d.losses, "in order, the data seed does not matter");
   assert.notDeepEqual(c.losses, a.losses);
+});
+
+Deno.test("group_by_length: the run takes HF's length-grouped order (other batches than the plain shuffle)", async () => {
+  // cutoff_len 1024 keeps the rows' own lengths (at 64 every row is cut to 64 and there is nothing to group).
+  const c = { data_seed: 3, cutoff_len: 1024 };
+  const plain = await run(c), grouped = await run({ ...c, group_by_length: true });
+  assert.notDeepEqual(grouped.losses, plain.losses, "grouped by length, other batches");
+  assert.deepEqual((await run({ ...c, group_by_length: true })).losses, grouped.losses, "and the same again");
+  const inOrder = await run({ ...c, disable_shuffling: true }),
+    both = await run({ ...c, disable_shuffling: true, group_by_length: true });
+  assert.deepEqual(both.losses, inOrder.losses, "disable_shuffling comes first, as in LF's trainers");
 });
 
 Deno.test("save_only_model: checkpoints hold the adapter but no optimizer states", async () => {

@@ -8,7 +8,7 @@
  */
 import type { Executor } from "../exec/executor.ts";
 import { type IntervalPlan, intervalPlan, type StepActions, stepActions } from "../config/intervals.ts";
-import { epochOrder } from "./batches.ts";
+import { epochOrder, lengthGroupedOrder, lengthsOf } from "./batches.ts";
 import { savePissaConverted } from "./pissa_convert.ts";
 import { loggedLrAt, lrAt } from "./schedule.ts";
 import {
@@ -74,7 +74,17 @@ export class SessionRun {
     let order = this.#orders.get(epoch);
     if (!order) {
       this.#orders.clear();
-      this.#orders.set(epoch, order = epochOrder(records.length, a.data_seed ?? a.seed, epoch, !a.disable_shuffling));
+      const seed = a.data_seed ?? a.seed;
+      // LF's trainers take a sequential sampler for disable_shuffling before HF looks at group_by_length.
+      order = a.group_by_length && !a.disable_shuffling
+        ? lengthGroupedOrder(
+          lengthsOf(records, a.stage),
+          a.per_device_train_batch_size * a.gradient_accumulation_steps,
+          seed,
+          epoch,
+        )
+        : epochOrder(records.length, seed, epoch, !a.disable_shuffling);
+      this.#orders.set(epoch, order);
     }
     const start = (((step - 1) % stepsPerEpoch) * G + k) * B;
     return order.slice(start, start + B).map((i) => records[i] as R);

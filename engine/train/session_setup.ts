@@ -10,7 +10,7 @@ import type { TrainArgs } from "../config/args.ts";
 import { planGraph } from "../exec/plan.ts";
 import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
-import { bucket } from "./batches.ts";
+import { bucket, lengthsOf } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
 import { optimizerRunOf } from "./optimizers.ts";
 import { scheduleFromArgs } from "./schedule.ts";
@@ -106,6 +106,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
       for (const k of [...graphs.keys()]) if (k.startsWith(prefix)) graphs.delete(k);
     },
   });
+  if (a.group_by_length && !a.disable_shuffling) lengthsOf(records, a.stage);
   const stepsPerEpoch = stage.stepsPerEpoch(records.length);
   const total = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * stepsPerEpoch);
   const sched = scheduleFromArgs({
