@@ -92,36 +92,41 @@ export function generateMatmulSg(
     L(`let pb${j} = ob + min(cb + ${colOf(j)}, ${N - bStep}u) * ${B.so}u;`);
   }
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`var c${i}_${j} = 0.0;`);
-  body.push(`  for (var k0 = 0u; k0 < ${K}u; k0 += ${S}u) {`);
-  L(`  let ka = min(k0 + lane, ${K - 1}u);`);
-  L(`  let kin = k0 + lane < ${K}u;`);
-  for (let i = 0; i < tm; i++) {
-    const v = `select(0.0, ${loadOperand(A, `pa${i} + ka${A.sk === 1 ? "" : ` * ${A.sk}u`}`)}, kin)`;
-    if (opts.emulate) L(`  Ash[(${rowOf(i)}) * ${S}u + lane] = ${v};`);
-    else L(`  let a${i} = ${v};`);
-  }
-  if (opts.emulate) L(`  workgroupBarrier();`);
-  L(`  let kn = min(${S}u, ${K}u - k0);`);
-  body.push(`    for (var kk = 0u; kk < kn; kk++) {`);
-  L(`    let k = k0 + kk;`);
-  const bv: string[] = [];
-  for (let j = 0; j < tn; j += bStep) {
-    if (B.mode === "o") {
-      const l = load4(B, `vb${j}`, `pb${j} + k * ${B.sk}u`);
-      l.lines.forEach((s) => L(`    ${s}`));
-      bv.push(...l.vals);
-    } else {
-      L(`    let b${j} = ${loadOperand(B, `pb${j} + k${B.sk === 1 ? "" : ` * ${B.sk}u`}`)};`);
-      bv.push(`b${j}`);
+  // Whole chunks of S k steps (a constant trip count the compiler can unroll), then the tail chunk.
+  const KF = K - (K % S);
+  const chunk = (from: string, to: number, tail: boolean) => {
+    body.push(`  for (var k0 = ${from}; k0 < ${to}u; k0 += ${S}u) {`);
+    L(tail ? `  let ka = min(k0 + lane, ${K - 1}u);` : `  let ka = k0 + lane;`);
+    for (let i = 0; i < tm; i++) {
+      let v = loadOperand(A, `pa${i} + ka${A.sk === 1 ? "" : ` * ${A.sk}u`}`);
+      if (tail) v = `select(0.0, ${v}, k0 + lane < ${K}u)`;
+      if (opts.emulate) L(`  Ash[(${rowOf(i)}) * ${S}u + lane] = ${v};`);
+      else L(`  let a${i} = ${v};`);
     }
-  }
-  for (let i = 0; i < tm; i++) {
-    L(`    let x${i} = ${opts.emulate ? `Ash[(${rowOf(i)}) * ${S}u + kk]` : `subgroupShuffle(a${i}, kk)`};`);
-  }
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`    c${i}_${j} = fma(x${i}, ${bv[j]}, c${i}_${j});`);
-  L(`  }`);
-  if (opts.emulate) L(`  workgroupBarrier();`);
-  L(`}`);
+    if (opts.emulate) L(`  workgroupBarrier();`);
+    body.push(`    for (var kk = 0u; kk < ${tail ? K % S : S}u; kk++) {`);
+    L(`    let k = k0 + kk;`);
+    const bv: string[] = [];
+    for (let j = 0; j < tn; j += bStep) {
+      if (B.mode === "o") {
+        const l = load4(B, `vb${j}`, `pb${j} + k * ${B.sk}u`);
+        l.lines.forEach((s) => L(`    ${s}`));
+        bv.push(...l.vals);
+      } else {
+        L(`    let b${j} = ${loadOperand(B, `pb${j} + k${B.sk === 1 ? "" : ` * ${B.sk}u`}`)};`);
+        bv.push(`b${j}`);
+      }
+    }
+    for (let i = 0; i < tm; i++) {
+      L(`    let x${i} = ${opts.emulate ? `Ash[(${rowOf(i)}) * ${S}u + kk]` : `subgroupShuffle(a${i}, kk)`};`);
+    }
+    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`    c${i}_${j} = fma(x${i}, ${bv[j]}, c${i}_${j});`);
+    L(`  }`);
+    if (opts.emulate) L(`  workgroupBarrier();`);
+    L(`}`);
+  };
+  if (KF) chunk("0u", KF, false);
+  if (KF < K) chunk(`${KF}u`, K, true);
   L(`let oc = z * ${M * N}u;`);
   for (let i = 0; i < tm; i++) {
     L(`let r${i} = rb + ${rowOf(i)};`);

@@ -114,10 +114,18 @@ Deno.test({
   ignore: !gpu,
   fn: async (t) => {
     const g = await openGpu();
-    const configs = [sg(8, 2, 4, 4), sg(8, 1, 1, 3), sg(4, 4, 2, 8), sg(16, 2, 3, 4, false), sg(32, 1, 1, 4)];
-    for (const [i, cfg] of configs.entries()) {
+    // Small subgroup sizes and odd blocks on three problems each; then three of the tuner's candidates for
+    // 32-lane subgroups (NVIDIA) on one each (big emulated workgroups compile for seconds on lavapipe).
+    const configs = [sg(8, 2, 4, 4), sg(8, 1, 1, 3), sg(4, 4, 2, 8), sg(16, 2, 3, 4, false)];
+    const tunerOnes = matmulCandidates("gpu", { subgroupSize: 32 }).filter((c) => c.sg);
+    const picked = [[1, 1, 4], [4, 8, 4], [2, 8, 8]].map(([wgY, tm, tn]) =>
+      tunerOnes.find((c) => c.wgY === wgY && c.tm === tm && c.tn === tn)!
+    );
+    for (const [i, cfg] of [...configs, ...picked].entries()) {
       const ctx = { ...gpuContext(g), subgroupSize: cfg.wgX };
-      const picks = new Set([i % problems.length, (i + 3) % problems.length, 6]);
+      const picks = new Set(
+        i < configs.length ? [i % problems.length, (i + 3) % problems.length, 6] : [i - configs.length],
+      );
       for (const [name, p] of [...picks].map((k) => problems[k])) {
         await t.step(`${configLabel(cfg)} on ${name}`, async () => {
           const l = generateMatmulSg([p.a, p.b], problemInfo(p).out, p.attrs, cfg, ctx, { output: 0 }, {
