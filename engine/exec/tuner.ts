@@ -385,18 +385,25 @@ export function currentConfig(p: MatmulProblem, ctx: KernelContext): MatmulConfi
 }
 
 if (import.meta.main) {
-  // deno run -A --unstable-webgpu engine/exec/tuner.ts [size ...]: tunes square matmuls of each size in
-  // the nn, nt and tn layouts (f32) and saves the results for this adapter.
+  // deno run -A --unstable-webgpu engine/exec/tuner.ts [size ...] [--f16] [--target-ms=N]: tunes square
+  // matmuls of each size in the nn, nt and tn layouts (f32; with --f16 also with f16-stored operands,
+  // where the f16 variant competes) and saves the results for this adapter and its features.
   const { openGpu } = await import("../gpu/device.ts");
   const gpu = await openGpu();
-  const sizes = Deno.args.length ? Deno.args.map(Number) : [256, 1024];
-  const problems = sizes.flatMap((s) => [
-    matmulProblem(s, s, s),
-    matmulProblem(s, s, s, { transB: true }),
-    matmulProblem(s, s, s, { transA: true }),
-  ]);
+  const flags = Deno.args.filter((a) => a.startsWith("--"));
+  const nums = Deno.args.filter((a) => !a.startsWith("--")).map(Number);
+  const sizes = nums.length ? nums : [256, 1024];
+  const dtypes: DType[] = flags.includes("--f16") ? ["f32", "f16"] : ["f32"];
+  const targetMs = Number(flags.find((f) => f.startsWith("--target-ms="))?.split("=")[1] ?? 150);
+  const problems = sizes.flatMap((s) =>
+    dtypes.flatMap((d) => [
+      matmulProblem(s, s, s, { dtypeA: d, dtypeB: d }),
+      matmulProblem(s, s, s, { transB: true, dtypeA: d, dtypeB: d }),
+      matmulProblem(s, s, s, { transA: true, dtypeA: d, dtypeB: d }),
+    ])
+  );
   console.log(`tuning ${problems.length} problems on ${tuningKey(gpu)}, cache ${tuningPath()}`);
-  for (const r of await tuneMatmul(gpu, problems, { log: (l) => console.log(`  ${l}`) })) {
+  for (const r of await tuneMatmul(gpu, problems, { targetMs, log: (l) => console.log(`  ${l}`) })) {
     console.log(`${r.shapeClass}: ${configLabel(r.best)}, ${r.gflops.toFixed(2)} GFLOPS on ${r.problem}`);
   }
 }
