@@ -7,8 +7,9 @@
  * BN = S·tn); each lane a tm×tn register block. K is walked in chunks of S: lane l loads
  * A[row][k0 + l] of its subgroup's tm rows (one coalesced load a row per S k steps), and at step kk
  * every lane takes A[row][k0 + kk] from lane kk with `subgroupShuffle` — A never goes through
- * workgroup memory and no barrier is needed. B is read straight from storage (4-wide along N where
- * the layout allows), as in the register form of kernels/matmul_gen.ts.
+ * workgroup memory and no barrier is needed. B is read straight from storage, 4-wide where the
+ * layout allows: along N for B, along K for Bᵀ (x·Wᵀ, 4 k steps a load), as in the register form of
+ * kernels/matmul_gen.ts.
  *
  * With `emulate` the shuffles go through workgroup memory (a store of each lane's fragment, a
  * barrier, reads by lane index), so the same indexing runs — and is checked against the reference —
@@ -69,9 +70,13 @@ export function generateMatmulSg(
     dim: N,
     mode: "none",
   };
-  if (cfg.vec && vectorizable(b.dtype) && B.so === 1 && N % 4 === 0 && tn % 4 === 0) B.mode = "o";
+  if (cfg.vec && vectorizable(b.dtype)) {
+    if (B.so === 1 && N % 4 === 0 && tn % 4 === 0) B.mode = "o";
+    else if (B.sk === 1 && K % 4 === 0 && S % 4 === 0) B.mode = "k"; // Bᵀ (x·Wᵀ): 4 k steps a load
+  }
+  const KU = B.mode === "k" ? 4 : 1;
   const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && cfg.vec;
-  const head = [decl(0, "A", a.dtype, false), decl(1, "B", b.dtype, B.mode === "o"), decl(2, "C", out.dtype, vecC)];
+  const head = [decl(0, "A", a.dtype, false), decl(1, "B", b.dtype, B.mode !== "none"), decl(2, "C", out.dtype, vecC)];
   if (opts.emulate) head.push(`var<workgroup> Ash: array<f32, ${BM * S}>;`);
   const body: string[] = [];
   const L = (s: string) => body.push(`  ${s}`);
@@ -104,23 +109,38 @@ export function generateMatmulSg(
       else L(`  let a${i} = ${v};`);
     }
     if (opts.emulate) L(`  workgroupBarrier();`);
-    body.push(`    for (var kk = 0u; kk < ${tail ? K % S : S}u; kk++) {`);
+    body.push(`    for (var kk = 0u; kk < ${tail ? K % S : S}u; kk += ${KU}u) {`);
     L(`    let k = k0 + kk;`);
-    const bv: string[] = [];
+    const bv: string[][] = []; // bv[j][u]: column j at k + u
     for (let j = 0; j < tn; j += bStep) {
       if (B.mode === "o") {
         const l = load4(B, `vb${j}`, `pb${j} + k * ${B.sk}u`);
         l.lines.forEach((s) => L(`    ${s}`));
-        bv.push(...l.vals);
+        bv.push(...l.vals.map((v) => [v]));
+      } else if (B.mode === "k") {
+        const l = load4(B, `vb${j}`, `pb${j} + k`);
+        l.lines.forEach((s) => L(`    ${s}`));
+        bv.push(l.vals);
       } else {
         L(`    let b${j} = ${loadOperand(B, `pb${j} + k${B.sk === 1 ? "" : ` * ${B.sk}u`}`)};`);
-        bv.push(`b${j}`);
+        bv.push([`b${j}`]);
+      }
+    }
+    for (let u = 0; u < KU; u++) {
+      const kk = u ? `kk + ${u}u` : "kk";
+      for (let i = 0; i < tm; i++) {
+        L(`    let x${i}_${u} = ${
+          opts.emulate ? `Ash[(${rowOf(i)}) * ${S}u + ${kk}]` : `subgroupShuffle(a${i}, ${kk})`
+        };`);
       }
     }
     for (let i = 0; i < tm; i++) {
-      L(`    let x${i} = ${opts.emulate ? `Ash[(${rowOf(i)}) * ${S}u + kk]` : `subgroupShuffle(a${i}, kk)`};`);
+      for (let j = 0; j < tn; j++) {
+        let e = `c${i}_${j}`;
+        for (let u = 0; u < KU; u++) e = `fma(x${i}_${u}, ${bv[j][u]}, ${e})`;
+        L(`    c${i}_${j} = ${e};`);
+      }
     }
-    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`    c${i}_${j} = fma(x${i}, ${bv[j]}, c${i}_${j});`);
     L(`  }`);
     if (opts.emulate) L(`  workgroupBarrier();`);
     L(`}`);

@@ -71,6 +71,7 @@ const problems: [string, MatmulProblem][] = [
   ["f16 A, Aᵀ, aligned", matmulProblem(16, 8, 12, { transA: true, dtypeA: "f16", batch: [3], bBatch: false })],
   ["f32·f16 B, aligned", matmulProblem(20, 16, 40, { dtypeB: "f16" })],
   ["cols, K=1", matmulProblem(13, 3, 1)],
+  ["x·Wᵀ, K over two subgroup chunks", matmulProblem(10, 24, 72, { transB: true })],
 ];
 
 Deno.test("matmul variants: refused with the reason where the adapter lacks what they need", () => {
@@ -124,7 +125,7 @@ Deno.test({
     for (const [i, cfg] of [...configs, ...picked].entries()) {
       const ctx = { ...gpuContext(g), subgroupSize: cfg.wgX };
       const picks = new Set(
-        i < configs.length ? [i % problems.length, (i + 3) % problems.length, 6] : [i - configs.length],
+        i < configs.length ? [i % problems.length, (i + 3) % problems.length, 6] : [[7, 1, 2][i - configs.length]],
       );
       for (const [name, p] of [...picks].map((k) => problems[k])) {
         await t.step(`${configLabel(cfg)} on ${name}`, async () => {
