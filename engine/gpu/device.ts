@@ -99,9 +99,12 @@ async function open(): Promise<Gpu> {
   const name = info?.description || info?.device || info?.vendor || "unknown adapter";
   const f16 = features.includes("shader-f16") && (await probeF16(device)).ok;
   const sizes = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
-  const fixed = sizes?.subgroupMinSize && sizes.subgroupMinSize === sizes.subgroupMaxSize ? sizes.subgroupMinSize : 0;
-  const sg = features.includes("subgroups") ? await probeSubgroups(device, fixed || 32) : undefined;
-  const subgroupSize = sg?.ok && (!fixed || sg.size === fixed) ? sg.size : 0;
+  const [lo, hi] = [sizes?.subgroupMinSize ?? 0, sizes?.subgroupMaxSize ?? 0];
+  // Probe with a workgroup every size the adapter may pick divides (sizes are powers of two).
+  const wg = Math.min(Math.max(hi, 32), want.maxComputeInvocationsPerWorkgroup, 128);
+  const sg = features.includes("subgroups") ? await probeSubgroups(device, wg) : undefined;
+  // Kernels bake the size in: only a size the adapter says is fixed (or, not saying, the one seen).
+  const subgroupSize = sg?.ok && (lo === hi || !lo || !hi) && (!lo || sg.size === lo) ? sg.size : 0;
   return {
     device,
     adapterName: name,

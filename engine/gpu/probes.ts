@@ -14,6 +14,12 @@ export interface ProbeResult {
   why?: string;
 }
 
+/** A validation message on one line, its start and end kept (naga puts the reason last). */
+function brief(msg: string): string {
+  const one = msg.replace(/[\s│┌─]+/g, " ").trim();
+  return one.length > 320 ? `${one.slice(0, 150)} … ${one.slice(-150)}` : one;
+}
+
 /** Runs `code` (entry `main`, one storage binding of `words` u32/f32) as `groups` workgroups; returns the words. */
 async function runProbe(
   device: GPUDevice,
@@ -25,7 +31,7 @@ async function runProbe(
   const module = device.createShaderModule({ code });
   const pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
   const err = await device.popErrorScope();
-  if (err) return { why: err.message.trim().split("\n").slice(0, 3).join(" ") };
+  if (err) return { why: brief(err.message) };
   const size = Math.ceil(words * 4 / 16) * 16;
   const buf = device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
   const read = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
