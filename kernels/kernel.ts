@@ -49,6 +49,13 @@ export interface KernelContext {
   readonly maxWorkgroupsPerDim: number;
   readonly maxWorkgroupStorage: number;
   readonly maxInvocations: number;
+  /**
+   * Subgroup size kernels may assume (lane = local invocation index mod it); 0 or absent: no
+   * subgroup kernels (feature absent, size varying, or its known-answer probe failed).
+   */
+  readonly subgroupSize?: number;
+  /** The caller allows matmul f32 operands to be rounded to f16 (the matmul's f16 variant). */
+  readonly matmulF16Operands?: boolean;
   /** Tuned parameters by key (e.g. matmul configs per shape class), filled by the tuner. */
   readonly tuned: Map<string, unknown>;
 }

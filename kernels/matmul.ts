@@ -6,11 +6,41 @@
  */
 import { type MatmulAttrs, type MatmulDims, matmulDims } from "../engine/graph/ops/matmul.ts";
 import { numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
-import { declare, grid, type KernelContext, type Launch, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import {
+  type BindingRef,
+  declare,
+  grid,
+  type KernelContext,
+  type Launch,
+  loadF32,
+  type Lowered,
+  type Lowering,
+  storeF32,
+} from "./kernel.ts";
 import { lowerings as castLowerings } from "./cast.ts";
-import { configProblem, generateMatmul, type MatmulConfig } from "./matmul_gen.ts";
+import { configProblem, generateMatmulTiled, type MatmulConfig } from "./matmul_gen.ts";
+import { generateMatmulSg } from "./matmul_sg.ts";
 
-export { configLabel, generateMatmul, type MatmulConfig } from "./matmul_gen.ts";
+export { configLabel, type MatmulConfig } from "./matmul_gen.ts";
+export { generateMatmulSg } from "./matmul_sg.ts";
+
+/**
+ * WGSL of one matmul with config `cfg`, C (f32/i32/u32) written to `cBinding`: the subgroup kernel
+ * (kernels/matmul_sg.ts) for `cfg.sg`, else the register / workgroup-memory kernel
+ * (kernels/matmul_gen.ts, with its f16 variant for `cfg.f16`).
+ */
+export function generateMatmul(
+  inputs: readonly TensorInfo[],
+  out: TensorInfo,
+  attrs: MatmulAttrs,
+  cfg: MatmulConfig,
+  ctx: KernelContext,
+  cBinding: BindingRef = { output: 0 },
+): Lowered {
+  return cfg.sg
+    ? generateMatmulSg(inputs, out, attrs, cfg, ctx, cBinding)
+    : generateMatmulTiled(inputs, out, attrs, cfg, ctx, cBinding);
+}
 
 const WG = 64;
 
@@ -87,6 +117,20 @@ function cfg(wgX: number, wgY: number, tm: number, tn: number, tk = 0, vec = tk 
   return { wgX, wgY, tm, tn, tk, vec };
 }
 
+/** Which kernel variants the tuner may add to its candidates (see {@link matmulCandidates}). */
+export interface MatmulVariants {
+  /** Add f16 variants (the adapter passed the shader-f16 probe and an operand is stored f16). */
+  f16?: boolean;
+  /** Add subgroup variants of this subgroup size (0 or absent: none). */
+  subgroupSize?: number;
+}
+
+/** The variants worth trying for operands `a`, `b` on `ctx`: f16 when an operand is f16 (or may be rounded to it). */
+export function matmulVariants(a: TensorInfo, b: TensorInfo, ctx: KernelContext): MatmulVariants {
+  const f16Operand = [a.dtype, b.dtype].some((d) => d === "f16" || (d === "f32" && !!ctx.matmulF16Operands));
+  return { f16: ctx.f16 && f16Operand, subgroupSize: ctx.subgroupSize ?? 0 };
+}
+
 /**
  * The untuned default config of a matmul on an adapter kind.
  *
@@ -111,8 +155,12 @@ export function defaultMatmulConfig(kind: AdapterKind, { M, N, batch }: MatmulDi
   return cfg(8, 1, tm, tn);
 }
 
-/** The configs the tuner tries on an adapter kind (each checked against `ctx` limits before use). */
-export function matmulCandidates(kind: AdapterKind): MatmulConfig[] {
+/**
+ * The configs the tuner tries on an adapter kind (each checked against `ctx` limits before use),
+ * plus the f16 and subgroup variants `variants` allows (GPU kind: both; software adapters only get
+ * the f16 form of their register blocks — they have neither feature in practice).
+ */
+export function matmulCandidates(kind: AdapterKind, variants: MatmulVariants = {}): MatmulConfig[] {
   const reg = [
     cfg(8, 1, 32, 32),
     cfg(8, 1, 32, 16),
@@ -134,7 +182,20 @@ export function matmulCandidates(kind: AdapterKind): MatmulConfig[] {
     cfg(8, 8, 8, 8, 8),
   ];
   const gpuReg = [cfg(16, 16, 4, 4), cfg(64, 1, 1, 4), cfg(1, 64, 4, 1), cfg(16, 16, 2, 2)];
-  return kind === "cpu" ? [...reg, ...tiled] : [...tiled, ...gpuReg, ...reg.slice(3)];
+  const base = kind === "cpu" ? [...reg, ...tiled] : [...tiled, ...gpuReg, ...reg.slice(3)];
+  const extra: MatmulConfig[] = [];
+  if (variants.f16) {
+    // f16 tiles take half the workgroup memory: a deeper K step fits as well.
+    const f16Tiled = [...tiled, cfg(16, 16, 4, 4, 32), cfg(16, 16, 8, 4, 16)];
+    const f16Reg = kind === "cpu" ? reg.slice(0, 4) : [cfg(16, 16, 4, 4), cfg(64, 1, 1, 4), cfg(16, 1, 8, 4)];
+    extra.push(...[...f16Tiled, ...f16Reg].map((c) => ({ ...c, f16: true })));
+  }
+  const S = variants.subgroupSize ?? 0;
+  if (S) {
+    const sg = (wgY: number, tm: number, tn: number) => ({ ...cfg(S, wgY, tm, tn, 0, true), sg: true });
+    extra.push(sg(1, 1, 4), sg(1, 4, 4), sg(2, 4, 4), sg(4, 4, 4), sg(4, 8, 4), sg(8, 4, 4), sg(2, 8, 8), sg(4, 4, 8));
+  }
+  return [...base, ...extra];
 }
 
 /** The config a lowering uses for a matmul: tuned for its shape class, else the adapter default. */

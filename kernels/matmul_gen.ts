@@ -16,6 +16,16 @@
  * edge are clamped for loads and skipped for stores). f16/bf16 operands are unpacked in the kernel;
  * accumulation is f32. With `vec` set, 4-wide loads are used where the layout allows (the
  * contiguous axis divisible by 4): along K for A / Bᵀ, along M/N for Aᵀ / B.
+ *
+ * Variants (flags of {@link MatmulConfig}, each refused by {@link configProblem} where the adapter
+ * lacks what it needs):
+ * - `f16` (needs shader-f16): f16-stored operands are declared `array<f16>` / `array<vec4<f16>>` and
+ *   read natively, and the workgroup-memory tiles of those operands hold f16 (half the bytes and
+ *   bank traffic); with `ctx.matmulF16Operands` f32 operands are rounded into f16 tiles too. Products
+ *   and accumulation stay f32, so f16-stored operands give the same result as the plain kernel.
+ *   bf16 operands keep f32 tiles (bf16 → f16 would lose range).
+ * - `sg` (needs subgroups of a fixed size S = wgX): kernels/matmul_sg.ts — A fragments shared across
+ *   a subgroup by `subgroupShuffle` instead of workgroup memory.
  * @module
  */
 import { type MatmulAttrs, matmulDims } from "../engine/graph/ops/matmul.ts";
@@ -44,11 +54,17 @@ export interface MatmulConfig {
   tk: number;
   /** Use 4-wide loads where the layout allows. */
   vec: boolean;
+  /** f16 variant: native f16 loads and f16 workgroup tiles of f16 operands (needs `ctx.f16`). */
+  f16?: boolean;
+  /** Subgroup variant (kernels/matmul_sg.ts): wgX is the subgroup size, tk is 0 (needs `ctx.subgroupSize`). */
+  sg?: boolean;
 }
 
 /** "8x4 wg64x1 vec" — a config as a short label (for bench records and errors). */
 export function configLabel(c: MatmulConfig): string {
-  return `${c.tm}x${c.tn} wg${c.wgX}x${c.wgY}${c.tk ? ` tk${c.tk}` : ""}${c.vec ? " vec" : ""}`;
+  return `${c.tm}x${c.tn} wg${c.wgX}x${c.wgY}${c.tk ? ` tk${c.tk}` : ""}${c.vec ? " vec" : ""}${c.f16 ? " f16" : ""}${
+    c.sg ? " sg" : ""
+  }`;
 }
 
 /** Largest register block (accumulators a thread) a config may ask for. */
@@ -64,10 +80,20 @@ export function configProblem(c: MatmulConfig, ctx: KernelContext): string | und
   if (c.tm * c.tn > MAX_BLOCK) return `register block ${c.tm}x${c.tn} > ${MAX_BLOCK} accumulators`;
   const shared = c.tk * (c.wgX * c.tn + c.wgY * c.tm) * 4;
   if (shared > ctx.maxWorkgroupStorage) return `${shared} bytes of workgroup memory > ${ctx.maxWorkgroupStorage}`;
+  if (c.f16 && !ctx.f16) {
+    return "the f16 variant needs shader-f16 (absent on this adapter, or its known-answer probe failed)";
+  }
+  if (c.sg) {
+    const S = ctx.subgroupSize ?? 0;
+    if (!S) return "the subgroup variant needs subgroups of one fixed size (absent, varying, or the probe failed)";
+    if (c.wgX !== S) return `the subgroup variant needs wgX = the subgroup size ${S}, got ${c.wgX}`;
+    if (c.tk) return `the subgroup variant reads straight from storage (tk 0), got tk ${c.tk}`;
+    if (c.f16) return "the subgroup variant is not combined with the f16 variant";
+  }
 }
 
 /** `off + o*so + k*sk` addresses element (outer o, k) of an operand. */
-interface Access {
+export interface Access {
   name: string;
   dtype: DType;
   /** Stride of the outer (row of A / column of B) index and of k. */
@@ -77,17 +103,19 @@ interface Access {
   dim: number;
   /** Vector mode: along k, along the outer axis, or none. */
   mode: "k" | "o" | "none";
+  /** f16 storage read natively (`array<f16>`, f16 variant). */
+  native?: boolean;
 }
 
 /** WGSL of the thread's index along an axis: register r of thread t among T threads (R per thread). */
-function axisIndex(r: number, t: string, T: number, R: number): string {
+export function axisIndex(r: number, t: string, T: number, R: number): string {
   if (T === 1) return `${r}u`;
   if (R % 4 === 0) return `${((r >> 2) * T) * 4 + (r & 3)}u + ${t} * 4u`;
   return `${r * T}u + ${t}`;
 }
 
 /** Batch offset expression (elements) of an input with batch shape `inBatch`, broadcast to `batch`. */
-function batchOffset(batch: readonly number[], inBatch: readonly number[], mat: number): string {
+export function batchOffset(batch: readonly number[], inBatch: readonly number[], mat: number): string {
   const bst = stridesOf(batch);
   const ist = stridesOf(inBatch);
   const d0 = batch.length - inBatch.length;
@@ -100,12 +128,18 @@ function batchOffset(batch: readonly number[], inBatch: readonly number[], mat: 
 }
 
 /** True when `dtype` can be read 4 at a time (f32 as vec4, f16/bf16 as two packed words). */
-function vectorizable(dtype: DType): boolean {
+export function vectorizable(dtype: DType): boolean {
   return dtype === "f32" || dtype === "f16" || dtype === "bf16";
 }
 
 /** The 4 f32 values at element `e` (a multiple of 4) of a vectorized operand, as `let` lines + exprs. */
-function load4(x: Access, v: string, e: string): { lines: string[]; vals: string[] } {
+export function load4(x: Access, v: string, e: string): { lines: string[]; vals: string[] } {
+  if (x.native) {
+    return {
+      lines: [`let ${v} = vec4<f32>(${x.name}[(${e}) >> 2u]);`],
+      vals: ["x", "y", "z", "w"].map((c) => `${v}.${c}`),
+    };
+  }
   const lines = [`let ${v} = ${x.name}[(${e}) >> 2u];`];
   if (x.dtype === "f32") return { lines, vals: ["x", "y", "z", "w"].map((c) => `${v}.${c}`) };
   if (x.dtype === "f16") {
@@ -116,17 +150,32 @@ function load4(x: Access, v: string, e: string): { lines: string[]; vals: string
   return { lines, vals: [lo(`${v}.x`), hi(`${v}.x`), lo(`${v}.y`), hi(`${v}.y`)] };
 }
 
-/** Storage declaration of an operand: 4-element vectors (vec4<f32>, vec2<u32> of 16-bit pairs) when vectorized. */
-function decl(i: number, name: string, dtype: DType, vec: boolean): string {
-  const t = !vec ? wgslStorageType(dtype) : dtype === "f32" ? "vec4<f32>" : "vec2<u32>";
+/**
+ * Storage declaration of an operand: 4-element vectors (vec4<f32>, vec2<u32> of 16-bit pairs) when
+ * vectorized; native f16 storage is `array<f16>` / `array<vec4<f16>>`.
+ */
+export function decl(i: number, name: string, dtype: DType, vec: boolean, native = false): string {
+  const t = native
+    ? (vec ? "vec4<f16>" : "f16")
+    : !vec
+    ? wgslStorageType(dtype)
+    : dtype === "f32"
+    ? "vec4<f32>"
+    : "vec2<u32>";
   return `@group(0) @binding(${i}) var<storage, read_write> ${name}: array<${t}>;`;
 }
 
+/** WGSL expression of element `idx` of operand `x` as f32 (native f16 storage converted). */
+export function loadOperand(x: Access, idx: string): string {
+  return x.native ? `f32(${x.name}[${idx}])` : loadF32(x.name, x.dtype, idx);
+}
+
 /**
- * WGSL of one matmul with config `cfg`, C written to `cBinding`. The output must be f32/i32/u32; the
+ * WGSL of one matmul with config `cfg` (not a subgroup config: {@link generateMatmul} in
+ * kernels/matmul.ts dispatches those to kernels/matmul_sg.ts), C written to `cBinding`. The output must be f32/i32/u32; the
  * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
  */
-export function generateMatmul(
+export function generateMatmulTiled(
   inputs: readonly TensorInfo[],
   out: TensorInfo,
   attrs: MatmulAttrs,
@@ -134,6 +183,11 @@ export function generateMatmul(
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
 ): Lowered {
+  if (cfg.sg) {
+    throw new Error(
+      "subgroup configs are generated by kernels/matmul_sg.ts (generateMatmul in kernels/matmul.ts picks)",
+    );
+  }
   const [a, b] = inputs;
   const problem = configProblem(cfg, ctx);
   if (problem) throw new Error(`matmul config ${configLabel(cfg)} cannot run here: ${problem}`);
@@ -153,6 +207,7 @@ export function generateMatmul(
     sk: attrs.transA ? M : 1,
     dim: M,
     mode: "none",
+    native: !!cfg.f16 && a.dtype === "f16",
   };
   const B: Access = {
     name: "B",
@@ -161,6 +216,7 @@ export function generateMatmul(
     sk: attrs.transB ? 1 : N,
     dim: N,
     mode: "none",
+    native: !!cfg.f16 && b.dtype === "f16",
   };
   const useVec = cfg.vec && !tk;
   for (const [x, R] of [[A, tm], [B, tn]] as const) {
@@ -170,12 +226,16 @@ export function generateMatmul(
   }
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
   const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
+  // f16 variant: f16 workgroup tiles for f16 operands (and f32 ones when the caller allows rounding).
+  const tile16 = (dtype: DType) => !!cfg.f16 && (dtype === "f16" || (dtype === "f32" && !!ctx.matmulF16Operands));
+  const [tA, tB] = [tile16(a.dtype) ? "f16" : "f32", tile16(b.dtype) ? "f16" : "f32"];
   const head = [
-    decl(0, "A", a.dtype, A.mode !== "none"),
-    decl(1, "B", b.dtype, B.mode !== "none"),
+    decl(0, "A", a.dtype, A.mode !== "none", A.native),
+    decl(1, "B", b.dtype, B.mode !== "none", B.native),
     decl(2, "C", out.dtype, vecC),
   ];
-  if (tk) head.push(`var<workgroup> As: array<f32, ${BM * tk}>;`, `var<workgroup> Bs: array<f32, ${tk * BN}>;`);
+  if (A.native || B.native || (tk && (tA === "f16" || tB === "f16"))) head.unshift("enable f16;");
+  if (tk) head.push(`var<workgroup> As: array<${tA}, ${BM * tk}>;`, `var<workgroup> Bs: array<${tB}, ${tk * BN}>;`);
   const body: string[] = [];
   const L = (s: string) => body.push(`  ${s}`);
   L(`let tile = wid.x + wid.y * nwg.x;`);
@@ -223,9 +283,7 @@ export function generateMatmul(
         for (let kk = 0; kk < ku; kk++) {
           for (let r = 0; r < R; r++) {
             const kx = kk ? `k + ${kk}u` : "k";
-            L(`  let s${p}${r}_${kk} = ${
-              loadF32(x.name, x.dtype, `${p}${r} + ${x.sk === 1 ? kx : `(${kx}) * ${x.sk}u`}`)
-            };`);
+            L(`  let s${p}${r}_${kk} = ${loadOperand(x, `${p}${r} + ${x.sk === 1 ? kx : `(${kx}) * ${x.sk}u`}`)};`);
             vals[r][kk] = `s${p}${r}_${kk}`;
           }
         }
@@ -255,7 +313,7 @@ export function generateMatmul(
     const nth = wgX * wgY;
     L(`let lin = lid.y * ${wgX}u + lid.x;`);
     body.push(`  for (var k0 = 0u; k0 < ${K}u; k0 += ${tk}u) {`);
-    const fill = (x: Access, sh: string, O: number, base: string) => {
+    const fill = (x: Access, sh: string, O: number, base: string, t: string) => {
       const n = O * tk;
       for (let s = 0; s < Math.ceil(n / nth); s++) {
         const kFast = x.sk === 1; // read along the contiguous axis for coalescing
@@ -267,16 +325,18 @@ export function generateMatmul(
         const idx = `${x.name === "A" ? "oa" : "ob"} + min(go, ${x.dim - 1}u) * ${x.so}u + min(gk, ${
           K - 1
         }u) * ${x.sk}u`;
-        L(`    ${sh}[kk * ${O}u + o] = select(0.0, ${loadF32(x.name, x.dtype, idx)}, go < ${x.dim}u && gk < ${K}u);`);
+        const v = t === "f32" ? loadOperand(x, idx) : x.native ? `${x.name}[${idx}]` : `f16(${loadOperand(x, idx)})`;
+        L(`    ${sh}[kk * ${O}u + o] = select(${t}(0.0), ${v}, go < ${x.dim}u && gk < ${K}u);`);
         L(`  }`);
       }
     };
-    fill(A, "As", BM, "rb");
-    fill(B, "Bs", BN, "cb");
+    fill(A, "As", BM, "rb", tA);
+    fill(B, "Bs", BN, "cb", tB);
     L(`  workgroupBarrier();`);
     body.push(`    for (var kk = 0u; kk < ${tk}u; kk++) {`);
-    for (let i = 0; i < tm; i++) L(`    let a${i} = As[kk * ${BM}u + ${rowOf(i)}];`);
-    for (let j = 0; j < tn; j++) L(`    let b${j} = Bs[kk * ${BN}u + ${colOf(j)}];`);
+    const f32of = (t: string, e: string) => (t === "f32" ? e : `f32(${e})`);
+    for (let i = 0; i < tm; i++) L(`    let a${i} = ${f32of(tA, `As[kk * ${BM}u + ${rowOf(i)}]`)};`);
+    for (let j = 0; j < tn; j++) L(`    let b${j} = ${f32of(tB, `Bs[kk * ${BN}u + ${colOf(j)}]`)};`);
     fmas((i) => `a${i}`, (j) => `b${j}`);
     L(`  }`);
     L(`  workgroupBarrier();`);

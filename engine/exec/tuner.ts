@@ -23,12 +23,13 @@ import {
   matmulCandidates,
   type MatmulConfig,
   matmulShapeClass,
+  matmulVariants,
   pickMatmulConfig,
 } from "../../kernels/matmul.ts";
 import { decodeHost, encodeHost } from "./webgpu.ts";
 import { roundTo } from "./dtype.ts";
 import { mulberry32 } from "../util/rng.ts";
-import { adapterKind, loadTuning, saveTuning, tuningPath } from "./tuning_cache.ts";
+import { adapterKind, loadTuning, saveTuning, tuningKey, tuningPath } from "./tuning_cache.ts";
 
 /** One matmul problem: operand infos and transpose flags. */
 export interface MatmulProblem {
@@ -72,6 +73,7 @@ export function gpuContext(gpu: Gpu): KernelContext {
     maxWorkgroupsPerDim: gpu.limits.maxComputeWorkgroupsPerDimension,
     maxWorkgroupStorage: gpu.limits.maxComputeWorkgroupStorageSize,
     maxInvocations: gpu.limits.maxComputeInvocationsPerWorkgroup,
+    subgroupSize: gpu.subgroupSize,
     tuned: new Map(),
   };
   loadTuning(ctx.tuned, gpu, "/nonexistent/tuning.json");
@@ -273,7 +275,10 @@ export interface TuneResult {
 
 /** Options of {@link tuneMatmul}. */
 export interface TuneOptions {
-  /** Candidate configs (default: {@link matmulCandidates} of the adapter kind). */
+  /**
+   * Candidate configs (default: {@link matmulCandidates} of the adapter kind with the variants the
+   * adapter and each problem's operands allow, {@link matmulVariants}).
+   */
   candidates?: MatmulConfig[];
   /** Approximate ms per timed submit (default 150). */
   targetMs?: number;
@@ -302,7 +307,6 @@ export async function tuneMatmul(
 ): Promise<TuneResult[]> {
   const gpu = "ctx" in target ? target.gpu : target;
   const ctx = "ctx" in target ? target.ctx : gpuContext(gpu);
-  const candidates = opts.candidates ?? matmulCandidates(adapterKind(gpu));
   const log = opts.log ?? (() => {});
   const results: TuneResult[] = [];
   const saved: Record<string, MatmulConfig> = {};
@@ -310,6 +314,7 @@ export async function tuneMatmul(
     const cls = matmulShapeClass(p.a, p.b, p.attrs);
     if (results.some((r) => r.shapeClass === cls)) continue;
     const { out, flops, label } = problemInfo(p);
+    const candidates = opts.candidates ?? matmulCandidates(adapterKind(gpu), matmulVariants(p.a, p.b, ctx));
     const small = checkProblem(p);
     const smallOut = problemInfo(small).out;
     const trials: Trial[] = [];
@@ -328,7 +333,9 @@ export async function tuneMatmul(
           throw new Error(`pipeline build took ${trial.compileMs.toFixed(0)} ms`);
         }
         const e = await matmulError(run, small);
-        if (!(e <= 1e-4)) throw new Error(`wrong result on ${problemInfo(small).label}: error ${e.toExponential(2)}`);
+        // f32 operands rounded to f16 (allowed by the caller) are off by f16 rounding, not by a bug.
+        const tol = cfg.f16 && ctx.matmulF16Operands ? 1e-2 : 1e-4;
+        if (!(e <= tol)) throw new Error(`wrong result on ${problemInfo(small).label}: error ${e.toExponential(2)}`);
         run.destroy();
         run = await matmulRun(gpu, p, generateMatmul([p.a, p.b], out, p.attrs, cfg, ctx));
         await run.run(1); // compiles on software adapters
@@ -352,7 +359,9 @@ export async function tuneMatmul(
     const unbatched = p.a.shape.length === 2 && p.b.shape.length === 2;
     const err = unbatched || flops < 2 ** 28 ? await matmulError(run, p, unbatched ? 256 : 0) : 0;
     run.destroy();
-    if (!(err <= 1e-3)) throw new Error(`tuned matmul ${configLabel(best.cfg)} is wrong on ${label}: error ${err}`);
+    if (!(err <= (best.cfg.f16 && ctx.matmulF16Operands ? 1e-2 : 1e-3))) {
+      throw new Error(`tuned matmul ${configLabel(best.cfg)} is wrong on ${label}: error ${err}`);
+    }
     results.push({
       shapeClass: cls,
       problem: label,
@@ -365,7 +374,7 @@ export async function tuneMatmul(
     if ("ctx" in target) target.ctx.tuned.set(cls, best.cfg);
   }
   if (opts.save !== false && Object.keys(saved).length) {
-    await saveTuning(gpu.adapterName, saved, typeof opts.save === "string" ? opts.save : tuningPath());
+    await saveTuning(tuningKey(gpu), saved, typeof opts.save === "string" ? opts.save : tuningPath());
   }
   return results;
 }
@@ -376,18 +385,25 @@ export function currentConfig(p: MatmulProblem, ctx: KernelContext): MatmulConfi
 }
 
 if (import.meta.main) {
-  // deno run -A --unstable-webgpu engine/exec/tuner.ts [size ...]: tunes square matmuls of each size in
-  // the nn, nt and tn layouts (f32) and saves the results for this adapter.
+  // deno run -A --unstable-webgpu engine/exec/tuner.ts [size ...] [--f16] [--target-ms=N]: tunes square
+  // matmuls of each size in the nn, nt and tn layouts (f32; with --f16 also with f16-stored operands,
+  // where the f16 variant competes) and saves the results for this adapter and its features.
   const { openGpu } = await import("../gpu/device.ts");
   const gpu = await openGpu();
-  const sizes = Deno.args.length ? Deno.args.map(Number) : [256, 1024];
-  const problems = sizes.flatMap((s) => [
-    matmulProblem(s, s, s),
-    matmulProblem(s, s, s, { transB: true }),
-    matmulProblem(s, s, s, { transA: true }),
-  ]);
-  console.log(`tuning ${problems.length} problems on ${gpu.adapterName}, cache ${tuningPath()}`);
-  for (const r of await tuneMatmul(gpu, problems, { log: (l) => console.log(`  ${l}`) })) {
+  const flags = Deno.args.filter((a) => a.startsWith("--"));
+  const nums = Deno.args.filter((a) => !a.startsWith("--")).map(Number);
+  const sizes = nums.length ? nums : [256, 1024];
+  const dtypes: DType[] = flags.includes("--f16") ? ["f32", "f16"] : ["f32"];
+  const targetMs = Number(flags.find((f) => f.startsWith("--target-ms="))?.split("=")[1] ?? 150);
+  const problems = sizes.flatMap((s) =>
+    dtypes.flatMap((d) => [
+      matmulProblem(s, s, s, { dtypeA: d, dtypeB: d }),
+      matmulProblem(s, s, s, { transB: true, dtypeA: d, dtypeB: d }),
+      matmulProblem(s, s, s, { transA: true, dtypeA: d, dtypeB: d }),
+    ])
+  );
+  console.log(`tuning ${problems.length} problems on ${tuningKey(gpu)}, cache ${tuningPath()}`);
+  for (const r of await tuneMatmul(gpu, problems, { targetMs, log: (l) => console.log(`  ${l}`) })) {
     console.log(`${r.shapeClass}: ${configLabel(r.best)}, ${r.gflops.toFixed(2)} GFLOPS on ${r.problem}`);
   }
 }

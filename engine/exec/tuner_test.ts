@@ -8,7 +8,7 @@ import {
   matmulShapeClass,
 } from "../../kernels/matmul.ts";
 import { gpuContext, matmulError, matmulProblem, matmulRun, problemInfo, tuneMatmul } from "./tuner.ts";
-import { loadTuning, readTuning, saveTuning } from "./tuning_cache.ts";
+import { loadTuning, readTuning, saveTuning, tuningKey } from "./tuning_cache.ts";
 import { WebGpuExecutor } from "./webgpu.ts";
 
 const gpu = await hasGpu();
@@ -75,6 +75,13 @@ Deno.test("tuner: the cache merges per adapter and loads into ctx.tuned", async 
     assert.equal(tuned.get("adapterKind"), "gpu");
     assert.deepEqual(tuned.get("k2"), 2);
     assert.equal(loadTuning(new Map(), { adapterName: "other", isFallback: true }, `${dir}/missing.json`), 0);
+    // Entries tuned with the f16/subgroup variants load only where those can run.
+    await saveTuning("adapter A +f16 +sg32", { k3: 3 }, path);
+    const withVariants = new Map<string, unknown>();
+    const facts = { adapterName: "adapter A", isFallback: false, f16: true, subgroupSize: 32 };
+    assert.equal(loadTuning(withVariants, facts, path), 1);
+    assert.equal(withVariants.get("k3"), 3);
+    assert.equal(withVariants.get("k2"), undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -103,7 +110,7 @@ Deno.test({
       assert.equal(ran.length, 2);
       assert.equal(r.ms, Math.min(...ran.map((x) => x.ms!)));
       assert.deepEqual(ex.ctx.tuned.get(cls), r.best);
-      assert.deepEqual(readTuning(path).adapters[ex.gpu.adapterName][cls], r.best);
+      assert.deepEqual(readTuning(path).adapters[tuningKey(ex.gpu)][cls], r.best);
       ex.dispose();
     } finally {
       await Deno.remove(dir, { recursive: true });

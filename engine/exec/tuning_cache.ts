@@ -1,5 +1,6 @@
 /**
- * The tuning cache: tuned kernel parameters per adapter name, in one JSON file
+ * The tuning cache: tuned kernel parameters per adapter (its name, plus the optional features the
+ * kernels use: ` +f16`, ` +sg32` — see {@link tuningKey}), in one JSON file
  * (`$WHETSTONE_CACHE/tuning.json`, else `.cache/whetstone/tuning.json` under the project root),
  * loaded into an executor's `ctx.tuned` when it starts and written atomically by the tuner.
  *
@@ -22,6 +23,20 @@ export interface TuningFile {
 export interface AdapterFacts {
   readonly adapterName: string;
   readonly isFallback: boolean;
+  /** shader-f16 passed its probe (f16 kernel variants). */
+  readonly f16?: boolean;
+  /** Fixed subgroup size that passed its probe, 0 or absent when none (subgroup kernel variants). */
+  readonly subgroupSize?: number;
+}
+
+/**
+ * The key an adapter's tuned entries are cached under: its name, plus ` +f16` and ` +sg<size>` when
+ * those variants can run — a config tuned with a variant must not be loaded where it cannot run,
+ * and one tuned without the variants was chosen among fewer candidates. An adapter with neither
+ * keeps its bare name (caches written before the variants still load).
+ */
+export function tuningKey(gpu: AdapterFacts): string {
+  return `${gpu.adapterName}${gpu.f16 ? " +f16" : ""}${gpu.subgroupSize ? ` +sg${gpu.subgroupSize}` : ""}`;
 }
 
 /** "cpu" for software adapters (lavapipe/llvmpipe, SwiftShader, WARP, fallback adapters), else "gpu". */
@@ -60,20 +75,23 @@ export function readTuning(path = tuningPath()): TuningFile {
  */
 export function loadTuning(tuned: Map<string, unknown>, gpu: AdapterFacts, path = tuningPath()): number {
   tuned.set(ADAPTER_KIND_KEY, adapterKind(gpu));
-  const entries = readTuning(path).adapters[gpu.adapterName] ?? {};
+  const entries = readTuning(path).adapters[tuningKey(gpu)] ?? {};
   for (const [k, v] of Object.entries(entries)) tuned.set(k, v);
   return Object.keys(entries).length;
 }
 
-/** Merges `entries` into the adapter's section of the tuning file, written atomically (temp file, rename). */
+/**
+ * Merges `entries` into the adapter's section (`key`, see {@link tuningKey}) of the tuning file,
+ * written atomically (temp file, rename).
+ */
 export async function saveTuning(
-  adapterName: string,
+  key: string,
   entries: Record<string, unknown>,
   path = tuningPath(),
 ): Promise<void> {
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (dir) await Deno.mkdir(dir, { recursive: true });
   const file = readTuning(path);
-  file.adapters[adapterName] = { ...file.adapters[adapterName], ...entries };
+  file.adapters[key] = { ...file.adapters[key], ...entries };
   await writeFileAtomic(path, JSON.stringify(file, null, 1) + "\n");
 }

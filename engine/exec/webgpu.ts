@@ -99,6 +99,7 @@ export class WebGpuExecutor implements Executor {
       maxWorkgroupsPerDim: gpu.limits.maxComputeWorkgroupsPerDimension,
       maxWorkgroupStorage: gpu.limits.maxComputeWorkgroupStorageSize,
       maxInvocations: gpu.limits.maxComputeInvocationsPerWorkgroup,
+      subgroupSize: gpu.subgroupSize,
       tuned: new Map(),
     };
     loadTuning(this.ctx.tuned, gpu); // tuned kernel configs cached for this adapter (engine/exec/tuner.ts)

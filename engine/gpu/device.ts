@@ -1,6 +1,13 @@
 /**
- * WebGPU start-up: finds an adapter, requests a device with the adapter's full limits, and probes
- * what the engine needs (limits, shader-f16 by a known-answer kernel).
+ * WebGPU start-up: finds an adapter, requests a device with the adapter's full limits and the optional
+ * features the kernels use (`shader-f16`, `subgroups`, `timestamp-query`), and probes each by a
+ * known-answer kernel (engine/gpu/probes.ts) before the kernels may rely on it.
+ *
+ * Deno's WebGPU (wgpu/naga) accepts the feature name "subgroups" and the subgroup builtins
+ * (`subgroupShuffle`, `subgroupBroadcast`, `subgroupAdd`, `@builtin(subgroup_size)`,
+ * `@builtin(subgroup_invocation_id)`) with no `enable subgroups;` directive — naga rejects that
+ * directive as not yet implemented. `enable f16;` is required for f16 and parses only on a device
+ * created with `shader-f16`.
  *
  * @example
  * ```ts
@@ -9,6 +16,7 @@
  * ```
  * @module
  */
+import { probeF16, probeSubgroups } from "./probes.ts";
 
 /** An opened GPU with the facts the executor and kernels use. */
 export interface Gpu {
@@ -17,6 +25,15 @@ export interface Gpu {
   readonly isFallback: boolean;
   /** shader-f16 is present and computes right. */
   readonly f16: boolean;
+  /** The subgroups feature is present and its builtins compute right. */
+  readonly subgroups: boolean;
+  /**
+   * The subgroup size kernels may assume (lanes of `subgroup_invocation_id` = local invocation index
+   * mod this size), 0 when subgroups are off or the adapter's size varies (subgroupMinSize ≠ max).
+   */
+  readonly subgroupSize: number;
+  /** Optional features requested on the device. */
+  readonly features: readonly string[];
   readonly limits: {
     maxBufferSize: number;
     maxStorageBufferBindingSize: number;
@@ -71,20 +88,31 @@ async function open(): Promise<Gpu> {
     maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
   };
   const features: GPUFeatureName[] = [];
-  if (adapter.features.has("shader-f16")) features.push("shader-f16");
-  if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
+  for (const f of ["shader-f16", "subgroups", "timestamp-query"] as GPUFeatureName[]) {
+    if (adapter.features.has(f)) features.push(f);
+  }
   const device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures: features });
   device.addEventListener?.("uncapturederror", (ev) => {
     console.error("WebGPU error:", (ev as GPUUncapturedErrorEvent).error.message);
   });
   const info = adapter.info;
   const name = info?.description || info?.device || info?.vendor || "unknown adapter";
-  const f16 = features.includes("shader-f16") && await probeF16(device);
+  const f16 = features.includes("shader-f16") && (await probeF16(device)).ok;
+  const sizes = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  const [lo, hi] = [sizes?.subgroupMinSize ?? 0, sizes?.subgroupMaxSize ?? 0];
+  // Probe with a workgroup every size the adapter may pick divides (sizes are powers of two).
+  const wg = Math.min(Math.max(hi, 32), want.maxComputeInvocationsPerWorkgroup, 128);
+  const sg = features.includes("subgroups") ? await probeSubgroups(device, wg) : undefined;
+  // Kernels bake the size in: only a size the adapter says is fixed (or, not saying, the one seen).
+  const subgroupSize = sg?.ok && (lo === hi || !lo || !hi) && (!lo || sg.size === lo) ? sg.size : 0;
   return {
     device,
     adapterName: name,
     isFallback: !!info?.isFallbackAdapter,
     f16,
+    subgroups: !!sg?.ok,
+    subgroupSize,
+    features,
     limits: {
       maxBufferSize: device.limits.maxBufferSize,
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
@@ -95,48 +123,4 @@ async function open(): Promise<Gpu> {
       maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
     },
   };
-}
-
-/** Known-answer check: f16 math in a shader gives the f16-rounded results. */
-async function probeF16(device: GPUDevice): Promise<boolean> {
-  try {
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({
-      code: `enable f16;
-@group(0) @binding(0) var<storage, read_write> o: array<f32>;
-@compute @workgroup_size(4) fn main(@builtin(local_invocation_id) l: vec3<u32>) {
-  let x = f16(f32(l.x) + 0.333333);
-  o[l.x] = f32(x * x + f16(1.0));
-}`,
-    });
-    const pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
-    const err = await device.popErrorScope();
-    if (err) return false;
-    const buf = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: buf } }],
-      }),
-    );
-    pass.dispatchWorkgroups(1);
-    pass.end();
-    enc.copyBufferToBuffer(buf, 0, read, 0, 16);
-    device.queue.submit([enc.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const got = new Float32Array(read.getMappedRange().slice(0));
-    read.unmap();
-    buf.destroy();
-    read.destroy();
-    // f16(0.333333) = 0.33325195; squared in f16 then + 1, rounded to f16 steps.
-    const want = [1.111, 2.777, 6.44, 12.1];
-    return got.every((v, i) => Math.abs(v - want[i]) < 0.02);
-  } catch {
-    return false;
-  }
 }
