@@ -7,7 +7,8 @@
 # loader and glvnd: libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2).
 # Usage: bash bench/device/run.sh [bench ...]   (default: matmul dispatch model train)
 # ONNX Runtime's native library is not carried (45 MB), so the ONNX cases fail there and are left out of the summary.
-# Stage time limits: WHETSTONE_DEVICE_TEST_S (conformance, default 150), WHETSTONE_DEVICE_BENCH_S (each bench, 120).
+# Stage time limits: WHETSTONE_DEVICE_TEST_S (conformance, default 150), WHETSTONE_DEVICE_TUNE_S (120),
+# WHETSTONE_DEVICE_BENCH_S (each bench, 120). At most 8 files come back from $OUT: keep it to these.
 set -u
 OUT=${OUT:-/tmp/whetstone-device}
 mkdir -p "$OUT"
@@ -47,11 +48,12 @@ fi
 
 log "probe"
 VK_LOADER_DEBUG=error,warn,info timeout 60 deno run -A --cached-only --unstable-webgpu bench/device/probe.ts \
-  >"$OUT/probe.jsonl" 2>"$OUT/vulkan_loader.log"
+  >"$OUT/probe.jsonl" 2>/tmp/wd/vulkan_loader.log
 cat "$OUT/probe.jsonl"
-grep -iE "error|fail|warn|nvidia" "$OUT/vulkan_loader.log" | head -30
-[ -e bench/gpu_probe.ts ] && timeout 60 deno run -A --cached-only --unstable-webgpu bench/gpu_probe.ts 2>&1 |
-  tee -a "$OUT/probe.jsonl"
+grep -iE "error|fail|warn|nvidia" /tmp/wd/vulkan_loader.log | head -30 | tee -a "$OUT/steps.log"
+# The feature probes (shader-f16, subgroups: known-answer kernels) and each matmul variant checked and timed once.
+timeout 90 deno run -A --cached-only --unstable-webgpu bench/gpu_probe.ts 2>&1 | tee -a "$OUT/probe.jsonl"
+export WHETSTONE_CACHE=$OUT/cache NO_COLOR=1
 
 log "conformance"
 timeout "${WHETSTONE_DEVICE_TEST_S:-150}" deno test -A --cached-only --unstable-webgpu --unstable-kv \
@@ -61,6 +63,14 @@ echo "conformance exit $?" | tee -a "$OUT/steps.log"
 grep -E "passed .* failed" "$OUT/conformance.log" | tail -1 | tee -a "$OUT/steps.log"
 echo "failed, other than onnx (whose native library is not carried):" | tee -a "$OUT/steps.log"
 grep -E "FAILED" "$OUT/conformance.log" | grep -v -i onnx | sed 's/\x1b\[[0-9;]*m//g' | sort -u | head -40 | tee -a "$OUT/steps.log"
+
+log "tune"
+# The matmul tuner at 2048³ (f32 and f16-stored operands, the variants the adapter passed among the candidates); the
+# benches below read its cache ($WHETSTONE_CACHE/tuning.json, brought back with the rest).
+timeout "${WHETSTONE_DEVICE_TUNE_S:-120}" deno run -A --cached-only --unstable-webgpu engine/exec/tuner.ts 2048 --f16 \
+  --target-ms=30 >"$OUT/tune.log" 2>&1
+echo "tune exit $?" | tee -a "$OUT/steps.log"
+tail -5 "$OUT/tune.log"
 
 export WHETSTONE_BENCH_EXECUTORS=webgpu WHETSTONE_TORCH_PYTHON=${WHETSTONE_TORCH_PYTHON:-python3}
 for b in "${benches[@]}"; do
