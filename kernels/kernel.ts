@@ -18,15 +18,34 @@ export interface LowerNode<A extends Attrs = Attrs> {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
   readonly attrs: A;
+  /**
+   * Layouts of the inputs and outputs stored in segments because they exceed one storage binding
+   * (kernels/segments.ts); absent when none is. A lowering that binds a segmented operand whole fails at
+   * compile time, naming it.
+   */
+  readonly segments?: {
+    readonly inputs: readonly (SegmentLayout | undefined)[];
+    readonly outputs: readonly (SegmentLayout | undefined)[];
+  };
+}
+
+/** How a segmented value is laid out: `count` segments of `elems` elements, `total` elements in all. */
+export interface SegmentLayout {
+  readonly elems: number;
+  readonly count: number;
+  readonly total: number;
 }
 
 /**
  * What a binding refers to: a node input, a node output, or a scratch buffer of the node — whole, or
- * a byte range of it (`offset` a multiple of the adapter's storage offset alignment, 256 at most).
+ * a byte range of it (`offset` a multiple of the adapter's storage offset alignment, 256 at most). For a
+ * segmented input or output (see {@link LowerNode.segments}), `segment` picks one segment, and a range is
+ * within that segment.
  */
 export type BindingRef = ({ input: number } | { output: number } | { scratch: number }) & {
   offset?: number;
   size?: number;
+  segment?: number;
 };
 
 /** One dispatch. */
@@ -49,6 +68,11 @@ export interface KernelContext {
   readonly maxWorkgroupsPerDim: number;
   readonly maxWorkgroupStorage: number;
   readonly maxInvocations: number;
+  /**
+   * The largest storage binding in bytes (the adapter's, or a lower cap); a lowering sizes its scratch within
+   * it. Undefined: no limit to respect.
+   */
+  readonly maxBindingBytes?: number;
   /** Tuned parameters by key (e.g. matmul configs per shape class), filled by the tuner. */
   readonly tuned: Map<string, unknown>;
 }
