@@ -124,7 +124,9 @@ function decl(i: number, name: string, dtype: DType, vec: boolean): string {
 
 /**
  * WGSL of one matmul with config `cfg`, C written to `cBinding`. The output must be f32/i32/u32; the
- * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
+ * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted). With `accumulate`
+ * (f32 only), C += A·B: each accumulator starts from C's value and continues the same fma chain over k, so
+ * a product split along K into consecutive launches gives the bits of the whole one (segmented weights).
  */
 export function generateMatmul(
   inputs: readonly TensorInfo[],
@@ -133,6 +135,7 @@ export function generateMatmul(
   cfg: MatmulConfig,
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
+  accumulate = false,
 ): Lowered {
   const [a, b] = inputs;
   const problem = configProblem(cfg, ctx);
@@ -169,7 +172,8 @@ export function generateMatmul(
     else if (x.so === 1 && x.dim % 4 === 0 && R % 4 === 0) x.mode = "o";
   }
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
-  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
+  if (accumulate && out.dtype !== "f32") throw new Error(`an accumulating matmul stores f32, got ${out.dtype}`);
+  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec && !accumulate;
   const head = [
     decl(0, "A", a.dtype, A.mode !== "none"),
     decl(1, "B", b.dtype, B.mode !== "none"),
@@ -187,7 +191,19 @@ export function generateMatmul(
   L(`let ob = ${batchOffset(batch, b.shape.slice(0, -2), K * N)};`);
   const rowOf = (i: number) => axisIndex(i, "lid.y", wgY, tm);
   const colOf = (j: number) => axisIndex(j, "lid.x", wgX, tn);
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`var c${i}_${j} = 0.0;`);
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      if (!accumulate) {
+        L(`var c${i}_${j} = 0.0;`);
+        continue;
+      }
+      const r = `rb + ${rowOf(i)}`, c = `cb + ${colOf(j)}`;
+      L(
+        `var c${i}_${j} = select(0.0, C[min(z * ${M * N}u + (${r}) * ${N}u + ${c}, ${nb * M * N - 1}u)], ` +
+          `${r} < ${M}u && ${c} < ${N}u);`,
+      );
+    }
+  }
   const fmas = (av: (i: number) => string, bv: (j: number) => string) => {
     for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`  c${i}_${j} = fma(${av(i)}, ${bv(j)}, c${i}_${j});`);
   };

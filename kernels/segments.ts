@@ -96,3 +96,34 @@ export function segmentedReader(
     load: (idx) => `${name}_ld(${idx})`,
   };
 }
+
+/** One launch of a kernel split over segments: elements `base` to `base + len` (segment `seg` when split). */
+export interface FlatRange {
+  readonly base: number;
+  readonly len: number;
+  readonly seg?: number;
+}
+
+/**
+ * The launches of a kernel over `n` elements indexed alike in its same-sized operands: one over all of them when
+ * none is segmented, else one per segment. Segmented operands must hold all `n` elements in the same layout.
+ */
+export function flatRanges(n: number, layouts: readonly (SegmentLayout | undefined)[], op: string): FlatRange[] {
+  const segd = layouts.filter((l): l is SegmentLayout => l !== undefined);
+  if (!segd.length) return [{ base: 0, len: n }];
+  const l = segd[0];
+  for (const m of segd) {
+    if (m.total !== n || m.elems !== l.elems) {
+      throw new Error(
+        `WebGPU kernel "${op}" over ${n} elements: its segmented operands must hold all of them in segments of ` +
+          `one size, got ${m.total} elements in segments of ${m.elems} beside ${l.elems}`,
+      );
+    }
+  }
+  return Array.from({ length: l.count }, (_, s) => ({ base: s * l.elems, len: segmentElems(l, s), seg: s }));
+}
+
+/** The binding of an operand in range `r`: its segment when it is segmented, else all of it. */
+export function rangeRef<R extends BindingRef>(ref: R, layout: SegmentLayout | undefined, r: FlatRange): BindingRef {
+  return layout && r.seg !== undefined ? { ...ref, segment: r.seg } : ref;
+}
