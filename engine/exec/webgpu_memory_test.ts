@@ -46,7 +46,11 @@ Deno.test("segmentLayout: whole rows under the binding limit, 4 bytes an element
   assert.equal(segmentLayout({ shape: [1024, 64], dtype: "f32" }, 256 * 1024), undefined);
   assert.deepEqual(segmentLayout({ shape: [1024, 64], dtype: "f32" }, 65536), { elems: 16384, count: 4, total: 65536 });
   // bf16: 128 KiB in all, over a 64 KiB binding; segments sized as for f32 so same-shaped values split alike.
-  assert.deepEqual(segmentLayout({ shape: [1024, 64], dtype: "bf16" }, 65536), { elems: 16384, count: 4, total: 65536 });
+  assert.deepEqual(segmentLayout({ shape: [1024, 64], dtype: "bf16" }, 65536), {
+    elems: 16384,
+    count: 4,
+    total: 65536,
+  });
   // A row over the limit: flat segments, a multiple of 4 elements.
   const flat = segmentLayout({ shape: [2, 100000], dtype: "f32" }, 65536)!;
   assert.equal(flat.elems % 4, 0);
