@@ -4,8 +4,11 @@
  *
  * Conventions every kernel follows:
  * - Bindings are `@group(0) @binding(i)` in the order of {@link Launch.bindings}, all declared
- *   `var<storage, read_write>` (intermediates share one arena buffer; WebGPU forbids mixing read-only
+ *   `var<storage, read_write>` (intermediates share arena buffers; WebGPU forbids mixing read-only
  *   and writable usages of one buffer in a dispatch).
+ * - A tensor larger than one storage binding comes in segments ({@link LowerNode.segments},
+ *   kernels/segments.ts); a lowering that supports it binds `{ input: i, segment: s }`, else binding it
+ *   whole fails at compile time. Scratch stays within `ctx.maxBindingBytes`.
  * - f32 compute. i32/u32 stored as such; f16/bf16 stored packed two per u32 word.
  * - Shapes are static: they are baked into the WGSL as constants, so every shape gets its own
  *   pipeline, built once at plan time.
