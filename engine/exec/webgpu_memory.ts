@@ -203,6 +203,8 @@ export function resolveBinding(
   return loc;
 }
 
+const info = (t: TensorInfo) => [t.shape, t.dtype];
+
 /** A kernel context for planning without a device (a software adapter's defaults; scratch sizes only). */
 function planningContext(lim: MemoryLimits): KernelContext {
   return {
@@ -215,7 +217,10 @@ function planningContext(lim: MemoryLimits): KernelContext {
   };
 }
 
-/** Lowers every live node of `plan` with `ctx` (views have no kernel), naming the node when one fails. */
+/**
+ * Lowers every live node of `plan` with `ctx` (views have no kernel), naming the node when one fails. Nodes alike
+ * (op, operand infos and segments, attrs: every layer of a model) are lowered once.
+ */
 export function lowerPlan(
   plan: Plan,
   ctx: KernelContext,
@@ -223,6 +228,7 @@ export function lowerPlan(
 ): Map<number, Lowered> {
   const graph = plan.graph;
   const out = new Map<number, Lowered>();
+  const seen = new Map<string, Lowered>();
   for (const ni of plan.order) {
     const n = graph.nodes[ni];
     if (getOp(n.op).view) continue;
@@ -232,8 +238,16 @@ export function lowerPlan(
       attrs: n.attrs,
       segments: nodeSegments(graph, plan, ni, segOf),
     };
+    const key = JSON.stringify([n.op, node.inputs.map(info), node.outputs.map(info), n.attrs, node.segments]);
+    const known = seen.get(key);
+    if (known) {
+      out.set(ni, known);
+      continue;
+    }
     try {
-      out.set(ni, lowering(n.op)(node, ctx));
+      const l = lowering(n.op)(node, ctx);
+      seen.set(key, l);
+      out.set(ni, l);
     } catch (e) {
       throw new Error(
         `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,

@@ -1,10 +1,10 @@
 /**
  * Tensors over the storage binding limit (forced down to 64 KiB here) on the WebGPU executor: a weight read by
  * a matmul in segments gives the bits of the unforced run, both as Bᵀ (an LM head's logits) and as B (split
- * along K), in f32 and bf16; an operand no kernel reads in segments fails at compile time, naming it.
+ * along K), in f32 and bf16, and so do elementwise ops, a reduction and casts over it; an operand no kernel reads in segments fails at compile time, naming it.
  */
 import assert from "node:assert/strict";
-import { add, Graph, matmul, mul, sum } from "../graph/mod.ts";
+import { add, cast, Graph, matmul, mul, sum } from "../graph/mod.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor, type WebGpuOptions } from "./webgpu.ts";
 import type { HostArray } from "./executor.ts";
@@ -23,8 +23,13 @@ function graph(dtype: DType) {
   const logits = matmul(x, head, { transB: true });
   g.output("logits", logits);
   g.output("y2", matmul(x2, w2));
-  // Elementwise ops and a reduction over the segmented weight (WebGPU stores f32 results only).
-  if (dtype === "f32") g.output("s", sum(mul(add(head, 1), head)));
+  // Elementwise ops and a reduction over the segmented weight (WebGPU stores f32 results only); casts between
+  // segmented tensors, and from a segmented one (128 KiB f32) to one that is not (64 KiB bf16); segmented outputs.
+  if (dtype === "f32") {
+    g.output("s", sum(mul(add(head, 1), head)));
+    g.output("round", cast(cast(head, "bf16"), "f32"));
+    g.output("half", cast(g.param("p", [512, 64]), "bf16"));
+  } else g.output("wide", cast(head, "f32"));
   return g;
 }
 
@@ -34,6 +39,7 @@ async function run(dtype: DType, opts: WebGpuOptions) {
   const rand = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
   ex.setParam("head", rand(1024 * 64), [1024, 64], dtype);
   ex.setParam("w2", rand(1024 * 40), [1024, 40], dtype);
+  ex.setParam("p", rand(512 * 64), [512, 64]);
   const c = await ex.compile(graph(dtype));
   const out = await c.run({ x: rand(2 * 5 * 64), x2: rand(6 * 1024) });
   const segments = ex.store.get("head")!.buffers.length;
