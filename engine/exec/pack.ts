@@ -31,25 +31,37 @@ export interface Packing {
  */
 export function packIntervals(items: readonly PackItem[], cap = Infinity): Packing {
   const order = items.map((_, i) => i).sort((x, y) => items[y].size - items[x].size || items[x].a - items[y].a);
-  const placed: { off: number; size: number; a: number; b: number }[][] = [];
+  // Per arena, the placed items as parallel typed arrays kept sorted by offset (ties in placement order), so
+  // finding the lowest free offset is one scan with no sort.
+  const arenas: { a: Float64Array; b: Float64Array; off: Float64Array; size: Float64Array; n: number }[] = [];
   const placements = new Array<Placement>(items.length);
   const arenaBytes: number[] = [];
+  const n = items.length;
   for (const i of order) {
     const it = items[i];
     if (it.size > cap) throw new Error(`internal: a ${it.size}-byte item does not fit an arena of ${cap} bytes`);
     for (let k = 0;; k++) {
-      if (k === placed.length) {
-        placed.push([]);
+      if (k === arenas.length) {
+        const f = () => new Float64Array(n);
+        arenas.push({ a: f(), b: f(), off: f(), size: f(), n: 0 });
         arenaBytes.push(0);
       }
-      const clash = placed[k].filter((p) => p.a <= it.b && it.a <= p.b).sort((x, y) => x.off - y.off);
+      const p = arenas[k];
       let off = 0;
-      for (const p of clash) {
-        if (off + it.size <= p.off) break;
-        off = Math.max(off, p.off + p.size);
+      for (let j = 0; j < p.n; j++) {
+        if (p.a[j] > it.b || it.a > p.b[j]) continue; // not live at a common step
+        if (off + it.size <= p.off[j]) break;
+        off = Math.max(off, p.off[j] + p.size[j]);
       }
       if (off + it.size > cap) continue;
-      placed[k].push({ off, size: it.size, a: it.a, b: it.b });
+      let at = p.n;
+      while (at > 0 && p.off[at - 1] > off) at--;
+      for (const arr of [p.a, p.b, p.off, p.size]) arr.copyWithin(at + 1, at, p.n);
+      p.a[at] = it.a;
+      p.b[at] = it.b;
+      p.off[at] = off;
+      p.size[at] = it.size;
+      p.n++;
       placements[i] = { arena: k, offset: off };
       arenaBytes[k] = Math.max(arenaBytes[k], off + it.size);
       break;
