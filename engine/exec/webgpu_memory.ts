@@ -260,7 +260,9 @@ export function lowerPlan(
 /**
  * Device bytes the WebGPU executor would own for `graph` under `lim` (default: no limits that bind): its arenas,
  * holding intermediates, inputs, constants and kernel scratch. Parameters and optimizer states are not counted
- * (they live in the executor's store).
+ * (they live in the executor's store; those over a binding are taken as segmented, as the store keeps them).
+ * Every binding of every kernel is checked against `lim` as the executor checks it, so a graph the executor would
+ * refuse (a tensor over the binding limit that its kernel cannot read in segments) throws here, naming it.
  */
 export function plannedDeviceBytes(
   graph: Graph,
@@ -269,7 +271,32 @@ export function plannedDeviceBytes(
 ): number {
   const plan = planGraph(graph, outputs, lim.align);
   const segments = graphSegments(graph, plan, lim);
-  const lowered = lowerPlan(plan, planningContext(lim), (r) => segments.get(r));
+  const params = new Map<number, SegmentLayout | undefined>();
+  for (const id of graph.params.values()) params.set(id, segmentLayout(graph.values[id], lim.maxBindingBytes));
+  const segOf = (r: number) => segments.get(r) ?? params.get(r);
+  const lowered = lowerPlan(plan, planningContext(lim), segOf);
   const scratch = new Map([...lowered].map(([ni, l]) => [ni, l.scratch ?? []]));
-  return layoutMemory(plan, scratch, lim, segments).totalBytes;
+  const layout = layoutMemory(plan, scratch, lim, segments);
+  // The executor's binding checks, on stand-in buffers.
+  const none = undefined as unknown as GPUBuffer;
+  const slotLocs = (slots: readonly Slot[]) => slots.map((sl) => ({ buffer: none, offset: sl.offset, size: sl.size }));
+  const locsOf = (id: number): Loc[] => {
+    const r = plan.root[id];
+    const v = graph.values[r];
+    if (v.kind === "param") {
+      const l = params.get(r);
+      const sizes = l
+        ? Array.from({ length: l.count }, (_, s) => elemBytes(segmentElems(l, s), v.dtype))
+        : [Math.max(4, valueBytes(v))];
+      return sizes.map((size) => ({ buffer: none, offset: 0, size }));
+    }
+    const locs = slotLocs(layout.values.get(r) ?? []);
+    return locs.length === 1 && r !== id ? [{ ...locs[0], size: Math.max(4, valueBytes(graph.values[id])) }] : locs;
+  };
+  const check = { ...lim, minStorageBufferOffsetAlignment: Math.min(lim.align, 256) };
+  for (const [ni, low] of lowered) {
+    const sc = slotLocs(layout.scratch.get(ni) ?? []);
+    for (const l of low.launches) for (const b of l.bindings) resolveBinding(graph, ni, b, locsOf, sc, check);
+  }
+  return layout.totalBytes;
 }

@@ -3,7 +3,8 @@
  * the same steps under the adapter's own limits: a tiny tied Llama whose 256 KiB embedding (also its LM head) is
  * stored in 4 segments, with its gradient and AdamW states, and whose step is spread over several arenas. LoRA
  * reads the segmented embedding (gather and the fused LM head + cross-entropy); full fine-tuning also scatters
- * its gradient, sums the two gradients, takes the global norm and updates it in segments.
+ * its gradient, sums the two gradients, takes the global norm and updates it in segments. And, without a device, a
+ * Qwen2.5-0.5B-shaped step plans within lavapipe's limits, every binding checked as the executor checks it.
  */
 import assert from "node:assert/strict";
 import { hasGpu } from "../gpu/device.ts";
@@ -17,6 +18,8 @@ import { attachAdapter } from "../nn/lora.ts";
 import { mulberry32 } from "../util/rng.ts";
 import { adamwStepPlan, LOSS_SUM, traceTrainStep } from "./step/lm.ts";
 import { stateNames } from "./step/optimizer.ts";
+import { ShapeOnlyExecutor } from "./memory_plan.ts";
+import { type MemoryLimits, plannedDeviceBytes } from "../exec/webgpu_memory.ts";
 
 const gpu = await hasGpu();
 const KiB = 1024;
@@ -120,3 +123,63 @@ for (const method of ["lora", "full"] as const) {
     },
   });
 }
+
+/** A Qwen2.5-0.5B-shaped step (2 of its 24 layers, its 151936 × 896 tied embedding), traced without a device. */
+async function qwenStep(method: "lora" | "full", vocab = 151936) {
+  const cfg = decoderConfig({
+    model_type: "qwen2",
+    vocab_size: vocab,
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 2,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    tie_word_embeddings: true,
+  });
+  const ex = new ShapeOnlyExecutor();
+  const params = new Map<string, { shape: number[]; dtype: DType }>();
+  for (const [name, shape] of decoderParams(cfg)) {
+    const dtype = method === "full" ? "f32" : "bf16";
+    ex.setParam(name, [], shape, dtype);
+    params.set(name, { shape, dtype });
+  }
+  const model = new Model(cfg, ex, params);
+  const trainable = method === "full"
+    ? [...params.keys()]
+    : [...(await attachAdapter(model, { r: 8, alpha: 16, targets: ["all"] })).params.keys()];
+  for (const name of trainable) {
+    const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
+    ex.setParam(stateNames(name).m, [], shape);
+    ex.setParam(stateNames(name).v, [], shape);
+  }
+  ex.setParam(LOSS_SUM, [0], [1]);
+  return traceTrainStep(model, adamwStepPlan(1, 512, trainable));
+}
+
+const LAVAPIPE: MemoryLimits = { maxBufferBytes: 2 ** 31 - 1, maxBindingBytes: 128 * 2 ** 20, align: 256 };
+
+Deno.test("segmented memory: a Qwen2.5-0.5B-shaped LoRA and full step fit lavapipe's 128 MiB bindings (no device)", async () => {
+  // The embedding is 272 MB in bf16, 545 MB in f32 (with its gradient and AdamW states): all segmented.
+  for (const method of ["lora", "full"] as const) {
+    const g = await qwenStep(method);
+    // Segments add a little scratch (the LM head's logits block by block) to the unbounded plan.
+    const bytes = plannedDeviceBytes(g, undefined, LAVAPIPE), unbounded = plannedDeviceBytes(g);
+    assert.ok(bytes >= unbounded && bytes < 1.1 * unbounded, `${method}: ${bytes} vs ${unbounded}`);
+  }
+});
+
+Deno.test("segmented memory: what no kernel reads in segments is refused when planned, naming it", async () => {
+  // Under 4 MiB bindings the MLP's 17 MB weights and its [512, 4864] activations are all over the limit: a matmul
+  // with a segmented weight and a segmented output is not handled, and the first one is refused.
+  const lim = { ...LAVAPIPE, maxBindingBytes: 4 * 2 ** 20 };
+  const [g8k, g151k] = [await qwenStep("full", 8192), await qwenStep("lora")];
+  assert.throws(
+    () => plannedDeviceBytes(g8k, undefined, lim),
+    /"matmul" binds input 1 "model.layers.0.mlp.gate_proj.weight" \(\[4864, 896\] f32\) whole: 17432576 bytes, over this adapter's storage binding limit of 4194304 bytes, and its WebGPU kernel does not read it in segments/,
+  );
+  // With the real vocabulary and 32 MiB bindings, the fused LM head's 64-row logits chunk is what is over the limit.
+  assert.throws(
+    () => plannedDeviceBytes(g151k, undefined, { ...LAVAPIPE, maxBindingBytes: 32 * 2 ** 20 }),
+    /"linear_cross_entropy" asks for a 38895616-byte scratch buffer; this adapter binds at most 33554432 bytes/,
+  );
+});
