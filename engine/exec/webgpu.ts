@@ -22,7 +22,7 @@ import type { Graph } from "../graph/graph.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel, type TensorInfo } from "../graph/types.ts";
 import { type Gpu, openGpu } from "../gpu/device.ts";
 import type { KernelContext, SegmentLayout } from "../../kernels/kernel.ts";
-import { segmentLayout } from "../../kernels/segments.ts";
+import { elemBytes, segmentElems, segmentLayout } from "../../kernels/segments.ts";
 import { planGraph, valueBytes } from "./plan.ts";
 import {
   graphSegments,
@@ -148,14 +148,12 @@ export class WebGpuExecutor implements Executor {
       writeSegments(this.device, old.buffers, bytes);
       return;
     }
-    if (old) { for (const b of old.buffers) b.destroy(); }
+    for (const b of old?.buffers ?? []) b.destroy();
     const info = { shape: [...shape], dtype };
+    // Over one storage binding: one buffer per segment (kernels/segments.ts).
     const layout = segmentLayout(info, this.limits.maxBindingBytes);
     const sizes = layout
-      ? Array.from(
-        { length: layout.count },
-        (_, s) => Math.ceil(Math.min(layout.elems, layout.total - s * layout.elems) * DTYPE_BYTES[dtype] / 4) * 4,
-      )
+      ? Array.from({ length: layout.count }, (_, s) => elemBytes(segmentElems(layout, s), dtype))
       : [bytes.byteLength];
     const buffers = sizes.map((size, s) =>
       this.device.createBuffer({ size, usage: STORAGE, label: layout ? `${name} [${s}]` : name })

@@ -4,7 +4,7 @@
  * along K), in f32 and bf16, and so do elementwise ops, a reduction and casts over it; an operand no kernel reads in segments fails at compile time, naming it.
  */
 import assert from "node:assert/strict";
-import { add, cast, Graph, matmul, mul, sum } from "../graph/mod.ts";
+import { add, cast, embedding, Graph, matmul, mul, sum } from "../graph/mod.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor, type WebGpuOptions } from "./webgpu.ts";
 import type { HostArray } from "./executor.ts";
@@ -22,6 +22,7 @@ function graph(dtype: DType) {
   const w2 = g.param("w2", [1024, 40], dtype); // 160 KiB in f32: 3 segments along K
   const logits = matmul(x, head, { transB: true });
   g.output("logits", logits);
+  g.output("rows", embedding(head, g.input("ids", [3, 7], "i32"))); // a gather across the segments
   g.output("y2", matmul(x2, w2));
   // Elementwise ops and a reduction over the segmented weight (WebGPU stores f32 results only); casts between
   // segmented tensors, and from a segmented one (128 KiB f32) to one that is not (64 KiB bf16); segmented outputs.
@@ -41,7 +42,8 @@ async function run(dtype: DType, opts: WebGpuOptions) {
   ex.setParam("w2", rand(1024 * 40), [1024, 40], dtype);
   ex.setParam("p", rand(512 * 64), [512, 64]);
   const c = await ex.compile(graph(dtype));
-  const out = await c.run({ x: rand(2 * 5 * 64), x2: rand(6 * 1024) });
+  const ids = Int32Array.from({ length: 21 }, (_, i) => (i * 331 + 17) % 1024);
+  const out = await c.run({ x: rand(2 * 5 * 64), x2: rand(6 * 1024), ids });
   const segments = ex.store.get("head")!.buffers.length;
   ex.dispose();
   return { out, segments };
