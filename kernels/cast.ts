@@ -10,6 +10,7 @@ import { type DType, numel } from "../engine/graph/types.ts";
 import { type CastAttrs, I32_MAX_F32, U32_MAX_F32 } from "../engine/graph/ops/cast.ts";
 import { fl } from "./norm.ts";
 import { declare, entry1d, grid, linearIndex, loadF32, type Lowering } from "./kernel.ts";
+import { flatRanges, rangeRef } from "./segments.ts";
 
 const WG = 256;
 
@@ -43,37 +44,51 @@ function convert(from: DType, to: DType, i: string): string {
   return `${to}_bits(${v})`;
 }
 
-const cast: Lowering<CastAttrs> = ({ inputs: [x], outputs: [o] }, ctx) => {
-  const n = numel(x.shape);
-  const packed = o.dtype === "f16" || o.dtype === "bf16";
+/** The WGSL of a cast of `n` elements starting at element `xo` of x and `yo` of y (both even when packed). */
+function castCode(x: DType, o: DType, n: number, xo: number, yo: number): string {
+  const packed = o === "f16" || o === "bf16";
+  const at = (i: string, off: number) => (off ? `${i} + ${off}u` : i);
   let items: number, stmt: string;
-  if (x.dtype === o.dtype) {
+  if (x === o) {
     items = packed ? Math.ceil(n / 2) : n;
-    stmt = "y[gid] = x[gid];";
+    const [xw, yw] = packed ? [xo / 2, yo / 2] : [xo, yo];
+    stmt = `y[${at("gid", yw)}] = x[${at("gid", xw)}];`;
   } else if (!packed) {
     items = n;
-    stmt = `y[gid] = ${convert(x.dtype, o.dtype, "gid")};`;
+    stmt = `y[${at("gid", yo)}] = ${convert(x, o, at("gid", xo))};`;
   } else {
     items = Math.ceil(n / 2);
     // The odd tail reads a clamped index and keeps 0 in the upper half.
-    stmt = `let lo = ${convert(x.dtype, o.dtype, "2u * gid")};
+    stmt = `let lo = ${convert(x, o, at("2u * gid", xo))};
   let i1 = min(2u * gid + 1u, ${Math.max(0, n - 1)}u);
-  let hi = select(0u, ${convert(x.dtype, o.dtype, "i1")}, 2u * gid + 1u < ${n}u);
-  y[gid] = lo | (hi << 16u);`;
+  let hi = select(0u, ${convert(x, o, at("i1", xo))}, 2u * gid + 1u < ${n}u);
+  y[${at("gid", yo / 2)}] = lo | (hi << 16u);`;
   }
-  const code = `${declare([["x", x.dtype], ["y", o.dtype]])}
+  return `${declare([["x", x], ["y", o]])}
 ${HELPERS}
 ${entry1d(WG)} {
   ${linearIndex(WG)}
   if (gid >= ${items}u) { return; }
   ${stmt}
 }`;
+}
+
+/**
+ * A cast; over a tensor stored in segments (kernels/segments.ts; a multiple of 4 elements each), one launch per
+ * segment, the other side bound whole at the segment's offset when it is not segmented.
+ */
+const cast: Lowering<CastAttrs> = ({ inputs: [x], outputs: [o], segments }, ctx) => {
+  const n = numel(x.shape);
+  const [li, lo] = [segments?.inputs[0], segments?.outputs[0]];
   return {
-    launches: [{
-      code,
-      bindings: [{ input: 0 }, { output: 0 }],
-      workgroups: grid(Math.ceil(items / WG), ctx.maxWorkgroupsPerDim),
-    }],
+    launches: flatRanges(n, [li, lo], "cast").map((r) => {
+      const items = o.dtype === "f16" || o.dtype === "bf16" ? Math.ceil(r.len / 2) : r.len;
+      return {
+        code: castCode(x.dtype, o.dtype, r.len, li ? 0 : r.base, lo ? 0 : r.base),
+        bindings: [rangeRef({ input: 0 }, li, r), rangeRef({ output: 0 }, lo, r)],
+        workgroups: grid(Math.ceil(items / WG), ctx.maxWorkgroupsPerDim),
+      };
+    }),
   };
 };
 

@@ -1,12 +1,15 @@
 /**
  * WGSL for elementwise ops with broadcasting, and for the copy-shaped ops (expand, permute, slice,
- * concat): one thread per output element, input offsets from strides baked into the source.
+ * concat): one thread per output element, input offsets from strides baked into the source. An
+ * elementwise op over tensors stored in segments (kernels/segments.ts) runs one launch per segment; its
+ * broadcast operands are bound whole and read at the element's global offset.
  * @module
  */
 import { EW } from "../engine/graph/ops/elementwise.ts";
 import { broadcastStrides } from "../engine/graph/broadcast.ts";
 import { numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
 import { declare, entry1d, grid, linearIndex, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { flatRanges, rangeRef } from "./segments.ts";
 
 const WG = 256;
 
@@ -61,32 +64,48 @@ export function offsetCode(outShape: readonly number[], strides: readonly (reado
 function ewLowering(name: string): Lowering {
   const expr = WGSL[name];
   if (expr === undefined) throw new Error(`elementwise op "${name}" has no WGSL expression in kernels/elementwise.ts`);
-  return ({ inputs, outputs }, ctx) => {
+  return ({ inputs, outputs, segments }, ctx) => {
     const out = outputs[0];
     const n = numel(out.shape);
     const strides = inputs.map((t) => broadcastStrides(t.shape, out.shape));
     const vars = ["a", "b", "c"].slice(0, inputs.length);
-    const code = `${
-      declare([...inputs.map((t, k) => [`in${k}`, t.dtype] as [string, TensorInfo["dtype"]]), [
-        "out",
-        out.dtype,
-      ]])
-    }
+    // Segmented operands (none but same-shaped ones) split the op into one launch per segment.
+    const inSeg = inputs.map((t, k) => {
+      const l = segments?.inputs[k];
+      if (l && numel(t.shape) !== n) {
+        throw new Error(`elementwise "${name}" cannot broadcast a segmented ${t.shape.join("x")} operand`);
+      }
+      return l;
+    });
+    const outSeg = segments?.outputs[0];
+    const ranges = flatRanges(n, [...inSeg, outSeg], name);
+    const code = (len: number, base: number, split: boolean) =>
+      `${
+        declare([...inputs.map((t, k) => [`in${k}`, t.dtype] as [string, TensorInfo["dtype"]]), [
+          "out",
+          out.dtype,
+        ]])
+      }
 ${PRELUDE}
 ${entry1d(WG)} {
   ${linearIndex(WG)}
-  if (gid >= ${n}u) { return; }
+  if (gid >= ${len}u) { return; }
+  ${split ? `let gi = gid + ${base}u;` : ""}
   ${inputs.map((_, k) => `var o${k} = 0u;`).join(" ")}
-  ${offsetCode(out.shape, strides)}
+  ${offsetCode(out.shape, strides, split ? "gi" : "gid")}
+  ${inSeg.map((l, k) => (l && split ? `o${k} = gid;` : "")).join(" ")}
   ${inputs.map((t, k) => `let ${vars[k]} = ${loadF32(`in${k}`, t.dtype, `o${k}`)};`).join("\n  ")}
-  ${storeF32("out", out.dtype, "gid", `${expr}`)}
+  ${storeF32("out", out.dtype, outSeg || !split ? "gid" : "gi", `${expr}`)}
 }`;
     return {
-      launches: [{
-        code,
-        bindings: [...inputs.map((_, k) => ({ input: k })), { output: 0 }],
-        workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim),
-      }],
+      launches: ranges.map((r) => ({
+        code: code(r.len, r.base, r.seg !== undefined),
+        bindings: [
+          ...inputs.map((_, k) => rangeRef({ input: k }, inSeg[k], r)),
+          rangeRef({ output: 0 }, outSeg, r),
+        ],
+        workgroups: grid(Math.ceil(r.len / WG), ctx.maxWorkgroupsPerDim),
+      })),
     };
   };
 }

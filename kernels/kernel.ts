@@ -4,8 +4,11 @@
  *
  * Conventions every kernel follows:
  * - Bindings are `@group(0) @binding(i)` in the order of {@link Launch.bindings}, all declared
- *   `var<storage, read_write>` (intermediates share one arena buffer; WebGPU forbids mixing read-only
+ *   `var<storage, read_write>` (intermediates share arena buffers; WebGPU forbids mixing read-only
  *   and writable usages of one buffer in a dispatch).
+ * - A tensor larger than one storage binding comes in segments ({@link LowerNode.segments},
+ *   kernels/segments.ts); a lowering that supports it binds `{ input: i, segment: s }`, else binding it
+ *   whole fails at compile time. Scratch stays within `ctx.maxBindingBytes`.
  * - f32 compute. i32/u32 stored as such; f16/bf16 stored packed two per u32 word.
  * - Shapes are static: they are baked into the WGSL as constants, so every shape gets its own
  *   pipeline, built once at plan time.
@@ -18,15 +21,34 @@ export interface LowerNode<A extends Attrs = Attrs> {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
   readonly attrs: A;
+  /**
+   * Layouts of the inputs and outputs stored in segments because they exceed one storage binding
+   * (kernels/segments.ts); absent when none is. A lowering that binds a segmented operand whole fails at
+   * compile time, naming it.
+   */
+  readonly segments?: {
+    readonly inputs: readonly (SegmentLayout | undefined)[];
+    readonly outputs: readonly (SegmentLayout | undefined)[];
+  };
+}
+
+/** How a segmented value is laid out: `count` segments of `elems` elements, `total` elements in all. */
+export interface SegmentLayout {
+  readonly elems: number;
+  readonly count: number;
+  readonly total: number;
 }
 
 /**
  * What a binding refers to: a node input, a node output, or a scratch buffer of the node — whole, or
- * a byte range of it (`offset` a multiple of the adapter's storage offset alignment, 256 at most).
+ * a byte range of it (`offset` a multiple of the adapter's storage offset alignment, 256 at most). For a
+ * segmented input or output (see {@link LowerNode.segments}), `segment` picks one segment, and a range is
+ * within that segment.
  */
 export type BindingRef = ({ input: number } | { output: number } | { scratch: number }) & {
   offset?: number;
   size?: number;
+  segment?: number;
 };
 
 /** One dispatch. */
@@ -56,6 +78,11 @@ export interface KernelContext {
   readonly subgroupSize?: number;
   /** The caller allows matmul f32 operands to be rounded to f16 (the matmul's f16 variant). */
   readonly matmulF16Operands?: boolean;
+  /**
+   * The largest storage binding in bytes (the adapter's, or a lower cap); a lowering sizes its scratch within
+   * it. Undefined: no limit to respect.
+   */
+  readonly maxBindingBytes?: number;
   /** Tuned parameters by key (e.g. matmul configs per shape class), filled by the tuner. */
   readonly tuned: Map<string, unknown>;
 }

@@ -2,20 +2,104 @@
  * WGSL for the fused LM head + cross-entropy: the node is lowered into per-chunk launches of the
  * matmul and cross-entropy kernels, bound to byte ranges of the node's buffers and to two chunk
  * scratch buffers, so the [N, V] logits never exist.
+ *
+ * A weight stored in segments of whole rows (kernels/segments.ts; a vocabulary too large for one storage
+ * binding) is multiplied segment by segment: each segment's logits columns go through a small scratch into
+ * the chunk's logits, dh sums the segments' products, and each segment of dW gets its own product.
  * @module
  */
 import type { LinearCeAttrs, LinearCeBwdAttrs } from "../engine/graph/ops/linear_ce.ts";
 import type { TensorInfo } from "../engine/graph/types.ts";
-import { type BindingRef, declare, type KernelContext, type Launch, type Lowered, type Lowering } from "./kernel.ts";
-import { lowerings as matmul } from "./matmul.ts";
+import {
+  type BindingRef,
+  declare,
+  grid,
+  type KernelContext,
+  type Launch,
+  type Lowered,
+  type Lowering,
+  type SegmentLayout,
+} from "./kernel.ts";
+import { generateMatmul, lowerings as matmul, pickMatmulConfig } from "./matmul.ts";
 import { lowerings as softmax } from "./softmax.ts";
+import { copyCode } from "./elementwise.ts";
+import { segmentElems, segmentRows } from "./segments.ts";
 
 const CHUNK_BYTES = 16 * 1024 * 1024;
 
-/** Rows per chunk: a multiple of 64 (so byte offsets stay aligned), logits chunk about 16 MiB. */
-export function chunkRows(N: number, V: number, requested: number): number {
-  const want = requested > 0 ? requested : Math.floor(CHUNK_BYTES / (V * 4));
+/**
+ * Rows per chunk: a multiple of 64 (so byte offsets stay aligned), logits chunk about 16 MiB and within one
+ * storage binding (`maxBindingBytes`) where 64 rows fit.
+ */
+export function chunkRows(N: number, V: number, requested: number, maxBindingBytes = Infinity): number {
+  const want = Math.min(requested > 0 ? requested : Math.floor(CHUNK_BYTES / (V * 4)), maxBindingBytes / (V * 4));
   return Math.min(Math.max(64, Math.floor(want / 64) * 64), Math.ceil(N / 64) * 64);
+}
+
+/** A block of the weight's rows: v0 to v0 + vs, bound as `ref` (segment `seg` of a segmented weight). */
+interface Block {
+  v0: number;
+  vs: number;
+  ref: BindingRef;
+  seg?: number;
+}
+
+/** The weight's row blocks: all V rows, or one per segment. */
+function weightBlocks(w: TensorInfo, layout: SegmentLayout | undefined): Block[] {
+  const [V, D] = w.shape;
+  if (!layout) return [{ v0: 0, vs: V, ref: { input: 1 } as BindingRef, seg: undefined }];
+  const rows = segmentRows(layout, D, "linear_cross_entropy weight");
+  return Array.from({ length: layout.count }, (_, s) => ({
+    v0: s * rows,
+    vs: segmentElems(layout, s) / D,
+    ref: { input: 1, segment: s } as BindingRef,
+    seg: s,
+  }));
+}
+
+/** A strided f32 copy of `shape` elements between two bindings (a column block of logits and a dense one). */
+function copyLaunch(
+  from: { ref: BindingRef; shape: number[]; strides: number[]; base: number },
+  to: { ref: BindingRef; shape: number[]; strides: number[]; base: number },
+  shape: number[],
+  ctx: KernelContext,
+): Launch {
+  const code = copyCode(f32(from.shape), f32(to.shape), shape, from.strides, from.base, to.strides, to.base);
+  return {
+    code,
+    bindings: [from.ref, to.ref],
+    workgroups: grid(Math.ceil((shape[0] * shape[1]) / 256), ctx.maxWorkgroupsPerDim),
+  };
+}
+
+/**
+ * Launches computing the logits of rows `hc` (rc of them) into `logits` ([rc, V]) block by block of the weight;
+ * a segmented weight's blocks go through scratch `tmp` ([rc, vs]).
+ */
+function logitsLaunches(
+  w: TensorInfo,
+  blocks: Block[],
+  rc: number,
+  hc: BindingRef,
+  logits: BindingRef,
+  tmp: number,
+  scratch: number[],
+  ctx: KernelContext,
+): Launch[] {
+  const [V, D] = w.shape;
+  return blocks.flatMap(({ v0, vs, ref, seg }) => {
+    const mm = matmul.matmul({
+      inputs: [f32([rc, D]), { shape: [vs, D], dtype: w.dtype }],
+      outputs: [f32([rc, vs])],
+      attrs: { transA: false, transB: true },
+    }, ctx);
+    const out: BindingRef = seg === undefined ? logits : { scratch: tmp, size: rc * vs * 4 };
+    const launches = embed(mm, (b) => (io(b) === "i0" ? hc : io(b) === "i1" ? ref : out), scratch);
+    if (seg === undefined) return launches;
+    const dense = { ref: out, shape: [rc, vs], strides: [vs, 1], base: 0 };
+    const cols = { ref: logits, shape: [rc, V], strides: [V, 1], base: v0 };
+    return [...launches, copyLaunch(dense, cols, [rc, vs], ctx)];
+  });
 }
 
 /** Embeds a sub-lowering: maps its input/output refs, appends its scratch to ours. */
@@ -77,26 +161,22 @@ type Ref = (r: BindingRef) => BindingRef;
 const f32 = (shape: number[]): TensorInfo => ({ shape, dtype: "f32" });
 const i32 = (shape: number[]): TensorInfo => ({ shape, dtype: "i32" });
 
-const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs }, ctx) => {
+const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs, segments }, ctx) => {
   const [N, D] = h.shape, V = w.shape[0];
-  const R = chunkRows(N, V, attrs.chunk);
-  const scratch: number[] = [R * V * 4, N * 4];
-  const S_LOGITS = 0, S_ROWLOSS = 1;
+  if (segments?.inputs.some((l, i) => l && i !== 1)) {
+    throw new Error("linear_cross_entropy: only the weight may be segmented");
+  }
+  const blocks = weightBlocks(w, segments?.inputs[1]);
+  const R = chunkRows(N, V, attrs.chunk, ctx.maxBindingBytes);
+  const rows = Math.min(R, N);
+  const S_LOGITS = 0, S_ROWLOSS = 1, S_TMP = 2;
+  const scratch: number[] = [rows * V * 4, N * 4, blocks.length > 1 ? rows * blocks[0].vs * 4 : 4];
   const launches: Launch[] = [];
   for (let r0 = 0; r0 < N; r0 += R) {
     const rc = Math.min(R, N - r0);
-    const mm = matmul.matmul({
-      inputs: [f32([rc, D]), w],
-      outputs: [f32([rc, V])],
-      attrs: { transA: false, transB: true },
-    }, ctx);
-    const mmMap: Ref = (b) =>
-      "input" in b && b.input === 0
-        ? { input: 0, offset: r0 * D * 4, size: rc * D * 4 }
-        : "input" in b
-        ? { input: 1 }
-        : { scratch: S_LOGITS, size: rc * V * 4 };
-    launches.push(...embed(mm, mmMap, scratch));
+    const hc: BindingRef = { input: 0, offset: r0 * D * 4, size: rc * D * 4 };
+    const logits: BindingRef = { scratch: S_LOGITS, size: rc * V * 4 };
+    launches.push(...logitsLaunches(w, blocks, rc, hc, logits, S_TMP, scratch, ctx));
     const ce = softmax.cross_entropy({
       inputs: [f32([rc, V]), i32([rc])],
       outputs: [f32([rc]), f32([rc])],
@@ -105,7 +185,7 @@ const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs }, ctx) => {
     const ceMap: Ref = (b) => {
       switch (io(b)) {
         case "i0":
-          return { scratch: S_LOGITS, size: rc * V * 4 };
+          return logits;
         case "i1":
           return { input: 2, offset: r0 * 4, size: rc * 4 };
         case "o0":
@@ -120,25 +200,38 @@ const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs }, ctx) => {
   return { launches, scratch };
 };
 
-const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], attrs }, ctx) => {
+const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], outputs, attrs, segments }, ctx) => {
   const [N, D] = h.shape, V = w.shape[0];
-  const R = chunkRows(N, V, attrs.chunk);
-  const chunks = Math.ceil(N / R);
-  const S_LOGITS = 0, S_DL = 1, S_SCALE = 2, S_DW = 3;
-  const scratch: number[] = [R * V * 4, R * V * 4, 4, attrs.needW && chunks > 1 ? V * D * 4 : 4];
   const dhOut = 0, dwOut = attrs.needH ? 1 : 0;
+  const wSeg = segments?.inputs[2];
+  const dwSeg = attrs.needW ? segments?.outputs[dwOut] : undefined;
+  if (segments?.inputs.some((l, i) => l && i !== 2) || (attrs.needH && segments?.outputs[dhOut])) {
+    throw new Error("linear_cross_entropy_bwd: only the weight and its gradient may be segmented");
+  }
+  if (attrs.needW && (dwSeg?.elems !== wSeg?.elems || outputs[dwOut].dtype !== "f32")) {
+    throw new Error("linear_cross_entropy_bwd: the weight's gradient must be f32 and segmented like the weight");
+  }
+  const blocks = weightBlocks(w, wSeg).map((b) => ({ ...b, ref: { ...b.ref, input: 2 } as BindingRef }));
+  const R = chunkRows(N, V, attrs.chunk, ctx.maxBindingBytes);
+  const rows = Math.min(R, N);
+  const chunks = Math.ceil(N / R);
+  const split = blocks.length > 1;
+  const vsMax = blocks[0].vs;
+  const S_LOGITS = 0, S_DL = 1, S_SCALE = 2, S_DW = 3, S_TMP = 4;
+  const scratch: number[] = [
+    rows * V * 4,
+    rows * V * 4,
+    4,
+    attrs.needW && chunks > 1 ? vsMax * D * 4 : 4,
+    split ? rows * vsMax * 4 : 4,
+  ];
   const launches: Launch[] = [reduceLaunch(N, V, attrs, [{ input: 3 }, { input: 0 }, { scratch: S_SCALE }], true)];
   for (let r0 = 0, c = 0; r0 < N; r0 += R, c++) {
     const rc = Math.min(R, N - r0);
     const hc: BindingRef = { input: 1, offset: r0 * D * 4, size: rc * D * 4 };
     const logits: BindingRef = { scratch: S_LOGITS, size: rc * V * 4 };
     const dl: BindingRef = { scratch: S_DL, size: rc * V * 4 };
-    const mm = matmul.matmul({
-      inputs: [f32([rc, D]), w],
-      outputs: [f32([rc, V])],
-      attrs: { transA: false, transB: true },
-    }, ctx);
-    launches.push(...embed(mm, (b) => (io(b) === "i0" ? hc : io(b) === "i1" ? { input: 2 } : logits), scratch));
+    launches.push(...logitsLaunches(w, blocks, rc, hc, logits, S_TMP, scratch, ctx));
     const bwd = softmax.cross_entropy_bwd({
       inputs: [f32([]), f32([rc, V]), i32([rc]), f32([rc])],
       outputs: [f32([rc, V])],
@@ -159,27 +252,36 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], attrs }, ctx) 
       }
     };
     launches.push(...embed(bwd, bwdMap, scratch));
-    if (attrs.needH) {
-      // dh[r0:r0+rc] = dl [rc, V] · W [V, D]
-      const m = matmul.matmul({
-        inputs: [f32([rc, V]), w],
-        outputs: [f32([rc, D])],
-        attrs: { transA: false, transB: false },
-      }, ctx);
-      const dh: BindingRef = { output: dhOut, offset: r0 * D * 4, size: rc * D * 4 };
-      launches.push(...embed(m, (b) => (io(b) === "i0" ? dl : io(b) === "i1" ? { input: 2 } : dh), scratch));
-    }
-    if (attrs.needW) {
-      // dW (+)= dlᵀ [V, rc] · h_c [rc, D]
-      const m = matmul.matmul({
-        inputs: [f32([rc, V]), f32([rc, D])],
-        outputs: [f32([V, D])],
-        attrs: { transA: true, transB: false },
-      }, ctx);
-      const dst: BindingRef = c === 0 ? { output: dwOut } : { scratch: S_DW };
-      launches.push(...embed(m, (b) => (io(b) === "i0" ? dl : io(b) === "i1" ? hc : dst), scratch));
-      if (c > 0) launches.push(accumulateLaunch(V * D, { output: dwOut }, { scratch: S_DW }, ctx));
-    }
+    const dh: BindingRef = { output: dhOut, offset: r0 * D * 4, size: rc * D * 4 };
+    blocks.forEach(({ v0, vs, ref, seg }, k) => {
+      // This block's columns of dl: all of dl, or copied out dense into S_TMP.
+      const dlk: BindingRef = split ? { scratch: S_TMP, size: rc * vs * 4 } : dl;
+      if (split) {
+        const cols = { ref: dl, shape: [rc, V], strides: [V, 1], base: v0 };
+        launches.push(copyLaunch(cols, { ref: dlk, shape: [rc, vs], strides: [vs, 1], base: 0 }, [rc, vs], ctx));
+      }
+      if (attrs.needH) {
+        // dh[r0:r0+rc] (+)= dl_k [rc, vs] · W_k [vs, D]; later blocks continue the first one's sums in place.
+        const ins = [f32([rc, vs]), { shape: [vs, D], dtype: w.dtype }];
+        const mmAttrs = { transA: false, transB: false };
+        const m = k === 0
+          ? matmul.matmul({ inputs: ins, outputs: [f32([rc, D])], attrs: mmAttrs }, ctx)
+          : generateMatmul(ins, f32([rc, D]), mmAttrs, pickMatmulConfig(ins[0], ins[1], mmAttrs, ctx), ctx, dh, true);
+        launches.push(...embed(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? ref : dh), scratch));
+      }
+      if (attrs.needW) {
+        // dW_k (+)= dl_kᵀ [vs, rc] · h_c [rc, D]
+        const m = matmul.matmul({
+          inputs: [f32([rc, vs]), f32([rc, D])],
+          outputs: [f32([vs, D])],
+          attrs: { transA: true, transB: false },
+        }, ctx);
+        const dwk: BindingRef = seg === undefined ? { output: dwOut } : { output: dwOut, segment: seg };
+        const dst: BindingRef = c === 0 ? dwk : { scratch: S_DW, size: vs * D * 4 };
+        launches.push(...embed(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? hc : dst), scratch));
+        if (c > 0) launches.push(accumulateLaunch(vs * D, dwk, dst, ctx));
+      }
+    });
   }
   return { launches, scratch };
 };

@@ -27,7 +27,7 @@ export { generateMatmulSg } from "./matmul_sg.ts";
 /**
  * WGSL of one matmul with config `cfg`, C (f32/i32/u32) written to `cBinding`: the subgroup kernel
  * (kernels/matmul_sg.ts) for `cfg.sg`, else the register / workgroup-memory kernel
- * (kernels/matmul_gen.ts, with its f16 variant for `cfg.f16`).
+ * (kernels/matmul_gen.ts, with its f16 variant for `cfg.f16`). `accumulate` (C += A·B, f32) takes the tiled kernel.
  */
 export function generateMatmul(
   inputs: readonly TensorInfo[],
@@ -36,10 +36,16 @@ export function generateMatmul(
   cfg: MatmulConfig,
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
+  accumulate = false,
 ): Lowered {
+  if (cfg.sg && accumulate) {
+    // C += A·B continues the tiled kernel's fma chains (segmented weights); the subgroup kernel has no such mode.
+    cfg = defaultMatmulConfig("gpu", matmulDims(inputs[0], inputs[1], attrs));
+    if (configProblem(cfg, ctx)) cfg = { wgX: 8, wgY: 8, tm: 2, tn: 2, tk: 0, vec: false };
+  }
   return cfg.sg
     ? generateMatmulSg(inputs, out, attrs, cfg, ctx, cBinding)
-    : generateMatmulTiled(inputs, out, attrs, cfg, ctx, cBinding);
+    : generateMatmulTiled(inputs, out, attrs, cfg, ctx, cBinding, accumulate);
 }
 
 const WG = 64;

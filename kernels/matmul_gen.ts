@@ -172,8 +172,10 @@ export function loadOperand(x: Access, idx: string): string {
 
 /**
  * WGSL of one matmul with config `cfg` (not a subgroup config: {@link generateMatmul} in
- * kernels/matmul.ts dispatches those to kernels/matmul_sg.ts), C written to `cBinding`. The output must be f32/i32/u32; the
- * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
+ * kernels/matmul.ts dispatches those to kernels/matmul_sg.ts), C written to `cBinding`. The output must be f32/i32/u32;
+ * the inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted). With `accumulate` (f32 only),
+ * C += A·B: each accumulator starts from C's value and continues the same fma chain over k, so a product split along K
+ * into consecutive launches gives the bits of the whole one (segmented weights).
  */
 export function generateMatmulTiled(
   inputs: readonly TensorInfo[],
@@ -182,6 +184,7 @@ export function generateMatmulTiled(
   cfg: MatmulConfig,
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
+  accumulate = false,
 ): Lowered {
   if (cfg.sg) {
     throw new Error(
@@ -225,7 +228,8 @@ export function generateMatmulTiled(
     else if (x.so === 1 && x.dim % 4 === 0 && R % 4 === 0) x.mode = "o";
   }
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
-  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
+  if (accumulate && out.dtype !== "f32") throw new Error(`an accumulating matmul stores f32, got ${out.dtype}`);
+  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec && !accumulate;
   // f16 variant: f16 workgroup tiles for f16 operands (and f32 ones when the caller allows rounding).
   const tile16 = (dtype: DType) => !!cfg.f16 && (dtype === "f16" || (dtype === "f32" && !!ctx.matmulF16Operands));
   const [tA, tB] = [tile16(a.dtype) ? "f16" : "f32", tile16(b.dtype) ? "f16" : "f32"];
@@ -247,7 +251,19 @@ export function generateMatmulTiled(
   L(`let ob = ${batchOffset(batch, b.shape.slice(0, -2), K * N)};`);
   const rowOf = (i: number) => axisIndex(i, "lid.y", wgY, tm);
   const colOf = (j: number) => axisIndex(j, "lid.x", wgX, tn);
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`var c${i}_${j} = 0.0;`);
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      if (!accumulate) {
+        L(`var c${i}_${j} = 0.0;`);
+        continue;
+      }
+      const r = `rb + ${rowOf(i)}`, c = `cb + ${colOf(j)}`;
+      L(
+        `var c${i}_${j} = select(0.0, C[min(z * ${M * N}u + (${r}) * ${N}u + ${c}, ${nb * M * N - 1}u)], ` +
+          `${r} < ${M}u && ${c} < ${N}u);`,
+      );
+    }
+  }
   const fmas = (av: (i: number) => string, bv: (j: number) => string) => {
     for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) L(`  c${i}_${j} = fma(${av(i)}, ${bv(j)}, c${i}_${j});`);
   };

@@ -19,6 +19,7 @@ import { lowerings as linearCe } from "./linear_ce.ts";
 import { lowerings as assign } from "./assign.ts";
 import { lowerings as scatter } from "./scatter.ts";
 import { lowerings as matmulQ } from "./matmul_q.ts";
+import { segmentedMatmul } from "./matmul_segmented.ts";
 
 const table: Record<string, Lowering> = {
   ...elementwise,
@@ -37,6 +38,8 @@ const table: Record<string, Lowering> = {
   ...assign,
   ...scatter,
   ...matmulQ,
+  // The tuned matmul, or by blocks when its 2-D weight is stored in segments (kernels/segments.ts).
+  matmul: segmentedMatmul as Lowering,
 };
 
 /** The WGSL lowering of `op`; throws naming the op when no kernel exists for it. */

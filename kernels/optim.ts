@@ -5,13 +5,17 @@
  *
  * A gated op (attrs `gated`) binds its gate `ok` last and returns before writing anything when ok == 0.
  *
+ * A param (with its gradient and states) stored in segments (kernels/segments.ts) is updated by one launch
+ * per segment, each binding that segment of every tensor operand.
+ *
  * AdamW's bias corrections 1 − β^t are computed as −expm1(t·ln β) with ln β from the host in f64,
  * which keeps them accurate in f32 at small t (1 − pow(0.999, 1) in f32 is off by ~1e-5 relative).
  * @module
  */
 import { numel } from "../engine/graph/types.ts";
 import { type AdamWAttrs, optimTail, type SgdAttrs } from "../engine/graph/ops/optim.ts";
-import { declare, entry1d, grid, linearIndex, type Lowering } from "./kernel.ts";
+import { declare, entry1d, grid, linearIndex, type Lowering, type LowerNode } from "./kernel.ts";
+import { flatRanges, rangeRef } from "./segments.ts";
 
 const WG = 256;
 
@@ -53,23 +57,34 @@ function head(n: number, gate: boolean): string {
   if (gid >= ${n}u) { return; }${gate ? "\n  if (gate[0] == 0.0) { return; }" : ""}`;
 }
 
-function launch(code: string, nInputs: number, n: number, maxPerDim: number) {
+/**
+ * The launches of an optimizer op: `code(n)` over the param's elements, or, for a param stored in segments, one
+ * launch per segment with the tensor operands bound to that segment (scalars whole).
+ */
+function launch(node: LowerNode, code: (n: number) => string, maxPerDim: number) {
+  const n = numel(node.inputs[0].shape);
+  const full = node.inputs.map((t) => numel(t.shape) === n && n > 1);
+  const layouts = node.inputs.map((_, i) => full[i] ? node.segments?.inputs[i] : undefined);
+  const ranges = flatRanges(n, layouts, "optimizer");
+  if (ranges.length > 1 && full.some((f, i) => f && !layouts[i])) {
+    throw new Error(`optimizer update of ${n} elements: a param, gradient and states must all be segmented alike`);
+  }
   return {
-    launches: [{
-      code,
-      bindings: Array.from({ length: nInputs }, (_, i) => ({ input: i })),
-      workgroups: grid(Math.ceil(n / WG), maxPerDim),
-    }],
+    launches: ranges.map((r) => ({
+      code: code(r.len),
+      bindings: node.inputs.map((_, i) => rangeRef({ input: i }, layouts[i], r)),
+      workgroups: grid(Math.ceil(r.len / WG), maxPerDim),
+    })),
   };
 }
 
 /** The lowerings of this family by op name. */
 export const lowerings: Record<string, Lowering> = {
-  adamw: ({ inputs, attrs }, ctx) => {
-    const { beta1, beta2, eps, weightDecay, gated } = attrs as AdamWAttrs;
-    const n = numel(inputs[0].shape);
-    const b = bindingNames(["param", "grad", "mb", "vb", "lr", "stp"], inputs.length, gated);
-    const code = `${b.decls}
+  adamw: (node, ctx) => {
+    const { beta1, beta2, eps, weightDecay, gated } = node.attrs as AdamWAttrs;
+    const b = bindingNames(["param", "grad", "mb", "vb", "lr", "stp"], node.inputs.length, gated);
+    const code = (n: number) =>
+      `${b.decls}
 ${EXPM1}
 ${entry1d(WG)} {
   ${head(n, b.gate)}
@@ -85,26 +100,26 @@ ${entry1d(WG)} {
   let p = param[gid] * (1.0 - a * ${lit(weightDecay)});
   param[gid] = p - (a / bc1) * m / (sqrt(v) / sqrt(bc2) + ${lit(eps)});
 }`;
-    return launch(code, inputs.length, n, ctx.maxWorkgroupsPerDim);
+    return launch(node, code, ctx.maxWorkgroupsPerDim);
   },
-  sgd: ({ inputs, attrs }, ctx) => {
-    const { weightDecay, gated } = attrs as SgdAttrs;
-    const n = numel(inputs[0].shape);
-    const b = bindingNames(["param", "grad", "lr"], inputs.length, gated);
-    const code = `${b.decls}
+  sgd: (node, ctx) => {
+    const { weightDecay, gated } = node.attrs as SgdAttrs;
+    const b = bindingNames(["param", "grad", "lr"], node.inputs.length, gated);
+    const code = (n: number) =>
+      `${b.decls}
 ${entry1d(WG)} {
   ${head(n, b.gate)}
   let p = param[gid];
   let d = grad[gid]${b.scale} + ${lit(weightDecay)} * p;
   param[gid] = p - lr[0] * d;
 }`;
-    return launch(code, inputs.length, n, ctx.maxWorkgroupsPerDim);
+    return launch(node, code, ctx.maxWorkgroupsPerDim);
   },
-  sgd_momentum: ({ inputs, attrs }, ctx) => {
-    const { momentum, weightDecay, nesterov, gated } = attrs as SgdAttrs;
-    const n = numel(inputs[0].shape);
-    const b = bindingNames(["param", "grad", "buf", "lr"], inputs.length, gated);
-    const code = `${b.decls}
+  sgd_momentum: (node, ctx) => {
+    const { momentum, weightDecay, nesterov, gated } = node.attrs as SgdAttrs;
+    const b = bindingNames(["param", "grad", "buf", "lr"], node.inputs.length, gated);
+    const code = (n: number) =>
+      `${b.decls}
 ${entry1d(WG)} {
   ${head(n, b.gate)}
   let p = param[gid];
@@ -113,6 +128,6 @@ ${entry1d(WG)} {
   buf[gid] = b;
   param[gid] = p - lr[0] * ${nesterov ? `(d + ${lit(momentum)} * b)` : "b"};
 }`;
-    return launch(code, inputs.length, n, ctx.maxWorkgroupsPerDim);
+    return launch(node, code, ctx.maxWorkgroupsPerDim);
   },
 };

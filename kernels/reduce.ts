@@ -1,16 +1,20 @@
 /**
  * WGSL for sum, mean and max over axes. Few long reductions (e.g. a global norm) use one
  * workgroup per output with a tree in workgroup memory; many short ones use a thread per output.
+ * A source stored in segments (kernels/segments.ts) is read through an accessor that picks the segment,
+ * so the sum runs in the same order as over one buffer.
  * @module
  */
 import { numel, stridesOf } from "../engine/graph/types.ts";
-import { declare, entry1d, grid, linearIndex, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { declare, entry1d, grid, linearIndex, type Lowering, storeF32 } from "./kernel.ts";
+import { segmentedReader } from "./segments.ts";
 import { offsetCode } from "./elementwise.ts";
 
 const WG = 256;
 
 function reduceLowering(kind: "sum" | "mean" | "max"): Lowering {
-  return ({ inputs: [x], outputs: [o], attrs }, ctx) => {
+  return ({ inputs: [x], outputs: [o], attrs, segments }, ctx) => {
+    const src = segmentedReader("src", x, segments?.inputs[0], { input: 0 });
     const axes = attrs.axes as number[];
     const st = stridesOf(x.shape);
     const keptShape = x.shape.filter((_, i) => !axes.includes(i));
@@ -22,7 +26,8 @@ function reduceLowering(kind: "sum" | "mean" | "max"): Lowering {
     const init = kind === "max" ? "-3.4028234663852886e38" : "0.0";
     const comb = kind === "max" ? "acc = max(acc, v);" : "acc = acc + v;";
     const fin = kind === "mean" ? `acc / ${nRed}.0` : "acc";
-    const decl = declare([["src", x.dtype], ["dst", o.dtype]]);
+    const decl = `${declare([...src.decls, ["dst", o.dtype]])}\n${src.fns}`;
+    const bindings = [...src.refs, { output: 0 }];
     const redOffset = offsetCode(redShape, [redStrides], "j").replaceAll("o0", "o1");
     if (nOut >= 1024 || nRed <= 64) {
       const code = `${decl}
@@ -35,7 +40,7 @@ ${entry1d(WG)} {
   for (var j = 0u; j < ${nRed}u; j++) {
     var o1 = o0;
     ${redOffset}
-    let v = ${loadF32("src", x.dtype, "o1")};
+    let v = ${src.load("o1")};
     ${comb}
   }
   ${storeF32("dst", o.dtype, "gid", fin)}
@@ -43,7 +48,7 @@ ${entry1d(WG)} {
       return {
         launches: [{
           code,
-          bindings: [{ input: 0 }, { output: 0 }],
+          bindings,
           workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim),
         }],
       };
@@ -61,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var j = lid.x; j < ${nRed}u; j += ${WG}u) {
       var o1 = o0;
       ${redOffset}
-      let v = ${loadF32("src", x.dtype, "o1")};
+      let v = ${src.load("o1")};
       ${comb}
     }
   }
@@ -82,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`;
     return {
-      launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }],
+      launches: [{ code, bindings, workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }],
     };
   };
 }

@@ -6,6 +6,7 @@
 import type { Graph } from "../graph/graph.ts";
 import { getOp } from "../graph/op.ts";
 import { DTYPE_BYTES, numel, type Value } from "../graph/types.ts";
+import { packIntervals } from "./pack.ts";
 
 /** A graph ready to run: live nodes in order and memory slots for op outputs. */
 export interface Plan {
@@ -22,6 +23,12 @@ export interface Plan {
   readonly arenaBytes: number;
   /** Outputs to keep alive to the end. */
   readonly outputs: Map<string, number>;
+  /**
+   * Root op value id → the steps (indices into {@link order}) it is live over, first to last inclusive; outputs
+   * live to `order.length`. Executors that lay memory out themselves (WebGPU: several arenas, kernel scratch)
+   * pack these.
+   */
+  readonly live: Map<number, readonly [number, number]>;
 }
 
 /** Bytes a value occupies, rounded up to 4. */
@@ -86,27 +93,19 @@ export function planGraph(graph: Graph, outputs?: readonly string[], align = 256
     const r = root[id];
     if (graph.values[r].kind === "op") last.set(r, order.length);
   }
-  // Greedy offset assignment: largest first, placed at the lowest offset free over its interval.
+  // Greedy offset assignment (engine/exec/pack.ts): largest first, at the lowest offset free over its interval.
   const sizes = new Map<number, number>();
-  const items = [...first.keys()].map((r) => {
+  const live = new Map<number, readonly [number, number]>();
+  const roots = [...first.keys()];
+  const items = roots.map((r) => {
     const size = Math.ceil(valueBytes(graph.values[r]) / align) * align || align;
     sizes.set(r, size);
-    return { r, size, a: first.get(r)!, b: last.get(r)! };
+    live.set(r, [first.get(r)!, last.get(r)!]);
+    return { size, a: first.get(r)!, b: last.get(r)! };
   });
-  items.sort((x, y) => y.size - x.size || x.a - y.a);
-  const placed: { off: number; size: number; a: number; b: number }[] = [];
+  const packed = packIntervals(items);
   const offsets = new Map<number, number>();
-  let arenaBytes = 0;
-  for (const it of items) {
-    const clash = placed.filter((p) => p.a <= it.b && it.a <= p.b).sort((x, y) => x.off - y.off);
-    let off = 0;
-    for (const p of clash) {
-      if (off + it.size <= p.off) break;
-      off = Math.max(off, p.off + p.size);
-    }
-    placed.push({ off, size: it.size, a: it.a, b: it.b });
-    offsets.set(it.r, off);
-    arenaBytes = Math.max(arenaBytes, off + it.size);
-  }
-  return { graph, order, root, offsets, sizes, arenaBytes, outputs: outs };
+  roots.forEach((r, i) => offsets.set(r, packed.placements[i].offset));
+  const arenaBytes = packed.arenaBytes[0] ?? 0;
+  return { graph, order, root, offsets, sizes, arenaBytes, outputs: outs, live };
 }

@@ -1,11 +1,13 @@
 /**
- * The WebGPU executor. A graph is planned once — node order, every intermediate placed in one arena
- * by liveness, pipelines and bind groups built — and then each step is replayed with one command
- * encoder and one submit. Only the outputs asked for are read back, asynchronously, so the next step
+ * The WebGPU executor. A graph is planned once — node order, every intermediate, input, constant and
+ * kernel scratch buffer placed by liveness in as many arenas as the adapter's buffer limit requires
+ * (engine/exec/webgpu_memory.ts), pipelines and bind groups built — and then each step is replayed with
+ * one command encoder and one submit. Only the outputs asked for are read back, asynchronously, so the next step
  * can be issued before the previous step's loss arrives.
  *
  * Parameters and optimizer states live in a persistent store shared by every graph compiled on the
- * same executor (train, eval and decode steps).
+ * same executor (train, eval and decode steps). A tensor larger than one storage binding is kept in
+ * segments (kernels/segments.ts), which the kernels that touch such tensors at real sizes bind one by one.
  *
  * @example
  * ```ts
@@ -17,26 +19,38 @@
  * @module
  */
 import type { Graph } from "../graph/graph.ts";
-import { getOp } from "../graph/op.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel, type TensorInfo } from "../graph/types.ts";
 import { type Gpu, openGpu } from "../gpu/device.ts";
-import { lowering } from "../../kernels/mod.ts";
-import type { KernelContext } from "../../kernels/kernel.ts";
+import type { KernelContext, SegmentLayout } from "../../kernels/kernel.ts";
+import { elemBytes, segmentElems, segmentLayout } from "../../kernels/segments.ts";
 import { planGraph, valueBytes } from "./plan.ts";
+import {
+  graphSegments,
+  layoutMemory,
+  type LimitCaps,
+  type Loc,
+  lowerPlan,
+  type MemoryLimits,
+  memoryLimits,
+  resolveBinding,
+} from "./webgpu_memory.ts";
+import { copySegments, readSegments, writeSegments } from "./webgpu_store.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { loadTuning } from "./tuning_cache.ts";
 
 interface Stored {
-  buffer: GPUBuffer;
+  /** One buffer, or one per segment when the tensor exceeds a storage binding. */
+  buffers: GPUBuffer[];
   info: TensorInfo;
   bytes: number;
+  layout?: SegmentLayout;
 }
 
-interface Loc {
-  buffer: GPUBuffer;
-  offset: number;
-  size: number;
+/** Options of {@link WebGpuExecutor}. */
+export interface WebGpuOptions {
+  /** Limits below the adapter's own: memory is laid out as if the adapter allowed no more (tests, debugging). */
+  limits?: LimitCaps;
 }
 
 /** Encodes host numbers into the bytes of `dtype` (size rounded up to 4). */
@@ -92,22 +106,26 @@ export class WebGpuExecutor implements Executor {
   readonly store = new Map<string, Stored>();
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly ctx: KernelContext;
+  /** The storage binding and buffer limits memory is laid out under. */
+  readonly limits: MemoryLimits;
 
-  constructor(readonly gpu: Gpu) {
+  constructor(readonly gpu: Gpu, opts: WebGpuOptions = {}) {
+    this.limits = memoryLimits(gpu.limits, opts.limits);
     this.ctx = {
       f16: gpu.f16,
       maxWorkgroupsPerDim: gpu.limits.maxComputeWorkgroupsPerDimension,
       maxWorkgroupStorage: gpu.limits.maxComputeWorkgroupStorageSize,
       maxInvocations: gpu.limits.maxComputeInvocationsPerWorkgroup,
       subgroupSize: gpu.subgroupSize,
+      maxBindingBytes: this.limits.maxBindingBytes,
       tuned: new Map(),
     };
     loadTuning(this.ctx.tuned, gpu); // tuned kernel configs cached for this adapter (engine/exec/tuner.ts)
   }
 
   /** Opens the default GPU and makes an executor on it. */
-  static async create(): Promise<WebGpuExecutor> {
-    return new WebGpuExecutor(await openGpu());
+  static async create(opts: WebGpuOptions = {}): Promise<WebGpuExecutor> {
+    return new WebGpuExecutor(await openGpu(), opts);
   }
 
   get device(): GPUDevice {
@@ -128,27 +146,27 @@ export class WebGpuExecutor implements Executor {
     const bytes = encodeHost(data, dtype);
     const old = this.store.get(name);
     if (old && old.info.dtype === dtype && old.info.shape.join() === shape.join()) {
-      this.device.queue.writeBuffer(old.buffer, 0, bytes);
+      writeSegments(this.device, old.buffers, bytes);
       return;
     }
-    if (old) old.buffer.destroy();
-    const buffer = this.device.createBuffer({ size: bytes.byteLength, usage: STORAGE, label: name });
-    this.device.queue.writeBuffer(buffer, 0, bytes);
-    this.store.set(name, { buffer, info: { shape: [...shape], dtype }, bytes: bytes.byteLength });
+    for (const b of old?.buffers ?? []) b.destroy();
+    const info = { shape: [...shape], dtype };
+    // Over one storage binding: one buffer per segment (kernels/segments.ts).
+    const layout = segmentLayout(info, this.limits.maxBindingBytes);
+    const sizes = layout
+      ? Array.from({ length: layout.count }, (_, s) => elemBytes(segmentElems(layout, s), dtype))
+      : [bytes.byteLength];
+    const buffers = sizes.map((size, s) =>
+      this.device.createBuffer({ size, usage: STORAGE, label: layout ? `${name} [${s}]` : name })
+    );
+    writeSegments(this.device, buffers, bytes);
+    this.store.set(name, { buffers, info, bytes: bytes.byteLength, layout });
   }
 
   async getParam(name: string): Promise<HostArray> {
     const s = this.store.get(name);
     if (!s) throw new Error(`no param "${name}" in the store`);
-    const read = this.device.createBuffer({ size: s.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(s.buffer, 0, read, 0, s.bytes);
-    this.device.queue.submit([enc.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const out = decodeHost(read.getMappedRange(), numel(s.info.shape), s.info.dtype);
-    read.unmap();
-    read.destroy();
-    return out;
+    return decodeHost(await readSegments(this.device, s.buffers, s.bytes), numel(s.info.shape), s.info.dtype);
   }
 
   hasParam(name: string): boolean {
@@ -156,7 +174,7 @@ export class WebGpuExecutor implements Executor {
   }
 
   dispose(): void {
-    for (const s of this.store.values()) s.buffer.destroy();
+    for (const s of this.store.values()) for (const b of s.buffers) b.destroy();
     this.store.clear();
   }
 
@@ -174,25 +192,9 @@ export class WebGpuExecutor implements Executor {
 
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const dev = this.device;
-    const lim = this.gpu.limits;
-    const plan = planGraph(graph, opts.outputs, Math.max(16, lim.minStorageBufferOffsetAlignment));
-    if (plan.arenaBytes > lim.maxBufferSize) {
-      throw new Error(
-        `the planned arena needs ${plan.arenaBytes} bytes; this adapter allows buffers of ${lim.maxBufferSize} bytes`,
-      );
-    }
-    const arena = dev.createBuffer({ size: Math.max(256, plan.arenaBytes), usage: STORAGE, label: "arena" });
-    const owned: GPUBuffer[] = [arena];
-    const locs = new Array<Loc | undefined>(graph.values.length);
-    const inputs = new Map<string, { buffer: GPUBuffer; info: TensorInfo; id: number }>();
-    for (const [name, id] of graph.inputs) {
-      const v = graph.values[id];
-      const size = Math.max(4, valueBytes(v));
-      const buffer = dev.createBuffer({ size, usage: STORAGE, label: `input ${name}` });
-      owned.push(buffer);
-      locs[id] = { buffer, offset: 0, size };
-      inputs.set(name, { buffer, info: v, id });
-    }
+    const lim = { ...this.limits, minStorageBufferOffsetAlignment: this.gpu.limits.minStorageBufferOffsetAlignment };
+    const plan = planGraph(graph, opts.outputs, lim.align);
+    const stored = new Map<number, Stored>();
     for (const [name, id] of graph.params) {
       const v = graph.values[id];
       const used = plan.order.some((n) => graph.nodes[n].inputs.includes(id));
@@ -204,72 +206,47 @@ export class WebGpuExecutor implements Executor {
       if (s.info.dtype !== v.dtype || s.info.shape.join() !== v.shape.join()) {
         throw new Error(`param "${name}" is stored as ${fmtInfo(s.info)} but the graph declares ${fmtInfo(v)}`);
       }
-      locs[id] = { buffer: s.buffer, offset: 0, size: s.bytes };
+      stored.set(id, s);
     }
+    // Which values are segmented, then every node lowered, then the memory laid out with each node's scratch.
+    const segments = graphSegments(graph, plan, this.limits);
+    const segOf = (r: number) => segments.get(r) ?? stored.get(r)?.layout;
+    const lowered = lowerPlan(plan, this.ctx, segOf);
+    const layout = layoutMemory(plan, new Map([...lowered].map(([ni, l]) => [ni, l.scratch ?? []])), lim, segments);
+    const arenas = layout.arenaBytes.map((size, k) =>
+      dev.createBuffer({ size, usage: STORAGE, label: layout.arenaBytes.length > 1 ? `arena ${k}` : "arena" })
+    );
+    const owned: GPUBuffer[] = [...arenas];
+    const at = (slots: { arena: number; offset: number; size: number }[]): Loc[] =>
+      slots.map((sl) => ({ buffer: arenas[sl.arena], offset: sl.offset, size: sl.size }));
+    const locs = new Array<Loc[] | undefined>(graph.values.length);
+    for (const [id, s] of stored) locs[id] = s.buffers.map((buffer) => ({ buffer, offset: 0, size: buffer.size }));
+    const inputs = new Map<string, { locs: Loc[]; info: TensorInfo; id: number }>();
+    for (const [name, id] of graph.inputs) inputs.set(name, { locs: locsOf(id), info: graph.values[id], id });
     for (const v of graph.values) {
-      if (v.kind !== "const") continue;
-      const bytes = encodeHost(v.data!, v.dtype);
-      const buffer = dev.createBuffer({ size: bytes.byteLength, usage: STORAGE, label: "const" });
-      dev.queue.writeBuffer(buffer, 0, bytes);
-      owned.push(buffer);
-      locs[v.id] = { buffer, offset: 0, size: bytes.byteLength };
+      if (v.kind === "const") writeSegments(dev, locsOf(v.id), encodeHost(v.data!, v.dtype));
     }
-    const locOf = (id: number): Loc => {
-      const r = plan.root[id];
+    function locsOf(id: number): Loc[] {
       if (locs[id]) return locs[id]!;
-      if (r !== id) return (locs[id] = { ...locOf(r), size: Math.max(4, valueBytes(graph.values[id])) });
-      const off = plan.offsets.get(r);
-      if (off === undefined) throw new Error(`internal: value ${id} has no storage`);
-      return (locs[id] = { buffer: arena, offset: off, size: Math.max(4, valueBytes(graph.values[r])) });
-    };
+      const r = plan.root[id];
+      if (r !== id) {
+        const root = locsOf(r);
+        // A view of an unsegmented value binds its own size; a segmented one shares its root's segments.
+        return (locs[id] = root.length > 1 ? root : [{ ...root[0], size: Math.max(4, valueBytes(graph.values[id])) }]);
+      }
+      const slots = layout.values.get(r);
+      if (!slots) throw new Error(`internal: value ${id} has no storage`);
+      return (locs[id] = at(slots));
+    }
 
-    // Lower every node; scratch buffers are allocated per node (small, reused across steps).
     dev.pushErrorScope("validation");
     const steps: { pipeline: GPUComputePipeline; bind: GPUBindGroup; wg: readonly [number, number, number] }[] = [];
-    for (const ni of plan.order) {
-      const n = graph.nodes[ni];
-      if (getOp(n.op).view) continue;
-      const node = {
-        inputs: n.inputs.map((i) => graph.values[i]),
-        outputs: n.outputs.map((o) => graph.values[o]),
-        attrs: n.attrs,
-      };
-      let lowered;
-      try {
-        lowered = lowering(n.op)(node, this.ctx);
-      } catch (e) {
-        throw new Error(
-          `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,
-        );
-      }
-      const scratch = (lowered.scratch ?? []).map((bytes) => {
-        const b = dev.createBuffer({
-          size: Math.max(4, Math.ceil(bytes / 4) * 4),
-          usage: STORAGE,
-          label: `scratch ${n.op}`,
-        });
-        owned.push(b);
-        return b;
-      });
-      for (const l of lowered.launches) {
+    for (const [ni, low] of lowered) {
+      const scratch = at(layout.scratch.get(ni) ?? []);
+      for (const l of low.launches) {
         const pipeline = this.pipeline(l.code, l.entry);
         const entries = l.bindings.map((b, k) => {
-          let loc: Loc;
-          if ("input" in b) loc = locOf(n.inputs[b.input]);
-          else if ("output" in b) loc = locOf(n.outputs[b.output]);
-          else loc = { buffer: scratch[b.scratch], offset: 0, size: scratch[b.scratch].size };
-          if (b.offset !== undefined || b.size !== undefined) {
-            const off = b.offset ?? 0;
-            if (off % lim.minStorageBufferOffsetAlignment) {
-              throw new Error(`node "${n.op}" binds at byte offset ${off}, not a multiple of the adapter's alignment`);
-            }
-            loc = { buffer: loc.buffer, offset: loc.offset + off, size: b.size ?? loc.size - off };
-          }
-          if (loc.size > lim.maxStorageBufferBindingSize) {
-            throw new Error(
-              `node "${n.op}" binds ${loc.size} bytes; this adapter binds at most ${lim.maxStorageBufferBindingSize}`,
-            );
-          }
+          const loc = resolveBinding(graph, ni, b, locsOf, scratch, lim);
           return { binding: k, resource: { buffer: loc.buffer, offset: loc.offset, size: loc.size } };
         });
         const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
@@ -279,18 +256,17 @@ export class WebGpuExecutor implements Executor {
     const err = await dev.popErrorScope();
     if (err) throw new Error(`WebGPU rejected a kernel while planning: ${err.message}`);
 
-    const outInfo = new Map<string, { loc: Loc; info: TensorInfo; bytes: number }>();
+    const outInfo = new Map<string, { locs: Loc[]; info: TensorInfo; bytes: number }>();
     for (const [name, id] of plan.outputs) {
       const v = graph.values[id];
-      const loc = locOf(id);
-      outInfo.set(name, { loc, info: v, bytes: Math.max(4, valueBytes(v)) });
+      outInfo.set(name, { locs: locsOf(id), info: v, bytes: Math.max(4, valueBytes(v)) });
     }
     const staging: GPUBuffer[] = [];
     const stats: StepStats = {
       dispatches: 0,
       submits: 0,
       bytesReadBack: 0,
-      arenaBytes: plan.arenaBytes,
+      arenaBytes: layout.totalBytes,
       ownedBytes: owned.reduce((n, b) => n + b.size, 0),
     };
     const allOutputs = [...plan.outputs.keys()];
@@ -309,7 +285,7 @@ export class WebGpuExecutor implements Executor {
             `feed "${name}": expected ${numel(inp.info.shape)} values for ${fmtInfo(inp.info)}, got ${f.length}`,
           );
         }
-        dev.queue.writeBuffer(inp.buffer, 0, encodeHost(f, inp.info.dtype));
+        writeSegments(dev, inp.locs, encodeHost(f, inp.info.dtype));
       }
       const enc = dev.createCommandEncoder();
       const pass = enc.beginComputePass();
@@ -332,10 +308,7 @@ export class WebGpuExecutor implements Executor {
           ? staging.splice(i, 1)[0]
           : dev.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
         let at = 0;
-        for (const w of want) {
-          enc.copyBufferToBuffer(w.loc.buffer, w.loc.offset, read, at, w.bytes);
-          at += w.bytes;
-        }
+        for (const w of want) at += copySegments(enc, w.locs, w.bytes, read, at);
       }
       dev.queue.submit([enc.finish()]);
       stats.dispatches = steps.length;

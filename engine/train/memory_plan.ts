@@ -1,8 +1,9 @@
 /**
  * Planned training memory without weights or a device: the step is traced on a shape-only executor (it
  * records what would be stored, runs nothing) and planned by the same planner the executors use. Peak bytes =
- * stored parameters (in their stored dtype) + optimizer states + the step's arena (activations and gradients,
- * packed by liveness). The per-node scratch of a few WebGPU kernels is not in the arena (small).
+ * stored parameters (in their stored dtype) + optimizer states + the step's arena: activations and gradients,
+ * the step's inputs and constants, and the WebGPU kernels' scratch, packed by liveness as the WebGPU executor
+ * packs them (engine/exec/webgpu_memory.ts).
  *
  * @example
  * ```ts
@@ -15,6 +16,7 @@ import type { Graph } from "../graph/mod.ts";
 import { type DType, DTYPE_BYTES, numel } from "../graph/types.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray } from "../exec/executor.ts";
 import { planGraph } from "../exec/plan.ts";
+import { plannedDeviceBytes } from "../exec/webgpu_memory.ts";
 import type { DecoderConfig } from "../nn/config.ts";
 import { decoderParams } from "../nn/decoder.ts";
 import { attachAdapter } from "../nn/lora.ts";
@@ -139,7 +141,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   const g = opts.method === "galore"
     ? traceStep(model, plan, lmObjectiveOf(model, plan), galoreOptimizer(model.prefix, [...targets], galore, plan))
     : traceTrainStep(model, plan);
-  const arena = planGraph(g).arenaBytes;
+  const arena = plannedDeviceBytes(g);
   const galoreState = new Set([...targets].flatMap((t) => Object.values(galoreStateNames(t))));
   const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq") || galoreState.has(n);
   const optimizer = ex.bytes(isState);
