@@ -124,16 +124,43 @@ export class WebGpuExecutor implements Executor {
     if (data.length !== numel(shape)) {
       throw new Error(`param "${name}": ${data.length} values for shape [${shape.join(", ")}] (${numel(shape)})`);
     }
-    const bytes = encodeHost(data, dtype);
+    this.#write(name, new Uint8Array(encodeHost(data, dtype)), shape, dtype);
+  }
+
+  /** Stores raw little-endian bytes of `dtype` as they are (see {@link Executor.setParamBytes}). */
+  setParamBytes(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void {
+    const want = numel(shape) * DTYPE_BYTES[dtype];
+    if (bytes.byteLength !== want) {
+      throw new Error(`param "${name}": ${bytes.byteLength} bytes for ${dtype}[${shape.join(", ")}] (${want})`);
+    }
+    let data = bytes as Uint8Array<ArrayBuffer>;
+    if (bytes.byteLength % 4 || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) { // buffer sizes and writes are multiples of 4 bytes
+      data = new Uint8Array(Math.max(4, Math.ceil(bytes.byteLength / 4) * 4));
+      data.set(bytes);
+    }
+    this.#write(name, data, shape, dtype);
+  }
+
+  /** Bytes written since the last submit: queued writes keep a staging copy until a submit flushes them. */
+  #unflushed = 0;
+
+  #write(name: string, bytes: Uint8Array<ArrayBuffer>, shape: readonly number[], dtype: DType): void {
     const old = this.store.get(name);
     if (old && old.info.dtype === dtype && old.info.shape.join() === shape.join()) {
       this.device.queue.writeBuffer(old.buffer, 0, bytes);
-      return;
+    } else {
+      if (old) old.buffer.destroy();
+      const buffer = this.device.createBuffer({ size: bytes.byteLength, usage: STORAGE, label: name });
+      this.device.queue.writeBuffer(buffer, 0, bytes);
+      this.store.set(name, { buffer, info: { shape: [...shape], dtype }, bytes: bytes.byteLength });
     }
-    if (old) old.buffer.destroy();
-    const buffer = this.device.createBuffer({ size: bytes.byteLength, usage: STORAGE, label: name });
-    this.device.queue.writeBuffer(buffer, 0, bytes);
-    this.store.set(name, { buffer, info: { shape: [...shape], dtype }, bytes: bytes.byteLength });
+    // Loading a model writes every weight before any step submits: flush every 64 MiB, so the staging copies of
+    // the queued writes do not add up to a second copy of the model.
+    this.#unflushed += bytes.byteLength;
+    if (this.#unflushed >= 64 * 2 ** 20) {
+      this.device.queue.submit([]);
+      this.#unflushed = 0;
+    }
   }
 
   async getParam(name: string): Promise<HostArray> {
