@@ -73,6 +73,7 @@ function readyLines(p: Record<string, string | number | boolean>, r: Record<stri
     if (file) add("load_peak_over_file", Number((r.load_peak_bytes / file).toFixed(3)), "x");
   }
   add("load_held_rss", MiB(r.load_held_bytes), "MiB");
+  add("store_bytes", MiB(r.store_bytes), "MiB", { planned_weights_MiB: MiB(r.planned_weights_bytes ?? NaN) });
   add("compile_s", r.compile_s, "s");
   add("first_step_s", r.first_step_s, "s");
   add("first_loss", r.first_loss, "nats");

@@ -12,7 +12,7 @@
 import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape, type Tensor } from "../graph/mod.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
-import { type ByteDType, setParamFromBytes } from "../exec/param_bytes.ts";
+import { type ByteDType, bytesToF32, setParamFromBytes } from "../exec/param_bytes.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
@@ -313,7 +313,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       if (!stored) throw new Error(`${dir}: tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);
       const dtype = opts.dtype === "f32" ? "f32" : stored;
       if (quant?.moduleOf(name)) {
-        quant.store(executor, "", name, await folder.readF32(name));
+        quant.store(executor, "", name, bytesToF32(await folder.read(name), stored));
         continue;
       }
       // One tensor's bytes at a time, handed to the executor and dropped: the checkpoint is never held twice.
