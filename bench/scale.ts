@@ -13,8 +13,10 @@
  *
  * Knobs: `WHETSTONE_SCALE_MODELS` (qwen2.5-0.5b,llama3.2-1b), `WHETSTONE_SCALE_METHODS` (lora,qlora),
  * `WHETSTONE_SCALE_EXECUTORS` (onnx,webgpu), `WHETSTONE_SCALE_ROUNDS` (2), `WHETSTONE_SCALE_STEPS` (2 timed steps a
- * round, after one warm-up), `WHETSTONE_SCALE_SEQ` (128), `WHETSTONE_SCALE_BATCH` (1), `WHETSTONE_SCALE_PAPER`
- * (on; "off" skips the paper shapes).
+ * round, after one warm-up), `WHETSTONE_SCALE_SEQ` (128), `WHETSTONE_SCALE_BATCH` (1), `WHETSTONE_SCALE_ALTERNATE`
+ * (on; "off" runs PyTorch's rounds after Whetstone's, one process at a time, for a machine short of memory),
+ * `WHETSTONE_SCALE_PAPER` (on; "off" skips the paper shapes). A worker that dies (out of memory, say) is a `step …
+ * failed` line, and the bench goes on.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -105,70 +107,77 @@ export const scaleBench: Bench = {
     const rounds = envInt("WHETSTONE_SCALE_ROUNDS", 2), steps = envInt("WHETSTONE_SCALE_STEPS", 2);
     const batch = envInt("WHETSTONE_SCALE_BATCH", 1), seq = envInt("WHETSTONE_SCALE_SEQ", 128);
     const tokens = batch * seq;
+    // Alternating keeps both sides' processes up at once; "off" runs PyTorch after Whetstone (half the memory).
+    const alternate = Deno.env.get("WHETSTONE_SCALE_ALTERNATE") !== "off";
     for (const name of models) {
       const dir = await modelFolder(name);
       const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
       const { hf } = benchBatch({ batch, seq, vocab: config.vocab_size });
       for (const method of methods) {
         const p = { model: name, method, batch, seq, rounds, steps };
-        const torchStart = await TorchWorker.start("torch_scale.py", { dir, method, ...hf, threads: torchThreads() });
-        let torch: TorchWorker | undefined;
-        if (!(torchStart instanceof TorchWorker)) {
-          yield { bench: "scale", ...p, metric: "torch_baseline", value: 0, unit: "absent", note: torchStart.absent };
-        } else if (torchStart.ready.absent) {
-          yield {
-            bench: "scale",
-            ...p,
-            metric: "torch_baseline",
-            value: 0,
-            unit: "absent",
-            note: String(torchStart.ready.absent),
-          };
-          await torchStart.close();
-        } else {
-          torch = torchStart;
-          const tp = { ...p, executor: "pytorch", threads: Number(torch.ready.threads) };
-          yield* readyLines(tp, torch.ready);
-          yield { bench: "scale", ...tp, metric: "peak_rss", value: MiB(torch.ready.peak_rss_bytes), unit: "MiB" };
-        }
+        const tp = { ...p, executor: "pytorch" };
         const theirs: number[][] = [];
+        let torch: TorchWorker | undefined;
+        let torchPeak = 0;
+        /** Starts the PyTorch side (its lines, or why it is absent). */
+        const startTorch = async function* (): AsyncGenerator<Measurement> {
+          const t = await TorchWorker.start("torch_scale.py", { dir, method, ...hf, threads: torchThreads() });
+          const absent = t instanceof TorchWorker ? t.ready.absent : t.absent;
+          if (absent !== undefined) {
+            yield { bench: "scale", ...p, metric: "torch_baseline", value: 0, unit: "absent", note: String(absent) };
+            if (t instanceof TorchWorker) await t.close();
+            return;
+          }
+          torch = t as TorchWorker;
+          torchPeak = torch.ready.peak_rss_bytes as number;
+          yield* readyLines({ ...tp, threads: Number(torch.ready.threads) }, torch.ready);
+        };
+        /** One PyTorch round (seconds of its timed steps). */
+        const torchRound = async () => {
+          const b = await torch!.request<{ seconds: number[]; peak_rss_bytes: number }>({ warmup: 1, steps });
+          torchPeak = Math.max(torchPeak, b.peak_rss_bytes);
+          theirs.push(b.seconds);
+          return b.seconds;
+        };
+        if (alternate) yield* startTorch();
+        const ourRounds = new Map<string, number[][]>();
         for (const executor of executors) {
           const args: ScaleWorkerArgs = { dir, executor, method, batch, seq };
+          const op = { ...p, executor };
           const ours = await LineWorker.launch("scale_worker.ts", Deno.execPath(), [
             "run",
             "-A",
             "--unstable-webgpu",
             `${ROOT}bench/scale_worker.ts`,
             JSON.stringify(args),
-          ]);
-          const op = { ...p, executor };
+          ]).catch((e: Error) => ({
+            ready: { skipped: `the worker ended before its first step: ${e.message}` } as Record<string, unknown>,
+          }));
           yield* readyLines(op, ours.ready);
-          if (!ours.ready.ready) {
-            yield {
-              bench: "scale",
-              ...op,
-              metric: "step",
-              value: 0,
-              unit: "skipped",
-              note: String(ours.ready.skipped),
-            };
-            await ours.close();
+          if (!ours.ready.ready || !(ours instanceof LineWorker)) {
+            const note = String(ours.ready.skipped);
+            yield { bench: "scale", ...op, metric: "step", value: 0, unit: "skipped", note };
+            if (ours instanceof LineWorker) await ours.close();
             continue;
           }
           const mine: number[][] = [], pairs: number[] = [];
           let peak = ours.ready.peak_rss_bytes as number;
           const load = Deno.loadavg()[0];
-          for (let r = 0; r < rounds; r++) {
-            const a = await ours.request<{ seconds: number[]; peak_rss_bytes: number }>({ warmup: 1, steps });
-            mine.push(a.seconds);
-            peak = Math.max(peak, a.peak_rss_bytes);
-            if (torch) {
-              const b = await torch.request<{ seconds: number[] }>({ warmup: 1, steps });
-              theirs.push(b.seconds);
-              pairs.push(spread(b.seconds).median / spread(a.seconds).median);
+          try {
+            for (let r = 0; r < rounds; r++) {
+              const a = await ours.request<{ seconds: number[]; peak_rss_bytes: number }>({ warmup: 1, steps });
+              mine.push(a.seconds);
+              peak = Math.max(peak, a.peak_rss_bytes);
+              if (torch) pairs.push(spread(await torchRound()).median / spread(a.seconds).median);
             }
+          } catch (e) {
+            // The worker died (the kernel's OOM killer, say): say so and go on with the next case.
+            const note = `the worker ended during round ${mine.length + 1}: ${(e as Error).message}`;
+            yield { bench: "scale", ...op, metric: "step", value: 0, unit: "failed", note };
           }
           await ours.close();
+          if (!mine.length) continue;
+          ourRounds.set(executor, mine);
           const load1 = Number(((load + Deno.loadavg()[0]) / 2).toFixed(2));
           const s = rateSpread(tokens, mine.flat());
           yield {
@@ -186,20 +195,41 @@ export const scaleBench: Bench = {
             yield { bench: "scale", ...op, metric: "ratio_vs_pytorch", value: r.median, unit: "x", ...spreadFields(r) };
           }
         }
-        if (torch) {
-          let peak = torch.ready.peak_rss_bytes as number;
-          if (theirs.length) {
-            const t = rateSpread(tokens, theirs.flat());
-            const tp = { ...p, executor: "pytorch", threads: Number(torch.ready.threads) };
-            yield { bench: "scale", ...tp, metric: "tokens_per_s", value: t.median, unit: "tok/s", ...spreadFields(t) };
-            peak = Math.max(
-              peak,
-              (await torch.request<{ peak_rss_bytes: number }>({ warmup: 0, steps: 0 })).peak_rss_bytes,
-            );
-            yield { bench: "scale", ...tp, metric: "peak_rss", value: MiB(peak), unit: "MiB" };
-          }
-          await torch.close();
+        if (!alternate) {
+          yield* startTorch();
+          if (torch) { for (let r = 0; r < rounds; r++) await torchRound(); }
         }
+        if (!torch) continue;
+        const threads = Number((torch as TorchWorker).ready.threads);
+        if (theirs.length) {
+          const t = rateSpread(tokens, theirs.flat());
+          yield {
+            bench: "scale",
+            ...tp,
+            threads,
+            metric: "tokens_per_s",
+            value: t.median,
+            unit: "tok/s",
+            ...spreadFields(t),
+          };
+          if (!alternate) {
+            // Not paired in time: the ratio of the medians, one figure per executor.
+            for (const [executor, mine] of ourRounds) {
+              const ratio = spread(theirs.flat()).median / spread(mine.flat()).median;
+              yield {
+                bench: "scale",
+                ...p,
+                executor,
+                metric: "ratio_vs_pytorch",
+                value: ratio,
+                unit: "x",
+                paired: false,
+              };
+            }
+          }
+        }
+        yield { bench: "scale", ...tp, threads, metric: "peak_rss", value: MiB(torchPeak), unit: "MiB" };
+        await (torch as TorchWorker).close();
       }
     }
     if (Deno.env.get("WHETSTONE_SCALE_PAPER") === "off") return;
