@@ -134,7 +134,8 @@ export class WebGpuExecutor implements Executor {
       throw new Error(`param "${name}": ${bytes.byteLength} bytes for ${dtype}[${shape.join(", ")}] (${want})`);
     }
     let data = bytes as Uint8Array<ArrayBuffer>;
-    if (bytes.byteLength % 4 || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) { // buffer sizes and writes are multiples of 4 bytes
+    // Buffer sizes and writes are multiples of 4 bytes: an odd-sized f16/bf16 tensor is padded (a copy).
+    if (bytes.byteLength % 4 || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) {
       data = new Uint8Array(Math.max(4, Math.ceil(bytes.byteLength / 4) * 4));
       data.set(bytes);
     }
