@@ -14,6 +14,7 @@ import { memoryBench } from "./memory.ts";
 import { quantBench } from "./quant.ts";
 import { e2eBench } from "./e2e.ts";
 import { onnxCompileBench } from "./onnx_compile.ts";
+import { scaleBench } from "./scale.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -28,4 +29,5 @@ export const benches: Bench[] = [
   quantBench,
   e2eBench,
   onnxCompileBench,
+  scaleBench,
 ];

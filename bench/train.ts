@@ -69,8 +69,8 @@ export async function prepareTrainStep(ex: Executor, c: LlamaShape, method: Meth
   return traceTrainStep(model, adamwStepPlan(c.batch, c.seq, trainable));
 }
 
-/** One batch of the bench (B × L random ids, every token real): feeds of the trainer's step and the HF batch. */
-function benchBatch(c: typeof LLAMA_20M) {
+/** One batch of a bench (B × L random ids, every token real): feeds of the trainer's step and the HF batch. */
+export function benchBatch(c: { batch: number; seq: number; vocab: number }) {
   const { batch: B, seq: L } = c;
   const tokens = B * L;
   const r = rng(6);

@@ -42,6 +42,13 @@ export interface Executor {
   compile(graph: Graph, opts?: CompileOptions): Promise<CompiledGraph>;
   /** Creates or overwrites a stored param/state. */
   setParam(name: string, data: ArrayLike<number>, shape: readonly number[], dtype?: DType): void;
+  /**
+   * Optional: creates or overwrites a stored param from its raw little-endian bytes in `dtype` (f32, f16 or bf16, as
+   * a safetensors file holds them). The executor takes the bytes over (the caller keeps no reference): with no
+   * decoding and no second host copy where it stores that dtype as it is. Callers go through `setParamFromBytes`
+   * (param_bytes.ts), which decodes to f32 and calls {@link setParam} on executors without it.
+   */
+  setParamBytes?(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void;
   /** Reads a stored param back as f32 (f64 on the reference). */
   getParam(name: string): Promise<HostArray>;
   hasParam(name: string): boolean;

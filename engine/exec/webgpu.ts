@@ -143,24 +143,52 @@ export class WebGpuExecutor implements Executor {
     if (data.length !== numel(shape)) {
       throw new Error(`param "${name}": ${data.length} values for shape [${shape.join(", ")}] (${numel(shape)})`);
     }
-    const bytes = encodeHost(data, dtype);
+    this.#write(name, new Uint8Array(encodeHost(data, dtype)), shape, dtype);
+  }
+
+  /** Stores raw little-endian bytes of `dtype` as they are (see {@link Executor.setParamBytes}). */
+  setParamBytes(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void {
+    const want = numel(shape) * DTYPE_BYTES[dtype];
+    if (bytes.byteLength !== want) {
+      throw new Error(`param "${name}": ${bytes.byteLength} bytes for ${dtype}[${shape.join(", ")}] (${want})`);
+    }
+    let data = bytes as Uint8Array<ArrayBuffer>;
+    // Buffer sizes and writes are multiples of 4 bytes: an odd-sized f16/bf16 tensor is padded (a copy).
+    if (bytes.byteLength % 4 || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) {
+      data = new Uint8Array(Math.max(4, Math.ceil(bytes.byteLength / 4) * 4));
+      data.set(bytes);
+    }
+    this.#write(name, data, shape, dtype);
+  }
+
+  /** Bytes written since the last submit: queued writes keep a staging copy until a submit flushes them. */
+  #unflushed = 0;
+
+  #write(name: string, bytes: Uint8Array<ArrayBuffer>, shape: readonly number[], dtype: DType): void {
     const old = this.store.get(name);
     if (old && old.info.dtype === dtype && old.info.shape.join() === shape.join()) {
       writeSegments(this.device, old.buffers, bytes);
-      return;
+    } else {
+      for (const b of old?.buffers ?? []) b.destroy();
+      const info = { shape: [...shape], dtype };
+      // Over one storage binding: one buffer per segment (kernels/segments.ts).
+      const layout = segmentLayout(info, this.limits.maxBindingBytes);
+      const sizes = layout
+        ? Array.from({ length: layout.count }, (_, s) => elemBytes(segmentElems(layout, s), dtype))
+        : [bytes.byteLength];
+      const buffers = sizes.map((size, s) =>
+        this.device.createBuffer({ size, usage: STORAGE, label: layout ? `${name} [${s}]` : name })
+      );
+      writeSegments(this.device, buffers, bytes);
+      this.store.set(name, { buffers, info, bytes: bytes.byteLength, layout });
     }
-    for (const b of old?.buffers ?? []) b.destroy();
-    const info = { shape: [...shape], dtype };
-    // Over one storage binding: one buffer per segment (kernels/segments.ts).
-    const layout = segmentLayout(info, this.limits.maxBindingBytes);
-    const sizes = layout
-      ? Array.from({ length: layout.count }, (_, s) => elemBytes(segmentElems(layout, s), dtype))
-      : [bytes.byteLength];
-    const buffers = sizes.map((size, s) =>
-      this.device.createBuffer({ size, usage: STORAGE, label: layout ? `${name} [${s}]` : name })
-    );
-    writeSegments(this.device, buffers, bytes);
-    this.store.set(name, { buffers, info, bytes: bytes.byteLength, layout });
+    // Loading a model writes every weight before any step submits: flush every 64 MiB, so the staging copies of
+    // the queued writes do not add up to a second copy of the model.
+    this.#unflushed += bytes.byteLength;
+    if (this.#unflushed >= 64 * 2 ** 20) {
+      this.device.queue.submit([]);
+      this.#unflushed = 0;
+    }
   }
 
   async getParam(name: string): Promise<HostArray> {

@@ -10,7 +10,11 @@ type Range = GPUBuffer | { readonly buffer: GPUBuffer; readonly offset: number; 
 const span = (r: Range) => ("buffer" in r ? r : { buffer: r, offset: 0, size: r.size });
 
 /** Writes `bytes` across `ranges` in order, each taking as many bytes as it holds (the last the rest). */
-export function writeSegments(device: GPUDevice, ranges: readonly Range[], bytes: ArrayBuffer): void {
+export function writeSegments(
+  device: GPUDevice,
+  ranges: readonly Range[],
+  bytes: ArrayBuffer | Uint8Array<ArrayBuffer>,
+): void {
   let at = 0;
   ranges.forEach((r, i) => {
     const { buffer, offset, size } = span(r);

@@ -226,6 +226,53 @@ const RANK: Record<SafetensorsDType, number> = {
   U64: 14,
 };
 
+/** One tensor of a file written by {@link writeSafetensorsStream}: its header entry, its bytes made on demand. */
+export interface TensorSpec {
+  readonly dtype: SafetensorsDType;
+  readonly shape: readonly number[];
+}
+
+/**
+ * The header bytes (padded with spaces to 8) and the write order of tensors as the Python library lays them out
+ * (by dtype, widest first, then name), with each tensor's byte length.
+ */
+function layout(
+  path: string,
+  specs: Record<string, TensorSpec>,
+  metadata?: Record<string, string>,
+): { header: Uint8Array; names: string[]; sizes: number[] } {
+  const names = Object.keys(specs).filter((n) => n !== "__metadata__");
+  if (names.length !== Object.keys(specs).length) throw new Error(`${path}: "__metadata__" is not a tensor name`);
+  for (const n of names) {
+    if (!isDType(specs[n].dtype)) throw new Error(`tensor ${JSON.stringify(n)}: unknown dtype ${specs[n].dtype}`);
+  }
+  names.sort((a, b) => RANK[specs[b].dtype] - RANK[specs[a].dtype] || (a < b ? -1 : a > b ? 1 : 0));
+  const sizes = names.map((n) => numel(specs[n].shape) * SAFETENSORS_DTYPE_BYTES[specs[n].dtype]);
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") throw new Error(`${path}: metadata ${k} must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  let pos = 0;
+  names.forEach((n, i) => {
+    header[n] = { dtype: specs[n].dtype, shape: [...specs[n].shape], data_offsets: [pos, pos + sizes[i]] };
+    pos += sizes[i];
+  });
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8;
+  if (padded !== json.length) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const out = new Uint8Array(8 + json.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  return { header: out, names, sizes };
+}
+
 /**
  * Writes tensors (and optional string metadata) to `path` atomically: a temp file in the same folder is written,
  * fsynced and renamed over `path`. Tensors are laid out as the Python library lays them out
@@ -236,35 +283,36 @@ export async function writeSafetensors(
   tensors: Record<string, TensorData>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const names = Object.keys(tensors).filter((n) => n !== "__metadata__");
-  if (names.length !== Object.keys(tensors).length) throw new Error(`${path}: "__metadata__" is not a tensor name`);
-  names.sort((a, b) => RANK[tensors[b].dtype] - RANK[tensors[a].dtype] || (a < b ? -1 : a > b ? 1 : 0));
-  const encoded = names.map((n) => encodeTensor(n, tensors[n]));
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== "string") throw new Error(`${path}: metadata ${k} must be a string, got ${typeof v}`);
-    }
-    header.__metadata__ = metadata;
-  }
-  let pos = 0;
-  names.forEach((n, i) => {
-    header[n] = { dtype: tensors[n].dtype, shape: [...tensors[n].shape], data_offsets: [pos, pos + encoded[i].length] };
-    pos += encoded[i].length;
-  });
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.length / 8) * 8;
-  if (padded !== json.length) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(json.length), true);
+  if (Object.hasOwn(tensors, "__metadata__")) throw new Error(`${path}: "__metadata__" is not a tensor name`);
+  const encoded = new Map(Object.entries(tensors).map(([n, t]) => [n, encodeTensor(n, t)]));
+  await writeSafetensorsStream(path, tensors, (name) => encoded.get(name)!, metadata);
+}
 
+/**
+ * Writes a safetensors file tensor by tensor, with the layout of {@link writeSafetensors} (the same specs and bytes
+ * give the same file), atomically. `bytes(name)` makes one tensor's raw little-endian bytes when its turn comes, so
+ * only one tensor is in memory at a time: how a model larger than memory is written.
+ */
+export async function writeSafetensorsStream(
+  path: string,
+  specs: Record<string, TensorSpec>,
+  bytes: (name: string) => Uint8Array | Promise<Uint8Array>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const { header, names, sizes } = layout(path, specs, metadata);
   await writeAtomic(path, async (file) => {
-    await writeAll(file, prefix);
-    await writeAll(file, json);
-    for (const e of encoded) await writeAll(file, e);
+    await writeAll(file, header);
+    for (let i = 0; i < names.length; i++) {
+      const data = await bytes(names[i]);
+      if (data.byteLength !== sizes[i]) {
+        const s = specs[names[i]];
+        throw new Error(
+          `${path}: tensor ${JSON.stringify(names[i])} came with ${data.byteLength} bytes, ${s.dtype}[${
+            s.shape.join(", ")
+          }] needs ${sizes[i]}`,
+        );
+      }
+      await writeAll(file, data);
+    }
   });
 }

@@ -12,6 +12,7 @@
 import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape, type Tensor } from "../graph/mod.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
+import { type ByteDType, bytesToF32, setParamFromBytes } from "../exec/param_bytes.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
@@ -57,7 +58,7 @@ export interface ForwardResult {
   loss?: number;
 }
 
-const STORED: Record<string, DType> = { F32: "f32", BF16: "bf16", F16: "f16" };
+const STORED: Record<string, ByteDType> = { F32: "f32", BF16: "bf16", F16: "f16" };
 
 /** A loaded decoder on an executor. */
 export class Model implements ModelCore {
@@ -312,10 +313,11 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       if (!stored) throw new Error(`${dir}: tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);
       const dtype = opts.dtype === "f32" ? "f32" : stored;
       if (quant?.moduleOf(name)) {
-        quant.store(executor, "", name, await folder.readF32(name));
+        quant.store(executor, "", name, bytesToF32(await folder.read(name), stored));
         continue;
       }
-      executor.setParam(name, await folder.readF32(name), shape, dtype);
+      // One tensor's bytes at a time, handed to the executor and dropped: the checkpoint is never held twice.
+      setParamFromBytes(executor, name, await folder.read(name), shape, stored, dtype);
       params.set(name, { shape, dtype });
     }
     const model = new Model(config, executor, params);
