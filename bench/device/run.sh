@@ -58,6 +58,7 @@ export WHETSTONE_CACHE=$OUT/cache NO_COLOR=1
 log "conformance"
 timeout "${WHETSTONE_DEVICE_TEST_S:-150}" deno test -A --cached-only --unstable-webgpu --unstable-kv \
   engine/exec/conformance_test.ts engine/exec/op_tests/ engine/exec/webgpu_test.ts engine/exec/tuner_test.ts \
+  engine/exec/webgpu_segmented_test.ts engine/exec/webgpu_memory_test.ts engine/train/segmented_memory_test.ts \
   >"$OUT/conformance.log" 2>&1
 echo "conformance exit $?" | tee -a "$OUT/steps.log"
 grep -E "passed .* failed" "$OUT/conformance.log" | tail -1 | tee -a "$OUT/steps.log"
@@ -72,7 +73,8 @@ timeout "${WHETSTONE_DEVICE_TUNE_S:-120}" deno run -A --cached-only --unstable-w
 echo "tune exit $?" | tee -a "$OUT/steps.log"
 tail -5 "$OUT/tune.log"
 
-export WHETSTONE_BENCH_EXECUTORS=webgpu WHETSTONE_TORCH_PYTHON=${WHETSTONE_TORCH_PYTHON:-python3}
+export WHETSTONE_BENCH_EXECUTORS=webgpu WHETSTONE_SCALE_EXECUTORS=${WHETSTONE_SCALE_EXECUTORS:-webgpu} \
+  WHETSTONE_TORCH_PYTHON=${WHETSTONE_TORCH_PYTHON:-python3}
 for b in "${benches[@]}"; do
   log "bench $b"
   timeout "${WHETSTONE_DEVICE_BENCH_S:-120}" deno run -A --cached-only --unstable-webgpu bench/main.ts "$b" --json \
