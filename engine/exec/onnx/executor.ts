@@ -18,6 +18,7 @@ import { loadOrt, type Ort } from "../../../deps.ts";
 import type { Graph } from "../../graph/graph.ts";
 import { type DType, fmtInfo, numel } from "../../graph/types.ts";
 import { roundTo } from "../dtype.ts";
+import { collectGarbage } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
 import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
 import { encodeModel } from "./proto.ts";
@@ -50,6 +51,9 @@ function toStorage(data: ArrayLike<number>, dtype: DType): Stored["data"] {
 
 type OrtModule = Awaited<ReturnType<typeof loadOrt>>;
 
+/** State bytes a run hands back (as garbage copies) past which the executor collects them right away. */
+const GC_AFTER_BYTES = 64 * 2 ** 20;
+
 const ORT_TYPE = { f32: "float32", f16: "float32", bf16: "float32", i32: "int32", u32: "int64" } as const;
 
 function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[], dtype: DType): Ort.Tensor {
@@ -67,7 +71,7 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`.
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, `enableCpuMemArena: false`.
    */
   sessionOptions?: Record<string, unknown>;
   /**
@@ -118,7 +122,7 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true });
+    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true, inPlaceStates: true });
     const session = await this.session(encodeModel(lowered.model), lowered.model.graph.nodes.length);
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
@@ -142,6 +146,10 @@ export class OnnxExecutor implements Executor {
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
       enableMemPattern: false,
+      // No arena: an arena keeps the high-water mark of every session (one per compiled graph, so one per padded
+      // length) for the session's life, ~1.5 GB each for a 135M step; without it a run's tensors go back to malloc
+      // when they die, and the sessions share one heap.
+      enableCpuMemArena: false,
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
@@ -204,14 +212,19 @@ export class OnnxExecutor implements Executor {
       if (!o) throw new Error(`"${name}" is not an output of this compiled graph`);
       return o;
     });
-    // States are written by onnxruntime straight into spare host arrays (preallocated outputs: no copy out of
-    // onnxruntime's memory), which then become the stored values; the arrays they replace are the next spares.
+    // States are written by onnxruntime straight into host arrays (preallocated outputs: no copy out of its
+    // memory). One written in place (inplace.ts orders its writer after every reader) goes into its stored array
+    // itself; any other into a spare array, which then becomes the stored value, the array it replaces the next spare.
     const fetches: Record<string, Ort.Tensor | null> = {};
     for (const o of outs) fetches[o.onnx] = null;
     for (const sc of lowered.scatters) fetches[sc.index] = fetches[sc.value] = null;
     const spares = new Map<string, Stored["data"]>();
     for (const st of lowered.states) {
       const cur = this.store.get(st.name)!;
+      if (st.inPlace) {
+        fetches[st.onnx] = tensorOf(this.ort, cur.data, st.shape, st.dtype);
+        continue;
+      }
       let spare = this.spares.get(st.name);
       if (!spare || spare.length !== cur.data.length || spare.constructor !== cur.data.constructor) {
         spare = new (cur.data.constructor as new (n: number) => Stored["data"])(cur.data.length);
@@ -219,11 +232,19 @@ export class OnnxExecutor implements Executor {
       spares.set(st.name, spare);
       fetches[st.onnx] = tensorOf(this.ort, spare, st.shape, st.dtype);
     }
-    const res = await session.run(inputs, fetches);
+    const res: Record<string, Ort.Tensor> = { ...await session.run(inputs, fetches) };
+    // onnxruntime-node hands every output back as a fresh copy, preallocated ones too: drop the copies of the
+    // states at once, and when they are large collect them now, before the next run allocates its own.
+    let copied = 0;
     for (const st of lowered.states) {
-      const old = this.store.get(st.name)!;
-      this.store.set(st.name, { data: spares.get(st.name)!, shape: st.shape, dtype: st.dtype });
-      this.spares.set(st.name, old.data);
+      copied += (res[st.onnx]?.data as ArrayBufferView | undefined)?.byteLength ?? 0;
+      delete res[st.onnx];
+    }
+    if (copied >= GC_AFTER_BYTES) collectGarbage();
+    for (const [name, spare] of spares) {
+      const old = this.store.get(name)!;
+      this.store.set(name, { ...old, data: spare });
+      this.spares.set(name, old.data);
     }
     // KV-cache rows: target[n, index[n, l]] = value[n, l] in the stored array itself (indices outside [0, C) skipped).
     for (const sc of lowered.scatters) {
