@@ -71,7 +71,7 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, `enableCpuMemArena: false`.
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write states.
    */
   sessionOptions?: Record<string, unknown>;
   /**
@@ -123,7 +123,11 @@ export class OnnxExecutor implements Executor {
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true, inPlaceStates: true });
-    const session = await this.session(encodeModel(lowered.model), lowered.model.graph.nodes.length);
+    const session = await this.session(
+      encodeModel(lowered.model),
+      lowered.model.graph.nodes.length,
+      lowered.states.length > 0,
+    );
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
       const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
@@ -137,7 +141,7 @@ export class OnnxExecutor implements Executor {
    * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
    * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
    */
-  private async session(bytes: Uint8Array, nodes: number): Promise<Ort.InferenceSession> {
+  private async session(bytes: Uint8Array, nodes: number, writesStates: boolean): Promise<Ort.InferenceSession> {
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
       // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
@@ -146,10 +150,13 @@ export class OnnxExecutor implements Executor {
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
       enableMemPattern: false,
-      // No arena: an arena keeps the high-water mark of every session (one per compiled graph, so one per padded
-      // length) for the session's life, ~1.5 GB each for a 135M step; without it a run's tensors go back to malloc
-      // when they die, and the sessions share one heap.
-      enableCpuMemArena: false,
+      // No arena for a graph that writes states (a training step): an arena keeps the high-water mark of its session
+      // (one per compiled graph, so one per padded length) for the session's life, ~1.5 GB each for a 135M full
+      // step, and rounds its growth up to powers of two; without it a run's tensors go back to malloc as they die and
+      // every session shares one heap. The price is fresh pages for the large tensors of every run (page faults,
+      // ~3× more a step measured: docs/benchmarks.md). Graphs without states (forward, eval, decode: smaller, run
+      // often) keep it.
+      enableCpuMemArena: !writesStates,
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
