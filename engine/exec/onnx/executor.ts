@@ -54,6 +54,9 @@ type OrtModule = Awaited<ReturnType<typeof loadOrt>>;
 /** State bytes a run hands back (as garbage copies) past which the executor collects them right away. */
 const GC_AFTER_BYTES = 64 * 2 ** 20;
 
+/** State bytes of a graph from which its session runs without ONNX Runtime's CPU arena (see `session`). */
+const NO_ARENA_STATE_BYTES = 64 * 2 ** 20;
+
 const ORT_TYPE = { f32: "float32", f16: "float32", bf16: "float32", i32: "int32", u32: "int64" } as const;
 
 function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[], dtype: DType): Ort.Tensor {
@@ -71,7 +74,7 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write states.
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write 64 MiB of states or more.
    */
   sessionOptions?: Record<string, unknown>;
   /**
@@ -79,6 +82,11 @@ export interface OnnxExecutorOptions {
    * in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
    */
   modelCache?: ModelCacheOptions | false;
+  /**
+   * ONNX Runtime's CPU arena for every session (`true`) or none (`false`); default: none for graphs writing 64 MiB of
+   * states or more (training steps of full or freeze tuning), one for the rest.
+   */
+  cpuArena?: boolean;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -126,7 +134,7 @@ export class OnnxExecutor implements Executor {
     const session = await this.session(
       encodeModel(lowered.model),
       lowered.model.graph.nodes.length,
-      lowered.states.length > 0,
+      lowered.states.reduce((n, st) => n + numel(st.shape) * 4, 0),
     );
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
@@ -141,7 +149,7 @@ export class OnnxExecutor implements Executor {
    * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
    * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
    */
-  private async session(bytes: Uint8Array, nodes: number, writesStates: boolean): Promise<Ort.InferenceSession> {
+  private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Ort.InferenceSession> {
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
       // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
@@ -150,13 +158,13 @@ export class OnnxExecutor implements Executor {
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
       enableMemPattern: false,
-      // No arena for a graph that writes states (a training step): an arena keeps the high-water mark of its session
-      // (one per compiled graph, so one per padded length) for the session's life, ~1.5 GB each for a 135M full
-      // step, and rounds its growth up to powers of two; without it a run's tensors go back to malloc as they die and
-      // every session shares one heap. The price is fresh pages for the large tensors of every run (page faults,
-      // ~3× more a step measured: docs/benchmarks.md). Graphs without states (forward, eval, decode: smaller, run
-      // often) keep it.
-      enableCpuMemArena: !writesStates,
+      // No arena for a graph that writes large states (full or freeze tuning: at least 64 MiB of weights and
+      // optimizer states): an arena keeps the high-water mark of its session (one per compiled graph, so one per
+      // padded length) for the session's life, ~1.5 GB each for a 135M full step; without it a run's tensors go back
+      // to malloc as they die and every session shares one heap. The price is fresh pages for the large tensors of
+      // every run (page faults: ~3× the faults of a step, docs/benchmarks.md), so LoRA steps, forward, eval and
+      // decode graphs (smaller, run often) keep it. `cpuArena` overrides the choice.
+      enableCpuMemArena: this.opts.cpuArena ?? stateBytes < NO_ARENA_STATE_BYTES,
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
