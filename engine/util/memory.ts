@@ -66,22 +66,41 @@ export function collectGarbage(): boolean {
   return true;
 }
 
-let trim: ((pad: bigint) => number) | null | undefined;
+let libc: { trim(pad: bigint): number; mallopt(param: number, value: number): number } | null | undefined;
+
+function glibc() {
+  if (libc === undefined) {
+    try {
+      const lib = Deno.dlopen("libc.so.6", {
+        malloc_trim: { parameters: ["usize"], result: "i32" },
+        mallopt: { parameters: ["i32", "i32"], result: "i32" },
+      });
+      libc = { trim: (pad) => lib.symbols.malloc_trim(pad), mallopt: (p, v) => lib.symbols.mallopt(p, v) };
+    } catch {
+      libc = null;
+    }
+  }
+  return libc;
+}
+
+/**
+ * glibc's `mallopt(M_MMAP_THRESHOLD, bytes)`: blocks of at least `bytes` are mapped on their own and given back to the
+ * system when freed, whatever was freed before (the setting also stops glibc from raising the threshold as it goes,
+ * to up to 32 MiB, which otherwise keeps freed blocks of a few MiB resident in the heap). Returns false where there is
+ * no glibc or no FFI permission.
+ */
+export function setMmapThreshold(bytes: number): boolean {
+  const c = glibc();
+  return c ? c.mallopt(-3, bytes) === 1 : false;
+}
 
 /**
  * glibc's `malloc_trim(0)`: gives the free pages of every malloc arena back to the system. Returns false where
  * there is no glibc or no FFI permission.
  */
 export function trimHeap(): boolean {
-  if (trim === undefined) {
-    try {
-      const lib = Deno.dlopen("libc.so.6", { malloc_trim: { parameters: ["usize"], result: "i32" } });
-      trim = (pad) => lib.symbols.malloc_trim(pad);
-    } catch {
-      trim = null;
-    }
-  }
-  if (!trim) return false;
-  trim(0n);
+  const c = glibc();
+  if (!c) return false;
+  c.trim(0n);
   return true;
 }
