@@ -15,6 +15,31 @@ import { hasGpu } from "../engine/gpu/device.ts";
 import { WebGpuExecutor } from "../engine/exec/webgpu.ts";
 import { llama20m, LLAMA_20M } from "./model.ts";
 import { prepareTrainStep } from "./train.ts";
+import { measureOnnxMemory, ONNX_MEMORY_MODELS, type OnnxMemoryCase } from "./memory_onnx.ts";
+
+/**
+ * The ONNX Runtime rows: a model, its batch × length. `WHETSTONE_MEMORY_ONNX` picks models (comma-separated names of
+ * {@link ONNX_MEMORY_MODELS}, default all; `off`: none).
+ */
+const ONNX_CASES: Omit<OnnxMemoryCase, "method">[] = [
+  { model: "llama-20M", batch: LLAMA_20M.batch, seq: LLAMA_20M.seq, baseDtype: "f32" },
+  { model: "smollm2-135m", batch: 4, seq: 128 },
+];
+
+function onnxCases(): Omit<OnnxMemoryCase, "method">[] {
+  const v = Deno.env.get("WHETSTONE_MEMORY_ONNX");
+  if (v === undefined || v === "") return ONNX_CASES;
+  if (v === "off") return [];
+  const names = v.split(",");
+  for (const n of names) {
+    if (!(n in ONNX_MEMORY_MODELS)) {
+      throw new Error(
+        `WHETSTONE_MEMORY_ONNX: expected off or names among ${Object.keys(ONNX_MEMORY_MODELS)}, got ${n}`,
+      );
+    }
+  }
+  return ONNX_CASES.filter((c) => names.includes(c.model));
+}
 
 /**
  * Device bytes a real training step of the ~20M Llama (random f32 weights, batch 4 × 256) allocates on WebGPU: the
@@ -79,6 +104,30 @@ export const memoryBench: Bench = {
         yield { bench: "memory", ...p, metric: "planned_peak_bytes", value: plan.peakBytes, unit: "B" };
         yield { bench: "memory", ...p, metric: "allocated_bytes", value: real, unit: "B", executor: "webgpu" };
         yield { bench: "memory", ...p, metric: "allocated_over_planned", value: real / plan.peakBytes, unit: "x" };
+      }
+    }
+    // The plan against what the ONNX Runtime executor's process really grows by (resident set, fresh process).
+    for (const c of onnxCases()) {
+      for (const method of ["lora", "full"] as const) {
+        const plan = await planTrainingMemory(ONNX_MEMORY_MODELS[c.model](), {
+          method,
+          batch: c.batch,
+          seq: c.seq,
+          baseDtype: c.baseDtype,
+        });
+        const real = await measureOnnxMemory({ ...c, method });
+        const p = { model: c.model, method, batch: c.batch, seq: c.seq, base: c.baseDtype ?? "bf16", executor: "onnx" };
+        yield { bench: "memory", ...p, metric: "planned_peak_bytes", value: plan.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "rss_peak_bytes", value: real.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "rss_held_bytes", value: real.heldBytes, unit: "B" };
+        yield {
+          bench: "memory",
+          ...p,
+          metric: "rss_peak_over_planned",
+          value: real.peakBytes / plan.peakBytes,
+          unit: "x",
+        };
+        yield { bench: "memory", ...p, metric: "step_s", value: real.stepS, unit: "s" };
       }
     }
     for (const [model, cfg] of Object.entries(PAPER_MODELS)) {

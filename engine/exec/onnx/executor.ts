@@ -18,9 +18,11 @@ import { loadOrt, type Ort } from "../../../deps.ts";
 import type { Graph } from "../../graph/graph.ts";
 import { type DType, fmtInfo, numel } from "../../graph/types.ts";
 import { roundTo } from "../dtype.ts";
+import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
 import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
-import { encodeModel } from "./proto.ts";
+import { encodeModel, ONNX_TYPE } from "./proto.ts";
+import { OnnxBuilder } from "./builder.ts";
 import {
   cachedModel,
   commitModel,
@@ -50,6 +52,15 @@ function toStorage(data: ArrayLike<number>, dtype: DType): Stored["data"] {
 
 type OrtModule = Awaited<ReturnType<typeof loadOrt>>;
 
+/** State bytes a run hands back (as garbage copies) past which the executor collects them right away. */
+const GC_AFTER_BYTES = 64 * 2 ** 20;
+
+/** glibc's mmap threshold once a session runs without the arena (see `session`). */
+const MMAP_THRESHOLD = 2 ** 20;
+
+/** State bytes of a graph from which its session runs without ONNX Runtime's CPU arena (see `session`). */
+const NO_ARENA_STATE_BYTES = 64 * 2 ** 20;
+
 const ORT_TYPE = { f32: "float32", f16: "float32", bf16: "float32", i32: "int32", u32: "int64" } as const;
 
 function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[], dtype: DType): Ort.Tensor {
@@ -67,7 +78,7 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`.
+   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write 64 MiB of states or more.
    */
   sessionOptions?: Record<string, unknown>;
   /**
@@ -75,6 +86,11 @@ export interface OnnxExecutorOptions {
    * in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
    */
   modelCache?: ModelCacheOptions | false;
+  /**
+   * ONNX Runtime's CPU arena for every session (`true`) or none (`false`); default: none for graphs writing 64 MiB of
+   * states or more (training steps of full or freeze tuning), one for the rest.
+   */
+  cpuArena?: boolean;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -85,6 +101,8 @@ export class OnnxExecutor implements Executor {
   private readonly spares = new Map<string, Stored["data"]>();
   /** Runs are serialized: a step reads the params the previous step wrote. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The tiny session of {@link releaseLastAnswer}. */
+  private releaser?: Promise<Ort.InferenceSession>;
 
   private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
 
@@ -118,8 +136,12 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true });
-    const session = await this.session(encodeModel(lowered.model), lowered.model.graph.nodes.length);
+    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true, inPlaceStates: true });
+    const session = await this.session(
+      encodeModel(lowered.model),
+      lowered.model.graph.nodes.length,
+      lowered.states.reduce((n, st) => n + numel(st.shape) * 4, 0),
+    );
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
       const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
@@ -133,7 +155,12 @@ export class OnnxExecutor implements Executor {
    * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
    * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
    */
-  private async session(bytes: Uint8Array, nodes: number): Promise<Ort.InferenceSession> {
+  private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Ort.InferenceSession> {
+    const arena = this.opts.cpuArena ?? stateBytes < NO_ARENA_STATE_BYTES;
+    // Without the arena ONNX Runtime's tensors come from malloc: have glibc map the large ones on their own, so they
+    // are given back as they die instead of staying resident in the heap (under the outputs' copies, at the least).
+    // Measured on a 135M full step (batch 4 × 128): peak 3.59 → 3.41 GiB, resident between steps 3.0 → 1.9 GiB.
+    if (!arena) setMmapThreshold(MMAP_THRESHOLD);
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
       // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
@@ -142,6 +169,13 @@ export class OnnxExecutor implements Executor {
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
       enableMemPattern: false,
+      // No arena for a graph that writes large states (full or freeze tuning: at least 64 MiB of weights and
+      // optimizer states): an arena keeps the high-water mark of its session (one per compiled graph, so one per
+      // padded length) for the session's life, ~1.5 GB each for a 135M full step; without it a run's tensors go back
+      // to malloc as they die and every session shares one heap. The price is fresh pages for the large tensors of
+      // every run (page faults: ~3× the faults of a step, docs/benchmarks.md), so LoRA steps, forward, eval and
+      // decode graphs (smaller, run often) keep it. `cpuArena` overrides the choice.
+      enableCpuMemArena: arena,
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
@@ -181,6 +215,16 @@ export class OnnxExecutor implements Executor {
     return session;
   }
 
+  /** A 1-value run of a tiny session: onnxruntime-node then drops the previous run's answer (see runOnce). */
+  private async releaseLastAnswer(): Promise<void> {
+    this.releaser ??= (() => {
+      const b = new OnnxBuilder();
+      b.output(b.input("x", ONNX_TYPE.FLOAT, [1]), "y", ONNX_TYPE.FLOAT, [1]);
+      return this.ort.InferenceSession.create(encodeModel(b.model("release")));
+    })();
+    await (await this.releaser).run({ x: new this.ort.Tensor("float32", new Float32Array(1), [1]) });
+  }
+
   private async runOnce(
     session: Ort.InferenceSession,
     lowered: LoweredGraph,
@@ -204,14 +248,19 @@ export class OnnxExecutor implements Executor {
       if (!o) throw new Error(`"${name}" is not an output of this compiled graph`);
       return o;
     });
-    // States are written by onnxruntime straight into spare host arrays (preallocated outputs: no copy out of
-    // onnxruntime's memory), which then become the stored values; the arrays they replace are the next spares.
+    // States are written by onnxruntime straight into host arrays (preallocated outputs: no copy out of its
+    // memory). One written in place (inplace.ts orders its writer after every reader) goes into its stored array
+    // itself; any other into a spare array, which then becomes the stored value, the array it replaces the next spare.
     const fetches: Record<string, Ort.Tensor | null> = {};
     for (const o of outs) fetches[o.onnx] = null;
     for (const sc of lowered.scatters) fetches[sc.index] = fetches[sc.value] = null;
     const spares = new Map<string, Stored["data"]>();
     for (const st of lowered.states) {
       const cur = this.store.get(st.name)!;
+      if (st.inPlace) {
+        fetches[st.onnx] = tensorOf(this.ort, cur.data, st.shape, st.dtype);
+        continue;
+      }
       let spare = this.spares.get(st.name);
       if (!spare || spare.length !== cur.data.length || spare.constructor !== cur.data.constructor) {
         spare = new (cur.data.constructor as new (n: number) => Stored["data"])(cur.data.length);
@@ -219,11 +268,24 @@ export class OnnxExecutor implements Executor {
       spares.set(st.name, spare);
       fetches[st.onnx] = tensorOf(this.ort, spare, st.shape, st.dtype);
     }
-    const res = await session.run(inputs, fetches);
+    const res: Record<string, Ort.Tensor> = { ...await session.run(inputs, fetches) };
+    // onnxruntime-node hands every output back as a fresh copy, preallocated ones too: drop the copies of the
+    // states at once, and when they are large collect them now, before the next run allocates its own.
+    let copied = 0;
     for (const st of lowered.states) {
-      const old = this.store.get(st.name)!;
-      this.store.set(st.name, { data: spares.get(st.name)!, shape: st.shape, dtype: st.dtype });
-      this.spares.set(st.name, old.data);
+      copied += (res[st.onnx]?.data as ArrayBufferView | undefined)?.byteLength ?? 0;
+      delete res[st.onnx];
+    }
+    if (copied >= GC_AFTER_BYTES) {
+      // The binding's last answer stays reachable until its next call (measured: a 2 GiB answer survived a full
+      // collection until another run): a 1-value run on a tiny session lets it go, then V8 collects it.
+      await this.releaseLastAnswer();
+      collectGarbage();
+    }
+    for (const [name, spare] of spares) {
+      const old = this.store.get(name)!;
+      this.store.set(name, { ...old, data: spare });
+      this.spares.set(name, old.data);
     }
     // KV-cache rows: target[n, index[n, l]] = value[n, l] in the stored array itself (indices outside [0, C) skipped).
     for (const sc of lowered.scatters) {

@@ -23,6 +23,7 @@ import { attentionLowerings } from "./lower_attention.ts";
 import { basicLowerings } from "./lower_basic.ts";
 import { nnLowerings } from "./lower_nn.ts";
 import { trainLowerings } from "./lower_train.ts";
+import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
@@ -62,8 +63,11 @@ export interface LoweredGraph {
   inputs: LoweredValue[];
   params: LoweredValue[];
   outputs: LoweredValue[];
-  /** Params written by effect ops: their new values come out as `onnx`. */
-  states: LoweredValue[];
+  /**
+   * Params written by effect ops: their new values come out as `onnx`; with `inPlaceStates`, `inPlace` says
+   * whether that output may be the buffer of the param's input itself (see inplace.ts).
+   */
+  states: (LoweredValue & { inPlace?: boolean })[];
   /**
    * With `hostScatter`: `scatter_rows` writes left to the caller, who copies rows of `value` into the stored
    * `param` at `index` after the run (in place, no copy of the whole target inside the model).
@@ -87,6 +91,11 @@ export interface LowerOptions {
    * effect writes.
    */
   hostScatter?: boolean;
+  /**
+   * Order every state's writer after every reader of the param's old value (inplace.ts), so the caller may pass
+   * the param's own buffer as the preallocated output of its new value.
+   */
+  inPlaceStates?: boolean;
 }
 
 const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
@@ -103,7 +112,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
   const inputs: LoweredValue[] = [],
     params: LoweredValue[] = [],
     outputs: LoweredValue[] = [],
-    states: LoweredValue[] = [];
+    states: LoweredGraph["states"] = [];
   for (const [name, id] of graph.inputs) {
     if (!used.has(id)) continue;
     const v = graph.values[id];
@@ -188,11 +197,17 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     b.output(names.get(id)!, onnx, onnxTypeOf(v.dtype), v.shape);
     outputs.push({ onnx, name, shape: v.shape, dtype: v.dtype });
   }
+  const stateInputs: string[] = [];
   for (const [id, value] of current) {
     const name = paramOf.get(id)!, v = graph.values[id];
     const onnx = `state/${name}`;
     b.output(value, onnx, onnxTypeOf(v.dtype), v.shape);
     states.push({ onnx, name, shape: v.shape, dtype: v.dtype });
+    stateInputs.push(names.get(id)!);
+  }
+  if (opts.inPlaceStates) {
+    const io = states.map((s, k) => ({ input: stateInputs[k], output: s.onnx, shape: s.shape }));
+    tieInPlaceStates(b, io).forEach((ok, k) => states[k].inPlace = ok);
   }
   return { model: b.model(opts.name ?? "whetstone"), inputs, params, outputs, states, scatters };
 }

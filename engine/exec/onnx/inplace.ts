@@ -1,0 +1,125 @@
+/**
+ * States written in place: the executor hands ONNX Runtime the stored array of a param both as the input
+ * `param/<name>` and as the preallocated output `state/<name>`, so a step needs no second copy of the weights and
+ * optimizer states it updates. That is sound only when the node writing the output runs after every node that
+ * reads the old value. ONNX Runtime runs nodes in any topological order, so this pass makes that order a data
+ * dependency: for each reader of the param's buffer (directly or through a view op that may alias it) that is
+ * not already an ancestor of the writer, the written value goes through a Reshape whose shape input depends on
+ * one element of that reader's output (a Where choosing between two equal shapes on it: no arithmetic on the
+ * data, nothing constant folding can remove). A Reshape aliases its input, so the tie costs no copy.
+ *
+ * A state whose producing node itself reads the old buffer is in place only when that node is element-wise
+ * (each output element is computed from the input elements at the same index before it is written); otherwise
+ * it keeps a separate output buffer.
+ *
+ * @example
+ * ```ts
+ * const inPlace = tieInPlaceStates(builder, [{ input: "param/w", output: "state/w", shape: [4, 4] }]);
+ * ```
+ * @module
+ */
+import type { OnnxBuilder } from "./builder.ts";
+import { ONNX_TYPE } from "./proto.ts";
+
+/** Ops whose output ONNX Runtime may place in their first input's buffer (a view of it). */
+const VIEW_OPS = new Set(["Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"]);
+
+/**
+ * Element-wise ops that may write into the buffer of an input they read: each output element depends only on
+ * the input elements at its index (or on broadcast scalars), read before it is written. ONNX Runtime's Where
+ * selects through temporaries before it writes the output.
+ */
+const ALIGNED_OPS = new Set(["Add", "Sub", "Mul", "Div", "Where", "Identity"]);
+
+/** One state: the model input holding its old value, the output its new value goes to, and its shape. */
+export interface StateIo {
+  input: string;
+  output: string;
+  shape: readonly number[];
+}
+
+/**
+ * Orders every state's writer after every reader of its old value (see the module doc), editing `b`'s nodes;
+ * returns, per state, whether it may be written in place.
+ */
+export function tieInPlaceStates(b: OnnxBuilder, states: readonly StateIo[]): boolean[] {
+  const nodes = b.nodes;
+  const producer = new Map<string, number>();
+  const consumers = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    for (const o of n.outputs) producer.set(o, i);
+    for (const x of n.inputs) {
+      if (!x) continue;
+      const list = consumers.get(x);
+      if (list) list.push(i);
+      else consumers.set(x, [i]);
+    }
+  });
+  const outputs = new Set(b.outputs.map((o) => o.name));
+  const stamp = new Int32Array(nodes.length);
+  let epoch = 0;
+  const inPlace: boolean[] = [];
+  const ties = new Map<number, { value: string; shape: readonly number[]; readers: string[] }>();
+  for (const s of states) {
+    const w = producer.get(s.output);
+    if (w === undefined) throw new Error(`state output "${s.output}" has no producing node`);
+    // The param's buffer and every view of it.
+    const views = new Set([s.input]);
+    const queue = [s.input];
+    while (queue.length) {
+      for (const c of consumers.get(queue.pop()!) ?? []) {
+        const n = nodes[c];
+        if (VIEW_OPS.has(n.opType) && views.has(n.inputs[0]) && !views.has(n.outputs[0])) {
+          views.add(n.outputs[0]);
+          queue.push(n.outputs[0]);
+        }
+      }
+    }
+    const readers = new Set<number>();
+    for (const v of views) for (const c of consumers.get(v) ?? []) readers.add(c);
+    // The writer is the Identity naming the output; with it folded away, the node making its input writes.
+    const value = nodes[w].inputs[0];
+    const made = producer.get(value);
+    const direct = made !== undefined && nodes[made].inputs.some((x) => views.has(x));
+    // A graph output that is a view of the old buffer would be read after the run, when it holds the new value.
+    const seen = [...views].some((v) => outputs.has(v));
+    if (seen || views.has(value) || (direct && !ALIGNED_OPS.has(nodes[made!].opType))) {
+      inPlace.push(false);
+      continue;
+    }
+    inPlace.push(true);
+    // Ancestors of the writer: a backward walk, stopped once every reader has been met.
+    epoch++;
+    let left = readers.size - (readers.has(w) ? 1 : 0) - (made !== undefined && readers.has(made) ? 1 : 0);
+    const stack = [w];
+    stamp[w] = epoch;
+    while (stack.length && left > 0) {
+      const i = stack.pop()!;
+      for (const x of nodes[i].inputs) {
+        const p = x ? producer.get(x) : undefined;
+        if (p === undefined || stamp[p] === epoch) continue;
+        stamp[p] = epoch;
+        if (readers.has(p) && p !== made) left--;
+        stack.push(p);
+      }
+    }
+    const loose = [...readers].filter((r) => r !== w && r !== made && stamp[r] !== epoch);
+    // One output of each reader stands for it (its first: every reader here has one).
+    if (loose.length) ties.set(w, { value, shape: s.shape, readers: loose.map((r) => nodes[r].outputs[0]) });
+  }
+  if (ties.size === 0) return inPlace;
+  // Writers are output Identities, at the end of the node list and read by nothing: move each after its ties.
+  const moved = [...ties.keys()].map((w) => nodes[w]);
+  for (const w of [...ties.keys()].sort((a, z) => z - a)) nodes.splice(w, 1);
+  for (const [k, tie] of [...ties.values()].entries()) {
+    let dep = b.i64([...tie.shape]);
+    for (const r of tie.readers) {
+      const first = b.op1("Slice", [b.reshape(r, [-1]), b.i64([0]), b.i64([1])]);
+      dep = b.op1("Where", [b.cast(first, ONNX_TYPE.BOOL), dep, dep]);
+    }
+    const w = moved[k];
+    w.inputs[0] = b.op1("Reshape", [tie.value, dep]);
+    nodes.push(w);
+  }
+  return inPlace;
+}
