@@ -5,6 +5,7 @@ import type { Executor } from "./executor.ts";
 import { bytesToF32, setParamFromBytes } from "./param_bytes.ts";
 import { ReferenceExecutor } from "./reference.ts";
 import { WebGpuExecutor } from "./webgpu.ts";
+import { OnnxExecutor } from "./onnx/executor.ts";
 
 const gpu = await hasGpu();
 const VALUES = [0.5, -1.25, 3, 1e-3, -65504, 7.5, 0]; // odd count: 14 bytes of f16/bf16
@@ -65,4 +66,18 @@ Deno.test({
       ex.dispose();
     }
   },
+});
+
+Deno.test("param_bytes: ONNX Runtime widens the bytes straight into its f32 store, a copy of its own", async () => {
+  const ex = await OnnxExecutor.create({ threads: 1 });
+  try {
+    await roundTrip(ex);
+    const f = raw("f32");
+    setParamFromBytes(ex, "own", f, [7], "f32");
+    new Float32Array(f.buffer).fill(9); // the caller reuses its buffer
+    assert.deepEqual([...await ex.getParam("own")], [...bytesToF32(raw("f32"), "f32")]);
+    assert.throws(() => ex.setParamBytes!("i", new Uint8Array(28), [7], "i32"), /raw bytes of i32/);
+  } finally {
+    ex.dispose();
+  }
 });

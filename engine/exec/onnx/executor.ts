@@ -16,7 +16,8 @@
  */
 import { loadOrt, type Ort } from "../../../deps.ts";
 import type { Graph } from "../../graph/graph.ts";
-import { type DType, fmtInfo, numel } from "../../graph/types.ts";
+import { type DType, DTYPE_BYTES, fmtInfo, numel } from "../../graph/types.ts";
+import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
 import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
@@ -116,6 +117,25 @@ export class OnnxExecutor implements Executor {
       throw new Error(`param "${name}": ${data.length} values for shape [${shape.join(", ")}] (${numel(shape)})`);
     }
     this.store.set(name, { data: toStorage(data, dtype), shape: [...shape], dtype });
+  }
+
+  /**
+   * Stores a weight file's raw f32/f16/bf16 bytes (see {@link Executor.setParamBytes}): widened straight into the f32
+   * array ONNX Runtime is fed (onnxruntime-node has no bf16 tensors), so a load holds one f32 copy of the tensor, not
+   * the widened, rounded and narrowed copies `setParam` would make.
+   */
+  setParamBytes(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void {
+    if (dtype !== "f32" && dtype !== "f16" && dtype !== "bf16") {
+      throw new Error(`param "${name}": raw bytes of ${dtype} are not a weight file's dtype (f32, f16, bf16)`);
+    }
+    const want = numel(shape) * DTYPE_BYTES[dtype];
+    if (bytes.byteLength !== want) {
+      throw new Error(`param "${name}": ${bytes.byteLength} bytes for ${dtype}[${shape.join(", ")}] (${want})`);
+    }
+    const f = bytesToF32(bytes, dtype);
+    // An aligned f32 input comes back as a view of the caller's bytes: keep a copy of our own.
+    const data = f.buffer === bytes.buffer ? f.slice() : f;
+    this.store.set(name, { data, shape: [...shape], dtype });
   }
 
   getParam(name: string): Promise<HostArray> {
