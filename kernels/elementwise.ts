@@ -10,7 +10,8 @@ import { declare, entry1d, grid, linearIndex, loadF32, type Lowering, storeF32 }
 
 const WG = 256;
 
-const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
+/** WGSL helper functions the expressions of {@link WGSL} call (pow_signed). */
+export const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
   if (a >= 0.0) { return pow(a, b); }
   let r = pow(-a, b);
   if (fract(b * 0.5) == 0.0) { return r; }
@@ -18,7 +19,7 @@ const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
 }`;
 
 /** Each elementwise op of the graph (engine/graph/ops/elementwise.ts) as a WGSL expression over `a`, `b`, `c` (f32). */
-const WGSL: Record<string, string> = {
+export const WGSL: Record<string, string> = {
   neg: "-a",
   exp: "exp(a)",
   log: "log(a)",

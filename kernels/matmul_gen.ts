@@ -123,8 +123,18 @@ function decl(i: number, name: string, dtype: DType, vec: boolean): string {
 }
 
 /**
- * WGSL of one matmul with config `cfg`, C written to `cBinding`. The output must be f32/i32/u32; the
- * inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
+ * An epilogue of the matmul (see kernels/fused.ts): instead of storing C, each result calls `call(index, value)`
+ * (index the linear index into C); `code` declares its bindings from 2 on and its functions.
+ */
+export interface MatmulEpilogue {
+  readonly code: string;
+  readonly call: (idx: string, val: string) => string;
+  readonly bindings: readonly BindingRef[];
+}
+
+/**
+ * WGSL of one matmul with config `cfg`, C written to `cBinding` (or handed to `epilogue`). The output must be
+ * f32/i32/u32; the inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted).
  */
 export function generateMatmul(
   inputs: readonly TensorInfo[],
@@ -133,6 +143,7 @@ export function generateMatmul(
   cfg: MatmulConfig,
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
+  epilogue?: MatmulEpilogue,
 ): Lowered {
   const [a, b] = inputs;
   const problem = configProblem(cfg, ctx);
@@ -169,11 +180,11 @@ export function generateMatmul(
     else if (x.so === 1 && x.dim % 4 === 0 && R % 4 === 0) x.mode = "o";
   }
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
-  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec;
+  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec && !epilogue;
   const head = [
     decl(0, "A", a.dtype, A.mode !== "none"),
     decl(1, "B", b.dtype, B.mode !== "none"),
-    decl(2, "C", out.dtype, vecC),
+    epilogue ? epilogue.code : decl(2, "C", out.dtype, vecC),
   ];
   if (tk) head.push(`var<workgroup> As: array<f32, ${BM * tk}>;`, `var<workgroup> Bs: array<f32, ${tk * BN}>;`);
   const body: string[] = [];
@@ -295,9 +306,9 @@ export function generateMatmul(
     } else {
       for (let j = 0; j < tn; j++) {
         const c = `cb + ${colOf(j)}`;
-        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${
-          storeF32("C", out.dtype, `oc + r${i} * ${N}u + ${c}`, `c${i}_${j}`)
-        } }`);
+        const idx = `oc + r${i} * ${N}u + ${c}`;
+        const store = epilogue ? epilogue.call(idx, `c${i}_${j}`) : storeF32("C", out.dtype, idx, `c${i}_${j}`);
+        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${store} }`);
       }
     }
   }
@@ -310,7 +321,7 @@ ${body.join("\n")}
   return {
     launches: [{
       code,
-      bindings: [{ input: 0 }, { input: 1 }, cBinding],
+      bindings: [{ input: 0 }, { input: 1 }, ...(epilogue ? epilogue.bindings : [cBinding])],
       workgroups: grid(Math.max(1, T), ctx.maxWorkgroupsPerDim),
     }],
   };

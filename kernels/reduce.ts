@@ -3,29 +3,63 @@
  * workgroup per output with a tree in workgroup memory; many short ones use a thread per output.
  * @module
  */
-import { numel, stridesOf } from "../engine/graph/types.ts";
-import { declare, entry1d, grid, linearIndex, loadF32, type Lowering, storeF32 } from "./kernel.ts";
+import { numel, stridesOf, type TensorInfo } from "../engine/graph/types.ts";
+import {
+  type BindingRef,
+  declare,
+  entry1d,
+  grid,
+  type KernelContext,
+  linearIndex,
+  loadF32,
+  type Lowered,
+  type Lowering,
+  storeF32,
+} from "./kernel.ts";
 import { offsetCode } from "./elementwise.ts";
 
 const WG = 256;
 
-function reduceLowering(kind: "sum" | "mean" | "max"): Lowering {
-  return ({ inputs: [x], outputs: [o], attrs }, ctx) => {
-    const axes = attrs.axes as number[];
-    const st = stridesOf(x.shape);
-    const keptShape = x.shape.filter((_, i) => !axes.includes(i));
-    const keptStrides = st.filter((_, i) => !axes.includes(i));
-    const redShape = axes.map((a) => x.shape[a]);
-    const redStrides = axes.map((a) => st[a]);
-    const nOut = numel(keptShape);
-    const nRed = numel(redShape);
-    const init = kind === "max" ? "-3.4028234663852886e38" : "0.0";
-    const comb = kind === "max" ? "acc = max(acc, v);" : "acc = acc + v;";
-    const fin = kind === "mean" ? `acc / ${nRed}.0` : "acc";
-    const decl = declare([["src", x.dtype], ["dst", o.dtype]]);
-    const redOffset = offsetCode(redShape, [redStrides], "j").replaceAll("o0", "o1");
-    if (nOut >= 1024 || nRed <= 64) {
-      const code = `${decl}
+/** The reductions. */
+export type ReduceKind = "sum" | "mean" | "max";
+
+/**
+ * Hooks replacing a reduction's input load and output store (see kernels/fused.ts): `code` declares the
+ * bindings (in the order of `bindings`) and the functions `load`/`store` call.
+ */
+export interface ReduceHooks {
+  readonly code: string;
+  readonly load: (idx: string) => string;
+  readonly store: (idx: string, val: string) => string;
+  readonly bindings: readonly BindingRef[];
+}
+
+/** One reduction of `x` over `axes` into `o`: the kernel, with its load and store replaced by `hooks` when given. */
+export function reduceKernel(
+  kind: ReduceKind,
+  x: TensorInfo,
+  o: TensorInfo,
+  axes: readonly number[],
+  ctx: KernelContext,
+  hooks?: ReduceHooks,
+): Lowered {
+  const st = stridesOf(x.shape);
+  const keptShape = x.shape.filter((_, i) => !axes.includes(i));
+  const keptStrides = st.filter((_, i) => !axes.includes(i));
+  const redShape = axes.map((a) => x.shape[a]);
+  const redStrides = axes.map((a) => st[a]);
+  const nOut = numel(keptShape);
+  const nRed = numel(redShape);
+  const init = kind === "max" ? "-3.4028234663852886e38" : "0.0";
+  const comb = kind === "max" ? "acc = max(acc, v);" : "acc = acc + v;";
+  const fin = kind === "mean" ? `acc / ${nRed}.0` : "acc";
+  const decl = hooks ? hooks.code : declare([["src", x.dtype], ["dst", o.dtype]]);
+  const load = hooks ? hooks.load("o1") : loadF32("src", x.dtype, "o1");
+  const store = hooks ? hooks.store("gid", fin) : storeF32("dst", o.dtype, "gid", fin);
+  const bindings = hooks ? hooks.bindings : [{ input: 0 }, { output: 0 }];
+  const redOffset = offsetCode(redShape, [redStrides], "j").replaceAll("o0", "o1");
+  if (nOut >= 1024 || nRed <= 64) {
+    const code = `${decl}
 ${entry1d(WG)} {
   ${linearIndex(WG)}
   if (gid >= ${nOut}u) { return; }
@@ -35,20 +69,14 @@ ${entry1d(WG)} {
   for (var j = 0u; j < ${nRed}u; j++) {
     var o1 = o0;
     ${redOffset}
-    let v = ${loadF32("src", x.dtype, "o1")};
+    let v = ${load};
     ${comb}
   }
-  ${storeF32("dst", o.dtype, "gid", fin)}
+  ${store}
 }`;
-      return {
-        launches: [{
-          code,
-          bindings: [{ input: 0 }, { output: 0 }],
-          workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim),
-        }],
-      };
-    }
-    const code = `${decl}
+    return { launches: [{ code, bindings, workgroups: grid(Math.ceil(nOut / WG), ctx.maxWorkgroupsPerDim) }] };
+  }
+  const code = `${decl}
 var<workgroup> part: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -61,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var j = lid.x; j < ${nRed}u; j += ${WG}u) {
       var o1 = o0;
       ${redOffset}
-      let v = ${loadF32("src", x.dtype, "o1")};
+      let v = ${load};
       ${comb}
     }
   }
@@ -78,13 +106,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   if (lid.x == 0u && gid < ${nOut}u) {
     acc = part[0];
-    ${storeF32("dst", o.dtype, "gid", fin)}
+    ${store}
   }
 }`;
-    return {
-      launches: [{ code, bindings: [{ input: 0 }, { output: 0 }], workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }],
-    };
-  };
+  return { launches: [{ code, bindings, workgroups: grid(nOut, ctx.maxWorkgroupsPerDim) }] };
+}
+
+function reduceLowering(kind: ReduceKind): Lowering {
+  return ({ inputs: [x], outputs: [o], attrs }, ctx) => reduceKernel(kind, x, o, attrs.axes as number[], ctx);
 }
 
 /** Lowerings of this family by op name. */

@@ -23,6 +23,8 @@ import { type Gpu, openGpu } from "../gpu/device.ts";
 import { lowering } from "../../kernels/mod.ts";
 import type { KernelContext } from "../../kernels/kernel.ts";
 import { planGraph, valueBytes } from "./plan.ts";
+import { fuseSteps, type Fusion, fusionDefault } from "./fuse.ts";
+import { lowerFused } from "../../kernels/fused.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { loadTuning } from "./tuning_cache.ts";
@@ -174,7 +176,17 @@ export class WebGpuExecutor implements Executor {
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const dev = this.device;
     const lim = this.gpu.limits;
-    const plan = planGraph(graph, opts.outputs, Math.max(16, lim.minStorageBufferOffsetAlignment));
+    let fusion: Fusion | undefined;
+    const fuse = opts.fuse ?? fusionDefault();
+    const plan = planGraph(
+      graph,
+      opts.outputs,
+      Math.max(16, lim.minStorageBufferOffsetAlignment),
+      fuse
+        ? (g, order, root, outs) =>
+          (fusion = fuseSteps(g, order, root, outs, { maxBindings: lim.maxStorageBuffersPerShaderStage })).steps
+        : undefined,
+    );
     if (plan.arenaBytes > lim.maxBufferSize) {
       throw new Error(
         `the planned arena needs ${plan.arenaBytes} bytes; this adapter allows buffers of ${lim.maxBufferSize} bytes`,
@@ -225,21 +237,33 @@ export class WebGpuExecutor implements Executor {
     // Lower every node; scratch buffers are allocated per node (small, reused across steps).
     dev.pushErrorScope("validation");
     const steps: { pipeline: GPUComputePipeline; bind: GPUBindGroup; wg: readonly [number, number, number] }[] = [];
-    for (const ni of plan.order) {
-      const n = graph.nodes[ni];
-      if (getOp(n.op).view) continue;
-      const node = {
-        inputs: n.inputs.map((i) => graph.values[i]),
-        outputs: n.outputs.map((o) => graph.values[o]),
-        attrs: n.attrs,
-      };
+    for (const step of plan.steps) {
+      const unit = fusion?.units.get(step);
+      let n: { op: string; inputs: readonly number[]; outputs: readonly number[] };
       let lowered;
-      try {
-        lowered = lowering(n.op)(node, this.ctx);
-      } catch (e) {
-        throw new Error(
-          `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,
-        );
+      if (unit) {
+        n = { op: `fused(${unit.nodes.map((k) => graph.nodes[k].op).join(",")})`, ...unit };
+        try {
+          lowered = lowerFused(unit.spec, this.ctx);
+        } catch (e) {
+          throw new Error(`lowering fused nodes ${unit.nodes.join(", ")} (${n.op}): ${(e as Error).message}`);
+        }
+      } else {
+        const ni = step.nodes[0];
+        n = graph.nodes[ni];
+        if (getOp(n.op).view) continue;
+        const node = {
+          inputs: n.inputs.map((i) => graph.values[i]),
+          outputs: n.outputs.map((o) => graph.values[o]),
+          attrs: graph.nodes[ni].attrs,
+        };
+        try {
+          lowered = lowering(n.op)(node, this.ctx);
+        } catch (e) {
+          throw new Error(
+            `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,
+          );
+        }
       }
       const scratch = (lowered.scratch ?? []).map((bytes) => {
         const b = dev.createBuffer({
