@@ -125,12 +125,8 @@ export const trainBench: Bench = {
         const ours = [];
         for (const [name, make] of executors) {
           const ex = await make();
-          ours.push({
-            name,
-            ex,
-            step: await ex.compile(await prepareTrainStep(ex, c, method)),
-            rounds: [] as number[][],
-          });
+          const graph = await prepareTrainStep(ex, c, method);
+          ours.push({ name, ex, graph, step: await ex.compile(graph), rounds: [] as number[][] });
         }
         const torch = await TorchWorker.start("torch_train.py", { ...c, method, ...hf, threads: torchThreads() });
         const theirs: number[][] = [];
@@ -159,6 +155,15 @@ export const trainBench: Bench = {
             const stats = o.step.stats;
             yield { bench: "train", ...p, metric: "arena_peak", value: stats.arenaBytes / 2 ** 20, unit: "MiB" };
             yield { bench: "train", ...p, metric: "dispatches_per_step", value: stats.dispatches, unit: "count" };
+            // The same step without fusion and batching (engine/exec/fuse.ts, batch.ts), compiled only to count.
+            const plain = await o.ex.compile(o.graph, { fuse: false });
+            yield {
+              bench: "train",
+              ...p,
+              metric: "dispatches_per_step_unfused",
+              value: plain.stats.dispatches,
+              unit: "count",
+            };
             yield { bench: "train", ...p, metric: "submits_per_step", value: stats.submits, unit: "count" };
           }
           o.ex.dispose();

@@ -40,6 +40,11 @@ export interface CompileOptions {
    * executors ignore it.
    */
   fuse?: boolean;
+  /**
+   * WebGPU: merge independent launches with the same workgroup size into one dispatch (engine/exec/batch.ts).
+   * Default: as `fuse`.
+   */
+  batch?: boolean;
 }
 
 /** An executor with a persistent parameter store shared by all graphs it compiles. */

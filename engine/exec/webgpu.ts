@@ -25,6 +25,7 @@ import type { KernelContext } from "../../kernels/kernel.ts";
 import { planGraph, valueBytes } from "./plan.ts";
 import { fuseSteps, type Fusion, fusionDefault } from "./fuse.ts";
 import { lowerFused } from "../../kernels/fused.ts";
+import { batchLaunches, type PendingLaunch } from "./batch.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { loadTuning } from "./tuning_cache.ts";
@@ -237,6 +238,7 @@ export class WebGpuExecutor implements Executor {
     // Lower every node; scratch buffers are allocated per node (small, reused across steps).
     dev.pushErrorScope("validation");
     const steps: { pipeline: GPUComputePipeline; bind: GPUBindGroup; wg: readonly [number, number, number] }[] = [];
+    const pending: PendingLaunch<GPUBuffer>[] = [];
     for (const step of plan.steps) {
       const unit = fusion?.units.get(step);
       let n: { op: string; inputs: readonly number[]; outputs: readonly number[] };
@@ -274,9 +276,9 @@ export class WebGpuExecutor implements Executor {
         owned.push(b);
         return b;
       });
+      const effects = unit ? [] : getOp(n.op).effects ?? [];
       for (const l of lowered.launches) {
-        const pipeline = this.pipeline(l.code, l.entry);
-        const entries = l.bindings.map((b, k) => {
+        const ranges = l.bindings.map((b) => {
           let loc: Loc;
           if ("input" in b) loc = locOf(n.inputs[b.input]);
           else if ("output" in b) loc = locOf(n.outputs[b.output]);
@@ -293,11 +295,27 @@ export class WebGpuExecutor implements Executor {
               `node "${n.op}" binds ${loc.size} bytes; this adapter binds at most ${lim.maxStorageBufferBindingSize}`,
             );
           }
-          return { binding: k, resource: { buffer: loc.buffer, offset: loc.offset, size: loc.size } };
+          return loc;
         });
-        const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-        steps.push({ pipeline, bind, wg: l.workgroups });
+        const written = l.bindings.map((b) => !("input" in b) || effects.includes(b.input));
+        pending.push({ code: l.code, entry: l.entry, workgroups: l.workgroups, ranges, written });
       }
+    }
+    const batched = (opts.batch ?? fuse)
+      ? batchLaunches(pending, {
+        maxBindings: lim.maxStorageBuffersPerShaderStage,
+        maxWorkgroupStorage: lim.maxComputeWorkgroupStorageSize,
+        maxWorkgroupsPerDim: lim.maxComputeWorkgroupsPerDimension,
+      })
+      : pending;
+    for (const l of batched) {
+      const pipeline = this.pipeline(l.code, l.entry);
+      const entries = l.ranges.map((loc, k) => ({
+        binding: k,
+        resource: { buffer: loc.buffer, offset: loc.offset, size: loc.size },
+      }));
+      const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      steps.push({ pipeline, bind, wg: l.workgroups });
     }
     const err = await dev.popErrorScope();
     if (err) throw new Error(`WebGPU rejected a kernel while planning: ${err.message}`);
@@ -310,7 +328,7 @@ export class WebGpuExecutor implements Executor {
     }
     const staging: GPUBuffer[] = [];
     const stats: StepStats = {
-      dispatches: 0,
+      dispatches: steps.length,
       submits: 0,
       bytesReadBack: 0,
       arenaBytes: plan.arenaBytes,
