@@ -2,7 +2,7 @@
  * Bench "train": one optimizer step (forward, backward, clipping, AdamW) traced as the trainer traces it — LoRA
  * (r 8, all linears), freeze (last 2 layers) and full — of the ~20M Llama of bench/model.ts and of a ~5M one
  * (vocab 8192), batch 4 × 256: tokens/s on the WebGPU and ONNX Runtime executors, the planned peak arena,
- * dispatches and submits a step; and, where a Python with torch and peft is configured (bench/torch_python.ts),
+ * dispatches (and, compiled only to count them, dispatches without fusion and batching) and submits a step; and, where a Python with torch and peft is configured (bench/torch_python.ts),
  * PyTorch + PEFT's step on the same batch in a separate process (bench/torch_train.py), with the ratios.
  *
  * The two sides alternate: for each model and method, ROUNDS rounds (`WHETSTONE_BENCH_ROUNDS`, default 3) of

@@ -3,7 +3,8 @@ import { add, assign, exp, Graph, matmul, mul, sum, tanh } from "../graph/mod.ts
 import { planGraph } from "./plan.ts";
 import { fuseSteps, type Fusion, fusionDefault } from "./fuse.ts";
 import { cases } from "./fusion_cases.ts";
-import { traceCase } from "./testing/harness.ts";
+import { checkAgainstReference, traceCase } from "./testing/harness.ts";
+import { ADAPTER_KIND_KEY } from "../../kernels/matmul.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor } from "./webgpu.ts";
 
@@ -120,5 +121,22 @@ Deno.test({
       }
     }
     ex.dispose();
+  },
+});
+
+Deno.test({
+  name: "fuse: the fusion cases on webgpu with the GPU kernel configs (workgroup-memory matmul tiles)",
+  ignore: !(await hasGpu()),
+  fn: async (t) => {
+    const ex = await WebGpuExecutor.create();
+    const saved = ex.ctx.tuned.get(ADAPTER_KIND_KEY);
+    ex.ctx.tuned.set(ADAPTER_KIND_KEY, "gpu");
+    try {
+      for (const c of cases) await t.step(c.name, () => checkAgainstReference(ex, c));
+    } finally {
+      if (saved === undefined) ex.ctx.tuned.delete(ADAPTER_KIND_KEY);
+      else ex.ctx.tuned.set(ADAPTER_KIND_KEY, saved);
+      ex.dispose();
+    }
   },
 });
