@@ -1,9 +1,11 @@
 /**
- * Horizontal merging of compute kernels: several independent launches with the same number of threads a workgroup
- * become one dispatch (see engine/exec/batch.ts for which launches may merge). Each kernel's module-scope names get a
- * suffix, its entry becomes an ordinary function taking the workgroup id, local id and grid it had as its own
- * dispatch, and a new entry hands each range of workgroups to its kernel. Workgroup ids and grid sizes are uniform,
- * so barriers inside the kernels stay in uniform control flow.
+ * Horizontal merging of compute kernels: several independent launches become one dispatch (see engine/exec/batch.ts
+ * for which launches may merge). Each kernel's module-scope names get a suffix, its entry becomes an ordinary function
+ * taking the workgroup id, local id and grid it had as its own dispatch, and a new entry hands each range of
+ * workgroups to its kernel. Workgroup ids and grid sizes are uniform, so barriers inside the kernels stay in uniform
+ * control flow. The merged workgroup has as many threads as the largest kernel's; a kernel with barriers or workgroup
+ * memory must have exactly that many, a kernel without them may have fewer (dividing it): several of its workgroups
+ * then share one merged workgroup, each thread calling the kernel for its own (workgroup, local id).
  *
  * Only kernels whose entry is `main` with the builtins workgroup_id, local_invocation_id and num_workgroups (any of
  * them) and whose workgroup arrays have a known size can merge; {@link parseKernel} returns undefined for others.
@@ -18,6 +20,8 @@ export interface ParsedKernel {
   readonly bindings: readonly { readonly name: string; readonly type: string }[];
   /** Bytes of workgroup memory. */
   readonly workgroupBytes: number;
+  /** The kernel synchronizes its workgroup (barriers, workgroup memory): it needs a whole workgroup of its own size. */
+  readonly uniform: boolean;
   /** The source without directives and binding declarations, entry attributes removed. */
   readonly body: string;
   readonly directives: readonly string[];
@@ -76,6 +80,7 @@ export function parseKernel(code: string, entry = "main"): ParsedKernel | undefi
     size: [Number(x), Number(y ?? 1), Number(z ?? 1)],
     bindings,
     workgroupBytes,
+    uniform: workgroupBytes > 0 || /\b(workgroupBarrier|storageBarrier|workgroupUniformLoad)\b/.test(body),
     body,
     directives,
     names: [...names],
@@ -86,6 +91,17 @@ export function parseKernel(code: string, entry = "main"): ParsedKernel | undefi
 /** Threads a workgroup of a parsed kernel. */
 export function threadsOf(k: ParsedKernel): number {
   return k.size[0] * k.size[1] * k.size[2];
+}
+
+/** Whether kernels with these threads counts and needs can merge into workgroups of `threads`. */
+export function fitsThreads(kernels: readonly ParsedKernel[], threads: number): boolean {
+  return kernels.every((k) => (k.uniform ? threadsOf(k) === threads : threads % threadsOf(k) === 0));
+}
+
+/** Merged workgroups a part takes in workgroups of `threads`. */
+function partWorkgroups(p: Pick<MergePart, "kernel" | "workgroups">, threads: number): number {
+  const [X, Y, Z] = p.workgroups;
+  return Math.ceil((X * Y * Z) / (threads / threadsOf(p.kernel)));
 }
 
 const rename = (s: string, from: string, to: string) => s.replace(new RegExp(`(?<![\\w.])${from}(?!\\w)`, "g"), to);
@@ -102,7 +118,8 @@ export interface MergePart {
  * `x + y·gx`); merged binding j is declared as `mb_<j>` with element type `types[j]`.
  */
 export function mergeKernels(parts: readonly MergePart[], types: readonly string[]): string {
-  const threads = threadsOf(parts[0].kernel);
+  const threads = Math.max(...parts.map((p) => threadsOf(p.kernel)));
+  if (!fitsThreads(parts.map((p) => p.kernel), threads)) throw new Error(`kernels cannot share ${threads} threads`);
   const out: string[] = [];
   const directives = new Set(parts.flatMap((p) => p.kernel.directives));
   out.push(...directives);
@@ -111,28 +128,30 @@ export function mergeKernels(parts: readonly MergePart[], types: readonly string
   let base = 0;
   parts.forEach((p, k) => {
     const kn = p.kernel;
-    if (threadsOf(kn) !== threads) throw new Error(`merging kernels of ${threadsOf(kn)} and ${threads} threads`);
     let body = kn.body;
     for (const n of kn.names) body = rename(body, n, `${n}_m${k}`);
     kn.bindings.forEach((b, i) => (body = rename(body, b.name, `mb_${p.bindingMap[i]}`)));
-    out.push(body);
+    // the entry's own attributes are gone: `fn main_mK(@builtin(x) p: vec3<u32>, …)` takes plain parameters
+    out.push(body.replace(/@builtin\(\w+\)\s*/g, ""));
     const [X, Y, Z] = p.workgroups;
     const [sx, sy] = kn.size;
-    const W = X * Y * Z;
-    const args: string[] = [];
+    const T = threadsOf(kn), per = threads / T;
+    const W = partWorkgroups(p, threads);
     const byParam = new Map<string, string>();
     if (kn.params.wid) byParam.set(kn.params.wid, `vec3<u32>(q % ${X}u, (q / ${X}u) % ${Y}u, q / ${X * Y}u)`);
-    if (kn.params.lid) byParam.set(kn.params.lid, `vec3<u32>(t_ % ${sx}u, (t_ / ${sx}u) % ${sy}u, t_ / ${sx * sy}u)`);
+    if (kn.params.lid) byParam.set(kn.params.lid, `vec3<u32>(u % ${sx}u, (u / ${sx}u) % ${sy}u, u / ${sx * sy}u)`);
     if (kn.params.nwg) byParam.set(kn.params.nwg, `vec3<u32>(${X}u, ${Y}u, ${Z}u)`);
     // The entry's parameters in their declared order.
-    const order = [...kn.body.matchAll(/@builtin\(\w+\)\s*(\w+)\s*:/g)].map((m) => m[1]);
-    for (const name of order) args.push(byParam.get(name)!);
+    const args = [...kn.body.matchAll(/@builtin\(\w+\)\s*(\w+)\s*:/g)].map((m) => byParam.get(m[1])!);
+    const call = `main_m${k}(${args.join(", ")});`;
     calls.push(`${k ? "} else " : ""}if (g_ < ${base + W}u) {
-    let q = g_ - ${base}u;
-    main_m${k}(${args.join(", ")});`);
+    ${
+      per === 1
+        ? `let q = g_ - ${base}u; let u = t_; ${call}`
+        : `let q = (g_ - ${base}u) * ${per}u + t_ / ${T}u; let u = t_ % ${T}u;
+    if (q < ${X * Y * Z}u) { ${call} }`
+    }`);
     base += W;
-    // the entry's own attributes are gone: turn `fn main_mK(@builtin(x) p: vec3<u32>, …)` into plain parameters
-    out[out.length - 1] = out[out.length - 1].replace(/@builtin\(\w+\)\s*/g, "");
   });
   out.push(`@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) w_: vec3<u32>, @builtin(local_invocation_id) l_: vec3<u32>,
@@ -146,6 +165,7 @@ fn main(@builtin(workgroup_id) w_: vec3<u32>, @builtin(local_invocation_id) l_: 
 }
 
 /** Total workgroups of merged parts. */
-export function mergedWorkgroups(parts: readonly Pick<MergePart, "workgroups">[]): number {
-  return parts.reduce((a, p) => a + p.workgroups[0] * p.workgroups[1] * p.workgroups[2], 0);
+export function mergedWorkgroups(parts: readonly Pick<MergePart, "kernel" | "workgroups">[]): number {
+  const threads = Math.max(...parts.map((p) => threadsOf(p.kernel)));
+  return parts.reduce((a, p) => a + partWorkgroups(p, threads), 0);
 }

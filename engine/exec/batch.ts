@@ -1,6 +1,6 @@
 /**
  * Dispatch batching for the WebGPU executor: after lowering, launches that touch disjoint memory (no launch writes
- * bytes another one reads or writes) and have the same number of threads a workgroup are merged into one dispatch
+ * bytes another one reads or writes) and whose workgroups fit one size (kernels/merge.ts) are merged into one dispatch
  * (kernels/merge.ts) — e.g. the AdamW updates of every trainable tensor, the squared-norm reductions of every
  * gradient, the independent matmuls of a LoRA linear's backward.
  *
@@ -11,6 +11,7 @@
  */
 import { grid } from "../../kernels/kernel.ts";
 import {
+  fitsThreads,
   mergedWorkgroups,
   mergeKernels,
   type MergePart,
@@ -64,7 +65,7 @@ class Batch<B> {
   readonly bound: { range: BoundRange<B>; type: string; written: boolean }[] = [];
   workgroupBytes = 0;
 
-  constructor(readonly threads: number) {}
+  threads = 0;
 
   /** The merged binding indices `l` would use (new ones appended virtually), and how many bindings that makes. */
   plan(l: PendingLaunch<B>, k: ParsedKernel): { map: number[]; total: number } {
@@ -92,6 +93,7 @@ class Batch<B> {
     });
     this.members.push({ launch: l, kernel: k, map });
     this.workgroupBytes += k.workgroupBytes;
+    this.threads = Math.max(this.threads, threadsOf(k));
   }
 }
 
@@ -112,13 +114,14 @@ export function batchLaunches<B>(launches: readonly PendingLaunch<B>[], lim: Bat
       out.push(launches[i]);
       continue;
     }
-    const batch = new Batch<B>(threadsOf(k));
+    const batch = new Batch<B>();
     batch.add(launches[i], k, batch.plan(launches[i], k).map);
     const passed: PendingLaunch<B>[] = [];
     for (let j = i + 1; j < launches.length && j <= i + window; j++) {
       if (placed[j]) continue;
       const l = launches[j], kj = parsed[j];
-      const ok = kj && kj.bindings.length === l.ranges.length && threadsOf(kj) === batch.threads &&
+      const ok = kj && kj.bindings.length === l.ranges.length &&
+        fitsThreads([...batch.members.map((m) => m.kernel), kj], Math.max(batch.threads, threadsOf(kj))) &&
         batch.workgroupBytes + kj.workgroupBytes <= lim.maxWorkgroupStorage &&
         batch.members.every((m) => independent(m.launch, l)) && passed.every((p) => independent(p, l));
       const fit = ok ? batch.plan(l, kj!) : undefined;

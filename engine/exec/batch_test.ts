@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { add, exp, Graph, matmul, mul, sum } from "../graph/mod.ts";
 import { batchLaunches, type PendingLaunch } from "./batch.ts";
-import { parseKernel } from "../../kernels/merge.ts";
+import { fitsThreads, parseKernel } from "../../kernels/merge.ts";
 import { lowering } from "../../kernels/mod.ts";
 import type { KernelContext } from "../../kernels/kernel.ts";
 import { hasGpu } from "../gpu/device.ts";
@@ -62,6 +62,31 @@ Deno.test("batch: the bindings limit caps a batch", () => {
   const out = batchLaunches(ls, { ...lim, maxBindings: 6 });
   assert.equal(out.length, 3);
   for (const l of out) assert.ok(l.ranges.length <= 6);
+});
+
+Deno.test("batch: kernels without barriers share bigger workgroups; kernels with barriers need their own size", () => {
+  const buf = {};
+  const ew = addLaunch(buf, 0, 256, 512);
+  // a register-block matmul (8 threads a workgroup, no barriers) and a workgroup-tree sum (256 threads, barriers)
+  const a = { shape: [16, 16], dtype: "f32" as const };
+  const [mm] = lowering("matmul")({ inputs: [a, a], outputs: [a], attrs: {} }, ctx).launches;
+  const big = { shape: [4000], dtype: "f32" as const };
+  const [red] = lowering("sum")({ inputs: [big], outputs: [{ shape: [], dtype: "f32" }], attrs: { axes: [0] } }, ctx)
+    .launches;
+  const r = (off: number, n: number) => ({ buffer: buf, offset: off, size: n * 4 });
+  const mmL = { ...mm, ranges: [r(4096, 256), r(8192, 256), r(12288, 256)], written: [false, false, true] };
+  const redL = { ...red, ranges: [r(16384, 4000), r(40000, 1)], written: [false, true] };
+  assert.equal(parseKernel(mm.code)!.uniform, false);
+  assert.equal(parseKernel(red.code)!.uniform, true);
+  const out = batchLaunches([mmL, ew, redL], lim);
+  assert.equal(out.length, 1);
+  assert.ok(out[0].code.includes("@workgroup_size(256)"));
+  // the 8-thread matmul's one workgroup packs into one merged workgroup
+  assert.equal(out[0].workgroups[0], 1 + ew.workgroups[0] + red.workgroups[0]);
+  // a 64-thread kernel with barriers cannot run inside 256-thread workgroups
+  const tiled = { ...parseKernel(red.code)!, size: [64, 1, 1] as const };
+  assert.equal(fitsThreads([tiled, parseKernel(ew.code)!], 256), false);
+  assert.equal(fitsThreads([parseKernel(mm.code)!, parseKernel(ew.code)!], 256), true);
 });
 
 Deno.test({

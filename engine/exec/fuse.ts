@@ -120,6 +120,15 @@ export function fuseSteps(
     return { stores, exts: [...exts], produced, last };
   };
 
+  /** Whether `members` read a matmul result of their domain's size (a possible epilogue anchor). */
+  const matmulAnchors = (members: readonly number[], domain: number) =>
+    members.some((m) =>
+      nodes[m].inputs.some((v) => {
+        const a = producer(v);
+        return a !== undefined && nodes[a].op === "matmul" && anchorable(a) && numel(values[root[v]].shape) === domain;
+      })
+    );
+
   // 1. Elementwise groups, greedily in order: a node joins the groups of its producers when the result is legal.
   const groups: Group[] = [];
   const groupOf = new Map<number, Group>();
@@ -134,6 +143,9 @@ export function fuseSteps(
     }
     for (const pg of [...cands].sort((a, b) => pos.get(b.members.at(-1)!)! - pos.get(a.members.at(-1)!)!)) {
       const members = [...pg.members, ...g.members].sort((a, b) => pos.get(a)! - pos.get(b)!);
+      // A node joining two groups that could each take a matmul as their anchor joins only one: merged, only one
+      // could, and the other matmul's result would wait in memory for the group (e.g. SwiGLU after gate and up).
+      if (g.members.length > 1 && matmulAnchors(pg.members, g.domain) && matmulAnchors(g.members, g.domain)) continue;
       if (!analyse(members)) continue;
       const merged: Group = { members, domain: g.domain };
       for (const m of members) groupOf.set(m, merged);
