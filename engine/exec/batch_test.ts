@@ -56,6 +56,20 @@ Deno.test("batch: a launch never moves past one that writes what it reads (or re
   assert.deepEqual(out, ls);
 });
 
+Deno.test("batch: launches marked alone (segmented nodes) are never merged, and later ones still respect them", () => {
+  const buf = {};
+  const alone = { ...addLaunch(buf, 0, 256, 512), alone: true };
+  // 0 alone; 1 independent of 0 (but 0 is not merged); 2 independent too: 1 and 2 merge with each other only.
+  const ls = [alone, addLaunch(buf, 0, 256, 768), addLaunch(buf, 0, 256, 1024)];
+  const out = batchLaunches(ls, lim);
+  assert.equal(out.length, 2);
+  assert.equal(out[0], alone);
+  assert.ok(out[1].code.includes("main_m1"));
+  // A launch reading what the lone one writes keeps its place after it.
+  const dep = [addLaunch(buf, 0, 256, 768), alone, addLaunch(buf, 512, 512, 1024)];
+  assert.deepEqual(batchLaunches(dep, lim), dep);
+});
+
 Deno.test("batch: the bindings limit caps a batch", () => {
   const buf = {};
   const ls = Array.from({ length: 6 }, (_, i) => addLaunch(buf, 2048 * i, 2048 * i + 256, 2048 * i + 512));

@@ -10,7 +10,8 @@
  *
  * A unit runs where its last node ran, so it is only formed when every value it stores is read by no other node
  * before that point (which also rules out cycles through nodes outside it). Nodes with effects are never fused and
- * still run last. Views (reshape) of values inside a unit are followed: they share the value's index.
+ * still run last. Views (reshape) of values inside a unit are followed: they share the value's index. Nodes that read
+ * or write a value over `maxBindingBytes` (stored in segments, kernels/segments.ts) are never fused.
  * @module
  */
 import type { Graph } from "../graph/graph.ts";

@@ -9,10 +9,10 @@ import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor } from "./webgpu.ts";
 
 /** Plans `g` with fusion (bindings limit `maxBindings`); the plan and the fused units' kinds in step order. */
-function fused(g: Graph, maxBindings = 16) {
+function fused(g: Graph, maxBindings = 16, maxBindingBytes?: number) {
   let fusion: Fusion | undefined;
   const plan = planGraph(g, undefined, 16, (gr, order, root, outs) => {
-    fusion = fuseSteps(gr, order, root, outs, { maxBindings });
+    fusion = fuseSteps(gr, order, root, outs, { maxBindings, maxBindingBytes });
     return fusion.steps;
   });
   const kinds = plan.steps.flatMap((s) => {
@@ -41,6 +41,18 @@ Deno.test("fuse: matmul epilogue, reduction prologue and epilogue", () => {
   g.output("n", mul(sum(mul(y, y)), 0.5));
   const { kinds } = fused(g);
   assert.deepEqual(kinds, ["matmul:3", "pro+sum:3"]);
+});
+
+Deno.test("fuse: nodes over a value past one storage binding (segmented) are not fused", () => {
+  const g = new Graph();
+  const x = g.input("x", [8, 16]), w = g.param("w", [16, 4]), b = g.param("b", [4]);
+  const big = g.input("big", [64, 64]); // 16 KiB: segmented under an 8 KiB binding limit
+  const y = add(mul(matmul(x, w), 2), b);
+  g.output("y", y);
+  g.output("z", tanh(mul(exp(add(big, 1)), 0.5)));
+  assert.deepEqual(fused(g).kinds, ["matmul:3", "ew:4"]);
+  // Under 8 KiB bindings every node of the chain over `big` keeps its own kernel; the small matmul still fuses.
+  assert.deepEqual(fused(g, 16, 8 * 1024).kinds, ["matmul:3"]);
 });
 
 Deno.test("fuse: a value read outside the group before the group ends is not fused", () => {
