@@ -2,7 +2,7 @@
  * Bench "train": one optimizer step (forward, backward, clipping, AdamW) traced as the trainer traces it — LoRA
  * (r 8, all linears), freeze (last 2 layers) and full — of the ~20M Llama of bench/model.ts and of a ~5M one
  * (vocab 8192), batch 4 × 256: tokens/s on the WebGPU and ONNX Runtime executors, the planned peak arena,
- * dispatches and submits a step; and, where a Python with torch and peft is configured (bench/torch_python.ts),
+ * dispatches (and, compiled only to count them, dispatches without fusion and batching) and submits a step; and, where a Python with torch and peft is configured (bench/torch_python.ts),
  * PyTorch + PEFT's step on the same batch in a separate process (bench/torch_train.py), with the ratios.
  *
  * The two sides alternate: for each model and method, ROUNDS rounds (`WHETSTONE_BENCH_ROUNDS`, default 3) of
@@ -125,12 +125,8 @@ export const trainBench: Bench = {
         const ours = [];
         for (const [name, make] of executors) {
           const ex = await make();
-          ours.push({
-            name,
-            ex,
-            step: await ex.compile(await prepareTrainStep(ex, c, method)),
-            rounds: [] as number[][],
-          });
+          const graph = await prepareTrainStep(ex, c, method);
+          ours.push({ name, ex, graph, step: await ex.compile(graph), rounds: [] as number[][] });
         }
         const torch = await TorchWorker.start("torch_train.py", { ...c, method, ...hf, threads: torchThreads() });
         const theirs: number[][] = [];
@@ -159,6 +155,15 @@ export const trainBench: Bench = {
             const stats = o.step.stats;
             yield { bench: "train", ...p, metric: "arena_peak", value: stats.arenaBytes / 2 ** 20, unit: "MiB" };
             yield { bench: "train", ...p, metric: "dispatches_per_step", value: stats.dispatches, unit: "count" };
+            // The same step without fusion and batching (engine/exec/fuse.ts, batch.ts), compiled only to count.
+            const plain = await o.ex.compile(o.graph, { fuse: false });
+            yield {
+              bench: "train",
+              ...p,
+              metric: "dispatches_per_step_unfused",
+              value: plain.stats.dispatches,
+              unit: "count",
+            };
             yield { bench: "train", ...p, metric: "submits_per_step", value: stats.submits, unit: "count" };
           }
           o.ex.dispose();

@@ -30,13 +30,14 @@ export const WGSL_ERF = `fn erf_f(x: f32) -> f32 {
   return sign(x) * (1.0 - p * exp(-a * a));
 }`;
 
-const PRELUDE = `${WGSL_ERF}
+/** WGSL helper functions the bodies of {@link FN} call (erf_f, sigm, tanh_c, gelu_t). */
+export const PRELUDE = `${WGSL_ERF}
 fn sigm(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn tanh_c(x: f32) -> f32 { return tanh(clamp(x, -10.0, 10.0)); }
 fn gelu_t(x: f32) -> f32 { return tanh_c(0.7978845608028654 * (x + 0.044715 * x * x * x)); }`;
 
 /** WGSL bodies of f(x) and f'(x) per activation kind (expressions of `x`). */
-const FN: Record<ActKind, { f: string; df: string }> = {
+export const FN: Record<ActKind, { f: string; df: string }> = {
   silu: { f: "x * sigm(x)", df: "sigm(x) * (1.0 + x * (1.0 - sigm(x)))" },
   gelu: {
     f: "0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))",

@@ -13,7 +13,8 @@ import { flatRanges, rangeRef } from "./segments.ts";
 
 const WG = 256;
 
-const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
+/** WGSL helper functions the expressions of {@link WGSL} call (pow_signed). */
+export const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
   if (a >= 0.0) { return pow(a, b); }
   let r = pow(-a, b);
   if (fract(b * 0.5) == 0.0) { return r; }
@@ -21,7 +22,7 @@ const PRELUDE = `fn pow_signed(a: f32, b: f32) -> f32 {
 }`;
 
 /** Each elementwise op of the graph (engine/graph/ops/elementwise.ts) as a WGSL expression over `a`, `b`, `c` (f32). */
-const WGSL: Record<string, string> = {
+export const WGSL: Record<string, string> = {
   neg: "-a",
   exp: "exp(a)",
   log: "log(a)",

@@ -18,7 +18,7 @@ import {
   storeF32,
 } from "./kernel.ts";
 import { lowerings as castLowerings } from "./cast.ts";
-import { configProblem, generateMatmulTiled, type MatmulConfig } from "./matmul_gen.ts";
+import { configProblem, generateMatmulTiled, type MatmulConfig, type MatmulEpilogue } from "./matmul_gen.ts";
 import { generateMatmulSg } from "./matmul_sg.ts";
 
 export { configLabel, type MatmulConfig } from "./matmul_gen.ts";
@@ -27,7 +27,8 @@ export { generateMatmulSg } from "./matmul_sg.ts";
 /**
  * WGSL of one matmul with config `cfg`, C (f32/i32/u32) written to `cBinding`: the subgroup kernel
  * (kernels/matmul_sg.ts) for `cfg.sg`, else the register / workgroup-memory kernel
- * (kernels/matmul_gen.ts, with its f16 variant for `cfg.f16`). `accumulate` (C += A·B, f32) takes the tiled kernel.
+ * (kernels/matmul_gen.ts, with its f16 variant for `cfg.f16`). `accumulate` (C += A·B, f32) and `epilogue` (fused
+ * elementwise consumers, kernels/fused.ts) take the tiled kernel; they are exclusive.
  */
 export function generateMatmul(
   inputs: readonly TensorInfo[],
@@ -37,15 +38,17 @@ export function generateMatmul(
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
   accumulate = false,
+  epilogue?: MatmulEpilogue,
 ): Lowered {
-  if (cfg.sg && accumulate) {
-    // C += A·B continues the tiled kernel's fma chains (segmented weights); the subgroup kernel has no such mode.
+  if (cfg.sg && (accumulate || epilogue)) {
+    // C += A·B continues the tiled kernel's fma chains (segmented weights), and epilogues are the tiled kernel's;
+    // the subgroup kernel has neither.
     cfg = defaultMatmulConfig("gpu", matmulDims(inputs[0], inputs[1], attrs));
     if (configProblem(cfg, ctx)) cfg = { wgX: 8, wgY: 8, tm: 2, tn: 2, tk: 0, vec: false };
   }
   return cfg.sg
     ? generateMatmulSg(inputs, out, attrs, cfg, ctx, cBinding)
-    : generateMatmulTiled(inputs, out, attrs, cfg, ctx, cBinding, accumulate);
+    : generateMatmulTiled(inputs, out, attrs, cfg, ctx, cBinding, accumulate, epilogue);
 }
 
 const WG = 64;

@@ -171,11 +171,22 @@ export function loadOperand(x: Access, idx: string): string {
 }
 
 /**
+ * An epilogue of the matmul (see kernels/fused.ts): instead of storing C, each result calls `call(index, value)`
+ * (index the linear index into C); `code` declares its bindings from 2 on and its functions.
+ */
+export interface MatmulEpilogue {
+  readonly code: string;
+  readonly call: (idx: string, val: string) => string;
+  readonly bindings: readonly BindingRef[];
+}
+
+/**
  * WGSL of one matmul with config `cfg` (not a subgroup config: {@link generateMatmul} in
- * kernels/matmul.ts dispatches those to kernels/matmul_sg.ts), C written to `cBinding`. The output must be f32/i32/u32;
- * the inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32 converted). With `accumulate` (f32 only),
- * C += A·B: each accumulator starts from C's value and continues the same fma chain over k, so a product split along K
- * into consecutive launches gives the bits of the whole one (segmented weights).
+ * kernels/matmul.ts dispatches those to kernels/matmul_sg.ts), C written to `cBinding` (or handed to `epilogue`).
+ * The output must be f32/i32/u32; the inputs may have any dtypes, each its own (f16/bf16 unpacked, i32/u32
+ * converted). With `accumulate` (f32 only), C += A·B: each accumulator starts from C's value and continues the same
+ * fma chain over k, so a product split along K into consecutive launches gives the bits of the whole one (segmented
+ * weights). `accumulate` and `epilogue` are exclusive.
  */
 export function generateMatmulTiled(
   inputs: readonly TensorInfo[],
@@ -185,6 +196,7 @@ export function generateMatmulTiled(
   ctx: KernelContext,
   cBinding: BindingRef = { output: 0 },
   accumulate = false,
+  epilogue?: MatmulEpilogue,
 ): Lowered {
   if (cfg.sg) {
     throw new Error(
@@ -229,14 +241,15 @@ export function generateMatmulTiled(
   }
   const KU = A.mode === "k" || B.mode === "k" ? 4 : tk ? 1 : 2;
   if (accumulate && out.dtype !== "f32") throw new Error(`an accumulating matmul stores f32, got ${out.dtype}`);
-  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec && !accumulate;
+  if (accumulate && epilogue) throw new Error("a matmul either accumulates into C or hands C to an epilogue, not both");
+  const vecC = out.dtype === "f32" && tn % 4 === 0 && N % 4 === 0 && useVec && !accumulate && !epilogue;
   // f16 variant: f16 workgroup tiles for f16 operands (and f32 ones when the caller allows rounding).
   const tile16 = (dtype: DType) => !!cfg.f16 && (dtype === "f16" || (dtype === "f32" && !!ctx.matmulF16Operands));
   const [tA, tB] = [tile16(a.dtype) ? "f16" : "f32", tile16(b.dtype) ? "f16" : "f32"];
   const head = [
     decl(0, "A", a.dtype, A.mode !== "none", A.native),
     decl(1, "B", b.dtype, B.mode !== "none", B.native),
-    decl(2, "C", out.dtype, vecC),
+    epilogue ? epilogue.code : decl(2, "C", out.dtype, vecC),
   ];
   if (A.native || B.native || (tk && (tA === "f16" || tB === "f16"))) head.unshift("enable f16;");
   if (tk) head.push(`var<workgroup> As: array<${tA}, ${BM * tk}>;`, `var<workgroup> Bs: array<${tB}, ${tk * BN}>;`);
@@ -371,9 +384,9 @@ export function generateMatmulTiled(
     } else {
       for (let j = 0; j < tn; j++) {
         const c = `cb + ${colOf(j)}`;
-        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${
-          storeF32("C", out.dtype, `oc + r${i} * ${N}u + ${c}`, `c${i}_${j}`)
-        } }`);
+        const idx = `oc + r${i} * ${N}u + ${c}`;
+        const store = epilogue ? epilogue.call(idx, `c${i}_${j}`) : storeF32("C", out.dtype, idx, `c${i}_${j}`);
+        L(`if (r${i} < ${M}u && ${c} < ${N}u) { ${store} }`);
       }
     }
   }
@@ -386,7 +399,7 @@ ${body.join("\n")}
   return {
     launches: [{
       code,
-      bindings: [{ input: 0 }, { input: 1 }, cBinding],
+      bindings: [{ input: 0 }, { input: 1 }, ...(epilogue ? epilogue.bindings : [cBinding])],
       workgroups: grid(Math.max(1, T), ctx.maxWorkgroupsPerDim),
     }],
   };

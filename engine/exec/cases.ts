@@ -10,6 +10,7 @@ import { cases as nn } from "../graph/ops/nn_cases.ts";
 import { cases as linearCe } from "../graph/ops/linear_ce_cases.ts";
 import { cases as matmul } from "../graph/ops/matmul_cases.ts";
 import { cases as matmulQ } from "../graph/ops/matmul_q_cases.ts";
+import { cases as fusion } from "./fusion_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
@@ -20,4 +21,5 @@ export const families: Record<string, OpCase[]> = {
   matmul,
   linearCe,
   matmulQ,
+  fusion,
 };

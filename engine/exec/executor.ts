@@ -34,6 +34,17 @@ export interface CompiledGraph {
 export interface CompileOptions {
   /** Outputs this compiled graph can fetch (default: all graph outputs). */
   outputs?: readonly string[];
+  /**
+   * WebGPU: fuse elementwise chains into one kernel each and into matmul / reduction epilogues and reduction
+   * prologues (engine/exec/fuse.ts). Default on; `WHETSTONE_FUSE=off` in the environment turns it off. Other
+   * executors ignore it.
+   */
+  fuse?: boolean;
+  /**
+   * WebGPU: merge independent launches with the same workgroup size into one dispatch (engine/exec/batch.ts).
+   * Default: as `fuse`.
+   */
+  batch?: boolean;
 }
 
 /** An executor with a persistent parameter store shared by all graphs it compiles. */

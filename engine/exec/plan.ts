@@ -24,12 +24,31 @@ export interface Plan {
   /** Outputs to keep alive to the end. */
   readonly outputs: Map<string, number>;
   /**
-   * Root op value id → the steps (indices into {@link order}) it is live over, first to last inclusive; outputs
-   * live to `order.length`. Executors that lay memory out themselves (WebGPU: several arenas, kernel scratch)
-   * pack these.
+   * Root op value id → the steps (indices into {@link steps}) it is live over, first to last inclusive; outputs
+   * live to `steps.length`. Internal roots have none. Executors that lay memory out themselves (WebGPU: several
+   * arenas, kernel scratch) pack these.
    */
   readonly live: Map<number, readonly [number, number]>;
+  /** The nodes grouped into the units that run as one (one per node unless a grouper fused some). */
+  readonly steps: readonly PlanStep[];
 }
+
+/** Nodes that run as one unit (e.g. one fused kernel); `internal` roots live only inside it and get no storage. */
+export interface PlanStep {
+  readonly nodes: readonly number[];
+  readonly internal?: readonly number[];
+}
+
+/**
+ * Groups the ordered live nodes into steps (see engine/exec/fuse.ts). Every node of `order` must land in exactly
+ * one step, and the steps must keep every value's producer before its consumers.
+ */
+export type Grouper = (
+  graph: Graph,
+  order: readonly number[],
+  root: Int32Array,
+  outputs: Map<string, number>,
+) => PlanStep[];
 
 /** Bytes a value occupies, rounded up to 4. */
 export function valueBytes(v: Value): number {
@@ -40,7 +59,7 @@ export function valueBytes(v: Value): number {
  * Plans `graph` for the named outputs (all graph outputs when omitted). Nodes with effects are always
  * kept and run after every other node, so they never overwrite a value that something still reads.
  */
-export function planGraph(graph: Graph, outputs?: readonly string[], align = 256): Plan {
+export function planGraph(graph: Graph, outputs?: readonly string[], align = 256, group?: Grouper): Plan {
   const outs = new Map<string, number>();
   for (const name of outputs ?? graph.outputs.keys()) {
     const id = graph.outputs.get(name);
@@ -75,23 +94,29 @@ export function planGraph(graph: Graph, outputs?: readonly string[], align = 256
     const n = nodes[i];
     if (getOp(n.op).view) root[n.outputs[0]] = root[n.inputs[0]];
   }
-  // Liveness intervals of op-produced roots.
+  const steps: PlanStep[] = group ? group(graph, order, root, outs) : order.map((n) => ({ nodes: [n] }));
+  const internal = new Set(steps.flatMap((s) => s.internal ?? []));
+  // Liveness intervals (in steps) of op-produced roots that get storage.
   const first = new Map<number, number>(), last = new Map<number, number>();
-  order.forEach((ni, step) => {
-    const n = nodes[ni];
-    for (const o of n.outputs) {
-      const r = root[o];
-      if (graph.values[r].kind === "op" && !first.has(r)) first.set(r, step);
-      if (graph.values[r].kind === "op") last.set(r, Math.max(last.get(r) ?? step, step));
-    }
-    for (const v of n.inputs) {
-      const r = root[v];
-      if (graph.values[r].kind === "op") last.set(r, Math.max(last.get(r) ?? step, step));
+  steps.forEach(({ nodes: ns }, step) => {
+    for (const ni of ns) {
+      const n = nodes[ni];
+      for (const o of n.outputs) {
+        const r = root[o];
+        if (graph.values[r].kind !== "op" || internal.has(r)) continue;
+        if (!first.has(r)) first.set(r, step);
+        last.set(r, Math.max(last.get(r) ?? step, step));
+      }
+      for (const v of n.inputs) {
+        const r = root[v];
+        if (graph.values[r].kind === "op" && !internal.has(r)) last.set(r, Math.max(last.get(r) ?? step, step));
+      }
     }
   });
   for (const id of outs.values()) {
     const r = root[id];
-    if (graph.values[r].kind === "op") last.set(r, order.length);
+    if (internal.has(r)) throw new Error(`internal: output value ${id} was planned without storage`);
+    if (graph.values[r].kind === "op") last.set(r, steps.length);
   }
   // Greedy offset assignment (engine/exec/pack.ts): largest first, at the lowest offset free over its interval.
   const sizes = new Map<number, number>();
@@ -107,5 +132,5 @@ export function planGraph(graph: Graph, outputs?: readonly string[], align = 256
   const offsets = new Map<number, number>();
   roots.forEach((r, i) => offsets.set(r, packed.placements[i].offset));
   const arenaBytes = packed.arenaBytes[0] ?? 0;
-  return { graph, order, root, offsets, sizes, arenaBytes, outputs: outs, live };
+  return { graph, order, root, offsets, sizes, arenaBytes, outputs: outs, live, steps };
 }

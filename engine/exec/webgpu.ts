@@ -23,7 +23,7 @@ import { type DType, DTYPE_BYTES, fmtInfo, numel, type TensorInfo } from "../gra
 import { type Gpu, openGpu } from "../gpu/device.ts";
 import type { KernelContext, SegmentLayout } from "../../kernels/kernel.ts";
 import { elemBytes, segmentElems, segmentLayout } from "../../kernels/segments.ts";
-import { planGraph, valueBytes } from "./plan.ts";
+import { valueBytes } from "./plan.ts";
 import {
   graphSegments,
   layoutMemory,
@@ -32,9 +32,12 @@ import {
   lowerPlan,
   type MemoryLimits,
   memoryLimits,
+  planWebGpu,
   resolveBinding,
 } from "./webgpu_memory.ts";
 import { copySegments, readSegments, writeSegments } from "./webgpu_store.ts";
+import { fusionDefault } from "./fuse.ts";
+import { batchLaunches, type PendingLaunch } from "./batch.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "./executor.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../util/half.ts";
 import { loadTuning } from "./tuning_cache.ts";
@@ -221,7 +224,8 @@ export class WebGpuExecutor implements Executor {
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const dev = this.device;
     const lim = { ...this.limits, minStorageBufferOffsetAlignment: this.gpu.limits.minStorageBufferOffsetAlignment };
-    const plan = planGraph(graph, opts.outputs, lim.align);
+    const fuse = opts.fuse ?? fusionDefault();
+    const { plan, fusion } = planWebGpu(graph, opts.outputs, this.limits, fuse);
     const stored = new Map<number, Stored>();
     for (const [name, id] of graph.params) {
       const v = graph.values[id];
@@ -239,8 +243,13 @@ export class WebGpuExecutor implements Executor {
     // Which values are segmented, then every node lowered, then the memory laid out with each node's scratch.
     const segments = graphSegments(graph, plan, this.limits);
     const segOf = (r: number) => segments.get(r) ?? stored.get(r)?.layout;
-    const lowered = lowerPlan(plan, this.ctx, segOf);
-    const layout = layoutMemory(plan, new Map([...lowered].map(([ni, l]) => [ni, l.scratch ?? []])), lim, segments);
+    const lowered = lowerPlan(plan, this.ctx, segOf, fusion?.units);
+    const layout = layoutMemory(
+      plan,
+      new Map([...lowered].map(([si, l]) => [si, l.lowered.scratch ?? []])),
+      lim,
+      segments,
+    );
     const arenas = layout.arenaBytes.map((size, k) =>
       dev.createBuffer({ size, usage: STORAGE, label: layout.arenaBytes.length > 1 ? `arena ${k}` : "arena" })
     );
@@ -269,17 +278,31 @@ export class WebGpuExecutor implements Executor {
 
     dev.pushErrorScope("validation");
     const steps: { pipeline: GPUComputePipeline; bind: GPUBindGroup; wg: readonly [number, number, number] }[] = [];
-    for (const [ni, low] of lowered) {
-      const scratch = at(layout.scratch.get(ni) ?? []);
-      for (const l of low.launches) {
-        const pipeline = this.pipeline(l.code, l.entry);
-        const entries = l.bindings.map((b, k) => {
-          const loc = resolveBinding(graph, ni, b, locsOf, scratch, lim);
-          return { binding: k, resource: { buffer: loc.buffer, offset: loc.offset, size: loc.size } };
-        });
-        const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-        steps.push({ pipeline, bind, wg: l.workgroups });
+    const pending: PendingLaunch<GPUBuffer>[] = [];
+    for (const [si, low] of lowered) {
+      const scratch = at(layout.scratch.get(si) ?? []);
+      for (const l of low.lowered.launches) {
+        const ranges = l.bindings.map((b) => resolveBinding(graph, low, b, locsOf, scratch, lim));
+        const written = l.bindings.map((b) => !("input" in b) || low.effects.includes(b.input));
+        pending.push({ code: l.code, entry: l.entry, workgroups: l.workgroups, ranges, written, alone: low.segmented });
       }
+    }
+    const glim = this.gpu.limits;
+    const batched = (opts.batch ?? fuse)
+      ? batchLaunches(pending, {
+        maxBindings: glim.maxStorageBuffersPerShaderStage,
+        maxWorkgroupStorage: glim.maxComputeWorkgroupStorageSize,
+        maxWorkgroupsPerDim: glim.maxComputeWorkgroupsPerDimension,
+      })
+      : pending;
+    for (const l of batched) {
+      const pipeline = this.pipeline(l.code, l.entry);
+      const entries = l.ranges.map((loc, k) => ({
+        binding: k,
+        resource: { buffer: loc.buffer, offset: loc.offset, size: loc.size },
+      }));
+      const bind = dev.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      steps.push({ pipeline, bind, wg: l.workgroups });
     }
     const err = await dev.popErrorScope();
     if (err) throw new Error(`WebGPU rejected a kernel while planning: ${err.message}`);
@@ -291,7 +314,7 @@ export class WebGpuExecutor implements Executor {
     }
     const staging: GPUBuffer[] = [];
     const stats: StepStats = {
-      dispatches: 0,
+      dispatches: steps.length,
       submits: 0,
       bytesReadBack: 0,
       arenaBytes: layout.totalBytes,

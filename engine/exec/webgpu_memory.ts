@@ -18,8 +18,10 @@ import { fmtInfo, type TensorInfo } from "../graph/types.ts";
 import type { BindingRef, KernelContext, Lowered, LowerNode, SegmentLayout } from "../../kernels/kernel.ts";
 import { elemBytes, segmentElems, segmentLayout } from "../../kernels/segments.ts";
 import { lowering } from "../../kernels/mod.ts";
+import { lowerFused } from "../../kernels/fused.ts";
 import { packIntervals, type PackItem } from "./pack.ts";
-import { type Plan, planGraph, valueBytes } from "./plan.ts";
+import { type Plan, planGraph, type PlanStep, valueBytes } from "./plan.ts";
+import { type FusedUnit, fuseSteps, type Fusion, fusionDefault } from "./fuse.ts";
 
 /** The limits memory is laid out under. */
 export interface MemoryLimits {
@@ -29,6 +31,8 @@ export interface MemoryLimits {
   readonly maxBindingBytes: number;
   /** Offset alignment of every placed value (the adapter's storage offset alignment, at least 16). */
   readonly align: number;
+  /** Storage buffers one kernel may bind (the adapter's maxStorageBuffersPerShaderStage; fusion stays within it). */
+  readonly maxStorageBuffers?: number;
 }
 
 /** Caps below the adapter's own limits (e.g. to test the segmented paths on an adapter with large ones). */
@@ -39,14 +43,54 @@ export interface LimitCaps {
 
 /** The limits of an adapter, each lowered to its cap where one is given. */
 export function memoryLimits(
-  adapter: { maxBufferSize: number; maxStorageBufferBindingSize: number; minStorageBufferOffsetAlignment: number },
+  adapter: {
+    maxBufferSize: number;
+    maxStorageBufferBindingSize: number;
+    minStorageBufferOffsetAlignment: number;
+    maxStorageBuffersPerShaderStage?: number;
+  },
   caps: LimitCaps = {},
 ): MemoryLimits {
   const align = Math.max(16, adapter.minStorageBufferOffsetAlignment);
   const buffer = Math.min(adapter.maxBufferSize, caps.maxBufferSize ?? Infinity);
   const binding = Math.min(adapter.maxStorageBufferBindingSize, caps.maxStorageBufferBindingSize ?? Infinity, buffer);
   // Bindings of values start at aligned offsets; keep the limits themselves multiples of 4.
-  return { maxBufferBytes: Math.floor(buffer / 4) * 4, maxBindingBytes: Math.floor(binding / 4) * 4, align };
+  return {
+    maxBufferBytes: Math.floor(buffer / 4) * 4,
+    maxBindingBytes: Math.floor(binding / 4) * 4,
+    align,
+    maxStorageBuffers: adapter.maxStorageBuffersPerShaderStage,
+  };
+}
+
+/**
+ * Most storage buffers a fused kernel binds: the adapter's limit, capped at 16 so that a plan made without a
+ * device (the memory plan, {@link plannedDeviceBytes}) groups the nodes as every adapter with 16 or more does.
+ */
+export const FUSE_MAX_BINDINGS = 16;
+
+/**
+ * The WebGPU plan of `graph`: {@link planGraph} with elementwise fusion (engine/exec/fuse.ts) when `fuse`, under
+ * `lim`. Nodes that read or write a value over one storage binding (segmented) are never fused.
+ */
+export function planWebGpu(
+  graph: Graph,
+  outputs: readonly string[] | undefined,
+  lim: MemoryLimits,
+  fuse: boolean = fusionDefault(),
+): { plan: Plan; fusion?: Fusion } {
+  let fusion: Fusion | undefined;
+  const maxBindings = Math.min(lim.maxStorageBuffers ?? FUSE_MAX_BINDINGS, FUSE_MAX_BINDINGS);
+  const plan = planGraph(
+    graph,
+    outputs,
+    lim.align,
+    fuse
+      ? (g, order, root, outs) =>
+        (fusion = fuseSteps(g, order, root, outs, { maxBindings, maxBindingBytes: lim.maxBindingBytes })).steps
+      : undefined,
+  );
+  return { plan, fusion };
 }
 
 /** A byte range of one arena. */
@@ -64,7 +108,7 @@ export interface MemoryLayout {
   readonly totalBytes: number;
   /** Root value id (op, input or const) → its slot, or one slot per segment. */
   readonly values: Map<number, Slot[]>;
-  /** Node index → one slot per scratch buffer of its lowering. */
+  /** Step index (into `plan.steps`) → one slot per scratch buffer of its lowering. */
   readonly scratch: Map<number, Slot[]>;
 }
 
@@ -93,8 +137,8 @@ export function nodeSegments(
 }
 
 /**
- * Lays out `plan`'s memory: op results by their liveness, inputs and consts over the whole step, each node's
- * scratch (`scratch`: node index → byte sizes) at its own step; segmented values segment by segment.
+ * Lays out `plan`'s memory: op results by their liveness, inputs and consts over the whole step, each step's
+ * scratch (`scratch`: index into `plan.steps` → byte sizes) at its own step; segmented values segment by segment.
  */
 export function layoutMemory(
   plan: Plan,
@@ -103,7 +147,7 @@ export function layoutMemory(
   segments: ReadonlyMap<number, SegmentLayout>,
 ): MemoryLayout {
   const graph = plan.graph;
-  const end = plan.order.length;
+  const end = plan.steps.length;
   const items: PackItem[] = [];
   const owners: ({ value: number } | { node: number })[] = [];
   const sizes: number[] = [];
@@ -120,15 +164,15 @@ export function layoutMemory(
   };
   for (const [r, [a, b]] of plan.live) addValue(graph.values[r], a, b);
   for (const v of graph.values) if (v.kind === "input" || v.kind === "const") addValue(v, 0, end);
-  plan.order.forEach((ni, step) => {
-    for (const bytes of scratch.get(ni) ?? []) {
+  plan.steps.forEach((st, step) => {
+    for (const bytes of scratch.get(step) ?? []) {
       if (bytes > lim.maxBindingBytes) {
         throw new Error(
-          `node ${ni} "${graph.nodes[ni].op}" asks for a ${bytes}-byte scratch buffer; ` +
+          `${stepLabel(graph, st)} asks for a ${bytes}-byte scratch buffer; ` +
             `this adapter binds at most ${lim.maxBindingBytes} bytes`,
         );
       }
-      add(Math.ceil(bytes / 4) * 4, step, step, { node: ni });
+      add(Math.ceil(bytes / 4) * 4, step, step, { node: step });
     }
   });
   const cap = Math.floor(lim.maxBufferBytes / lim.align) * lim.align;
@@ -153,19 +197,18 @@ export interface Loc {
 }
 
 /**
- * The buffer range binding `b` of node `ni` refers to. `segs(id)` gives a value's locations (one, or one per
- * segment); `scratch` the node's scratch buffers. Throws naming the node and the tensor when the binding is
- * misaligned, binds a segmented value whole, or exceeds the binding limit.
+ * The buffer range binding `b` of step `n` (a node or a fused unit) refers to. `segs(id)` gives a value's
+ * locations (one, or one per segment); `scratch` the step's scratch buffers. Throws naming the node and the tensor
+ * when the binding is misaligned, binds a segmented value whole, or exceeds the binding limit.
  */
 export function resolveBinding(
   graph: Graph,
-  ni: number,
+  n: Pick<LoweredStep, "label" | "op" | "inputs" | "outputs">,
   b: BindingRef,
   segs: (id: number) => Loc[],
   scratch: readonly Loc[],
   lim: MemoryLimits & { minStorageBufferOffsetAlignment: number },
 ): Loc {
-  const n = graph.nodes[ni];
   let loc: Loc;
   let what: string;
   if ("scratch" in b) {
@@ -178,12 +221,12 @@ export function resolveBinding(
     const list = segs(id);
     if (b.segment !== undefined) {
       if (!(b.segment >= 0 && b.segment < list.length)) {
-        throw new Error(`node ${ni} "${n.op}" binds segment ${b.segment} of ${what}, which has ${list.length}`);
+        throw new Error(`${n.label} binds segment ${b.segment} of ${what}, which has ${list.length}`);
       }
       loc = list[b.segment];
     } else if (list.length > 1) {
       throw new Error(
-        `node ${ni} "${n.op}" binds ${what} whole: ${valueBytes(v)} bytes, over this adapter's storage binding ` +
+        `${n.label} binds ${what} whole: ${valueBytes(v)} bytes, over this adapter's storage binding ` +
           `limit of ${lim.maxBindingBytes} bytes, and its WebGPU kernel does not read it in segments`,
       );
     } else loc = list[0];
@@ -197,7 +240,7 @@ export function resolveBinding(
   }
   if (loc.size > lim.maxBindingBytes) {
     throw new Error(
-      `node ${ni} "${n.op}" binds ${loc.size} bytes of ${what}; this adapter binds at most ${lim.maxBindingBytes}`,
+      `${n.label} binds ${loc.size} bytes of ${what}; this adapter binds at most ${lim.maxBindingBytes}`,
     );
   }
   return loc;
@@ -217,43 +260,95 @@ function planningContext(lim: MemoryLimits): KernelContext {
   };
 }
 
+/** One plan step as it runs: a node, or a fused unit of several (engine/exec/fuse.ts). */
+export interface LoweredStep {
+  /** How errors name it: `node 12 "add"`, or `fused nodes 3, 4 "fused(matmul,add)"`. */
+  readonly label: string;
+  readonly op: string;
+  /** Value ids its bindings `{ input: i }` / `{ output: i }` refer to. */
+  readonly inputs: readonly number[];
+  readonly outputs: readonly number[];
+  readonly lowered: Lowered;
+  /** Indices of inputs the kernel writes (the op's effects). */
+  readonly effects: readonly number[];
+  /** Whether an operand is stored in segments (its launches bind segments: dispatch batching leaves them alone). */
+  readonly segmented: boolean;
+}
+
+/** The op a plan step runs: its node's, or `fused(op,op,…)` for a unit of several. */
+function stepOp(graph: Graph, step: PlanStep): string {
+  if (step.nodes.length === 1) return graph.nodes[step.nodes[0]].op;
+  const ops = step.nodes.filter((ni) => !getOp(graph.nodes[ni].op).view).map((ni) => graph.nodes[ni].op);
+  return `fused(${ops.join(",")})`;
+}
+
+/** How errors name a plan step. */
+export function stepLabel(graph: Graph, step: PlanStep): string {
+  const op = stepOp(graph, step);
+  return step.nodes.length === 1 ? `node ${step.nodes[0]} "${op}"` : `fused nodes ${step.nodes.join(", ")} "${op}"`;
+}
+
 /**
- * Lowers every live node of `plan` with `ctx` (views have no kernel), naming the node when one fails. Nodes alike
- * (op, operand infos and segments, attrs: every layer of a model) are lowered once.
+ * Lowers every step of `plan` with `ctx` (views have no kernel; fused units, `fusion`'s, one kernel each), naming
+ * the node when one fails; keyed by step index. Nodes alike (op, operand infos and segments, attrs: every layer of a
+ * model) are lowered once.
  */
 export function lowerPlan(
   plan: Plan,
   ctx: KernelContext,
   segOf: (root: number) => SegmentLayout | undefined,
-): Map<number, Lowered> {
+  units?: ReadonlyMap<PlanStep, FusedUnit>,
+): Map<number, LoweredStep> {
   const graph = plan.graph;
-  const out = new Map<number, Lowered>();
+  const out = new Map<number, LoweredStep>();
   const seen = new Map<string, Lowered>();
-  for (const ni of plan.order) {
+  plan.steps.forEach((step, si) => {
+    const label = stepLabel(graph, step);
+    const unit = units?.get(step);
+    if (unit) {
+      const ids = [...unit.inputs, ...unit.outputs];
+      const seg = ids.find((id) => segOf(plan.root[id]));
+      if (seg !== undefined) {
+        throw new Error(`internal: ${label} binds value ${seg}, which is stored in segments; fusion must leave it out`);
+      }
+      let lowered: Lowered;
+      try {
+        lowered = lowerFused(unit.spec, ctx);
+      } catch (e) {
+        throw new Error(`lowering ${label}: ${(e as Error).message}`);
+      }
+      const op = stepOp(graph, step);
+      out.set(si, { label, op, inputs: unit.inputs, outputs: unit.outputs, lowered, effects: [], segmented: false });
+      return;
+    }
+    if (step.nodes.length !== 1) throw new Error(`internal: step ${si} has ${step.nodes.length} nodes but no unit`);
+    const ni = step.nodes[0];
     const n = graph.nodes[ni];
-    if (getOp(n.op).view) continue;
+    if (getOp(n.op).view) return;
     const node: LowerNode = {
       inputs: n.inputs.map((i) => graph.values[i]),
       outputs: n.outputs.map((o) => graph.values[o]),
       attrs: n.attrs,
       segments: nodeSegments(graph, plan, ni, segOf),
     };
+    const base = { label, op: n.op, inputs: n.inputs, outputs: n.outputs, segmented: !!node.segments };
+    const effects = getOp(n.op).effects ?? [];
     const key = JSON.stringify([n.op, node.inputs.map(info), node.outputs.map(info), n.attrs, node.segments]);
     const known = seen.get(key);
     if (known) {
-      out.set(ni, known);
-      continue;
+      out.set(si, { ...base, lowered: known, effects });
+      return;
     }
     try {
       const l = lowering(n.op)(node, ctx);
       seen.set(key, l);
-      out.set(ni, l);
+      out.set(si, { ...base, lowered: l, effects });
     } catch (e) {
       throw new Error(
         `lowering node ${ni} "${n.op}" (${node.inputs.map(fmtInfo).join("; ")}): ${(e as Error).message}`,
       );
     }
-  }
+  });
   return out;
 }
 
@@ -262,20 +357,22 @@ export function lowerPlan(
  * holding intermediates, inputs, constants and kernel scratch. Parameters and optimizer states are not counted
  * (they live in the executor's store; those over a binding are taken as segmented, as the store keeps them).
  * Every binding of every kernel is checked against `lim` as the executor checks it, so a graph the executor would
- * refuse (a tensor over the binding limit that its kernel cannot read in segments) throws here, naming it.
+ * refuse (a tensor over the binding limit that its kernel cannot read in segments) throws here, naming it. The plan
+ * is fused as the executor fuses it (`fuse`: the executor's default, WHETSTONE_FUSE).
  */
 export function plannedDeviceBytes(
   graph: Graph,
   outputs?: readonly string[],
   lim: MemoryLimits = { maxBufferBytes: 2 ** 52, maxBindingBytes: 2 ** 52, align: 256 },
+  fuse: boolean = fusionDefault(),
 ): number {
-  const plan = planGraph(graph, outputs, lim.align);
+  const { plan, fusion } = planWebGpu(graph, outputs, lim, fuse);
   const segments = graphSegments(graph, plan, lim);
   const params = new Map<number, SegmentLayout | undefined>();
   for (const id of graph.params.values()) params.set(id, segmentLayout(graph.values[id], lim.maxBindingBytes));
   const segOf = (r: number) => segments.get(r) ?? params.get(r);
-  const lowered = lowerPlan(plan, planningContext(lim), segOf);
-  const scratch = new Map([...lowered].map(([ni, l]) => [ni, l.scratch ?? []]));
+  const lowered = lowerPlan(plan, planningContext(lim), segOf, fusion?.units);
+  const scratch = new Map([...lowered].map(([si, l]) => [si, l.lowered.scratch ?? []]));
   const layout = layoutMemory(plan, scratch, lim, segments);
   // The executor's binding checks, on stand-in buffers.
   const none = undefined as unknown as GPUBuffer;
@@ -294,9 +391,9 @@ export function plannedDeviceBytes(
     return locs.length === 1 && r !== id ? [{ ...locs[0], size: Math.max(4, valueBytes(graph.values[id])) }] : locs;
   };
   const check = { ...lim, minStorageBufferOffsetAlignment: Math.min(lim.align, 256) };
-  for (const [ni, low] of lowered) {
-    const sc = slotLocs(layout.scratch.get(ni) ?? []);
-    for (const l of low.launches) for (const b of l.bindings) resolveBinding(graph, ni, b, locsOf, sc, check);
+  for (const [si, low] of lowered) {
+    const sc = slotLocs(layout.scratch.get(si) ?? []);
+    for (const l of low.lowered.launches) for (const b of l.bindings) resolveBinding(graph, low, b, locsOf, sc, check);
   }
   return layout.totalBytes;
 }

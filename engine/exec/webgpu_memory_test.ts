@@ -79,12 +79,12 @@ Deno.test("layoutMemory: scratch, inputs and constants are placed by liveness, u
   const lim: MemoryLimits = { maxBufferBytes: 48 * 1024, maxBindingBytes: 44 * 1024, align: 256 };
   const plan = planGraph(g, undefined, lim.align);
   // A made-up scratch of 40 KiB for every node with a kernel.
-  const scratch = new Map(plan.order.map((ni) => [ni, [40 * 1024]]));
+  const scratch = new Map(plan.steps.map((_, si) => [si, [40 * 1024]]));
   const layout = layoutMemory(plan, scratch, lim, new Map());
   assert.ok(layout.arenaBytes.length > 1, `${layout.arenaBytes}`);
   assert.ok(layout.arenaBytes.every((b) => b <= lim.maxBufferBytes), `${layout.arenaBytes}`);
   assert.equal(layout.totalBytes, layout.arenaBytes.reduce((a, b) => a + b, 0));
-  const end = plan.order.length;
+  const end = plan.steps.length;
   const live: { slot: Slot; a: number; b: number; what: string }[] = [];
   for (const [r, [a, b]] of plan.live) {
     for (const slot of layout.values.get(r)!) live.push({ slot, a, b, what: `value ${r}` });
@@ -93,12 +93,14 @@ Deno.test("layoutMemory: scratch, inputs and constants are placed by liveness, u
     if (v.kind !== "input" && v.kind !== "const") continue;
     for (const slot of layout.values.get(v.id)!) live.push({ slot, a: 0, b: end, what: `${v.kind} ${v.id}` });
   }
-  plan.order.forEach((ni, step) => {
-    for (const slot of layout.scratch.get(ni)!) live.push({ slot, a: step, b: step, what: `scratch of node ${ni}` });
+  plan.steps.forEach((_, step) => {
+    for (const slot of layout.scratch.get(step)!) {
+      live.push({ slot, a: step, b: step, what: `scratch of step ${step}` });
+    }
   });
   assertDisjoint(live);
   assert.throws(
-    () => layoutMemory(plan, new Map([[plan.order[0], [128 * 1024]]]), lim, new Map()),
+    () => layoutMemory(plan, new Map([[0, [128 * 1024]]]), lim, new Map()),
     /asks for a 131072-byte scratch buffer; this adapter binds at most 45056 bytes/,
   );
 });
