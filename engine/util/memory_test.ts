@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { collectGarbage, peakResidentBytes, residentBytes, resetPeakResident, trimHeap } from "./memory.ts";
+import { collectGarbage, peakResidentBytes, resetPeakResident, residentBytes, trimHeap } from "./memory.ts";
 
 const linux = Deno.build.os === "linux";
 
