@@ -167,3 +167,16 @@ export function requireDtypes(op: string, infos: readonly TensorInfo[], ok: read
     }
   }
 }
+
+/**
+ * Embeds a sub-lowering in a larger one: maps its input/output refs with `map` and appends its scratch buffers to
+ * `scratch`, renumbering its scratch refs; returns its launches.
+ */
+export function embedLowered(sub: Lowered, map: (r: BindingRef) => BindingRef, scratch: number[]): Launch[] {
+  const base = scratch.length;
+  scratch.push(...(sub.scratch ?? []));
+  return sub.launches.map((l) => ({
+    ...l,
+    bindings: l.bindings.map((b) => ("scratch" in b ? { ...b, scratch: base + b.scratch } : map(b))),
+  }));
+}

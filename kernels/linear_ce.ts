@@ -13,10 +13,10 @@ import type { TensorInfo } from "../engine/graph/types.ts";
 import {
   type BindingRef,
   declare,
+  embedLowered,
   grid,
   type KernelContext,
   type Launch,
-  type Lowered,
   type Lowering,
   type SegmentLayout,
 } from "./kernel.ts";
@@ -94,22 +94,12 @@ function logitsLaunches(
       attrs: { transA: false, transB: true },
     }, ctx);
     const out: BindingRef = seg === undefined ? logits : { scratch: tmp, size: rc * vs * 4 };
-    const launches = embed(mm, (b) => (io(b) === "i0" ? hc : io(b) === "i1" ? ref : out), scratch);
+    const launches = embedLowered(mm, (b) => (io(b) === "i0" ? hc : io(b) === "i1" ? ref : out), scratch);
     if (seg === undefined) return launches;
     const dense = { ref: out, shape: [rc, vs], strides: [vs, 1], base: 0 };
     const cols = { ref: logits, shape: [rc, V], strides: [V, 1], base: v0 };
     return [...launches, copyLaunch(dense, cols, [rc, vs], ctx)];
   });
-}
-
-/** Embeds a sub-lowering: maps its input/output refs, appends its scratch to ours. */
-function embed(sub: Lowered, map: (r: BindingRef) => BindingRef, scratch: number[]): Launch[] {
-  const base = scratch.length;
-  scratch.push(...(sub.scratch ?? []));
-  return sub.launches.map((l) => ({
-    ...l,
-    bindings: l.bindings.map((b) => ("scratch" in b ? { ...b, scratch: base + b.scratch } : map(b))),
-  }));
 }
 
 const io = (b: BindingRef) => ("input" in b ? `i${b.input}` : "output" in b ? `o${b.output}` : `s${b.scratch}`);
@@ -194,7 +184,7 @@ const forward: Lowering<LinearCeAttrs> = ({ inputs: [h, w], attrs, segments }, c
           return { output: 1, offset: r0 * 4, size: rc * 4 };
       }
     };
-    launches.push(...embed(ce, ceMap, scratch));
+    launches.push(...embedLowered(ce, ceMap, scratch));
   }
   launches.push(reduceLaunch(N, V, attrs, [{ input: 2 }, { scratch: S_ROWLOSS }, { output: 0 }], false));
   return { launches, scratch };
@@ -251,7 +241,7 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], outputs, attrs
           return dl;
       }
     };
-    launches.push(...embed(bwd, bwdMap, scratch));
+    launches.push(...embedLowered(bwd, bwdMap, scratch));
     const dh: BindingRef = { output: dhOut, offset: r0 * D * 4, size: rc * D * 4 };
     blocks.forEach(({ v0, vs, ref, seg }, k) => {
       // This block's columns of dl: all of dl, or copied out dense into S_TMP.
@@ -267,7 +257,7 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], outputs, attrs
         const m = k === 0
           ? matmul.matmul({ inputs: ins, outputs: [f32([rc, D])], attrs: mmAttrs }, ctx)
           : generateMatmul(ins, f32([rc, D]), mmAttrs, pickMatmulConfig(ins[0], ins[1], mmAttrs, ctx), ctx, dh, true);
-        launches.push(...embed(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? ref : dh), scratch));
+        launches.push(...embedLowered(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? ref : dh), scratch));
       }
       if (attrs.needW) {
         // dW_k (+)= dl_kᵀ [vs, rc] · h_c [rc, D]
@@ -278,7 +268,7 @@ const backward: Lowering<LinearCeBwdAttrs> = ({ inputs: [, h, w], outputs, attrs
         }, ctx);
         const dwk: BindingRef = seg === undefined ? { output: dwOut } : { output: dwOut, segment: seg };
         const dst: BindingRef = c === 0 ? dwk : { scratch: S_DW, size: vs * D * 4 };
-        launches.push(...embed(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? hc : dst), scratch));
+        launches.push(...embedLowered(m, (b) => (io(b) === "i0" ? dlk : io(b) === "i1" ? hc : dst), scratch));
         if (c > 0) launches.push(accumulateLaunch(vs * D, dwk, dst, ctx));
       }
     });

@@ -14,22 +14,12 @@
  */
 import { type MatmulAttrs, matmulDims } from "../engine/graph/ops/matmul.ts";
 import { numel, type TensorInfo } from "../engine/graph/types.ts";
-import { type BindingRef, grid, type KernelContext, type Launch, type Lowered, type Lowering } from "./kernel.ts";
+import { type BindingRef, embedLowered, grid, type KernelContext, type Launch, type Lowering } from "./kernel.ts";
 import { copyCode } from "./elementwise.ts";
 import { generateMatmul, pickMatmulConfig, tunedMatmul } from "./matmul.ts";
 import { segmentElems, segmentRows } from "./segments.ts";
 
 const f32 = (shape: number[]): TensorInfo => ({ shape, dtype: "f32" });
-
-/** Appends `sub`'s launches with their refs mapped and scratch renumbered after ours. */
-function embed(sub: Lowered, map: (r: BindingRef) => BindingRef, scratch: number[]): Launch[] {
-  const base = scratch.length;
-  scratch.push(...(sub.scratch ?? []));
-  return sub.launches.map((l) => ({
-    ...l,
-    bindings: l.bindings.map((b) => ("scratch" in b ? { ...b, scratch: base + b.scratch } : map(b))),
-  }));
-}
 
 /** A strided copy of a [rows, cols] block between two bindings. */
 function copy(
@@ -71,7 +61,7 @@ export const segmentedMatmul: Lowering<MatmulAttrs> = (node, ctx) => {
       const mm = tunedMatmul({ inputs: [a, bs], outputs: [f32([...batch, M, n])], attrs }, ctx);
       const tmp: BindingRef = { scratch: 0, size: P * n * 4 };
       const map = (r: BindingRef) => (io(r) === "i0" ? { input: 0 } : io(r) === "i1" ? { input: 1, segment: s } : tmp);
-      launches.push(...embed(mm, map, scratch));
+      launches.push(...embedLowered(mm, map, scratch));
       launches.push(copy(f32([P, n]), tmp, [n, 1], 0, { output: 0 }, [N, 1], r0, [P, n], ctx));
     });
     return { launches, scratch };
@@ -86,7 +76,7 @@ export const segmentedMatmul: Lowering<MatmulAttrs> = (node, ctx) => {
       ? tunedMatmul({ inputs: ins, outputs: [f32([P, N])], attrs }, ctx)
       : generateMatmul(ins, f32([P, N]), attrs, pickMatmulConfig(ins[0], ins[1], attrs, ctx), ctx, { output: 0 }, true);
     const map = (r: BindingRef) => (io(r) === "i0" ? tmp : io(r) === "i1" ? { input: 1, segment: s } : { output: 0 });
-    launches.push(...embed(mm, map, scratch));
+    launches.push(...embedLowered(mm, map, scratch));
   });
   return { launches, scratch };
 };
