@@ -4,6 +4,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
+import { boardAssets } from "./board.ts";
 import { ServerContext } from "./context.ts";
 import { datasetRoutes } from "./datasets.ts";
 import { device } from "./device.ts";
@@ -39,6 +40,8 @@ const OPENAI = /^\/v1\/(chat|models)/;
 export function buildApp(ctx: ServerContext): Hono {
   const app = new Hono();
   const key = ctx.options.apiKey;
+  // The Board page and its files answer without the key (the page asks for it and sends it on API calls).
+  app.use("*", boardAssets);
   app.use("*", async (c, next) => {
     if (key !== undefined) {
       const auth = c.req.header("authorization") ?? "";
