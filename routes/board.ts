@@ -11,7 +11,7 @@
  */
 import { extname, normalize } from "node:path";
 import type { Context } from "../deps.ts";
-import { KEYS } from "../engine/mod.ts";
+import { KEYS, type KeySpec } from "../engine/mod.ts";
 
 const BOARD = new URL("../board/", import.meta.url);
 const NODE_MODULES = new URL("../node_modules/", import.meta.url);
@@ -71,10 +71,10 @@ export function boardFile(path: string): URL | undefined {
 /** The training keys the page's form knows: LF's default, the kind of value, the choices of an enum key. */
 export function boardKeys(): Record<string, { def: unknown; kind: string; choices?: readonly string[] }> {
   const out: Record<string, { def: unknown; kind: string; choices?: readonly string[] }> = {};
-  for (const [name, spec] of Object.entries(KEYS)) {
+  for (const [name, spec] of Object.entries(KEYS as Record<string, KeySpec>)) {
     if (spec.use !== "train") continue;
     const kind = spec.kind;
-    out[name] = Array.isArray(kind)
+    out[name] = Array.isArray(kind) // enum choices, less the values Whetstone lacks yet
       ? { def: spec.def ?? null, kind: "enum", choices: kind.filter((v) => !spec.lacking?.includes(v)) }
       : { def: spec.def ?? null, kind: String(kind) };
   }
