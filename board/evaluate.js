@@ -45,7 +45,8 @@ export function EvaluateTab() {
   };
   const evaluate = async () => {
     const res = await post(`/sessions/${need()}/evaluate`);
-    setMetrics(Object.fromEntries(Object.entries(res).filter(([k, v]) => k !== "id" && typeof v === "number")));
+    const progress = ["current_steps", "total_steps", "percentage", "epoch"];
+    setMetrics(Object.fromEntries(Object.entries(res).filter(([k, v]) => !progress.includes(k) && typeof v === "number")));
   };
   const predict = async () => {
     /** @type {Record<string, unknown>} */

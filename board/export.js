@@ -29,8 +29,9 @@ export function ExportTab() {
   const doExport = async () => {
     if (!opts.export_dir.trim()) throw new Error(`export_dir: ${t("export.need_dir")}`);
     /** @type {Record<string, unknown>} */
-    const body = { export_dir: opts.export_dir.trim(), infer_dtype: opts.infer_dtype, export_onnx: onnx };
+    const body = { export_dir: opts.export_dir.trim(), infer_dtype: opts.infer_dtype };
     if (opts.export_size.trim()) body.export_size = Number(opts.export_size);
+    if (onnx) body.export_onnx = true;
     if (adapterOnly) body.adapter_only = true;
     if (fromSession) {
       if (!s.id) throw new Error(t("eval.no_session"));

@@ -104,7 +104,10 @@ export function applyRecord(rec, quiet = false) {
     };
     if (typeof rec.loss === "number") patch.losses = merge(s.losses, { step, value: rec.loss });
     if (typeof rec.eval_loss === "number") patch.evals = merge(s.evals, { step, value: rec.eval_loss });
-    const metrics = Object.entries(rec).filter(([k, v]) => !BASIC.has(k) && typeof v === "number");
+    // Stage metrics of the steps (an evaluation's, eval_loss and perplexity, are the chart's).
+    const metrics = typeof rec.eval_loss === "number"
+      ? []
+      : Object.entries(rec).filter(([k, v]) => !BASIC.has(k) && typeof v === "number");
     if (metrics.length) patch.metrics = { ...s.metrics, ...Object.fromEntries(metrics) };
     return patch;
   });
@@ -141,6 +144,20 @@ export async function refreshStatus() {
   });
 }
 
+/** @type {number | undefined} */
+let settling;
+
+/**
+ * Reads the status again once events pause (an operation without a `done` event, e.g. POST /step, ends silently).
+ * @param {string} id
+ */
+function settle(id) {
+  clearTimeout(settling);
+  settling = setTimeout(() => {
+    if (live.get().id === id) refreshStatus().catch(() => {});
+  }, 2000);
+}
+
 /**
  * Follows the session's events until it is closed or another session is opened; resolves when the stream ends.
  * @param {string} id
@@ -174,6 +191,7 @@ export async function follow(id) {
       } else if (ev.event === "step") {
         if (live.get().status !== "running") live.set({ status: "running" });
         applyRecord(data);
+        settle(id);
       } else if (ev.event === "eval") applyRecord(data);
       else if (ev.event === "save") logLine(`save: ${data.checkpoint} (step ${data.step})`);
       else if (ev.event === "error") logLine(`error: ${data.error}`);
