@@ -5,9 +5,9 @@
  * @module
  */
 import { html } from "htm/preact";
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ErrorLine, useAction } from "./action.js";
-import { call, errorOf, post } from "./api.js";
+import { call, errorOf, get, post } from "./api.js";
 import { Label } from "./fields.js";
 import { form } from "./form.js";
 import { t } from "./i18n.js";
@@ -46,7 +46,12 @@ export function ChatTab() {
   const [doSample, setDoSample] = useState(true);
   const [messages, setMessages] = useState(/** @type {Message[]} */ ([]));
   const abort = useRef(/** @type {AbortController | null} */ (null));
-  const models = [...(s.id ? [s.id] : []), ...loaded];
+  const [served, setServed] = useState(/** @type {string[]} */ ([]));
+  useEffect(() => {
+    // The models the server serves (its --model, the loaded chat models, the sessions): GET /v1/models.
+    get("/v1/models").then((r) => setServed(r.data.map((/** @type {{ id: string }} */ m) => m.id))).catch(() => {});
+  }, [loaded.length, s.id]);
+  const models = [...new Set([...(s.id ? [s.id] : []), ...loaded, ...served])];
   const chosen = models.includes(model) ? model : models[0] ?? "";
 
   const load = async () => {

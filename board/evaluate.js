@@ -46,7 +46,9 @@ export function EvaluateTab() {
   const evaluate = async () => {
     const res = await post(`/sessions/${need()}/evaluate`);
     const progress = ["current_steps", "total_steps", "percentage", "epoch"];
-    setMetrics(Object.fromEntries(Object.entries(res).filter(([k, v]) => !progress.includes(k) && typeof v === "number")));
+    setMetrics(
+      Object.fromEntries(Object.entries(res).filter(([k, v]) => !progress.includes(k) && typeof v === "number")),
+    );
   };
   const predict = async () => {
     /** @type {Record<string, unknown>} */

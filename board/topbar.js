@@ -47,9 +47,11 @@ export function TopBar() {
       <${Select} name="finetuning_type" i18n="top.finetuning_type" />
       <${Select} name="quantization_bit" i18n="top.quantization_bit" choices=${["", "4", "8"]}
         labels=${{ "": t("top.none") }} />
-      ${cat.templates.length
-        ? html`<${Select} name="template" i18n="top.template" choices=${templates} labels=${{ "": t("top.auto") }} />`
-        : html`<${Input} name="template" i18n="top.template" placeholder=${t("top.auto")} />`}
+      ${
+    cat.templates.length
+      ? html`<${Select} name="template" i18n="top.template" choices=${templates} labels=${{ "": t("top.auto") }} />`
+      : html`<${Input} name="template" i18n="top.template" placeholder=${t("top.auto")} />`
+  }
       <div class="field">
         <${Select} name="executor" i18n="top.executor" choices=${["auto", "webgpu", "onnx"]} />
         <small data-executor-choice title=${exec?.reason ?? ""}>

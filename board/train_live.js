@@ -46,15 +46,15 @@ function Memory(p) {
             </tr>
             <tr>
               <th data-i18n="plan.records">${t("plan.records")}</th>
-              <td>${p.plan.train_records} / ${p.plan.eval_records}</td>
+              <td>${p.plan.train_records ?? "—"} / ${p.plan.eval_records ?? "—"}</td>
             </tr>
             <tr>
               <th data-i18n="plan.steps">${t("plan.steps")}</th>
-              <td>${p.plan.total_steps}</td>
+              <td>${p.plan.total_steps ?? "—"}</td>
             </tr>
             <tr>
               <th data-i18n="plan.executor">${t("plan.executor")}</th>
-              <td>${p.plan.executor}</td>
+              <td>${p.plan.executor ?? "—"}</td>
             </tr>
           </tbody>
         </table>
