@@ -79,26 +79,29 @@ export function RunsTab(p) {
                   <td>${String(r.model_name_or_path ?? "")}</td>
                   <td>${String(r.stage ?? "")}/${String(r.finetuning_type ?? "")}</td>
                   <td>${String(r.updated_at ?? "").replace("T", " ").slice(0, 19)}</td>
-                  <td class="buttons">
-                              <button type="button" data-action="open-run" data-i18n="runs.open" disabled=${act.busy !==
-                                ""}
-                                onClick=${() =>
-                                  run("open-run", async () => {
-                                    await openRun(r.id);
-                                    p.onOpen();
-                                  })}>${t("runs.open")}</button>
-                              ${r.status === "stopped"
-                                ? html`
-                                  <button type="button" data-action="resume" data-i18n="train.resume" disabled=${act
-                                    .busy !== ""}
+                  <td>
+                    <div class="buttons row-actions">
+                                  <button type="button" data-action="open-run" data-i18n="runs.open" disabled=${act
+                                    .busy !==
+                                    ""}
                                     onClick=${() =>
-                                      run("resume", async () => {
-                                        await resume(r.id);
-                                        await refresh();
-                                      })}>${t("train.resume")}</button>
-                                `
-                                : ""}
-                            </td>
+                                      run("open-run", async () => {
+                                        await openRun(r.id);
+                                        p.onOpen();
+                                      })}>${t("runs.open")}</button>
+                                  ${r.status === "stopped"
+                                    ? html`
+                                      <button type="button" data-action="resume" data-i18n="train.resume" disabled=${act
+                                        .busy !== ""}
+                                        onClick=${() =>
+                                          run("resume", async () => {
+                                            await resume(r.id);
+                                            await refresh();
+                                          })}>${t("train.resume")}</button>
+                                    `
+                                    : ""}
+                    </div>
+                  </td>
                 </tr>
               `
             )}

@@ -52,7 +52,7 @@ export function TopBar() {
       ? html`<${Select} name="template" i18n="top.template" choices=${templates} labels=${{ "": t("top.auto") }} />`
       : html`<${Input} name="template" i18n="top.template" placeholder=${t("top.auto")} />`
   }
-      <div class="field">
+      <div class="wide">
         <${Select} name="executor" i18n="top.executor" choices=${["auto", "webgpu", "onnx"]} />
         <small data-executor-choice title=${exec?.reason ?? ""}>
           ${exec ? html`<span data-i18n="top.server_picks">${t("top.server_picks")}</span> <b>${exec.auto}</b>` : ""}
