@@ -183,6 +183,9 @@ export class SessionRun {
     let settled: Promise<unknown> | undefined;
     try {
       while (state.global_step < end && !signal?.aborted) {
+        // With a signal, a turn of the event loop between steps: what aborts it (a request) gets to run.
+        if (signal && out.length) await new Promise((r) => setTimeout(r, 0));
+        if (signal?.aborted) break;
         const step = state.global_step + 1;
         const act = this.#actions(step), logNow = act.log;
         const lr = lrAt(step - 1, sched), loggedLr = loggedLrAt(step, sched);
