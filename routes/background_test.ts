@@ -130,6 +130,18 @@ Deno.test("background run: a failing run is an `error` event; the server goes on
   }
 });
 
+Deno.test("background run: closing the server stops the runs first", async () => {
+  const t = await startServer();
+  const { id } = (await t.call("POST", "/sessions", tinyArgs(`${t.tmp}/run`, { max_steps: 1000 }))).json;
+  assert.equal((await t.call("POST", `/sessions/${id}/run`)).status, 202);
+  const session = await t.server.context.sessions.live(id);
+  assert.equal(t.server.context.runs.running(id), true);
+  await t.close(true);
+  assert.equal(t.server.context.runs.running(id), false);
+  assert.ok(session.globalStep < 1000 && session.busy === undefined);
+  await Deno.remove(t.tmp, { recursive: true });
+});
+
 Deno.test("background run: bad bodies are 400s naming the field; unknown sessions 404", async () => {
   const t = await startServer();
   try {
