@@ -10,6 +10,7 @@ import { predict, predictProblems, type TrainArgs } from "../engine/mod.ts";
 import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest, HttpError } from "./http.ts";
+import { PredictBody } from "./schemas.ts";
 
 /** The files predict writes into its output folder. */
 const FILES = ["generated_predictions.jsonl", "predict_results.json", "all_results.json"];
@@ -42,7 +43,9 @@ export function predictRoutes(ctx: ServerContext): Hono {
             (a.stage === "sft" ? " — LLaMA-Factory predicts (predict_with_generate) on an eval_dataset only" : ""),
         );
       }
-      throw new HttpError(400, problems.join("; "), /^(\w+):/.exec(problems[0])?.[1]);
+      // A body key at fault is named; the others are the session's (its stage).
+      const key = /^(\w+):/.exec(problems[0])?.[1];
+      throw new HttpError(400, problems.join("; "), key && key in PredictBody.shape ? key : undefined);
     }
     const res = await s.exclusive(
       "predict",

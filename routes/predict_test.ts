@@ -84,7 +84,7 @@ Deno.test("predict: metrics, predictions and files of LF's predict with the sess
   }
 });
 
-Deno.test("predict: a busy session is a 409; an unknown one a 404", async () => {
+Deno.test("predict: a busy session is a 409, an unknown one a 404, a stage without predict a 400", async () => {
   const t = await startServer();
   try {
     const { id } = (await t.call("POST", "/sessions", tinyArgs(`${t.tmp}/run`, { max_steps: 30 }))).json;
@@ -93,6 +93,16 @@ Deno.test("predict: a busy session is a 409; an unknown one a 404", async () => 
     assert.equal(busy.status, 409, busy.text);
     assert.equal((await t.call("POST", `/sessions/${id}/stop`)).status, 200);
     assert.equal((await t.call("POST", "/sessions/nope/predict", {})).status, 404);
+    // Stage dpo has no predict in LF: a 400 saying so.
+    const dpo = (await t.call("POST", "/sessions", {
+      config: "examples/demo_dpo.yaml",
+      output_dir: `${t.tmp}/dpo`,
+      max_steps: 2,
+      cutoff_len: 128,
+    })).json.id;
+    const no = await t.call("POST", `/sessions/${dpo}/predict`, { eval_dataset: "whetstone_pref" });
+    assert.equal(no.status, 400, no.text);
+    assert.match(no.json.error, /prediction for stage dpo is not supported/);
   } finally {
     await t.close();
   }
