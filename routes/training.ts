@@ -170,8 +170,9 @@ export function trainingRoutes(ctx: ServerContext): Hono {
         export_onnx_batch: body.export_onnx_batch,
       }, sourceConfig);
     } catch (e) {
-      const m = (e as Error).message;
-      throw badRequest(/^(export_onnx\w*):/.exec(m)?.[1] ?? "infer_dtype", m);
+      const m = (e as Error).message, key = /^(\w+): /.exec(m)?.[1];
+      const field = key?.startsWith("export_onnx") ? key : "infer_dtype";
+      throw badRequest(field, key === field ? m.slice(key.length + 2) : m);
     }
     const onnx = args.onnx;
     if (onnx && onnx.prefillLength > onnx.cacheLength) {
