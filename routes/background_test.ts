@@ -42,8 +42,8 @@ Deno.test("background run: 202 at once, progress events, stop with a checkpoint,
     const { id } = (await t.call("POST", "/sessions", args(out))).json;
     let stopping: Promise<Reply> | undefined;
     const first = await subscribe(t.url, id, (e) => {
-      // Stop once step 5 is done: mid-way, 25 steps to go.
-      if (e.event === "step" && data(e).current_steps === 5) stopping = t.call("POST", `/sessions/${id}/stop`);
+      // Stop once step 8 is done: mid-way, 22 steps to go.
+      if (e.event === "step" && data(e).current_steps === 8) stopping = t.call("POST", `/sessions/${id}/stop`);
     });
     const run = await t.call("POST", `/sessions/${id}/run`);
     assert.equal(run.status, 202, run.text);
@@ -63,7 +63,7 @@ Deno.test("background run: 202 at once, progress events, stop with a checkpoint,
     }
     const done = data(evs.at(-1)!);
     const at = done.global_step;
-    assert.ok(at >= 5 && at < 30, `stopped mid-way, at ${at}`);
+    assert.ok(at >= 8 && at < 30, `stopped mid-way, at ${at}`);
     assert.deepEqual(done, { steps: at, global_step: at, total_steps: 30, finished: false });
     assert.deepEqual(steps.map((r) => r.current_steps), Array.from({ length: at }, (_, i) => i + 1));
 
