@@ -100,6 +100,7 @@ export {
 } from "./train/session.ts";
 export { SessionBusyError, SessionFinishedError } from "./train/session.ts";
 export { train, type TrainHooks, type TrainResult } from "./train/trainer.ts";
+export { predict, type Prediction, PREDICTIONS_FILE, predictProblems, type PredictResult } from "./train/predict.ts";
 export { readTrainerLog, type TrainerLogRecord } from "./train/outputs/trainer_log.ts";
 export { lossSvg } from "./train/outputs/plot.ts";
 
@@ -114,6 +115,7 @@ export { isHubId, resolveModel, type ResolveOptions } from "./io/hub.ts";
 // Data.
 export { type ChatMessage, loadTokenizer, Tokenizer } from "./data/tokenizer.ts";
 export type { TemplateMessage } from "./data/template.ts";
+export { guessTemplate, type TemplateClues, templateNames } from "./data/template_guess.ts";
 export { type DatasetAttr, parseDatasetAttr, readDatasetInfo } from "./data/dataset_info.ts";
 export type { PreviewRow, PreviewSpan, PreviewView } from "./data/preview.ts";
 export { DataError } from "./data/files.ts";

@@ -16,6 +16,7 @@ import {
   Generated,
   LogEntry,
   Plan,
+  PredictBody,
   PreviewRowSchema,
   SessionInfo,
   State,
@@ -35,7 +36,7 @@ export interface ApiRoute {
   /** An empty body reads as `{}`. */
   bodyOptional?: boolean;
   /** The success status (default 200). */
-  status?: 200 | 201;
+  status?: 200 | 201 | 202;
   /** The JSON answer (for `events`: each event's data). */
   response: z.ZodType;
   /** Server-sent events: always, or when the body asks (`stream: true`). */
@@ -98,6 +99,9 @@ export const API = {
         model_type: Str.nullable(),
         architectures: z.array(Str).nullable(),
         has_tokenizer: z.boolean(),
+        template: Str.nullable().describe(
+          "the template guessed from its chat template and model_type (GET /templates)",
+        ),
       })),
       adapters: z.array(z.object({
         path: Str,
@@ -106,6 +110,12 @@ export const API = {
         r: z.number().nullable(),
       })),
     }),
+  }),
+  templates: route({
+    method: "get",
+    path: "/templates",
+    summary: "the chat templates a session's `template` may name (LLaMA-Factory's names)",
+    response: z.object({ templates: z.array(Str) }),
   }),
   datasets: route({
     method: "get",
@@ -191,6 +201,25 @@ export const API = {
     response: z.object({ id: Str, steps: z.array(Step), state: State, tokens_per_second: z.number() }),
     errors: [404, 409],
   }),
+  run: route({
+    method: "post",
+    path: "/sessions/{id}/run",
+    summary: "train in the background (202 at once): up to `steps` more steps, or to the end; progress on /events",
+    params: ID,
+    body: z.strictObject({ steps: z.int().min(1).max(1_000_000).nullish().describe("default: to the last step") }),
+    bodyOptional: true,
+    status: 202,
+    response: z.object({ id: Str, state: State }),
+    errors: [404, 409],
+  }),
+  stop: route({
+    method: "post",
+    path: "/sessions/{id}/stop",
+    summary: "stop the background run at the next step boundary and write a checkpoint (409 when none runs)",
+    params: ID,
+    response: z.object({ id: Str, state: State, checkpoint: Str }),
+    errors: [404, 409],
+  }),
   log: route({
     method: "get",
     path: "/sessions/{id}/log",
@@ -202,7 +231,7 @@ export const API = {
   events: route({
     method: "get",
     path: "/sessions/{id}/events",
-    summary: "server-sent events: state, then step, eval, save, done (closes after done unless follow=true)",
+    summary: "server-sent events: state, then step, eval, save, error, done (closes after done unless follow=true)",
     params: ID,
     query: z.object({ follow: z.enum(["true", "false"]).optional() }),
     sse: "always",
@@ -218,6 +247,7 @@ export const API = {
         finished: z.boolean(),
         error: Str.optional(),
       }).describe("event: done"),
+      z.object({ error: Str, global_step: z.int().optional() }).describe("event: error (a background run failed)"),
     ]),
     errors: [404, 409],
   }),
@@ -227,6 +257,22 @@ export const API = {
     summary: "evaluate on the held-out data",
     params: ID,
     response: Eval.extend({ id: Str }),
+    errors: [404, 409],
+  }),
+  predict: route({
+    method: "post",
+    path: "/sessions/{id}/predict",
+    summary: "LLaMA-Factory's predict (do_predict) with the model being trained on the session's eval_dataset",
+    params: ID,
+    body: PredictBody,
+    bodyOptional: true,
+    response: z.object({
+      id: Str,
+      output_dir: Str,
+      metrics: z.record(Str, z.number()).describe("predict_bleu-4, predict_rouge-1/2/l, predict_runtime, ..."),
+      predictions: z.array(z.object({ prompt: Str, predict: Str, label: Str })),
+      files: z.array(Str).describe("the files written"),
+    }),
     errors: [404, 409],
   }),
   generate: route({
@@ -249,14 +295,25 @@ export const API = {
   export: route({
     method: "post",
     path: "/sessions/{id}/export",
-    summary: "merge the adapter and write an HF model folder",
+    summary: "merge the adapter and write an HF model folder (and ONNX); or write the adapter alone",
     params: ID,
     body: z.strictObject({
       export_dir: Str,
       export_size: z.number().gt(0).nullish().describe("GB per shard (default 5)"),
       infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
+      export_onnx: z.boolean().nullish().describe("also write the merged model as ONNX to <export_dir>/onnx"),
+      export_onnx_cache_length: z.int().min(1).nullish().describe("default 1024"),
+      export_onnx_prefill_length: z.int().min(1).nullish().describe("default 256"),
+      export_onnx_batch: z.int().min(1).nullish().describe("default 1"),
+      adapter_only: z.boolean().nullish().describe("write the PEFT adapter alone (no merge)"),
     }),
-    response: z.object({ id: Str, export_dir: Str, dtype: z.enum(["f32", "bf16", "f16"]), export_size: z.number() }),
+    response: z.object({
+      id: Str,
+      export_dir: Str,
+      dtype: z.enum(["f32", "bf16", "f16"]).nullable().describe("null with adapter_only"),
+      export_size: z.number(),
+      files: z.array(z.object({ path: Str, bytes: z.int() })).describe("the files written (paths in export_dir)"),
+    }),
     errors: [404, 409],
   }),
   openAiModels: route({

@@ -14,6 +14,7 @@ import { modelsRoutes } from "./models.ts";
 import { openAiRoutes } from "./openai.ts";
 import { openApiRoutes } from "./openapi.ts";
 import type { ServerOptions } from "./options.ts";
+import { predictRoutes } from "./predict.ts";
 import { sessionRoutes } from "./sessions.ts";
 import { trainingRoutes } from "./training.ts";
 
@@ -65,6 +66,7 @@ export function buildApp(ctx: ServerContext): Hono {
       datasetRoutes(ctx),
       sessionRoutes(ctx),
       trainingRoutes(ctx),
+      predictRoutes(ctx),
       openAiRoutes(ctx),
     ]
   ) app.route("/", r);

@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { ChatEngine } from "../engine/mod.ts";
+import { BackgroundRuns } from "./background.ts";
 import type { ServerOptions } from "./options.ts";
 import { Roots } from "./paths.ts";
 import { SessionRegistry } from "./registry.ts";
@@ -16,13 +17,18 @@ export const DEFAULT_BODY_LIMIT = 1 << 20;
 /** The server's shared state. */
 export class ServerContext {
   #chat: Promise<ChatEngine> | undefined;
+  /** The sessions' background training runs (`POST /sessions/:id/run`). */
+  readonly runs: BackgroundRuns;
 
   private constructor(
     readonly options: ServerOptions,
     readonly roots: Roots,
     readonly sessions: SessionRegistry,
     readonly bodyLimit: number,
-  ) {}
+    log: (line: string) => void,
+  ) {
+    this.runs = new BackgroundRuns(log, (id) => sessions.touch(id));
+  }
 
   /** Resolves the roots and opens the session store. */
   static async create(options: ServerOptions = {}): Promise<ServerContext> {
@@ -34,6 +40,7 @@ export class ServerContext {
       roots,
       new SessionRegistry(store, roots, log),
       options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+      log,
     );
   }
 
@@ -54,8 +61,9 @@ export class ServerContext {
     return this.#chat;
   }
 
-  /** Closes the sessions, the store and the served model. */
+  /** Stops the background runs; closes the sessions, the store and the served model. */
   async close(): Promise<void> {
+    await this.runs.close();
     this.sessions.close();
     const chat = await this.#chat?.catch(() => undefined);
     chat?.model.executor.dispose();

@@ -1,4 +1,7 @@
-/** `GET /models`, `GET /datasets` and `POST /datasets/preview` over real HTTP on the repository's fixtures. */
+/**
+ * `GET /models`, `GET /templates`, `GET /datasets` and `POST /datasets/preview` over real HTTP on the repository's
+ * fixtures.
+ */
 import assert from "node:assert/strict";
 import { startServer } from "./testing.ts";
 
@@ -15,9 +18,36 @@ Deno.test("models: model folders and adapters under the roots", async () => {
       model_type: "qwen2",
       architectures: ["Qwen2ForCausalLM"],
       has_tokenizer: true,
+      template: "qwen",
     });
     assert.ok(r.json.adapters.some((a: { path: string; r: number }) => a.path === "adapter" && a.r === 4), r.text);
     assert.ok(!r.json.models.some((m: { path: string }) => m.path.startsWith("node_modules")));
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("templates: the registry's names; a model's guessed template names one of them", async () => {
+  const t = await startServer();
+  try {
+    const r = await t.call("GET", "/templates");
+    assert.equal(r.status, 200);
+    const names: string[] = r.json.templates;
+    for (const n of ["qwen", "llama3", "chatml", "empty", "default"]) assert.ok(names.includes(n), n);
+    assert.deepEqual(names, [...names].sort());
+    // A model folder with a Llama 3 chat template and one without any hint.
+    for (const [dir, chat, type] of [["l3", "<|start_header_id|>{{ x }}", "llama"], ["plain", null, "llama"]]) {
+      await Deno.mkdir(`${t.tmp}/${dir}`);
+      await Deno.writeTextFile(`${t.tmp}/${dir}/config.json`, JSON.stringify({ model_type: type }));
+      await Deno.writeTextFile(`${t.tmp}/${dir}/model.safetensors`, "");
+      if (chat) {
+        await Deno.writeTextFile(`${t.tmp}/${dir}/tokenizer_config.json`, JSON.stringify({ chat_template: chat }));
+      }
+    }
+    const models = (await t.call("GET", "/models")).json.models;
+    const template = (path: string) => models.find((m: { path: string }) => m.path === path)?.template;
+    assert.deepEqual([template("l3"), template("plain")], ["llama3", null]);
+    for (const m of models) assert.ok(m.template === null || names.includes(m.template), m.template);
   } finally {
     await t.close();
   }

@@ -214,3 +214,54 @@ Deno.test("openai: with tools, an answer that parses as calls is returned as too
     await t.close();
   }
 });
+
+Deno.test("openai: aborting a streamed reply stops the generation at the next token and frees the session", async () => {
+  const t = await startServer();
+  try {
+    const { id } = (await t.call("POST", "/sessions", tinyArgs(`${t.tmp}/run`))).json;
+    const session = await t.server.context.sessions.live(id);
+    // A model that never stops by itself (no stop id, no length limit): only the abort can end the reply.
+    const model = session.model as { generateStream: unknown };
+    const real = model.generateStream;
+    let pulled = 0;
+    model.generateStream = async function* () {
+      for (;;) {
+        pulled++;
+        await new Promise((r) => setTimeout(r, 2));
+        yield 100 + pulled % 50;
+      }
+    };
+    const ac = new AbortController();
+    const res = await fetch(`${t.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: id, messages: USER, stream: true, max_tokens: 100_000 }),
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    // Read until some text came (the connection kept open), then go away.
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!/"content":"[^"]/.test(text)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `the stream ended: ${text}`);
+      text += value;
+    }
+    assert.equal((await t.call("GET", `/sessions/${id}`)).json.busy, "generate");
+    ac.abort();
+    let state;
+    for (let i = 0; i < 500; i++) {
+      state = (await t.call("GET", `/sessions/${id}`)).json;
+      if (state.busy === null) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(state.busy, null, "the aborted reply still runs");
+    const at = pulled;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pulled, at, "no token is generated after the reply ended");
+    model.generateStream = real;
+    const next = await t.call("POST", "/v1/chat/completions", { model: id, messages: USER, max_tokens: 3 });
+    assert.equal(next.status, 200, next.text);
+  } finally {
+    await t.close();
+  }
+});

@@ -15,6 +15,8 @@ export type SessionStatus = "ready" | "running" | "finished" | "stopped";
 /** A session as listed. */
 export interface SessionInfo {
   id: string;
+  /** Who trains it: Whetstone itself (these sessions), or llamafactory-cli. */
+  runner: "whetstone" | "llamafactory";
   status: SessionStatus;
   busy: string | null;
   created_at: string;
@@ -148,6 +150,7 @@ export class SessionRegistry {
     const status: SessionStatus = !s ? "stopped" : st!.busy ? "running" : st!.finished ? "finished" : "ready";
     return {
       id: meta.id,
+      runner: "whetstone",
       status,
       busy: st?.busy ?? null,
       created_at: meta.created_at,

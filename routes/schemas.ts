@@ -171,6 +171,7 @@ export const PreviewRowSchema = z.object({
 /** A session as listed. */
 export const SessionInfo = z.object({
   id: z.string(),
+  runner: z.enum(["whetstone", "llamafactory"]).describe("who trains it: Whetstone, or llamafactory-cli"),
   status: z.enum(["ready", "running", "finished", "stopped"]),
   busy: z.string().nullable(),
   created_at: z.string(),
@@ -216,6 +217,21 @@ export const GenerateBody = z.object({
   max_new_tokens: z.int().min(1).nullish(),
   repetition_penalty: z.number().gt(0).nullish(),
   stop,
+  seed: z.int().min(0).nullish(),
+});
+
+/** A session's predict request: how many eval examples, and LF's GeneratingArguments. */
+export const PredictBody = z.strictObject({
+  eval_dataset: z.union([z.string(), z.array(z.string())]).nullish()
+    .describe("dataset names in dataset_dir (default: the session's eval_dataset)"),
+  max_samples: z.int().min(1).nullish().describe("examples at most (default: the session's max_samples)"),
+  max_new_tokens: z.int().min(1).nullish().describe("default 1024 (LF's)"),
+  do_sample: z.boolean().nullish().describe("default true (LF's)"),
+  temperature: z.number().gt(0).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.int().min(0).nullish(),
+  repetition_penalty: z.number().gt(0).nullish(),
+  per_device_eval_batch_size: z.int().min(1).nullish(),
   seed: z.int().min(0).nullish(),
 });
 

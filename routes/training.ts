@@ -1,8 +1,10 @@
 /**
- * Working a loaded session: `POST /sessions/:id/step {steps}`, `GET /sessions/:id/events` (server-sent events:
- * `state` first, then `step`, `eval`, `save` and `done`), `POST /sessions/:id/evaluate`, `POST
+ * Working a loaded session: `POST /sessions/:id/step {steps}`, `POST /sessions/:id/run {steps}` and `POST
+ * /sessions/:id/stop` (a background run: routes/background.ts), `GET /sessions/:id/events` (server-sent events:
+ * `state` first, then `step`, `eval`, `save`, `error` and `done`), `POST /sessions/:id/evaluate`, `POST
  * /sessions/:id/generate` (chat with the model being trained), `POST /sessions/:id/save` and `POST
- * /sessions/:id/export`. One operation runs on a session at a time: another gets a 409.
+ * /sessions/:id/export` (merged, with ONNX, or the adapter alone). One operation runs on a session at a time:
+ * another gets a 409.
  * @module
  */
 import { isAbsolute, sep } from "node:path";
@@ -16,6 +18,20 @@ import { sseResponse } from "./sse.ts";
 
 const inside = (child: string, parent: string) => child === parent || child.startsWith(parent + sep);
 
+/** The files under `dir` (paths relative to it, sorted) with their sizes. */
+async function filesIn(dir: string): Promise<{ path: string; bytes: number }[]> {
+  const out: { path: string; bytes: number }[] = [];
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(rel ? `${dir}/${rel}` : dir)) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) await walk(p);
+      else if (e.isFile) out.push({ path: p, bytes: (await Deno.stat(`${dir}/${p}`)).size });
+    }
+  };
+  await walk("");
+  return out.sort((a, b) => a.path < b.path ? -1 : 1);
+}
+
 /** The routes that act on a loaded session. */
 export function trainingRoutes(ctx: ServerContext): Hono {
   const r = new Hono();
@@ -26,6 +42,26 @@ export function trainingRoutes(ctx: ServerContext): Hono {
     await ctx.sessions.touch(id);
     return reply(c, API.step, { id, steps: records, state: s.state, tokens_per_second: s.stats.tokensPerSecond });
   }, ctx.bodyLimit);
+
+  on(r, API.run, async (c, { params: { id }, body }) => {
+    const s = await ctx.sessions.live(id);
+    ctx.runs.start(id, s, body.steps ?? undefined);
+    return reply(c, API.run, { id, state: s.state });
+  }, ctx.bodyLimit);
+
+  on(r, API.stop, async (c, { params: { id } }) => {
+    const s = await ctx.sessions.live(id);
+    if (!(await ctx.runs.stop(id))) {
+      const what = s.busy ? ` (${s.busy} is running, not a background run)` : "";
+      throw new HttpError(
+        409,
+        `session ${id} has no background run to stop${what}; POST /sessions/${id}/run starts one`,
+      );
+    }
+    const { checkpoint } = await s.save();
+    await ctx.sessions.touch(id);
+    return reply(c, API.stop, { id, state: s.state, checkpoint });
+  });
 
   on(r, API.events, async (_c, { params: { id }, query }) => {
     const follow = query.follow === "true";
@@ -40,6 +76,9 @@ export function trainingRoutes(ctx: ServerContext): Hono {
           resolve();
         };
         const off = s.on((e) => {
+          if (e.type === "done" && e.data.error !== undefined) {
+            w.send({ error: e.data.error, global_step: e.data.global_step }, "error");
+          }
           w.send(e.data, e.type);
           if (e.type === "done" && !follow) end();
         });
@@ -99,21 +138,54 @@ export function trainingRoutes(ctx: ServerContext): Hono {
       }
     }
     const stat = await Deno.stat(dir).catch(() => undefined);
-    if (stat && !(await Deno.stat(`${dir}/config.json`).catch(() => undefined))) {
+    const has = (f: string) => Deno.stat(`${dir}/${f}`).then(() => true, () => false);
+    if (body.adapter_only) {
+      if (body.export_onnx) throw badRequest("export_onnx", "an adapter alone has no ONNX export; leave adapter_only");
+      if (s.args.finetuning_type !== "lora") {
+        throw badRequest(
+          "adapter_only",
+          `the session trains finetuning_type ${s.args.finetuning_type}, not an adapter`,
+        );
+      }
+      if (stat && !(await has("adapter_config.json"))) {
+        throw badRequest("export_dir", `${dirText} exists and is not an adapter folder`);
+      }
+      await s.exportAdapter(dir);
+      return reply(c, API.export, { id, export_dir: dir, dtype: null, export_size: size, files: await filesIn(dir) });
+    }
+    if (stat && !(await has("config.json"))) {
       throw badRequest("export_dir", `${dirText} exists and is not a model folder (an export replaces it whole)`);
     }
-    let dtype: "f32" | "bf16" | "f16";
+    let args: ReturnType<typeof parseExportArgs>;
     try {
       const sourceConfig = JSON.parse(await Deno.readTextFile(`${source}/config.json`));
-      dtype = parseExportArgs(
-        { model_name_or_path: source, export_dir: dir, export_size: size, infer_dtype: inferDtype },
-        sourceConfig,
-      ).dtype;
+      args = parseExportArgs({
+        model_name_or_path: source,
+        export_dir: dir,
+        export_size: size,
+        infer_dtype: inferDtype,
+        export_onnx: body.export_onnx,
+        export_onnx_cache_length: body.export_onnx_cache_length,
+        export_onnx_prefill_length: body.export_onnx_prefill_length,
+        export_onnx_batch: body.export_onnx_batch,
+      }, sourceConfig);
     } catch (e) {
-      throw badRequest("infer_dtype", (e as Error).message);
+      const m = (e as Error).message, key = /^(\w+): /.exec(m)?.[1];
+      const field = key?.startsWith("export_onnx") ? key : "infer_dtype";
+      throw badRequest(field, key === field ? m.slice(key.length + 2) : m);
     }
-    await s.export(dir, { dtype, shardBytes: size * 1e9 });
-    return reply(c, API.export, { id, export_dir: dir, dtype, export_size: size });
+    const onnx = args.onnx;
+    if (onnx && onnx.prefillLength > onnx.cacheLength) {
+      throw badRequest("export_onnx_prefill_length", `${onnx.prefillLength} exceeds export_onnx_cache_length`);
+    }
+    await s.export(dir, { dtype: args.dtype, shardBytes: size * 1e9, onnx });
+    return reply(c, API.export, {
+      id,
+      export_dir: dir,
+      dtype: args.dtype,
+      export_size: size,
+      files: await filesIn(dir),
+    });
   }, ctx.bodyLimit);
 
   return r;

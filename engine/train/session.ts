@@ -29,7 +29,10 @@ import { hubOptionsOf } from "../config/views.ts";
 import { ChatEngine, type ChatOptions, type ChatResult } from "../eval/chat.ts";
 import type { TemplateMessage } from "../data/template.ts";
 import { exportModel } from "../nn/export.ts";
-import type { Model } from "../nn/model.ts";
+import { LoraAdapter } from "../nn/lora.ts";
+import { loadModel, type Model } from "../nn/model.ts";
+import { exportOnnx, type OnnxExportOptions } from "../nn/onnx_export.ts";
+import { saveModel } from "./outputs/model_files.ts";
 import { saveValueHead } from "../nn/value_head.ts";
 import { resolveModel } from "../io/hub.ts";
 import { latestCheckpoint } from "./outputs/checkpoint.ts";
@@ -180,15 +183,16 @@ export class TrainSession {
   /**
    * Runs up to `n` optimizer steps (fewer when the run ends first); `onStep` gets each step's record as it ends.
    * Evaluations and checkpoints happen at `eval_steps` / `save_steps` as in the trainer; reaching the last step
-   * writes the final outputs (unless `autoFinish` is off). Resolves with the steps' records.
+   * writes the final outputs (unless `autoFinish` is off). Resolves with the steps' records. An aborted `signal`
+   * ends the steps at the next step boundary (the step running finishes, with its evaluation and checkpoint).
    */
-  async step(n: number, onStep?: (r: StepRecord) => void): Promise<StepRecord[]> {
+  async step(n: number, onStep?: (r: StepRecord) => void, opts: { signal?: AbortSignal } = {}): Promise<StepRecord[]> {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`steps must be an integer >= 1, got ${n}`);
     if (this.finished) throw new SessionFinishedError(this.#run.total);
     return await this.exclusive("step", async () => {
       let records: StepRecord[] = [];
       try {
-        records = await this.#run.steps(n, onStep);
+        records = await this.#run.steps(n, onStep, opts.signal);
         if (this.finished && this.#autoFinish) this.#final = await this.#run.finish();
         this.#run.emitDone(records.length, this.finished);
       } catch (e) {
@@ -236,7 +240,10 @@ export class TrainSession {
    * Merges the adapter into the base weights and writes an HF model folder (see engine/nn/export.ts); stage rm also
    * writes its value_head.safetensors there, as LF's export does.
    */
-  export(dir: string, opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number } = {}): Promise<{ dir: string }> {
+  export(
+    dir: string,
+    opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number; onnx?: OnnxExportOptions } = {},
+  ): Promise<{ dir: string }> {
     return this.exclusive("export", async () => {
       if (this.model.quantized) {
         throw new Error(
@@ -248,6 +255,32 @@ export class TrainSession {
       await exportModel(this.model, dir, { source, ...opts });
       // LF's export copies the value head of a stage rm model.
       if (this.#run.stage.exportsValueHead) await saveValueHead(this.model, dir);
+      // As `deno task export` with export_onnx: the merged folder, loaded again, written as ONNX to <dir>/onnx.
+      if (opts.onnx) {
+        const merged = await loadModel(dir, { executor: "reference" });
+        try {
+          await exportOnnx(merged, `${dir}/onnx`, opts.onnx);
+        } finally {
+          merged.executor.dispose();
+        }
+      }
+      return { dir };
+    });
+  }
+
+  /**
+   * Writes the adapter being trained alone into `dir` (adapter_config.json, adapter_model.safetensors and the
+   * tokenizer files), as a checkpoint holds it; throws when the session trains no LoRA adapter.
+   */
+  exportAdapter(dir: string): Promise<{ dir: string }> {
+    return this.exclusive("export", async () => {
+      if (!(this.model.adapter instanceof LoraAdapter)) {
+        throw new Error(
+          `adapter_only: the session trains finetuning_type ${this.args.finetuning_type}, not an adapter`,
+        );
+      }
+      const source = await resolveModel(this.args.model_name_or_path, hubOptionsOf(this.args));
+      await saveModel(this.model, dir, source, false, { valueHead: this.#run.stage.valueHead });
       return { dir };
     });
   }

@@ -172,8 +172,8 @@ export class SessionRun {
     await writeOutputs(this.#i);
   }
 
-  /** Runs up to `n` optimizer steps; see `TrainSession.step`. */
-  async steps(n: number, onStep?: (r: StepRecord) => void): Promise<StepRecord[]> {
+  /** Runs up to `n` optimizer steps (fewer once `signal` aborts); see `TrainSession.step`. */
+  async steps(n: number, onStep?: (r: StepRecord) => void, signal?: AbortSignal): Promise<StepRecord[]> {
     const { tlog, sched, log, stage, stepsPerEpoch } = this.#i;
     const total = this.total, state = this.state;
     const end = Math.min(total, state.global_step + n);
@@ -182,7 +182,10 @@ export class SessionRun {
     clock.since = performance.now();
     let settled: Promise<unknown> | undefined;
     try {
-      while (state.global_step < end) {
+      while (state.global_step < end && !signal?.aborted) {
+        // With a signal, a turn of the event loop between steps: what aborts it (a request) gets to run.
+        if (signal && out.length) await new Promise((r) => setTimeout(r, 0));
+        if (signal?.aborted) break;
         const step = state.global_step + 1;
         const act = this.#actions(step), logNow = act.log;
         const lr = lrAt(step - 1, sched), loggedLr = loggedLrAt(step, sched);

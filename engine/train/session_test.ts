@@ -122,6 +122,23 @@ Deno.test("session: one operation at a time; generation renders the template; a 
   await assert.rejects(r.step(1), /the session is closed/);
 });
 
+Deno.test("session: an aborted signal ends step(n) at the next step boundary; adapter export", async () => {
+  const s = await TrainSession.create(args(`${root}/abort`, { max_steps: 12, save_steps: 100 }), quiet);
+  const ac = new AbortController();
+  const records = await s.step(10, (r) => r.current_steps === 3 && ac.abort(), { signal: ac.signal });
+  assert.deepEqual(records.map((r) => r.current_steps), [1, 2, 3]);
+  assert.deepEqual([s.globalStep, s.busy, s.finished], [3, undefined, false]);
+  assert.deepEqual(await s.step(2, undefined, { signal: ac.signal }), [], "an aborted signal runs no step");
+  assert.equal((await s.step(9)).at(-1)!.current_steps, 12);
+  const dir = `${root}/abort-adapter`;
+  await s.exportAdapter(dir);
+  assert.deepEqual(
+    await Deno.readFile(`${dir}/adapter_model.safetensors`),
+    await Deno.readFile(`${root}/abort/adapter_model.safetensors`),
+  );
+  s.close();
+});
+
 Deno.test({
   name: "session: cleanup",
   fn: async () => {
