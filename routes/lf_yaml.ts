@@ -1,0 +1,113 @@
+/**
+ * The LLaMA-Factory runner's YAML: the training arguments of a `POST /sessions {runner: "llamafactory"}` request
+ * turned into the file `llamafactory-cli train` reads, as LlamaBoard writes `<output_dir>/training_args.yaml`
+ * before it launches a run (webui/runner.py). Only keys LLaMA-Factory accepts go in: Whetstone's own keys
+ * (`executor`, `bucket`) are dropped with a warning, and any key LLaMA-Factory's argument parser would refuse is a
+ * 400 naming it. The values are LF's to check (its parser runs in the child); the paths are confined to the
+ * server's roots and written absolute, comma-list keys as comma strings (as LlamaBoard joins `dataset`).
+ * @module
+ */
+import { join } from "node:path";
+import { stringifyYaml } from "../deps.ts";
+import { KEY_ALIASES, KEY_TABLE, KEYS, WHETSTONE_KEYS } from "../engine/config/keys.ts";
+import { badRequest } from "./http.ts";
+import type { Roots } from "./paths.ts";
+
+/** The file name LlamaBoard gives the arguments of a run it launches (extras/constants.py `TRAINING_ARGS`). */
+export const LF_ARGS_FILE = "training_args.yaml";
+
+/** Keys naming one model (a local folder or a hub id). */
+const MODEL_KEYS = ["model_name_or_path", "ref_model", "reward_model"] as const;
+/** Keys naming a comma list of models or adapters. */
+const MODEL_LIST_KEYS = ["adapter_name_or_path", "ref_model_adapters", "reward_model_adapters"] as const;
+/** Keys naming a local file or folder. */
+const PATH_KEYS = ["output_dir", "cache_dir", "deepspeed", "tokenized_path", "media_dir"] as const;
+
+/** Whether LLaMA-Factory's `get_train_args` accepts `key` (Whetstone's own keys excluded). */
+export function isLfKey(key: string): boolean {
+  return (key in KEYS && !(key in WHETSTONE_KEYS)) || key in KEY_ALIASES;
+}
+
+/** A run's arguments as LLaMA-Factory takes them. */
+export interface LfArgs {
+  /** The keys, paths resolved, in the order given. */
+  args: Record<string, unknown>;
+  /** The output folder (absolute, inside the roots). */
+  outputDir: string;
+  /** What was dropped or filled in. */
+  warnings: string[];
+}
+
+const commaList = (field: string, v: unknown): string[] => {
+  const items = Array.isArray(v) ? v : typeof v === "string" ? v.split(",") : undefined;
+  if (!items || items.some((x) => typeof x !== "string")) {
+    throw badRequest(field, `expected a comma list or a list of strings, got ${JSON.stringify(v)}`);
+  }
+  return (items as string[]).map((s) => s.trim()).filter(Boolean);
+};
+
+/**
+ * Checks and converts the request's keys (already merged over a `config` file, `runner` removed). A key
+ * LLaMA-Factory lacks is a 400 naming it; `model_name_or_path` and `output_dir` are required; `do_train` is set
+ * (as LlamaBoard sets it) unless given.
+ */
+export async function lfArgs(config: Record<string, unknown>, roots: Roots): Promise<LfArgs> {
+  const args: Record<string, unknown> = {};
+  const warnings: string[] = [];
+  for (const [key, value] of Object.entries(config)) {
+    if (key in WHETSTONE_KEYS) {
+      warnings.push(`${key}: Whetstone's own key, not passed to llamafactory-cli (dropped)`);
+      continue;
+    }
+    if (!isLfKey(key)) {
+      throw badRequest(key, `${key} is not an argument of LLaMA-Factory's train (llamafactory-cli would refuse it)`);
+    }
+    if (value === undefined) continue;
+    args[key] = value;
+  }
+  for (const key of ["model_name_or_path", "output_dir"]) {
+    if (typeof args[key] !== "string" || !args[key]) {
+      throw badRequest(key, `${key}: required (a string), got ${JSON.stringify(args[key] ?? null)}`);
+    }
+  }
+  for (const key of MODEL_KEYS) {
+    if (typeof args[key] === "string") args[key] = await roots.modelPath(key, args[key] as string);
+    else if (args[key] != null) throw badRequest(key, `expected a path or hub id, got ${JSON.stringify(args[key])}`);
+  }
+  for (const key of MODEL_LIST_KEYS) {
+    if (args[key] == null) continue;
+    const out: string[] = [];
+    for (const p of commaList(key, args[key])) out.push(await roots.modelPath(key, p));
+    args[key] = out.join(",");
+  }
+  for (const key of PATH_KEYS) {
+    if (args[key] == null) continue;
+    if (typeof args[key] !== "string") throw badRequest(key, `expected a path, got ${JSON.stringify(args[key])}`);
+    args[key] = await roots.path(key, args[key] as string);
+  }
+  if (typeof args.dataset_dir === "string" && args.dataset_dir !== "ONLINE") {
+    args.dataset_dir = await roots.path("dataset_dir", args.dataset_dir);
+  }
+  if (typeof args.resume_from_checkpoint === "string") {
+    args.resume_from_checkpoint = await roots.path("resume_from_checkpoint", args.resume_from_checkpoint);
+  }
+  for (const [key, value] of Object.entries(args)) {
+    if (!Array.isArray(value)) continue;
+    if (KEY_TABLE[key]?.kind === "list") args[key] = commaList(key, value).join(",");
+  }
+  if (!("do_train" in args)) args.do_train = true;
+  return { args, outputDir: args.output_dir as string, warnings };
+}
+
+/** The YAML text of `args` (a header comment, then the keys as LLaMA-Factory's examples write them). */
+export function lfYamlText(args: Record<string, unknown>): string {
+  return "# written by Whetstone for `llamafactory-cli train` (LLaMA-Factory's keys only)\n" + stringifyYaml(args);
+}
+
+/** Writes `<output_dir>/training_args.yaml` (creating the folder) and returns its path. */
+export async function writeLfYaml(outputDir: string, args: Record<string, unknown>): Promise<string> {
+  await Deno.mkdir(outputDir, { recursive: true });
+  const path = join(outputDir, LF_ARGS_FILE);
+  await Deno.writeTextFile(path, lfYamlText(args));
+  return path;
+}
