@@ -15,6 +15,7 @@ import {
   GenerateBody,
   Generated,
   LogEntry,
+  PartialPlan,
   Plan,
   PreviewRowSchema,
   SessionInfo,
@@ -64,6 +65,14 @@ export const API = {
       executor: z.object({ auto: z.enum(["webgpu", "onnx"]), reason: Str }),
       sessions: z.object({ loaded: z.int() }),
       roots: z.array(Str),
+      runners: z.tuple([
+        z.object({ name: z.literal("whetstone"), available: z.literal(true) }),
+        z.object({
+          name: z.literal("llamafactory"),
+          available: z.boolean().describe("llamafactory-cli is on the server's PATH"),
+          path: Str.nullable(),
+        }),
+      ]).describe("who can train a session: POST /sessions {runner}"),
     }),
   }),
   openapi: route({
@@ -151,10 +160,22 @@ export const API = {
   createSession: route({
     method: "post",
     path: "/sessions",
-    summary: "create a session: loads model, tokenizer and data; returns its id and plan",
-    body: TrainArgsBody,
+    summary: "create a session: loads model, tokenizer and data; returns its id and plan. With runner " +
+      '"llamafactory": writes <output_dir>/training_args.yaml (LLaMA-Factory\'s keys only) and starts ' +
+      "`llamafactory-cli train` on it",
+    body: TrainArgsBody.extend({
+      runner: z.enum(["whetstone", "llamafactory"]).nullish().describe("who trains it (default whetstone)"),
+    }),
     status: 201,
-    response: z.object({ id: Str, plan: Plan, state: State, warnings: z.array(Str) }),
+    response: z.object({
+      id: Str,
+      plan: z.union([Plan, PartialPlan]),
+      state: State,
+      warnings: z.array(Str),
+      runner: z.literal("llamafactory").optional(),
+      yaml: Str.optional().describe("llamafactory runs: the YAML written"),
+      command: z.array(Str).optional().describe("llamafactory runs: the command started"),
+    }),
     errors: [409],
   }),
   getSession: route({
@@ -162,7 +183,7 @@ export const API = {
     path: "/sessions/{id}",
     summary: "a session with its plan and arguments",
     params: ID,
-    response: SessionInfo.extend({ plan: Plan, config: z.record(Str, z.unknown()) }),
+    response: SessionInfo.extend({ plan: z.union([Plan, PartialPlan]), config: z.record(Str, z.unknown()) }),
     errors: [404],
   }),
   deleteSession: route({
@@ -209,6 +230,7 @@ export const API = {
     response: z.union([
       State.extend({ id: Str }).describe("event: state"),
       Step.describe("event: step"),
+      LogEntry.describe("event: step (llamafactory runs: the trainer_log.jsonl line)"),
       Eval.describe("event: eval"),
       z.object({ step: z.int(), checkpoint: Str }).describe("event: save"),
       z.object({
@@ -217,6 +239,9 @@ export const API = {
         total_steps: z.int(),
         finished: z.boolean(),
         error: Str.optional(),
+        exit_code: z.int().nullable().optional().describe("llamafactory runs: the process's exit code"),
+        signal: Str.nullable().optional().describe("llamafactory runs: the signal that ended it"),
+        stopped: z.boolean().optional().describe("llamafactory runs: ended by POST /sessions/{id}/stop"),
       }).describe("event: done"),
     ]),
     errors: [404, 409],
@@ -257,6 +282,15 @@ export const API = {
       infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
     }),
     response: z.object({ id: Str, export_dir: Str, dtype: z.enum(["f32", "bf16", "f16"]), export_size: z.number() }),
+    errors: [404, 409],
+  }),
+  stop: route({
+    method: "post",
+    path: "/sessions/{id}/stop",
+    summary: "stop a running session (a llamafactory run: SIGABRT to its process tree as LlamaBoard's abort, " +
+      "SIGKILL after a grace period); returns its state and the newest checkpoint",
+    params: ID,
+    response: z.object({ id: Str, state: State, checkpoint: Str.nullable() }),
     errors: [404, 409],
   }),
   openAiModels: route({

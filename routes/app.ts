@@ -9,6 +9,7 @@ import { datasetRoutes } from "./datasets.ts";
 import { device } from "./device.ts";
 import { healthRoutes } from "./health.ts";
 import { errorBody } from "./http.ts";
+import { lfRoutes } from "./lf_sessions.ts";
 import { modelsRoutes } from "./models.ts";
 import { openAiRoutes } from "./openai.ts";
 import { openApiRoutes } from "./openapi.ts";
@@ -61,6 +62,7 @@ export function buildApp(ctx: ServerContext): Hono {
       modelsRoutes(ctx),
       datasetRoutes(ctx),
       sessionRoutes(ctx),
+      lfRoutes(ctx), // before the training routes: answers events and stop for llamafactory runs only
       trainingRoutes(ctx),
       openAiRoutes(ctx),
     ]

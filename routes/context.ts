@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { ChatEngine } from "../engine/mod.ts";
+import { LfRuns } from "./lf_sessions.ts";
 import type { ServerOptions } from "./options.ts";
 import { Roots } from "./paths.ts";
 import { SessionRegistry } from "./registry.ts";
@@ -22,6 +23,8 @@ export class ServerContext {
     readonly roots: Roots,
     readonly sessions: SessionRegistry,
     readonly bodyLimit: number,
+    /** The llamafactory runs (routes/lf_sessions.ts). */
+    readonly lf: LfRuns,
   ) {}
 
   /** Resolves the roots and opens the session store. */
@@ -29,11 +32,13 @@ export class ServerContext {
     const roots = await Roots.of(options.roots ?? [Deno.cwd()]);
     const store = await SessionStore.open(join(options.stateDir ?? "out/.whetstone", "sessions.kv"));
     const log = options.log ?? ((s: string) => console.error(s));
+    const sessions = new SessionRegistry(store, roots, log);
     return new ServerContext(
       options,
       roots,
-      new SessionRegistry(store, roots, log),
+      sessions,
       options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+      new LfRuns(sessions, roots, options.llamafactory),
     );
   }
 
@@ -56,6 +61,7 @@ export class ServerContext {
 
   /** Closes the sessions, the store and the served model. */
   async close(): Promise<void> {
+    await this.sessions.stopExternalRuns();
     this.sessions.close();
     const chat = await this.#chat?.catch(() => undefined);
     chat?.model.executor.dispose();

@@ -34,6 +34,8 @@ export interface ServerOptions {
     name?: string;
     executor?: ExecutorKind;
   };
+  /** llamafactory runs: trainer_log.jsonl poll interval and stop's grace period before SIGKILL (ms). */
+  llamafactory?: { pollMs?: number; graceMs?: number };
   /** Session log lines (default: console.error). */
   log?: (line: string) => void;
 }

@@ -35,7 +35,8 @@ export type LogRecord = Record<string, unknown> & { current_steps?: number; tota
 
 /** What a run tells its listeners. */
 export type LfEvent =
-  | { type: "step" | "eval"; data: LogRecord }
+  | { type: "step"; data: LogRecord }
+  | { type: "eval"; data: LogRecord }
   | { type: "done"; data: { exit_code: number | null; signal: string | null; stopped: boolean } };
 
 /**

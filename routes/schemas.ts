@@ -91,6 +91,12 @@ export const Plan = z.object({
     .optional().describe("planned peak memory in bytes"),
 }).meta({ id: "SessionPlan" });
 
+/** The part of a plan known before a llamafactory run has logged (LF computes the rest). */
+export const PartialPlan = Plan.partial().meta({
+  id: "PartialSessionPlan",
+  description: 'llamafactory runs: stage, finetuning_type, executor ("llamafactory"), batch sizes, cutoff_len',
+});
+
 /** A session's status snapshot. */
 export const State = z.object({
   global_step: z.int(),
@@ -171,6 +177,7 @@ export const PreviewRowSchema = z.object({
 /** A session as listed. */
 export const SessionInfo = z.object({
   id: z.string(),
+  runner: z.enum(["whetstone", "llamafactory"]).describe("Whetstone's engine, or llamafactory-cli"),
   status: z.enum(["ready", "running", "finished", "stopped"]),
   busy: z.string().nullable(),
   created_at: z.string(),

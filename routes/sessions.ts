@@ -27,7 +27,10 @@ export function sessionRoutes(ctx: ServerContext): Hono {
       }
       config = { ...base, ...rest };
     }
-    const { id, session } = await ctx.sessions.create(config);
+    const { runner, ...args } = config;
+    if (runner === "llamafactory") return reply(c, API.createSession, await ctx.lf.create(args));
+    if (runner != null && runner !== "whetstone") throw badRequest("runner", `expected whetstone or llamafactory`);
+    const { id, session } = await ctx.sessions.create(args);
     return reply(c, API.createSession, {
       id,
       plan: session.plan,
