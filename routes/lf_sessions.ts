@@ -124,17 +124,16 @@ class TrackedRun implements ExternalRun {
 
 /** The plan's part that the arguments give (LF's defaults where absent); the rest only LF knows. */
 function partialPlan(args: Record<string, unknown>): Partial<SessionPlan> {
-  const val = <T>(k: string, want: "string" | "number"): T | undefined => {
-    const v = args[k] ?? KEY_TABLE[k]?.def;
-    return typeof v === want ? v as T : undefined;
-  };
+  const given = (k: string) => args[k] ?? KEY_TABLE[k]?.def;
+  const str = (k: string) => (typeof given(k) === "string" ? given(k) as string : undefined);
+  const int = (k: string) => num(given(k));
   const plan: Partial<SessionPlan> = {
-    stage: val("stage", "string"),
-    finetuning_type: val("finetuning_type", "string"),
+    stage: str("stage"),
+    finetuning_type: str("finetuning_type"),
     executor: "llamafactory",
-    per_device_train_batch_size: val("per_device_train_batch_size", "number"),
-    gradient_accumulation_steps: val("gradient_accumulation_steps", "number"),
-    max_length: val("cutoff_len", "number"),
+    per_device_train_batch_size: int("per_device_train_batch_size"),
+    gradient_accumulation_steps: int("gradient_accumulation_steps"),
+    max_length: int("cutoff_len"),
   };
   const maxSteps = num(args.max_steps);
   if (maxSteps && maxSteps > 0) plan.total_steps = maxSteps;
