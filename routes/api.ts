@@ -51,6 +51,15 @@ const route = <const R extends ApiRoute>(r: R): R => r;
 const ID = z.object({ id: z.string().describe("session id") });
 const Str = z.string();
 
+/** A model loaded for chat (POST /chat/models). */
+const ChatModelCard = z.object({
+  id: Str.describe("the `model` of /v1/chat/completions"),
+  model_name_or_path: Str,
+  adapter_name_or_path: Str.nullable(),
+  template: Str,
+  created: z.int(),
+}).meta({ id: "ChatModel" });
+
 /** The routes, by name. */
 export const API = {
   health: route({
@@ -293,10 +302,63 @@ export const API = {
     response: z.object({ id: Str, state: State, checkpoint: Str.nullable() }),
     errors: [404, 409],
   }),
+  loadChatModel: route({
+    method: "post",
+    path: "/chat/models",
+    summary: "load a model (and adapter) for chat; its id is a `model` of /v1/chat/completions",
+    body: z.strictObject({
+      model_name_or_path: Str.describe("a model folder under the roots, or a hub id"),
+      adapter_name_or_path: Str.nullish().describe("a PEFT adapter folder under the roots (one)"),
+      template: Str.nullish().describe("chat template (default: the tokenizer's chat_template)"),
+      default_system: Str.nullish(),
+      executor: z.enum(["auto", "webgpu", "onnx", "reference"]).nullish(),
+    }),
+    status: 201,
+    response: ChatModelCard,
+    errors: [404],
+  }),
+  listChatModels: route({
+    method: "get",
+    path: "/chat/models",
+    summary: "the models loaded for chat",
+    response: z.object({ models: z.array(ChatModelCard) }),
+  }),
+  unloadChatModel: route({
+    method: "delete",
+    path: "/chat/models/{id}",
+    summary: "unload a chat model (after the replies in flight on it)",
+    params: z.object({ id: Str.describe("chat model id") }),
+    response: z.object({ deleted: Str }),
+    errors: [404],
+  }),
+  exportModel: route({
+    method: "post",
+    path: "/models/export",
+    summary: "merge an adapter into its model and write an HF folder (as deno task export), or copy the adapter",
+    body: z.strictObject({
+      model_name_or_path: Str,
+      adapter_name_or_path: Str.nullish().describe("a PEFT adapter folder under the roots (one)"),
+      template: Str.nullish().describe("accepted as LlamaBoard's form sends it; the export does not use it"),
+      export_dir: Str,
+      export_size: z.number().gt(0).nullish().describe("GB per shard (default 5)"),
+      infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
+      export_onnx: z.boolean().nullish().describe("also write the merged model as ONNX to <export_dir>/onnx"),
+      adapter_only: z.boolean().nullish().describe("write the adapter's PEFT files (and tokenizer), not merged"),
+    }),
+    response: z.object({
+      export_dir: Str,
+      model_name_or_path: Str,
+      adapter_name_or_path: Str.nullable(),
+      dtype: z.enum(["f32", "bf16", "f16"]).nullable().describe("null with adapter_only"),
+      export_size: z.number(),
+      files: z.array(z.object({ path: Str.describe("relative to export_dir"), bytes: z.int() })),
+    }),
+    errors: [409],
+  }),
   openAiModels: route({
     method: "get",
     path: "/v1/models",
-    summary: "OpenAI: the served model and loaded sessions",
+    summary: "OpenAI: the served model, the models loaded for chat, and loaded sessions",
     openai: true,
     response: z.object({
       object: z.literal("list"),

@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { ChatEngine } from "../engine/mod.ts";
+import { ChatModels } from "./chat_models.ts";
 import { LfRuns } from "./lf_sessions.ts";
 import type { ServerOptions } from "./options.ts";
 import { Roots } from "./paths.ts";
@@ -25,6 +26,8 @@ export class ServerContext {
     readonly bodyLimit: number,
     /** The llamafactory runs (routes/lf_sessions.ts). */
     readonly lf: LfRuns,
+    /** Models loaded for chat by `POST /chat/models` (routes/chat_models.ts). */
+    readonly chatModels: ChatModels,
   ) {}
 
   /** Resolves the roots and opens the session store. */
@@ -39,6 +42,7 @@ export class ServerContext {
       sessions,
       options.bodyLimit ?? DEFAULT_BODY_LIMIT,
       new LfRuns(sessions, roots, options.llamafactory),
+      new ChatModels(roots),
     );
   }
 
@@ -63,6 +67,7 @@ export class ServerContext {
   async close(): Promise<void> {
     await this.sessions.stopExternalRuns();
     this.sessions.close();
+    this.chatModels.close();
     const chat = await this.#chat?.catch(() => undefined);
     chat?.model.executor.dispose();
   }
