@@ -99,9 +99,33 @@ export async function lfArgs(config: Record<string, unknown>, roots: Roots): Pro
   return { args, outputDir: args.output_dir as string, warnings };
 }
 
-/** The YAML text of `args` (a header comment, then the keys as LLaMA-Factory's examples write them). */
+/**
+ * A float as PyYAML reads it as a float: YAML 1.1's float needs a dot, so `2e-7` (JS's form) would be a string
+ * there and becomes `2.0e-7`.
+ */
+export function yaml11Float(x: number): string {
+  const s = String(x);
+  return /e/.test(s) && !s.includes(".") ? s.replace("e", ".0e") : s;
+}
+
+/**
+ * The YAML text of `args` (a header comment, then the keys) in YAML 1.1, as LLaMA-Factory reads it with PyYAML:
+ * strings such as `yes`, `on` quoted, and floats in exponent form written with a dot.
+ */
 export function lfYamlText(args: Record<string, unknown>): string {
-  return "# written by Whetstone for `llamafactory-cli train` (LLaMA-Factory's keys only)\n" + stringifyYaml(args);
+  const floats: string[] = [];
+  const mark = (v: unknown): unknown => {
+    if (typeof v === "number" && Number.isFinite(v) && !Number.isInteger(v) && /e/.test(String(v))) {
+      floats.push(yaml11Float(v));
+      return `__whetstone_float_${floats.length - 1}__`;
+    }
+    if (Array.isArray(v)) return v.map(mark);
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, mark(x)]));
+    return v;
+  };
+  const text = stringifyYaml(mark(args), { version: "1.1" })
+    .replace(/__whetstone_float_(\d+)__/g, (_, i) => floats[Number(i)]);
+  return "# written by Whetstone for `llamafactory-cli train` (LLaMA-Factory's keys only)\n" + text;
 }
 
 /** Writes `<output_dir>/training_args.yaml` (creating the folder) and returns its path. */
