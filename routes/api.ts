@@ -226,7 +226,11 @@ export const API = {
     path: "/sessions/{id}/log",
     summary: "trainer_log.jsonl entries",
     params: ID,
-    response: z.object({ id: Str, entries: z.array(LogEntry) }),
+    response: z.object({
+      id: Str,
+      entries: z.array(LogEntry),
+      output: Str.optional().describe("llamafactory runs: the last 20,000 characters of its stdout and stderr"),
+    }),
     errors: [404],
   }),
   events: route({

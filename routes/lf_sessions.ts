@@ -19,7 +19,7 @@ import { badRequest, HttpError } from "./http.ts";
 import { lfArgs, writeLfYaml } from "./lf_yaml.ts";
 import type { Roots } from "./paths.ts";
 import type { ExternalRun, SessionRegistry } from "./registry.ts";
-import { findOnPath, LF_CLI, type LfEvent, LfRun } from "./runner_lf.ts";
+import { findOnPath, LF_CLI, LF_CLI_LOG, type LfEvent, LfRun } from "./runner_lf.ts";
 import { sseResponse } from "./sse.ts";
 import type { SessionMeta } from "./store.ts";
 
@@ -97,7 +97,7 @@ class TrackedRun implements ExternalRun {
       const p = this.progress();
       this.#record((m) => ({ ...m, ...p })).then(() => this.#relay("step", e.data));
     } else if (e.type === "eval") {
-      this.#relay("eval", e.data);
+      this.#chain = this.#chain.then(() => this.#relay("eval", e.data)); // after the step before it
     } else if (e.type === "done") {
       const p = this.progress();
       const { exit_code, signal, stopped } = e.data;
@@ -225,6 +225,16 @@ export class LfRuns {
       last_loss: p ? p.last_loss : meta?.last_loss ?? null,
       output_dir: outputDir,
     };
+  }
+}
+
+/** The last 20,000 characters of a llamafactory run's stdout and stderr (its llamafactory_cli.log); "" when none. */
+export async function lfOutputTail(outputDir: string): Promise<string> {
+  try {
+    const bytes = await Deno.readFile(join(outputDir, LF_CLI_LOG));
+    return new TextDecoder().decode(bytes.subarray(Math.max(0, bytes.length - 80_000))).slice(-20_000);
+  } catch {
+    return "";
   }
 }
 

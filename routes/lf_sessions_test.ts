@@ -105,9 +105,10 @@ Deno.test("a llamafactory run: LF-only YAML, trainer_log.jsonl as step/eval even
         signal: null,
         stopped: false,
       });
-      if (ev.some((e) => e.event === "step" && JSON.parse(e.data).current_steps === 3)) {
-        assert.equal(JSON.parse(ev.find((e) => e.event === "eval")!.data).eval_loss, 2.5);
-      }
+      const evals = ev.filter((e) => e.event === "eval").map((e) => JSON.parse(e.data));
+      assert.deepEqual(evals.map((e) => [e.current_steps, e.eval_loss]), [[3, 2.5]]);
+      const order = ev.map((e) => e.event === "step" ? JSON.parse(e.data).current_steps : e.event);
+      assert.deepEqual(order.slice(order.indexOf("eval") - 1, order.indexOf("eval") + 2), [3, "eval", 4]);
     },
   );
   const row = (await t.call("GET", "/sessions")).json.sessions.find((s: { id: string }) => s.id === id);
@@ -117,6 +118,7 @@ Deno.test("a llamafactory run: LF-only YAML, trainer_log.jsonl as step/eval even
   assert.equal(row.last_loss, 2.5);
   const log = await t.call("GET", `/sessions/${id}/log`);
   assert.deepEqual(log.json.entries.map((e: { current_steps: number }) => e.current_steps), [1, 2, 3, 3, 4, 5]);
+  assert.match(log.json.output, /Running training[\s\S]*Saving model checkpoint/);
   assert.ok((await Deno.stat(`${out}/adapter_model.safetensors`)).isFile);
   const live = await t.call("POST", `/sessions/${id}/step`, {});
   assert.equal(live.status, 409);
