@@ -20,8 +20,22 @@ export const LF_ARGS_FILE = "training_args.yaml";
 const MODEL_KEYS = ["model_name_or_path", "ref_model", "reward_model"] as const;
 /** Keys naming a comma list of models or adapters. */
 const MODEL_LIST_KEYS = ["adapter_name_or_path", "ref_model_adapters", "reward_model_adapters"] as const;
-/** Keys naming a local file or folder. */
-const PATH_KEYS = ["output_dir", "cache_dir", "deepspeed", "tokenized_path", "media_dir"] as const;
+/** Keys naming a local file or folder the run reads or writes (config keys may instead hold a JSON object). */
+const PATH_KEYS = [
+  "output_dir",
+  "cache_dir",
+  "tokenized_path",
+  "media_dir",
+  "logging_dir",
+  "export_dir",
+  "swanlab_logdir",
+  "profiler_output_dir",
+  "ray_storage_path",
+  "deepspeed",
+  "fsdp_config",
+  "accelerator_config",
+  "new_special_tokens_config",
+] as const;
 
 /** Whether LLaMA-Factory's `get_train_args` accepts `key` (Whetstone's own keys excluded). */
 export function isLfKey(key: string): boolean {
@@ -81,9 +95,10 @@ export async function lfArgs(config: Record<string, unknown>, roots: Roots): Pro
     args[key] = out.join(",");
   }
   for (const key of PATH_KEYS) {
-    if (args[key] == null) continue;
-    if (typeof args[key] !== "string") throw badRequest(key, `expected a path, got ${JSON.stringify(args[key])}`);
-    args[key] = await roots.path(key, args[key] as string);
+    const v = args[key];
+    if (v == null || typeof v === "object" || (typeof v === "string" && v.trimStart().startsWith("{"))) continue;
+    if (typeof v !== "string") throw badRequest(key, `expected a path, got ${JSON.stringify(v)}`);
+    args[key] = await roots.path(key, v);
   }
   if (typeof args.dataset_dir === "string" && args.dataset_dir !== "ONLINE") {
     args.dataset_dir = await roots.path("dataset_dir", args.dataset_dir);

@@ -40,6 +40,13 @@ Deno.test("lfArgs: LF keys kept, Whetstone's dropped with a warning, others a 40
   await refuse({ output_dir: undefined }, "output_dir");
   await refuse({ adapter_name_or_path: "/etc/a" }, "adapter_name_or_path");
   await refuse({ dataset_dir: "../../.." }, "dataset_dir");
+  await refuse({ logging_dir: "/tmp/../etc" }, "logging_dir");
+  await refuse({ deepspeed: "/etc/ds.json" }, "deepspeed");
+  const ds = await lfArgs(
+    { model_name_or_path: "m/n", output_dir: "out/x", deepspeed: { zero_optimization: {} } },
+    roots,
+  );
+  assert.deepEqual(ds.args.deepspeed, { zero_optimization: {} });
 });
 
 Deno.test("lfYamlText: YAML 1.1 as PyYAML reads it (floats with a dot, yes/on quoted), round-trips", () => {
