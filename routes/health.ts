@@ -38,7 +38,7 @@ export function healthRoutes(ctx: ServerContext): Hono {
       ...(await deviceInfo()),
       sessions: { loaded: ctx.sessions.loaded().length },
       roots: ctx.roots.dirs,
-      runners: await runners(),
+      runners: await runners(ctx),
     }));
   return r;
 }

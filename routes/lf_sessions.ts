@@ -24,10 +24,10 @@ import { sseResponse } from "./sse.ts";
 import type { SessionMeta } from "./store.ts";
 
 /** The runners `GET /health` lists: Whetstone's engine, and LLaMA-Factory when `llamafactory-cli` is on PATH. */
-export async function runners(): Promise<
+export async function runners(ctx: ServerContext): Promise<
   [{ name: "whetstone"; available: true }, { name: "llamafactory"; available: boolean; path: string | null }]
 > {
-  const path = await findOnPath(LF_CLI);
+  const path = await ctx.lf.cli();
   return [{ name: "whetstone", available: true }, { name: "llamafactory", available: path !== null, path }];
 }
 
@@ -147,12 +147,17 @@ export class LfRuns {
   constructor(
     readonly registry: SessionRegistry,
     readonly roots: Roots,
-    readonly opts: { pollMs?: number; graceMs?: number } = {},
+    readonly opts: { searchPath?: string; env?: Record<string, string>; pollMs?: number; graceMs?: number } = {},
   ) {}
+
+  /** Where llamafactory-cli is (on the server's PATH), or null. */
+  cli(): Promise<string | null> {
+    return findOnPath(LF_CLI, this.opts.searchPath ?? Deno.env.get("PATH") ?? "");
+  }
 
   /** Writes the YAML and launches `llamafactory-cli train` on it; the answer of `POST /sessions`. */
   async create(config: Record<string, unknown>): Promise<Reply<typeof API.createSession>> {
-    const cli = await findOnPath(LF_CLI);
+    const cli = await this.cli();
     if (!cli) {
       throw badRequest(
         "runner",
@@ -178,7 +183,8 @@ export class LfRuns {
     const yaml = await writeLfYaml(outputDir, args);
     let run: LfRun;
     try {
-      run = await LfRun.start({ cli, yaml, outputDir, cwd: Deno.cwd(), ...this.opts });
+      const { env, pollMs, graceMs } = this.opts;
+      run = await LfRun.start({ cli, yaml, outputDir, cwd: Deno.cwd(), env, pollMs, graceMs });
     } catch (e) {
       throw new HttpError(500, `cannot start ${cli}: ${(e as Error).message}`);
     }

@@ -10,19 +10,14 @@ import { ROOT } from "./testing.ts";
 /** The stand-in's folder. */
 export const STANDIN_DIR = `${ROOT}/fixtures/llamafactory_standin`;
 
-/** Sets environment variables (and PATH with the stand-in first) for `fn`, restoring them afterwards. */
-export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const old = new Map(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of old) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  }
-}
-
-/** PATH with the stand-in first. */
-export const standinPath = (): string => `${STANDIN_DIR}:${Deno.env.get("PATH") ?? ""}`;
+/**
+ * Server options running the stand-in: found on the PATH searched (the stand-in's folder only, so that no real
+ * llamafactory-cli is picked), its knobs (STANDIN_*) in the child's environment — never in this process's, which
+ * test files running in parallel share.
+ */
+export const standin = (env: Record<string, string> = {}, graceMs = 1500) => ({
+  llamafactory: { searchPath: STANDIN_DIR, env, pollMs: 50, graceMs },
+});
 
 /**
  * Writes a LoRA adapter (rank 4, every linear layer, A and B both random so it changes the model's answers) for

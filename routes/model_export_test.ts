@@ -1,29 +1,28 @@
 import assert from "node:assert/strict";
-import { makeTinyAdapter, standinPath, withEnv } from "./lf_testing.ts";
+import { makeTinyAdapter, standin } from "./lf_testing.ts";
 import { readEvents, startServer } from "./testing.ts";
 
 const MODEL = "fixtures/tiny/model";
 const ASK = { messages: [{ role: "user", content: "Name three colors." }], max_tokens: 10, temperature: 0 };
 
 Deno.test("models/export: a llamafactory run's adapter merged into an HF folder that chats as model + adapter", async () => {
-  const t = await startServer({ llamafactory: { pollMs: 50 } });
-  const adapter = `${t.tmp}/adapter`;
+  const tmp = await Deno.makeTempDir({ prefix: "whetstone-api-" });
+  const adapter = `${tmp}/adapter`;
   await makeTinyAdapter(adapter);
+  const t = await startServer({
+    ...standin({ STANDIN_ADAPTER: adapter, STANDIN_STEPS: "2", STANDIN_SLEEP: "0.05" }),
+    tmp,
+  });
   const out = `${t.tmp}/lf-run`;
   try {
     // The adapter comes out of a (stand-in) llamafactory run's output folder.
-    await withEnv(
-      { PATH: standinPath(), STANDIN_ADAPTER: adapter, STANDIN_STEPS: "2", STANDIN_SLEEP: "0.05" },
-      async () => {
-        const r = await t.call("POST", "/sessions", {
-          runner: "llamafactory",
-          config: "examples/demo_lora_sft.yaml",
-          output_dir: out,
-        });
-        assert.equal(r.status, 201, r.text);
-        await readEvents(await fetch(`${t.url}/sessions/${r.json.id}/events`), (e) => e.event === "done");
-      },
-    );
+    const run = await t.call("POST", "/sessions", {
+      runner: "llamafactory",
+      config: "examples/demo_lora_sft.yaml",
+      output_dir: out,
+    });
+    assert.equal(run.status, 201, run.text);
+    await readEvents(await fetch(`${t.url}/sessions/${run.json.id}/events`), (e) => e.event === "done");
     const exp = (body: Record<string, unknown>) =>
       t.call("POST", "/models/export", { model_name_or_path: MODEL, adapter_name_or_path: out, ...body });
 

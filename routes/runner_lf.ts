@@ -142,6 +142,8 @@ export interface LfLaunch {
   outputDir: string;
   /** Default: the server's. */
   cwd?: string;
+  /** Variables added to the server's environment (the tests' stand-in knobs). */
+  env?: Record<string, string>;
   /** trainer_log.jsonl poll interval (default 500 ms). */
   pollMs?: number;
   /** How long {@linkcode LfRun.stop} waits after SIGABRT before SIGKILL (default 30 s). */
@@ -182,7 +184,7 @@ export class LfRun {
     const child = new Deno.Command(launch.cli, {
       args: ["train", launch.yaml],
       cwd: launch.cwd,
-      env: { LLAMABOARD_ENABLED: "1", LLAMABOARD_WORKDIR: launch.outputDir },
+      env: { ...launch.env, LLAMABOARD_ENABLED: "1", LLAMABOARD_WORKDIR: launch.outputDir },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

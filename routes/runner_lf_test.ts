@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { JsonlFollower, LF_CLI_LOG, type LfEvent, LfRun } from "./runner_lf.ts";
+import { findOnPath, JsonlFollower, LF_CLI_LOG, type LfEvent, LfRun } from "./runner_lf.ts";
 
 const STANDIN = new URL("../fixtures/llamafactory_standin/llamafactory-cli", import.meta.url).pathname;
 
@@ -8,6 +8,13 @@ async function yamlIn(dir: string, extra = ""): Promise<string> {
   await Deno.writeTextFile(yaml, `model_name_or_path: m\noutput_dir: ${dir}\ndo_train: true\n${extra}`);
   return yaml;
 }
+
+Deno.test("findOnPath: the first executable of that name on the PATH given", async () => {
+  const dir = STANDIN.slice(0, STANDIN.lastIndexOf("/"));
+  assert.equal(await findOnPath("llamafactory-cli", `/nonexistent::${dir}:/usr/bin`), STANDIN);
+  assert.equal(await findOnPath("llamafactory-cli", "/nonexistent"), null);
+  assert.equal(await findOnPath("README.md", dir), null, "not executable");
+});
 
 Deno.test("JsonlFollower: holds a torn line until its newline, skips old lines, restarts on a cut file", async () => {
   const dir = await Deno.makeTempDir();
@@ -27,11 +34,9 @@ Deno.test("JsonlFollower: holds a torn line until its newline, skips old lines, 
 
 Deno.test("LfRun: follows trainer_log.jsonl into step and eval events, then done with the exit code", async () => {
   const dir = await Deno.makeTempDir();
-  Deno.env.set("STANDIN_STEPS", "4");
-  Deno.env.set("STANDIN_SLEEP", "0.1");
-  Deno.env.set("STANDIN_EVAL_AT", "2");
+  const env = { STANDIN_STEPS: "4", STANDIN_SLEEP: "0.1", STANDIN_EVAL_AT: "2" };
   try {
-    const run = await LfRun.start({ cli: STANDIN, yaml: await yamlIn(dir), outputDir: dir, pollMs: 50 });
+    const run = await LfRun.start({ cli: STANDIN, yaml: await yamlIn(dir), outputDir: dir, pollMs: 50, env });
     const events: LfEvent[] = [];
     run.on((e) => events.push(e));
     await run.ended;
@@ -42,7 +47,6 @@ Deno.test("LfRun: follows trainer_log.jsonl into step and eval events, then done
     assert(run.tail.includes("Saving model checkpoint"), run.tail);
     assert((await Deno.readTextFile(`${dir}/${LF_CLI_LOG}`)).includes("Running training"));
   } finally {
-    for (const k of ["STANDIN_STEPS", "STANDIN_SLEEP", "STANDIN_EVAL_AT"]) Deno.env.delete(k);
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -59,17 +63,10 @@ Deno.test("LfRun: a refused YAML ends with the stand-in's exit code and its stde
 Deno.test("LfRun.stop: SIGABRT stops at the step boundary; ignored, SIGKILL after the grace period", async () => {
   for (const ignore of [false, true]) {
     const dir = await Deno.makeTempDir();
-    Deno.env.set("STANDIN_STEPS", "100");
-    Deno.env.set("STANDIN_SLEEP", "0.1");
-    if (ignore) Deno.env.set("STANDIN_IGNORE_ABORT", "1");
+    const env = { STANDIN_STEPS: "100", STANDIN_SLEEP: "0.1", STANDIN_IGNORE_ABORT: ignore ? "1" : "0" };
     try {
-      const run = await LfRun.start({
-        cli: STANDIN,
-        yaml: await yamlIn(dir),
-        outputDir: dir,
-        pollMs: 50,
-        graceMs: 800,
-      });
+      const yaml = await yamlIn(dir);
+      const run = await LfRun.start({ cli: STANDIN, yaml, outputDir: dir, pollMs: 50, graceMs: 800, env });
       await new Promise<void>((resolve) => run.on((e) => e.type === "step" && resolve()));
       const t0 = performance.now();
       await run.stop();
@@ -85,7 +82,6 @@ Deno.test("LfRun.stop: SIGABRT stops at the step boundary; ignored, SIGKILL afte
         assert(took < 700, `stopped after ${took} ms`);
       }
     } finally {
-      for (const k of ["STANDIN_STEPS", "STANDIN_SLEEP", "STANDIN_IGNORE_ABORT"]) Deno.env.delete(k);
       await Deno.remove(dir, { recursive: true });
     }
   }
