@@ -16,7 +16,7 @@ export type { AsyncBuffer as ParquetAsyncBuffer } from "npm:hyparquet@1.33.0";
 export { compressors as parquetCompressors } from "npm:hyparquet-compressors@1.1.2";
 /** Tests only: writes the parquet files the data tests read. */
 export { parquetWriteBuffer } from "npm:hyparquet-writer@0.17.0";
-export { parse as parseYaml } from "npm:yaml@2.8.1";
+export { parse as parseYaml, stringify as stringifyYaml } from "npm:yaml@2.8.1";
 /** onnxruntime-node, loaded on first use (its native library is large): the ONNX Runtime executor. */
 export const loadOrt = (): Promise<typeof import("npm:onnxruntime-node@1.30.0")> =>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily

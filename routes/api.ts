@@ -15,6 +15,7 @@ import {
   GenerateBody,
   Generated,
   LogEntry,
+  PartialPlan,
   Plan,
   PredictBody,
   PreviewRowSchema,
@@ -51,6 +52,15 @@ const route = <const R extends ApiRoute>(r: R): R => r;
 const ID = z.object({ id: z.string().describe("session id") });
 const Str = z.string();
 
+/** A model loaded for chat (POST /chat/models). */
+const ChatModelCard = z.object({
+  id: Str.describe("the `model` of /v1/chat/completions"),
+  model_name_or_path: Str,
+  adapter_name_or_path: Str.nullable(),
+  template: Str,
+  created: z.int(),
+}).meta({ id: "ChatModel" });
+
 /** The routes, by name. */
 export const API = {
   health: route({
@@ -65,6 +75,14 @@ export const API = {
       executor: z.object({ auto: z.enum(["webgpu", "onnx"]), reason: Str }),
       sessions: z.object({ loaded: z.int() }),
       roots: z.array(Str),
+      runners: z.tuple([
+        z.object({ name: z.literal("whetstone"), available: z.literal(true) }),
+        z.object({
+          name: z.literal("llamafactory"),
+          available: z.boolean().describe("llamafactory-cli is on the server's PATH"),
+          path: Str.nullable(),
+        }),
+      ]).describe("who can train a session: POST /sessions {runner}"),
     }),
   }),
   openapi: route({
@@ -161,10 +179,20 @@ export const API = {
   createSession: route({
     method: "post",
     path: "/sessions",
-    summary: "create a session: loads model, tokenizer and data; returns its id and plan",
+    summary: "create a session: loads model, tokenizer and data; returns its id and plan. With runner " +
+      '"llamafactory": writes <output_dir>/training_args.yaml (LLaMA-Factory\'s keys only) and starts ' +
+      "`llamafactory-cli train` on it",
     body: TrainArgsBody,
     status: 201,
-    response: z.object({ id: Str, plan: Plan, state: State, warnings: z.array(Str) }),
+    response: z.object({
+      id: Str,
+      plan: z.union([Plan, PartialPlan]),
+      state: State,
+      warnings: z.array(Str),
+      runner: z.literal("llamafactory").optional(),
+      yaml: Str.optional().describe("llamafactory runs: the YAML written"),
+      command: z.array(Str).optional().describe("llamafactory runs: the command started"),
+    }),
     errors: [409],
   }),
   getSession: route({
@@ -172,7 +200,7 @@ export const API = {
     path: "/sessions/{id}",
     summary: "a session with its plan and arguments",
     params: ID,
-    response: SessionInfo.extend({ plan: Plan, config: z.record(Str, z.unknown()) }),
+    response: SessionInfo.extend({ plan: z.union([Plan, PartialPlan]), config: z.record(Str, z.unknown()) }),
     errors: [404],
   }),
   deleteSession: route({
@@ -212,20 +240,16 @@ export const API = {
     response: z.object({ id: Str, state: State }),
     errors: [404, 409],
   }),
-  stop: route({
-    method: "post",
-    path: "/sessions/{id}/stop",
-    summary: "stop the background run at the next step boundary and write a checkpoint (409 when none runs)",
-    params: ID,
-    response: z.object({ id: Str, state: State, checkpoint: Str }),
-    errors: [404, 409],
-  }),
   log: route({
     method: "get",
     path: "/sessions/{id}/log",
     summary: "trainer_log.jsonl entries",
     params: ID,
-    response: z.object({ id: Str, entries: z.array(LogEntry) }),
+    response: z.object({
+      id: Str,
+      entries: z.array(LogEntry),
+      output: Str.optional().describe("llamafactory runs: the last 20,000 characters of its stdout and stderr"),
+    }),
     errors: [404],
   }),
   events: route({
@@ -238,6 +262,7 @@ export const API = {
     response: z.union([
       State.extend({ id: Str }).describe("event: state"),
       Step.describe("event: step"),
+      LogEntry.describe("event: step (llamafactory runs: the trainer_log.jsonl line)"),
       Eval.describe("event: eval"),
       z.object({ step: z.int(), checkpoint: Str }).describe("event: save"),
       z.object({
@@ -246,6 +271,9 @@ export const API = {
         total_steps: z.int(),
         finished: z.boolean(),
         error: Str.optional(),
+        exit_code: z.int().nullable().optional().describe("llamafactory runs: the process's exit code"),
+        signal: Str.nullable().optional().describe("llamafactory runs: the signal that ended it"),
+        stopped: z.boolean().optional().describe("llamafactory runs: ended by POST /sessions/{id}/stop"),
       }).describe("event: done"),
       z.object({ error: Str, global_step: z.int().optional() }).describe("event: error (a background run failed)"),
     ]),
@@ -316,10 +344,73 @@ export const API = {
     }),
     errors: [404, 409],
   }),
+  stop: route({
+    method: "post",
+    path: "/sessions/{id}/stop",
+    summary: "stop a running session: a background run stops at the next step boundary and writes a checkpoint (409 " +
+      "when none runs); a llamafactory run gets SIGABRT to its process tree as LlamaBoard's abort, SIGKILL after a " +
+      "grace period; returns its state and the newest checkpoint",
+    params: ID,
+    response: z.object({ id: Str, state: State, checkpoint: Str.nullable() }),
+    errors: [404, 409],
+  }),
+  loadChatModel: route({
+    method: "post",
+    path: "/chat/models",
+    summary: "load a model (and adapter) for chat; its id is a `model` of /v1/chat/completions",
+    body: z.strictObject({
+      model_name_or_path: Str.describe("a model folder under the roots, or a hub id"),
+      adapter_name_or_path: Str.nullish().describe("a PEFT adapter folder under the roots (one)"),
+      template: Str.nullish().describe("chat template (default: the tokenizer's chat_template)"),
+      default_system: Str.nullish(),
+      executor: z.enum(["auto", "webgpu", "onnx", "reference"]).nullish(),
+    }),
+    status: 201,
+    response: ChatModelCard,
+    errors: [404],
+  }),
+  listChatModels: route({
+    method: "get",
+    path: "/chat/models",
+    summary: "the models loaded for chat",
+    response: z.object({ models: z.array(ChatModelCard) }),
+  }),
+  unloadChatModel: route({
+    method: "delete",
+    path: "/chat/models/{id}",
+    summary: "unload a chat model (after the replies in flight on it)",
+    params: z.object({ id: Str.describe("chat model id") }),
+    response: z.object({ deleted: Str }),
+    errors: [404],
+  }),
+  exportModel: route({
+    method: "post",
+    path: "/models/export",
+    summary: "merge an adapter into its model and write an HF folder (as deno task export), or copy the adapter",
+    body: z.strictObject({
+      model_name_or_path: Str,
+      adapter_name_or_path: Str.nullish().describe("a PEFT adapter folder under the roots (one)"),
+      template: Str.nullish().describe("accepted as LlamaBoard's form sends it; the export does not use it"),
+      export_dir: Str,
+      export_size: z.number().gt(0).nullish().describe("GB per shard (default 5)"),
+      infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
+      export_onnx: z.boolean().nullish().describe("also write the merged model as ONNX to <export_dir>/onnx"),
+      adapter_only: z.boolean().nullish().describe("write the adapter's PEFT files (and tokenizer), not merged"),
+    }),
+    response: z.object({
+      export_dir: Str,
+      model_name_or_path: Str,
+      adapter_name_or_path: Str.nullable(),
+      dtype: z.enum(["f32", "bf16", "f16"]).nullable().describe("null with adapter_only"),
+      export_size: z.number(),
+      files: z.array(z.object({ path: Str.describe("relative to export_dir"), bytes: z.int() })),
+    }),
+    errors: [409],
+  }),
   openAiModels: route({
     method: "get",
     path: "/v1/models",
-    summary: "OpenAI: the served model and loaded sessions",
+    summary: "OpenAI: the served model, the models loaded for chat, and loaded sessions",
     openai: true,
     response: z.object({
       object: z.literal("list"),

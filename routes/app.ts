@@ -6,10 +6,13 @@
 import { Hono } from "../deps.ts";
 import { boardAssets } from "./board.ts";
 import { ServerContext } from "./context.ts";
+import { chatModelRoutes } from "./chat_models.ts";
 import { datasetRoutes } from "./datasets.ts";
 import { device } from "./device.ts";
 import { healthRoutes } from "./health.ts";
 import { errorBody } from "./http.ts";
+import { lfRoutes } from "./lf_sessions.ts";
+import { modelExportRoutes } from "./model_export.ts";
 import { modelsRoutes } from "./models.ts";
 import { openAiRoutes } from "./openai.ts";
 import { openApiRoutes } from "./openapi.ts";
@@ -65,9 +68,12 @@ export function buildApp(ctx: ServerContext): Hono {
       modelsRoutes(ctx),
       datasetRoutes(ctx),
       sessionRoutes(ctx),
+      lfRoutes(ctx), // before the training routes: answers events and stop for llamafactory runs only
       trainingRoutes(ctx),
       predictRoutes(ctx),
       openAiRoutes(ctx),
+      chatModelRoutes(ctx),
+      modelExportRoutes(ctx),
     ]
   ) app.route("/", r);
   app.route("/", device);

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { ChatEngine } from "../engine/mod.ts";
 import { BackgroundRuns } from "./background.ts";
+import { ChatModels } from "./chat_models.ts";
+import { LfRuns } from "./lf_sessions.ts";
 import type { ServerOptions } from "./options.ts";
 import { Roots } from "./paths.ts";
 import { SessionRegistry } from "./registry.ts";
@@ -26,6 +28,10 @@ export class ServerContext {
     readonly sessions: SessionRegistry,
     readonly bodyLimit: number,
     log: (line: string) => void,
+    /** The llamafactory runs (routes/lf_sessions.ts). */
+    readonly lf: LfRuns,
+    /** Models loaded for chat by `POST /chat/models` (routes/chat_models.ts). */
+    readonly chatModels: ChatModels,
   ) {
     this.runs = new BackgroundRuns(log, (id) => sessions.touch(id));
   }
@@ -35,12 +41,15 @@ export class ServerContext {
     const roots = await Roots.of(options.roots ?? [Deno.cwd()]);
     const store = await SessionStore.open(join(options.stateDir ?? "out/.whetstone", "sessions.kv"));
     const log = options.log ?? ((s: string) => console.error(s));
+    const sessions = new SessionRegistry(store, roots, log);
     return new ServerContext(
       options,
       roots,
-      new SessionRegistry(store, roots, log),
+      sessions,
       options.bodyLimit ?? DEFAULT_BODY_LIMIT,
       log,
+      new LfRuns(sessions, roots, options.llamafactory),
+      new ChatModels(roots),
     );
   }
 
@@ -64,7 +73,9 @@ export class ServerContext {
   /** Stops the background runs; closes the sessions, the store and the served model. */
   async close(): Promise<void> {
     await this.runs.close();
+    await this.sessions.stopExternalRuns();
     this.sessions.close();
+    this.chatModels.close();
     const chat = await this.#chat?.catch(() => undefined);
     chat?.model.executor.dispose();
   }

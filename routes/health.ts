@@ -7,6 +7,7 @@ import { Hono } from "../deps.ts";
 import { autoExecutorKind, openGpu } from "../engine/mod.ts";
 import { API, on, type Reply, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
+import { runners } from "./lf_sessions.ts";
 
 type DeviceInfo = Pick<Reply<typeof API.health>, "adapter" | "adapter_error" | "executor">;
 let device: Promise<DeviceInfo> | undefined;
@@ -37,6 +38,7 @@ export function healthRoutes(ctx: ServerContext): Hono {
       ...(await deviceInfo()),
       sessions: { loaded: ctx.sessions.loaded().length },
       roots: ctx.roots.dirs,
+      runners: await runners(ctx),
     }));
   return r;
 }

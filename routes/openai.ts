@@ -15,8 +15,10 @@ import { sseResponse } from "./sse.ts";
 
 const STARTED = Math.floor(Date.now() / 1000);
 
-/** The engine answering for `model`: a loaded session by id, else the served model. */
+/** The engine answering for `model`: a model loaded for chat, a loaded session by id, else the served model. */
 async function target(ctx: ServerContext, model: string): Promise<{ engine: ChatEngine; session?: TrainSession }> {
+  const loaded = ctx.chatModels.engine(model);
+  if (loaded) return { engine: loaded };
   try {
     const session = await ctx.sessions.live(model);
     return { engine: session.chat, session };
@@ -39,6 +41,16 @@ async function target(ctx: ServerContext, model: string): Promise<{ engine: Chat
   }
 }
 
+/** Runs `fn` holding the chat model `model` when it is one (routes/chat_models.ts), so an unload waits for it. */
+async function holding<T>(ctx: ServerContext, model: string, fn: () => Promise<T>): Promise<T> {
+  const held = ctx.chatModels.hold(model);
+  try {
+    return await fn();
+  } finally {
+    held?.release();
+  }
+}
+
 const hex = () => crypto.randomUUID().replaceAll("-", "");
 
 /** The OpenAI-style routes. */
@@ -47,7 +59,10 @@ export function openAiRoutes(ctx: ServerContext): Hono {
 
   on(r, API.openAiModels, (c) => {
     const card = (id: string, created: number) => ({ id, object: "model" as const, created, owned_by: "whetstone" });
-    const data = ctx.sessions.loaded().map(([id]) => card(id, STARTED));
+    const data = [
+      ...ctx.chatModels.list().map((m) => card(m.id, m.created)),
+      ...ctx.sessions.loaded().map(([id]) => card(id, STARTED)),
+    ];
     const name = ctx.chatModelName;
     if (name) data.unshift(card(name, STARTED));
     return reply(c, API.openAiModels, { object: "list", data });
@@ -63,7 +78,7 @@ export function openAiRoutes(ctx: ServerContext): Hono {
     const { engine, session } = await target(ctx, model);
     const prompt = engine.encode(messages, system, tools);
     const id = `chatcmpl-${hex()}`, created = Math.floor(Date.now() / 1000);
-    const run = <T>(fn: () => Promise<T>) => (session ? session.exclusive("generate", fn) : fn());
+    const run = <T>(fn: () => Promise<T>) => (session ? session.exclusive("generate", fn) : holding(ctx, model, fn));
     if (!o.stream) {
       const results = await run(() => engine.completeMany(prompt, o.n, o));
       const completion = results.reduce((n, x) => n + x.completionTokens, 0);

@@ -34,6 +34,11 @@ export interface ServerOptions {
     name?: string;
     executor?: ExecutorKind;
   };
+  /**
+   * llamafactory runs: the PATH searched for llamafactory-cli (default $PATH), variables added to its environment,
+   * the trainer_log.jsonl poll interval and stop's grace period before SIGKILL (ms).
+   */
+  llamafactory?: { searchPath?: string; env?: Record<string, string>; pollMs?: number; graceMs?: number };
   /** Session log lines (default: console.error). */
   log?: (line: string) => void;
 }

@@ -15,7 +15,7 @@ export type SessionStatus = "ready" | "running" | "finished" | "stopped";
 /** A session as listed. */
 export interface SessionInfo {
   id: string;
-  /** Who trains it: Whetstone itself (these sessions), or llamafactory-cli. */
+  /** Who trains it: Whetstone's engine, or `llamafactory-cli` (routes/lf_sessions.ts). */
   runner: "whetstone" | "llamafactory";
   status: SessionStatus;
   busy: string | null;
@@ -30,6 +30,19 @@ export interface SessionInfo {
   last_loss: number | null;
 }
 
+/** A session trained outside the engine: a `llamafactory-cli train` process (routes/lf_sessions.ts). */
+export interface ExternalRun {
+  /** Whether the process still runs. */
+  readonly running: boolean;
+  /** Steps and loss from its trainer_log.jsonl. */
+  progress(): { global_step: number; total_steps: number; last_loss: number | null };
+  /** Ends it (LlamaBoard's abort); resolves once the process has ended. */
+  stop(): Promise<void>;
+}
+
+const LF_ONLY =
+  "is a LLaMA-Factory run (llamafactory-cli): open its adapter in POST /chat/models or POST /models/export";
+
 const PATH_KEYS = ["model_name_or_path", "dataset_dir", "output_dir", "cache_dir"] as const;
 
 /** Loaded sessions over the store. */
@@ -37,6 +50,8 @@ export class SessionRegistry {
   readonly #live = new Map<string, TrainSession>();
   /** Output folders being loaded into a session (so that two sessions never share one). */
   readonly #claimed = new Set<string>();
+  /** The llamafactory runs started by this server, by session id. */
+  readonly external = new Map<string, ExternalRun>();
 
   constructor(readonly store: SessionStore, readonly roots: Roots, readonly log: (line: string) => void) {}
 
@@ -102,6 +117,9 @@ export class SessionRegistry {
   /** Loads a recorded session again from the latest checkpoint of its output folder (from scratch without one). */
   async resume(id: string): Promise<{ session: TrainSession; resumedFrom: string | null }> {
     const meta = await this.meta(id);
+    if (meta.runner === "llamafactory") {
+      throw new HttpError(409, `session ${id} ${LF_ONLY}; to continue it, start a llamafactory run on its output_dir`);
+    }
     if (this.#live.has(id)) throw new HttpError(409, `session ${id} is already loaded`);
     const a = await this.#args(meta.config, `session ${id}`);
     const latest = await TrainSession.latestCheckpoint(a);
@@ -121,7 +139,8 @@ export class SessionRegistry {
   async live(id: string): Promise<TrainSession> {
     const s = this.#live.get(id);
     if (s) return s;
-    await this.meta(id);
+    const meta = await this.meta(id);
+    if (meta.runner === "llamafactory") throw new HttpError(409, `session ${id} ${LF_ONLY}`);
     throw new HttpError(409, `session ${id} is not loaded (the server restarted): POST /sessions/${id}/resume first`);
   }
 
@@ -144,7 +163,35 @@ export class SessionRegistry {
     });
   }
 
+  /** A llamafactory run as listed: status from its process, or from how it ended (recorded). */
+  #infoExternal(meta: SessionMeta): SessionInfo {
+    const run = this.external.get(meta.id);
+    const p = run?.progress();
+    const ended = meta.lf;
+    const status: SessionStatus = run?.running
+      ? "running"
+      : ended && ended.exit_code === 0 && !ended.stopped
+      ? "finished"
+      : "stopped";
+    return {
+      id: meta.id,
+      runner: "llamafactory",
+      status,
+      busy: run?.running ? "llamafactory-cli train" : null,
+      created_at: meta.created_at,
+      updated_at: meta.updated_at,
+      output_dir: meta.output_dir,
+      model_name_or_path: meta.config.model_name_or_path,
+      stage: meta.config.stage ?? "sft",
+      finetuning_type: meta.config.finetuning_type ?? "lora",
+      global_step: p?.global_step ?? meta.global_step,
+      total_steps: p?.total_steps ?? meta.total_steps,
+      last_loss: p ? p.last_loss : meta.last_loss,
+    };
+  }
+
   #info(meta: SessionMeta): SessionInfo {
+    if (meta.runner === "llamafactory") return this.#infoExternal(meta);
     const s = this.#live.get(meta.id);
     const st = s?.state;
     const status: SessionStatus = !s ? "stopped" : st!.busy ? "running" : st!.finished ? "finished" : "ready";
@@ -170,7 +217,9 @@ export class SessionRegistry {
   }
 
   /** One session with its plan, state and arguments. */
-  async get(id: string): Promise<SessionInfo & { plan: SessionPlan; config: Record<string, unknown> }> {
+  async get(
+    id: string,
+  ): Promise<SessionInfo & { plan: SessionPlan | Partial<SessionPlan>; config: Record<string, unknown> }> {
     const meta = await this.meta(id);
     return { ...this.#info(meta), plan: this.#live.get(id)?.plan ?? meta.plan, config: meta.config };
   }
@@ -178,12 +227,32 @@ export class SessionRegistry {
   /** Forgets a session (its files stay); 409 while an operation runs on it. */
   async delete(id: string): Promise<SessionMeta> {
     const meta = await this.meta(id);
+    if (this.external.get(id)?.running) {
+      throw new HttpError(409, `session ${id} is running (llamafactory-cli train); POST /sessions/${id}/stop first`);
+    }
+    this.external.delete(id);
     const s = this.#live.get(id);
     if (s?.busy) throw new HttpError(409, `session ${id} is busy (${s.busy} is running); delete it afterwards`);
     s?.close();
     this.#live.delete(id);
     await this.store.delete(id);
     return meta;
+  }
+
+  /**
+   * Stops a run started outside the engine (a llamafactory run) and returns true; false when `id` is not one (a
+   * Whetstone session: its stop is the background runner's). 404 when unknown.
+   */
+  async stopExternal(id: string): Promise<boolean> {
+    const meta = await this.meta(id);
+    if (meta.runner !== "llamafactory") return false;
+    await this.external.get(id)?.stop();
+    return true;
+  }
+
+  /** Stops the llamafactory runs still running (the server is closing). */
+  async stopExternalRuns(): Promise<void> {
+    await Promise.all([...this.external.values()].filter((r) => r.running).map((r) => r.stop()));
   }
 
   /** Closes every loaded session (idle or not) and the store. */

@@ -61,6 +61,9 @@ function keySchema(spec: KeySpec): Record<string, unknown> {
  */
 export const TrainArgsBody = z.object({
   config: z.string().nullish().describe("a YAML (or JSON) file under the roots whose keys the others override"),
+  runner: z.enum(["whetstone", "llamafactory"]).nullish().describe(
+    "POST /sessions: who trains it (default whetstone; llamafactory runs llamafactory-cli train)",
+  ),
   ...Object.fromEntries(
     Object.entries(KEYS).filter(([, s]) => s.use === "train").map((
       [name, s],
@@ -90,6 +93,12 @@ export const Plan = z.object({
   memory: z.object({ parameters: z.number(), optimizer: z.number(), activations: z.number(), total: z.number() })
     .optional().describe("planned peak memory in bytes"),
 }).meta({ id: "SessionPlan" });
+
+/** The part of a plan known before a llamafactory run has logged (LF computes the rest). */
+export const PartialPlan = Plan.partial().meta({
+  id: "PartialSessionPlan",
+  description: 'llamafactory runs: stage, finetuning_type, executor ("llamafactory"), batch sizes, cutoff_len',
+});
 
 /** A session's status snapshot. */
 export const State = z.object({
@@ -171,7 +180,7 @@ export const PreviewRowSchema = z.object({
 /** A session as listed. */
 export const SessionInfo = z.object({
   id: z.string(),
-  runner: z.enum(["whetstone", "llamafactory"]).describe("who trains it: Whetstone, or llamafactory-cli"),
+  runner: z.enum(["whetstone", "llamafactory"]).describe("Whetstone's engine, or llamafactory-cli"),
   status: z.enum(["ready", "running", "finished", "stopped"]),
   busy: z.string().nullable(),
   created_at: z.string(),

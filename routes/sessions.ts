@@ -1,7 +1,8 @@
 /**
  * Session lifecycle: `POST /sessions` (training arguments as in the YAML, optionally over a `config` file),
  * `GET /sessions`, `GET /sessions/:id`, `DELETE /sessions/:id`, `POST /sessions/:id/resume` (after a restart: from
- * the latest checkpoint) and `GET /sessions/:id/log` (the trainer_log.jsonl entries).
+ * the latest checkpoint) and `GET /sessions/:id/log` (the trainer_log.jsonl entries). `POST /sessions` with
+ * `runner: "llamafactory"` starts a LLaMA-Factory run instead (routes/lf_sessions.ts).
  * @module
  */
 import { Hono } from "../deps.ts";
@@ -9,6 +10,7 @@ import { readConfigFile, readTrainerLog } from "../engine/mod.ts";
 import { API, on, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
 import { badRequest } from "./http.ts";
+import { lfOutputTail } from "./lf_sessions.ts";
 
 /** The session lifecycle routes. */
 export function sessionRoutes(ctx: ServerContext): Hono {
@@ -27,7 +29,10 @@ export function sessionRoutes(ctx: ServerContext): Hono {
       }
       config = { ...base, ...rest };
     }
-    const { id, session } = await ctx.sessions.create(config);
+    const { runner, ...args } = config;
+    if (runner === "llamafactory") return reply(c, API.createSession, await ctx.lf.create(args));
+    if (runner != null && runner !== "whetstone") throw badRequest("runner", `expected whetstone or llamafactory`);
+    const { id, session } = await ctx.sessions.create(args);
     return reply(c, API.createSession, {
       id,
       plan: session.plan,
@@ -52,7 +57,8 @@ export function sessionRoutes(ctx: ServerContext): Hono {
 
   on(r, API.log, async (c, { params: { id } }) => {
     const meta = await ctx.sessions.meta(id);
-    return reply(c, API.log, { id, entries: await readTrainerLog(meta.output_dir) });
+    const output = meta.runner === "llamafactory" ? { output: await lfOutputTail(meta.output_dir) } : {};
+    return reply(c, API.log, { id, entries: await readTrainerLog(meta.output_dir), ...output });
   });
 
   return r;

@@ -18,7 +18,23 @@ export interface SessionMeta {
   global_step: number;
   total_steps: number;
   last_loss: number | null;
-  plan: SessionPlan;
+  /** What is known before training starts (llamafactory runs: the part read from their arguments). */
+  plan: SessionPlan | Partial<SessionPlan>;
+  /** Who trains it: Whetstone's engine (absent: "whetstone") or LLaMA-Factory (routes/lf_sessions.ts). */
+  runner?: "whetstone" | "llamafactory";
+  /** llamafactory runs: the YAML, the command line, and how the process ended (null fields while it runs). */
+  lf?: LfRecord;
+}
+
+/** How a llamafactory run was launched and how it ended. */
+export interface LfRecord {
+  yaml: string;
+  command: string[];
+  pid: number;
+  exit_code: number | null;
+  signal: string | null;
+  stopped: boolean;
+  ended_at: string | null;
 }
 
 /** The session records of one state folder. */
