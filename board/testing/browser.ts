@@ -257,10 +257,14 @@ export function attr(page: Page, selector: string, name: string): Promise<string
   );
 }
 
-/** The trimmed text of the first element matching `selector` (null when absent). */
+/** The trimmed text (a form control's value) of the first element matching `selector` (null when absent). */
 export function text(page: Page, selector: string): Promise<string | null> {
   return page.evaluate(
-    (sel: string) => (globalThis as unknown as PageGlobal).document.querySelector(sel)?.innerText?.trim() ?? null,
+    (sel: string) => {
+      const el = (globalThis as unknown as PageGlobal).document.querySelector(sel);
+      if (!el) return null;
+      return (/^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName) ? el.value ?? "" : el.innerText ?? "").trim();
+    },
     selector,
   );
 }

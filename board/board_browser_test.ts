@@ -1,0 +1,263 @@
+/**
+ * The Board end to end in headless Chromium, against the real app (API key set): the key prompt, the tiny model and
+ * the demo data, the data preview and the planned YAML, a 30-step LoRA run watched on the loss chart, Stop (a
+ * checkpoint on disk), Resume to the end, a streamed chat answer, a merged export on disk, the runs table, the
+ * language switch (ru, zh; kept after a reload), and a screenshot of every tab under out/board/.
+ */
+import assert from "node:assert/strict";
+import type { Page } from "../deps.ts";
+import { startServer } from "../routes/testing.ts";
+import {
+  answerKeyDialogs,
+  clickAction,
+  enterKey,
+  fillTinyRun,
+  lossPoints,
+  openTab,
+  progress,
+  setField,
+  status,
+} from "./testing/board_flow.ts";
+import {
+  browserTest,
+  describeProblems,
+  type PageGlobal,
+  text,
+  waitForSelector,
+  waitUntil,
+  withPage,
+} from "./testing/browser.ts";
+
+const KEY = "board-test-key";
+const TABS = ["train", "evaluate", "chat", "export", "runs"];
+const MAX_STEPS = 30;
+
+async function checkpoints(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.isDirectory && /^checkpoint-\d+$/.test(e.name)) out.push(e.name);
+  } catch { /* not there yet */ }
+  return out.sort();
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The text of the `[data-i18n]` label of the Train tab. */
+function trainTabLabel(page: Page): Promise<string | null> {
+  return page.evaluate(() => {
+    const w = globalThis as unknown as PageGlobal;
+    const el = w.document.querySelector(
+      '[role="tab"][data-tab="train"][data-i18n], [role="tab"][data-tab="train"] [data-i18n]',
+    );
+    return el ? el.innerText.trim() : null;
+  });
+}
+
+browserTest("board: key, preview, train, stop, resume, chat, export, runs, languages, screenshots", async () => {
+  const t0 = Date.now();
+  const lap = (what: string) => console.log(`  ${((Date.now() - t0) / 1000).toFixed(1)} s  ${what}`);
+  const t = await startServer({ apiKey: KEY });
+  const outputDir = `${t.tmp}/out/board-lora`;
+  const exportDir = `${t.tmp}/out/board-merged`;
+  const chatRequests: { body: string; contentType: string; finished: boolean }[] = [];
+  try {
+    await withPage(`${t.url}/`, async ({ page, problems, screenshot }) => {
+      // The key: asked once, then sent on every call (no 401 after it).
+      await enterKey(page, KEY);
+      const before = { http: problems.httpErrors.length, console: problems.console.length };
+      assert.ok(
+        problems.httpErrors.every((l) => l.startsWith("401 ")),
+        `only 401s before the key:\n${problems.httpErrors.join("\n")}`,
+      );
+      lap("key entered");
+
+      // Train: model, data, preview, a 30-step LoRA run; the YAML preview shows it.
+      await fillTinyRun(page, { outputDir, maxSteps: MAX_STEPS, saveSteps: 10 });
+      lap("form filled, preview shown");
+      await clickAction(page, "plan");
+      await waitUntil(page, "the planned memory ([data-memory])", () => text(page, "[data-memory]"), (v) => !!v);
+      const yaml = await waitUntil(
+        page,
+        `the YAML preview ([data-yaml]) with max_steps: ${MAX_STEPS}`,
+        () => text(page, "[data-yaml]"),
+        (v) => new RegExp(`^max_steps: ${MAX_STEPS}$`, "m").test(v ?? ""),
+      );
+      assert.match(yaml!, /^model_name_or_path: .*fixtures\/tiny\/model$/m);
+      assert.match(yaml!, /^finetuning_type: lora$/m);
+      assert.match(yaml!, /^template: qwen$/m);
+      assert.match(yaml!, /whetstone_demo/);
+      lap("planned");
+
+      // Start, see the loss chart grow while it runs, Stop: a checkpoint on disk, the run short of its end.
+      await clickAction(page, "start");
+      const first = await waitUntil(page, "a loss point on the chart", () => lossPoints(page), (n) => n >= 1, 60_000);
+      await waitUntil(page, `more loss points than ${first}`, () => lossPoints(page), (n) => n > first, 60_000);
+      assert.match(await status(page), /running/);
+      await clickAction(page, "stop");
+      await waitUntil(page, "the status to say stopped", () => status(page), (s) => /stopped/.test(s), 60_000);
+      const stoppedAt = await progress(page);
+      assert.equal(stoppedAt.total, MAX_STEPS);
+      assert.ok(stoppedAt.step < MAX_STEPS, `Stop came after the end (step ${stoppedAt.step} of ${MAX_STEPS})`);
+      const saved = await waitUntil(
+        page,
+        `a checkpoint-N folder in ${outputDir}`,
+        () => checkpoints(outputDir),
+        (c) => c.length > 0,
+        30_000,
+      );
+      lap(`stopped at step ${stoppedAt.step}: ${saved.join(", ")}`);
+      await screenshot("train-stopped");
+
+      // Resume to the end: every step's loss plotted, the adapter written.
+      await clickAction(page, "resume");
+      await waitUntil(
+        page,
+        `step ${MAX_STEPS} of ${MAX_STEPS}`,
+        () => progress(page),
+        (p) => p.step === MAX_STEPS && p.total === MAX_STEPS,
+        180_000,
+      );
+      await waitUntil(page, "the status to say finished", () => status(page), (s) => /finished/.test(s), 60_000);
+      assert.ok(
+        (await lossPoints(page)) >= MAX_STEPS,
+        `${await lossPoints(page)} loss points after ${MAX_STEPS} steps`,
+      );
+      assert.ok(await exists(`${outputDir}/adapter_config.json`), `${outputDir}/adapter_config.json after the run`);
+      assert.ok((await text(page, "[data-log]"))?.length, "the log tail ([data-log]) is empty");
+      lap("resumed to the end");
+      await screenshot("train");
+
+      // Chat with the trained adapter: a streamed answer.
+      await setField(page, "adapter_name_or_path", outputDir, { optional: true });
+      await openTab(page, "chat");
+      page.on("request", (r) => {
+        if (r.url().endsWith("/v1/chat/completions")) {
+          chatRequests.push({ body: r.postData() ?? "", contentType: "", finished: false });
+        }
+      });
+      page.on("response", (r) => {
+        const last = chatRequests.at(-1);
+        if (last && r.url().endsWith("/v1/chat/completions")) last.contentType = r.headers()["content-type"] ?? "";
+      });
+      page.on("requestfinished", (r) => {
+        const last = chatRequests.at(-1);
+        if (last && r.url().endsWith("/v1/chat/completions")) last.finished = true;
+      });
+      if (await page.$('[data-panel="chat"] [data-action="chat-load"]')) {
+        await clickAction(page, "chat-load", '[data-panel="chat"]');
+      }
+      await setField(page, "max_new_tokens", 24, { scope: '[data-panel="chat"]', optional: true });
+      const input = '[data-panel="chat"] textarea:not([name="system"]):not([name="default_system"])';
+      await waitForSelector(page, input);
+      await page.type(input, "Hello!");
+      await clickAction(page, "chat-send", '[data-panel="chat"]');
+      const assistant = '[data-chat-log] [data-role="assistant"]:last-of-type';
+      await waitUntil(
+        page,
+        "the chat request to finish",
+        () => Promise.resolve(chatRequests.at(-1)),
+        (r) => r?.finished === true,
+        120_000,
+      );
+      const answer = await waitUntil(
+        page,
+        `a non-empty answer (${assistant})`,
+        () => text(page, assistant),
+        (v) => !!v,
+        10_000,
+      );
+      const sent = JSON.parse(chatRequests.at(-1)!.body);
+      assert.equal(sent.stream, true, "the chat request asks for a stream");
+      assert.match(sent.messages.at(-1).content, /Hello!/);
+      assert.match(chatRequests.at(-1)!.contentType, /text\/event-stream/);
+      lap(`chat answered: ${JSON.stringify(answer!.slice(0, 60))}`);
+      await screenshot("chat");
+
+      // Export the merged model: the files listed, config.json on disk.
+      await openTab(page, "export");
+      await setField(page, "export_dir", exportDir, { scope: '[data-panel="export"]' });
+      await clickAction(page, "export", '[data-panel="export"]');
+      const files = await waitUntil(
+        page,
+        "the exported files ([data-export-files])",
+        () => text(page, "[data-export-files]"),
+        (v) => /config\.json/.test(v ?? ""),
+        120_000,
+      );
+      assert.match(files!, /safetensors/);
+      assert.ok(await exists(`${exportDir}/config.json`), `${exportDir}/config.json after the export`);
+      lap("exported");
+      await screenshot("export");
+
+      // Runs: the session is listed.
+      await openTab(page, "runs");
+      await clickAction(page, "refresh-runs", '[data-panel="runs"]');
+      const sessions = await t.call("GET", "/sessions", undefined, { authorization: `Bearer ${KEY}` });
+      const ids: string[] = sessions.json.sessions.map((r: { id: string }) => r.id);
+      assert.equal(ids.length, 1, JSON.stringify(sessions.json));
+      await waitForSelector(page, `[data-runs] [data-run-id="${ids[0]}"]`);
+      await screenshot("runs");
+      for (const tab of TABS) {
+        await openTab(page, tab);
+        await screenshot(`tab-${tab}`);
+      }
+
+      // Languages: labels change, <html lang> follows, the choice survives a reload.
+      await openTab(page, "train");
+      const en = await trainTabLabel(page);
+      assert.ok(en, "the Train tab has a [data-i18n] label");
+      const labels: Record<string, string | null> = { en };
+      for (const [lang, script] of [["ru", /[\u0400-\u04ff]/], ["zh", /[\u4e00-\u9fff]/]] as const) {
+        await setField(page, "lang", lang);
+        await waitUntil(
+          page,
+          `<html lang="${lang}">`,
+          () =>
+            page.evaluate(() => (globalThis as unknown as PageGlobal).document.documentElement.getAttribute("lang")),
+          (v) => v === lang,
+        );
+        labels[lang] = await waitUntil(
+          page,
+          `the Train tab's label in ${lang}`,
+          () => trainTabLabel(page),
+          (v) => script.test(v ?? ""),
+        );
+        await screenshot(`train-${lang}`);
+      }
+      assert.equal(new Set(Object.values(labels)).size, 3, JSON.stringify(labels));
+      lap(`languages: ${JSON.stringify(labels)}`);
+
+      // Nothing went wrong in the page after the key.
+      const after = {
+        ...problems,
+        httpErrors: problems.httpErrors.slice(before.http),
+        console: problems.console.slice(before.console),
+      };
+      assert.deepEqual(after.pageErrors, [], describeProblems(after));
+      assert.deepEqual(after.failedRequests, [], describeProblems(after));
+      assert.deepEqual(after.httpErrors, [], describeProblems(after));
+      assert.deepEqual(after.console, [], describeProblems(after));
+
+      // The language choice survives a reload.
+      await page.reload({ waitUntil: "load" });
+      await enterKey(page, KEY);
+      assert.equal(
+        await page.evaluate(() => (globalThis as unknown as PageGlobal).document.documentElement.getAttribute("lang")),
+        "zh",
+        "the language after a reload",
+      );
+      await setField(page, "lang", "en");
+      assert.deepEqual(problems.pageErrors, [], describeProblems(problems));
+    }, { setup: (page) => answerKeyDialogs(page, KEY) });
+  } finally {
+    await t.close();
+  }
+  lap("done");
+});
