@@ -19,42 +19,43 @@ export function answerKeyDialogs(page: Page, key: string): void {
   page.on("dialog", (d) => void (d.type() === "prompt" ? d.accept(key) : d.accept()).catch(() => {}));
 }
 
+/** Whether a key field or the Train tab shows: "key", "tabs" or "none". */
+function keyState(page: Page): Promise<string> {
+  return page.evaluate((keySel: string) => {
+    const w = globalThis as unknown as PageGlobal;
+    const shown = (sel: string) =>
+      Array.from(w.document.querySelectorAll(sel)).some((e) => e.getBoundingClientRect().width > 0);
+    return shown(keySel) ? "key" : shown('[role="tab"][data-tab="train"]') ? "tabs" : "none";
+  }, KEY_INPUT);
+}
+
 /**
- * Gives the page its API key when it asks (a key field: typed, then Enter), and waits until the tabs show and the
- * key field is gone.
+ * Gives the page its API key when it asks (a key field: typed, then Enter), until the tabs show, the network is
+ * quiet and no key field shows (the page may ask only once its first API call is refused).
  */
 export async function enterKey(page: Page, key: string, timeoutMs = 30_000): Promise<void> {
-  const state = await waitUntil(
-    page,
-    `the API key field (${KEY_INPUT}) or the Board's tabs`,
-    () =>
-      page.evaluate((keySel: string) => {
-        const w = globalThis as unknown as PageGlobal;
-        const shown = (sel: string) =>
-          Array.from(w.document.querySelectorAll(sel)).some((e) => e.getBoundingClientRect().width > 0);
-        return shown(keySel) ? "key" : shown('[role="tab"][data-tab="train"]') ? "tabs" : "none";
-      }, KEY_INPUT),
-    (v) => v !== "none",
-    timeoutMs,
-  );
-  if (state === "key") {
-    const input = (await page.$$(KEY_INPUT))[0];
-    await input.click();
-    await input.type(key);
-    await page.keyboard.press("Enter");
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const left = Math.max(1000, end - Date.now());
+    const state = await waitUntil(
+      page,
+      `the key field (${KEY_INPUT}) or the Train tab`,
+      () => keyState(page),
+      (v) => v !== "none",
+      left,
+    );
+    if (state === "key") {
+      const input = (await page.$$(KEY_INPUT))[0];
+      await input.click({ count: 3 });
+      await input.type(key);
+      await page.keyboard.press("Enter");
+      await waitUntil(page, "the key field to go away", () => keyState(page), (v) => v !== "key", left);
+      continue;
+    }
+    await page.waitForNetworkIdle({ idleTime: 500, timeout: Math.min(10_000, left) }).catch(() => {});
+    if (await keyState(page) === "tabs") return;
+    if (Date.now() > end) throw new Error(`the Board did not settle after the API key within ${timeoutMs} ms`);
   }
-  await waitForSelector(page, '[role="tab"][data-tab="train"]', timeoutMs);
-  await waitUntil(
-    page,
-    "the API key field to go away",
-    () =>
-      page.evaluate((keySel: string) => {
-        const w = globalThis as unknown as PageGlobal;
-        return Array.from(w.document.querySelectorAll(keySel)).some((e) => e.getBoundingClientRect().width > 0);
-      }, KEY_INPUT),
-    (shown) => !shown,
-    timeoutMs,
-  );
 }
 
 /** Opens a tab (`[role=tab][data-tab]`) and waits for its panel (`[role=tabpanel][data-panel]`) to show. */
@@ -65,7 +66,7 @@ export async function openTab(page: Page, tab: string): Promise<void> {
 
 /**
  * Sets the first visible control `[name=name]` (inside `scope` when given) and fires `input` and `change`: a select
- * picks the option whose value equals the value or ends with `/value` (waiting for it to be listed), a multi-select
+ * picks the option whose value is the value (or one path ends with the other; waiting for it to be listed), a multi-select
  * the options given, a checkbox its state, anything else its value. Throws naming the field when it cannot.
  */
 export async function setField(
