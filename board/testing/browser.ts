@@ -263,7 +263,8 @@ export function text(page: Page, selector: string): Promise<string | null> {
     (sel: string) => {
       const el = (globalThis as unknown as PageGlobal).document.querySelector(sel);
       if (!el) return null;
-      return (/^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName) ? el.value ?? "" : el.innerText ?? "").trim();
+      if (/^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName)) return (el.value ?? "").trim();
+      return (el.innerText || el.textContent || "").trim(); // textContent: inside a closed <details>
     },
     selector,
   );
