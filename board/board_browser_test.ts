@@ -31,6 +31,8 @@ import {
 const KEY = "board-test-key";
 const TABS = ["train", "evaluate", "chat", "export", "runs"];
 const MAX_STEPS = 30;
+/** Past where Stop comes, so that the checkpoint at the stopped step is Stop's. */
+const SAVE_STEPS = 25;
 
 async function checkpoints(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -72,14 +74,10 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       // The key: asked once, then sent on every call (no 401 after it).
       await enterKey(page, KEY);
       const before = { http: problems.httpErrors.length, console: problems.console.length };
-      assert.ok(
-        problems.httpErrors.every((l) => l.startsWith("401 ")),
-        `only 401s before the key:\n${problems.httpErrors.join("\n")}`,
-      );
       lap("key entered");
 
       // Train: model, data, preview, a 30-step LoRA run; the YAML preview shows it.
-      await fillTinyRun(page, { outputDir, maxSteps: MAX_STEPS, saveSteps: 10 });
+      await fillTinyRun(page, { outputDir, maxSteps: MAX_STEPS, saveSteps: SAVE_STEPS });
       lap("form filled, preview shown");
       await clickAction(page, "plan");
       await waitUntil(page, "the planned memory ([data-memory])", () => text(page, "[data-memory]"), (v) => !!v);
@@ -101,15 +99,22 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       await waitUntil(page, `more loss points than ${first}`, () => lossPoints(page), (n) => n > first, 60_000);
       assert.match(await status(page), /running/);
       await clickAction(page, "stop");
-      await waitUntil(page, "the status to say stopped", () => status(page), (s) => /stopped/.test(s), 60_000);
+      // After Stop the session is idle and loaded ("ready"; "stopped" is a recorded session not loaded).
+      await waitUntil(
+        page,
+        "the status to leave running (ready)",
+        () => status(page),
+        (s) => /^(ready|stopped)$/.test(s),
+        60_000,
+      );
       const stoppedAt = await progress(page);
       assert.equal(stoppedAt.total, MAX_STEPS);
       assert.ok(stoppedAt.step < MAX_STEPS, `Stop came after the end (step ${stoppedAt.step} of ${MAX_STEPS})`);
       const saved = await waitUntil(
         page,
-        `a checkpoint-N folder in ${outputDir}`,
+        `checkpoint-${stoppedAt.step} in ${outputDir}`,
         () => checkpoints(outputDir),
-        (c) => c.length > 0,
+        (c) => c.includes(`checkpoint-${stoppedAt.step}`),
         30_000,
       );
       lap(`stopped at step ${stoppedAt.step}: ${saved.join(", ")}`);
@@ -193,6 +198,7 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       assert.equal(sent.stream, true, "the chat request asks for a stream");
       assert.match(sent.messages.at(-1).content, /Hello!/);
       assert.match(chatRequests.at(-1)!.contentType, /text\/event-stream/);
+      assert.ok(lens.filter((n) => n > 0).length >= 2, `the answer grew while streaming (lengths ${lens.join(" ")})`);
       lap(`chat answered (lengths while streaming: ${lens.join(" ")}): ${JSON.stringify(answer!.slice(0, 60))}`);
       await screenshot("chat");
 
@@ -222,7 +228,7 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       await screenshot("runs");
       for (const tab of TABS) {
         await openTab(page, tab);
-        await screenshot(`tab-${tab}`);
+        await screenshot(`tab-${tab}`, true);
       }
 
       // Languages: labels change, <html lang> follows, the choice survives a reload.
@@ -250,12 +256,18 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       assert.equal(new Set(Object.values(labels)).size, 3, JSON.stringify(labels));
       lap(`languages: ${JSON.stringify(labels)}`);
 
-      // Nothing went wrong in the page after the key.
+      // Nothing went wrong in the page after the key: no exception, no request without an answer, no 401 (the key
+      // is sent on every call), no server error, no console error but Chromium's own line for a 4xx answer (a
+      // path typed that is not there is the page's normal business: it shows the error).
+      const http = problems.httpErrors.slice(before.http).filter((l) => !l.endsWith("/favicon.ico"));
       const after = {
         ...problems,
-        httpErrors: problems.httpErrors.slice(before.http),
-        console: problems.console.slice(before.console),
+        httpErrors: http.filter((l) => /^(401|5\d\d) /.test(l)),
+        console: problems.console.slice(before.console).filter((l) =>
+          !/^Failed to load resource: the server responded with a status of 4\d\d/.test(l)
+        ),
       };
+      if (http.length) console.log(`  4xx answers the page showed:\n    ${http.join("\n    ")}`);
       assert.deepEqual(after.pageErrors, [], describeProblems(after));
       assert.deepEqual(after.failedRequests, [], describeProblems(after));
       assert.deepEqual(after.httpErrors, [], describeProblems(after));
