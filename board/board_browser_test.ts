@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "../deps.ts";
-import { startServer } from "../routes/testing.ts";
 import {
   answerKeyDialogs,
   clickAction,
@@ -27,6 +26,7 @@ import {
   waitUntil,
   withPage,
 } from "./testing/browser.ts";
+import { serveApp } from "./testing/serve.ts";
 
 const KEY = "board-test-key";
 const TABS = ["train", "evaluate", "chat", "export", "runs"];
@@ -65,7 +65,7 @@ function trainTabLabel(page: Page): Promise<string | null> {
 browserTest("board: key, preview, train, stop, resume, chat, export, runs, languages, screenshots", async () => {
   const t0 = Date.now();
   const lap = (what: string) => console.log(`  ${((Date.now() - t0) / 1000).toFixed(1)} s  ${what}`);
-  const t = await startServer({ apiKey: KEY });
+  const t = await serveApp({ apiKey: KEY });
   const outputDir = `${t.tmp}/out/board-lora`;
   const exportDir = `${t.tmp}/out/board-merged`;
   const chatRequests: { body: string; contentType: string; finished: boolean }[] = [];
@@ -221,9 +221,9 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       // Runs: the session is listed.
       await openTab(page, "runs");
       await clickAction(page, "refresh-runs", '[data-panel="runs"]');
-      const sessions = await t.call("GET", "/sessions", undefined, { authorization: `Bearer ${KEY}` });
-      const ids: string[] = sessions.json.sessions.map((r: { id: string }) => r.id);
-      assert.equal(ids.length, 1, JSON.stringify(sessions.json));
+      const sessions = await t.json("GET", "/sessions");
+      const ids: string[] = sessions.sessions.map((r: { id: string }) => r.id);
+      assert.equal(ids.length, 1, JSON.stringify(sessions));
       await waitForSelector(page, `[data-runs] [data-run-id="${ids[0]}"]`);
       await screenshot("runs");
       for (const tab of TABS) {
@@ -284,6 +284,9 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       await setField(page, "lang", "en");
       assert.deepEqual(problems.pageErrors, [], describeProblems(problems));
     }, { setup: (page) => answerKeyDialogs(page, KEY) });
+  } catch (e) {
+    console.log(`server output:\n${t.output()}`);
+    throw e;
   } finally {
     await t.close();
   }

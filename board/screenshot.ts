@@ -5,9 +5,9 @@
  *     node_modules/.bin/deno run -A --unstable-webgpu --unstable-kv board/screenshot.ts [docs/board.png]
  * @module
  */
-import { startServer } from "../routes/testing.ts";
 import { clickAction, fillTinyRun, openTab, progress } from "./testing/board_flow.ts";
 import { waitUntil, withPage } from "./testing/browser.ts";
+import { serveApp } from "./testing/serve.ts";
 
 /** Largest PNG the README should carry. */
 const MAX_BYTES = 200 * 1024;
@@ -15,7 +15,7 @@ const MAX_BYTES = 200 * 1024;
 if (import.meta.main) {
   const path = Deno.args[0] ?? "docs/board.png";
   const steps = 30;
-  const t = await startServer();
+  const t = await serveApp();
   try {
     await withPage(`${t.url}/`, async ({ page }) => {
       await fillTinyRun(page, { outputDir: `${t.tmp}/out/board-lora`, maxSteps: steps, saveSteps: steps });

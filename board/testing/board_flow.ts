@@ -183,6 +183,8 @@ export async function fillTinyRun(page: Page, run: TinyRun): Promise<void> {
   await setField(page, "cutoff_len", 128);
   await setField(page, "max_samples", 200, { optional: true });
   await setField(page, "per_device_train_batch_size", 8);
+  // LlamaBoard's default of 8 would make each step 8 batches; 2 keeps a step short yet long enough to Stop in.
+  await setField(page, "gradient_accumulation_steps", 2);
   await setField(page, "max_steps", run.maxSteps);
   await setField(page, "logging_steps", 1);
   await setField(page, "save_steps", run.saveSteps);
