@@ -62,6 +62,22 @@ function trainTabLabel(page: Page): Promise<string | null> {
   });
 }
 
+/** The visible form controls with no accessible label (`tag[name]` or `tag#id`). */
+function unlabelledControls(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const w = globalThis as unknown as PageGlobal;
+    // deno-lint-ignore no-explicit-any
+    const all = Array.from(w.document.querySelectorAll("input, select, textarea, button")) as any[];
+    return all
+      .filter((e) => e.type !== "hidden" && e.getBoundingClientRect().width > 0)
+      .filter((e) =>
+        !(e.labels?.length || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") ||
+          (e.tagName === "BUTTON" && e.textContent.trim()))
+      )
+      .map((e) => `${e.tagName.toLowerCase()}${e.name ? `[name=${e.name}]` : e.id ? `#${e.id}` : ""}`);
+  });
+}
+
 browserTest("board: key, preview, train, stop, resume, chat, export, runs, languages, screenshots", async () => {
   const t0 = Date.now();
   const lap = (what: string) => console.log(`  ${((Date.now() - t0) / 1000).toFixed(1)} s  ${what}`);
@@ -226,10 +242,18 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       assert.equal(ids.length, 1, JSON.stringify(sessions));
       await waitForSelector(page, `[data-runs] [data-run-id="${ids[0]}"]`);
       await screenshot("runs");
+      // Every tab: a screenshot, and every control shown has a label (<label for>, aria-label or aria-labelledby).
+      const unlabelled: string[] = [];
       for (const tab of TABS) {
         await openTab(page, tab);
         await screenshot(`tab-${tab}`, true);
+        unlabelled.push(...(await unlabelledControls(page)).map((c) => `${tab}: ${c}`));
       }
+      assert.deepEqual(unlabelled, [], "controls without a label");
+      // The tabs work from the keyboard.
+      await page.focus('[role="tab"][data-tab="evaluate"]');
+      await page.keyboard.press("Enter");
+      await waitForSelector(page, '[role="tabpanel"][data-panel="evaluate"]');
 
       // Languages: labels change, <html lang> follows, the choice survives a reload.
       await openTab(page, "train");
