@@ -26,3 +26,8 @@ export type * as Ort from "npm:onnxruntime-node@1.30.0";
 export const loadJieba = (): Promise<typeof import("npm:jieba-wasm@2.4.0")> =>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
   import("npm:jieba-wasm@2.4.0");
+/** Tests only: puppeteer-core, loaded on first use, drives headless Chromium in the Board's browser tests. */
+export const loadPuppeteer = (): Promise<typeof import("npm:puppeteer-core@25.16.0")> =>
+  // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
+  import("npm:puppeteer-core@25.16.0");
+export type { Browser, ElementHandle, Page } from "npm:puppeteer-core@25.16.0";
