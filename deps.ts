@@ -26,3 +26,10 @@ export type * as Ort from "npm:onnxruntime-node@1.30.0";
 export const loadJieba = (): Promise<typeof import("npm:jieba-wasm@2.4.0")> =>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
   import("npm:jieba-wasm@2.4.0");
+/**
+ * Tests only: transformers.js (@huggingface/transformers), loaded on first use, to check that an ONNX export opens
+ * in the ecosystem's runtime (engine/nn/onnx_transformers_js_test.ts). Its onnxruntime-node is the one above.
+ */
+export const loadTransformersJs = (): Promise<typeof import("npm:@huggingface/transformers@4.3.2")> =>
+  // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
+  import("npm:@huggingface/transformers@4.3.2");
