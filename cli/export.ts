@@ -23,7 +23,12 @@ export async function exportMain(argv: string[]): Promise<number> {
   const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));
   const model = await loadModel(source, { dtype: "f32", executor: "reference" });
   if (args.adapterNameOrPath) await attachAdapter(model, args.adapterNameOrPath);
-  await exportModel(model, args.exportDir, { source, shardBytes: args.exportSize * 1e9, dtype: args.dtype, template: args.template });
+  await exportModel(model, args.exportDir, {
+    source,
+    shardBytes: args.exportSize * 1e9,
+    dtype: args.dtype,
+    template: args.template,
+  });
   console.log(
     `exported ${args.modelNameOrPath}${args.adapterNameOrPath ? ` + ${args.adapterNameOrPath}` : ""} ` +
       `(${args.dtype}) to ${args.exportDir}`,

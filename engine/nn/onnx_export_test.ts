@@ -39,7 +39,10 @@ async function checkBatch(model: Model, family: string, dir: string, gold?: GenG
   assert.deepEqual(info.outputs.filter((o) => o.startsWith("present.")).length, 2 * L);
   assert.ok(info.outputs.includes("logits") && info.inputs.includes(`past_key_values.${L - 1}.value`));
   const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-  assert.deepEqual(cfg["transformers.js_config"], { dtype: "fp32", ...(external && { use_external_data_format: true }) });
+  assert.deepEqual(cfg["transformers.js_config"], {
+    dtype: "fp32",
+    ...(external && { use_external_data_format: true }),
+  });
 
   const dec = await OnnxDecoder.load(dir, { threads: 1 });
   const prompts = gold?.runs.map((r) => r.prompt) ?? [[1, 5, 9, 3, 7, 2, 8], [4, 6, 10]];

@@ -71,9 +71,11 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
   const pos = b.input("position_ids", INT64, ["batch_size", "sequence_length"]);
   const past: string[][] = [];
   for (let i = 0; i < c.layers; i++) {
-    past.push(["key", "value"].map((k) =>
-      b.input(`past_key_values.${i}.${k}`, FLOAT, ["batch_size", Hkv, "past_sequence_length", D])
-    ));
+    past.push(
+      ["key", "value"].map((k) =>
+        b.input(`past_key_values.${i}.${k}`, FLOAT, ["batch_size", Hkv, "past_sequence_length", D])
+      ),
+    );
   }
 
   // Shapes: S new tokens, T = past + S cache entries.
@@ -135,7 +137,10 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     else if (c.act === "gelu") {
       a = b.mul(b.mul(gate, b.f32(0.5)), b.add(b.f32(1), b.op1("Erf", [b.mul(gate, b.f32(Math.SQRT1_2))])));
     } else {
-      const inner = b.mul(b.f32(Math.sqrt(2 / Math.PI)), b.add(gate, b.mul(b.f32(0.044715), b.mul(gate, b.mul(gate, gate)))));
+      const inner = b.mul(
+        b.f32(Math.sqrt(2 / Math.PI)),
+        b.add(gate, b.mul(b.f32(0.044715), b.mul(gate, b.mul(gate, gate)))),
+      );
       a = b.mul(b.mul(gate, b.f32(0.5)), b.add(b.f32(1), b.op1("Tanh", [inner])));
     }
     return b.mul(a, up);
@@ -188,7 +193,10 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     let att = linearOf(o, `${l}.self_attn.o_proj`);
     if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     h = b.add(h, att);
-    const m = norm(h, c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`);
+    const m = norm(
+      h,
+      c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
+    );
     let gate: string, up: string;
     if (c.fused) {
       setShape(`${l}.mlp.gate_up_proj`, 2 * c.intermediate, H);
@@ -236,7 +244,12 @@ export function placeWeights(
     const pad = (64 - (size % 64)) % 64;
     if (pad) data.push(new Uint8Array(pad));
     size += pad;
-    initializers.push({ name: w.name, dims: w.dims, dataType: FLOAT, external: { location, offset: size, length: raw.length } });
+    initializers.push({
+      name: w.name,
+      dims: w.dims,
+      dataType: FLOAT,
+      external: { location, offset: size, length: raw.length },
+    });
     data.push(raw);
     size += raw.length;
   }
