@@ -222,6 +222,7 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
   }
   if (c.finalSoftcap) logits = softcap(logits, c.finalSoftcap);
   b.output(logits, "logits", FLOAT, ["batch_size", "sequence_length", c.vocab]);
+  b.outputs.unshift(b.outputs.pop()!); // Optimum's order: logits, then present.0.key, present.0.value, ...
 
   const model = b.model(`whetstone-${c.family}`);
   model.opsets = [{ domain: "", version: 18 }];
