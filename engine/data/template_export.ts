@@ -110,7 +110,8 @@ export interface TemplateFilesResult {
 /**
  * Writes the chat template of `template` (a registered name; undefined: the tokenizer's own, else `empty`) into the
  * exported folder `dir`: `chat_template` of tokenizer_config.json (a `chat_template.jinja` beside it, which
- * transformers would prefer, is removed) and `Modelfile`. A folder without tokenizer.json gets nothing.
+ * transformers would prefer, is removed), the template's eos / pad fixes there (`eos_token`, `pad_token`), and
+ * `Modelfile`. A folder without tokenizer.json gets nothing.
  */
 export async function writeTemplateFiles(dir: string, template?: string): Promise<TemplateFilesResult> {
   const none = { chatTemplate: false, modelfile: false };
@@ -119,11 +120,21 @@ export async function writeTemplateFiles(dir: string, template?: string): Promis
   const tpl = getTemplate(tok, { template });
   const replace = template !== undefined || tok.chatTemplate === undefined;
   const jinja = replace ? jinjaChatTemplate(tpl) : undefined;
-  if (jinja !== undefined) {
+  // LF saves the fixed tokenizer: eos replaced by the template's first stop word, pad defaulting to eos (tokens the
+  // vocabulary already has; a stop word the fix adds as a new token would need resized embeddings).
+  const fixes: Record<string, string> = {};
+  const base = tok.specialTokens, fixed = tpl.tokenizer;
+  const known = (t: { content: string } | null) => t !== null && tok.tokenToId(t.content) !== undefined;
+  if (known(fixed.eos) && fixed.eos!.content !== base.eos?.content) fixes.eos_token = fixed.eos!.content;
+  if (known(fixed.pad) && base.pad === null) fixes.pad_token = fixed.pad!.content;
+  if (jinja !== undefined || Object.keys(fixes).length) {
     const path = `${dir}/tokenizer_config.json`;
     const cfg: Record<string, unknown> = await Deno.readTextFile(path).then((t) => JSON.parse(t), () => ({}));
-    cfg.chat_template = jinja;
+    Object.assign(cfg, fixes);
+    if (jinja !== undefined) cfg.chat_template = jinja;
     await Deno.writeTextFile(path, JSON.stringify(cfg, null, 2) + "\n");
+  }
+  if (jinja !== undefined) {
     await Deno.remove(`${dir}/chat_template.jinja`).catch(() => {});
     await Deno.remove(`${dir}/chat_template.json`).catch(() => {});
   }

@@ -36,6 +36,8 @@ Deno.test("export chat template: transformers' apply_chat_template ids = @huggin
       assert.equal(await Deno.readTextFile(`${dir}/Modelfile`), g.modelfile, `${g.name}: Modelfile`);
       const exported = await loadTokenizer(dir);
       const tpl = getTemplate(await loadTokenizer(spec.tokenizer), { template: spec.template });
+      // The fixed tokenizer's special tokens, as LF saves them (llama3: eos <|end_of_text|> → <|eot_id|>, pad = eos).
+      assert.deepEqual([exported.specialTokens.eos?.id, exported.specialTokens.pad?.id], [tpl.eosId, tpl.padId]);
       assert.equal(jinjaChatTemplate(tpl), g.chat_template);
       for (const conv of g.conversations) {
         const what = `${g.name} ${JSON.stringify(conv.messages)}`;
