@@ -31,3 +31,10 @@ export const loadPuppeteer = (): Promise<typeof import("npm:puppeteer-core@25.16
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
   import("npm:puppeteer-core@25.16.0");
 export type { Browser, ElementHandle, Page } from "npm:puppeteer-core@25.16.0";
+/**
+ * Tests only: transformers.js (@huggingface/transformers), loaded on first use, to check that an ONNX export opens
+ * in the ecosystem's runtime (engine/nn/onnx_transformers_js_test.ts). Its onnxruntime-node is the one above.
+ */
+export const loadTransformersJs = (): Promise<typeof import("npm:@huggingface/transformers@4.3.2")> =>
+  // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
+  import("npm:@huggingface/transformers@4.3.2");

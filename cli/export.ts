@@ -8,7 +8,7 @@ import { resolveModel } from "../engine/io/hub.ts";
 import { exportModel, parseExportArgs } from "../engine/nn/export.ts";
 import { attachAdapter } from "../engine/nn/lora.ts";
 import { loadModel } from "../engine/nn/model.ts";
-import { exportOnnx } from "../engine/nn/onnx_export.ts";
+import { exportOnnxBeside } from "../engine/nn/onnx_export.ts";
 
 /** The `export` verb: `deno task export config.yaml [key=value ...]`; returns the exit code. */
 export async function exportMain(argv: string[]): Promise<number> {
@@ -23,17 +23,24 @@ export async function exportMain(argv: string[]): Promise<number> {
   const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));
   const model = await loadModel(source, { dtype: "f32", executor: "reference" });
   if (args.adapterNameOrPath) await attachAdapter(model, args.adapterNameOrPath);
-  await exportModel(model, args.exportDir, { source, shardBytes: args.exportSize * 1e9, dtype: args.dtype });
+  await exportModel(model, args.exportDir, {
+    source,
+    shardBytes: args.exportSize * 1e9,
+    dtype: args.dtype,
+    template: args.template,
+  });
   console.log(
     `exported ${args.modelNameOrPath}${args.adapterNameOrPath ? ` + ${args.adapterNameOrPath}` : ""} ` +
       `(${args.dtype}) to ${args.exportDir}`,
   );
   if (args.onnx) {
     const merged = await loadModel(args.exportDir, { executor: "reference" });
-    await exportOnnx(merged, `${args.exportDir}/onnx`, args.onnx);
-    console.log(
-      `exported ONNX (prefill ${args.onnx.prefillLength}, cache ${args.onnx.cacheLength}) to ${args.exportDir}/onnx`,
-    );
+    try {
+      const info = await exportOnnxBeside(merged, args.exportDir);
+      console.log(`exported ONNX (${info.files.join(", ")}) to ${args.exportDir}/onnx`);
+    } finally {
+      merged.executor.dispose();
+    }
   }
   return 0;
 }

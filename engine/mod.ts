@@ -109,7 +109,9 @@ export { type ForwardOptions, type ForwardResult, loadModel, type LoadModelOptio
 export { generate, type GenerateOptions, generateStream } from "./nn/generate.ts";
 export { ChatEngine, type ChatOptions, type ChatResult } from "./eval/chat.ts";
 export { type ExportArgs, exportModel, type ExportOptions, parseExportArgs } from "./nn/export.ts";
-export { exportOnnx, type OnnxExportOptions } from "./nn/onnx_export.ts";
+export { exportOnnx, exportOnnxBeside, type OnnxExportInfo, type OnnxExportOptions } from "./nn/onnx_export.ts";
+export { OnnxDecoder } from "./nn/onnx_decoder.ts";
+export { jinjaChatTemplate, ollamaModelfile, writeTemplateFiles } from "./data/template_export.ts";
 export { isHubId, resolveModel, type ResolveOptions } from "./io/hub.ts";
 
 // Data.

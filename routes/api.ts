@@ -329,10 +329,9 @@ export const API = {
       export_dir: Str,
       export_size: z.number().gt(0).nullish().describe("GB per shard (default 5)"),
       infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
-      export_onnx: z.boolean().nullish().describe("also write the merged model as ONNX to <export_dir>/onnx"),
-      export_onnx_cache_length: z.int().min(1).nullish().describe("default 1024"),
-      export_onnx_prefill_length: z.int().min(1).nullish().describe("default 256"),
-      export_onnx_batch: z.int().min(1).nullish().describe("default 1"),
+      export_onnx: z.boolean().nullish().describe(
+        "also write the merged model as ONNX (Optimum's layout, dynamic axes) to <export_dir>/onnx/model.onnx",
+      ),
       adapter_only: z.boolean().nullish().describe("write the PEFT adapter alone (no merge)"),
     }),
     response: z.object({
@@ -390,11 +389,15 @@ export const API = {
     body: z.strictObject({
       model_name_or_path: Str,
       adapter_name_or_path: Str.nullish().describe("a PEFT adapter folder under the roots (one)"),
-      template: Str.nullish().describe("accepted as LlamaBoard's form sends it; the export does not use it"),
+      template: Str.nullish().describe(
+        "chat template written as Jinja into tokenizer_config.json and as an Ollama Modelfile (unset: the tokenizer's own)",
+      ),
       export_dir: Str,
       export_size: z.number().gt(0).nullish().describe("GB per shard (default 5)"),
       infer_dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).nullish(),
-      export_onnx: z.boolean().nullish().describe("also write the merged model as ONNX to <export_dir>/onnx"),
+      export_onnx: z.boolean().nullish().describe(
+        "also write the merged model as ONNX (Optimum's layout, dynamic axes) to <export_dir>/onnx/model.onnx",
+      ),
       adapter_only: z.boolean().nullish().describe("write the adapter's PEFT files (and tokenizer), not merged"),
     }),
     response: z.object({

@@ -25,19 +25,15 @@ Deno.test("export: merged with ONNX, or the adapter alone; the answer lists the 
     await t.call("POST", `/sessions/${id}/step`, { steps: 2 });
 
     const merged = `${t.tmp}/merged`;
-    const onnxBody = {
-      export_dir: merged,
-      export_onnx: true,
-      export_onnx_cache_length: 64,
-      export_onnx_prefill_length: 8,
-    };
+    const onnxBody = { export_dir: merged, export_onnx: true };
     const r = await t.call("POST", `/sessions/${id}/export`, onnxBody);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.dtype, "bf16");
     assert.deepEqual(r.json.files, await tree(merged));
     const paths = r.json.files.map((f: { path: string }) => f.path);
     for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) assert.ok(paths.includes(f), f);
-    assert.ok(paths.some((p: string) => p.startsWith("onnx/") && p.endsWith(".onnx")), paths.join(", "));
+    // Optimum's layout beside the merged folder, and the chat template's Ollama Modelfile.
+    for (const f of ["onnx/model.onnx", "Modelfile"]) assert.ok(paths.includes(f), `${f}: ${paths.join(", ")}`);
     assert.ok(r.json.files.every((f: { bytes: number }) => f.bytes > 0));
 
     // Without export_onnx: the folder is replaced whole (the onnx folder goes).
@@ -69,10 +65,7 @@ Deno.test("export: merged with ONNX, or the adapter alone; the answer lists the 
       [{ export_dir: merged, adapter_only: true }, "export_dir"],
       [{ export_dir: adapter, adapter_only: true, export_onnx: true }, "export_onnx"],
       [{ export_dir: `${t.tmp}/x`, export_onnx: "yes" }, "export_onnx"],
-      [
-        { export_dir: `${t.tmp}/x`, export_onnx: true, export_onnx_prefill_length: 128, export_onnx_cache_length: 64 },
-        "export_onnx_prefill_length",
-      ],
+      [{ export_dir: `${t.tmp}/x`, export_onnx: true, export_onnx_cache_length: 64 }, "export_onnx_cache_length"],
       [{ export_dir: `${t.tmp}/x`, adapter_only: 1 }, "adapter_only"],
     ];
     for (const [body, field] of cases) {

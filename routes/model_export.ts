@@ -11,7 +11,7 @@
  */
 import { isAbsolute, join, relative, sep } from "node:path";
 import { Hono } from "../deps.ts";
-import { exportModel, exportOnnx, loadModel, parseExportArgs, resolveModel } from "../engine/mod.ts";
+import { exportModel, exportOnnxBeside, loadModel, parseExportArgs, resolveModel } from "../engine/mod.ts";
 import { COPIED_FILES } from "../engine/nn/export.ts";
 import { exists } from "../engine/util/fs.ts";
 import { API, on, type Reply, reply } from "./api.ts";
@@ -110,6 +110,7 @@ export function modelExportRoutes(ctx: ServerContext): Hono {
       export_size: size,
       infer_dtype: body.infer_dtype ?? "auto",
       export_onnx: body.export_onnx ?? false,
+      template: body.template ?? undefined,
     };
     let args;
     try {
@@ -126,14 +127,14 @@ export function modelExportRoutes(ctx: ServerContext): Hono {
       } else {
         const m = await loadModel(source, { dtype: "f32", executor: "reference", adapter });
         try {
-          await exportModel(m, dir, { source, shardBytes: size * 1e9, dtype: args.dtype });
+          await exportModel(m, dir, { source, shardBytes: size * 1e9, dtype: args.dtype, template: args.template });
         } finally {
           m.executor.dispose();
         }
         if (args.onnx) {
           const merged = await loadModel(dir, { executor: "reference" });
           try {
-            await exportOnnx(merged, `${dir}/onnx`, args.onnx);
+            await exportOnnxBeside(merged, dir);
           } finally {
             merged.executor.dispose();
           }

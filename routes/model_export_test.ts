@@ -39,6 +39,7 @@ Deno.test("models/export: a llamafactory run's adapter merged into an HF folder 
       assert.equal(bad.json.field, "export_dir", why);
     }
     assert.equal((await exp({ export_dir: `${t.tmp}/x`, export_size: 0 })).json.field, "export_size");
+    assert.equal((await exp({ export_dir: `${t.tmp}/x`, template: "qwen9" })).json.field, "template");
     const noAdapter = await t.call("POST", "/models/export", {
       model_name_or_path: MODEL,
       export_dir: `${t.tmp}/y`,
@@ -52,9 +53,13 @@ Deno.test("models/export: a llamafactory run's adapter merged into an HF folder 
     assert.equal(r.json.export_dir, merged);
     assert.equal(r.json.dtype, "f32");
     const names = r.json.files.map((f: { path: string }) => f.path);
-    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) {
+    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "Modelfile"]) {
       assert.ok(names.includes(f), `${f} in ${names}`);
     }
+    // The template the model was tuned with travels in tokenizer_config.json (qwen's Jinja, not the tokenizer's own).
+    const chat = JSON.parse(await Deno.readTextFile(`${merged}/tokenizer_config.json`)).chat_template;
+    assert.match(chat, /^\{% set system_message = 'You are Qwen, created by Alibaba Cloud/);
+    assert.match(await Deno.readTextFile(`${merged}/Modelfile`), /PARAMETER stop "<\|im_end\|>"/);
     for (const f of r.json.files) assert.equal(f.bytes, (await Deno.stat(`${merged}/${f.path}`)).size);
     const baseBytes = await Deno.readFile(`${MODEL}/model.safetensors`);
     const mergedBytes = await Deno.readFile(`${merged}/model.safetensors`);

@@ -165,20 +165,13 @@ export function trainingRoutes(ctx: ServerContext): Hono {
         export_size: size,
         infer_dtype: inferDtype,
         export_onnx: body.export_onnx,
-        export_onnx_cache_length: body.export_onnx_cache_length,
-        export_onnx_prefill_length: body.export_onnx_prefill_length,
-        export_onnx_batch: body.export_onnx_batch,
       }, sourceConfig);
     } catch (e) {
       const m = (e as Error).message, key = /^(\w+): /.exec(m)?.[1];
       const field = key?.startsWith("export_onnx") ? key : "infer_dtype";
       throw badRequest(field, key === field ? m.slice(key.length + 2) : m);
     }
-    const onnx = args.onnx;
-    if (onnx && onnx.prefillLength > onnx.cacheLength) {
-      throw badRequest("export_onnx_prefill_length", `${onnx.prefillLength} exceeds export_onnx_cache_length`);
-    }
-    await s.export(dir, { dtype: args.dtype, shardBytes: size * 1e9, onnx });
+    await s.export(dir, { dtype: args.dtype, shardBytes: size * 1e9, onnx: args.onnx });
     return reply(c, API.export, {
       id,
       export_dir: dir,

@@ -31,6 +31,8 @@ import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { LoraAdapter, loraKeys, loraScale } from "./lora.ts";
 import type { Model } from "./model.ts";
 import { exists } from "../util/fs.ts";
+import { writeTemplateFiles } from "../data/template_export.ts";
+import { TEMPLATES } from "../data/template.ts";
 
 /**
  * The base weights with the attached adapter merged in (name → values, every base param, in the model's order);
@@ -80,6 +82,11 @@ export interface ExportOptions {
   shardBytes?: number;
   /** Stored dtype of the weights; default "f32". */
   dtype?: "f32" | "bf16" | "f16";
+  /**
+   * The chat template the model was tuned with (a template name): written as Jinja into tokenizer_config.json and
+   * as an Ollama `Modelfile` (data/template_export.ts); unset keeps the tokenizer's own template (Modelfile from it).
+   */
+  template?: string;
 }
 
 const DTYPES = {
@@ -125,7 +132,8 @@ const pad5 = (n: number) => String(n).padStart(5, "0");
 /**
  * Writes the model (adapter merged, see {@link mergeAdapter}) as a Hugging Face folder `dir`: config.json with
  * its dtype updated, `model.safetensors` or `model-0000k-of-0000n.safetensors` shards with
- * `model.safetensors.index.json`, and the source's generation config and tokenizer files. The folder is built
+ * `model.safetensors.index.json`, the source's generation config and tokenizer files, the chat template of
+ * `opts.template` in tokenizer_config.json and an Ollama `Modelfile` (when there is a tokenizer). The folder is built
  * beside `dir` and renamed into place (an existing `dir` is replaced).
  */
 export async function exportModel(model: Model, dir: string, opts: ExportOptions): Promise<void> {
@@ -144,6 +152,7 @@ export async function exportModel(model: Model, dir: string, opts: ExportOptions
     for (const f of COPIED_FILES) {
       if (await exists(`${opts.source}/${f}`)) await Deno.copyFile(`${opts.source}/${f}`, `${tmp}/${f}`);
     }
+    await writeTemplateFiles(tmp, opts.template);
     const bytes = (n: string) => weights.get(n)!.length * SAFETENSORS_DTYPE_BYTES[dt.st];
     const names = [...weights.keys()];
     const shards = planShards(names.map((n) => [n, bytes(n)]), shardBytes);
@@ -182,8 +191,10 @@ export interface ExportArgs {
   /** export_size, in GB (1e9 bytes) per shard. */
   exportSize: number;
   dtype: "f32" | "bf16" | "f16";
-  /** Also write the merged model as ONNX with past key/values to `<export_dir>/onnx` (onnx_export.ts). */
-  onnx?: { cacheLength: number; prefillLength: number; batch: number };
+  /** Also write the merged model as ONNX (Optimum's layout) to `<export_dir>/onnx/model.onnx` (onnx_export.ts). */
+  onnx: boolean;
+  /** The chat template (template.ts name) written into the export's tokenizer_config.json and Modelfile. */
+  template?: string;
 }
 
 const TORCH: Record<string, "f32" | "bf16" | "f16"> = { float32: "f32", bfloat16: "bf16", float16: "f16" };
@@ -193,8 +204,8 @@ const TORCH: Record<string, "f32" | "bf16" | "f16"> = { float32: "f32", bfloat16
  * export_size (GB, default 5), export_legacy_format (must be false), export_quantization_bit and
  * export_hub_model_id (must be unset); template, export_device and other keys are ignored. The weights are
  * stored in `infer_dtype` when given (float32 / bfloat16 / float16), else in the source config's dtype.
- * Whetstone's `export_onnx: true` also writes the merged model as ONNX (`export_onnx_cache_length`, default
- * 1024; `export_onnx_prefill_length`, default 256; `export_onnx_batch`, default 1).
+ * Whetstone's `export_onnx: true` also writes the merged model as ONNX in Optimum's layout (`<export_dir>/onnx`).
+ * `template` (a chat template name) is written as Jinja into tokenizer_config.json and as an Ollama Modelfile.
  */
 export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Record<string, unknown> = {}): ExportArgs {
   const str = (key: string): string | undefined => {
@@ -226,29 +237,25 @@ export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Reco
   const stored = String(sourceConfig.torch_dtype ?? sourceConfig.dtype ?? "float32");
   const dtype = want && want !== "auto" ? TORCH[want] : TORCH[stored] ?? "f32";
   if (!dtype) throw new Error(`infer_dtype: expected auto, float32, bfloat16 or float16, got ${want}`);
-  const int = (key: string, def: number): number => {
-    const v = cfg[key] ?? def;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-      throw new Error(`${key}: expected a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
   if (![undefined, null, true, false].includes(cfg.export_onnx as boolean)) {
     throw new Error(`export_onnx: expected true or false, got ${JSON.stringify(cfg.export_onnx)}`);
   }
-  const onnx = cfg.export_onnx
-    ? {
-      cacheLength: int("export_onnx_cache_length", 1024),
-      prefillLength: int("export_onnx_prefill_length", 256),
-      batch: int("export_onnx_batch", 1),
+  for (const k of ["export_onnx_cache_length", "export_onnx_prefill_length", "export_onnx_batch"]) {
+    if (cfg[k] !== undefined && cfg[k] !== null) {
+      throw new Error(`${k}: no longer used; the ONNX export has dynamic batch and sequence axes`);
     }
-    : undefined;
+  }
+  const template = str("template");
+  if (template !== undefined && !TEMPLATES.has(template)) {
+    throw new Error(`template: Template ${template} does not exist (known: ${[...TEMPLATES.keys()].join(", ")})`);
+  }
   return {
     modelNameOrPath: model,
     adapterNameOrPath: adapters[0],
     exportDir,
     exportSize: size,
     dtype,
-    ...(onnx && { onnx }),
+    onnx: cfg.export_onnx === true,
+    ...(template && { template }),
   };
 }

@@ -121,7 +121,12 @@ Deno.test("export: YAML keys", () => {
     exportDir: "out",
     exportSize: 5,
     dtype: "bf16",
+    onnx: false,
+    template: "llama3",
   });
+  assert.equal(parseExportArgs({ ...ok, export_onnx: true }).onnx, true);
+  assert.throws(() => parseExportArgs({ ...ok, template: "llama9" }), /template: Template llama9 does not exist/);
+  assert.throws(() => parseExportArgs({ ...ok, export_onnx_cache_length: 64 }), /export_onnx_cache_length: no longer/);
   assert.equal(parseExportArgs({ ...ok, export_size: 1, infer_dtype: "float32" }, {}).dtype, "f32");
   assert.equal(parseExportArgs({ ...ok, export_size: 2 }).exportSize, 2);
   assert.throws(() => parseExportArgs({ ...ok, export_legacy_format: true }), /export_legacy_format/);

@@ -1,134 +1,122 @@
 /**
- * Runs a decoder exported by {@link exportOnnx} with onnxruntime-node alone (no engine graphs): prefill,
- * then one decode-step run per token, with the KV cache passed in and taken back each run. Sampling is the
- * engine's ({@link chooseToken}), so the same options give the same tokens as `model.generate`.
+ * Runs an export of {@link exportOnnx} (`<dir>/onnx/model.onnx` beside `<dir>/config.json`) with onnxruntime-node
+ * alone, as any Optimum-layout consumer does: a batch of prompts left-padded, `attention_mask` 0 on the padding,
+ * `position_ids` counting real tokens only (padding at 1, as transformers fills it), an empty past on the first run
+ * and the `present.*` outputs fed back as the past after it. Sampling is the engine's ({@link chooseToken}).
  *
  * @example
  * ```ts
- * const dec = await OnnxDecoder.load("out/llama-onnx");
- * const ids = await dec.generate([1, 5, 9], { maxNewTokens: 10, stop: [2] });
+ * const dec = await OnnxDecoder.load("out/merged"); // holds config.json and onnx/model.onnx
+ * const [ids] = await dec.generate([[1, 5, 9]], { maxNewTokens: 10, stop: [2] });
  * ```
  * @module
  */
 import { loadOrt, type Ort } from "../../deps.ts";
+import { decoderConfig } from "./config.ts";
 import { chooseToken, type GenerateOptions, seededRandom } from "./generate.ts";
-import { decodeMask } from "./kv_decoder.ts";
-import type { OnnxDecoderConfig } from "./onnx_export.ts";
 
-type Cache = Map<string, Ort.Tensor>;
+/** The past key/values of a batch: `past_key_values.N.key|value` → tensor. */
+export type OnnxCache = Record<string, Ort.Tensor>;
 
-/** An exported decoder loaded into two onnxruntime sessions. */
+/** An Optimum-layout decoder export loaded into one onnxruntime session. */
 export class OnnxDecoder {
   private constructor(
     private readonly ort: Awaited<ReturnType<typeof loadOrt>>,
-    readonly config: OnnxDecoderConfig,
-    private readonly prefill: Ort.InferenceSession,
-    private readonly decode: Ort.InferenceSession,
+    private readonly session: Ort.InferenceSession,
+    readonly layers: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+    readonly vocab: number,
   ) {}
 
-  /** Loads `dir` (onnx_config.json, prefill.onnx, decode.onnx, weights.onnx_data). */
+  /** Loads `dir/onnx/model.onnx` with the sizes of `dir/config.json`. */
   static async load(dir: string, opts: { threads?: number } = {}): Promise<OnnxDecoder> {
-    const config: OnnxDecoderConfig = JSON.parse(await Deno.readTextFile(`${dir}/onnx_config.json`));
-    if (config.format !== "whetstone-onnx-decoder" || config.version !== 1) {
-      throw new Error(`${dir}/onnx_config.json: not a Whetstone ONNX decoder export (format ${config.format})`);
-    }
+    const c = decoderConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)));
     const ort = await loadOrt();
     const so = { executionProviders: ["cpu"], ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) };
-    const prefill = await ort.InferenceSession.create(`${dir}/${config.prefill.file}`, so);
-    const decode = await ort.InferenceSession.create(`${dir}/${config.decode.file}`, so);
-    return new OnnxDecoder(ort, config, prefill, decode);
+    const session = await ort.InferenceSession.create(`${dir}/onnx/model.onnx`, so);
+    return new OnnxDecoder(ort, session, c.layers, c.kvHeads, c.headDim, c.vocab);
   }
 
-  /** Logits [B, V] of each prompt's last token after prefill, and the cache it leaves. */
-  async prefillRun(prompts: number[][]): Promise<{ logits: Float32Array; cache: Cache }> {
-    const { batch: B, prefillLength: P } = this.config;
-    if (!prompts.length || prompts.length > B) {
-      throw new Error(`this export takes 1 to ${B} prompts at once, got ${prompts.length}`);
-    }
-    const ids = new Int32Array(B * P), positions = new Int32Array(B * P), segments = new Int32Array(B * P);
-    const last = new Int32Array(B);
-    for (let b = 0; b < B; b++) {
-      const p = prompts[b] ?? [];
-      if (p.length > P) throw new Error(`prompts[${b}] has ${p.length} tokens; this export's prefill takes ${P}`);
-      for (let i = 0; i < P; i++) {
-        ids[b * P + i] = p[i] ?? 0;
-        positions[b * P + i] = i;
-        segments[b * P + i] = i < p.length ? 1 : 0;
-      }
-      last[b] = b * P + Math.max(p.length, 1) - 1;
-    }
-    const t = (a: Int32Array, dims: number[]) => new this.ort.Tensor("int32", a, dims);
+  private i64(values: number[], dims: number[]): Ort.Tensor {
+    return new this.ort.Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), dims);
+  }
+
+  /**
+   * One run: `ids` [B][S] new tokens (equal lengths), `mask` [B][past + S] (1 real, 0 padding), `positions`
+   * [B][S], and the past (none: empty). Returns logits [B, S, V] and the present as the next past.
+   */
+  async step(
+    ids: number[][],
+    mask: number[][],
+    positions: number[][],
+    past?: OnnxCache,
+  ): Promise<{ logits: Float32Array; cache: OnnxCache }> {
+    const B = ids.length, S = ids[0].length;
     const feeds: Record<string, Ort.Tensor> = {
-      ids: t(ids, [B, P]),
-      positions: t(positions, [B, P]),
-      segments: t(segments, [B, P]),
-      last: t(last, [B]),
+      input_ids: this.i64(ids.flat(), [B, S]),
+      attention_mask: this.i64(mask.flat(), [B, mask[0].length]),
+      position_ids: this.i64(positions.flat(), [B, S]),
     };
-    const zeros = this.emptyCache();
-    for (const [k, v] of zeros) feeds[`past_key_values.${k}`] = v;
-    const res = await this.prefill.run(feeds);
-    return { logits: res.logits.data as Float32Array, cache: this.takeCache(res) };
-  }
-
-  /** One decode step: tokens [B] at positions [B] → logits [B, V] and the updated cache. */
-  async decodeRun(
-    tokens: number[],
-    positions: number[],
-    cache: Cache,
-  ): Promise<{ logits: Float32Array; cache: Cache }> {
-    const { batch: B, cacheLength: C, windows } = this.config;
-    const feeds: Record<string, Ort.Tensor> = {
-      ids: new this.ort.Tensor("int32", Int32Array.from({ length: B }, (_, b) => tokens[b] ?? 0), [B, 1]),
-      positions: new this.ort.Tensor("int32", Int32Array.from({ length: B }, (_, b) => positions[b] ?? 0), [B, 1]),
-    };
-    for (const w of windows) {
-      const m = new Float32Array(B * (C + 1));
-      for (let b = 0; b < B; b++) m.set(decodeMask(C, positions[b] ?? 0, w), b * (C + 1));
-      feeds[`mask${w}`] = new this.ort.Tensor("float32", m, [B, 1, 1, C + 1]);
-    }
-    for (const [k, v] of cache) feeds[`past_key_values.${k}`] = v;
-    const res = await this.decode.run(feeds);
-    return { logits: res.logits.data as Float32Array, cache: this.takeCache(res) };
-  }
-
-  /** Greedy or sampled generation after one prompt (see {@link GenerateOptions}); resolves to the new ids. */
-  async generate(inputIds: number[], opts: GenerateOptions): Promise<number[]> {
-    const { cacheLength: C, vocab: V } = this.config;
-    if (!inputIds.length) throw new Error("generate: inputIds is empty");
-    if (inputIds.length + opts.maxNewTokens > C) {
-      throw new Error(`generate: ${inputIds.length} prompt + ${opts.maxNewTokens} new tokens exceed the cache (${C})`);
-    }
-    const out: number[] = [], seen = [...inputIds];
-    if (!opts.maxNewTokens) return out;
-    const random = seededRandom(opts.seed ?? 0), stop = new Set(opts.stop ?? []);
-    let { logits, cache } = await this.prefillRun([inputIds]);
-    for (;;) {
-      const row = logits.subarray(0, V);
-      opts.onLogits?.(row, 0);
-      const t = chooseToken(row, seen, opts, random);
-      out.push(t);
-      seen.push(t);
-      opts.onToken?.(t, 0);
-      if (stop.has(t) || out.length >= opts.maxNewTokens) return out;
-      ({ logits, cache } = await this.decodeRun([t], [inputIds.length + out.length - 1], cache));
-    }
-  }
-
-  private emptyCache(): Cache {
-    const { layers, cacheShape } = this.config;
-    const n = cacheShape.reduce((a, b) => a * b, 1);
-    const m: Cache = new Map();
-    for (let i = 0; i < layers; i++) {
+    for (let i = 0; i < this.layers; i++) {
       for (const kind of ["key", "value"]) {
-        m.set(`${i}.${kind}`, new this.ort.Tensor("float32", new Float32Array(n), cacheShape));
+        const name = `past_key_values.${i}.${kind}`;
+        feeds[name] = past?.[name] ??
+          new this.ort.Tensor("float32", new Float32Array(0), [B, this.kvHeads, 0, this.headDim]);
       }
     }
-    return m;
+    const res = await this.session.run(feeds);
+    const cache: OnnxCache = {};
+    for (const [name, t] of Object.entries(res)) {
+      if (name.startsWith("present.")) cache[`past_key_values.${name.slice(8)}`] = t;
+    }
+    return { logits: res.logits.data as Float32Array, cache };
   }
 
-  private takeCache(res: Record<string, Ort.Tensor>): Cache {
-    const m: Cache = new Map();
-    for (const [name, t] of Object.entries(res)) if (name.startsWith("present.")) m.set(name.slice(8), t);
-    return m;
+  /** Prompts left-padded to one length: ids (pad 0), mask and positions as transformers builds them. */
+  static leftPad(prompts: number[][]): { ids: number[][]; mask: number[][]; positions: number[][] } {
+    const L = Math.max(...prompts.map((p) => p.length));
+    const pad = (p: number[]) => L - p.length;
+    return {
+      ids: prompts.map((p) => [...new Array(pad(p)).fill(0), ...p]),
+      mask: prompts.map((p) => [...new Array(pad(p)).fill(0), ...new Array(p.length).fill(1)]),
+      positions: prompts.map((p) => [...new Array(pad(p)).fill(1), ...p.map((_, i) => i)]),
+    };
+  }
+
+  /** Generation after a batch of prompts (greedy or sampled, see {@link GenerateOptions}); the new ids per prompt. */
+  async generate(prompts: number[][], opts: GenerateOptions): Promise<number[][]> {
+    if (!prompts.length || prompts.some((p) => !p.length)) throw new Error("generate: every prompt needs tokens");
+    const V = this.vocab, B = prompts.length, stop = new Set(opts.stop ?? []);
+    const random = seededRandom(opts.seed ?? 0);
+    const out: number[][] = prompts.map(() => []), seen = prompts.map((p) => [...p]);
+    const done = prompts.map(() => !opts.maxNewTokens);
+    const first = OnnxDecoder.leftPad(prompts);
+    const mask = first.mask;
+    let next = await this.step(first.ids, mask, first.positions);
+    let S = first.ids[0].length, pos = prompts.map((p) => p.length);
+    while (!done.every(Boolean)) {
+      const tokens: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const row = next.logits.subarray(((b + 1) * S - 1) * V, (b + 1) * S * V);
+        if (done[b]) {
+          tokens.push(0);
+          continue;
+        }
+        opts.onLogits?.(row, b);
+        const t = chooseToken(row, seen[b], opts, random);
+        out[b].push(t);
+        seen[b].push(t);
+        opts.onToken?.(t, b);
+        if (stop.has(t) || out[b].length >= opts.maxNewTokens) done[b] = true;
+        tokens.push(t);
+      }
+      if (done.every(Boolean)) break;
+      mask.forEach((m) => m.push(1));
+      next = await this.step(tokens.map((t) => [t]), mask, pos.map((p) => [p]), next.cache);
+      pos = pos.map((p) => p + 1);
+      S = 1;
+    }
+    return out;
   }
 }

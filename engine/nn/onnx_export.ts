@@ -1,78 +1,47 @@
 /**
- * Exports a decoder to ONNX with past key/values: the same prefill and decode-step graphs generation runs
- * (kv_decoder.ts), lowered by the ONNX executor's lowering, with the weights (LoRA branches included when an
- * adapter is attached; merge first for a plain model) as initializers in one shared external data file.
- *
- * Written to `dir`:
- * - `prefill.onnx`: ids, positions, segments [B, P] i32 (segments 1 on real tokens, 0 on right padding),
- *   last [B] i32 (flat index b·P + n_b − 1 of each row's last real token), `past_key_values.<i>.key|value`
- *   [B·Hkv, C, D] f32 → logits [B, V] (each row's last token) and `present.<i>.key|value`.
- * - `decode.onnx`: ids, positions [B, 1] i32, `mask<W>` [B, 1, 1, C + 1] f32 per distinct sliding window W
- *   (0 = none; see {@link decodeMask}), past key/values → logits [B, V] and present key/values.
- * - `weights.onnx_data`: every weight once, little-endian f32 (i32 for integer params).
- * - `onnx_config.json`: sizes, input and output names, the mask rule, and the model's config.
- *
- * A "static cache": C slots per sequence, row b·Hkv + h holding kv head h of sequence b, slot j the key at
- * position j. Shapes are fixed at export (B, P, C); {@link OnnxDecoder} runs the files with onnxruntime.
+ * Exports a decoder to ONNX as Optimum exports `text-generation-with-past` (`optimum-cli export onnx`), the layout
+ * transformers.js loads: `<dir>/model.onnx` with dynamic batch and sequence axes (graph: onnx_graph.ts), the
+ * weights (adapter merged) inline, or in `<dir>/model.onnx_data` beside it when they are large (ONNX's protobuf
+ * limit is 2 GB). Called with `<export_dir>/onnx`, beside the merged Hugging Face folder's config.json,
+ * generation_config.json and tokenizer files, the folder is what `AutoModelForCausalLM.from_pretrained` of
+ * transformers.js opens; {@link markConfigForTransformersJs} adds the `transformers.js_config` keys it reads.
  *
  * @example
  * ```ts
  * import { loadModel } from "./model.ts";
  * import { exportOnnx } from "./onnx_export.ts";
  * const model = await loadModel("fixtures/models/llama", { executor: "reference", dtype: "f32" });
- * const out = await Deno.makeTempDir(); // e.g. "out/llama-onnx"
- * await exportOnnx(model, out, { cacheLength: 256, prefillLength: 64 });
+ * const out = await Deno.makeTempDir(); // e.g. "out/merged/onnx"
+ * const info = await exportOnnx(model, out);
+ * console.log(info.files); // ["model.onnx"]
  * await Deno.remove(out, { recursive: true });
  * ```
  * @module
  */
-import { Graph } from "../graph/mod.ts";
-import { lowerGraph } from "../exec/onnx/lower.ts";
-import { encodeModelChunks, type ModelDef } from "../exec/onnx/proto.ts";
-import { cacheName, cacheShape, layerWindows, traceCached } from "./kv_decoder.ts";
-import type { Model } from "./model.ts";
+import { encodeModelChunks } from "../exec/onnx/proto.ts";
 import { writeAll, writeAtomic } from "../util/fs.ts";
+import { mergeAdapter } from "./export.ts";
+import type { Model } from "./model.ts";
+import { buildDecoderOnnx, placeWeights } from "./onnx_graph.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
-  /** Cache slots per sequence C (default 256): prompt + generated tokens must fit. */
-  cacheLength?: number;
-  /** Prompt length P of the prefill graph (default min(128, C)); shorter prompts are right-padded. */
-  prefillLength?: number;
-  /** Sequences per batch B (default 1). */
-  batch?: number;
+  /**
+   * Weights go to `model.onnx_data` when they take at least this many bytes (default 1 GiB, well under protobuf's
+   * 2 GB); 0 always writes external data.
+   */
+  externalDataBytes?: number;
 }
 
-/** What `onnx_config.json` holds. */
-export interface OnnxDecoderConfig {
-  format: "whetstone-onnx-decoder";
-  version: 1;
-  batch: number;
-  cacheLength: number;
-  prefillLength: number;
-  layers: number;
-  kvHeads: number;
-  headDim: number;
-  vocab: number;
-  /** Distinct sliding windows of the layers (0 = global): one decode input `mask<W>` each. */
-  windows: number[];
-  cacheShape: number[];
-  prefill: { file: string; inputs: string[]; outputs: string[] };
-  decode: { file: string; inputs: string[]; outputs: string[] };
-  /** The HF config.json of the model. */
-  config: Record<string, unknown>;
-}
-
-const ALIGN = 64;
-
-/** Renames graph inputs/outputs (and every node use of them) in place. */
-function renameIO(model: ModelDef, rename: (name: string) => string): void {
-  const g = model.graph;
-  for (const v of [...g.inputs, ...g.outputs]) v.name = rename(v.name);
-  for (const n of g.nodes) {
-    n.inputs = n.inputs.map(rename);
-    n.outputs = n.outputs.map(rename);
-  }
+/** What {@link exportOnnx} wrote. */
+export interface OnnxExportInfo {
+  /** Files written in the folder: `model.onnx` and, with external data, `model.onnx_data`. */
+  files: string[];
+  /** Graph inputs and outputs, in order. */
+  inputs: string[];
+  outputs: string[];
+  /** Whether the weights are in `model.onnx_data`. */
+  externalData: boolean;
 }
 
 /** Writes `chunks` to `path` atomically (no half-written model). */
@@ -82,91 +51,54 @@ function writeChunks(path: string, chunks: Iterable<Uint8Array>): Promise<void> 
   });
 }
 
-/** Exports `model` (with its adapter, if any) to ONNX files in `dir`; returns the written config. */
-export async function exportOnnx(model: Model, dir: string, opts: OnnxExportOptions = {}): Promise<OnnxDecoderConfig> {
-  const c = model.config;
-  const C = opts.cacheLength ?? 256, B = opts.batch ?? 1;
-  const P = opts.prefillLength ?? Math.min(128, C);
-  for (const [k, v] of [["cacheLength", C], ["prefillLength", P], ["batch", B]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`exportOnnx: ${k} must be a positive integer, got ${v}`);
-  }
-  if (P > C) throw new Error(`exportOnnx: prefillLength ${P} exceeds cacheLength ${C}`);
+/** Exports `model` (its adapter merged, if any) to `dir/model.onnx` (+ `model.onnx_data`). */
+export async function exportOnnx(model: Model, dir: string, opts: OnnxExportOptions = {}): Promise<OnnxExportInfo> {
+  const threshold = opts.externalDataBytes ?? 2 ** 30;
+  if (!(threshold >= 0)) throw new Error(`exportOnnx: externalDataBytes must be >= 0, got ${threshold}`);
+  const weights = await mergeAdapter(model);
+  const { model: onnx, weights: ws } = buildDecoderOnnx(model.config, weights);
+  const total = ws.reduce((a, w) => a + w.data.byteLength, 0);
+  const external = total >= threshold;
+  const placed = placeWeights(ws, external ? "model.onnx_data" : undefined);
+  onnx.graph.initializers.push(...placed.initializers);
   await Deno.mkdir(dir, { recursive: true });
-
-  const caches = new Map<string, string>(); // graph param name → ONNX io stem
-  const trace = (decode: boolean) => {
-    const g = new Graph();
-    const shape = cacheShape(c, B, C);
-    traceCached(g, c, model.weights(g), (layer, kind) => {
-      const name = model.prefix + cacheName(B, C, layer, kind);
-      caches.set(name, `${layer}.${kind === "k" ? "key" : "value"}`);
-      return g.param(name, shape, "f32");
-    }, { B, C, L: decode ? 1 : P, decode });
-    return g;
+  const files = ["model.onnx"];
+  if (external) {
+    await writeChunks(`${dir}/model.onnx_data`, placed.data);
+    files.push("model.onnx_data");
+  } else await Deno.remove(`${dir}/model.onnx_data`).catch(() => {});
+  await writeChunks(`${dir}/model.onnx`, encodeModelChunks(onnx));
+  return {
+    files,
+    inputs: onnx.graph.inputs.map((v) => v.name),
+    outputs: onnx.graph.outputs.map((v) => v.name),
+    externalData: external,
   };
-  const graphs = { prefill: trace(false), decode: trace(true) };
+}
 
-  // Every weight once in weights.onnx_data, in the order the graphs first use them.
-  const offsets = new Map<string, { offset: number; length: number }>();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (const g of Object.values(graphs)) {
-    for (const [name, id] of g.params) {
-      if (caches.has(name) || offsets.has(name)) continue;
-      const v = g.values[id];
-      if (v.dtype === "u32") throw new Error(`exportOnnx: param "${name}" is u32; weights must be float or i32`);
-      const data = await model.executor.getParam(name);
-      const bytes = v.dtype === "i32"
-        ? new Uint8Array(Int32Array.from(data).buffer)
-        : new Uint8Array(Float32Array.from(data).buffer);
-      const pad = (ALIGN - (size % ALIGN)) % ALIGN;
-      if (pad) chunks.push(new Uint8Array(pad));
-      size += pad;
-      offsets.set(name, { offset: size, length: bytes.length });
-      chunks.push(bytes);
-      size += bytes.length;
-    }
-  }
-  await writeChunks(`${dir}/weights.onnx_data`, chunks);
+/**
+ * Adds to the config.json at `configPath` the `transformers.js_config` keys transformers.js reads for an export
+ * from {@link exportOnnx}: `dtype: "fp32"` (so `onnx/model.onnx` is picked even where its default would be the
+ * quantized `model_quantized.onnx`) and, with external data, `use_external_data_format: true` (browsers fetch
+ * `model.onnx_data` only when told; Node reads it beside the model file).
+ */
+export async function markConfigForTransformersJs(configPath: string, info: OnnxExportInfo): Promise<void> {
+  const cfg = JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>;
+  const prev = (cfg["transformers.js_config"] ?? {}) as Record<string, unknown>;
+  const next: Record<string, unknown> = { ...prev, dtype: "fp32" };
+  if (info.externalData) next.use_external_data_format = true;
+  else delete next.use_external_data_format;
+  cfg["transformers.js_config"] = next;
+  await Deno.writeTextFile(configPath, JSON.stringify(cfg, null, 2) + "\n");
+}
 
-  const io: Record<string, { file: string; inputs: string[]; outputs: string[] }> = {};
-  for (const [kind, g] of Object.entries(graphs)) {
-    const lowered = lowerGraph(g, {
-      name: `whetstone-${c.family}-${kind}`,
-      external: (name) => {
-        const o = offsets.get(name);
-        return o && { location: "weights.onnx_data", ...o };
-      },
-    });
-    renameIO(lowered.model, (n) => {
-      if (n.startsWith("param/") && caches.has(n.slice(6))) return `past_key_values.${caches.get(n.slice(6))}`;
-      if (n.startsWith("state/") && caches.has(n.slice(6))) return `present.${caches.get(n.slice(6))}`;
-      return n;
-    });
-    const file = `${kind}.onnx`;
-    await writeChunks(`${dir}/${file}`, encodeModelChunks(lowered.model));
-    io[kind] = {
-      file,
-      inputs: lowered.model.graph.inputs.map((v) => v.name),
-      outputs: lowered.model.graph.outputs.map((v) => v.name),
-    };
-  }
-  const config: OnnxDecoderConfig = {
-    format: "whetstone-onnx-decoder",
-    version: 1,
-    batch: B,
-    cacheLength: C,
-    prefillLength: P,
-    layers: c.layers,
-    kvHeads: c.kvHeads,
-    headDim: c.headDim,
-    vocab: c.vocab,
-    windows: layerWindows(c),
-    cacheShape: cacheShape(c, B, C),
-    prefill: io.prefill,
-    decode: io.decode,
-    config: c.raw,
-  };
-  await writeChunks(`${dir}/onnx_config.json`, [new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n")]);
-  return config;
+/** Exports the merged model folder `exportDir` loaded as `model`: `exportDir/onnx/model.onnx` and the config keys. */
+export async function exportOnnxBeside(
+  model: Model,
+  exportDir: string,
+  opts: OnnxExportOptions = {},
+): Promise<OnnxExportInfo> {
+  const info = await exportOnnx(model, `${exportDir}/onnx`, opts);
+  await markConfigForTransformersJs(`${exportDir}/config.json`, info);
+  return info;
 }

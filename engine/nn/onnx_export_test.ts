@@ -1,11 +1,12 @@
 /**
- * ONNX export: the exported prefill/decode files, run by onnxruntime alone (OnnxDecoder), give transformers'
- * greedy tokens (fixtures/models/<family>/generate.json) and the engine's logits within 1e-4, for plain models
- * and with an unmerged LoRA adapter.
+ * ONNX export (Optimum layout): onnxruntime alone runs `onnx/model.onnx` for a batch of the two golden prompts of
+ * different lengths (left padding, attention_mask, position_ids, the present fed back as the past) and gets
+ * transformers' greedy tokens (fixtures/models/<family>/generate.json) for each, with every step's logits within
+ * 1e-4 of the engine's unbatched forward; the same with an unmerged LoRA adapter and with external data.
  */
 import assert from "node:assert/strict";
-import { loadModel } from "./model.ts";
-import { exportOnnx } from "./onnx_export.ts";
+import { loadModel, type Model } from "./model.ts";
+import { exportOnnxBeside } from "./onnx_export.ts";
 import { OnnxDecoder } from "./onnx_decoder.ts";
 import { attachAdapter } from "./lora.ts";
 
@@ -26,58 +27,63 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return a.length === b.length ? worst : Infinity;
 }
 
-for (const family of ["llama", "gemma2", "phi3"]) {
-  Deno.test(`onnx export ${family}: onnxruntime alone gives transformers' greedy tokens and the engine's logits`, async () => {
+/** Exports `model` beside a copy of `family`'s config.json; the batched greedy run against the engine. */
+async function checkBatch(model: Model, family: string, dir: string, gold?: GenGolden, external = false) {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.copyFile(`${root}${family}/config.json`, `${dir}/config.json`);
+  const info = await exportOnnxBeside(model, dir, external ? { externalDataBytes: 0 } : {});
+  assert.deepEqual(info.files, external ? ["model.onnx", "model.onnx_data"] : ["model.onnx"]);
+  const L = model.config.layers;
+  assert.deepEqual(info.inputs.slice(0, 3), ["input_ids", "attention_mask", "position_ids"]);
+  assert.equal(info.inputs.length, 3 + 2 * L);
+  assert.deepEqual(info.outputs.filter((o) => o.startsWith("present.")).length, 2 * L);
+  assert.deepEqual(info.outputs.slice(0, 3), ["logits", "present.0.key", "present.0.value"]);
+  assert.equal(info.inputs.at(-1), `past_key_values.${L - 1}.value`);
+  const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  assert.deepEqual(cfg["transformers.js_config"], {
+    dtype: "fp32",
+    ...(external && { use_external_data_format: true }),
+  });
+
+  const dec = await OnnxDecoder.load(dir, { threads: 1 });
+  const prompts = gold?.runs.map((r) => r.prompt) ?? [[1, 5, 9, 3, 7, 2, 8], [4, 6, 10]];
+  const max = gold?.max_new_tokens ?? 6, V = model.config.vocab;
+  const steps: Float32Array[][] = prompts.map(() => []);
+  const got = await dec.generate(prompts, {
+    maxNewTokens: max,
+    stop: gold?.eos ?? [],
+    onLogits: (l, b) => steps[b].push(l.slice()),
+  });
+  assert.notEqual(prompts[0].length, prompts[1].length);
+  for (const [b, p] of prompts.entries()) {
+    if (gold) assert.deepEqual(got[b], gold.runs[b].new_tokens, `${family} prompt ${b} [${p}]`);
+    const { logits } = await model.forward([[...p, ...got[b]]]);
+    steps[b].forEach((l, k) => {
+      const at = p.length - 1 + k;
+      const d = maxDiff(l, logits.subarray(at * V, (at + 1) * V));
+      assert.ok(d <= 1e-4, `${family} prompt ${b} step ${k}: logits differ by ${d}`);
+    });
+  }
+}
+
+for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"]) {
+  Deno.test(`onnx export ${family}: a left-padded batch of two gives transformers' greedy tokens and the engine's logits`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
-    const model = await loadModel(`${root}${family}`, { executor: "reference" });
-    const dir = `${tmp}/${family}`;
-    const cfg = await exportOnnx(model, dir, { cacheLength: 64, prefillLength: 16 });
-    assert.deepEqual(cfg.decode.outputs.filter((o) => o.startsWith("present.")).length, 2 * model.config.layers);
-    const dec = await OnnxDecoder.load(dir);
-    const V = model.config.vocab;
-    for (const run of gold.runs) {
-      const steps: Float32Array[] = [];
-      const got = await dec.generate(run.prompt, {
-        maxNewTokens: gold.max_new_tokens,
-        stop: gold.eos,
-        onLogits: (l) => steps.push(l.slice()),
-      });
-      assert.deepEqual(got, run.new_tokens, `prompt [${run.prompt}]`);
-      const all = [...run.prompt, ...got];
-      const { logits } = await model.forward([all]);
-      steps.forEach((l, k) => {
-        const at = run.prompt.length - 1 + k;
-        const d = maxDiff(l, logits.subarray(at * V, (at + 1) * V));
-        assert.ok(d <= 1e-4, `step ${k}: logits differ by ${d}`);
-      });
+    const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
+    try {
+      await checkBatch(model, family, `${tmp}/${family}`, gold);
+    } finally {
+      model.executor.dispose();
     }
   });
 }
 
-Deno.test("onnx export with an unmerged LoRA adapter: logits equal the engine's base + adapter", async () => {
+Deno.test("onnx export with an unmerged LoRA adapter and external data: the engine's base + adapter", async () => {
   const model = await loadModel(`${root}llama`, { executor: "reference", dtype: "f32" });
   await attachAdapter(model, `${root}llama/lora`);
-  const dir = `${tmp}/llama-lora`;
-  await exportOnnx(model, dir, { cacheLength: 64, prefillLength: 8, batch: 2 });
-  const dec = await OnnxDecoder.load(dir);
-  const prompts = [[1, 5, 9, 3], [2, 7]];
-  const V = model.config.vocab;
-  const { logits, cache } = await dec.prefillRun(prompts);
-  const next = await dec.decodeRun([11, 12], [4, 2], cache);
-  for (let b = 0; b < 2; b++) {
-    const ref = (await model.forward([[...prompts[b], 11 + b]])).logits;
-    const n = prompts[b].length;
-    const d0 = maxDiff(logits.subarray(b * V, (b + 1) * V), ref.subarray((n - 1) * V, n * V));
-    const d1 = maxDiff(next.logits.subarray(b * V, (b + 1) * V), ref.subarray(n * V, (n + 1) * V));
-    assert.ok(d0 <= 1e-4 && d1 <= 1e-4, `row ${b}: prefill ${d0}, decode ${d1}`);
+  try {
+    await checkBatch(model, "llama", `${tmp}/llama-lora`, undefined, true);
+  } finally {
+    model.executor.dispose();
   }
-});
-
-Deno.test("onnx export: bad sizes are errors naming the option", async () => {
-  const model = await loadModel(`${root}llama`, { executor: "reference" });
-  await assert.rejects(
-    exportOnnx(model, `${tmp}/bad`, { cacheLength: 8, prefillLength: 16 }),
-    /prefillLength 16 exceeds/,
-  );
-  await assert.rejects(exportOnnx(model, `${tmp}/bad`, { batch: 0 }), /batch must be a positive integer/);
 });

@@ -31,7 +31,7 @@ import type { TemplateMessage } from "../data/template.ts";
 import { exportModel } from "../nn/export.ts";
 import { LoraAdapter } from "../nn/lora.ts";
 import { loadModel, type Model } from "../nn/model.ts";
-import { exportOnnx, type OnnxExportOptions } from "../nn/onnx_export.ts";
+import { exportOnnxBeside } from "../nn/onnx_export.ts";
 import { saveModel } from "./outputs/model_files.ts";
 import { saveValueHead } from "../nn/value_head.ts";
 import { resolveModel } from "../io/hub.ts";
@@ -242,7 +242,7 @@ export class TrainSession {
    */
   export(
     dir: string,
-    opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number; onnx?: OnnxExportOptions } = {},
+    opts: { dtype?: "f32" | "bf16" | "f16"; shardBytes?: number; onnx?: boolean } = {},
   ): Promise<{ dir: string }> {
     return this.exclusive("export", async () => {
       if (this.model.quantized) {
@@ -252,14 +252,19 @@ export class TrainSession {
         );
       }
       const source = await resolveModel(this.args.model_name_or_path, hubOptionsOf(this.args));
-      await exportModel(this.model, dir, { source, ...opts });
+      await exportModel(this.model, dir, {
+        source,
+        dtype: opts.dtype,
+        shardBytes: opts.shardBytes,
+        template: this.args.template ?? undefined,
+      });
       // LF's export copies the value head of a stage rm model.
       if (this.#run.stage.exportsValueHead) await saveValueHead(this.model, dir);
-      // As `deno task export` with export_onnx: the merged folder, loaded again, written as ONNX to <dir>/onnx.
+      // As `deno task export` with export_onnx: the merged folder, loaded again, written as <dir>/onnx/model.onnx.
       if (opts.onnx) {
         const merged = await loadModel(dir, { executor: "reference" });
         try {
-          await exportOnnx(merged, `${dir}/onnx`, opts.onnx);
+          await exportOnnxBeside(merged, dir);
         } finally {
           merged.executor.dispose();
         }

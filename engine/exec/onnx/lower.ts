@@ -81,8 +81,6 @@ export interface LowerOptions {
   outputs?: readonly string[];
   /** Param data to embed as initializers (self-contained export); other params stay inputs. */
   initializers?: (name: string) => ArrayLike<number> | undefined;
-  /** Params stored in an external data file (location relative to the model, byte offset and length). */
-  external?: (name: string) => { location: string; offset: number; length: number } | undefined;
   /** Model name. */
   name?: string;
   /**
@@ -124,12 +122,8 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     paramOf.set(id, name);
     if (!used.has(id)) continue;
     const v = graph.values[id];
-    const ext = opts.external?.(name);
-    const data = ext ? undefined : opts.initializers?.(name);
-    if (ext) {
-      b.initializers.push({ name, dims: [...v.shape], dataType: onnxTypeOf(v.dtype), external: ext });
-      names.set(id, name);
-    } else if (data) {
+    const data = opts.initializers?.(name);
+    if (data) {
       names.set(id, b.tensor(onnxTypeOf(v.dtype), v.shape, onnxBytes(data, v.dtype), name));
     } else {
       const onnx = `param/${name}`;
