@@ -214,7 +214,10 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
       "finetuning_type: oft",
       /finetuning_type: oft is not supported by Whetstone yet \(supported: lora, freeze, full\)/,
     ],
-    ["lr_scheduler_type: polynomial", /lr_scheduler_type: polynomial is not supported by Whetstone yet/],
+    [
+      "lr_scheduler_type: cosine_warmup_with_min_lr",
+      /lr_scheduler_type: cosine_warmup_with_min_lr is not supported by Whetstone yet/,
+    ],
     ["optim: adafactor", /optim: adafactor is not supported by Whetstone yet \(supported: adamw, sgd, adamw_torch/],
     ["optim: adamx", /optim: expected one of adamw, sgd, adamw_torch.* got "adamx"; did you mean adamw/],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
@@ -290,6 +293,14 @@ Deno.test("key=value overrides are YAML scalars, applied after the file", () => 
   assert.equal(a.num_train_epochs, 1);
   assert.equal(a.resume_from_checkpoint, true);
   assert.deepEqual(a.lr_scheduler_kwargs, { min_lr: 1e-6 });
+  const wsd = parseTrainArgs(
+    `${M}lr_scheduler_type: warmup_stable_decay\nlr_scheduler_kwargs: '{"num_decay_steps": 4, "decay_type": "1-sqrt"}'\n`,
+  );
+  assert.deepEqual(wsd.lr_scheduler_kwargs, { num_decay_steps: 4, decay_type: "1-sqrt" });
+  assert.equal(
+    parseTrainArgs(`${M}lr_scheduler_type: reduce_lr_on_plateau\n`).lr_scheduler_type,
+    "reduce_lr_on_plateau",
+  );
   assert.equal(a.default_system, "You are helpful, and brief.");
   assert.equal(a.bf16, true);
   assert.match(fails(M, ["lora_rnak=4"]), /unknown key "lora_rnak" \(command line\); did you mean lora_rank/);
@@ -340,6 +351,15 @@ Deno.test("cross-field rules of LF's get_train_args and HF's TrainingArguments",
       /Only one of min_lr or min_lr_rate should be set/,
     ],
     ["lr_scheduler_kwargs: {num_cycles: 0.5}", /lr_scheduler_kwargs: linear takes no arguments, got "num_cycles"/],
+    ["lr_scheduler_type: warmup_stable_decay", /lr_scheduler_kwargs: warmup_stable_decay needs num_decay_steps/],
+    [
+      "lr_scheduler_type: polynomial\nlr_scheduler_kwargs: {power: two}",
+      /lr_scheduler_kwargs: power: expected a number, got "two"/,
+    ],
+    [
+      "lr_scheduler_type: cosine_with_restarts\nlr_scheduler_kwargs: {num_cycles: 1.5}",
+      /lr_scheduler_kwargs: num_cycles: expected an integer, got 1.5/,
+    ],
     ["template: qwen3_nothinc", /template: Template qwen3_nothinc does not exist\. Did you mean qwen3_nothink/],
     ["tool_format: nope", /tool_format: expected one of default, .*got "nope"/],
     ["model_name_or_path: ''", /model_name_or_path: required/],

@@ -5,23 +5,42 @@
  */
 import { F32, I, ignore, lack, T, typed, U } from "./key_spec.ts";
 
-/** HF's `lr_scheduler_kwargs` for the supported schedulers (cosine: num_cycles; cosine_with_min_lr: all three). */
+/** HF's `lr_scheduler_kwargs` (each schedule's keys: `SCHEDULER_KWARGS` in schedulers.ts). */
 export interface LrSchedulerKwargs {
   num_cycles?: number;
   min_lr?: number;
   min_lr_rate?: number;
+  lr_end?: number;
+  power?: number;
+  timescale?: number;
+  num_decay_steps?: number;
+  num_stable_steps?: number;
+  warmup_type?: string;
+  decay_type?: string;
+  min_lr_ratio?: number;
+  mode?: string;
+  factor?: number;
+  patience?: number;
+  threshold?: number;
+  threshold_mode?: string;
+  cooldown?: number;
+  eps?: number;
 }
 
 /** The HF `SchedulerType` values Whetstone has. */
-const SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] as const;
-const LACKING_SCHEDULERS = [
+const SCHEDULERS = [
+  "linear",
+  "cosine",
+  "constant",
+  "constant_with_warmup",
+  "cosine_with_min_lr",
   "cosine_with_restarts",
   "polynomial",
   "inverse_sqrt",
   "reduce_lr_on_plateau",
-  "cosine_warmup_with_min_lr",
   "warmup_stable_decay",
 ] as const;
+const LACKING_SCHEDULERS = ["cosine_warmup_with_min_lr"] as const;
 /** HF `SchedulerType` values; the ones after `cosine_with_min_lr` are lacking. */
 export const LR_SCHEDULERS = [...SCHEDULERS, ...LACKING_SCHEDULERS] as const;
 

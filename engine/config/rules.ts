@@ -11,17 +11,9 @@ import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
+import { ConfigError, type TrainArgs } from "./train_args.ts";
+import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType } from "./schedulers.ts";
 import { dataArgsOf } from "./views.ts";
-
-/** The `lr_scheduler_kwargs` each supported scheduler takes. */
-const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
-  linear: [],
-  constant: [],
-  constant_with_warmup: [],
-  cosine: ["num_cycles"],
-  cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
-};
 
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
@@ -108,16 +100,12 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
         " during training",
     );
   }
-  const takes = SCHEDULER_KWARGS[a.lr_scheduler_type] ?? [];
-  for (const [k, v] of Object.entries(a.lr_scheduler_kwargs)) {
-    if (!takes.includes(k as keyof LrSchedulerKwargs)) {
-      err(
-        "lr_scheduler_kwargs",
-        `${a.lr_scheduler_type} takes ${takes.length ? takes.join(", ") : "no arguments"}, got ${JSON.stringify(k)}`,
-      );
-    } else if (typeof v !== "number" || !Number.isFinite(v)) {
-      err("lr_scheduler_kwargs", `${k}: expected a number, got ${JSON.stringify(v)}`);
-    }
+  if ((SCHEDULER_TYPES as readonly string[]).includes(a.lr_scheduler_type)) {
+    const kw = a.lr_scheduler_kwargs as Record<string, unknown>;
+    for (const p of schedulerKwargsProblems(a.lr_scheduler_type as SchedulerType, kw)) err("lr_scheduler_kwargs", p);
+  }
+  if (a.lr_scheduler_type === "reduce_lr_on_plateau" && a.eval_strategy === "no") {
+    warnings.push("lr_scheduler_type: reduce_lr_on_plateau steps on evaluations; with eval_strategy no the lr stays");
   }
   if (a.lr_scheduler_type === "cosine_with_min_lr") {
     const { min_lr: lr, min_lr_rate: rate } = a.lr_scheduler_kwargs;

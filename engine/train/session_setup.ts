@@ -14,6 +14,7 @@ import { bucket, lengthsOf } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
 import { optimizerRunOf } from "./optimizers.ts";
 import { scheduleFromArgs } from "./schedule.ts";
+import { PlateauScheduler } from "./schedule_plateau.ts";
 import { loadTrainModel, pickExecutor, prepareData, type PreparedData } from "./run_inputs.ts";
 import { restore, type TrainState } from "./outputs/model_files.ts";
 import type { SessionOptions, SessionPlan } from "./session_records.ts";
@@ -113,6 +114,9 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     ...a,
     lr_scheduler_kwargs: { ...(a.lr_scheduler_kwargs ?? {}) } as Record<string, unknown>,
   }, total);
+  const plateau = sched.type === "reduce_lr_on_plateau"
+    ? PlateauScheduler.fromKwargs(a.learning_rate, { ...(a.lr_scheduler_kwargs ?? {}) })
+    : undefined;
 
   let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
   const out = a.output_dir;
@@ -175,6 +179,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     total,
     stepsPerEpoch,
     sched,
+    plateau,
     state,
     tlog,
     clock,
