@@ -89,8 +89,5 @@ export function schedulerKwargsProblems(type: SchedulerType, kwargs: Record<stri
       out.push(`${k}: expected ${kind === "int" ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
     }
   }
-  if (type === "warmup_stable_decay" && kwargs.num_decay_steps === undefined) {
-    out.push("warmup_stable_decay needs num_decay_steps (get_wsd_schedule's required argument)");
-  }
   return out;
 }

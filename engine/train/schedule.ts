@@ -241,6 +241,12 @@ export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleO
   if (problems.length) throw new Error(`lr_scheduler_kwargs: ${problems.join("; ")}`);
   if (type === "reduce_lr_on_plateau") return o;
   const num = (k: string) => kw[k] as number | undefined;
+  if (type === "warmup_stable_decay") {
+    // LLaMA-Factory's create_custom_scheduler: a third of the steps after warmup stable, the rest decaying, unless set.
+    const remaining = totalSteps - o.warmupSteps, stable = Math.floor(remaining / 3);
+    o.stableSteps = num("num_stable_steps") ?? stable;
+    o.decaySteps = num("num_decay_steps") ?? remaining - stable;
+  }
   Object.assign(o, {
     numCycles: num("num_cycles"),
     minLr: num("min_lr"),
@@ -248,8 +254,6 @@ export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleO
     lrEnd: num("lr_end"),
     power: num("power"),
     timescale: num("timescale"),
-    decaySteps: num("num_decay_steps"),
-    stableSteps: num("num_stable_steps"),
     warmupType: kw.warmup_type as WsdShape | undefined,
     decayType: kw.decay_type as WsdShape | undefined,
     minLrRatio: num("min_lr_ratio"),

@@ -113,7 +113,17 @@ Deno.test("scheduleFromArgs maps HF kwargs and rejects unknown ones", () => {
   );
   assert.throws(() => scheduleFromArgs({ ...a, lr_scheduler_type: "wsd" }, 50), /lr_scheduler_type: expected one of/);
   const wsd = { ...a, lr_scheduler_type: "warmup_stable_decay" };
-  assert.throws(() => scheduleFromArgs(wsd, 50), /needs num_decay_steps/);
+  // LLaMA-Factory's defaults: of the 45 steps after warmup, 15 stable and 30 decaying.
+  assert.deepEqual(scheduleFromArgs(wsd, 50), {
+    type: "warmup_stable_decay",
+    baseLr: 1e-4,
+    warmupSteps: 5,
+    totalSteps: 50,
+    stableSteps: 15,
+    decaySteps: 30,
+  });
+  const only = scheduleFromArgs({ ...wsd, lr_scheduler_kwargs: { num_decay_steps: 10 } }, 50);
+  assert.equal(only.stableSteps, 15, "num_stable_steps keeps LF's default when only num_decay_steps is set");
   assert.throws(
     () => scheduleFromArgs({ ...wsd, lr_scheduler_kwargs: { num_decay_steps: 5, decay_type: "exp" } }, 50),
     /decay_type: expected one of linear, cosine, 1-sqrt, got "exp"/,
@@ -150,11 +160,16 @@ Deno.test("restarts, polynomial, inverse_sqrt and warmup_stable_decay match tran
   const types = new Set(more.cases.map((c) => c.type));
   assert.deepEqual([...types].sort(), ["cosine_with_restarts", "inverse_sqrt", "polynomial", "warmup_stable_decay"]);
   for (const c of more.cases) {
+    const kwargs = { ...c.kwargs };
+    // get_wsd_schedule's own default (LLaMA-Factory fills in a third of the steps instead; tested below).
+    if (c.type === "warmup_stable_decay" && kwargs.num_stable_steps === undefined) {
+      kwargs.num_stable_steps = c.total_steps - c.warmup_steps - (kwargs.num_decay_steps as number);
+    }
     const o = scheduleFromArgs({
       lr_scheduler_type: c.type,
       learning_rate: c.base_lr,
       warmup_steps: c.warmup_steps,
-      lr_scheduler_kwargs: c.kwargs,
+      lr_scheduler_kwargs: kwargs,
     }, c.total_steps);
     // Past the end too (total + 1 steps): polynomial's lr_end tail, wsd's min_lr_ratio tail.
     c.lrs.forEach((lr, k) =>

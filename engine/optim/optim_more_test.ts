@@ -1,0 +1,106 @@
+/**
+ * Lion, Adafactor, Muon and torch's SGD with momentum, step by step against their references
+ * (fixtures/optim/make_optim.py: torch.optim.SGD, transformers' Adafactor, lion-pytorch's update, LLaMA-Factory's
+ * Muon), on the f64 reference executor and ONNX Runtime.
+ */
+import assert from "node:assert/strict";
+import { Graph, sgd, type Tensor } from "../graph/mod.ts";
+import { createExecutor } from "../exec/pick.ts";
+import { adafactor, adafactorStates } from "./adafactor.ts";
+import { lion } from "./lion.ts";
+import { muon, muonStates, newtonSchulz5, usesMuon } from "./muon.ts";
+
+interface Case {
+  name: string;
+  optim: "sgd" | "adafactor" | "lion" | "muon";
+  momentum?: number;
+  nesterov?: boolean;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weight_decay: number;
+  params: { name: string; shape: number[]; init: number[] }[];
+  steps: { lr: number; grads: number[][]; params: number[][]; states: Record<string, number[]>[] }[];
+}
+
+const GOLDENS: { cases: Case[] } = JSON.parse(
+  await Deno.readTextFile(new URL("../../fixtures/optim/goldens.json", import.meta.url)),
+);
+
+/** The states of param `name` of `shape` under case `c`: [torch's state key, shape]. */
+function statesOf(c: Case, name: string, shape: number[]): [string, number[]][] {
+  if (c.optim === "sgd") return [["momentum_buffer", shape]];
+  if (c.optim === "lion") return [["exp_avg", shape]];
+  const list = c.optim === "adafactor" ? adafactorStates(name, shape) : muonStates(name, shape);
+  return list.map((s) => [s.name.slice(name.length + 1), s.shape]);
+}
+
+function stepGraph(c: Case): Graph {
+  const g = new Graph();
+  const lr = g.input("lr", []), step = g.input("step", []);
+  c.params.forEach((p, i) => {
+    const w = g.param(p.name, p.shape), grad = g.input(`grad${i}`, p.shape);
+    const st: Tensor[] = statesOf(c, p.name, p.shape).map(([k, s]) => g.param(`${p.name}.${k}`, s));
+    const wd = c.weight_decay;
+    if (c.optim === "sgd") sgd(w, grad, lr, { momentum: c.momentum, nesterov: c.nesterov, weightDecay: wd }, st[0]);
+    else if (c.optim === "lion") lion(w, grad, st[0], lr, { beta1: c.beta1!, beta2: c.beta2!, weightDecay: wd });
+    else if (c.optim === "adafactor") adafactor(w, grad, st, lr, step, { weightDecay: wd });
+    else muon(p.name, w, grad, st, lr, step, { beta1: c.beta1!, beta2: c.beta2!, eps: c.eps!, weightDecay: wd });
+  });
+  return g;
+}
+
+function close(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    assert.ok(e <= tol * (1 + Math.abs(want[i])), `${what}: [${i}] got ${got[i]}, want ${want[i]}`);
+  }
+}
+
+for (const kind of ["reference", "onnx"] as const) {
+  Deno.test(`optim: sgd momentum, adafactor, lion and muon match their references over 3 steps (${kind})`, async () => {
+    const ex = await createExecutor(kind);
+    assert.deepEqual(new Set(GOLDENS.cases.map((c) => c.optim)), new Set(["sgd", "adafactor", "lion", "muon"]));
+    for (const c of GOLDENS.cases) {
+      for (const p of c.params) {
+        ex.setParam(p.name, p.init, p.shape);
+        for (const [k, s] of statesOf(c, p.name, p.shape)) {
+          ex.setParam(`${p.name}.${k}`, new Float32Array(s.reduce((a, b) => a * b, 1)), s);
+        }
+      }
+      const compiled = await ex.compile(stepGraph(c));
+      for (const [t, s] of c.steps.entries()) {
+        const feeds: Record<string, ArrayLike<number>> = { lr: [s.lr], step: [t + 1] };
+        s.grads.forEach((gr, i) => feeds[`grad${i}`] = gr);
+        await compiled.run(feeds, []);
+        for (const [i, p] of c.params.entries()) {
+          const what = `${kind} ${c.name} step ${t + 1} ${p.name}`;
+          const got = await ex.getParam(p.name), before = t ? c.steps[t - 1].params[i] : p.init;
+          close(got, s.params[i], 2e-5, what);
+          // The update itself, to 1e-4 of its size (the params' values alone would hide small update errors).
+          const want = s.params[i].map((x, j) => x - before[j]), scale = Math.max(...want.map(Math.abs));
+          want.forEach((d, j) => {
+            const e = Math.abs(got[j] - before[j] - d);
+            assert.ok(e <= 1e-4 * scale + 1e-7, `${what}: update [${j}] off by ${e} (largest ${scale})`);
+          });
+          for (const [k] of statesOf(c, p.name, p.shape)) {
+            assert.ok(s.states[i][k], `${what}: golden has ${k}`);
+            close(await ex.getParam(`${p.name}.${k}`), s.states[i][k], 2e-5, `${what} ${k}`);
+          }
+        }
+      }
+    }
+  });
+}
+
+Deno.test("muon: LF's split (2-D, not embed / lm_head) and Newton-Schulz's shape", () => {
+  assert.ok(usesMuon("model.layers.0.mlp.up_proj.weight", [8, 4]));
+  assert.ok(usesMuon("model.layers.0.self_attn.q_proj.lora_A.weight", [2, 4]));
+  assert.ok(!usesMuon("model.embed_tokens.weight", [8, 4]));
+  assert.ok(!usesMuon("lm_head.weight", [8, 4]));
+  assert.ok(!usesMuon("model.norm.weight", [4]));
+  const g = new Graph();
+  assert.deepEqual(newtonSchulz5(g.input("x", [6, 3])).shape, [6, 3]);
+  assert.throws(() => newtonSchulz5(g.input("y", [2, 3, 4])), /2-D/);
+});
