@@ -218,8 +218,12 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
       "lr_scheduler_type: cosine_warmup_with_min_lr",
       /lr_scheduler_type: cosine_warmup_with_min_lr is not supported by Whetstone yet/,
     ],
-    ["optim: adafactor", /optim: adafactor is not supported by Whetstone yet \(supported: adamw, sgd, adamw_torch/],
-    ["optim: adamx", /optim: expected one of adamw, sgd, adamw_torch.* got "adamx"; did you mean adamw/],
+    ["optim: adamw_8bit", /optim: adamw_8bit is not supported by Whetstone yet \(supported: adamw, sgd, adafactor/],
+    ["optim: sgd\noptim_args: momentum=x", /optim_args: momentum: expected a number, got "x"/],
+    ["optim: sgd\noptim_args: nesterov=true", /optim_args: nesterov: Nesterov momentum requires a momentum/],
+    ["optim: sgd\noptim_args: momentum", /optim_args: expected key=value entries separated by commas, got "momentum"/],
+    ["optim: sgd\noptim_args: momentum=0.9,dampening=0.1", /optim_args: dampening: only 0 is supported/],
+    ["optim: adamx", /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_torch.* got "adamx"; did you mean adamw/],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
     ["save_strategy: best", /save_strategy: best is not supported by Whetstone yet/],
     ["executor: cuda", /executor: expected one of auto, webgpu, onnx, reference, got "cuda"/],
@@ -386,6 +390,13 @@ Deno.test("derived values: lora_alpha, eval_steps, warmup, evaluation_strategy",
   const optim = parseTrainArgs(`${M}optim: adamw_torch_fused`);
   assert.equal(optim.optim, "adamw");
   assert.equal(parseTrainArgs(`${M}optim: sgd`).optim, "sgd");
+  assert.equal(parseTrainArgs(`${M}optim: adafactor`).optim, "adafactor");
+  assert.equal(parseTrainArgs(`${M}optim: paged_lion_32bit`).optim, "lion_32bit");
+  assert.equal(
+    parseTrainArgs(`${M}optim: sgd\noptim_args: momentum=0.9, nesterov=True`).optim_args,
+    "momentum=0.9, nesterov=True",
+  );
+  assert.equal(parseTrainArgs(`${M}use_muon: true`).use_muon, true);
   const lists = parseTrainArgs(`${M}dataset: [a, "b, c"]\nfreeze_trainable_modules: mlp,self_attn\n`);
   assert.deepEqual(lists.dataset, ["a", "b", "c"]);
   assert.deepEqual(lists.freeze_trainable_modules, ["mlp", "self_attn"]);

@@ -114,7 +114,8 @@ export const FINETUNING_KEYS = {
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
   use_llama_pro: U(false, "LLaMA Pro"),
   use_adam_mini: U(false, "Adam-mini"),
-  use_muon: U(false, "Muon"),
+  /** LLaMA-Factory's Muon (engine/optim/muon.ts): Muon on 2-D matrices, its AdamW on the rest. */
+  use_muon: T("bool", false),
   ...lack("alternative SFT losses", {
     use_dft_loss: false,
     use_asft_loss: false,

@@ -12,6 +12,7 @@ import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
 import { ConfigError, type TrainArgs } from "./train_args.ts";
+import { parseOptimArgs, sgdArgsOf } from "./optim_args.ts";
 import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType } from "./schedulers.ts";
 import { dataArgsOf } from "./views.ts";
 
@@ -58,6 +59,27 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     err("optim", `GaLore runs with optim adamw_torch (GaLoreAdamW) here, got ${a.optim}`);
   }
   if (a.use_badam && a.optim !== "adamw") err("optim", `BAdam runs with optim adamw_torch here, got ${a.optim}`);
+  if (a.optim === "sgd" || a.optim_args) {
+    try {
+      if (a.optim === "sgd") sgdArgsOf(a.optim_args);
+      else parseOptimArgs(a.optim_args);
+    } catch (e) {
+      err("optim_args", (e as Error).message);
+    }
+  }
+  if (a.optim_args && a.optim !== "sgd") warnings.push(`optim_args: optim ${a.optim} reads nothing from it; ignored`);
+  if (a.use_muon) {
+    // LF's create_custom_optimizer tries GaLore, APOLLO, LoRA+ and BAdam before Muon.
+    const first = a.use_galore
+      ? "use_galore"
+      : a.loraplus_lr_ratio
+      ? "loraplus_lr_ratio"
+      : a.use_badam
+      ? "use_badam"
+      : "";
+    if (first) warnings.push(`use_muon: ignored, as in LLaMA-Factory, which builds the ${first} optimizer first`);
+    else if (a.optim !== "adamw") warnings.push(`use_muon: Muon replaces optim ${a.optim} (as in LLaMA-Factory)`);
+  }
   if (a.use_badam && a.finetuning_type !== "full") {
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
   }

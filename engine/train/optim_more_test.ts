@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { loadTrainConfig } from "../config/args.ts";
 import { TrainSession } from "./session.ts";
 import { PlateauScheduler } from "./schedule_plateau.ts";
+import { train } from "./trainer.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-optim-more-" });
@@ -57,3 +58,56 @@ Deno.test("reduce_lr_on_plateau: the lr follows torch's scheduler fed each evalu
   assert.ok(recs.at(-1)!.lr < 1e-3, "the lr was cut");
   s.close();
 });
+
+const head = (xs: number[]) => (xs[0] + xs[1]) / 2;
+const tail = (xs: number[]) => (xs.at(-1)! + xs.at(-2)!) / 2;
+
+/** The tensor names in a safetensors file (its JSON header). */
+async function tensorNames(path: string): Promise<string[]> {
+  const bytes = await Deno.readFile(path);
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  return Object.keys(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)))).filter((k) =>
+    k !== "__metadata__"
+  );
+}
+
+const RUNS: [string, string[], string[]][] = [
+  ["sgd momentum (LoRA)", ["optim=sgd", "optim_args=momentum=0.9,nesterov=True", "learning_rate=0.05"], [
+    "momentum_buffer",
+  ]],
+  ["adafactor (full)", ["finetuning_type=full", "optim=adafactor", "learning_rate=1e-3"], [
+    "exp_avg_sq",
+    "exp_avg_sq_col",
+    "exp_avg_sq_row",
+  ]],
+  ["lion_32bit (LoRA)", ["optim=lion_32bit", "learning_rate=2e-3", "weight_decay=0.01"], ["exp_avg"]],
+  ["paged_lion_32bit (full)", ["finetuning_type=full", "optim=paged_lion_32bit", "learning_rate=1e-4"], ["exp_avg"]],
+  ["use_muon (full)", ["finetuning_type=full", "use_muon=true", "learning_rate=2e-3", "weight_decay=0.01"], [
+    "moment1",
+    "moment2",
+    "momentum_buffer",
+  ]],
+  ["use_muon (LoRA)", ["use_muon=true", "learning_rate=5e-3"], ["momentum_buffer"]],
+];
+
+for (const [name, keys, states] of RUNS) {
+  Deno.test(`${name}: the loss falls on the tiny model, and a run stopped at step 4 resumes step for step`, async () => {
+    const out = `${root}/${name.replace(/\W+/g, "-")}`;
+    const whole = await train(await demo(out, [...keys, "save_steps=4"]), { progress: false, ...quiet });
+    const l = whole.losses.map((x) => x.loss);
+    assert.equal(l.length, 8);
+    assert.ok(tail(l) < head(l) - 0.3, `${name}: ${l.map((x) => x.toFixed(3))}`);
+    const saved = await tensorNames(`${out}/checkpoint-4/optimizer.safetensors`);
+    const kinds = new Set(saved.map((n) => n.split(".").at(-1)).filter((k) => k !== "loss_sum"));
+    assert.deepEqual([...kinds].sort(), states, `${name}: states`);
+    const cut = `${out}-cut`;
+    await train(await demo(cut, [...keys, "save_steps=4"]), { progress: false, ...quiet, stopAfter: 4 });
+    const rest = await train(await demo(cut, [...keys, "save_steps=4", "resume_from_checkpoint=true"]), {
+      progress: false,
+      ...quiet,
+    });
+    const r = rest.losses.map((x) => x.loss);
+    assert.equal(r.length, 4);
+    r.forEach((x, i) => assert.ok(Math.abs(x - l[4 + i]) < 1e-4, `${name} step ${5 + i}: resumed ${x} vs ${l[4 + i]}`));
+  });
+}

@@ -3,7 +3,8 @@
  * step graph updates and with which update (step/optimizer.ts, step/galore.ts), what step count AdamW sees, and which
  * states a checkpoint holds. The session loop asks its {@link OptimizerRun} the same questions whatever the kind.
  *
- * - `adamw` / `sgd` ({@link PlainRun}): every trainable parameter, torch's update, full-shape moments for AdamW.
+ * - `adamw` / `sgd` / `adafactor` / `lion_32bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
+ *   update (step/optimizer.ts, step/optimizer_more.ts) and its states.
  * - GaLore ({@link GaloreRun}): GaLore-AdamW, projected (rank `galore_rank`) on the targeted linear weights; the
  *   projection is refreshed from the step's gradient of the stage's objective at step 1 and every
  *   `galore_update_interval` steps (one extra forward and backward on those steps). Checkpoints hold every state.
@@ -14,6 +15,7 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
+import type { OptimName } from "../config/keys_training.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
 import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
@@ -56,7 +58,7 @@ export interface PreparedStep {
 
 /** A session's optimizer (see the module doc). */
 export interface OptimizerRun {
-  readonly kind: "adamw" | "sgd" | "galore" | "badam";
+  readonly kind: OptimName | "muon" | "galore" | "badam";
   /** Sets every state to zeros, and the running loss sum to 0. Call once, before any step. */
   init(): void;
   /**
@@ -91,14 +93,14 @@ function zero(model: Model, states: readonly OptimState[]): void {
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** AdamW or SGD on every trainable parameter. */
+/** AdamW, SGD, Adafactor, Lion or Muon on every trainable parameter. */
 export class PlainRun implements OptimizerRun {
-  readonly kind;
+  readonly kind: OptimName | "muon";
   readonly optimizer: Optimizer;
 
   constructor(readonly model: Model, readonly plan: OptimizerSettings) {
-    this.kind = plan.optim;
     this.optimizer = planOptimizer(model, plan);
+    this.kind = this.optimizer.key === "muon" ? "muon" : plan.optim;
   }
 
   init(): void {
@@ -107,7 +109,7 @@ export class PlainRun implements OptimizerRun {
 
   prepare(step: number): Promise<PreparedStep> {
     const names = this.plan.trainable;
-    return Promise.resolve({ key: this.kind, names, optimizer: this.optimizer, adamStep: step, fresh: false });
+    return Promise.resolve({ key: this.optimizer.key, names, optimizer: this.optimizer, adamStep: step, fresh: false });
   }
 
   first() {

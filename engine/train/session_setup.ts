@@ -69,6 +69,8 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     eps: a.adam_epsilon,
     weightDecay: a.weight_decay,
     loraplusRatio: a.loraplus_lr_ratio ?? 0,
+    optimArgs: a.optim_args,
+    useMuon: a.use_muon,
   };
   const optimizer = await optimizerRunOf(a, model, hyper);
   optimizer.init();
