@@ -223,7 +223,10 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["optim: sgd\noptim_args: nesterov=true", /optim_args: nesterov: Nesterov momentum requires a momentum/],
     ["optim: sgd\noptim_args: momentum", /optim_args: expected key=value entries separated by commas, got "momentum"/],
     ["optim: sgd\noptim_args: momentum=0.9,dampening=0.1", /optim_args: dampening: only 0 is supported/],
-    ["optim: adamx", /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_torch.* got "adamx"; did you mean adamw/],
+    [
+      "optim: adamx",
+      /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_torch.* got "adamx"; did you mean adamw/,
+    ],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
     ["save_strategy: best", /save_strategy: best is not supported by Whetstone yet/],
     ["executor: cuda", /executor: expected one of auto, webgpu, onnx, reference, got "cuda"/],
@@ -397,6 +400,7 @@ Deno.test("derived values: lora_alpha, eval_steps, warmup, evaluation_strategy",
     "momentum=0.9, nesterov=True",
   );
   assert.equal(parseTrainArgs(`${M}use_muon: true`).use_muon, true);
+  assert.equal(parseTrainArgs(`${M}use_adam_mini: true`).use_adam_mini, true);
   const lists = parseTrainArgs(`${M}dataset: [a, "b, c"]\nfreeze_trainable_modules: mlp,self_attn\n`);
   assert.deepEqual(lists.dataset, ["a", "b", "c"]);
   assert.deepEqual(lists.freeze_trainable_modules, ["mlp", "self_attn"]);

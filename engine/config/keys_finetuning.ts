@@ -113,7 +113,8 @@ export const FINETUNING_KEYS = {
   ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
   use_llama_pro: U(false, "LLaMA Pro"),
-  use_adam_mini: U(false, "Adam-mini"),
+  /** LLaMA-Factory's Adam-mini (engine/optim/adam_mini.ts). */
+  use_adam_mini: T("bool", false),
   /** LLaMA-Factory's Muon (engine/optim/muon.ts): Muon on 2-D matrices, its AdamW on the rest. */
   use_muon: T("bool", false),
   ...lack("alternative SFT losses", {

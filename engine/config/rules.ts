@@ -68,17 +68,20 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     }
   }
   if (a.optim_args && a.optim !== "sgd") warnings.push(`optim_args: optim ${a.optim} reads nothing from it; ignored`);
-  if (a.use_muon) {
-    // LF's create_custom_optimizer tries GaLore, APOLLO, LoRA+ and BAdam before Muon.
+  for (const key of ["use_adam_mini", "use_muon"] as const) {
+    if (!a[key]) continue;
+    // LF's create_custom_optimizer tries GaLore, APOLLO, LoRA+, BAdam, then Adam-mini, then Muon.
     const first = a.use_galore
       ? "use_galore"
       : a.loraplus_lr_ratio
       ? "loraplus_lr_ratio"
       : a.use_badam
       ? "use_badam"
+      : key === "use_muon" && a.use_adam_mini
+      ? "use_adam_mini"
       : "";
-    if (first) warnings.push(`use_muon: ignored, as in LLaMA-Factory, which builds the ${first} optimizer first`);
-    else if (a.optim !== "adamw") warnings.push(`use_muon: Muon replaces optim ${a.optim} (as in LLaMA-Factory)`);
+    if (first) warnings.push(`${key}: ignored, as in LLaMA-Factory, which builds the ${first} optimizer first`);
+    else if (a.optim !== "adamw") warnings.push(`${key}: it replaces optim ${a.optim} (as in LLaMA-Factory)`);
   }
   if (a.use_badam && a.finetuning_type !== "full") {
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);

@@ -1,5 +1,5 @@
 /**
- * Lion, Adafactor, Muon and torch's SGD with momentum, step by step against their references
+ * Lion, Adafactor, Muon, Adam-mini and torch's SGD with momentum, step by step against their references
  * (fixtures/optim/make_optim.py: torch.optim.SGD, transformers' Adafactor, lion-pytorch's update, LLaMA-Factory's
  * Muon), on the f64 reference executor and ONNX Runtime.
  */
@@ -7,12 +7,15 @@ import assert from "node:assert/strict";
 import { Graph, sgd, type Tensor } from "../graph/mod.ts";
 import { createExecutor } from "../exec/pick.ts";
 import { adafactor, adafactorStates } from "./adafactor.ts";
+import { adamMini, adamMiniBlock, adamMiniDecays, adamMiniStates } from "./adam_mini.ts";
 import { lion } from "./lion.ts";
 import { muon, muonStates, newtonSchulz5, usesMuon } from "./muon.ts";
 
 interface Case {
   name: string;
-  optim: "sgd" | "adafactor" | "lion" | "muon";
+  optim: "sgd" | "adafactor" | "lion" | "muon" | "adam_mini";
+  dim?: number;
+  n_heads?: number;
   momentum?: number;
   nesterov?: boolean;
   beta1?: number;
@@ -31,7 +34,11 @@ const GOLDENS: { cases: Case[] } = JSON.parse(
 function statesOf(c: Case, name: string, shape: number[]): [string, number[]][] {
   if (c.optim === "sgd") return [["momentum_buffer", shape]];
   if (c.optim === "lion") return [["exp_avg", shape]];
-  const list = c.optim === "adafactor" ? adafactorStates(name, shape) : muonStates(name, shape);
+  const list = c.optim === "adafactor"
+    ? adafactorStates(name, shape)
+    : c.optim === "adam_mini"
+    ? adamMiniStates(name, shape, { dim: c.dim!, nHeads: c.n_heads! })
+    : muonStates(name, shape);
   return list.map((s) => [s.name.slice(name.length + 1), s.shape]);
 }
 
@@ -45,7 +52,10 @@ function stepGraph(c: Case): Graph {
     if (c.optim === "sgd") sgd(w, grad, lr, { momentum: c.momentum, nesterov: c.nesterov, weightDecay: wd }, st[0]);
     else if (c.optim === "lion") lion(w, grad, st[0], lr, { beta1: c.beta1!, beta2: c.beta2!, weightDecay: wd });
     else if (c.optim === "adafactor") adafactor(w, grad, st, lr, step, { weightDecay: wd });
-    else muon(p.name, w, grad, st, lr, step, { beta1: c.beta1!, beta2: c.beta2!, eps: c.eps!, weightDecay: wd });
+    else if (c.optim === "adam_mini") {
+      const o = { beta1: c.beta1!, beta2: c.beta2!, eps: c.eps!, weightDecay: wd, dim: c.dim!, nHeads: c.n_heads! };
+      adamMini(p.name, w, grad, st, lr, step, o);
+    } else muon(p.name, w, grad, st, lr, step, { beta1: c.beta1!, beta2: c.beta2!, eps: c.eps!, weightDecay: wd });
   });
   return g;
 }
@@ -61,7 +71,10 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, wha
 for (const kind of ["reference", "onnx"] as const) {
   Deno.test(`optim: sgd momentum, adafactor, lion and muon match their references over 3 steps (${kind})`, async () => {
     const ex = await createExecutor(kind);
-    assert.deepEqual(new Set(GOLDENS.cases.map((c) => c.optim)), new Set(["sgd", "adafactor", "lion", "muon"]));
+    assert.deepEqual(
+      new Set(GOLDENS.cases.map((c) => c.optim)),
+      new Set(["sgd", "adafactor", "lion", "muon", "adam_mini"]),
+    );
     for (const c of GOLDENS.cases) {
       for (const p of c.params) {
         ex.setParam(p.name, p.init, p.shape);
@@ -103,4 +116,18 @@ Deno.test("muon: LF's split (2-D, not embed / lm_head) and Newton-Schulz's shape
   const g = new Graph();
   assert.deepEqual(newtonSchulz5(g.input("x", [6, 3])).shape, [6, 3]);
   assert.throws(() => newtonSchulz5(g.input("y", [2, 3, 4])), /2-D/);
+});
+
+Deno.test("adam-mini: the official partition by name, and heads of dim·dim / n_heads", () => {
+  assert.equal(adamMiniBlock("model.embed_tokens.weight"), "adamw");
+  assert.equal(adamMiniBlock("lm_head.weight"), "adamw");
+  assert.equal(adamMiniBlock("model.layers.0.self_attn.q_proj.weight"), "heads");
+  assert.equal(adamMiniBlock("model.layers.0.self_attn.k_proj.weight"), "heads");
+  assert.equal(adamMiniBlock("model.layers.0.self_attn.v_proj.weight"), "tensor");
+  assert.equal(adamMiniBlock("model.layers.0.self_attn.q_proj.lora_A.weight"), "tensor");
+  assert.ok(!adamMiniDecays("model.norm.weight") && adamMiniDecays("model.layers.0.self_attn.q_proj.bias"));
+  // GQA: k_proj [kvHeads·headDim, dim] splits into kvHeads blocks.
+  const k = adamMiniStates("layers.0.self_attn.k_proj.weight", [64, 128], { dim: 128, nHeads: 4 });
+  assert.deepEqual(k.map((s) => s.shape), [[2, 4096], [2, 1]]);
+  assert.throws(() => adamMiniStates("q_proj.weight", [10, 10], { dim: 10, nHeads: 3 }), /not a multiple/);
 });

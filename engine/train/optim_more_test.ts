@@ -88,6 +88,8 @@ const RUNS: [string, string[], string[]][] = [
     "momentum_buffer",
   ]],
   ["use_muon (LoRA)", ["use_muon=true", "learning_rate=5e-3"], ["momentum_buffer"]],
+  ["use_adam_mini (full)", ["finetuning_type=full", "use_adam_mini=true", "learning_rate=1e-3"], ["m", "v", "vmean"]],
+  ["use_adam_mini (LoRA)", ["use_adam_mini=true", "learning_rate=5e-3"], ["m", "vmean"]],
 ];
 
 for (const [name, keys, states] of RUNS) {

@@ -58,7 +58,7 @@ export interface PreparedStep {
 
 /** A session's optimizer (see the module doc). */
 export interface OptimizerRun {
-  readonly kind: OptimName | "muon" | "galore" | "badam";
+  readonly kind: OptimName | "muon" | "adam_mini" | "galore" | "badam";
   /** Sets every state to zeros, and the running loss sum to 0. Call once, before any step. */
   init(): void;
   /**
@@ -95,12 +95,13 @@ function zero(model: Model, states: readonly OptimState[]): void {
 
 /** AdamW, SGD, Adafactor, Lion or Muon on every trainable parameter. */
 export class PlainRun implements OptimizerRun {
-  readonly kind: OptimName | "muon";
+  readonly kind: OptimName | "muon" | "adam_mini";
   readonly optimizer: Optimizer;
 
   constructor(readonly model: Model, readonly plan: OptimizerSettings) {
     this.optimizer = planOptimizer(model, plan);
-    this.kind = this.optimizer.key === "muon" ? "muon" : plan.optim;
+    const k = this.optimizer.key;
+    this.kind = k === "muon" || k === "adam_mini" ? k : plan.optim;
   }
 
   init(): void {

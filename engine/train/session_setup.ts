@@ -71,6 +71,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     loraplusRatio: a.loraplus_lr_ratio ?? 0,
     optimArgs: a.optim_args,
     useMuon: a.use_muon,
+    useAdamMini: a.use_adam_mini,
   };
   const optimizer = await optimizerRunOf(a, model, hyper);
   optimizer.init();

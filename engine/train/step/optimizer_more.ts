@@ -1,6 +1,7 @@
 /**
  * The optimizers of `optim: adafactor`, `optim: lion_32bit` (and `paged_lion_32bit`) and LLaMA-Factory's
- * `use_muon` for the step builder; the math of each update is in engine/optim (adafactor.ts, lion.ts, muon.ts).
+ * `use_muon` / `use_adam_mini` for the step builder; the math of each update is in engine/optim (adafactor.ts, lion.ts,
+ * muon.ts, adam_mini.ts).
  * Adafactor and Lion take HF's param groups (no weight decay on biases and norms) and LoRA+'s lr ratio as AdamW does;
  * Muon takes LF's single group (decay on every param).
  * @module
@@ -9,6 +10,7 @@ import { mul, type Tensor } from "../../graph/mod.ts";
 import { adafactor, adafactorStates } from "../../optim/adafactor.ts";
 import { lion } from "../../optim/lion.ts";
 import { muon, muonStates } from "../../optim/muon.ts";
+import { adamMini, type AdamMiniOptions, adamMiniStates } from "../../optim/adam_mini.ts";
 import { decays, type LrRatio, type Optimizer } from "./optimizer.ts";
 
 /** `lr` times `ratio` (cached per ratio), or `lr` itself for 1. */
@@ -76,6 +78,22 @@ export function muonOptimizer(
         const name = u.names[i];
         const st = muonStates(name, w.shape).map((s) => g.param(prefix + s.name, s.shape));
         muon(name, w, u.grads[i], st, u.lr, u.step, h, u.gradScale, u.gate);
+      });
+    },
+  };
+}
+
+/** Adam-mini as LF builds it (dim, heads from the model's config); states under `prefix`. */
+export function adamMiniOptimizer(prefix: string, h: AdamMiniOptions): Optimizer {
+  return {
+    key: "adam_mini",
+    gated: true,
+    states: (name, shape) => adamMiniStates(name, shape, h).map((s) => ({ name: prefix + s.name, shape: s.shape })),
+    update(g, u) {
+      u.params.forEach((w, i) => {
+        const name = u.names[i];
+        const st = adamMiniStates(name, w.shape, h).map((s) => g.param(prefix + s.name, s.shape));
+        adamMini(name, w, u.grads[i], st, u.lr, u.step, h, u.gradScale, u.gate);
       });
     },
   };

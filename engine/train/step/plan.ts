@@ -10,7 +10,7 @@ import type { Model } from "../../nn/model.ts";
 import { buildStep, type StepSpec } from "./builder.ts";
 import type { Objective } from "./objective.ts";
 import { adamwOptimizer, loraplusRatio, type Optimizer, sgdOptimizer } from "./optimizer.ts";
-import { adafactorOptimizer, lionOptimizer, muonOptimizer } from "./optimizer_more.ts";
+import { adafactorOptimizer, adamMiniOptimizer, lionOptimizer, muonOptimizer } from "./optimizer_more.ts";
 import { sgdArgsOf } from "../../config/optim_args.ts";
 import type { OptimName } from "../../config/keys_training.ts";
 import { f32Precision, fp16Precision } from "./precision.ts";
@@ -31,6 +31,8 @@ export interface StepPlan {
   optimArgs?: string | null;
   /** LLaMA-Factory's `use_muon`: Muon replaces `optim`. */
   useMuon?: boolean;
+  /** LLaMA-Factory's `use_adam_mini`: Adam-mini replaces `optim` (LF tries it before Muon). */
+  useAdamMini?: boolean;
   beta1: number;
   beta2: number;
   eps: number;
@@ -80,16 +82,28 @@ export function adamwStepPlan(B: number, L: number, trainable: string[], extra: 
 /** The optimizer settings of a plan. */
 export type OptimizerSettings = Pick<
   StepPlan,
-  "trainable" | "optim" | "beta1" | "beta2" | "eps" | "weightDecay" | "loraplusRatio" | "optimArgs" | "useMuon"
+  | "trainable"
+  | "optim"
+  | "beta1"
+  | "beta2"
+  | "eps"
+  | "weightDecay"
+  | "loraplusRatio"
+  | "optimArgs"
+  | "useMuon"
+  | "useAdamMini"
 >;
 
 /**
- * The optimizer of a plan: LF's Muon when `useMuon` (LF builds LoRA+'s optimizer first, so not with a LoRA+ ratio),
+ * The optimizer of a plan: LF's Adam-mini when `useAdamMini`, else LF's Muon when `useMuon` (LF builds LoRA+'s optimizer first, so not with a LoRA+ ratio),
  * else `optim` (AdamW, SGD, Adafactor, Lion), with LoRA+'s lr ratio on a LoRA model's lora_B matrices.
  */
 export function planOptimizer(model: Model, p: OptimizerSettings): Optimizer {
   const lrRatio = loraplusRatio(model.adapter instanceof LoraAdapter, p.loraplusRatio);
   const adam = { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: p.weightDecay };
+  if (p.useAdamMini && !lrRatio) {
+    return adamMiniOptimizer(model.prefix, { ...adam, dim: model.config.hidden, nHeads: model.config.heads });
+  }
   if (p.useMuon && !lrRatio) return muonOptimizer(model.prefix, adam);
   switch (p.optim) {
     case "adamw":
