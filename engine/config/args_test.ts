@@ -245,8 +245,8 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     /quantization_device_map is not supported by Whetstone yet .*got "auto": remove it/,
   );
   assert.match(
-    fails(`${M}galore_layerwise: true\n`),
-    /galore_layerwise is not supported by Whetstone yet \(layer-wise GaLore\)/,
+    fails(`${M}finetuning_type: full\nuse_galore: true\ngalore_layerwise: true\ngradient_accumulation_steps: 2\n`),
+    /gradient_accumulation_steps: Per-layer GaLore does not support gradient accumulation\./,
   );
   assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);

@@ -91,7 +91,8 @@ export const FINETUNING_KEYS = {
   galore_update_interval: T("int", 200, { min: 1 }),
   galore_scale: T("num", 2, { gt: 0 }),
   galore_proj_type: T(["std", "reverse_std", "right", "left", "full"], "std"),
-  galore_layerwise: U(false, "layer-wise GaLore"),
+  /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
+  galore_layerwise: T("bool", false),
   ...lack("APOLLO", {
     use_apollo: false,
     apollo_target: "all",

@@ -59,6 +59,15 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     err("optim", `GaLore runs with optim adamw_torch (GaLoreAdamW) here, got ${a.optim}`);
   }
   if (a.use_badam && a.optim !== "adamw") err("optim", `BAdam runs with optim adamw_torch here, got ${a.optim}`);
+  if (a.use_galore && a.galore_layerwise) {
+    // LF's _create_galore_optimizer
+    if (a.gradient_accumulation_steps !== 1) {
+      err("gradient_accumulation_steps", "Per-layer GaLore does not support gradient accumulation.");
+    }
+    if (a.max_grad_norm > 0) {
+      warnings.push("galore_layerwise: each param steps before clipping (LF's hooks), so max_grad_norm has no effect");
+    }
+  }
   if (a.optim === "sgd" || a.optim_args) {
     try {
       if (a.optim === "sgd") sgdArgsOf(a.optim_args);

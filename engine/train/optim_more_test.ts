@@ -113,3 +113,20 @@ for (const [name, keys, states] of RUNS) {
     r.forEach((x, i) => assert.ok(Math.abs(x - l[4 + i]) < 1e-4, `${name} step ${5 + i}: resumed ${x} vs ${l[4 + i]}`));
   });
 }
+
+const GALORE = ["finetuning_type=full", "use_galore=true", "galore_rank=8", "galore_update_interval=3"];
+
+Deno.test("galore_layerwise: GaLore stepping each param in its hook, i.e. without clipping (LF's layer-wise mode)", async () => {
+  const run = async (dir: string, keys: string[]) =>
+    (await train(await demo(`${root}/${dir}`, [...GALORE, "learning_rate=1e-3", ...keys]), {
+      progress: false,
+      ...quiet,
+    }))
+      .losses.map((x) => x.loss);
+  const layerwise = await run("galore-lw", ["galore_layerwise=true", "max_grad_norm=0.1"]);
+  const unclipped = await run("galore-noclip", ["max_grad_norm=0"]);
+  const clipped = await run("galore-clip", ["max_grad_norm=0.1"]);
+  assert.ok(tail(layerwise) < head(layerwise) - 0.3, `${layerwise.map((x) => x.toFixed(3))}`);
+  layerwise.forEach((x, i) => assert.ok(Math.abs(x - unclipped[i]) < 1e-6, `step ${i + 1}: ${x} vs ${unclipped[i]}`));
+  assert.ok(clipped.some((x, i) => Math.abs(x - layerwise[i]) > 1e-4), "clipping at 0.1 changes the run");
+});
