@@ -9,6 +9,8 @@ import { createExecutor } from "../exec/pick.ts";
 import { adafactor, adafactorStates } from "./adafactor.ts";
 import { adamMini, adamMiniBlock, adamMiniDecays, adamMiniStates } from "./adam_mini.ts";
 import { lion } from "./lion.ts";
+import { apolloAdamw, randomProjection } from "./apollo.ts";
+import { galoreLayout, galoreRefreshDue } from "./galore.ts";
 import { muon, muonStates, newtonSchulz5, usesMuon } from "./muon.ts";
 
 interface Case {
@@ -130,4 +132,97 @@ Deno.test("adam-mini: the official partition by name, and heads of dim·dim / n_
   const k = adamMiniStates("layers.0.self_attn.k_proj.weight", [64, 128], { dim: 128, nHeads: 4 });
   assert.deepEqual(k.map((s) => s.shape), [[2, 4096], [2, 1]]);
   assert.throws(() => adamMiniStates("q_proj.weight", [10, 10], { dim: 10, nHeads: 3 }), /not a multiple/);
+});
+
+interface ApolloCase {
+  name: string;
+  shape: [number, number];
+  scale_type: "channel" | "tensor";
+  scale_front: boolean;
+  weight_decay: number;
+  rank: number;
+  update_interval: number;
+  scale: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  init: number[];
+  steps: {
+    lr: number;
+    grad: number[];
+    proj?: number[];
+    weight: number[];
+    exp_avg: number[];
+    exp_avg_sq: number[];
+    scaled_grad: number[];
+  }[];
+}
+
+const APOLLO: ApolloCase[] = (GOLDENS as unknown as { apollo: ApolloCase[] }).apollo;
+
+for (const kind of ["reference", "onnx"] as const) {
+  Deno.test(`apollo: apollo-torch's AdamW step with a given random projection, 3 steps, a refresh (${kind})`, async () => {
+    const ex = await createExecutor(kind);
+    assert.equal(APOLLO.length, 4);
+    for (const c of APOLLO) {
+      const o = { rank: c.rank, projType: "std" as const };
+      const l = galoreLayout(c.shape, o);
+      const g = new Graph();
+      const lr = g.input("lr", []), step = g.input("step", []), grad = g.input("grad", c.shape);
+      const w = g.param("w", c.shape);
+      const st = {
+        m: g.param("m", l.low),
+        v: g.param("v", l.low),
+        proj: g.param("p", l.proj),
+        scaled: g.param("s", [1]),
+      };
+      apolloAdamw(w, grad, st, l.side, lr, step, {
+        beta1: c.beta1,
+        beta2: c.beta2,
+        eps: c.eps,
+        weightDecay: c.weight_decay,
+        scale: c.scale,
+        scaleType: c.scale_type,
+        scaleFront: c.scale_front,
+      });
+      ex.setParam("w", c.init, c.shape);
+      for (const [n, s] of [["m", l.low], ["v", l.low], ["p", l.proj], ["s", [1]]] as const) {
+        ex.setParam(n, new Float32Array(s[0] * (s[1] ?? 1)), [...s]);
+      }
+      const compiled = await ex.compile(g);
+      let before = c.init;
+      for (const [t, s] of c.steps.entries()) {
+        const what = `${kind} ${c.name} step ${t + 1}`;
+        assert.equal(galoreRefreshDue(t + 1, c.update_interval), s.proj !== undefined, `${what}: refresh`);
+        if (s.proj) ex.setParam("p", s.proj, l.proj);
+        await compiled.run({ lr: [s.lr], step: [t + 1], grad: s.grad }, []);
+        close(await ex.getParam("m"), s.exp_avg, 2e-5, `${what}: exp_avg`);
+        close(await ex.getParam("v"), s.exp_avg_sq, 2e-5, `${what}: exp_avg_sq`);
+        close(await ex.getParam("s"), s.scaled_grad, 2e-5, `${what}: limiter norm`);
+        const got = await ex.getParam("w");
+        const want = s.weight.map((x, j) => x - before[j]), scale = Math.max(...want.map(Math.abs));
+        want.forEach((d, j) => {
+          const e = Math.abs(got[j] - before[j] - d);
+          // A row's scale is ‖N‖/‖R‖ over a few projected entries: f32 rounding in R = G·Pᵀ moves it more on ONNX
+          // Runtime (f32) than on the f64 reference, which holds to 1e-4.
+          const tol = kind === "reference" ? 1e-4 : 1e-3;
+          assert.ok(e <= tol * scale + 1e-7, `${what}: update [${j}] off by ${e} (largest ${scale})`);
+        });
+        before = s.weight;
+      }
+    }
+  });
+}
+
+Deno.test("apollo: random projections are N(0, 1/r), deterministic per seed and refresh", () => {
+  const o = { rank: 8, projType: "std" as const };
+  const a = randomProjection([512, 256], o, 3, 0), b = randomProjection([512, 256], o, 3, 0);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, randomProjection([512, 256], o, 3, 1));
+  assert.notDeepEqual(a, randomProjection([512, 256], o, 4, 0));
+  assert.equal(a.length, 8 * 256);
+  const mean = a.reduce((s, x) => s + x, 0) / a.length;
+  const variance = a.reduce((s, x) => s + (x - mean) ** 2, 0) / a.length;
+  assert.ok(Math.abs(mean) < 0.02, `mean ${mean}`);
+  assert.ok(Math.abs(variance * 8 - 1) < 0.05, `variance ${variance} (want 1/8)`);
 });
