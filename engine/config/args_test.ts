@@ -248,6 +248,23 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     fails(`${M}finetuning_type: full\nuse_galore: true\ngalore_layerwise: true\ngradient_accumulation_steps: 2\n`),
     /gradient_accumulation_steps: Per-layer GaLore does not support gradient accumulation\./,
   );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\napollo_layerwise: true\ngradient_accumulation_steps: 2\n`),
+    /gradient_accumulation_steps: Per-layer APOLLO does not support gradient accumulation\./,
+  );
+  assert.match(fails(`${M}use_apollo: true\n`), /use_apollo: Cannot use LoRA with GaLore, APOLLO or BAdam together\./);
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\nuse_galore: true\n`),
+    /use_apollo: Cannot use GaLore, APOLLO or BAdam together\./,
+  );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\napollo_proj: svd\n`),
+    /apollo_proj: svd is not supported/,
+  );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\noptim: sgd\n`),
+    /optim: APOLLO runs with optim adamw_torch/,
+  );
   assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);

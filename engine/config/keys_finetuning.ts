@@ -93,18 +93,18 @@ export const FINETUNING_KEYS = {
   galore_proj_type: T(["std", "reverse_std", "right", "left", "full"], "std"),
   /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
   galore_layerwise: T("bool", false),
-  ...lack("APOLLO", {
-    use_apollo: false,
-    apollo_target: "all",
-    apollo_rank: 16,
-    apollo_update_interval: 200,
-    apollo_scale: 32,
-    apollo_proj: "random",
-    apollo_proj_type: "std",
-    apollo_scale_type: "channel",
-    apollo_layerwise: false,
-    apollo_scale_front: false,
-  }),
+  // APOLLO (engine/optim/apollo.ts)
+  use_apollo: T("bool", false),
+  apollo_target: T("list", "all", { all: true }),
+  apollo_rank: T("int", 16, { min: 1 }),
+  apollo_update_interval: T("int", 200, { min: 1 }),
+  apollo_scale: T("num", 32, { gt: 0 }),
+  apollo_proj: T(["random", "svd"], "random", { lacking: ["svd"] }),
+  apollo_proj_type: T(["std", "reverse_std", "right", "left"], "std"),
+  apollo_scale_type: T(["channel", "tensor"], "channel"),
+  /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
+  apollo_layerwise: T("bool", false),
+  apollo_scale_front: T("bool", false),
   // BAdam, layer mode (engine/optim/badam.ts)
   use_badam: T("bool", false),
   badam_mode: T(["layer", "ratio"], "layer", { lacking: ["ratio"] }),

@@ -51,21 +51,31 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");
     }
   }
-  if (a.finetuning_type === "lora" && (a.use_galore || a.use_badam)) {
-    err(a.use_galore ? "use_galore" : "use_badam", "Cannot use LoRA with GaLore, APOLLO or BAdam together.");
+  const lowRank = a.use_galore ? "use_galore" : a.use_apollo ? "use_apollo" : undefined;
+  if (a.finetuning_type === "lora" && (lowRank || a.use_badam)) {
+    err(lowRank ?? "use_badam", "Cannot use LoRA with GaLore, APOLLO or BAdam together.");
   }
-  if (a.use_galore && a.use_badam) err("use_badam", "Cannot use GaLore, APOLLO or BAdam together.");
-  if (a.use_galore && a.optim !== "adamw") {
-    err("optim", `GaLore runs with optim adamw_torch (GaLoreAdamW) here, got ${a.optim}`);
+  if ([a.use_galore, a.use_apollo, a.use_badam].filter(Boolean).length > 1) {
+    err(a.use_badam ? "use_badam" : "use_apollo", "Cannot use GaLore, APOLLO or BAdam together.");
+  }
+  if (lowRank && a.optim !== "adamw") {
+    err("optim", `${lowRank === "use_galore" ? "GaLore" : "APOLLO"} runs with optim adamw_torch here, got ${a.optim}`);
   }
   if (a.use_badam && a.optim !== "adamw") err("optim", `BAdam runs with optim adamw_torch here, got ${a.optim}`);
-  if (a.use_galore && a.galore_layerwise) {
-    // LF's _create_galore_optimizer
+  for (
+    const [on, key, name] of [[a.use_galore, "galore_layerwise", "GaLore"], [
+      a.use_apollo,
+      "apollo_layerwise",
+      "APOLLO",
+    ]] as const
+  ) {
+    if (!on || !a[key]) continue;
+    // LF's _create_galore_optimizer / _create_apollo_optimizer
     if (a.gradient_accumulation_steps !== 1) {
-      err("gradient_accumulation_steps", "Per-layer GaLore does not support gradient accumulation.");
+      err("gradient_accumulation_steps", `Per-layer ${name} does not support gradient accumulation.`);
     }
     if (a.max_grad_norm > 0) {
-      warnings.push("galore_layerwise: each param steps before clipping (LF's hooks), so max_grad_norm has no effect");
+      warnings.push(`${key}: each param steps before clipping (LF's hooks), so max_grad_norm has no effect`);
     }
   }
   if (a.optim === "sgd" || a.optim_args) {
@@ -80,8 +90,8 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   for (const key of ["use_adam_mini", "use_muon"] as const) {
     if (!a[key]) continue;
     // LF's create_custom_optimizer tries GaLore, APOLLO, LoRA+, BAdam, then Adam-mini, then Muon.
-    const first = a.use_galore
-      ? "use_galore"
+    const first = lowRank
+      ? lowRank
       : a.loraplus_lr_ratio
       ? "loraplus_lr_ratio"
       : a.use_badam
@@ -95,7 +105,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   if (a.use_badam && a.finetuning_type !== "full") {
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
   }
-  for (const key of ["use_galore", "use_badam"] as const) {
+  for (const key of ["use_galore", "use_apollo", "use_badam"] as const) {
     if (a[key] && a.stage === "ppo") {
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }

@@ -71,6 +71,8 @@ async function tensorNames(path: string): Promise<string[]> {
   );
 }
 
+const APOLLO = ["finetuning_type=full", "use_apollo=true", "apollo_rank=8", "apollo_update_interval=3"];
+
 const RUNS: [string, string[], string[]][] = [
   ["sgd momentum (LoRA)", ["optim=sgd", "optim_args=momentum=0.9,nesterov=True", "learning_rate=0.05"], [
     "momentum_buffer",
@@ -89,6 +91,21 @@ const RUNS: [string, string[], string[]][] = [
   ]],
   ["use_muon (LoRA)", ["use_muon=true", "learning_rate=5e-3"], ["momentum_buffer"]],
   ["use_adam_mini (full)", ["finetuning_type=full", "use_adam_mini=true", "learning_rate=1e-3"], ["m", "v", "vmean"]],
+  ["use_apollo (full)", [...APOLLO, "learning_rate=1e-3"], [
+    "apollo_exp_avg",
+    "apollo_exp_avg_sq",
+    "apollo_proj",
+    "apollo_scaled_grad",
+    "exp_avg",
+    "exp_avg_sq",
+  ]],
+  ["use_apollo (full, tensor scale, scale front)", [
+    ...APOLLO,
+    "apollo_scale_type=tensor",
+    "apollo_scale_front=true",
+    "apollo_proj_type=reverse_std",
+    "learning_rate=1e-3",
+  ], ["apollo_exp_avg", "apollo_exp_avg_sq", "apollo_proj", "apollo_scaled_grad", "exp_avg", "exp_avg_sq"]],
   ["use_adam_mini (LoRA)", ["use_adam_mini=true", "learning_rate=5e-3"], ["m", "vmean"]],
 ];
 
@@ -129,4 +146,17 @@ Deno.test("galore_layerwise: GaLore stepping each param in its hook, i.e. withou
   assert.ok(tail(layerwise) < head(layerwise) - 0.3, `${layerwise.map((x) => x.toFixed(3))}`);
   layerwise.forEach((x, i) => assert.ok(Math.abs(x - unclipped[i]) < 1e-6, `step ${i + 1}: ${x} vs ${unclipped[i]}`));
   assert.ok(clipped.some((x, i) => Math.abs(x - layerwise[i]) > 1e-4), "clipping at 0.1 changes the run");
+});
+
+Deno.test("apollo_layerwise: APOLLO without clipping (LF's per-param hooks)", async () => {
+  const run = async (dir: string, keys: string[]) =>
+    (await train(await demo(`${root}/${dir}`, [...APOLLO, "learning_rate=1e-3", ...keys]), {
+      progress: false,
+      ...quiet,
+    }))
+      .losses.map((x) => x.loss);
+  const layerwise = await run("apollo-lw", ["apollo_layerwise=true", "max_grad_norm=0.1"]);
+  const unclipped = await run("apollo-noclip", ["max_grad_norm=0"]);
+  layerwise.forEach((x, i) => assert.ok(Math.abs(x - unclipped[i]) < 1e-6, `step ${i + 1}: ${x} vs ${unclipped[i]}`));
+  assert.ok(tail(layerwise) < head(layerwise) - 0.3, `${layerwise.map((x) => x.toFixed(3))}`);
 });

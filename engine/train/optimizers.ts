@@ -8,6 +8,7 @@
  * - GaLore ({@link GaloreRun}): GaLore-AdamW, projected (rank `galore_rank`) on the targeted linear weights; the
  *   projection is refreshed from the step's gradient of the stage's objective at step 1 and every
  *   `galore_update_interval` steps (one extra forward and backward on those steps). Checkpoints hold every state.
+ * - APOLLO ({@link ApolloRun}, optimizers_apollo.ts): apollo-torch's AdamW with random projections.
  * - BAdam, layer mode ({@link BadamRun}): one decoder layer trains at a time, switching every
  *   `badam_switch_interval` steps; AdamW's moments exist for the active block only (a fresh graph is compiled at
  *   each switch). Checkpoints hold the active block's moments, put back after the first step's block selection on
@@ -36,6 +37,7 @@ import type { Objective } from "./step/objective.ts";
 import { adamwOptimizer, type Optimizer } from "./step/optimizer.ts";
 import { trainableShape } from "./step/params.ts";
 import { type OptimizerSettings, planOptimizer } from "./step/plan.ts";
+import { ApolloRun } from "./optimizers_apollo.ts";
 
 /** An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape. */
 export interface OptimState {
@@ -58,7 +60,7 @@ export interface PreparedStep {
 
 /** A session's optimizer (see the module doc). */
 export interface OptimizerRun {
-  readonly kind: OptimName | "muon" | "adam_mini" | "galore" | "badam";
+  readonly kind: OptimName | "muon" | "adam_mini" | "galore" | "apollo" | "badam";
   /** Sets every state to zeros, and the running loss sum to 0. Call once, before any step. */
   init(): void;
   /**
@@ -300,13 +302,14 @@ export class BadamRun implements OptimizerRun {
   }
 }
 
-/** The optimizer run `a` asks for: GaLore, BAdam, or AdamW / SGD on `plan.trainable`. */
+/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam, or AdamW / SGD on `plan.trainable`. */
 export async function optimizerRunOf(
   a: TrainArgs,
   model: Model,
   plan: OptimizerSettings,
 ): Promise<OptimizerRun> {
   if (a.use_galore) return await GaloreRun.create(a, model, plan.trainable);
+  if (a.use_apollo) return ApolloRun.create(a, model, plan.trainable);
   if (a.use_badam) return BadamRun.create(a, model);
   return new PlainRun(model, plan);
 }

@@ -88,7 +88,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     B,
     L,
     // Layer-wise GaLore steps each param in its gradient hook, before HF's clipping sees (zeroed) gradients.
-    maxGradNorm: a.use_galore && a.galore_layerwise ? 0 : a.max_grad_norm,
+    maxGradNorm: (a.use_galore && a.galore_layerwise) || (a.use_apollo && a.apollo_layerwise) ? 0 : a.max_grad_norm,
     // LoRA dropout, or the stage's own (rm's value head).
     dropout: (a.finetuning_type === "lora" && a.lora_dropout > 0) || staged.dropout,
     // LF's default gradient checkpointing (disable_gradient_checkpointing: false).
