@@ -35,19 +35,18 @@ function demo(out: string, extra: string[], steps = 8) {
   ]);
 }
 
+const PLATEAU = [
+  "val_size=4",
+  "eval_strategy=steps",
+  "eval_steps=1",
+  "learning_rate=1e-3",
+  "lr_scheduler_type=reduce_lr_on_plateau",
+  // mode max on a falling loss: every evaluation after the first is a bad one, so the lr halves each time.
+  'lr_scheduler_kwargs={"mode": "max", "patience": 0, "factor": 0.5}',
+];
+
 Deno.test("reduce_lr_on_plateau: the lr follows torch's scheduler fed each evaluation's eval_loss", async () => {
-  const s = await TrainSession.create(
-    await demo(`${root}/plateau`, [
-      "val_size=4",
-      "eval_strategy=steps",
-      "eval_steps=1",
-      "learning_rate=1e-3",
-      "lr_scheduler_type=reduce_lr_on_plateau",
-      // mode max on a falling loss: every evaluation after the first is a bad one, so the lr halves each time.
-      'lr_scheduler_kwargs={"mode": "max", "patience": 0, "factor": 0.5}',
-    ], 5),
-    quiet,
-  );
+  const s = await TrainSession.create(await demo(`${root}/plateau`, PLATEAU, 5), quiet);
   const recs = await s.step(5);
   const ref = new PlateauScheduler(1e-3, { mode: "max", patience: 0, factor: 0.5 });
   assert.equal(s.evalLosses.length, 5);
@@ -57,6 +56,18 @@ Deno.test("reduce_lr_on_plateau: the lr follows torch's scheduler fed each evalu
   });
   assert.ok(recs.at(-1)!.lr < 1e-3, "the lr was cut");
   s.close();
+  // Stopped after step 2 (checkpoint-2) and resumed: the same lrs, the scheduler's state came back.
+  const cut = `${root}/plateau-cut`;
+  const first = await TrainSession.create(await demo(cut, [...PLATEAU, "save_steps=2"], 5), quiet);
+  await first.step(2);
+  first.close();
+  const rest = await TrainSession.create(
+    await demo(cut, [...PLATEAU, "save_steps=2", "resume_from_checkpoint=true"], 5),
+    quiet,
+  );
+  const again = await rest.step(3);
+  again.forEach((r, i) => assert.equal(r.lr, recs[2 + i].lr, `resumed step ${3 + i}`));
+  rest.close();
 });
 
 const head = (xs: number[]) => (xs[0] + xs[1]) / 2;

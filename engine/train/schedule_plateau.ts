@@ -88,6 +88,19 @@ export class PlateauScheduler {
     }
   }
 
+  /** Puts back a {@linkcode PlateauScheduler.state} (from a checkpoint's scheduler.json). */
+  restore(s: Omit<ReturnType<PlateauScheduler["state"]>, "best"> & { best: number | null }): void {
+    for (const [k, v] of Object.entries(s)) {
+      if (typeof v !== "number" && v !== null) throw new Error(`scheduler.json: plateau.${k}: expected a number`);
+    }
+    this.lr = s.lr;
+    // JSON writes ±Infinity as null: the initial best.
+    this.best = s.best ?? (this.o.mode === "min" ? Infinity : -Infinity);
+    this.numBadEpochs = s.num_bad_epochs;
+    this.cooldownCounter = s.cooldown_counter;
+    this.lastEpoch = s.last_epoch;
+  }
+
   /** The state a checkpoint keeps (torch's state_dict fields that change). */
   state(): { lr: number; best: number; num_bad_epochs: number; cooldown_counter: number; last_epoch: number } {
     return {

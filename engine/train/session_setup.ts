@@ -133,6 +133,11 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     state = await restore(model, dir, trainable, a.finetuning_type !== "lora");
     optimizer.resumed();
     stage.restoreState(JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)));
+    if (plateau) {
+      const saved = JSON.parse(await Deno.readTextFile(`${dir}/scheduler.json`)).plateau;
+      if (!saved) throw new Error(`resume_from_checkpoint: ${dir}/scheduler.json has no reduce_lr_on_plateau state`);
+      plateau.restore(saved);
+    }
     log(`resumed from ${dir} at step ${state.global_step}`);
   }
   await Deno.mkdir(out, { recursive: true });
