@@ -171,3 +171,34 @@ Deno.test("apollo_layerwise: APOLLO without clipping (LF's per-param hooks)", as
   layerwise.forEach((x, i) => assert.ok(Math.abs(x - unclipped[i]) < 1e-6, `step ${i + 1}: ${x} vs ${unclipped[i]}`));
   assert.ok(tail(layerwise) < head(layerwise) - 0.3, `${layerwise.map((x) => x.toFixed(3))}`);
 });
+
+for (
+  const [file, kind] of [
+    ["llama3_full_sft_apollo.yaml", "apollo"],
+    ["qwen2_full_sft_muon.yaml", "muon"],
+    ["qwen2_full_sft_adam_mini.yaml", "adam_mini"],
+  ] as const
+) {
+  Deno.test(`LF's examples/extras ${file} runs with the tiny model and demo data put in`, async () => {
+    const out = `${root}/lf-${kind}`;
+    const a = await loadTrainConfig(`${ROOT}fixtures/configs/${file}`, [
+      `model_name_or_path=${ROOT}fixtures/tiny/model`,
+      `dataset_dir=${ROOT}fixtures/demo`,
+      "dataset=whetstone_demo",
+      `output_dir=${out}`,
+      "max_steps=3",
+      "max_samples=16",
+      "cutoff_len=64",
+      "plot_loss=false",
+    ]);
+    const session = await TrainSession.create(a, quiet);
+    // The example's optimizer is the one running: other state bytes than AdamW's two f32 moments per parameter (fewer
+    // for Muon and Adam-mini; APOLLO's rank 128 is the tiny model's full width, so its projections make it more).
+    const adamw = 8 * session.plan.trainable_parameters, states = session.plan.memory!.optimizer;
+    assert.ok(kind === "apollo" ? states > adamw : states < adamw, `${file}: ${states} bytes vs AdamW's ${adamw}`);
+    const recs = await session.step(3);
+    assert.equal(recs.length, 3);
+    for (const r of recs) assert.ok(Number.isFinite(r.loss), `${file}: loss ${r.loss}`);
+    session.close();
+  });
+}
