@@ -5,7 +5,8 @@
  * mixed-precision full tuning, 0.6 for QLoRA, QLoRA Gemma-2B at 5.21 GB). Peak = stored weights (frozen ones
  * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
  * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
- * GaLore-AdamW (rank 16 projected moments and projections on every linear weight).
+ * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Full tuning is also planned under
+ * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, LF's Muon and Adam-mini).
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -148,6 +149,14 @@ export const memoryBench: Bench = {
         if (PAPER[method] && checkpoint) {
           yield { bench: "memory", ...p, metric: "paper_bytes_per_param", value: PAPER[method], unit: "B" };
         }
+      }
+      // Full tuning with checkpointing under the other optimizers: their states against AdamW's.
+      for (const optim of ["sgd", "sgd_momentum", "adafactor", "lion_32bit", "muon", "adam_mini"] as const) {
+        const m = await planTrainingMemory(config, { method: "full", batch: 1, seq: 1024, checkpoint: true, optim });
+        const p = { model, method: "full", optim, checkpoint: true, batch: 1, seq: 1024 };
+        yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
+        yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "optimizer_bytes", value: m.optimizer, unit: "B" };
       }
     }
     yield {

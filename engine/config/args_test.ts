@@ -214,9 +214,19 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
       "finetuning_type: oft",
       /finetuning_type: oft is not supported by Whetstone yet \(supported: lora, freeze, full\)/,
     ],
-    ["lr_scheduler_type: polynomial", /lr_scheduler_type: polynomial is not supported by Whetstone yet/],
-    ["optim: adafactor", /optim: adafactor is not supported by Whetstone yet \(supported: adamw, sgd, adamw_torch/],
-    ["optim: adamx", /optim: expected one of adamw, sgd, adamw_torch.* got "adamx"; did you mean adamw/],
+    [
+      "lr_scheduler_type: cosine_warmup_with_min_lr",
+      /lr_scheduler_type: cosine_warmup_with_min_lr is not supported by Whetstone yet/,
+    ],
+    ["optim: adamw_8bit", /optim: adamw_8bit is not supported by Whetstone yet \(supported: adamw, sgd, adafactor/],
+    ["optim: sgd\noptim_args: momentum=x", /optim_args: momentum: expected a number, got "x"/],
+    ["optim: sgd\noptim_args: nesterov=true", /optim_args: nesterov: Nesterov momentum requires a momentum/],
+    ["optim: sgd\noptim_args: momentum", /optim_args: expected key=value entries separated by commas, got "momentum"/],
+    ["optim: sgd\noptim_args: momentum=0.9,dampening=0.1", /optim_args: dampening: only 0 is supported/],
+    [
+      "optim: adamx",
+      /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_torch.* got "adamx"; did you mean adamw/,
+    ],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
     ["save_strategy: best", /save_strategy: best is not supported by Whetstone yet/],
     ["executor: cuda", /executor: expected one of auto, webgpu, onnx, reference, got "cuda"/],
@@ -235,8 +245,25 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     /quantization_device_map is not supported by Whetstone yet .*got "auto": remove it/,
   );
   assert.match(
-    fails(`${M}galore_layerwise: true\n`),
-    /galore_layerwise is not supported by Whetstone yet \(layer-wise GaLore\)/,
+    fails(`${M}finetuning_type: full\nuse_galore: true\ngalore_layerwise: true\ngradient_accumulation_steps: 2\n`),
+    /gradient_accumulation_steps: Per-layer GaLore does not support gradient accumulation\./,
+  );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\napollo_layerwise: true\ngradient_accumulation_steps: 2\n`),
+    /gradient_accumulation_steps: Per-layer APOLLO does not support gradient accumulation\./,
+  );
+  assert.match(fails(`${M}use_apollo: true\n`), /use_apollo: Cannot use LoRA with GaLore, APOLLO or BAdam together\./);
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\nuse_galore: true\n`),
+    /use_apollo: Cannot use GaLore, APOLLO or BAdam together\./,
+  );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\napollo_proj: svd\n`),
+    /apollo_proj: svd is not supported/,
+  );
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_apollo: true\noptim: sgd\n`),
+    /optim: APOLLO runs with optim adamw_torch/,
   );
   assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
@@ -290,6 +317,14 @@ Deno.test("key=value overrides are YAML scalars, applied after the file", () => 
   assert.equal(a.num_train_epochs, 1);
   assert.equal(a.resume_from_checkpoint, true);
   assert.deepEqual(a.lr_scheduler_kwargs, { min_lr: 1e-6 });
+  const wsd = parseTrainArgs(
+    `${M}lr_scheduler_type: warmup_stable_decay\nlr_scheduler_kwargs: '{"num_decay_steps": 4, "decay_type": "1-sqrt"}'\n`,
+  );
+  assert.deepEqual(wsd.lr_scheduler_kwargs, { num_decay_steps: 4, decay_type: "1-sqrt" });
+  assert.equal(
+    parseTrainArgs(`${M}lr_scheduler_type: reduce_lr_on_plateau\n`).lr_scheduler_type,
+    "reduce_lr_on_plateau",
+  );
   assert.equal(a.default_system, "You are helpful, and brief.");
   assert.equal(a.bf16, true);
   assert.match(fails(M, ["lora_rnak=4"]), /unknown key "lora_rnak" \(command line\); did you mean lora_rank/);
@@ -340,6 +375,14 @@ Deno.test("cross-field rules of LF's get_train_args and HF's TrainingArguments",
       /Only one of min_lr or min_lr_rate should be set/,
     ],
     ["lr_scheduler_kwargs: {num_cycles: 0.5}", /lr_scheduler_kwargs: linear takes no arguments, got "num_cycles"/],
+    [
+      "lr_scheduler_type: polynomial\nlr_scheduler_kwargs: {power: two}",
+      /lr_scheduler_kwargs: power: expected a number, got "two"/,
+    ],
+    [
+      "lr_scheduler_type: cosine_with_restarts\nlr_scheduler_kwargs: {num_cycles: 1.5}",
+      /lr_scheduler_kwargs: num_cycles: expected an integer, got 1.5/,
+    ],
     ["template: qwen3_nothinc", /template: Template qwen3_nothinc does not exist\. Did you mean qwen3_nothink/],
     ["tool_format: nope", /tool_format: expected one of default, .*got "nope"/],
     ["model_name_or_path: ''", /model_name_or_path: required/],
@@ -367,6 +410,14 @@ Deno.test("derived values: lora_alpha, eval_steps, warmup, evaluation_strategy",
   const optim = parseTrainArgs(`${M}optim: adamw_torch_fused`);
   assert.equal(optim.optim, "adamw");
   assert.equal(parseTrainArgs(`${M}optim: sgd`).optim, "sgd");
+  assert.equal(parseTrainArgs(`${M}optim: adafactor`).optim, "adafactor");
+  assert.equal(parseTrainArgs(`${M}optim: paged_lion_32bit`).optim, "lion_32bit");
+  assert.equal(
+    parseTrainArgs(`${M}optim: sgd\noptim_args: momentum=0.9, nesterov=True`).optim_args,
+    "momentum=0.9, nesterov=True",
+  );
+  assert.equal(parseTrainArgs(`${M}use_muon: true`).use_muon, true);
+  assert.equal(parseTrainArgs(`${M}use_adam_mini: true`).use_adam_mini, true);
   const lists = parseTrainArgs(`${M}dataset: [a, "b, c"]\nfreeze_trainable_modules: mlp,self_attn\n`);
   assert.deepEqual(lists.dataset, ["a", "b", "c"]);
   assert.deepEqual(lists.freeze_trainable_modules, ["mlp", "self_attn"]);

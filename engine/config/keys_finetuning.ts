@@ -91,19 +91,20 @@ export const FINETUNING_KEYS = {
   galore_update_interval: T("int", 200, { min: 1 }),
   galore_scale: T("num", 2, { gt: 0 }),
   galore_proj_type: T(["std", "reverse_std", "right", "left", "full"], "std"),
-  galore_layerwise: U(false, "layer-wise GaLore"),
-  ...lack("APOLLO", {
-    use_apollo: false,
-    apollo_target: "all",
-    apollo_rank: 16,
-    apollo_update_interval: 200,
-    apollo_scale: 32,
-    apollo_proj: "random",
-    apollo_proj_type: "std",
-    apollo_scale_type: "channel",
-    apollo_layerwise: false,
-    apollo_scale_front: false,
-  }),
+  /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
+  galore_layerwise: T("bool", false),
+  // APOLLO (engine/optim/apollo.ts)
+  use_apollo: T("bool", false),
+  apollo_target: T("list", "all", { all: true }),
+  apollo_rank: T("int", 16, { min: 1 }),
+  apollo_update_interval: T("int", 200, { min: 1 }),
+  apollo_scale: T("num", 32, { gt: 0 }),
+  apollo_proj: T(["random", "svd"], "random", { lacking: ["svd"] }),
+  apollo_proj_type: T(["std", "reverse_std", "right", "left"], "std"),
+  apollo_scale_type: T(["channel", "tensor"], "channel"),
+  /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
+  apollo_layerwise: T("bool", false),
+  apollo_scale_front: T("bool", false),
   // BAdam, layer mode (engine/optim/badam.ts)
   use_badam: T("bool", false),
   badam_mode: T(["layer", "ratio"], "layer", { lacking: ["ratio"] }),
@@ -113,8 +114,10 @@ export const FINETUNING_KEYS = {
   ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
   use_llama_pro: U(false, "LLaMA Pro"),
-  use_adam_mini: U(false, "Adam-mini"),
-  use_muon: U(false, "Muon"),
+  /** LLaMA-Factory's Adam-mini (engine/optim/adam_mini.ts). */
+  use_adam_mini: T("bool", false),
+  /** LLaMA-Factory's Muon (engine/optim/muon.ts): Muon on 2-D matrices, its AdamW on the rest. */
+  use_muon: T("bool", false),
   ...lack("alternative SFT losses", {
     use_dft_loss: false,
     use_asft_loss: false,

@@ -5,25 +5,49 @@
  */
 import { F32, I, ignore, lack, T, typed, U } from "./key_spec.ts";
 
-/** HF's `lr_scheduler_kwargs` for the supported schedulers (cosine: num_cycles; cosine_with_min_lr: all three). */
+/** HF's `lr_scheduler_kwargs` (each schedule's keys: `SCHEDULER_KWARGS` in schedulers.ts). */
 export interface LrSchedulerKwargs {
   num_cycles?: number;
   min_lr?: number;
   min_lr_rate?: number;
+  lr_end?: number;
+  power?: number;
+  timescale?: number;
+  num_decay_steps?: number;
+  num_stable_steps?: number;
+  warmup_type?: string;
+  decay_type?: string;
+  min_lr_ratio?: number;
+  mode?: string;
+  factor?: number;
+  patience?: number;
+  threshold?: number;
+  threshold_mode?: string;
+  cooldown?: number;
+  eps?: number;
 }
 
 /** The HF `SchedulerType` values Whetstone has. */
-const SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] as const;
-const LACKING_SCHEDULERS = [
+const SCHEDULERS = [
+  "linear",
+  "cosine",
+  "constant",
+  "constant_with_warmup",
+  "cosine_with_min_lr",
   "cosine_with_restarts",
   "polynomial",
   "inverse_sqrt",
   "reduce_lr_on_plateau",
-  "cosine_warmup_with_min_lr",
   "warmup_stable_decay",
 ] as const;
+const LACKING_SCHEDULERS = ["cosine_warmup_with_min_lr"] as const;
 /** HF `SchedulerType` values; the ones after `cosine_with_min_lr` are lacking. */
 export const LR_SCHEDULERS = [...SCHEDULERS, ...LACKING_SCHEDULERS] as const;
+
+/** The `optim` values Whetstone runs (canonical names; see the aliases). */
+export const OPTIMS = ["adamw", "sgd", "adafactor", "lion_32bit"] as const;
+/** One of {@link OPTIMS}. */
+export type OptimName = typeof OPTIMS[number];
 
 /** HF optimizer names that are plain AdamW (→ "adamw"). */
 const ADAMW = ["adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw_apex_fused", "adamw_torch_xla"] as const;
@@ -33,19 +57,16 @@ const LACKING_OPTIM = [
   "adamw_anyprecision",
   "adamw_torch_4bit",
   "adamw_torch_8bit",
-  "adafactor",
   "ademamix",
   "adagrad",
   "adamw_bnb_8bit",
   "adamw_8bit",
   "ademamix_8bit",
   "lion_8bit",
-  "lion_32bit",
   "paged_adamw_32bit",
   "paged_adamw_8bit",
   "paged_ademamix_32bit",
   "paged_ademamix_8bit",
-  "paged_lion_32bit",
   "paged_lion_8bit",
   "rmsprop",
   "rmsprop_bnb",
@@ -93,9 +114,10 @@ export const TRAINING_KEYS = {
   adam_epsilon: T("num", 1e-8, { min: 0 }),
   /** 0 disables clipping. */
   max_grad_norm: T("num", 1, { min: 0 }),
-  optim: T(["adamw", "sgd", ...LACKING_OPTIM], "adamw", {
+  optim: T([...OPTIMS, ...LACKING_OPTIM], "adamw", {
     lacking: LACKING_OPTIM,
-    aliases: Object.fromEntries(ADAMW.map((n) => [n, "adamw"])),
+    // bitsandbytes' paged Lion pages its state between devices: the same update.
+    aliases: { ...Object.fromEntries(ADAMW.map((n) => [n, "adamw"])), paged_lion_32bit: "lion_32bit" },
   }),
   seed: T("int", 42),
   /** The seed of the training data order (HF's sampler seed); null: `seed`. */
@@ -299,7 +321,8 @@ export const TRAINING_KEYS = {
   auto_find_batch_size: U(false),
   label_smoothing_factor: U(0, "label smoothing"),
   neftune_noise_alpha: U(null, "NEFTune"),
-  optim_args: U(null),
+  /** HF's "key=value,..." text; `optim: sgd` reads momentum, dampening, nesterov (config/optim_args.ts). */
+  optim_args: T("str", null),
   optim_target_modules: U(null),
   adafactor: U(false, "Adafactor"),
   use_liger_kernel: U(false, "third-party kernels"),

@@ -11,17 +11,10 @@ import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
-import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
+import { ConfigError, type TrainArgs } from "./train_args.ts";
+import { parseOptimArgs, sgdArgsOf } from "./optim_args.ts";
+import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType } from "./schedulers.ts";
 import { dataArgsOf } from "./views.ts";
-
-/** The `lr_scheduler_kwargs` each supported scheduler takes. */
-const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
-  linear: [],
-  constant: [],
-  constant_with_warmup: [],
-  cosine: ["num_cycles"],
-  cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
-};
 
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
@@ -58,18 +51,61 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");
     }
   }
-  if (a.finetuning_type === "lora" && (a.use_galore || a.use_badam)) {
-    err(a.use_galore ? "use_galore" : "use_badam", "Cannot use LoRA with GaLore, APOLLO or BAdam together.");
+  const lowRank = a.use_galore ? "use_galore" : a.use_apollo ? "use_apollo" : undefined;
+  if (a.finetuning_type === "lora" && (lowRank || a.use_badam)) {
+    err(lowRank ?? "use_badam", "Cannot use LoRA with GaLore, APOLLO or BAdam together.");
   }
-  if (a.use_galore && a.use_badam) err("use_badam", "Cannot use GaLore, APOLLO or BAdam together.");
-  if (a.use_galore && a.optim !== "adamw") {
-    err("optim", `GaLore runs with optim adamw_torch (GaLoreAdamW) here, got ${a.optim}`);
+  if ([a.use_galore, a.use_apollo, a.use_badam].filter(Boolean).length > 1) {
+    err(a.use_badam ? "use_badam" : "use_apollo", "Cannot use GaLore, APOLLO or BAdam together.");
+  }
+  if (lowRank && a.optim !== "adamw") {
+    err("optim", `${lowRank === "use_galore" ? "GaLore" : "APOLLO"} runs with optim adamw_torch here, got ${a.optim}`);
   }
   if (a.use_badam && a.optim !== "adamw") err("optim", `BAdam runs with optim adamw_torch here, got ${a.optim}`);
+  for (
+    const [on, key, name] of [[a.use_galore, "galore_layerwise", "GaLore"], [
+      a.use_apollo,
+      "apollo_layerwise",
+      "APOLLO",
+    ]] as const
+  ) {
+    if (!on || !a[key]) continue;
+    // LF's _create_galore_optimizer / _create_apollo_optimizer
+    if (a.gradient_accumulation_steps !== 1) {
+      err("gradient_accumulation_steps", `Per-layer ${name} does not support gradient accumulation.`);
+    }
+    if (a.max_grad_norm > 0) {
+      warnings.push(`${key}: each param steps before clipping (LF's hooks), so max_grad_norm has no effect`);
+    }
+  }
+  if (a.optim === "sgd" || a.optim_args) {
+    try {
+      if (a.optim === "sgd") sgdArgsOf(a.optim_args);
+      else parseOptimArgs(a.optim_args);
+    } catch (e) {
+      err("optim_args", (e as Error).message);
+    }
+  }
+  if (a.optim_args && a.optim !== "sgd") warnings.push(`optim_args: optim ${a.optim} reads nothing from it; ignored`);
+  for (const key of ["use_adam_mini", "use_muon"] as const) {
+    if (!a[key]) continue;
+    // LF's create_custom_optimizer tries GaLore, APOLLO, LoRA+, BAdam, then Adam-mini, then Muon.
+    const first = lowRank
+      ? lowRank
+      : a.loraplus_lr_ratio
+      ? "loraplus_lr_ratio"
+      : a.use_badam
+      ? "use_badam"
+      : key === "use_muon" && a.use_adam_mini
+      ? "use_adam_mini"
+      : "";
+    if (first) warnings.push(`${key}: ignored, as in LLaMA-Factory, which builds the ${first} optimizer first`);
+    else if (a.optim !== "adamw") warnings.push(`${key}: it replaces optim ${a.optim} (as in LLaMA-Factory)`);
+  }
   if (a.use_badam && a.finetuning_type !== "full") {
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
   }
-  for (const key of ["use_galore", "use_badam"] as const) {
+  for (const key of ["use_galore", "use_apollo", "use_badam"] as const) {
     if (a[key] && a.stage === "ppo") {
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
@@ -108,16 +144,12 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
         " during training",
     );
   }
-  const takes = SCHEDULER_KWARGS[a.lr_scheduler_type] ?? [];
-  for (const [k, v] of Object.entries(a.lr_scheduler_kwargs)) {
-    if (!takes.includes(k as keyof LrSchedulerKwargs)) {
-      err(
-        "lr_scheduler_kwargs",
-        `${a.lr_scheduler_type} takes ${takes.length ? takes.join(", ") : "no arguments"}, got ${JSON.stringify(k)}`,
-      );
-    } else if (typeof v !== "number" || !Number.isFinite(v)) {
-      err("lr_scheduler_kwargs", `${k}: expected a number, got ${JSON.stringify(v)}`);
-    }
+  if ((SCHEDULER_TYPES as readonly string[]).includes(a.lr_scheduler_type)) {
+    const kw = a.lr_scheduler_kwargs as Record<string, unknown>;
+    for (const p of schedulerKwargsProblems(a.lr_scheduler_type as SchedulerType, kw)) err("lr_scheduler_kwargs", p);
+  }
+  if (a.lr_scheduler_type === "reduce_lr_on_plateau" && a.eval_strategy === "no") {
+    warnings.push("lr_scheduler_type: reduce_lr_on_plateau steps on evaluations; with eval_strategy no the lr stays");
   }
   if (a.lr_scheduler_type === "cosine_with_min_lr") {
     const { min_lr: lr, min_lr_rate: rate } = a.lr_scheduler_kwargs;

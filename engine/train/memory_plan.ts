@@ -22,11 +22,11 @@ import { decoderParams } from "../nn/decoder.ts";
 import { attachAdapter } from "../nn/lora.ts";
 import { Model } from "../nn/model.ts";
 import { freezeTrainable } from "./freeze.ts";
-import { adamwStepPlan, lmObjectiveOf, LOSS_SUM, type StepPlan, traceTrainStep } from "./step/lm.ts";
+import { adamwStepPlan, lmObjectiveOf, LOSS_SUM, type StepPlan } from "./step/lm.ts";
 import { galoreOptimizer } from "./step/galore.ts";
-import { stateNames } from "./step/optimizer.ts";
-import { traceStep } from "./step/plan.ts";
-import { GALORE_DEFAULTS, galoreStateNames, galoreStates, galoreTargets } from "../optim/galore.ts";
+import { planOptimizer, traceStep } from "./step/plan.ts";
+import { GALORE_DEFAULTS, galoreTargets } from "../optim/galore.ts";
+import type { OptimName } from "../config/keys_training.ts";
 
 /** An executor that only records the params set on it and plans graphs: for memory planning. */
 export class ShapeOnlyExecutor implements Executor {
@@ -82,6 +82,11 @@ export interface MemoryPlanOptions {
   freezeLayers?: number;
   /** Activation checkpointing of every decoder layer (LLaMA-Factory's default; default off here). */
   checkpoint?: boolean;
+  /**
+   * The optimizer (not with "galore"; default adamw): an `optim` value, or LF's "muon" / "adam_mini"; "sgd_momentum"
+   * is `optim: sgd` with `optim_args: momentum=0.9`.
+   */
+  optim?: OptimName | "sgd_momentum" | "muon" | "adam_mini";
 }
 
 /** What {@link planTrainingMemory} reports, in bytes. */
@@ -98,7 +103,7 @@ export interface MemoryPlan {
   bytesPerParam: number;
 }
 
-/** Plans one training step of `config` by `opts.method` (AdamW, clipping) and reports its memory. */
+/** Plans one training step of `config` by `opts.method` (`opts.optim`, clipping) and reports its memory. */
 export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlanOptions): Promise<MemoryPlan> {
   const ex = new ShapeOnlyExecutor();
   const params = new Map<string, { shape: number[]; dtype: DType }>();
@@ -126,24 +131,31 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   let trainableParams = 0;
   const galore = { ...GALORE_DEFAULTS, rank: opts.rank ?? GALORE_DEFAULTS.rank };
   const targets = opts.method === "galore" ? new Set(galoreTargets(config, trainable, "all")) : new Set<string>();
+  const o = opts.optim ?? "adamw";
+  if (opts.method === "galore" && o !== "adamw") throw new Error(`memory plan: GaLore runs with adamw, got ${o}`);
+  const plan: StepPlan = adamwStepPlan(opts.batch, opts.seq, trainable, {
+    checkpoint: opts.checkpoint ?? false,
+    optim: o === "sgd_momentum" ? "sgd" : o === "muon" || o === "adam_mini" ? "adamw" : o,
+    optimArgs: o === "sgd_momentum" ? "momentum=0.9" : null,
+    useMuon: o === "muon",
+    useAdamMini: o === "adam_mini",
+  });
+  const update = opts.method === "galore"
+    ? galoreOptimizer(model.prefix, [...targets], galore, plan)
+    : planOptimizer(model, plan);
+  const stateNamesSet = new Set<string>();
   for (const name of trainable) {
     const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
     trainableParams += numel(shape);
-    if (targets.has(name)) {
-      for (const st of galoreStates(name, shape, galore)) ex.setParam(st.name, [], st.shape);
-      continue;
+    for (const st of update.states(name, shape)) {
+      ex.setParam(st.name, [], st.shape);
+      stateNamesSet.add(st.name);
     }
-    ex.setParam(stateNames(name).m, [], shape);
-    ex.setParam(stateNames(name).v, [], shape);
   }
   ex.setParam(LOSS_SUM, [0], [1]);
-  const plan: StepPlan = adamwStepPlan(opts.batch, opts.seq, trainable, { checkpoint: opts.checkpoint ?? false });
-  const g = opts.method === "galore"
-    ? traceStep(model, plan, lmObjectiveOf(model, plan), galoreOptimizer(model.prefix, [...targets], galore, plan))
-    : traceTrainStep(model, plan);
+  const g = traceStep(model, plan, lmObjectiveOf(model, plan), update);
   const arena = plannedDeviceBytes(g);
-  const galoreState = new Set([...targets].flatMap((t) => Object.values(galoreStateNames(t))));
-  const isState = (n: string) => n.endsWith(".exp_avg") || n.endsWith(".exp_avg_sq") || galoreState.has(n);
+  const isState = (n: string) => stateNamesSet.has(n);
   const optimizer = ex.bytes(isState);
   let weights = ex.bytes((n) => !isState(n));
   if (opts.method === "qlora") {

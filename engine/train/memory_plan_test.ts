@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { decoderConfig } from "../nn/config.ts";
+import { decoderParams } from "../nn/decoder.ts";
 import { planTrainingMemory } from "./memory_plan.ts";
 
 const cfg = decoderConfig({
@@ -63,4 +64,29 @@ Deno.test("planTrainingMemory: activation checkpointing shrinks the arena; GaLor
   const projected = 2 * lin.reduce((t, [m, n]) => t + 8 * (2 * Math.max(m, n) + Math.min(m, n)), 0);
   const plain = full.modelParams - 2 * lin.reduce((t, [m, n]) => t + m * n, 0);
   assert.equal(galore.optimizer, 4 * (projected + 2 * plain));
+});
+
+Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, adafactor, muon, adam-mini)", async () => {
+  const at = (optim: Parameters<typeof planTrainingMemory>[1]["optim"]) =>
+    planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64, optim });
+  const adamw = await at("adamw"), n = adamw.trainableParams;
+  assert.equal((await at("sgd")).optimizer, 0);
+  assert.equal((await at("sgd_momentum")).optimizer, 4 * n);
+  assert.equal((await at("lion_32bit")).optimizer, 4 * n);
+  // Adafactor: a row and a column per matrix, a full second moment per vector.
+  let factored = 0;
+  for (const [, shape] of decoderParams(cfg)) factored += shape.length === 2 ? shape[0] + shape[1] : shape[0];
+  assert.equal((await at("adafactor")).optimizer, 4 * factored);
+  // Muon: one buffer for its matrices, two AdamW moments for the embeddings, head and vectors.
+  let muonish = 0;
+  for (const [name, shape] of decoderParams(cfg)) {
+    const k = shape.reduce((a, b) => a * b, 1);
+    muonish += shape.length === 2 && !name.includes("embed") && !name.includes("lm_head") ? k : 2 * k;
+  }
+  assert.equal((await at("muon")).optimizer, 4 * muonish);
+  const mini = await at("adam_mini");
+  assert.ok(mini.optimizer < adamw.optimizer && mini.optimizer > adamw.optimizer / 2, `${mini.optimizer}`);
+  for (const o of ["sgd", "lion_32bit", "adafactor", "muon", "adam_mini"] as const) {
+    assert.ok((await at(o)).peakBytes < adamw.peakBytes, o);
+  }
 });

@@ -3,10 +3,12 @@
  * step graph updates and with which update (step/optimizer.ts, step/galore.ts), what step count AdamW sees, and which
  * states a checkpoint holds. The session loop asks its {@link OptimizerRun} the same questions whatever the kind.
  *
- * - `adamw` / `sgd` ({@link PlainRun}): every trainable parameter, torch's update, full-shape moments for AdamW.
+ * - `adamw` / `sgd` / `adafactor` / `lion_32bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
+ *   update (step/optimizer.ts, step/optimizer_more.ts) and its states.
  * - GaLore ({@link GaloreRun}): GaLore-AdamW, projected (rank `galore_rank`) on the targeted linear weights; the
  *   projection is refreshed from the step's gradient of the stage's objective at step 1 and every
  *   `galore_update_interval` steps (one extra forward and backward on those steps). Checkpoints hold every state.
+ * - APOLLO ({@link ApolloRun}, optimizers_apollo.ts): apollo-torch's AdamW with random projections.
  * - BAdam, layer mode ({@link BadamRun}): one decoder layer trains at a time, switching every
  *   `badam_switch_interval` steps; AdamW's moments exist for the active block only (a fresh graph is compiled at
  *   each switch). Checkpoints hold the active block's moments, put back after the first step's block selection on
@@ -14,6 +16,7 @@
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
+import type { OptimName } from "../config/keys_training.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
 import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
@@ -34,6 +37,7 @@ import type { Objective } from "./step/objective.ts";
 import { adamwOptimizer, type Optimizer } from "./step/optimizer.ts";
 import { trainableShape } from "./step/params.ts";
 import { type OptimizerSettings, planOptimizer } from "./step/plan.ts";
+import { ApolloRun } from "./optimizers_apollo.ts";
 
 /** An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape. */
 export interface OptimState {
@@ -56,7 +60,7 @@ export interface PreparedStep {
 
 /** A session's optimizer (see the module doc). */
 export interface OptimizerRun {
-  readonly kind: "adamw" | "sgd" | "galore" | "badam";
+  readonly kind: OptimName | "muon" | "adam_mini" | "galore" | "apollo" | "badam";
   /** Sets every state to zeros, and the running loss sum to 0. Call once, before any step. */
   init(): void;
   /**
@@ -91,14 +95,15 @@ function zero(model: Model, states: readonly OptimState[]): void {
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** AdamW or SGD on every trainable parameter. */
+/** AdamW, SGD, Adafactor, Lion or Muon on every trainable parameter. */
 export class PlainRun implements OptimizerRun {
-  readonly kind;
+  readonly kind: OptimName | "muon" | "adam_mini";
   readonly optimizer: Optimizer;
 
   constructor(readonly model: Model, readonly plan: OptimizerSettings) {
-    this.kind = plan.optim;
     this.optimizer = planOptimizer(model, plan);
+    const k = this.optimizer.key;
+    this.kind = k === "muon" || k === "adam_mini" ? k : plan.optim;
   }
 
   init(): void {
@@ -107,7 +112,7 @@ export class PlainRun implements OptimizerRun {
 
   prepare(step: number): Promise<PreparedStep> {
     const names = this.plan.trainable;
-    return Promise.resolve({ key: this.kind, names, optimizer: this.optimizer, adamStep: step, fresh: false });
+    return Promise.resolve({ key: this.optimizer.key, names, optimizer: this.optimizer, adamStep: step, fresh: false });
   }
 
   first() {
@@ -297,13 +302,14 @@ export class BadamRun implements OptimizerRun {
   }
 }
 
-/** The optimizer run `a` asks for: GaLore, BAdam, or AdamW / SGD on `plan.trainable`. */
+/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam, or AdamW / SGD on `plan.trainable`. */
 export async function optimizerRunOf(
   a: TrainArgs,
   model: Model,
   plan: OptimizerSettings,
 ): Promise<OptimizerRun> {
   if (a.use_galore) return await GaloreRun.create(a, model, plan.trainable);
+  if (a.use_apollo) return ApolloRun.create(a, model, plan.trainable);
   if (a.use_badam) return BadamRun.create(a, model);
   return new PlainRun(model, plan);
 }

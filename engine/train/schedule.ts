@@ -18,18 +18,10 @@
  * record both (`used` / `logged`, and `after` for the old convention).
  * @module
  */
+import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType, type WsdShape } from "../config/schedulers.ts";
 
-/** The scheduler names (`lr_scheduler_type`) supported here. */
-export type SchedulerType = "linear" | "cosine" | "constant" | "constant_with_warmup" | "cosine_with_min_lr";
-
-/** The scheduler names supported here, for validation of user input. */
-export const SCHEDULER_TYPES: readonly SchedulerType[] = [
-  "linear",
-  "cosine",
-  "constant",
-  "constant_with_warmup",
-  "cosine_with_min_lr",
-];
+export { SCHEDULER_KWARGS, SCHEDULER_TYPES, schedulerKwargsProblems } from "../config/schedulers.ts";
+export type { SchedulerType, WsdShape } from "../config/schedulers.ts";
 
 /** A schedule: HF's `get_scheduler(type, optimizer(lr=baseLr), warmupSteps, totalSteps, kwargs)`. */
 export interface ScheduleOptions {
@@ -46,6 +38,18 @@ export interface ScheduleOptions {
   minLr?: number;
   /** `cosine_with_min_lr`: the final lr as a fraction of baseLr. Exactly one of `minLr`, `minLrRate` must be set. */
   minLrRate?: number;
+  /** `polynomial`: the final lr (`lr_end`, default 1e-7; must be below baseLr) and the power (default 1). */
+  lrEnd?: number;
+  power?: number;
+  /** `inverse_sqrt`: `timescale` (default: the warmup steps, or 10000 without warmup). */
+  timescale?: number;
+  /** `warmup_stable_decay`: `num_decay_steps` (required), `num_stable_steps` (default: the rest). */
+  decaySteps?: number;
+  stableSteps?: number;
+  /** `warmup_stable_decay`: shapes (default linear warmup, cosine decay) and `min_lr_ratio` (default 0). */
+  warmupType?: WsdShape;
+  decayType?: WsdShape;
+  minLrRatio?: number;
 }
 
 function warmup(step: number, warmupSteps: number): number {
@@ -74,6 +78,65 @@ function resolveMinLrRate(o: ScheduleOptions): number {
   throw new Error("cosine_with_min_lr: expected one of minLr or minLrRate, got neither");
 }
 
+/** transformers' `_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda` (num_cycles default 1). */
+function restartsFactor(step: number, o: ScheduleOptions): number {
+  if (step < o.warmupSteps) return warmup(step, o.warmupSteps);
+  const progress = (step - o.warmupSteps) / Math.max(1, o.totalSteps - o.warmupSteps);
+  if (progress >= 1.0) return 0.0;
+  return Math.max(0.0, 0.5 * (1.0 + Math.cos(Math.PI * (((o.numCycles ?? 1) * progress) % 1.0))));
+}
+
+/** transformers' `_get_polynomial_decay_schedule_with_warmup_lr_lambda` (lr_init = baseLr). */
+function polynomialFactor(step: number, o: ScheduleOptions): number {
+  const lrEnd = o.lrEnd ?? 1e-7, power = o.power ?? 1.0, lrInit = o.baseLr;
+  if (!(lrInit > lrEnd)) throw new Error(`lr_end (${lrEnd}) must be smaller than initial lr (${lrInit})`);
+  if (step < o.warmupSteps) return warmup(step, o.warmupSteps);
+  if (step > o.totalSteps) return lrEnd / lrInit;
+  const lrRange = lrInit - lrEnd, decaySteps = o.totalSteps - o.warmupSteps;
+  const pctRemaining = 1 - (step - o.warmupSteps) / decaySteps;
+  return (lrRange * pctRemaining ** power + lrEnd) / lrInit;
+}
+
+/** transformers' `_get_inverse_sqrt_schedule_lr_lambda` (timescale default: warmup steps, or 10000). */
+function inverseSqrtFactor(step: number, o: ScheduleOptions): number {
+  const timescale = o.timescale ?? (o.warmupSteps || 10_000);
+  if (step < o.warmupSteps) return warmup(step, o.warmupSteps);
+  const shift = timescale - o.warmupSteps;
+  return 1.0 / Math.sqrt((step + shift) / timescale);
+}
+
+/** transformers' `_get_wsd_scheduler_lambda` as `get_wsd_schedule` sets it up. */
+function wsdFactor(step: number, o: ScheduleOptions): number {
+  if (o.decaySteps === undefined) {
+    throw new Error("warmup_stable_decay: lr_scheduler_kwargs.num_decay_steps is required");
+  }
+  const w = o.warmupSteps, d = o.decaySteps, s = o.stableSteps ?? o.totalSteps - w - d;
+  const min = o.minLrRatio ?? 0, cycles = o.numCycles ?? 0.5;
+  const shape = (f: number) => Math.max(0.0, f * (1.0 - min) + min);
+  if (step < w) {
+    const progress = step / Math.max(1, w), t = o.warmupType ?? "linear";
+    return shape(
+      t === "linear"
+        ? progress
+        : t === "cosine"
+        ? 0.5 * (1.0 - Math.cos(Math.PI * progress))
+        : 1.0 - Math.sqrt(1.0 - progress),
+    );
+  }
+  if (step < w + s) return 1.0;
+  if (step < w + s + d) {
+    const progress = (step - w - s) / Math.max(1, d), t = o.decayType ?? "cosine";
+    return shape(
+      t === "linear"
+        ? 1.0 - progress
+        : t === "cosine"
+        ? 0.5 * (1.0 + Math.cos(Math.PI * cycles * 2.0 * progress))
+        : 1.0 - Math.sqrt(progress),
+    );
+  }
+  return min;
+}
+
 /**
  * The schedule's multiplier `lr_lambda(step)` (the lr is `baseLr * lrFactor(step, o)`).
  * @param step 0-based index of the optimizer step about to run (the scheduler's `last_epoch`).
@@ -92,6 +155,16 @@ export function lrFactor(step: number, o: ScheduleOptions): number {
       return cosineFactor(step, o, 0);
     case "cosine_with_min_lr":
       return cosineFactor(step, o, resolveMinLrRate(o));
+    case "cosine_with_restarts":
+      return restartsFactor(step, o);
+    case "polynomial":
+      return polynomialFactor(step, o);
+    case "inverse_sqrt":
+      return inverseSqrtFactor(step, o);
+    case "warmup_stable_decay":
+      return wsdFactor(step, o);
+    case "reduce_lr_on_plateau":
+      throw new Error("reduce_lr_on_plateau has no lr_lambda: its lr follows the evaluations (schedule_plateau.ts)");
     default:
       throw new Error(`lr schedule: expected one of ${SCHEDULER_TYPES.join(", ")}, got ${JSON.stringify(o.type)}`);
   }
@@ -140,23 +213,16 @@ export interface ScheduleArgs {
   warmup_steps?: number;
   /** transformers 4's ratio, used when `warmup_steps` is 0. Default 0. */
   warmup_ratio?: number;
-  /** HF's `lr_scheduler_kwargs` (`num_cycles`, `min_lr`, `min_lr_rate`), snake_case as in the YAML. */
+  /** HF's `lr_scheduler_kwargs` (see {@linkcode SCHEDULER_KWARGS}), snake_case as in the YAML. */
   lr_scheduler_kwargs?: Record<string, unknown> | null;
 }
-
-const KWARGS: Record<SchedulerType, readonly string[]> = {
-  linear: [],
-  cosine: ["num_cycles"],
-  cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
-  constant: [], // get_scheduler ignores kwargs for these two
-  constant_with_warmup: [],
-};
 
 /**
  * {@linkcode ScheduleOptions} from HF training arguments for `totalSteps` optimizer steps, as `Trainer.create_scheduler`
  * builds the scheduler: the warmup is resolved with {@linkcode warmupStepsOf}, and `lr_scheduler_kwargs` are mapped
- * (`num_cycles` → `numCycles`, `min_lr` → `minLr`, `min_lr_rate` → `minLrRate`). Unknown kwargs are an error for
- * the types that take kwargs (HF raises a TypeError) and ignored for `constant` / `constant_with_warmup` (as HF does).
+ * to the options (snake_case → camelCase). Bad kwargs throw (see {@linkcode schedulerKwargsProblems}).
+ * `reduce_lr_on_plateau` gives options without an lr_lambda: make its `PlateauScheduler` (schedule_plateau.ts) from
+ * the kwargs.
  */
 export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleOptions {
   const type = a.lr_scheduler_type as SchedulerType;
@@ -170,18 +236,31 @@ export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleO
     totalSteps,
   };
   if (type === "constant" || type === "constant_with_warmup") return o;
-  for (const [k, v] of Object.entries(a.lr_scheduler_kwargs ?? {})) {
-    if (!KWARGS[type].includes(k)) {
-      const allowed = KWARGS[type].length ? KWARGS[type].join(", ") : "none";
-      throw new Error(`lr_scheduler_kwargs for ${type}: expected keys among ${allowed}, got ${JSON.stringify(k)}`);
-    }
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new Error(`lr_scheduler_kwargs.${k}: expected a number, got ${JSON.stringify(v)}`);
-    }
-    if (k === "num_cycles") o.numCycles = v;
-    else if (k === "min_lr") o.minLr = v;
-    else o.minLrRate = v;
+  const kw = a.lr_scheduler_kwargs ?? {};
+  const problems = schedulerKwargsProblems(type, kw);
+  if (problems.length) throw new Error(`lr_scheduler_kwargs: ${problems.join("; ")}`);
+  if (type === "reduce_lr_on_plateau") return o;
+  const num = (k: string) => kw[k] as number | undefined;
+  if (type === "warmup_stable_decay") {
+    // LLaMA-Factory's create_custom_scheduler: a third of the steps after warmup stable, the rest decaying, unless set.
+    const remaining = totalSteps - o.warmupSteps, stable = Math.floor(remaining / 3);
+    o.stableSteps = num("num_stable_steps") ?? stable;
+    o.decaySteps = num("num_decay_steps") ?? remaining - stable;
   }
-  if (type === "cosine_with_min_lr") resolveMinLrRate(o); // fail early, as HF does when building the scheduler
+  Object.assign(o, {
+    numCycles: num("num_cycles"),
+    minLr: num("min_lr"),
+    minLrRate: num("min_lr_rate"),
+    lrEnd: num("lr_end"),
+    power: num("power"),
+    timescale: num("timescale"),
+    warmupType: kw.warmup_type as WsdShape | undefined,
+    decayType: kw.decay_type as WsdShape | undefined,
+    minLrRatio: num("min_lr_ratio"),
+  });
+  for (const k of Object.keys(o) as (keyof ScheduleOptions)[]) if (o[k] === undefined) delete o[k];
+  // Fail early, as HF does when building the scheduler.
+  if (type === "cosine_with_min_lr") resolveMinLrRate(o);
+  if (type === "polynomial") polynomialFactor(0, o);
   return o;
 }

@@ -9,6 +9,7 @@ import type { OptimizerRun } from "./optimizers.ts";
 import type { RewardFunction } from "./stages/ppo.ts";
 import type { Stage } from "./stages/stage.ts";
 import type { ScheduleOptions } from "./schedule.ts";
+import type { PlateauScheduler } from "./schedule_plateau.ts";
 import type { TrainState } from "./outputs/model_files.ts";
 import type { TrainerLog, TrainerLogRecord } from "./outputs/trainer_log.ts";
 
@@ -127,6 +128,8 @@ export interface RunInit {
   total: number;
   stepsPerEpoch: number;
   sched: ScheduleOptions;
+  /** `reduce_lr_on_plateau`: its lr, cut after the training loop's evaluations (the schedule has no lr_lambda). */
+  plateau?: PlateauScheduler;
   state: TrainState;
   tlog: TrainerLog;
   /** Milliseconds spent running steps, and since when the current run started. */

@@ -174,7 +174,7 @@ export class SessionRun {
 
   /** Runs up to `n` optimizer steps (fewer once `signal` aborts); see `TrainSession.step`. */
   async steps(n: number, onStep?: (r: StepRecord) => void, signal?: AbortSignal): Promise<StepRecord[]> {
-    const { tlog, sched, log, stage, stepsPerEpoch } = this.#i;
+    const { tlog, sched, plateau, log, stage, stepsPerEpoch } = this.#i;
     const total = this.total, state = this.state;
     const end = Math.min(total, state.global_step + n);
     const out: StepRecord[] = [];
@@ -188,7 +188,8 @@ export class SessionRun {
         if (signal?.aborted) break;
         const step = state.global_step + 1;
         const act = this.#actions(step), logNow = act.log;
-        const lr = lrAt(step - 1, sched), loggedLr = loggedLrAt(step, sched);
+        // HF logs the optimizer's current lr under ReduceLROnPlateau, the lr this step uses.
+        const lr = plateau ? plateau.lr : lrAt(step - 1, sched), loggedLr = plateau ? lr : loggedLrAt(step, sched);
         const s = await stage.step({
           step,
           records: <R>(k: number, B?: number, G?: number) => this.#microBatch<R>(step, k, B, G),
@@ -245,7 +246,9 @@ export class SessionRun {
         onStep?.(rec);
         if (act.evaluate && this.#i.evalRecords.length) {
           await settled;
-          await this.evaluateAndLog();
+          const e = await this.evaluateAndLog();
+          // HF Trainer._evaluate steps ReduceLROnPlateau with eval_<metric_for_best_model> (default loss).
+          plateau?.step(e.eval_loss);
         }
         if (act.save) {
           await settled;

@@ -14,6 +14,7 @@ import { bucket, lengthsOf } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
 import { optimizerRunOf } from "./optimizers.ts";
 import { scheduleFromArgs } from "./schedule.ts";
+import { PlateauScheduler } from "./schedule_plateau.ts";
 import { loadTrainModel, pickExecutor, prepareData, type PreparedData } from "./run_inputs.ts";
 import { restore, type TrainState } from "./outputs/model_files.ts";
 import type { SessionOptions, SessionPlan } from "./session_records.ts";
@@ -68,6 +69,9 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     eps: a.adam_epsilon,
     weightDecay: a.weight_decay,
     loraplusRatio: a.loraplus_lr_ratio ?? 0,
+    optimArgs: a.optim_args,
+    useMuon: a.use_muon,
+    useAdamMini: a.use_adam_mini,
   };
   const optimizer = await optimizerRunOf(a, model, hyper);
   optimizer.init();
@@ -83,7 +87,8 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     G,
     B,
     L,
-    maxGradNorm: a.max_grad_norm,
+    // Layer-wise GaLore steps each param in its gradient hook, before HF's clipping sees (zeroed) gradients.
+    maxGradNorm: (a.use_galore && a.galore_layerwise) || (a.use_apollo && a.apollo_layerwise) ? 0 : a.max_grad_norm,
     // LoRA dropout, or the stage's own (rm's value head).
     dropout: (a.finetuning_type === "lora" && a.lora_dropout > 0) || staged.dropout,
     // LF's default gradient checkpointing (disable_gradient_checkpointing: false).
@@ -113,6 +118,9 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     ...a,
     lr_scheduler_kwargs: { ...(a.lr_scheduler_kwargs ?? {}) } as Record<string, unknown>,
   }, total);
+  const plateau = sched.type === "reduce_lr_on_plateau"
+    ? PlateauScheduler.fromKwargs(a.learning_rate, { ...(a.lr_scheduler_kwargs ?? {}) })
+    : undefined;
 
   let state: TrainState = { global_step: 0, epoch: 0, total_tokens: 0, log_history: [] };
   const out = a.output_dir;
@@ -125,6 +133,11 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     state = await restore(model, dir, trainable, a.finetuning_type !== "lora");
     optimizer.resumed();
     stage.restoreState(JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)));
+    if (plateau) {
+      const saved = JSON.parse(await Deno.readTextFile(`${dir}/scheduler.json`)).plateau;
+      if (!saved) throw new Error(`resume_from_checkpoint: ${dir}/scheduler.json has no reduce_lr_on_plateau state`);
+      plateau.restore(saved);
+    }
     log(`resumed from ${dir} at step ${state.global_step}`);
   }
   await Deno.mkdir(out, { recursive: true });
@@ -175,6 +188,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     total,
     stepsPerEpoch,
     sched,
+    plateau,
     state,
     tlog,
     clock,

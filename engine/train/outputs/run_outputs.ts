@@ -44,7 +44,8 @@ export async function writeCheckpoint(i: RunInit): Promise<string> {
   const path = await writeCheckpointAtomic(a.output_dir, step, async (tmp) => {
     await saveRunModel(i, tmp);
     if (!a.save_only_model) await saveOptimizer(model, tmp, i.optimizer.states());
-    await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched }) + "\n");
+    const plateau = i.plateau ? { plateau: i.plateau.state() } : {};
+    await Deno.writeTextFile(`${tmp}/scheduler.json`, JSON.stringify({ last_step: step, ...sched, ...plateau }) + "\n");
     await Deno.writeTextFile(
       `${tmp}/rng_state.json`,
       JSON.stringify({ seed: a.seed, step, ...i.stage.checkpointState() }) + "\n",

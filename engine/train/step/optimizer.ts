@@ -2,7 +2,7 @@
  * The update side of a training step: an {@link Optimizer} writes every trainable parameter's update (and its
  * states) into the step graph, after the precision (precision.ts) has clipped and possibly gated the gradients.
  * AdamW and SGD (torch's), with HF's rule of no weight decay on biases and norms and LoRA+'s lr ratio on lora_B
- * matrices, are here; GaLore's projected AdamW is galore.ts. The math of each update is an op of engine/graph
+ * matrices, are here; GaLore's projected AdamW is galore.ts, Adafactor, Lion and Muon optimizer_more.ts. The math of each update is an op of engine/graph
  * (`adamw`, `sgd`) or of engine/optim (`galoreAdamw`).
  * @module
  */
@@ -91,19 +91,27 @@ export function adamwOptimizer(prefix: string, h: AdamwHyper): Optimizer {
   };
 }
 
-/** torch's SGD without momentum (Whetstone's `optim: sgd`): no states. */
-export function sgdOptimizer(h: { weightDecay: number; lrRatio?: LrRatio }): Optimizer {
-  const ratio = h.lrRatio ?? (() => 1);
+/**
+ * torch's SGD (Whetstone's `optim: sgd`), as transformers' `_get_sgd` builds it: momentum (default 0: no states),
+ * nesterov, and a weight decay (HF's groups: none on biases and norms); the momentum buffer is torch's
+ * `momentum_buffer`.
+ */
+export function sgdOptimizer(
+  prefix: string,
+  h: { weightDecay: number; momentum?: number; nesterov?: boolean; lrRatio?: LrRatio },
+): Optimizer {
+  const ratio = h.lrRatio ?? (() => 1), momentum = h.momentum ?? 0;
   return {
-    key: "sgd",
+    key: momentum ? `sgd:${momentum}:${!!h.nesterov}` : "sgd",
     gated: true,
-    states: () => [],
-    update(_g, u) {
+    states: (name, shape) => momentum ? [{ name: prefix + stateNames(name).buf, shape: [...shape] }] : [],
+    update(g, u) {
       const lrs = new Map<number, Tensor>();
       u.params.forEach((w, i) => {
         const name = u.names[i], wd = decays(name) ? h.weightDecay : 0;
         const lr = lrOf(u.lr, ratio(name, w.shape), lrs);
-        sgd(w, u.grads[i], lr, { weightDecay: wd, gate: u.gate }, undefined, u.gradScale);
+        const buf = momentum ? g.param(prefix + stateNames(name).buf, w.shape) : undefined;
+        sgd(w, u.grads[i], lr, { weightDecay: wd, momentum, nesterov: h.nesterov, gate: u.gate }, buf, u.gradScale);
       });
     },
   };

@@ -10,6 +10,9 @@ import type { Model } from "../../nn/model.ts";
 import { buildStep, type StepSpec } from "./builder.ts";
 import type { Objective } from "./objective.ts";
 import { adamwOptimizer, loraplusRatio, type Optimizer, sgdOptimizer } from "./optimizer.ts";
+import { adafactorOptimizer, adamMiniOptimizer, lionOptimizer, muonOptimizer } from "./optimizer_more.ts";
+import { sgdArgsOf } from "../../config/optim_args.ts";
+import type { OptimName } from "../../config/keys_training.ts";
 import { f32Precision, fp16Precision } from "./precision.ts";
 
 /** What the step updates and how. */
@@ -22,7 +25,14 @@ export interface StepPlan {
   L: number;
   /** Parameter names that train (f32 in the store). */
   trainable: string[];
-  optim: "adamw" | "sgd";
+  /** `optim` (canonical names: paged_lion_32bit is lion_32bit). */
+  optim: OptimName;
+  /** HF's `optim_args` text (`optim: sgd` reads momentum, dampening, nesterov, weight_decay). */
+  optimArgs?: string | null;
+  /** LLaMA-Factory's `use_muon`: Muon replaces `optim`. */
+  useMuon?: boolean;
+  /** LLaMA-Factory's `use_adam_mini`: Adam-mini replaces `optim` (LF tries it before Muon). */
+  useAdamMini?: boolean;
   beta1: number;
   beta2: number;
   eps: number;
@@ -72,15 +82,48 @@ export function adamwStepPlan(B: number, L: number, trainable: string[], extra: 
 /** The optimizer settings of a plan. */
 export type OptimizerSettings = Pick<
   StepPlan,
-  "trainable" | "optim" | "beta1" | "beta2" | "eps" | "weightDecay" | "loraplusRatio"
+  | "trainable"
+  | "optim"
+  | "beta1"
+  | "beta2"
+  | "eps"
+  | "weightDecay"
+  | "loraplusRatio"
+  | "optimArgs"
+  | "useMuon"
+  | "useAdamMini"
 >;
 
-/** The AdamW or SGD optimizer of a plan (LoRA+ on a LoRA model's lora_B matrices). */
+/**
+ * The optimizer of a plan: LF's Adam-mini when `useAdamMini`, else LF's Muon when `useMuon` (LF builds LoRA+'s optimizer first, so not with a LoRA+ ratio),
+ * else `optim` (AdamW, SGD, Adafactor, Lion), with LoRA+'s lr ratio on a LoRA model's lora_B matrices.
+ */
 export function planOptimizer(model: Model, p: OptimizerSettings): Optimizer {
   const lrRatio = loraplusRatio(model.adapter instanceof LoraAdapter, p.loraplusRatio);
-  return p.optim === "adamw"
-    ? adamwOptimizer(model.prefix, { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: p.weightDecay, lrRatio })
-    : sgdOptimizer({ weightDecay: p.weightDecay, lrRatio });
+  const adam = { beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: p.weightDecay };
+  if (p.useAdamMini && !lrRatio) {
+    return adamMiniOptimizer(model.prefix, { ...adam, dim: model.config.hidden, nHeads: model.config.heads });
+  }
+  if (p.useMuon && !lrRatio) return muonOptimizer(model.prefix, adam);
+  switch (p.optim) {
+    case "adamw":
+      return adamwOptimizer(model.prefix, { ...adam, lrRatio });
+    case "sgd": {
+      const s = sgdArgsOf(p.optimArgs);
+      return sgdOptimizer(model.prefix, {
+        weightDecay: p.weightDecay,
+        momentum: s.momentum,
+        nesterov: s.nesterov,
+        lrRatio,
+      });
+    }
+    case "adafactor":
+      return adafactorOptimizer(model.prefix, { weightDecay: p.weightDecay, lrRatio });
+    case "lion_32bit":
+      return lionOptimizer(model.prefix, { beta1: p.beta1, beta2: p.beta2, weightDecay: p.weightDecay, lrRatio });
+    default:
+      throw new Error(`optim: expected one of adamw, sgd, adafactor, lion_32bit, got ${JSON.stringify(p.optim)}`);
+  }
 }
 
 /**
