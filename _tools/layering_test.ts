@@ -11,14 +11,14 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** Folders that hold no project code. */
 const SKIP = new Set(["node_modules", "out", ".venv", ".cache", ".git"]);
 
-/** Every project .ts file, repo-relative, with its text. */
+/** Every project .ts (and browser .js) file, repo-relative, with its text. */
 async function projectFiles(): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   const walk = async (dir: string) => {
     for await (const e of Deno.readDir(`${ROOT}${dir}`)) {
       const path = `${dir}${e.name}`;
       if (e.isDirectory && !SKIP.has(e.name) && !e.name.startsWith(".")) await walk(`${path}/`);
-      else if (e.isFile && e.name.endsWith(".ts")) files.set(path, await Deno.readTextFile(`${ROOT}${path}`));
+      else if (e.isFile && /\.(ts|js)$/.test(e.name)) files.set(path, await Deno.readTextFile(`${ROOT}${path}`));
     }
   };
   await walk("");

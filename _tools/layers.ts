@@ -21,6 +21,8 @@
  * - `engine/mod.ts` is the library facade over all of the engine: a layer of its own above train.
  * - The applications (`cli/`, `routes/`, `bench/`, `fixtures/`) share one level and must not import one another;
  *   `notebooks/` drive the server (`routes/`), and `main.ts` dispatches to cli and routes, so both sit above.
+ * - `board/` is the Board's browser code (plain ES modules, checked here like .ts files) and its browser tests, which
+ *   start the server: it sits with the notebooks above `routes/`. The app serves its files without importing them.
  *
  * Tests and test helpers:
  * - A test file (`*_test.ts`) belongs to its folder's layer. It may import any file of its own layer or below, and
@@ -60,6 +62,7 @@ export const LAYERS: readonly Layer[] = [
   { name: "bench", level: 13, paths: ["bench/"] },
   { name: "fixtures", level: 13, paths: ["fixtures/"] },
   { name: "notebooks", level: 14, paths: ["notebooks/"] },
+  { name: "board", level: 14, paths: ["board/"] },
   { name: "main", level: 15, paths: ["main.ts"] },
   { name: "tools", level: 15, paths: ["_tools/", "docs/"] },
 ];

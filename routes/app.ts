@@ -6,12 +6,12 @@
 import { Hono } from "../deps.ts";
 import { boardAssets } from "./board.ts";
 import { ServerContext } from "./context.ts";
-import { chatModelRoutes } from "./chat_models.ts";
+import { chatModelRoutes } from "./chat_model_routes.ts";
 import { datasetRoutes } from "./datasets.ts";
 import { device } from "./device.ts";
 import { healthRoutes } from "./health.ts";
 import { errorBody } from "./http.ts";
-import { lfRoutes } from "./lf_sessions.ts";
+import { lfRoutes } from "./lf_routes.ts";
 import { modelExportRoutes } from "./model_export.ts";
 import { modelsRoutes } from "./models.ts";
 import { openAiRoutes } from "./openai.ts";

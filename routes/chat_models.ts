@@ -6,11 +6,9 @@
  * them and `DELETE /chat/models/:id` unloads one (once the replies in flight on it have ended).
  * @module
  */
-import { Hono } from "../deps.ts";
 import { ChatEngine, resolveModel } from "../engine/mod.ts";
 import { exists } from "../engine/util/fs.ts";
-import { API, on, type Reply, reply } from "./api.ts";
-import type { ServerContext } from "./context.ts";
+import type { API, Reply } from "./api.ts";
 import { badRequest, HttpError } from "./http.ts";
 import type { Roots } from "./paths.ts";
 
@@ -134,18 +132,4 @@ export class ChatModels {
   close(): void {
     for (const [id, m] of this.#models) this.#dispose(id, m);
   }
-}
-
-/** `POST /chat/models`, `GET /chat/models`, `DELETE /chat/models/:id`. */
-export function chatModelRoutes(ctx: ServerContext): Hono {
-  const r = new Hono();
-  on(r, API.loadChatModel, async (c, { body }) => {
-    return reply(c, API.loadChatModel, await ctx.chatModels.load(body));
-  }, ctx.bodyLimit);
-  on(r, API.listChatModels, (c) => reply(c, API.listChatModels, { models: ctx.chatModels.list() }));
-  on(r, API.unloadChatModel, (c, { params }) => {
-    const card = ctx.chatModels.unload(params.id);
-    return reply(c, API.unloadChatModel, { deleted: card.id });
-  });
-  return r;
 }

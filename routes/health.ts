@@ -7,7 +7,7 @@ import { Hono } from "../deps.ts";
 import { autoExecutorKind, openGpu } from "../engine/mod.ts";
 import { API, on, type Reply, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
-import { runners } from "./lf_sessions.ts";
+import { runners } from "./lf_routes.ts";
 
 type DeviceInfo = Pick<Reply<typeof API.health>, "adapter" | "adapter_error" | "executor">;
 let device: Promise<DeviceInfo> | undefined;

@@ -5,31 +5,19 @@
  * trainer_log.jsonl, and it survives a restart as a record. For a llamafactory run, `GET /sessions/:id/events`
  * streams its trainer_log.jsonl lines as `step` and `eval` events and its end as `done`, and `POST
  * /sessions/:id/stop` aborts it as LlamaBoard does; for any other session these two pass on to the next handler
- * (Whetstone's). `GET /health` lists the runners ({@linkcode runners}).
+ * (Whetstone's); routes/lf_routes.ts answers those and lists the runners for `GET /health`.
  * @module
  */
 import { join } from "node:path";
-import { Hono } from "../deps.ts";
 import type { SessionPlan } from "../engine/mod.ts";
 import { KEY_TABLE } from "../engine/config/keys.ts";
-import { latestCheckpoint } from "../engine/train/outputs/checkpoint.ts";
-import { API, type Reply, reply } from "./api.ts";
-import type { ServerContext } from "./context.ts";
+import type { API, Reply } from "./api.ts";
 import { badRequest, HttpError } from "./http.ts";
 import { lfArgs, writeLfYaml } from "./lf_yaml.ts";
 import type { Roots } from "./paths.ts";
 import type { ExternalRun, SessionRegistry } from "./registry.ts";
 import { findOnPath, LF_CLI, LF_CLI_LOG, type LfEvent, LfRun } from "./runner_lf.ts";
-import { sseResponse } from "./sse.ts";
 import type { SessionMeta } from "./store.ts";
-
-/** The runners `GET /health` lists: Whetstone's engine, and LLaMA-Factory when `llamafactory-cli` is on PATH. */
-export async function runners(ctx: ServerContext): Promise<
-  [{ name: "whetstone"; available: true }, { name: "llamafactory"; available: boolean; path: string | null }]
-> {
-  const path = await ctx.lf.cli();
-  return [{ name: "whetstone", available: true }, { name: "llamafactory", available: path !== null, path }];
-}
 
 type State = Reply<typeof API.createSession>["state"];
 type DoneData = {
@@ -242,80 +230,4 @@ export async function lfOutputTail(outputDir: string): Promise<string> {
   } catch {
     return "";
   }
-}
-
-/** The newest checkpoint-N of `dir`, else `dir` itself when the trainer saved there, else null. */
-async function savedIn(dir: string): Promise<string | null> {
-  const ck = await latestCheckpoint(dir).catch(() => undefined);
-  if (ck) return ck.path;
-  for (const f of ["adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json"]) {
-    if (await Deno.stat(join(dir, f)).then(() => true, () => false)) return dir;
-  }
-  return null;
-}
-
-/** `events` and `stop` for llamafactory runs; other sessions' requests pass on to the next handlers. */
-export function lfRoutes(ctx: ServerContext): Hono {
-  const r = new Hono();
-  const lfMeta = async (id: string) => {
-    const meta = await ctx.sessions.store.get(id);
-    return meta?.runner === "llamafactory" ? meta : undefined;
-  };
-
-  r.get("/sessions/:id/events", async (c, next) => {
-    const id = c.req.param("id");
-    const meta = await lfMeta(id);
-    if (!meta) return await next();
-    const follow = c.req.query("follow") === "true";
-    const t = ctx.lf.tracked(id);
-    return sseResponse((w) =>
-      new Promise<void>((resolve) => {
-        w.send({ id, ...ctx.lf.state(id, meta.output_dir, meta) }, "state");
-        const ping = setInterval(() => w.comment("ping"), 15_000);
-        let off = () => {};
-        const end = () => {
-          clearInterval(ping);
-          off();
-          resolve();
-        };
-        w.signal.addEventListener("abort", end, { once: true });
-        if (!t || !t.running) {
-          const p = { global_step: meta.global_step, total_steps: meta.total_steps };
-          const lf = meta.lf;
-          w.send(
-            t?.done ?? {
-              steps: 0,
-              ...p,
-              finished: lf?.exit_code === 0 && !lf.stopped,
-              exit_code: lf?.exit_code ?? null,
-              signal: lf?.signal ?? null,
-              stopped: lf?.stopped ?? true,
-            },
-            "done",
-          );
-          if (!follow) end();
-          return;
-        }
-        off = t.on((type, data) => {
-          w.send(data, type);
-          if (type === "done" && !follow) end();
-        });
-      })
-    );
-  });
-
-  r.post("/sessions/:id/stop", async (c, next) => {
-    const id = c.req.param("id");
-    const meta = await lfMeta(id);
-    if (!meta) return await next();
-    await ctx.sessions.stopExternal(id);
-    const fresh = (await ctx.sessions.store.get(id)) ?? meta;
-    return reply(c, API.stop, {
-      id,
-      state: ctx.lf.state(id, meta.output_dir, fresh),
-      checkpoint: await savedIn(meta.output_dir),
-    });
-  });
-
-  return r;
 }

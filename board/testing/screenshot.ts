@@ -3,12 +3,12 @@
  * on the demo data in headless Chromium (its adapter in out/board-screenshot), and saves the Train tab (form, plan,
  * progress, loss chart) as a PNG of at most 200 KB.
  *
- *     node_modules/.bin/deno run -A --unstable-webgpu --unstable-kv board/screenshot.ts [docs/board.png]
+ *     node_modules/.bin/deno run -A --unstable-webgpu --unstable-kv board/testing/screenshot.ts [docs/board.png]
  * @module
  */
-import { clickAction, fillTinyRun, openTab, progress, status } from "./testing/board_flow.ts";
-import { type PageGlobal, ROOT, waitUntil, withPage } from "./testing/browser.ts";
-import { serveApp } from "./testing/serve.ts";
+import { clickAction, fillTinyRun, openTab, progress, status } from "./board_flow.ts";
+import { type PageGlobal, ROOT, waitUntil, withPage } from "./browser.ts";
+import { serveApp } from "./serve.ts";
 
 /** Largest PNG the README should carry. */
 const MAX_BYTES = 200 * 1024;
