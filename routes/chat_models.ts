@@ -7,7 +7,7 @@
  * @module
  */
 import { Hono } from "../deps.ts";
-import { ChatEngine, resolveModel } from "../engine/mod.ts";
+import { ChatEngine, inferBackendProblem, resolveModel } from "../engine/mod.ts";
 import { exists } from "../engine/util/fs.ts";
 import { API, on, type Reply, reply } from "./api.ts";
 import type { ServerContext } from "./context.ts";
@@ -21,6 +21,8 @@ export interface ChatModelRequest {
   template?: string | null;
   default_system?: string | null;
   executor?: "auto" | "webgpu" | "onnx" | "reference" | null;
+  /** huggingface (Whetstone's engine) or null; other backends are refused. */
+  infer_backend?: string | null;
 }
 
 type Card = Reply<typeof API.loadChatModel>;
@@ -40,6 +42,8 @@ export class ChatModels {
 
   /** Loads a model (and adapter) and returns its card; paths are confined to the roots. */
   async load(req: ChatModelRequest): Promise<Card> {
+    const backend = inferBackendProblem(req.infer_backend);
+    if (backend) throw badRequest("infer_backend", backend);
     const model = await this.roots.modelPath("model_name_or_path", req.model_name_or_path);
     let dir: string;
     try {

@@ -167,6 +167,13 @@ export class Batcher {
     return { running: this.#running().length, waiting: this.#waiting.length, ...this.#stats };
   }
 
+  /** True when `n` more requests can start or wait now (rows free plus queue places left). */
+  hasRoom(n = 1): boolean {
+    const { maxBatch, maxQueue } = this.limits;
+    const free = Math.max(0, maxBatch - this.#running().length);
+    return this.#waiting.length + n <= maxQueue + free;
+  }
+
   #running(): Row[] {
     return this.#slots.filter((r): r is Row => r !== undefined);
   }
@@ -179,9 +186,7 @@ export class Batcher {
   async *stream(prompt: number[], opts: GenerateOptions, signal?: AbortSignal): AsyncGenerator<number> {
     checkInputs("Batcher.stream", this.#model, [prompt], opts, () => "prompt");
     if (!opts.maxNewTokens) return;
-    const { maxBatch, maxQueue } = this.limits;
-    const free = maxBatch - this.#running().length;
-    if (this.#waiting.length >= maxQueue + Math.max(0, free)) throw new BatcherFullError(maxBatch, maxQueue);
+    if (!this.hasRoom(1)) throw new BatcherFullError(this.limits.maxBatch, this.limits.maxQueue);
     const row: Row = {
       prompt,
       opts,
