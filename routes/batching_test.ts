@@ -4,6 +4,7 @@
  * than one row; a full batch and queue answers 503 with Retry-After; a client that goes away frees its row.
  */
 import assert from "node:assert/strict";
+import { loadOpenAi } from "../deps.ts";
 import type { ChatEngine } from "../engine/mod.ts";
 import { readEvents, ROOT, startServer, type TestServer, tinyArgs } from "./testing.ts";
 
@@ -63,9 +64,28 @@ Deno.test("batching: 4 and 16 concurrent clients get their sequential answers, i
     assert.deepEqual(four.map((j) => j.choices[0].message.content), alone);
     assert.ok(engine.batchStats.maxRows >= 2, `no batch formed: ${JSON.stringify(engine.batchStats)}`);
 
-    // 16 at once (plain, streamed with usage, n: 2): 8 generate, the rest wait and join as rows free up.
+    // 16 at once (plain, streamed with usage, n: 2; a quarter through the official openai client, plain and
+    // streamed): 8 generate, the rest wait and join as rows free up.
+    const { default: OpenAI } = await loadOpenAi();
+    const client = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: "none", maxRetries: 0 });
     const replies = await Promise.all(Array.from({ length: 16 }, async (_, i) => {
       const p = PROMPTS[i % 4];
+      if (i % 4 === 3) {
+        const req = { ...ask(p), messages: [{ role: "user" as const, content: p }] };
+        if (i === 3) return [(await client.chat.completions.create(req)).choices[0].message.content];
+        const stream = await client.chat.completions.create({
+          ...req,
+          stream: true,
+          stream_options: { include_usage: true },
+        });
+        let text = "", usage;
+        for await (const chunk of stream) {
+          text += chunk.choices[0]?.delta.content ?? "";
+          usage ??= chunk.usage ?? undefined;
+        }
+        assert.ok(usage && usage.completion_tokens > 0, "the client reads the usage chunk");
+        return [text];
+      }
       if (i % 4 === 1) {
         const s = await streamed(await post(t, ask(p, { stream: true, stream_options: { include_usage: true } })));
         return [s.text];
