@@ -102,6 +102,15 @@ Deno.test("batching: 4 and 16 concurrent clients get their sequential answers, i
     const stats = engine.batchStats;
     assert.ok(stats.maxRows > 2 && stats.maxRows <= 8, `rows at once: ${JSON.stringify(stats)}`);
     assert.deepEqual([stats.running, stats.waiting], [0, 0]);
+
+    // A model loaded with POST /chat/models (the same model and template) batches its own requests alike.
+    const card = await t.call("POST", "/chat/models", { model_name_or_path: SERVED.model, template: "qwen" });
+    assert.equal(card.status, 201, card.text);
+    const loaded = await Promise.all(
+      PROMPTS.map((p) => post(t, { ...ask(p), model: card.json.id }).then((r) => r.json())),
+    );
+    assert.deepEqual(loaded.map((j) => j.choices[0].message.content), alone);
+    assert.ok(t.server.context.chatModels.engine(card.json.id)!.batchStats.maxRows >= 2);
   } finally {
     await t.close();
   }
