@@ -3,15 +3,16 @@
  * next decode step, each with its own prompt length, position, KV cache row, sampling options, stop ids and
  * token budget, and leave it as soon as they stop (or their consumer goes away), freeing the row for the next.
  *
- * How a request joins: its prompt is prefilled alone (the B = 1 prefill graph, against a one-row cache of the
- * batch's cache length C), its first token chosen from the prefill logits, and its cache rows copied into a free
- * row of the batch's cache by a small copy graph (gather rows, write them with `scatterRows`). Then one decode
- * step per token runs for all B rows at once (the decode graph of {@link generate}: per-row ids, positions and
- * masks). A batch grows its row bucket (1, 2, 4, ...) or its cache length when a request needs more, by copying
- * the cache into the larger one. Rows not in use decode a dummy token at position 0, unread.
+ * How requests join: the prompts waiting when a step ends are prefilled together (the prefill graph of their row
+ * bucket, against caches of the batch's cache length C, as `generateBatch` prefills), each row's first token is
+ * chosen from its prefill logits, and their cache rows are copied into free rows of the batch's cache by a small
+ * copy graph (gather rows, write them with `scatterRows`). Then one decode step per token runs for all B rows at
+ * once (the decode graph of {@link generate}: per-row ids, positions and masks). A batch grows its row bucket
+ * (1, 2, 4, ...) or its cache length when a request needs more, by copying the cache into the larger one. Rows
+ * not in use decode a dummy token at position 0, unread.
  *
- * Each row's tokens are those {@link generate} gives for its prompt and options alone (the same graphs per row;
- * greedy rows equal token for token, sampled rows draw from their own RNG seeded `seed`).
+ * Each row's tokens are those {@link generate} gives for its prompt and options alone (greedy rows token for
+ * token, as `generateBatch`'s rows are; sampled rows draw from their own RNG seeded `seed`).
  *
  * Up to `maxBatch` rows generate at once; up to `maxQueue` more requests wait (FIFO); beyond that
  * {@link BatcherFullError}. The batcher's caches are its own (`<prefix>cb.kv*`), so it may run beside
@@ -269,42 +270,54 @@ export class Batcher {
     if (r.stop.has(t) || ++r.count >= r.opts.maxNewTokens) r.done = true;
   }
 
-  /** Admits waiting rows while there is room: prefill each alone, then copy its cache into a free slot. */
+  /**
+   * Admits the waiting rows there is room for, together: one prefill of all their prompts (rows padded to a
+   * bucket, as `generateBatch` prefills), then one copy of their caches into free slots of the batch.
+   */
   async #admit(): Promise<void> {
-    const model = this.#model, c = model.config;
-    while (this.#waiting.length && this.#running().length < this.limits.maxBatch) {
+    const model = this.#model, c = model.config, V = c.vocab, H = c.kvHeads;
+    const joining: Row[] = [];
+    const room = this.limits.maxBatch - this.#running().length;
+    while (this.#waiting.length && joining.length < room) {
       const r = this.#waiting.shift()!;
-      if (r.done) {
-        r.out.close();
-        continue;
-      }
-      const n = r.prompt.length, need = cacheBucket(n + r.opts.maxNewTokens);
-      let slot = this.#slots.findIndex((x) => x === undefined);
-      if (slot < 0) slot = this.#slots.length;
-      const B = this.#slots.length, B2 = Math.max(B, batchBucket(slot + 1)), C2 = Math.max(this.#C, need);
-      if (B2 !== B || C2 !== this.#C) await this.#grow(B2, C2);
-      const C = this.#C, Lb = Math.min(bucketLength(n), C);
-      ensureCache(model, 1, C);
-      const prefill = await compiled(model, 1, C, Lb, false, NS);
-      const ids = new Int32Array(Lb), positions = new Int32Array(Lb), segments = new Int32Array(Lb);
-      for (let i = 0; i < Lb; i++) positions[i] = i;
-      ids.set(r.prompt);
-      segments.fill(1, 0, n);
-      const logits = f32(
-        (await prefill.run({ ids, positions, segments, last: Int32Array.of(n - 1) }, ["logits"])).logits,
-      );
-      // Dst row s·Hkv + h takes source row: its own (s ≠ slot), else the one-row cache after the batch's.
-      const H = c.kvHeads, rows = new Int32Array(B2 * H);
-      for (let i = 0; i < rows.length; i++) rows[i] = Math.floor(i / H) === slot ? B2 * H + (i % H) : i;
-      const copy = await copyGraph(model, [{ B: B2, C }, { B: 1, C }], B2, C);
-      await copy.run({ rows }, []);
-      r.slot = slot;
-      this.#slots[slot] = r;
-      this.#stats.admitted++;
-      this.#choose(r, logits.subarray(0, c.vocab));
+      if (r.done) r.out.close();
+      else joining.push(r);
     }
+    if (!joining.length) return;
+    const free = this.#slots.flatMap((x, b) => (x === undefined ? [b] : []));
+    const slots = joining.map((_, j) => free[j] ?? this.#slots.length + j - free.length);
+    const B = this.#slots.length, B2 = Math.max(B, batchBucket(Math.max(...slots) + 1));
+    const C2 = Math.max(this.#C, ...joining.map((r) => cacheBucket(r.prompt.length + r.opts.maxNewTokens)));
+    if (B2 !== B || C2 !== this.#C) await this.#grow(B2, C2);
+    const C = this.#C, P = batchBucket(joining.length);
+    const lens = Array.from({ length: P }, (_, j) => joining[j]?.prompt.length ?? 1); // padding rows: one token 0
+    const Lb = Math.min(bucketLength(Math.max(...lens)), C);
+    ensureCache(model, P, C);
+    const prefill = await compiled(model, P, C, Lb, false, NS);
+    const ids = new Int32Array(P * Lb), positions = new Int32Array(P * Lb), segments = new Int32Array(P * Lb);
+    const last = new Int32Array(P);
+    for (let j = 0; j < P; j++) {
+      if (joining[j]) ids.set(joining[j].prompt, j * Lb);
+      segments.fill(1, j * Lb, j * Lb + lens[j]);
+      for (let i = 0; i < Lb; i++) positions[j * Lb + i] = i;
+      last[j] = j * Lb + lens[j] - 1;
+    }
+    const logits = f32((await prefill.run({ ids, positions, segments, last }, ["logits"])).logits);
+    // Dst row s·Hkv + h takes: its own row, or (s the slot of joining row j) row j's, after the batch's rows.
+    const joined = new Map(slots.map((s, j) => [s, j]));
+    const rows = new Int32Array(B2 * H);
+    for (let i = 0; i < rows.length; i++) {
+      const j = joined.get(Math.floor(i / H));
+      rows[i] = j === undefined ? i : (B2 + j) * H + (i % H);
+    }
+    await (await copyGraph(model, [{ B: B2, C }, { B: P, C }], B2, C)).run({ rows }, []);
+    joining.forEach((r, j) => {
+      r.slot = slots[j];
+      this.#slots[slots[j]] = r;
+      this.#stats.admitted++;
+      this.#choose(r, logits.subarray(j * V, (j + 1) * V));
+    });
   }
-
   /** Moves the batch's caches into B2 rows of C2 slots (rows keep their slots). */
   async #grow(B2: number, C2: number): Promise<void> {
     const model = this.#model, B = this.#slots.length, C = this.#C;
