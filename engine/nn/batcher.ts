@@ -4,9 +4,9 @@
  * token budget, and leave it as soon as they stop (or their consumer goes away), freeing the row for the next.
  *
  * How requests join: the prompts waiting when a step ends are prefilled together (the prefill graph of their row
- * bucket, against caches of the batch's cache length C, as `generateBatch` prefills), each row's first token is
- * chosen from its prefill logits, and their cache rows are copied into free rows of the batch's cache by a small
- * copy graph (gather rows, write them with `scatterRows`). Then one decode step per token runs for all B rows at
+ * bucket, as `generateBatch` prefills, into a staging cache of the batch's cache length C), each row's first token
+ * chosen from its prefill logits; then one copy graph (gather rows, write them with `scatterRows`) moves the
+ * staged rows into free rows of the batch's cache. Then one decode step per token runs for all B rows at
  * once (the decode graph of {@link generate}: per-row ids, positions and masks). A batch grows its row bucket
  * (1, 2, 4, ...) or its cache length when a request needs more, by copying the cache into the larger one. Rows
  * not in use decode a dummy token at position 0, unread.
@@ -68,6 +68,8 @@ export interface BatcherStats {
 }
 
 const NS = "cb.";
+/** Where joining rows are staged before they are copied into the batch. */
+const STAGE = "cb.stage.";
 
 interface Row {
   prompt: number[];
@@ -91,24 +93,29 @@ const COPIES = new WeakMap<ModelCore, Map<string, Promise<CompiledGraph>>>();
  * The graph copying cache rows into the batch cache (dst B2 × C2) from the concatenation of `srcs` (all with
  * C1 ≤ C2 slots): input `rows` [B2·Hkv] i32 names, for each dst row, its source row; slots [0, C1) are written.
  */
-function copyGraph(model: ModelCore, srcs: { B: number; C: number }[], B2: number, C2: number): Promise<CompiledGraph> {
+function copyGraph(
+  model: ModelCore,
+  srcs: { B: number; C: number; ns?: string }[],
+  dst: { B: number; C: number; ns?: string },
+): Promise<CompiledGraph> {
   let m = COPIES.get(model);
   if (!m) COPIES.set(model, m = new Map());
-  const key = `${srcs.map((s) => `${s.B}x${s.C}`).join("+")}>${B2}x${C2}`;
+  const name = (s: { B: number; C: number; ns?: string }) => `${s.ns ?? NS}${s.B}x${s.C}`;
+  const key = `${srcs.map(name).join("+")}>${name(dst)}`;
   let p = m.get(key);
   if (!p) {
-    const c = model.config, C1 = srcs[0].C, D = c.headDim, N2 = B2 * c.kvHeads;
+    const c = model.config, C1 = srcs[0].C, D = c.headDim, N2 = dst.B * c.kvHeads;
     const g = new Graph();
     const rows = g.input("rows", [N2], "i32");
     const index = g.constant(Array.from({ length: N2 * C1 }, (_, i) => i % C1), [N2, C1], "i32");
     for (let layer = 0; layer < c.layers; layer++) {
       for (const kind of ["k", "v"] as const) {
-        const param = (B: number, C: number) =>
-          g.param(model.prefix + NS + cacheName(B, C, layer, kind), cacheShape(c, B, C), "f32");
-        const parts = srcs.map((s) => param(s.B, s.C));
+        const param = (s: { B: number; C: number; ns?: string }) =>
+          g.param(model.prefix + (s.ns ?? NS) + cacheName(s.B, s.C, layer, kind), cacheShape(c, s.B, s.C), "f32");
+        const parts = srcs.map(param);
         const all = parts.length === 1 ? parts[0] : concat(parts, 0);
         const flat = reshape(all, [srcs.reduce((n, s) => n + s.B * c.kvHeads, 0), C1 * D]);
-        scatterRows(param(B2, C2), index, reshape(embedding(flat, rows), [N2, C1, D]));
+        scatterRows(param(dst), index, reshape(embedding(flat, rows), [N2, C1, D]));
       }
     }
     p = model.executor.compile(g);
@@ -119,11 +126,11 @@ function copyGraph(model: ModelCore, srcs: { B: number; C: number }[], B2: numbe
 }
 
 /** Makes sure the batcher's caches for B rows of C slots exist on the executor. */
-function ensureCache(model: ModelCore, B: number, C: number): void {
+function ensureCache(model: ModelCore, B: number, C: number, ns = NS): void {
   const c = model.config, shape = cacheShape(c, B, C);
   for (let i = 0; i < c.layers; i++) {
     for (const kind of ["k", "v"] as const) {
-      const name = model.prefix + NS + cacheName(B, C, i, kind);
+      const name = model.prefix + ns + cacheName(B, C, i, kind);
       if (!model.executor.hasParam(name)) {
         model.executor.setParam(name, new Float32Array(shape[0] * C * c.headDim), shape);
       }
@@ -271,8 +278,8 @@ export class Batcher {
   }
 
   /**
-   * Admits the waiting rows there is room for, together: one prefill of all their prompts (rows padded to a
-   * bucket, as `generateBatch` prefills), then one copy of their caches into free slots of the batch.
+   * Admits the waiting rows there is room for, together: one prefill of all their prompts into a staging cache,
+   * then one copy of the staged rows into free slots of the batch.
    */
   async #admit(): Promise<void> {
     const model = this.#model, c = model.config, V = c.vocab, H = c.kvHeads;
@@ -289,11 +296,13 @@ export class Batcher {
     const B = this.#slots.length, B2 = Math.max(B, batchBucket(Math.max(...slots) + 1));
     const C2 = Math.max(this.#C, ...joining.map((r) => cacheBucket(r.prompt.length + r.opts.maxNewTokens)));
     if (B2 !== B || C2 !== this.#C) await this.#grow(B2, C2);
+    // The joining prompts are prefilled together (rows padded to a bucket, as generateBatch prefills) into a
+    // staging cache of their own, then one copy moves the staged rows into the batch.
     const C = this.#C, P = batchBucket(joining.length);
     const lens = Array.from({ length: P }, (_, j) => joining[j]?.prompt.length ?? 1); // padding rows: one token 0
     const Lb = Math.min(bucketLength(Math.max(...lens)), C);
-    ensureCache(model, P, C);
-    const prefill = await compiled(model, P, C, Lb, false, NS);
+    ensureCache(model, P, C, STAGE);
+    const prefill = await compiled(model, P, C, Lb, false, STAGE);
     const ids = new Int32Array(P * Lb), positions = new Int32Array(P * Lb), segments = new Int32Array(P * Lb);
     const last = new Int32Array(P);
     for (let j = 0; j < P; j++) {
@@ -310,7 +319,7 @@ export class Batcher {
       const j = joined.get(Math.floor(i / H));
       rows[i] = j === undefined ? i : (B2 + j) * H + (i % H);
     }
-    await (await copyGraph(model, [{ B: B2, C }, { B: P, C }], B2, C)).run({ rows }, []);
+    await (await copyGraph(model, [{ B: B2, C }, { B: P, C, ns: STAGE }], { B: B2, C })).run({ rows }, []);
     joining.forEach((r, j) => {
       r.slot = slots[j];
       this.#slots[slots[j]] = r;
@@ -325,7 +334,7 @@ export class Batcher {
     if (B && this.#running().length) {
       const H = model.config.kvHeads, rows = new Int32Array(B2 * H);
       for (let i = 0; i < rows.length; i++) rows[i] = i < B * H ? i : 0;
-      await (await copyGraph(model, [{ B, C }], B2, C2)).run({ rows }, []);
+      await (await copyGraph(model, [{ B, C }], { B: B2, C: C2 })).run({ rows }, []);
     }
     while (this.#slots.length < B2) this.#slots.push(undefined);
     this.#C = C2;
