@@ -217,13 +217,13 @@ Deno.test("openai: with tools, an answer that parses as calls is returned as too
 
 Deno.test("openai: aborting a streamed reply stops the generation at the next token and frees the session", async () => {
   const t = await startServer();
+  const batcher = Batcher.prototype as { stream: unknown };
+  const real = batcher.stream;
   try {
     const { id } = (await t.call("POST", "/sessions", tinyArgs(`${t.tmp}/run`))).json;
     const session = await t.server.context.sessions.live(id);
     // A model that never stops by itself (no stop id, no length limit): only the abort can end the reply.
     assert.ok(session.chat);
-    const batcher = Batcher.prototype as { stream: unknown };
-    const real = batcher.stream;
     let pulled = 0;
     batcher.stream = async function* () {
       for (;;) {
@@ -263,6 +263,7 @@ Deno.test("openai: aborting a streamed reply stops the generation at the next to
     const next = await t.call("POST", "/v1/chat/completions", { model: id, messages: USER, max_tokens: 3 });
     assert.equal(next.status, 200, next.text);
   } finally {
+    batcher.stream = real;
     await t.close();
   }
 });
