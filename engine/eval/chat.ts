@@ -214,8 +214,18 @@ export class ChatEngine {
   completeMany(prompt: number[], n: number, opts: ChatOptions = {}): Promise<ChatResult[]> {
     if (n === 1) return this.complete(prompt, opts).then((r) => [r]);
     const g = resolveChatOptions(opts, n);
+    // One answer failing (e.g. the batch full) ends the others: they are freed, not left generating.
+    const ac = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal;
     return Promise.all(
-      Array.from({ length: n }, (_, i) => this.#complete(prompt, { ...g, seed: g.seed! + i }, opts)),
+      Array.from(
+        { length: n },
+        (_, i) =>
+          this.#complete(prompt, { ...g, seed: g.seed! + i }, { ...opts, signal }).catch((e) => {
+            ac.abort();
+            throw e;
+          }),
+      ),
     );
   }
 }
