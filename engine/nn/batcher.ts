@@ -194,6 +194,10 @@ export class Batcher {
   async *stream(prompt: number[], opts: GenerateOptions, signal?: AbortSignal): AsyncGenerator<number> {
     checkInputs("Batcher.stream", this.#model, [prompt], opts, () => "prompt");
     if (!opts.maxNewTokens) return;
+    chooseToken([0], [], { ...opts, vocabLimit: 1, repetitionPenalty: 1 }, () => 0); // the row's options, checked now
+    if (opts.vocabLimit !== undefined && !(Number.isInteger(opts.vocabLimit) && opts.vocabLimit >= 1)) {
+      throw new RangeError(`vocabLimit must be an integer >= 1 (the tokenizer's id limit), got ${opts.vocabLimit}`);
+    }
     if (!this.hasRoom(1)) throw new BatcherFullError(this.limits.maxBatch, this.limits.maxQueue);
     const row: Row = {
       prompt,
@@ -212,7 +216,7 @@ export class Batcher {
     signal?.addEventListener("abort", abort);
     if (signal?.aborted) return;
     this.#waiting.push(row);
-    this.#loop ??= this.#run().finally(() => this.#loop = undefined);
+    this.#loop ??= this.#run();
     try {
       yield* row.out;
     } finally {
@@ -242,17 +246,21 @@ export class Batcher {
         const rows = this.#running();
         if (!rows.length) {
           if (this.#waiting.length) continue;
-          this.#slots = [];
-          this.#C = 0;
+          this.#reset(); // in the same tick as the check: a request coming later starts a new loop
           return;
         }
         await this.#step(rows);
       }
     } catch (e) {
       for (const r of [...this.#running(), ...this.#waiting.splice(0)]) r.out.fail(e as Error);
-      this.#slots = [];
-      this.#C = 0;
+      this.#reset();
     }
+  }
+
+  #reset(): void {
+    this.#slots = [];
+    this.#C = 0;
+    this.#loop = undefined;
   }
 
   #retire(): void {
@@ -270,7 +278,14 @@ export class Batcher {
 
   /** Chooses row r's next token from its logits and hands it to its consumer. */
   #choose(r: Row, logits: Float32Array): void {
-    const t = chooseToken(logits, r.seen, r.opts, r.random);
+    let t: number;
+    try {
+      t = chooseToken(logits, r.seen, r.opts, r.random);
+    } catch (e) { // this row's options (checked before it was queued; never the batch's failure)
+      r.done = true;
+      r.out.fail(e as Error);
+      return;
+    }
     r.seen.push(t);
     r.last = t;
     r.out.push(t);

@@ -86,4 +86,10 @@ Deno.test("batcher: a full queue refuses; a consumer that leaves or aborts frees
   assert.equal((await c).length, 2, "the row ends at the step after the abort");
   assert.equal(batcher.stats.running, 0);
   assert.throws(() => batcher.setLimits({ maxBatch: 0 }), /maxBatch must be an integer >= 1/);
+  // A request's bad options are its own error, before it is queued; the batch goes on.
+  await assert.rejects(
+    collect(batcher.stream([1], { maxNewTokens: 2, doSample: true, temperature: 0 })),
+    /temperature must be > 0 when sampling/,
+  );
+  assert.deepEqual(await collect(batcher.stream([3, 17, 4], { maxNewTokens: 3 })), await b);
 });
