@@ -22,6 +22,10 @@ export const loadOrt = (): Promise<typeof import("npm:onnxruntime-node@1.30.0")>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
   import("npm:onnxruntime-node@1.30.0");
 export type * as Ort from "npm:onnxruntime-node@1.30.0";
+/** Tests only, loaded on first use: the official OpenAI client (routes/batching_test.ts talks to the server with it). */
+export const loadOpenAi = (): Promise<typeof import("npm:openai@7.60.0")> =>
+  // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily
+  import("npm:openai@7.60.0");
 /** jieba-wasm (jieba-rs), loaded on first use (its dictionary takes ~0.5 s): word segmentation for the ROUGE metrics. */
 export const loadJieba = (): Promise<typeof import("npm:jieba-wasm@2.4.0")> =>
   // deno-lint-ignore no-import-prefix -- deps.ts is where the specifiers live; this one is loaded lazily

@@ -84,7 +84,7 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
   },
   serve: {
     help: "start the HTTP API: deno task serve [--host 127.0.0.1] [--port 8000] [--roots dir,dir] [--state-dir dir] " +
-      "[--model dir --adapter dir --template name] (env HOST, PORT, WHETSTONE_ROOTS, WHETSTONE_API_KEY, ...)",
+      "[--model dir --adapter dir --template name] [--max-batch 8] [--max-queue 64] (env HOST, PORT, WHETSTONE_ROOTS, WHETSTONE_API_KEY, ...)",
     run: serveMain,
   },
   train: {

@@ -15,6 +15,7 @@ import { quantBench } from "./quant.ts";
 import { e2eBench } from "./e2e.ts";
 import { onnxCompileBench } from "./onnx_compile.ts";
 import { scaleBench } from "./scale.ts";
+import { serveBench } from "./serve.ts";
 
 /** The benchmarks. */
 export const benches: Bench[] = [
@@ -30,4 +31,5 @@ export const benches: Bench[] = [
   e2eBench,
   onnxCompileBench,
   scaleBench,
+  serveBench,
 ];

@@ -10,6 +10,7 @@
  * @module
  */
 import { parseGroupArgs } from "../engine/config/args.ts";
+import { backendKeyProblem } from "../engine/config/infer_backend.ts";
 import { generateOptionsOf } from "../engine/config/views.ts";
 import { readConfigFile } from "../engine/config/yaml_file.ts";
 import { loadTokenizer } from "../engine/data/tokenizer.ts";
@@ -40,6 +41,8 @@ export function parseChatArgs(cfg: Record<string, unknown>): ChatArgs {
     if (typeof v !== "string") throw new Error(`${key}: expected a string, got ${JSON.stringify(v)}`);
     return v;
   };
+  const backend = backendKeyProblem(cfg);
+  if (backend) throw new Error(`${backend.field}: ${backend.message}`);
   const model = str("model_name_or_path");
   if (!model) throw new Error("model_name_or_path: required");
   const adapters = (str("adapter_name_or_path") ?? "").split(",").map((s) => s.trim()).filter(Boolean);

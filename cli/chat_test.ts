@@ -57,3 +57,18 @@ Deno.test("parseChatArgs: LLaMA-Factory keys and defaults, errors name the key",
   );
   assert.equal(parseChatArgs({ model_name_or_path: "m", do_sample: "no" }).generation.doSample, false);
 });
+
+Deno.test("parseChatArgs: backends Whetstone lacks are refused, naming the key", () => {
+  const m = { model_name_or_path: "m" };
+  assert.equal(parseChatArgs({ ...m, infer_backend: "huggingface" }).modelNameOrPath, "m");
+  for (const b of ["vllm", "sglang", "ktransformers"]) {
+    assert.throws(
+      () => parseChatArgs({ ...m, infer_backend: b }),
+      new RegExp(`^Error: infer_backend: Whetstone has no ${b}`),
+    );
+  }
+  assert.throws(() => parseChatArgs({ ...m, infer_backend: "tgi" }), /infer_backend: unknown inference backend "tgi"/);
+  assert.throws(() => parseChatArgs({ ...m, vllm_maxlen: 4096 }), /vllm_maxlen: a vLLM setting; Whetstone has no vLLM/);
+  assert.throws(() => parseChatArgs({ ...m, use_kt: true }), /use_kt: a KTransformers setting/);
+  assert.equal(parseChatArgs({ ...m, vllm_maxlen: null, use_kt: false }).modelNameOrPath, "m");
+});

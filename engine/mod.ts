@@ -88,6 +88,7 @@ export { readConfigFile } from "./config/yaml_file.ts";
 export { KEYS, type KeySpec } from "./config/keys.ts";
 export { previewTrainData, type TrainDataPreview } from "./config/preview.ts";
 export { generateOptionsOf, hubOptionsOf } from "./config/views.ts";
+export { backendKeyProblem, inferBackendProblem } from "./config/infer_backend.ts";
 
 // Training.
 export {
@@ -108,6 +109,7 @@ export { lossSvg } from "./train/outputs/plot.ts";
 export { type ForwardOptions, type ForwardResult, loadModel, type LoadModelOptions, Model } from "./nn/model.ts";
 export { generate, type GenerateOptions, generateStream } from "./nn/generate.ts";
 export { ChatEngine, type ChatOptions, type ChatResult } from "./eval/chat.ts";
+export { Batcher, BatcherFullError, type BatcherLimits, type BatcherStats } from "./nn/batcher.ts";
 export { type ExportArgs, exportModel, type ExportOptions, parseExportArgs } from "./nn/export.ts";
 export { exportOnnx, exportOnnxBeside, type OnnxExportInfo, type OnnxExportOptions } from "./nn/onnx_export.ts";
 export { OnnxDecoder } from "./nn/onnx_decoder.ts";

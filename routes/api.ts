@@ -310,7 +310,7 @@ export const API = {
     params: ID,
     body: GenerateBody,
     response: Generated,
-    errors: [404, 409],
+    errors: [404, 409, 503],
   }),
   save: route({
     method: "post",
@@ -363,6 +363,9 @@ export const API = {
       template: Str.nullish().describe("chat template (default: the tokenizer's chat_template)"),
       default_system: Str.nullish(),
       executor: z.enum(["auto", "webgpu", "onnx", "reference"]).nullish(),
+      infer_backend: Str.nullish().describe(
+        "huggingface (Whetstone's own engine) only: vllm, sglang, ktransformers are refused",
+      ),
     }),
     status: 201,
     response: ChatModelCard,
@@ -428,7 +431,7 @@ export const API = {
     body: ChatCompletionBody,
     sse: "option",
     response: ChatCompletion,
-    errors: [404, 409],
+    errors: [404, 409, 503],
   }),
 } as const;
 

@@ -10,7 +10,7 @@ import { chatModelRoutes } from "./chat_model_routes.ts";
 import { datasetRoutes } from "./datasets.ts";
 import { device } from "./device.ts";
 import { healthRoutes } from "./health.ts";
-import { errorBody } from "./http.ts";
+import { errorBody, RETRY_AFTER_S } from "./http.ts";
 import { lfRoutes } from "./lf_routes.ts";
 import { modelExportRoutes } from "./model_export.ts";
 import { modelsRoutes } from "./models.ts";
@@ -80,7 +80,8 @@ export function buildApp(ctx: ServerContext): Hono {
   app.notFound((c) => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((e, c) => {
     const { status, body } = errorBody(e);
-    if (status >= 500) console.error(`${c.req.method} ${c.req.path}: ${(e as Error).stack ?? e}`);
+    if (status === 503) c.header("Retry-After", String(RETRY_AFTER_S));
+    if (status >= 500 && status !== 503) console.error(`${c.req.method} ${c.req.path}: ${(e as Error).stack ?? e}`);
     if (OPENAI.test(c.req.path)) {
       const type = status >= 500 ? "server_error" : "invalid_request_error";
       return c.json({ error: { message: body.error, type, param: body.field ?? null, code: null } }, status as 400);

@@ -6,7 +6,7 @@
  * them and `DELETE /chat/models/:id` unloads one (once the replies in flight on it have ended).
  * @module
  */
-import { ChatEngine, resolveModel } from "../engine/mod.ts";
+import { ChatEngine, inferBackendProblem, resolveModel } from "../engine/mod.ts";
 import { exists } from "../engine/util/fs.ts";
 import type { API, Reply } from "./api.ts";
 import { badRequest, HttpError } from "./http.ts";
@@ -19,6 +19,8 @@ export interface ChatModelRequest {
   template?: string | null;
   default_system?: string | null;
   executor?: "auto" | "webgpu" | "onnx" | "reference" | null;
+  /** huggingface (Whetstone's engine) or null; other backends are refused. */
+  infer_backend?: string | null;
 }
 
 type Card = Reply<typeof API.loadChatModel>;
@@ -38,6 +40,8 @@ export class ChatModels {
 
   /** Loads a model (and adapter) and returns its card; paths are confined to the roots. */
   async load(req: ChatModelRequest): Promise<Card> {
+    const backend = inferBackendProblem(req.infer_backend);
+    if (backend) throw badRequest("infer_backend", backend);
     const model = await this.roots.modelPath("model_name_or_path", req.model_name_or_path);
     let dir: string;
     try {

@@ -4,7 +4,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ChatEngine } from "../engine/mod.ts";
+import { type BatcherLimits, ChatEngine } from "../engine/mod.ts";
 import { BackgroundRuns } from "./background.ts";
 import { ChatModels } from "./chat_models.ts";
 import { LfRuns } from "./lf_sessions.ts";
@@ -59,12 +59,17 @@ export class ServerContext {
     return m ? m.name ?? m.model : undefined;
   }
 
+  /** The continuous-batching limits every chat engine answers under (`--max-batch`, `--max-queue`). */
+  get batchLimits(): BatcherLimits {
+    return { maxBatch: this.options.batch?.maxBatch ?? 8, maxQueue: this.options.batch?.maxQueue ?? 64 };
+  }
+
   /** The served chat model (loaded once); undefined when none is configured. */
   chat(): Promise<ChatEngine> | undefined {
     const m = this.options.chatModel;
     if (!m) return undefined;
     if (!this.#chat) {
-      this.#chat = ChatEngine.load(m.model, m);
+      this.#chat = ChatEngine.load(m.model, m).then((e) => (e.setBatchLimits(this.batchLimits), e));
       this.#chat.catch(() => this.#chat = undefined); // a failed load is tried again next time
     }
     return this.#chat;

@@ -4,7 +4,10 @@
  * @module
  */
 import type { Context } from "../deps.ts";
-import { ConfigError, DataError, SessionBusyError, SessionFinishedError } from "../engine/mod.ts";
+import { BatcherFullError, ConfigError, DataError, SessionBusyError, SessionFinishedError } from "../engine/mod.ts";
+
+/** Seconds a 503 (the chat batch and its queue full) asks the client to wait before trying again. */
+export const RETRY_AFTER_S = 1;
 
 /** An error answered with `status` and `{error, field?}`. */
 export class HttpError extends Error {
@@ -29,6 +32,7 @@ export function errorBody(
     return { status: 400, body: { error: e.message, field, problems: e.problems } };
   }
   if (e instanceof DataError) return { status: 400, body: { error: e.message } };
+  if (e instanceof BatcherFullError) return { status: 503, body: { error: e.message } };
   if (e instanceof SessionBusyError || e instanceof SessionFinishedError) {
     return { status: 409, body: { error: e.message } };
   }

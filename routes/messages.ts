@@ -68,17 +68,21 @@ export function parseTools(value: z.output<typeof Tools>): string | null {
 }
 
 /** The OpenAI request's generation settings, mapped as LF maps them. */
-export function openAiOptions(b: z.output<typeof ChatCompletionBody>): ChatOptions & { n: number; stream: boolean } {
+export function openAiOptions(
+  b: z.output<typeof ChatCompletionBody>,
+): ChatOptions & { n: number; stream: boolean; includeUsage: boolean } {
   return {
     doSample: b.do_sample ?? undefined,
     temperature: b.temperature ?? undefined,
     topP: b.top_p ?? undefined,
     maxNewTokens: b.max_tokens ?? b.max_completion_tokens ?? undefined,
-    repetitionPenalty: b.presence_penalty ?? undefined,
+    topK: b.top_k ?? undefined,
+    repetitionPenalty: b.repetition_penalty ?? b.presence_penalty ?? undefined,
     stop: typeof b.stop === "string" ? [b.stop] : b.stop ?? undefined,
     seed: b.seed ?? undefined,
     n: b.n ?? 1,
     stream: b.stream ?? false,
+    includeUsage: b.stream_options?.include_usage ?? false,
   };
 }
 

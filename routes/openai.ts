@@ -16,11 +16,18 @@ import { sseResponse } from "./sse.ts";
 const STARTED = Math.floor(Date.now() / 1000);
 
 /** The engine answering for `model`: a model loaded for chat, a loaded session by id, else the served model. */
-async function target(ctx: ServerContext, model: string): Promise<{ engine: ChatEngine; session?: TrainSession }> {
+export async function target(
+  ctx: ServerContext,
+  model: string,
+): Promise<{ engine: ChatEngine; session?: TrainSession }> {
   const loaded = ctx.chatModels.engine(model);
-  if (loaded) return { engine: loaded };
+  if (loaded) {
+    loaded.setBatchLimits(ctx.batchLimits);
+    return { engine: loaded };
+  }
   try {
     const session = await ctx.sessions.live(model);
+    session.chat.setBatchLimits(ctx.batchLimits);
     return { engine: session.chat, session };
   } catch (e) {
     if (!(e instanceof HttpError) || e.status !== 404) throw e;
@@ -78,9 +85,12 @@ export function openAiRoutes(ctx: ServerContext): Hono {
     const { engine, session } = await target(ctx, model);
     const prompt = engine.encode(messages, system, tools);
     const id = `chatcmpl-${hex()}`, created = Math.floor(Date.now() / 1000);
-    const run = <T>(fn: () => Promise<T>) => (session ? session.exclusive("generate", fn) : holding(ctx, model, fn));
+    // Answers join the model's running batch (engine/nn/batcher.ts); a full batch and queue is a 503.
+    engine.checkRoom(o.n);
+    const run = <T>(fn: () => Promise<T>) => (session ? session.generating(fn) : holding(ctx, model, fn));
     if (!o.stream) {
-      const results = await run(() => engine.completeMany(prompt, o.n, o));
+      // A client that goes away frees its rows at the next decode step.
+      const results = await run(() => engine.completeMany(prompt, o.n, { ...o, signal: c.req.raw.signal }));
       const completion = results.reduce((n, x) => n + x.completionTokens, 0);
       return reply(c, API.chatCompletions, {
         id,
@@ -107,13 +117,20 @@ export function openAiRoutes(ctx: ServerContext): Hono {
         },
       });
     }
-    if (session?.busy) throw new SessionBusyError("generate", session.busy);
+    if (session?.busy && session.busy !== "generate") throw new SessionBusyError("generate", session.busy);
+    // OpenAI's stream_options.include_usage: every chunk has `usage: null`, and a last one (no choices) the usage.
+    const usage = o.includeUsage ? { usage: null } : {};
     return sseResponse(async (w) => {
+      const base = { id, object: "chat.completion.chunk", created, model };
       const chunk = (delta: Record<string, string>, finish_reason: string | null = null) =>
-        w.send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason }] });
+        w.send({ ...base, choices: [{ index: 0, delta, finish_reason }], ...usage });
       chunk({ role: "assistant", content: "" });
       const res = await run(() => engine.complete(prompt, { ...o, signal: w.signal }, (t) => chunk({ content: t })));
       chunk({}, res.finishReason);
+      if (o.includeUsage) {
+        const { promptTokens: p, completionTokens: n } = res;
+        w.send({ ...base, choices: [], usage: { prompt_tokens: p, completion_tokens: n, total_tokens: p + n } });
+      }
       w.send("[DONE]");
     });
   }, ctx.bodyLimit);

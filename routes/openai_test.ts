@@ -3,7 +3,7 @@
  * and on a session's model: LF's request rules, parameter mapping, streaming, usage, ids and finish reasons.
  */
 import assert from "node:assert/strict";
-import { ChatEngine, type ChatResult } from "../engine/mod.ts";
+import { Batcher, ChatEngine, type ChatResult } from "../engine/mod.ts";
 import { readEvents, ROOT, startServer, tinyArgs } from "./testing.ts";
 
 const SERVED = { model: `${ROOT}/fixtures/tiny/model`, template: "qwen", name: "tiny" };
@@ -217,14 +217,15 @@ Deno.test("openai: with tools, an answer that parses as calls is returned as too
 
 Deno.test("openai: aborting a streamed reply stops the generation at the next token and frees the session", async () => {
   const t = await startServer();
+  const batcher = Batcher.prototype as { stream: unknown };
+  const real = batcher.stream;
   try {
     const { id } = (await t.call("POST", "/sessions", tinyArgs(`${t.tmp}/run`))).json;
     const session = await t.server.context.sessions.live(id);
     // A model that never stops by itself (no stop id, no length limit): only the abort can end the reply.
-    const model = session.model as { generateStream: unknown };
-    const real = model.generateStream;
+    assert.ok(session.chat);
     let pulled = 0;
-    model.generateStream = async function* () {
+    batcher.stream = async function* () {
       for (;;) {
         pulled++;
         await new Promise((r) => setTimeout(r, 2));
@@ -258,10 +259,11 @@ Deno.test("openai: aborting a streamed reply stops the generation at the next to
     const at = pulled;
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(pulled, at, "no token is generated after the reply ended");
-    model.generateStream = real;
+    batcher.stream = real;
     const next = await t.call("POST", "/v1/chat/completions", { model: id, messages: USER, max_tokens: 3 });
     assert.equal(next.status, 200, next.text);
   } finally {
+    batcher.stream = real;
     await t.close();
   }
 });

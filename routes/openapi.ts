@@ -14,6 +14,7 @@ const DESCRIPTIONS: Record<number, string> = {
   404: "unknown session or model",
   409: "the session is busy, finished, or not loaded",
   413: "request body over the limit",
+  503: "the chat batch and its queue are full (try again after Retry-After seconds)",
 };
 
 const json = (schema: z.ZodType) => ({ "application/json": { schema } });

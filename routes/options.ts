@@ -9,10 +9,14 @@
  * | `--state-dir` | `WHETSTONE_STATE_DIR` | out/.whetstone |
  * | `--body-limit` (bytes) | `WHETSTONE_BODY_LIMIT` | 1048576 |
  * | `--model`, `--adapter`, `--template`, `--model-name` | `WHETSTONE_MODEL`, `WHETSTONE_ADAPTER`, `WHETSTONE_TEMPLATE`, `WHETSTONE_MODEL_NAME` | none |
+ * | `--max-batch` | `WHETSTONE_MAX_BATCH` | 8 (chat answers generated together, per model) |
+ * | `--max-queue` | `WHETSTONE_MAX_QUEUE` | 64 (more requests waiting per model; beyond them a 503) |
+ * | `--infer-backend` | `WHETSTONE_INFER_BACKEND` | huggingface (the only one: vllm, sglang, ktransformers are refused) |
  * | — | `WHETSTONE_API_KEY` | none (no key asked) |
  * @module
  */
 import type { ExecutorKind } from "../engine/mod.ts";
+import { inferBackendProblem } from "../engine/config/infer_backend.ts";
 
 /** What a server is made with. */
 export interface ServerOptions {
@@ -24,6 +28,11 @@ export interface ServerOptions {
   apiKey?: string;
   /** Largest request body in bytes (default 1 MiB). */
   bodyLimit?: number;
+  /**
+   * Continuous batching of chat answers, per model: how many generate together (default 8) and how many more
+   * requests may wait (default 64; beyond them a 503 with Retry-After).
+   */
+  batch?: { maxBatch?: number; maxQueue?: number };
   /** The model `/v1/chat/completions` serves (besides sessions), loaded on first use. */
   chatModel?: {
     model: string;
@@ -57,7 +66,20 @@ function flag(args: readonly string[], name: string): string | undefined {
   return undefined;
 }
 
-const FLAGS = ["host", "port", "roots", "state-dir", "body-limit", "model", "adapter", "template", "model-name"];
+const FLAGS = [
+  "host",
+  "port",
+  "roots",
+  "state-dir",
+  "body-limit",
+  "model",
+  "adapter",
+  "template",
+  "model-name",
+  "max-batch",
+  "max-queue",
+  "infer-backend",
+];
 
 /** Reads the serve flags (`--name value` or `--name=value`) and the environment; throws naming a bad one. */
 export function serveOptions(
@@ -80,6 +102,17 @@ export function serveOptions(
   if (bodyLimit !== undefined && !(Number.isInteger(bodyLimit) && bodyLimit > 0)) {
     throw new Error(`--body-limit / WHETSTONE_BODY_LIMIT: expected a positive number of bytes, got ${limitText}`);
   }
+  const count = (f: string, e: string, min: number): number | undefined => {
+    const text = get(f, e);
+    if (text === undefined) return undefined;
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < min) throw new Error(`--${f} / ${e}: expected an integer >= ${min}, got ${text}`);
+    return v;
+  };
+  const maxBatch = count("max-batch", "WHETSTONE_MAX_BATCH", 1);
+  const maxQueue = count("max-queue", "WHETSTONE_MAX_QUEUE", 0);
+  const backend = inferBackendProblem(get("infer-backend", "WHETSTONE_INFER_BACKEND"));
+  if (backend) throw new Error(`--infer-backend / WHETSTONE_INFER_BACKEND (infer_backend): ${backend}`);
   const roots = get("roots", "WHETSTONE_ROOTS")?.split(",").map((s) => s.trim()).filter(Boolean);
   const model = get("model", "WHETSTONE_MODEL");
   return {
@@ -89,6 +122,7 @@ export function serveOptions(
       stateDir: get("state-dir", "WHETSTONE_STATE_DIR"),
       apiKey: env("WHETSTONE_API_KEY") || undefined,
       bodyLimit,
+      batch: maxBatch === undefined && maxQueue === undefined ? undefined : { maxBatch, maxQueue },
       chatModel: model
         ? {
           model,

@@ -258,7 +258,12 @@ export const ChatCompletionBody = z.object({
   max_completion_tokens: z.int().min(1).nullish(),
   stop,
   stream: z.boolean().nullish(),
+  stream_options: z.object({
+    include_usage: z.boolean().nullish().describe("a last chunk with `choices: []` and the usage (others: usage null)"),
+  }).nullish(),
   seed: z.int().min(0).nullish(),
+  top_k: z.int().min(0).nullish().describe("not OpenAI's (as vLLM takes it): keep the k most likely tokens"),
+  repetition_penalty: z.number().gt(0).nullish().describe("not OpenAI's (as vLLM takes it); over presence_penalty"),
 });
 
 const Usage = z.object({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() });

@@ -4,7 +4,7 @@
  * `state` first, then `step`, `eval`, `save`, `error` and `done`), `POST /sessions/:id/evaluate`, `POST
  * /sessions/:id/generate` (chat with the model being trained), `POST /sessions/:id/save` and `POST
  * /sessions/:id/export` (merged, with ONNX, or the adapter alone). One operation runs on a session at a time:
- * another gets a 409.
+ * another gets a 409; generations are the exception, they run together in one continuous batch.
  * @module
  */
 import { isAbsolute, sep } from "node:path";
@@ -101,7 +101,10 @@ export function trainingRoutes(ctx: ServerContext): Hono {
     const s = await ctx.sessions.live(id);
     const { messages, system } = parseMessages(body.messages);
     const tools = parseTools(body.tools);
-    const res = await s.generate(messages, { ...generatingOptions(body), system, tools });
+    // Generations on a session batch together (engine/nn/batcher.ts); a step, save or export running is a 409.
+    s.chat.setBatchLimits(ctx.batchLimits);
+    s.chat.checkRoom();
+    const res = await s.generate(messages, { ...generatingOptions(body), system, tools, signal: c.req.raw.signal });
     return reply(c, API.generate, {
       id,
       text: res.text,

@@ -6,7 +6,9 @@
  * settings default to LF's `GeneratingArguments` and follow its per-request rules (`_process_args`): several
  * answers force sampling (temperature 0 becomes 1), and temperature 0 means greedy.
  *
- * Calls on one engine run one at a time (queued), since they share the model's KV caches.
+ * Calls on one engine share one continuous batch (engine/nn/batcher.ts): a call made while others generate joins
+ * them at the next decode step, up to `maxBatch` rows; up to `maxQueue` more wait, and a call beyond those throws
+ * {@link BatcherFullError}. Each answer is what the call alone would give (greedy: token for token).
  *
  * @example
  * ```ts
@@ -26,6 +28,7 @@ import { type ExtractedCall, extractTool } from "../data/tool_extract.ts";
 import type { ExecutorKind } from "../exec/pick.ts";
 import { resolveModel } from "../io/hub.ts";
 import type { GenerateOptions } from "../nn/generate.ts";
+import { Batcher, BatcherFullError, type BatcherLimits, type BatcherStats } from "../nn/batcher.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { decodeIds } from "../data/decode_ids.ts";
 
@@ -111,9 +114,28 @@ function holdback(text: string, stops: readonly string[]): number {
 
 /** A model and its chat template, answering conversations. */
 export class ChatEngine {
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #batcher: Batcher;
 
-  constructor(readonly model: Model, readonly template: ChatTemplate) {}
+  constructor(readonly model: Model, readonly template: ChatTemplate, limits: Partial<BatcherLimits> = {}) {
+    this.#batcher = new Batcher(model, limits);
+  }
+
+  /** Sets how many answers generate at once (`maxBatch`) and how many more may wait (`maxQueue`). */
+  setBatchLimits(limits: Partial<BatcherLimits>): void {
+    this.#batcher.setLimits(limits);
+  }
+
+  /** Throws {@link BatcherFullError} unless `n` more answers can start or wait now. */
+  checkRoom(n = 1): void {
+    if (!this.#batcher.hasRoom(n)) {
+      throw new BatcherFullError(this.#batcher.limits.maxBatch, this.#batcher.limits.maxQueue);
+    }
+  }
+
+  /** The batch's limits and what it has done (rows running, waiting, most rows in one step). */
+  get batchStats(): BatcherStats & BatcherLimits {
+    return { ...this.#batcher.stats, ...this.#batcher.limits };
+  }
 
   /** Loads a model folder (or hub id) with an optional adapter and its template. */
   static async load(
@@ -139,75 +161,71 @@ export class ChatEngine {
     return extractTool(this.template.spec.toolFormat, text);
   }
 
-  /** Runs `fn` after every earlier call on this engine has ended. */
-  #locked<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
   #decode(ids: readonly number[], stopIds: ReadonlySet<number>): string {
     return decodeIds(this.template, ids.filter((i) => !stopIds.has(i)), true);
   }
 
   /** One answer after `prompt`; `onDelta` gets the text as it is generated (stop strings never reach it). */
   complete(prompt: number[], opts: ChatOptions = {}, onDelta?: (text: string) => void): Promise<ChatResult> {
-    const g = resolveChatOptions(opts);
-    return this.#locked(async () => {
-      const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
-      const vocabLimit = this.template.tokenizer.idLimit;
-      const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-      const ids: number[] = [];
-      let text = "", shown = 0, finishReason: ChatResult["finishReason"] = "length";
-      for await (const t of this.model.generateStream(prompt, { ...g, stop: [...stopIds], vocabLimit })) {
-        ids.push(t);
-        if (stopIds.has(t)) {
-          finishReason = "stop";
-          break;
-        }
-        text = this.#decode(ids, stopIds);
-        const hit = firstStop(text, stops);
-        if (hit >= 0) {
-          text = text.slice(0, hit);
-          finishReason = "stop";
-          break;
-        }
-        if (opts.signal?.aborted) {
-          finishReason = "stop";
-          break;
-        }
-        if (!onDelta || text.endsWith("\uFFFD")) continue; // an incomplete UTF-8 sequence: wait for the next token
-        const safe = text.length - holdback(text, stops);
-        if (safe > shown) {
-          onDelta(text.slice(shown, safe));
-          shown = safe;
-        }
-      }
-      if (onDelta && text.length > shown) onDelta(text.slice(shown));
-      return { text, ids, promptTokens: prompt.length, completionTokens: ids.length, finishReason };
-    });
+    return this.#complete(prompt, resolveChatOptions(opts), opts, onDelta);
   }
 
-  /** `n` sampled answers after `prompt`, generated as one batch (answer i samples with seed + i). */
+  async #complete(
+    prompt: number[],
+    g: GenerateOptions,
+    opts: ChatOptions,
+    onDelta?: (text: string) => void,
+  ): Promise<ChatResult> {
+    const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
+    const vocabLimit = this.template.tokenizer.idLimit;
+    const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+    const ids: number[] = [];
+    let text = "", shown = 0, finishReason: ChatResult["finishReason"] = "length";
+    const tokens = this.#batcher.stream(prompt, { ...g, stop: [...stopIds], vocabLimit }, opts.signal);
+    for await (const t of tokens) {
+      ids.push(t);
+      if (stopIds.has(t)) {
+        finishReason = "stop";
+        break;
+      }
+      text = this.#decode(ids, stopIds);
+      const hit = firstStop(text, stops);
+      if (hit >= 0) {
+        text = text.slice(0, hit);
+        finishReason = "stop";
+        break;
+      }
+      if (opts.signal?.aborted) {
+        finishReason = "stop";
+        break;
+      }
+      if (!onDelta || text.endsWith("\uFFFD")) continue; // an incomplete UTF-8 sequence: wait for the next token
+      const safe = text.length - holdback(text, stops);
+      if (safe > shown) {
+        onDelta(text.slice(shown, safe));
+        shown = safe;
+      }
+    }
+    if (onDelta && text.length > shown) onDelta(text.slice(shown));
+    return { text, ids, promptTokens: prompt.length, completionTokens: ids.length, finishReason };
+  }
+
+  /** `n` sampled answers after `prompt`, as `n` rows of the batch (answer i samples with seed + i). */
   completeMany(prompt: number[], n: number, opts: ChatOptions = {}): Promise<ChatResult[]> {
     if (n === 1) return this.complete(prompt, opts).then((r) => [r]);
     const g = resolveChatOptions(opts, n);
-    return this.#locked(async () => {
-      const stopIds = new Set(this.model.stopIds(this.template.stopTokenIds()));
-      const vocabLimit = this.template.tokenizer.idLimit;
-      const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-      const rows = await this.model.generateBatch(Array.from({ length: n }, () => prompt), {
-        ...g,
-        stop: [...stopIds],
-        vocabLimit,
-      });
-      return rows.map((ids) => {
-        let text = this.#decode(ids, stopIds);
-        let finishReason: ChatResult["finishReason"] = stopIds.has(ids.at(-1)!) ? "stop" : "length";
-        const hit = firstStop(text, stops);
-        if (hit >= 0) [text, finishReason] = [text.slice(0, hit), "stop"];
-        return { text, ids, promptTokens: prompt.length, completionTokens: ids.length, finishReason };
-      });
-    });
+    // One answer failing (e.g. the batch full) ends the others: they are freed, not left generating.
+    const ac = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal;
+    return Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) =>
+          this.#complete(prompt, { ...g, seed: g.seed! + i }, { ...opts, signal }).catch((e) => {
+            ac.abort();
+            throw e;
+          }),
+      ),
+    );
   }
 }

@@ -81,14 +81,26 @@ function graphs(model: ModelCore): Graphs {
   return gs;
 }
 
-function compiled(model: ModelCore, B: number, C: number, L: number, decode: boolean): Promise<CompiledGraph> {
-  const gs = graphs(model), key = `${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
+/**
+ * The prefill (L = bucketed prompt length) or decode-step (L = 1, `decode`) graph of B rows against the caches
+ * `<prefix><ns>kv<B>x<C>.*`, compiled once per model and key. `ns` keeps another user's caches apart (the
+ * continuous batcher's are "cb.").
+ */
+export function compiled(
+  model: ModelCore,
+  B: number,
+  C: number,
+  L: number,
+  decode: boolean,
+  ns = "",
+): Promise<CompiledGraph> {
+  const gs = graphs(model), key = `${ns}${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
   let p = gs.compiled.get(key);
   if (!p) {
     const g = new Graph();
     const shape = cacheShape(model.config, B, C);
     const cache = (layer: number, kind: "k" | "v") =>
-      g.param(model.prefix + cacheName(B, C, layer, kind), shape, "f32");
+      g.param(model.prefix + ns + cacheName(B, C, layer, kind), shape, "f32");
     traceCached(g, model.config, model.weights(g), cache, { B, C, L, decode });
     p = model.executor.compile(g);
     p.catch(() => gs.compiled.delete(key)); // a failed plan is not cached
@@ -151,7 +163,7 @@ export function chooseToken(
 }
 
 /** Checks prompts and options; `name(b)` names prompt b in messages (e.g. `prompts[1]`). */
-function checkInputs(
+export function checkInputs(
   fn: string,
   model: ModelCore,
   prompts: number[][],

@@ -66,6 +66,8 @@ export { SessionBusyError, SessionFinishedError } from "./session_records.ts";
 export class TrainSession {
   readonly #run: SessionRun;
   #busy: string | undefined;
+  /** Generations running together (they share the chat engine's batch; `#busy` is "generate" while any runs). */
+  #generating = 0;
   #final: FinishResult | undefined;
   #chat: ChatEngine | undefined;
   #closed = false;
@@ -181,6 +183,23 @@ export class TrainSession {
   }
 
   /**
+   * Runs `fn`, a generation, beside the other generations running on the session (they batch together), but never
+   * beside another operation: while a step, evaluation, save or export runs it throws {@link SessionBusyError},
+   * and those throw it while any generation runs.
+   */
+  async generating<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error(`cannot generate: the session is closed`);
+    if (this.#busy && this.#busy !== "generate") throw new SessionBusyError("generate", this.#busy);
+    this.#busy = "generate";
+    this.#generating++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.#generating === 0) this.#busy = undefined;
+    }
+  }
+
+  /**
    * Runs up to `n` optimizer steps (fewer when the run ends first); `onStep` gets each step's record as it ends.
    * Evaluations and checkpoints happen at `eval_steps` / `save_steps` as in the trainer; reaching the last step
    * writes the final outputs (unless `autoFinish` is off). Resolves with the steps' records. An aborted `signal`
@@ -221,7 +240,7 @@ export class TrainSession {
     messages: TemplateMessage[],
     opts: ChatOptions & { system?: string | null; tools?: string | null } = {},
   ): Promise<ChatResult> {
-    return this.exclusive("generate", () => {
+    return this.generating(() => {
       const prompt = this.chat.encode(messages, opts.system, opts.tools);
       return this.chat.complete(prompt, opts);
     });
