@@ -1,15 +1,14 @@
 /**
- * Bench "serve": the chat server under concurrent clients. A real server (routes/app.ts over `Deno.serve`) serves
- * the built-in tiny model (fixtures/tiny/model, qwen template); `c` clients (c = 1, 4, 16) each send greedy
+ * Bench "serve": the chat server under concurrent clients. `main.ts serve`, in its own process as a user runs it,
+ * serves the built-in tiny model (fixtures/tiny/model, qwen template); `c` clients (c = 1, 4, 16) each send greedy
  * `/v1/chat/completions` requests one after another until `BENCH_SERVE_REQUESTS` (default 32) have answered.
  * Measured in the same run for sequential serving (`--max-batch 1`: one answer generates at a time, the others
  * wait) and continuous batching (`--max-batch 16`): requests/s, generated tokens/s (the answers' usage
- * completion_tokens over the wall time) and the most rows one decode step ran. `BENCH_SERVE_TOKENS` sets
+ * completion_tokens over the wall time). `BENCH_SERVE_TOKENS` sets
  * max_tokens (default 32). A first untimed round on each server loads the model and plans the graphs.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
-import { createServer } from "../routes/app.ts";
 
 const MODEL = new URL("../fixtures/tiny/model", import.meta.url).pathname;
 const QUESTIONS = [
@@ -51,6 +50,47 @@ async function load(
   return { reqPerS: requests / s, tokPerS: tokens / s };
 }
 
+/** `main.ts serve` of the tiny model in its own process; resolves once it listens. */
+async function spawnServer(maxBatch: number): Promise<{ url: string; close: () => Promise<void> }> {
+  const state = await Deno.makeTempDir({ prefix: "whetstone-bench-serve-" });
+  const root = new URL("../", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-webgpu", "--unstable-kv", "main.ts", "serve", "--host", "127.0.0.1", "--port", "0"]
+      .concat(["--roots", root, "--state-dir", state, "--model", MODEL, "--template", "qwen", "--model-name", "tiny"])
+      .concat(["--max-batch", String(maxBatch), "--max-queue", "64"]),
+    cwd: root,
+    env: { NO_COLOR: "1", WHETSTONE_API_KEY: "" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  let listening: (url: string) => void;
+  const url = new Promise<string>((r) => listening = r);
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      out = (out + chunk).slice(-10_000);
+      const m = /listening on (http:\/\/[\d.]+:\d+)\//.exec(out);
+      if (m) listening(m[1]);
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const close = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+    await drained.catch(() => {});
+    await Deno.remove(state, { recursive: true }).catch(() => {});
+  };
+  const first = await Promise.race([url, child.status.then((s) => ({ exited: s.code }))]);
+  if (typeof first !== "string") {
+    await close();
+    throw new Error(`main.ts serve exited with code ${first.exited} before listening:\n${out}`);
+  }
+  return { url: first, close };
+}
+
 /** The serve bench. */
 export const serveBench: Bench = {
   name: "serve",
@@ -59,28 +99,18 @@ export const serveBench: Bench = {
     const requests = Number(Deno.env.get("BENCH_SERVE_REQUESTS") ?? 32);
     const maxTokens = Number(Deno.env.get("BENCH_SERVE_TOKENS") ?? 32);
     for (const [serving, maxBatch] of [["sequential", 1], ["batched", 16]] as const) {
-      const server = await createServer({
-        roots: [Deno.cwd()],
-        stateDir: await Deno.makeTempDir({ prefix: "whetstone-bench-serve-" }),
-        chatModel: { model: MODEL, template: "qwen", name: "tiny" },
-        batch: { maxBatch, maxQueue: 64 },
-        log: () => {},
-      });
-      const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, server.fetch);
+      const server = await spawnServer(maxBatch);
       try {
-        const url = `http://127.0.0.1:${http.addr.port}`;
+        const url = server.url;
         // Untimed: loads the model and plans the graphs every measured run uses (every prompt, every batch size).
         await load(url, 16, 2 * requests, maxTokens);
-        const engine = await server.context.chat()!;
         for (const clients of [1, 4, 16]) {
           const r = await load(url, clients, Math.max(requests, clients), maxTokens);
           const common = { bench: "serve", serving, clients, requests, max_tokens: maxTokens };
           yield { ...common, metric: "requests/s", value: r.reqPerS, unit: "req/s" };
           yield { ...common, metric: "generated tokens/s", value: r.tokPerS, unit: "tok/s" };
-          yield { ...common, metric: "most rows in a step", value: engine.batchStats.maxRows, unit: "rows" };
         }
       } finally {
-        await http.shutdown();
         await server.close();
       }
     }
