@@ -97,6 +97,9 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   mimo_v2: "qwen3",
   mistral_small: "llama3",
   moonlight: "qwen3",
+  seed_coder: "llama3",
+  telechat2: "qwen3",
+  xuanyuan: "llama3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

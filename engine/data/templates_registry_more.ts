@@ -1,7 +1,8 @@
 /**
  * More of LLaMA-Factory's text templates (`data/template.py`, registered as {@link registerTemplate} does; issue 16):
- * dbrx, ernie, ernie_nothink, gpt_oss, glmz1, granite4, hunyuan, intern2, mimo_v2, mistral_small, moonlight. Their
- * encodings are checked against fixtures/data_goldens (make_goldens.py registers the same slots in Python).
+ * dbrx, ernie, ernie_nothink, gpt_oss, glmz1, granite4, hunyuan, intern2, mimo_v2, mistral_small, moonlight,
+ * seed_coder, telechat2, xuanyuan. Their encodings are checked against fixtures/data_goldens (make_goldens.py
+ * registers the same slots in Python).
  * Importing this module registers them; template.ts imports it.
  * @module
  */
@@ -128,4 +129,24 @@ registerTemplate("moonlight", {
   defaultSystem: "You are a helpful assistant provided by Moonshot-AI.",
   stopWords: ["<|im_end|>"],
   replaceEos: true,
+});
+registerTemplate("seed_coder", {
+  user: [BOS, "user\n{{content}}", EOS, BOS, "assistant\n"],
+  system: [BOS, "system\n{{content}}", EOS],
+  defaultSystem: "You are an AI programming assistant, utilizing the Seed-Coder model, developed by ByteDance Seed, " +
+    "and you only answer questions related to computer science. For politically sensitive questions, " +
+    "security and privacy issues, and other non-computer science questions, you will refuse to answer.\n\n",
+});
+registerTemplate("telechat2", {
+  user: ["<_user>{{content}}<_bot>"],
+  system: ["<_system>{{content}}"],
+  defaultSystem:
+    "你是中国电信星辰语义大模型，英文名是TeleChat，你是由中电信人工智能科技有限公司和中国电信人工智能研究院" +
+    "（TeleAI）研发的人工智能助手。",
+});
+registerTemplate("xuanyuan", {
+  user: ["Human: {{content}} Assistant:"],
+  defaultSystem: "以下是用户和人工智能助手之间的对话。用户以Human开头，人工智能助手以Assistant开头，" +
+    "会对人类提出的问题给出有帮助、高质量、详细和礼貌的回答，并且总是拒绝参与与不道德、" +
+    "不安全、有争议、政治敏感等相关的话题、问题和指示。\n",
 });
