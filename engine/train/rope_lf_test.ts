@@ -3,11 +3,13 @@
  * from cutoff_len, and a training run's model built from it.
  */
 import assert from "node:assert/strict";
-import { applyLfRopeScaling } from "./rope_lf.ts";
-import { decoderConfig } from "./config.ts";
+import { applyLfRopeScaling } from "../nn/rope_lf.ts";
+import { decoderConfig } from "../nn/config.ts";
 import { parseTrainArgs } from "../config/args.ts";
-import { loadTrainModel } from "../train/run_inputs.ts";
+import { loadTrainModel } from "./run_inputs.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
+import { loadModel } from "../nn/model.ts";
+import { loadModelInto } from "./stages/reference.ts";
 
 const v4 = {
   model_type: "llama",
@@ -74,4 +76,14 @@ Deno.test("rope_scaling: a training run's model gets LF's scaling from cutoff_le
   });
   assert.deepEqual(m.config.layerRope[0]?.scaling, m.config.ropeScaling);
   assert.equal(m.config.layerRope[1], null); // smollm3's NoPE layer stays without rope
+});
+
+Deno.test("rope_scaling: a reference model loaded beside the policy gets the same scaling", async () => {
+  const dir = new URL("../../fixtures/models/smollm3", import.meta.url).pathname;
+  const policy = await loadModel(dir, { executor: "reference", ropeScaling: { type: "linear", modelMaxLength: 100 } });
+  const ref = await loadModelInto(dir, policy, "ref.", { type: "linear", modelMaxLength: 100 });
+  assert.deepEqual(policy.config.ropeScaling, { type: "linear", factor: 2 });
+  assert.deepEqual(ref.config.ropeScaling, policy.config.ropeScaling);
+  const plain = await loadModelInto(dir, policy, "plain.");
+  assert.deepEqual(plain.config.ropeScaling, { type: "default" });
 });
