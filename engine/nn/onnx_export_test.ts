@@ -9,6 +9,7 @@ import { exportOnnx } from "./onnx_export.ts";
 import { OnnxDecoder } from "./onnx_decoder.ts";
 import { attachAdapter } from "./lora.ts";
 
+import { DENSE } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-onnx-export-" });
 // The temporary folder goes when the test module unloads.
@@ -26,7 +27,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return a.length === b.length ? worst : Infinity;
 }
 
-for (const family of ["llama", "gemma2", "phi3"]) {
+for (const family of ["llama", "gemma2", "phi3", ...DENSE]) {
   Deno.test(`onnx export ${family}: onnxruntime alone gives transformers' greedy tokens and the engine's logits`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
     const model = await loadModel(`${root}${family}`, { executor: "reference" });
