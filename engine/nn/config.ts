@@ -1,7 +1,7 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
- * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4 — chosen by
- * `model_type`.
+ * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2 —
+ * chosen by `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
@@ -21,6 +21,7 @@ export const FAMILIES = [
   "granite",
   "smollm3",
   "glm4",
+  "starcoder2",
 ] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
@@ -88,6 +89,10 @@ export interface DecoderConfig {
   fused: boolean;
   /** Fused gate_up_proj alone (GLM-4; Phi-3 through {@link fused}). */
   fusedGateUp: boolean;
+  /** LayerNorm with a bias instead of RMSNorm (StarCoder2). */
+  layerNorm: boolean;
+  /** Ungated MLP `c_proj(act(c_fc(x)))` instead of gate/up/down (StarCoder2). */
+  plainMlp: boolean;
   /** The raw config.json. */
   raw: Record<string, unknown>;
 }
@@ -160,7 +165,7 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const layerTypes = cfg.layer_types as string[] | undefined;
   if (Array.isArray(layerTypes)) {
     layerWindow = layerTypes.map((t) => (t === "sliding_attention" ? window : 0));
-  } else if (family === "mistral" || family === "phi3") {
+  } else if (family === "mistral" || family === "phi3" || family === "starcoder2") {
     layerWindow.fill(window);
   } else if (family === "qwen2" || family === "qwen3") {
     if (cfg.use_sliding_window) {
@@ -175,7 +180,9 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     layerWindow = layerWindow.map((_, i) => ((i + 1) % every ? window : 0));
   }
   if (family === "smollm3" && !cfg.use_sliding_window) layerWindow.fill(0);
-  const attnBias = cfg.attention_bias === true || (family === "glm4" && cfg.attention_bias !== false);
+  const starcoder = family === "starcoder2";
+  const attnBias = cfg.attention_bias === true || (family === "glm4" && cfg.attention_bias !== false) ||
+    (starcoder && cfg.use_bias !== false);
   const rotaryDim = Math.floor(headDim * partial);
   let layerRope: DecoderConfig["layerRope"] = new Array(layers).fill({ theta: ropeTheta, scaling: ropeScaling });
   if (family === "gemma3_text") {
@@ -201,17 +208,17 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     kvHeads: num(cfg, "num_key_value_heads", heads),
     headDim,
     intermediate: num(cfg, "intermediate_size"),
-    eps: num(cfg, "rms_norm_eps", 1e-6),
+    eps: starcoder ? num(cfg, "norm_epsilon", 1e-5) : num(cfg, "rms_norm_eps", 1e-6),
     ropeTheta,
     ropeScaling,
     rotaryDim,
     layerRope,
     ropeInterleaved: family === "glm4",
-    tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? gemma,
+    tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? (gemma || starcoder),
     qkvBias: family === "qwen2" || attnBias,
     oBias: attnBias && family !== "glm4",
-    mlpBias: cfg.mlp_bias === true,
-    act: act(cfg.hidden_activation ?? cfg.hidden_act ?? (gemma ? "gelu_pytorch_tanh" : "silu")),
+    mlpBias: cfg.mlp_bias === true || (starcoder && cfg.use_bias !== false),
+    act: act(cfg.hidden_activation ?? cfg.hidden_act ?? (gemma || starcoder ? "gelu_pytorch_tanh" : "silu")),
     normOffset: gemma ? 1 : 0,
     embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : granite ? num(cfg, "embedding_multiplier", 1) : 1,
     qkNorm: family === "qwen3" || family === "gemma3_text",
@@ -231,6 +238,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       : headDim ** -0.5,
     fused: family === "phi3",
     fusedGateUp: family === "phi3" || family === "glm4",
+    layerNorm: starcoder,
+    plainMlp: starcoder,
     raw: cfg,
   };
 }

@@ -71,3 +71,18 @@ Deno.test("an unknown model_type names every supported family", () => {
       FAMILIES.every((f) => e.message.includes(f)) && /model_type "falcon_h1" is not supported/.test(e.message),
   );
 });
+
+Deno.test("starcoder2: norm_epsilon, LayerNorm, ungated MLP, use_bias on every linear (or none)", () => {
+  const c = decoderConfig({ ...dims, model_type: "starcoder2", norm_epsilon: 1e-5, sliding_window: 4096 });
+  assert.deepEqual([c.eps, c.layerNorm, c.plainMlp, c.qkvBias, c.oBias, c.mlpBias], [
+    1e-5,
+    true,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  assert.ok(c.layerWindow.every((w) => w === 4096) && c.tieEmbeddings && c.act === "gelu_tanh");
+  const n = decoderConfig({ ...dims, model_type: "starcoder2", use_bias: false });
+  assert.deepEqual([n.qkvBias, n.oBias, n.mlpBias], [false, false, false]);
+});

@@ -13,12 +13,15 @@ import {
   concat,
   embedding,
   geglu,
+  gelu,
+  layerNorm,
   matmul,
   mul,
   permute,
   reshape,
   rmsNorm,
   rope,
+  silu,
   slice,
   swiglu,
   tanh,
@@ -34,6 +37,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
   for (let i = 0; i < c.layers; i++) {
     const l = `model.layers.${i}`;
     if (!c.postNorm) p.set(`${l}.input_layernorm.weight`, [c.hidden]);
+    if (c.layerNorm) p.set(`${l}.input_layernorm.bias`, [c.hidden]);
     if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
     else {
       p.set(`${l}.self_attn.q_proj.weight`, [q, c.hidden]);
@@ -52,11 +56,21 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
       p.set(`${l}.self_attn.k_norm.weight`, [c.qkNormAll ? kv : c.headDim]);
     }
     p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
+    if (c.layerNorm) p.set(`${l}.post_attention_layernorm.bias`, [c.hidden]);
     if (c.sandwichNorm) p.set(`${l}.pre_feedforward_layernorm.weight`, [c.hidden]);
     if (c.sandwichNorm || c.postNorm) p.set(`${l}.post_feedforward_layernorm.weight`, [c.hidden]);
     if (c.glmNorms) {
       p.set(`${l}.post_self_attn_layernorm.weight`, [c.hidden]);
       p.set(`${l}.post_mlp_layernorm.weight`, [c.hidden]);
+    }
+    if (c.plainMlp) {
+      p.set(`${l}.mlp.c_fc.weight`, [c.intermediate, c.hidden]);
+      p.set(`${l}.mlp.c_proj.weight`, [c.hidden, c.intermediate]);
+      if (c.mlpBias) {
+        p.set(`${l}.mlp.c_fc.bias`, [c.intermediate]);
+        p.set(`${l}.mlp.c_proj.bias`, [c.hidden]);
+      }
+      continue;
     }
     if (c.fusedGateUp) p.set(`${l}.mlp.gate_up_proj.weight`, [2 * c.intermediate, c.hidden]);
     else {
@@ -71,6 +85,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     if (c.mlpBias) p.set(`${l}.mlp.down_proj.bias`, [c.hidden]);
   }
   p.set("model.norm.weight", [c.hidden]);
+  if (c.layerNorm) p.set("model.norm.bias", [c.hidden]);
   if (!c.tieEmbeddings) p.set("lm_head.weight", [c.vocab, c.hidden]);
   return p;
 }
@@ -145,7 +160,10 @@ export function traceDecoder(
     if (!xh) halves.set(x, xh = cast(x, "f16"));
     return f32(w.linear ? w.linear(xh, name, base) : base(xh));
   };
-  const norm = (x: Tensor, name: string) => rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
+  const norm = (x: Tensor, name: string) =>
+    c.layerNorm
+      ? layerNorm(x, W(name), W(name.replace(/weight$/, "bias")), { eps: c.eps })
+      : rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
   // seqLen: "dynamic" and "longrope" scaling pick their frequencies by the traced length, as transformers does by
   // max(position_ids) + 1 on a right-padded batch. A KV-cached decode step (L = 1) keeps the short/unscaled ones,
   // so generation past max_position_embeddings (dynamic) or original_max_position_embeddings (longrope) differs from
@@ -217,6 +235,11 @@ export function traceDecoder(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
     );
+    if (c.plainMlp) {
+      const fc = linear(m, `${l}.mlp.c_fc`);
+      const a = c.act === "silu" ? silu(fc) : gelu(fc, { approximate: c.act === "gelu_tanh" ? "tanh" : "none" });
+      return add(h, scaled(linear(a, `${l}.mlp.c_proj`)));
+    }
     let gate: Tensor, up: Tensor;
     if (c.fusedGateUp) {
       const gu = linear(m, `${l}.mlp.gate_up_proj`);

@@ -5,7 +5,16 @@
  */
 
 /** Families with transformers goldens for logits, loss, gradients and greedy generation. */
-export const DENSE = ["llama_yarn", "phi3_longrope", "gemma3_text", "olmo2", "granite", "smollm3", "glm4"];
+export const DENSE = [
+  "llama_yarn",
+  "phi3_longrope",
+  "gemma3_text",
+  "olmo2",
+  "granite",
+  "smollm3",
+  "glm4",
+  "starcoder2",
+];
 
 /**
  * Fixtures with logits, loss and gradient goldens only: `phi3_longrope_long` (original_max_position_embeddings 8, so
@@ -15,4 +24,4 @@ export const DENSE = ["llama_yarn", "phi3_longrope", "gemma3_text", "olmo2", "gr
 export const FORWARD_ONLY = ["phi3_longrope_long"];
 
 /** Families with a PEFT LoRA adapter golden (`<name>/lora/`). */
-export const DENSE_LORA = ["gemma3_text", "olmo2", "granite", "smollm3", "glm4"];
+export const DENSE_LORA = ["gemma3_text", "olmo2", "granite", "smollm3", "glm4", "starcoder2"];
