@@ -1,7 +1,7 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
- * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2 —
- * chosen by `model_type`.
+ * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2,
+ * cohere2 — chosen by `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
@@ -22,6 +22,7 @@ export const FAMILIES = [
   "smollm3",
   "glm4",
   "starcoder2",
+  "cohere2",
 ] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
@@ -89,8 +90,12 @@ export interface DecoderConfig {
   fused: boolean;
   /** Fused gate_up_proj alone (GLM-4; Phi-3 through {@link fused}). */
   fusedGateUp: boolean;
-  /** LayerNorm with a bias instead of RMSNorm (StarCoder2). */
+  /** LayerNorm instead of RMSNorm (StarCoder2 with biases, Cohere 2 without). */
   layerNorm: boolean;
+  /** The LayerNorms carry a bias (StarCoder2). */
+  normBias: boolean;
+  /** Attention and MLP both read the input norm's output and add to the residual together (Cohere 2). */
+  parallelBlock: boolean;
   /** Ungated MLP `c_proj(act(c_fc(x)))` instead of gate/up/down (StarCoder2). */
   plainMlp: boolean;
   /** The raw config.json. */
@@ -167,6 +172,10 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     layerWindow = layerTypes.map((t) => (t === "sliding_attention" ? window : 0));
   } else if (family === "mistral" || family === "phi3" || family === "starcoder2") {
     layerWindow.fill(window);
+  } else if (family === "cohere2") {
+    // transformers 4 configs: every sliding_window_pattern-th layer is global (Cohere2Config.__post_init__).
+    const every = num(cfg, "sliding_window_pattern", 4);
+    layerWindow = layerWindow.map((_, i) => ((i + 1) % every ? window : 0));
   } else if (family === "qwen2" || family === "qwen3") {
     if (cfg.use_sliding_window) {
       const maxWin = num(cfg, "max_window_layers", layers);
@@ -198,6 +207,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     const every = num(cfg, "no_rope_layer_interval", 4);
     layerRope = layerRope.map((r, i) => ((use ? use[i] : (i + 1) % every !== 0) ? r : null));
   }
+  // Cohere 2: RoPE on the sliding layers only, the global ones have no position embedding.
+  if (family === "cohere2") layerRope = layerRope.map((r, i) => (layerWindow[i] ? r : null));
   const granite = family === "granite";
   return {
     family,
@@ -208,13 +219,17 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     kvHeads: num(cfg, "num_key_value_heads", heads),
     headDim,
     intermediate: num(cfg, "intermediate_size"),
-    eps: starcoder ? num(cfg, "norm_epsilon", 1e-5) : num(cfg, "rms_norm_eps", 1e-6),
+    eps: starcoder
+      ? num(cfg, "norm_epsilon", 1e-5)
+      : family === "cohere2"
+      ? num(cfg, "layer_norm_eps", 1e-5)
+      : num(cfg, "rms_norm_eps", 1e-6),
     ropeTheta,
     ropeScaling,
     rotaryDim,
     layerRope,
-    ropeInterleaved: family === "glm4",
-    tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? (gemma || starcoder),
+    ropeInterleaved: family === "glm4" || family === "cohere2",
+    tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? (gemma || starcoder || family === "cohere2"),
     qkvBias: family === "qwen2" || attnBias,
     oBias: attnBias && family !== "glm4",
     mlpBias: cfg.mlp_bias === true || (starcoder && cfg.use_bias !== false),
@@ -227,7 +242,11 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     postNorm: family === "olmo2",
     glmNorms: family === "glm4",
     residualScale: granite ? num(cfg, "residual_multiplier", 1) : 1,
-    logitScale: granite ? num(cfg, "logits_scaling", 1) : 1,
+    logitScale: granite
+      ? num(cfg, "logits_scaling", 1)
+      : family === "cohere2"
+      ? 1 / num(cfg, "logit_scale", 0.0625)
+      : 1,
     layerWindow,
     attnSoftcap: num(cfg, "attn_logit_softcapping", 0),
     finalSoftcap: num(cfg, "final_logit_softcapping", 0),
@@ -238,7 +257,9 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       : headDim ** -0.5,
     fused: family === "phi3",
     fusedGateUp: family === "phi3" || family === "glm4",
-    layerNorm: starcoder,
+    layerNorm: starcoder || family === "cohere2",
+    normBias: starcoder,
+    parallelBlock: family === "cohere2",
     plainMlp: starcoder,
     raw: cfg,
   };

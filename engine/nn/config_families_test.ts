@@ -86,3 +86,16 @@ Deno.test("starcoder2: norm_epsilon, LayerNorm, ungated MLP, use_bias on every l
   const n = decoderConfig({ ...dims, model_type: "starcoder2", use_bias: false });
   assert.deepEqual([n.qkvBias, n.oBias, n.mlpBias], [false, false, false]);
 });
+
+Deno.test("cohere2 v4: sliding_window_pattern, RoPE on the sliding layers only, logit_scale, parallel block", () => {
+  const c = decoderConfig({ ...dims, model_type: "cohere2", sliding_window: 4096, logit_scale: 0.125 });
+  assert.deepEqual(c.layerWindow, [4096, 4096, 4096, 0, 4096, 4096, 4096]);
+  assert.deepEqual(c.layerRope.map((r) => r !== null), [true, true, true, false, true, true, true]);
+  assert.deepEqual([c.logitScale, c.parallelBlock, c.layerNorm, c.normBias, c.ropeInterleaved], [
+    8,
+    true,
+    true,
+    false,
+    true,
+  ]);
+});

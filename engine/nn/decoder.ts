@@ -37,7 +37,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
   for (let i = 0; i < c.layers; i++) {
     const l = `model.layers.${i}`;
     if (!c.postNorm) p.set(`${l}.input_layernorm.weight`, [c.hidden]);
-    if (c.layerNorm) p.set(`${l}.input_layernorm.bias`, [c.hidden]);
+    if (c.normBias) p.set(`${l}.input_layernorm.bias`, [c.hidden]);
     if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
     else {
       p.set(`${l}.self_attn.q_proj.weight`, [q, c.hidden]);
@@ -55,8 +55,8 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
       p.set(`${l}.self_attn.q_norm.weight`, [c.qkNormAll ? q : c.headDim]);
       p.set(`${l}.self_attn.k_norm.weight`, [c.qkNormAll ? kv : c.headDim]);
     }
-    p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
-    if (c.layerNorm) p.set(`${l}.post_attention_layernorm.bias`, [c.hidden]);
+    if (!c.parallelBlock) p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
+    if (c.normBias) p.set(`${l}.post_attention_layernorm.bias`, [c.hidden]);
     if (c.sandwichNorm) p.set(`${l}.pre_feedforward_layernorm.weight`, [c.hidden]);
     if (c.sandwichNorm || c.postNorm) p.set(`${l}.post_feedforward_layernorm.weight`, [c.hidden]);
     if (c.glmNorms) {
@@ -85,7 +85,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     if (c.mlpBias) p.set(`${l}.mlp.down_proj.bias`, [c.hidden]);
   }
   p.set("model.norm.weight", [c.hidden]);
-  if (c.layerNorm) p.set("model.norm.bias", [c.hidden]);
+  if (c.normBias) p.set("model.norm.bias", [c.hidden]);
   if (!c.tieEmbeddings) p.set("lm_head.weight", [c.vocab, c.hidden]);
   return p;
 }
@@ -162,7 +162,7 @@ export function traceDecoder(
   };
   const norm = (x: Tensor, name: string) =>
     c.layerNorm
-      ? layerNorm(x, W(name), W(name.replace(/weight$/, "bias")), { eps: c.eps })
+      ? layerNorm(x, W(name), c.normBias ? W(name.replace(/weight$/, "bias")) : undefined, { eps: c.eps })
       : rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
   // seqLen: "dynamic" and "longrope" scaling pick their frequencies by the traced length, as transformers does by
   // max(position_ids) + 1 on a right-padded batch. A KV-cached decode step (L = 1) keeps the short/unscaled ones,
@@ -229,9 +229,11 @@ export function traceDecoder(
     let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
     if (c.sandwichNorm || c.postNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
-    h = add(h, scaled(att));
+    // Cohere 2: the MLP reads the same normed input, both outputs join the residual at once (below).
+    const residual = h;
+    if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
-    const m = c.postNorm ? h : norm(
+    const m = c.parallelBlock ? a : c.postNorm ? h : norm(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
     );
@@ -255,6 +257,7 @@ export function traceDecoder(
     let mlp = linear(act, `${l}.mlp.down_proj`);
     if (c.sandwichNorm || c.postNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
     if (c.glmNorms) mlp = norm(mlp, `${l}.post_mlp_layernorm.weight`);
+    if (c.parallelBlock) return add(add(residual, att), mlp);
     return add(h, scaled(mlp));
   };
   const g = inp.ids.graph;

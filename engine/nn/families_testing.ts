@@ -14,6 +14,7 @@ export const DENSE = [
   "smollm3",
   "glm4",
   "starcoder2",
+  "cohere2",
 ];
 
 /**
@@ -24,4 +25,4 @@ export const DENSE = [
 export const FORWARD_ONLY = ["phi3_longrope_long"];
 
 /** Families with a PEFT LoRA adapter golden (`<name>/lora/`). */
-export const DENSE_LORA = ["gemma3_text", "olmo2", "granite", "smollm3", "glm4", "starcoder2"];
+export const DENSE_LORA = ["gemma3_text", "olmo2", "granite", "smollm3", "glm4", "starcoder2", "cohere2"];
