@@ -265,7 +265,9 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     fails(`${M}finetuning_type: full\nuse_apollo: true\noptim: sgd\n`),
     /optim: APOLLO runs with optim adamw_torch/,
   );
-  assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
+  assert.match(fails(`${M}mixture_of_depths: convert\n`), /mixture_of_depths is not supported by Whetstone yet/);
+  assert.equal(parseTrainArgs(`${M}rope_scaling: yarn\n`).rope_scaling, "yarn"); // LF's key, applied at load
+  assert.match(fails(`${M}rope_scaling: ntk\n`), /rope_scaling/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);
   assert.match(

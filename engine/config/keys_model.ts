@@ -44,7 +44,8 @@ export const MODEL_KEYS = {
   split_special_tokens: U(false, "slow tokenizers"),
   ...lack("adding tokens", { add_tokens: null, add_special_tokens: null, new_special_tokens_config: null }),
   init_special_tokens: U("noise_init", "adding tokens"),
-  rope_scaling: U(null, "RoPE scaling"),
+  /** RoPE scaling applied to config.json as LLaMA-Factory's configure_rope does (engine/nn/rope_lf.ts). */
+  rope_scaling: T(["linear", "dynamic", "yarn", "llama3"], null),
   shift_attn: U(false, "LongLoRA S²-Attn"),
   mixture_of_depths: U(null, "mixture-of-depths"),
   ...lack("third-party kernels", { use_unsloth: false, use_unsloth_gc: false, enable_liger_kernel: false }),

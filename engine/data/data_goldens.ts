@@ -85,6 +85,21 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   llama2: "llama3",
   mistral: "llama3",
   breeze: "llama3",
+  // issue 16 (templates_registry_more.ts)
+  dbrx: "qwen3",
+  ernie: "qwen3",
+  ernie_nothink: "llama3",
+  gpt_oss: "qwen3",
+  glmz1: "qwen3",
+  granite4: "llama3",
+  hunyuan: "qwen3",
+  intern2: "llama3",
+  mimo_v2: "qwen3",
+  mistral_small: "llama3",
+  moonlight: "qwen3",
+  seed_coder: "llama3",
+  telechat2: "qwen3",
+  xuanyuan: "llama3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

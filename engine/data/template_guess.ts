@@ -6,6 +6,7 @@
  * @module
  */
 import { TEMPLATES } from "./templates_registry.ts";
+import "./templates_registry_more.ts";
 
 /** What a model folder tells about its template. */
 export interface TemplateClues {

@@ -21,6 +21,7 @@
  * ```
  * @module
  */
+import type { LfRopeScaling } from "../nn/rope_lf.ts";
 import { GENERATING_DEFAULTS } from "../config/views.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { type ChatTemplate, getTemplate, type TemplateMessage } from "../data/template.ts";
@@ -137,17 +138,30 @@ export class ChatEngine {
     return { ...this.#batcher.stats, ...this.#batcher.limits };
   }
 
-  /** Loads a model folder (or hub id) with an optional adapter and its template. */
+  /**
+   * Loads a model folder (or hub id) with an optional adapter and its template; `ropeScaling` is LLaMA-Factory's
+   * `rope_scaling` as it applies it for inference (no model_max_length: factor 2).
+   */
   static async load(
     pathOrId: string,
-    opts: { adapter?: string; template?: string | null; defaultSystem?: string | null; executor?: ExecutorKind } = {},
+    opts: {
+      adapter?: string;
+      template?: string | null;
+      defaultSystem?: string | null;
+      executor?: ExecutorKind;
+      ropeScaling?: LfRopeScaling | null;
+    } = {},
   ): Promise<ChatEngine> {
     const dir = await resolveModel(pathOrId);
     const template = getTemplate(await loadTokenizer(dir), {
       template: opts.template ?? null,
       defaultSystem: opts.defaultSystem ?? null,
     });
-    const model = await loadModel(dir, { adapter: opts.adapter, executor: opts.executor });
+    const model = await loadModel(dir, {
+      adapter: opts.adapter,
+      executor: opts.executor,
+      ropeScaling: opts.ropeScaling ? { type: opts.ropeScaling } : undefined,
+    });
     return new ChatEngine(model, template);
   }
 

@@ -10,13 +10,18 @@ import {
   add,
   attention,
   cast,
+  concat,
   embedding,
   geglu,
+  gelu,
+  layerNorm,
   matmul,
   mul,
+  permute,
   reshape,
   rmsNorm,
   rope,
+  silu,
   slice,
   swiglu,
   tanh,
@@ -31,7 +36,8 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
   p.set("model.embed_tokens.weight", [c.vocab, c.hidden]);
   for (let i = 0; i < c.layers; i++) {
     const l = `model.layers.${i}`;
-    p.set(`${l}.input_layernorm.weight`, [c.hidden]);
+    if (!c.postNorm) p.set(`${l}.input_layernorm.weight`, [c.hidden]);
+    if (c.normBias) p.set(`${l}.input_layernorm.bias`, [c.hidden]);
     if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
     else {
       p.set(`${l}.self_attn.q_proj.weight`, [q, c.hidden]);
@@ -45,16 +51,28 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     }
     p.set(`${l}.self_attn.o_proj.weight`, [c.hidden, q]);
     if (c.oBias) p.set(`${l}.self_attn.o_proj.bias`, [c.hidden]);
-    if (c.qkNorm) {
-      p.set(`${l}.self_attn.q_norm.weight`, [c.headDim]);
-      p.set(`${l}.self_attn.k_norm.weight`, [c.headDim]);
+    if (c.qkNorm || c.qkNormAll) {
+      p.set(`${l}.self_attn.q_norm.weight`, [c.qkNormAll ? q : c.headDim]);
+      p.set(`${l}.self_attn.k_norm.weight`, [c.qkNormAll ? kv : c.headDim]);
     }
-    p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
-    if (c.sandwichNorm) {
-      p.set(`${l}.pre_feedforward_layernorm.weight`, [c.hidden]);
-      p.set(`${l}.post_feedforward_layernorm.weight`, [c.hidden]);
+    if (!c.parallelBlock) p.set(`${l}.post_attention_layernorm.weight`, [c.hidden]);
+    if (c.normBias) p.set(`${l}.post_attention_layernorm.bias`, [c.hidden]);
+    if (c.sandwichNorm) p.set(`${l}.pre_feedforward_layernorm.weight`, [c.hidden]);
+    if (c.sandwichNorm || c.postNorm) p.set(`${l}.post_feedforward_layernorm.weight`, [c.hidden]);
+    if (c.glmNorms) {
+      p.set(`${l}.post_self_attn_layernorm.weight`, [c.hidden]);
+      p.set(`${l}.post_mlp_layernorm.weight`, [c.hidden]);
     }
-    if (c.fused) p.set(`${l}.mlp.gate_up_proj.weight`, [2 * c.intermediate, c.hidden]);
+    if (c.plainMlp) {
+      p.set(`${l}.mlp.c_fc.weight`, [c.intermediate, c.hidden]);
+      p.set(`${l}.mlp.c_proj.weight`, [c.hidden, c.intermediate]);
+      if (c.mlpBias) {
+        p.set(`${l}.mlp.c_fc.bias`, [c.intermediate]);
+        p.set(`${l}.mlp.c_proj.bias`, [c.hidden]);
+      }
+      continue;
+    }
+    if (c.fusedGateUp) p.set(`${l}.mlp.gate_up_proj.weight`, [2 * c.intermediate, c.hidden]);
     else {
       p.set(`${l}.mlp.gate_proj.weight`, [c.intermediate, c.hidden]);
       p.set(`${l}.mlp.up_proj.weight`, [c.intermediate, c.hidden]);
@@ -67,6 +85,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     if (c.mlpBias) p.set(`${l}.mlp.down_proj.bias`, [c.hidden]);
   }
   p.set("model.norm.weight", [c.hidden]);
+  if (c.normBias) p.set("model.norm.bias", [c.hidden]);
   if (!c.tieEmbeddings) p.set("lm_head.weight", [c.vocab, c.hidden]);
   return p;
 }
@@ -141,16 +160,40 @@ export function traceDecoder(
     if (!xh) halves.set(x, xh = cast(x, "f16"));
     return f32(w.linear ? w.linear(xh, name, base) : base(xh));
   };
-  const norm = (x: Tensor, name: string) => rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
-  const ropeOpts = { theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling };
+  const norm = (x: Tensor, name: string) =>
+    c.layerNorm
+      ? layerNorm(x, W(name), c.normBias ? W(name.replace(/weight$/, "bias")) : undefined, { eps: c.eps })
+      : rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
+  // seqLen: "dynamic" and "longrope" scaling pick their frequencies by the traced length, as transformers does by
+  // max(position_ids) + 1 on a right-padded batch. A KV-cached decode step (L = 1) keeps the short/unscaled ones,
+  // so generation past max_position_embeddings (dynamic) or original_max_position_embeddings (longrope) differs from
+  // transformers, which switches the frequencies of each new token there.
+  const positional = (x: Tensor, i: number): Tensor => {
+    const r = c.layerRope[i];
+    if (!r) return x; // a layer without position embedding (SmolLM3's NoPE layers)
+    const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, seqLen: L };
+    if (!c.ropeInterleaved) return rope(x, inp.positions, opts);
+    // GLM-4 pairs (2j, 2j + 1): gather the even then the odd rotary dims, rotate as (j, j + r/2), scatter back.
+    const [b, l, h, d] = x.shape, r2 = c.rotaryDim / 2;
+    const rot = slice(x, -1, 0, c.rotaryDim);
+    const split = reshape(permute(reshape(rot, [b, l, h, r2, 2]), [0, 1, 2, 4, 3]), [b, l, h, c.rotaryDim]);
+    const back = reshape(permute(reshape(rope(split, inp.positions, opts), [b, l, h, 2, r2]), [0, 1, 2, 4, 3]), [
+      b,
+      l,
+      h,
+      c.rotaryDim,
+    ]);
+    return c.rotaryDim === d ? back : concat([back, slice(x, -1, c.rotaryDim, d)], -1);
+  };
   const q = c.heads * c.headDim, kv = c.kvHeads * c.headDim;
 
+  const scaled = (x: Tensor) => (c.residualScale === 1 ? x : mul(x, c.residualScale)); // Granite's residual_multiplier
   let h = embedding(W("model.embed_tokens.weight"), inp.ids); // [B, L, H]
   if (c.embedScale !== 1) h = mul(h, c.embedScale);
   const layer = (i: number, h: Tensor): Tensor => {
     const l = `model.layers.${i}`;
     // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]
-    const a = norm(h, `${l}.input_layernorm.weight`);
+    const a = c.postNorm ? h : norm(h, `${l}.input_layernorm.weight`);
     let qs: Tensor, ks: Tensor, vs: Tensor;
     if (c.fused) {
       const qkv = linear(a, `${l}.self_attn.qkv_proj`);
@@ -162,15 +205,19 @@ export function traceDecoder(
       ks = linear(a, `${l}.self_attn.k_proj`);
       vs = linear(a, `${l}.self_attn.v_proj`);
     }
+    if (c.qkNormAll) {
+      qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps });
+      ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps });
+    }
     qs = reshape(qs, [B, L, c.heads, c.headDim]);
     ks = reshape(ks, [B, L, c.kvHeads, c.headDim]);
     vs = reshape(vs, [B, L, c.kvHeads, c.headDim]);
     if (c.qkNorm) {
-      qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps });
-      ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps });
+      qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps, offset: c.normOffset });
+      ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps, offset: c.normOffset });
     }
-    qs = rope(qs, inp.positions, ropeOpts);
-    ks = rope(ks, inp.positions, ropeOpts);
+    qs = positional(qs, i);
+    ks = positional(ks, i);
     const window = c.layerWindow[i] || 0;
     const o = w.attend ? w.attend(i, qs, ks, vs, window) : attention(qs, ks, vs, {
       scale: c.attnScale,
@@ -180,15 +227,23 @@ export function traceDecoder(
       segments: inp.segments,
     }).o;
     let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
-    if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
-    h = add(h, att);
+    if (c.sandwichNorm || c.postNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
+    if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
+    // Cohere 2: the MLP reads the same normed input, both outputs join the residual at once (below).
+    const residual = h;
+    if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
-    const m = norm(
+    const m = c.parallelBlock ? a : c.postNorm ? h : norm(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
     );
+    if (c.plainMlp) {
+      const fc = linear(m, `${l}.mlp.c_fc`);
+      const a = c.act === "silu" ? silu(fc) : gelu(fc, { approximate: c.act === "gelu_tanh" ? "tanh" : "none" });
+      return add(h, scaled(linear(a, `${l}.mlp.c_proj`)));
+    }
     let gate: Tensor, up: Tensor;
-    if (c.fused) {
+    if (c.fusedGateUp) {
       const gu = linear(m, `${l}.mlp.gate_up_proj`);
       gate = slice(gu, -1, 0, c.intermediate);
       up = slice(gu, -1, c.intermediate, 2 * c.intermediate);
@@ -200,8 +255,10 @@ export function traceDecoder(
       ? swiglu(gate, up)
       : geglu(gate, up, { approximate: c.act === "gelu_tanh" ? "tanh" : "none" });
     let mlp = linear(act, `${l}.mlp.down_proj`);
-    if (c.sandwichNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
-    return add(h, mlp);
+    if (c.sandwichNorm || c.postNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
+    if (c.glmNorms) mlp = norm(mlp, `${l}.post_mlp_layernorm.weight`);
+    if (c.parallelBlock) return add(add(residual, att), mlp);
+    return add(h, scaled(mlp));
   };
   const g = inp.ids.graph;
   for (let i = 0; i < c.layers; i++) {
@@ -209,6 +266,9 @@ export function traceDecoder(
     h = w.checkpoint ? g.checkpoint(() => layer(i, x)) : layer(i, x);
   }
   h = norm(h, "model.norm.weight");
+  // Granite divides the logits by logits_scaling; dividing the final hidden state instead keeps every consumer of
+  // (hidden, head) (the fused linear cross-entropy, the KV-cached decoder) exact.
+  if (c.logitScale !== 1) h = mul(h, 1 / c.logitScale);
   const head = W(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   let logits = matmul(h, head, { transB: true });
   if (c.finalSoftcap) logits = mul(tanh(mul(logits, 1 / c.finalSoftcap)), c.finalSoftcap);

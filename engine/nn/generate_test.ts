@@ -15,8 +15,9 @@ import type { Executor } from "../exec/executor.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { writePaddedVocabModel } from "./vocab_testing.ts";
 
+import { DENSE } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"];
+const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE];
 const gpu = await hasGpu();
 
 function executors(): [string, () => Promise<Executor>][] {

@@ -27,9 +27,16 @@ import {
 } from "./lora.ts";
 import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 
+import { DENSE_LORA } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const gpu = await hasGpu();
-const CASES: [string, string][] = [["llama", "lora"], ["qwen2", "lora"], ["llama", "dora"], ["llama", "rslora"]];
+const CASES: [string, string][] = [
+  ["llama", "lora"],
+  ["qwen2", "lora"],
+  ["llama", "dora"],
+  ["llama", "rslora"],
+  ...DENSE_LORA.map((f): [string, string] => [f, "lora"]),
+];
 
 function executors(): [string, () => Promise<Executor>][] {
   const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];

@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import { applyLfRopeScaling, type LfRopeScaling } from "./rope_lf.ts";
 import { backward, crossEntropy, type DType, Graph, linearCrossEntropy, reshape, type Tensor } from "../graph/mod.ts";
 import type { CompiledGraph, Executor, HostArray } from "../exec/executor.ts";
 import { createExecutor, type ExecutorKind } from "../exec/pick.ts";
@@ -41,6 +42,8 @@ export interface LoadModelOptions {
   adapter?: string;
   /** Quantize the base linears as they load (QLoRA; see quantize.ts): their f32 weights never reach the executor. */
   quantization?: QuantizeOptions;
+  /** LLaMA-Factory's `rope_scaling` argument, applied to config.json as LF applies it (see rope_lf.ts). */
+  ropeScaling?: { type: LfRopeScaling; modelMaxLength?: number; log?: (line: string) => void };
 }
 
 /** What {@link Model.forward} takes besides the ids. */
@@ -296,7 +299,13 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
   const dir = await resolveModel(pathOrId, { ...opts.hub, revision: opts.revision ?? opts.hub?.revision });
   const folder = await openModelFolder(dir);
   try {
-    const config = decoderConfig(folder.config);
+    let raw = folder.config;
+    if (opts.ropeScaling) {
+      const r = applyLfRopeScaling(raw, opts.ropeScaling.type, opts.ropeScaling.modelMaxLength);
+      opts.ropeScaling.log?.(r.message);
+      raw = r.config;
+    }
+    const config = decoderConfig(raw);
     const executor = typeof opts.executor === "object" ? opts.executor : await createExecutor(opts.executor ?? "auto");
     const params = new Map<string, { shape: number[]; dtype: DType }>();
     const quant = opts.quantization &&

@@ -12,8 +12,20 @@ import { ReferenceExecutor } from "../exec/reference.ts";
 import type { Executor } from "../exec/executor.ts";
 import { OnnxExecutor } from "../exec/onnx/executor.ts";
 
+import { DENSE, FORWARD_ONLY } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"];
+const FAMILIES = [
+  "llama",
+  "llama_bf16",
+  "mistral",
+  "qwen2",
+  "qwen3",
+  "gemma",
+  "gemma2",
+  "phi3",
+  ...DENSE,
+  ...FORWARD_ONLY,
+];
 const gpu = await hasGpu();
 
 async function golden(family: string) {

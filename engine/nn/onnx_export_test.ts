@@ -10,6 +10,7 @@ import { exportOnnxBeside } from "./onnx_export.ts";
 import { OnnxDecoder } from "./onnx_decoder.ts";
 import { attachAdapter } from "./lora.ts";
 
+import { DENSE } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-onnx-export-" });
 // The temporary folder goes when the test module unloads.
@@ -66,7 +67,7 @@ async function checkBatch(model: Model, family: string, dir: string, gold?: GenG
   }
 }
 
-for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"]) {
+for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE]) {
   Deno.test(`onnx export ${family}: a left-padded batch of two gives transformers' greedy tokens and the engine's logits`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
     const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });

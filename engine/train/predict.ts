@@ -124,7 +124,11 @@ async function openModel(a: PredictArgs, dir: string, log: (s: string) => void):
   if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
   // As the trainer: "webgpu" without any adapter falls back to the reference executor.
   const executor = a.executor === "webgpu" && !(await hasGpu()) ? "reference" : a.executor;
-  const model = await loadModel(dir, { executor, adapter: adapters[0] });
+  const model = await loadModel(dir, {
+    executor,
+    adapter: adapters[0],
+    ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len, log } : undefined,
+  });
   log(`model: ${model.config.family}${adapters.length ? ` + adapter ${adapters[0]}` : ""} on ${model.executor.name}`);
   return model;
 }

@@ -59,6 +59,8 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     dtype: lora ? "stored" : "f32",
     quantization,
     hub: hubOptionsOf(a),
+    // LF sets model_max_length to cutoff_len for training (hparams/parser.py).
+    ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined,
   });
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];

@@ -52,7 +52,7 @@ Deno.test("rope: inv_freq matches known values (default, linear, llama3 as Llama
   ];
   for (const [i, v] of known) near(l3[i], v, 1e-13, `llama3[${i}]`);
   assert.deepEqual(ropeScalingFromHf(null), { type: "default" });
-  assert.throws(() => ropeScalingFromHf({ type: "yarn", factor: 4 }), /not supported/);
+  assert.throws(() => ropeScalingFromHf({ type: "ntk-by-parts", factor: 4 }), /not supported/);
 });
 
 /** rotate_half RoPE in f64 straight from the HF formula. */

@@ -13,77 +13,9 @@
  */
 import { defineOp, registerOps } from "../op.ts";
 import { op1, type Tensor } from "../graph.ts";
+import { ropeAttentionScaling, ropeInvFreq, type RopeScaling } from "./rope_scaling.ts";
 
-/** Frequency scaling, as transformers' `rope_scaling` ("default", "linear", "llama3"). */
-export type RopeScaling =
-  | { type: "default" }
-  | { type: "linear"; factor: number }
-  | {
-    type: "llama3";
-    factor: number;
-    lowFreqFactor: number;
-    highFreqFactor: number;
-    originalMaxPositionEmbeddings: number;
-  };
-
-/**
- * Reads transformers' `rope_scaling` config dict (`rope_type` or `type`, snake_case keys) into a
- * {@link RopeScaling}; null/undefined means "default". Unsupported types throw.
- */
-export function ropeScalingFromHf(cfg: Record<string, unknown> | null | undefined): RopeScaling {
-  if (!cfg) return { type: "default" };
-  const type = (cfg.rope_type ?? cfg.type ?? "default") as string;
-  const num = (k: string) => {
-    const v = cfg[k];
-    if (typeof v !== "number") {
-      throw new Error(`rope_scaling "${type}" needs a number "${k}", got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-  switch (type) {
-    case "default":
-      return { type };
-    case "linear":
-      return { type, factor: num("factor") };
-    case "llama3":
-      return {
-        type,
-        factor: num("factor"),
-        lowFreqFactor: num("low_freq_factor"),
-        highFreqFactor: num("high_freq_factor"),
-        originalMaxPositionEmbeddings: num("original_max_position_embeddings"),
-      };
-    default:
-      throw new Error(`rope_scaling type "${type}" is not supported; expected default, linear or llama3`);
-  }
-}
-
-/**
- * inv_freq[i] = 1 / theta^(2i / dim) for i < dim/2, in f64, then scaled: "linear" divides by
- * `factor`; "llama3" follows transformers' `_compute_llama3_parameters` (low frequencies divided by
- * `factor`, high ones kept, a smooth blend between).
- */
-export function ropeInvFreq(dim: number, theta: number, scaling: RopeScaling = { type: "default" }): Float64Array {
-  if (!Number.isInteger(dim) || dim < 2 || dim % 2) {
-    throw new Error(`rope dim must be a positive even integer, got ${dim}`);
-  }
-  if (!(theta > 0)) throw new Error(`rope theta must be positive, got ${theta}`);
-  const inv = Float64Array.from({ length: dim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / dim));
-  if (scaling.type === "default") return inv;
-  if (!(scaling.factor > 0)) throw new Error(`rope scaling factor must be positive, got ${scaling.factor}`);
-  if (scaling.type === "linear") return inv.map((f) => f / scaling.factor);
-  if (scaling.type !== "llama3") throw new Error(`unknown rope scaling type "${(scaling as { type: string }).type}"`);
-  const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: old } = scaling;
-  if (!(hi > lo)) throw new Error(`llama3 rope scaling needs highFreqFactor > lowFreqFactor, got ${hi} and ${lo}`);
-  const lowFreqWavelen = old / lo, highFreqWavelen = old / hi;
-  return inv.map((f) => {
-    const wavelen = (2 * Math.PI) / f;
-    if (wavelen < highFreqWavelen) return f;
-    if (wavelen > lowFreqWavelen) return f / factor;
-    const smooth = (old / wavelen - lo) / (hi - lo);
-    return (1 - smooth) * (f / factor) + smooth * f;
-  });
-}
+export { ropeAttentionScaling, ropeInvFreq, type RopeScaling, ropeScalingFromHf } from "./rope_scaling.ts";
 
 /**
  * inv_freq as fixed-point turns per position: for each i, the fraction of inv_freq[i] / 2π as a
@@ -165,8 +97,10 @@ export interface RopeOptions {
   rotaryDim?: number;
   /** Frequency scaling (default "default"). */
   scaling?: RopeScaling;
-  /** Multiplier on cos and sin (transformers' attention_scaling; default 1). */
+  /** Multiplier on cos and sin (transformers' attention_scaling; default: the scaling's, see ropeAttentionScaling). */
   attentionScaling?: number;
+  /** Sequence length the frequencies are for ("dynamic" and "longrope" scaling; see ropeInvFreq). */
+  seqLen?: number;
   /** Rotate by −angle instead (the transpose; what the gradient uses). */
   inverse?: boolean;
 }
@@ -181,9 +115,9 @@ export function rope(x: Tensor, positions: Tensor, opts: RopeOptions = {}): Tens
   if (!Number.isInteger(rd) || rd < 2 || rd % 2 || rd > D) {
     throw new Error(`rope: rotaryDim must be an even integer in [2, ${D}], got ${rd}`);
   }
-  const words = ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling));
+  const words = ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen));
   const freq = x.graph.constant(words, [rd / 2, 2], "u32");
-  const scale = opts.attentionScaling ?? 1;
+  const scale = opts.attentionScaling ?? ropeAttentionScaling(opts.scaling ?? { type: "default" });
   if (!Number.isFinite(scale)) throw new Error(`rope: attentionScaling must be finite, got ${scale}`);
   return op1("rope", [x, positions, freq], { scale, inverse: !!opts.inverse });
 }

@@ -32,7 +32,7 @@ import type { Objective } from "../step/objective.ts";
 import { composeStep } from "../step/plan.ts";
 import { ppoObjective, type PpoReference, traceRollout, traceScores } from "../step/ppo.ts";
 import { AdaptiveKlController, computeTargets, PPO_DEFAULTS, type Rollout, RunningMoments } from "./ppo_math.ts";
-import { loadModelInto, ModelView, referenceBytes, referenceOf } from "./reference.ts";
+import { loadModelInto, ModelView, referenceBytes, referenceOf, ropeOf } from "./reference.ts";
 import type { LogWindow, Stage, StageContext, StepInput, StepOutput } from "./stage.ts";
 
 /** Scores sequences (prompt ids + response ids) on the host instead of a reward model (tests, notebooks). */
@@ -80,7 +80,7 @@ export async function setupPpo(
       rm = view;
       log(`reward model: adapter and value head of ${dir} on the policy's base (no second base model)`);
     } else {
-      rm = await loadModelInto(dir, model, "reward.");
+      rm = await loadModelInto(dir, model, "reward.", ropeOf(a));
       const adapters = a.reward_model_adapters ?? [];
       if (adapters.length > 1) throw new Error("reward_model_adapters: stacking several adapters is not supported");
       if (adapters.length) await attachAdapter(rm, adapters[0], { baseModel: dir });

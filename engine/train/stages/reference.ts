@@ -6,6 +6,7 @@
  * {@link referenceOf} picks the reference of dpo, kto and ppo.
  * @module
  */
+import { applyLfRopeScaling, type LfRopeScaling } from "../../nn/rope_lf.ts";
 import type { TrainArgs } from "../../config/args.ts";
 import type { DType } from "../../graph/mod.ts";
 import { DTYPE_BYTES } from "../../graph/types.ts";
@@ -66,12 +67,23 @@ export async function frozenReference(model: Model, trainable: readonly string[]
 
 const STORED: Record<string, DType> = { F32: "f32", BF16: "bf16", F16: "f16" };
 
-/** Loads an HF model folder (or hub id) into `into`'s executor under `prefix`, weights in their stored dtype. */
-export async function loadModelInto(pathOrId: string, into: Model, prefix: string): Promise<Model> {
+/**
+ * Loads an HF model folder (or hub id) into `into`'s executor under `prefix`, weights in their stored dtype; with
+ * `ropeScaling`, LLaMA-Factory's `rope_scaling` applies to it as to the policy (LF copies the model arguments).
+ */
+export async function loadModelInto(
+  pathOrId: string,
+  into: Model,
+  prefix: string,
+  ropeScaling?: { type: LfRopeScaling; modelMaxLength?: number },
+): Promise<Model> {
   if (prefix === into.prefix) throw new Error(`loadModelInto: prefix "${prefix}" is the model's own`);
   const folder = await openModelFolder(await resolveModel(pathOrId));
   try {
-    const config = decoderConfig(folder.config);
+    const raw = ropeScaling
+      ? applyLfRopeScaling(folder.config, ropeScaling.type, ropeScaling.modelMaxLength).config
+      : folder.config;
+    const config = decoderConfig(raw);
     if (config.vocab !== into.config.vocab) {
       throw new Error(`${pathOrId}: vocabulary of ${config.vocab} tokens, expected the policy's ${into.config.vocab}`);
     }
@@ -118,7 +130,7 @@ export async function referenceOf(
   log: (line: string) => void,
 ): Promise<Reference> {
   if (a.ref_model) {
-    const ref = await loadModelInto(a.ref_model, model, "ref.");
+    const ref = await loadModelInto(a.ref_model, model, "ref.", ropeOf(a));
     const adapters = a.ref_model_adapters ?? [];
     if (adapters.length > 1) throw new Error("ref_model_adapters: stacking several adapters is not supported");
     if (adapters.length) await attachAdapter(ref, adapters[0], { baseModel: a.ref_model });
@@ -132,4 +144,9 @@ export async function referenceOf(
   const ref = await frozenReference(model, trainable);
   log(`reference: a frozen copy of the ${trainable.length} trainable tensors, the others shared`);
   return ref;
+}
+
+/** LLaMA-Factory's `rope_scaling` of a run for {@link loadModelInto} (LF's model_max_length is cutoff_len). */
+export function ropeOf(a: TrainArgs): { type: LfRopeScaling; modelMaxLength?: number } | undefined {
+  return a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined;
 }
