@@ -1,12 +1,14 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
- * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3 — chosen by `model_type`.
+ * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3 and the mixture-of-experts mixtral, qwen2_moe,
+ * qwen3_moe (moe.ts) — chosen by `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
+import { MOE_ATTENTION, MOE_FAMILIES, type MoeConfig, moeConfig } from "./moe.ts";
 
 /** The decoder families Whetstone builds. */
-export const FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"] as const;
+export const FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...MOE_FAMILIES] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
 
@@ -54,6 +56,8 @@ export interface DecoderConfig {
   attnScale: number;
   /** Fused projections (Phi-3): qkv_proj and gate_up_proj. */
   fused: boolean;
+  /** Routed experts (mixtral, qwen2_moe, qwen3_moe; see moe.ts); absent for dense families. */
+  moe?: MoeConfig;
   /** The raw config.json. */
   raw: Record<string, unknown>;
 }
@@ -98,6 +102,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     );
   }
   const family = type as Family;
+  // A mixture-of-experts family attends as its dense sibling does (mixtral: mistral, qwen2_moe: qwen2, ...).
+  const attn = MOE_ATTENTION[family] ?? family;
   const hidden = num(cfg, "hidden_size");
   const heads = num(cfg, "num_attention_heads");
   const layers = num(cfg, "num_hidden_layers");
@@ -116,9 +122,9 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const layerTypes = cfg.layer_types as string[] | undefined;
   if (Array.isArray(layerTypes)) {
     layerWindow = layerTypes.map((t) => (t === "sliding_attention" ? window : 0));
-  } else if (family === "mistral" || family === "phi3") {
+  } else if (attn === "mistral" || family === "phi3") {
     layerWindow.fill(window);
-  } else if (family === "qwen2" || family === "qwen3") {
+  } else if (attn === "qwen2" || attn === "qwen3") {
     if (cfg.use_sliding_window) {
       const maxWin = num(cfg, "max_window_layers", layers);
       layerWindow = layerWindow.map((_, i) => (i >= maxWin ? window : 0));
@@ -141,19 +147,20 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     ropeScaling,
     rotaryDim: Math.floor(headDim * partial),
     tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? gemma,
-    qkvBias: family === "qwen2" || attnBias,
+    qkvBias: (attn === "qwen2" && cfg.qkv_bias !== false) || attnBias,
     oBias: attnBias,
     mlpBias: cfg.mlp_bias === true,
     act: act(cfg.hidden_activation ?? cfg.hidden_act ?? (gemma ? "gelu_pytorch_tanh" : "silu")),
     normOffset: gemma ? 1 : 0,
     embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : 1,
-    qkNorm: family === "qwen3",
+    qkNorm: attn === "qwen3",
     sandwichNorm: family === "gemma2",
     layerWindow,
     attnSoftcap: num(cfg, "attn_logit_softcapping", 0),
     finalSoftcap: num(cfg, "final_logit_softcapping", 0),
     attnScale: family === "gemma2" ? num(cfg, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
     fused: family === "phi3",
+    moe: moeConfig(cfg, family, layers),
     raw: cfg,
   };
 }
