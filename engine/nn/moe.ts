@@ -208,3 +208,14 @@ export function withRouterLoss(
   if (!m?.outputRouterLogits || !routes?.length || !m.auxCoef) return loss;
   return add(loss, mul(loadBalancingLoss(m, routes, segments), m.auxCoef));
 }
+
+/**
+ * LLaMA-Factory's `moe_aux_loss_coef` on a model being trained (its `configure_moe`): when set (non-zero) on a
+ * mixture-of-experts model, output_router_logits turns on and router_aux_loss_coef becomes the coefficient. A dense
+ * model ignores the key, as LLaMA-Factory does.
+ */
+export function configureMoe(m: MoeConfig | undefined, moeAuxLossCoef: number | null | undefined): void {
+  if (!m || !moeAuxLossCoef) return;
+  m.outputRouterLogits = true;
+  m.auxCoef = moeAuxLossCoef;
+}

@@ -3,6 +3,7 @@
  * executor, and its model with the adapter attached and the trainable parameters chosen.
  * @module
  */
+import { configureMoe } from "../nn/moe.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
@@ -60,6 +61,7 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     quantization,
     hub: hubOptionsOf(a),
   });
+  configureMoe(model.config.moe, a.moe_aux_loss_coef); // MoE: the router's load-balancing loss joins the LM loss
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
