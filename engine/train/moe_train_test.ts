@@ -16,6 +16,7 @@ import { relNorm } from "../nn/lora_testing.ts";
 import { parseTrainArgs } from "../config/args.ts";
 import { loadTrainModel } from "./run_inputs.ts";
 import { lmObjective } from "./step/lm.ts";
+import { train } from "./trainer.ts";
 
 const dir = new URL("../../fixtures/models/mixtral", import.meta.url).pathname;
 const ROUTERS = ["model.layers.0.block_sparse_moe.gate.weight", "model.layers.1.block_sparse_moe.gate.weight"];
@@ -109,4 +110,44 @@ Deno.test("moe_aux_loss_coef: accepted, turns the router loss on for lora, full 
   const off = await loadTrainModel(parseTrainArgs({ ...base, finetuning_type: "lora" }), new ReferenceExecutor());
   assert.deepEqual([off.model.config.moe!.outputRouterLogits, off.model.config.moe!.auxCoef], [false, 0.001]);
   assert.throws(() => parseTrainArgs({ ...base, moe_aux_loss_coef: -1 }), /moe_aux_loss_coef/);
+});
+
+Deno.test("mixtral trains with LoRA and full fine-tuning (moe_aux_loss_coef on): finite losses that fall", async () => {
+  const root = await Deno.makeTempDir({ prefix: "whetstone-moe-" });
+  try {
+    const steps = new URL("../../fixtures/steps/", import.meta.url).pathname;
+    for (const f of ["config.json", "model.safetensors"]) await Deno.copyFile(`${dir}/${f}`, `${root}/${f}`);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${steps}tokenizer/${f}`, `${root}/${f}`);
+    }
+    for (const [finetuning_type, learning_rate] of [["lora", 2e-2], ["full", 2e-3]] as const) {
+      const a = parseTrainArgs({
+        model_name_or_path: root,
+        stage: "sft",
+        do_train: true,
+        finetuning_type,
+        dataset: "steps_sft",
+        dataset_dir: steps,
+        template: "empty",
+        output_dir: `${root}/out_${finetuning_type}`,
+        per_device_train_batch_size: 2,
+        learning_rate,
+        max_steps: 6,
+        logging_steps: 1,
+        moe_aux_loss_coef: 0.01,
+        executor: "reference",
+        bucket: 16,
+        seed: 42,
+        disable_shuffling: true,
+        lr_scheduler_type: "constant",
+      });
+      const res = await train(a, { progress: false, log: () => {} });
+      const losses = res.losses.map((l) => l.loss);
+      assert.equal(losses.length, 6);
+      assert.ok(losses.every(Number.isFinite), `${finetuning_type}: ${losses}`);
+      assert.ok(losses[4] + losses[5] < losses[0] + losses[1], `${finetuning_type}: losses do not fall: ${losses}`);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
