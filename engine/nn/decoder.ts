@@ -190,7 +190,7 @@ export function traceDecoder(
     h = add(h, att);
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
-      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear);
+      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

@@ -9,21 +9,25 @@
  * transformers.
  *
  * Dispatch is dense: every expert runs on every token and its output is weighted by the token's routing weight, zero
- * outside its top-k. That is exact (forward and backward: an expert's weights get gradient only from its tokens), has
- * static shapes on every executor, and costs E / k times the expert FLOPs of a sparse dispatch — fine for small
- * models, wasteful for a Mixtral-8x7B (4×) or a Qwen3-30B-A3B (16×).
+ * outside its top-k. The experts of a layer are stacked (their gate and up weights concatenated to [E·I, H], their
+ * down weights to [H, E·I]), so a layer is three matmuls: a = swiglu(x·Gᵀ, x·Uᵀ) [N, E·I], scaled per expert by the
+ * routing weights, then a·Dᵀ = Σ_e w_e · down_e(a_e). That is exact (forward and backward: an expert's weights get
+ * gradient only from its tokens), has static shapes on every executor, and costs E / k times the expert FLOPs of a
+ * sparse dispatch — fine for small models, wasteful for a Mixtral-8x7B (4×) or a Qwen3-30B-A3B (16×) — plus a
+ * transient copy of the layer's expert weights per step.
  * @module
  */
 import {
   add,
   cast,
+  concat,
   div,
   eq,
   gt,
+  matmul,
   mul,
   reshape,
   sigmoid,
-  slice,
   softmax,
   sum,
   swiglu,
@@ -129,6 +133,8 @@ export function isRoutedModule(name: string): boolean {
   return /\.(block_sparse_moe|mlp)\.(gate|experts\.\d+\.[^.]+)$/.test(name);
 }
 
+const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
+
 /** One sparse layer's routing: softmax probabilities and the 0/1 top-k mask, both [B, L, E] f32. */
 export interface Route {
   probs: Tensor;
@@ -147,35 +153,41 @@ export function topkMask(p: Tensor, k: number): Tensor {
 }
 
 /**
- * Traces layer `i`'s sparse block on x [B, L, H] → [B, L, H]; `linear` is the decoder's linear (adapters apply to
- * every expert projection by its module name).
+ * Traces layer `i`'s sparse block on x [B, L, H] → [B, L, H]. `linear` is the decoder's linear (adapters, quantization)
+ * for the router and the shared expert; `weight` gives the routed experts' weights, which no adapter targets (see
+ * {@link isRoutedModule}).
  */
 export function traceMoe(
   m: MoeConfig,
   i: number,
   x: Tensor,
   linear: (x: Tensor, name: string) => Tensor,
+  weight: (name: string) => Tensor,
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.${m.block}`;
   const [gate, up, down] = m.names;
   const logits = linear(x, `${b}.gate`); // [B, L, E]
-  const probs = softmax(logits.dtype === "f32" ? logits : cast(logits, "f32"), -1);
+  const probs = softmax(f32(logits), -1);
   const topk = topkMask(probs, m.topK);
   let w = mul(probs, topk);
   if (m.normTopK) w = div(w, sum(w, -1, true));
-  let out: Tensor | undefined;
-  for (let e = 0; e < m.experts; e++) {
-    const ex = `${b}.experts.${e}`;
-    const y = linear(swiglu(linear(x, `${ex}.${gate}`), linear(x, `${ex}.${up}`)), `${ex}.${down}`);
-    const t = mul(y, slice(w, -1, e, e + 1));
-    out = out ? add(out, t) : t;
-  }
+  const E = m.experts, I = m.intermediate, lead = x.shape.slice(0, -1);
+  // Stacked in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
+  const stack = (name: string, axis: number) =>
+    concat(Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`))), axis);
+  const xf = f32(x);
+  const a = swiglu(
+    matmul(xf, stack(gate, 0), { transB: true }),
+    matmul(xf, stack(up, 0), { transB: true }),
+  ); // [B, L, E·I]
+  const aw = reshape(mul(reshape(a, [...lead, E, I]), reshape(w, [...lead, E, 1])), [...lead, E * I]);
+  let out = matmul(aw, stack(down, 1), { transB: true }); // [B, L, H]
   if (m.sharedIntermediate) {
     const s = `${b}.shared_expert`;
     const y = linear(swiglu(linear(x, `${s}.gate_proj`), linear(x, `${s}.up_proj`)), `${s}.down_proj`);
-    out = add(out!, mul(y, sigmoid(linear(x, `${b}.shared_expert_gate`))));
+    out = add(out, mul(y, sigmoid(linear(x, `${b}.shared_expert_gate`))));
   }
-  return { out: out!, route: { probs, topk } };
+  return { out, route: { probs, topk } };
 }
 
 /**
