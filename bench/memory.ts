@@ -5,7 +5,8 @@
  * mixed-precision full tuning, 0.6 for QLoRA, QLoRA Gemma-2B at 5.21 GB). Peak = stored weights (frozen ones
  * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
  * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
- * GaLore-AdamW (rank 16 projected moments and projections on every linear weight).
+ * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Mixtral-8x7B and Qwen3-30B-A3B
+ * shapes ({@link MOE_MODELS}) are planned for LoRA and full tuning, checkpointed.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -79,6 +80,42 @@ export const PAPER_MODELS = {
   },
 };
 
+/**
+ * Mixture-of-experts shapes (HF config.json keys): planned with LoRA and full tuning, checkpointed. Whetstone runs every
+ * expert on every token (engine/nn/moe.ts), so the arena holds E / k times the expert activations of a sparse dispatch.
+ */
+export const MOE_MODELS = {
+  "mixtral-8x7b": {
+    model_type: "mixtral",
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    num_local_experts: 8,
+    num_experts_per_tok: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 1e6,
+  },
+  "qwen3-30b-a3b": {
+    model_type: "qwen3_moe",
+    vocab_size: 151936,
+    hidden_size: 2048,
+    intermediate_size: 6144,
+    moe_intermediate_size: 768,
+    num_hidden_layers: 48,
+    num_attention_heads: 32,
+    num_key_value_heads: 4,
+    head_dim: 128,
+    num_experts: 128,
+    num_experts_per_tok: 8,
+    norm_topk_prob: true,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1e6,
+  },
+};
+
 /** The paper's bytes per parameter this bench (and bench "scale") prints beside ours. */
 export const PAPER: Record<string, number> = { full: 18, qlora: 0.6 };
 /** The paper's peak memory of QLoRA on Gemma-2B, in bytes. */
@@ -148,6 +185,15 @@ export const memoryBench: Bench = {
         if (PAPER[method] && checkpoint) {
           yield { bench: "memory", ...p, metric: "paper_bytes_per_param", value: PAPER[method], unit: "B" };
         }
+      }
+    }
+    for (const [model, cfg] of Object.entries(MOE_MODELS)) {
+      for (const method of ["lora", "full"] as const) {
+        const m = await planTrainingMemory(decoderConfig(cfg), { method, batch: 1, seq: 1024, checkpoint: true });
+        const p = { model, method, checkpoint: true, batch: 1, seq: 1024 };
+        yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
+        yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "arena_bytes", value: m.arena, unit: "B" };
       }
     }
     yield {
