@@ -107,6 +107,18 @@ Deno.test("moe_aux_loss_coef: accepted, turns the router loss on for lora, full 
       assert.ok(trainable.every((n) => !n.includes(".experts.") && !n.includes(".gate.")));
     }
   }
+  // freeze_trainable_modules by transformers 5's module name (mlp) or the checkpoint's (block_sparse_moe).
+  for (const modules of ["mlp", "block_sparse_moe"]) {
+    const a = parseTrainArgs({
+      ...base,
+      finetuning_type: "freeze",
+      freeze_trainable_layers: 1,
+      freeze_trainable_modules: modules,
+    });
+    const { trainable } = await loadTrainModel(a, new ReferenceExecutor());
+    assert.equal(trainable.length, 1 + 4 * 3, modules); // layer 1's router and 4 experts × 3
+    assert.ok(trainable.every((n) => n.startsWith("model.layers.1.block_sparse_moe.")), modules);
+  }
   const off = await loadTrainModel(parseTrainArgs({ ...base, finetuning_type: "lora" }), new ReferenceExecutor());
   assert.deepEqual([off.model.config.moe!.outputRouterLogits, off.model.config.moe!.auxCoef], [false, 0.001]);
   assert.throws(() => parseTrainArgs({ ...base, moe_aux_loss_coef: -1 }), /moe_aux_loss_coef/);
