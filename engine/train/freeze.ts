@@ -24,15 +24,20 @@ export function freezeTrainable(
   const mods = list(o.modules);
   const all = mods.length === 0 || mods.includes("all");
   const extra = list(o.extra);
+  // Mixtral's checkpoint calls its sparse block block_sparse_moe; transformers 5 (which LF runs on) calls it mlp.
+  const paths = (path: string) =>
+    c.moe?.block === "block_sparse_moe" ? [path, path.replace(/^block_sparse_moe\./, "mlp.")] : [path];
+  const inModule = (p: string, mod: string) =>
+    paths(/^model\.layers\.\d+\.(.+)$/.exec(p)?.[1] ?? "").some((q) => q.startsWith(`${mod}.`));
   const out = params.filter((p) => {
     // LF: `any(trainable_layer in name ...)` over the layer patterns and the extra module names.
     if (extra.some((e) => p.includes(e))) return true;
     const m = /^model\.layers\.(\d+)\.(.+)$/.exec(p);
-    return !!m && ids.includes(Number(m[1])) && (all || mods.some((mod) => m[2].startsWith(`${mod}.`)));
+    return !!m && ids.includes(Number(m[1])) && (all || mods.some((mod) => inModule(p, mod)));
   });
   if (!all) {
     for (const mod of mods) {
-      if (!out.some((p) => p.includes(`.${mod}.`))) {
+      if (!out.some((p) => p.includes(`.${mod}.`) || inModule(p, mod))) {
         throw new Error(`freeze_trainable_modules: no module "${mod}" in the trainable layers`);
       }
     }

@@ -3,6 +3,7 @@
  * executor, and its model with the adapter attached and the trainable parameters chosen.
  * @module
  */
+import { configureMoe } from "../nn/moe.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
@@ -62,6 +63,7 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     // LF sets model_max_length to cutoff_len for training (hparams/parser.py).
     ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined,
   });
+  configureMoe(model.config.moe, a.moe_aux_loss_coef); // MoE: the router's load-balancing loss joins the LM loss
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");

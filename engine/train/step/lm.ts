@@ -11,6 +11,7 @@
 import { crossEntropy, Graph, linearCrossEntropy, mul, reshape, type Tensor } from "../../graph/mod.ts";
 import type { Model } from "../../nn/model.ts";
 import { traceDecoder } from "../../nn/decoder.ts";
+import { withRouterLoss } from "../../nn/moe.ts";
 import type { MicroBatch } from "../batches.ts";
 import { LOSS_SUM } from "./builder.ts";
 import type { Objective } from "./objective.ts";
@@ -33,9 +34,12 @@ export interface LmOptions {
 
 /**
  * The loss of one micro-batch (sum over its targets; feeds ids_k, positions_k, segments_k, labels_k), through the
- * fused LM head when possible; with `checkpoint`, each decoder layer is an activation-checkpointed segment.
+ * fused LM head when possible; with `checkpoint`, each decoder layer is an activation-checkpointed segment. With
+ * `scale` (the training objective's 1 / targets) the sum is scaled, and a mixture-of-experts model whose router loss
+ * is on (moe_aux_loss_coef) adds coef × its load-balancing loss, unscaled: transformers adds it to each forward's
+ * loss and HF's Trainer (loss kwargs, no division by the accumulation steps) sums those over the micro-batches.
  */
-export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?: Tensor): Tensor {
+export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?: Tensor, scale?: Tensor): Tensor {
   const { B, L } = o;
   const inp = {
     ids: g.input(`ids_${k}`, [B, L], "i32"),
@@ -47,8 +51,10 @@ export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?
   const opts = { ...(o.checkpoint ? { checkpoint: true } : {}), ...(o.fp16 ? { computeDtype: "f16" as const } : {}) };
   const out = traceDecoder(model.config, inp, o.checkpoint || o.fp16 ? { ...weights, ...opts } : weights);
   const c = model.config;
-  if (c.finalSoftcap) return crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" });
-  return linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
+  const ce = c.finalSoftcap
+    ? crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" })
+    : linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
+  return scale ? withRouterLoss(c.moe, out.routes, mul(ce, scale), inp.segments) : ce;
 }
 
 /** The LM objective (see the module doc). */
@@ -60,7 +66,7 @@ export function lmObjective(model: Model, o: LmOptions): Objective {
     begin(g) {
       const seed = o.dropout ? g.input("seed", [], "u32") : undefined;
       const invTargets = g.input("inv_targets", []);
-      return (k) => ({ loss: mul(microLoss(model, g, k, o, seed), invTargets) });
+      return (k) => ({ loss: microLoss(model, g, k, o, seed, invTargets) });
     },
   };
 }
