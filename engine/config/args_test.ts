@@ -95,7 +95,6 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
 Deno.test("LF examples using features Whetstone lacks fail naming the key", async () => {
   const cases: [string, RegExp][] = [
     ["qwen3_full_sft.yaml", /qwen3_full_sft\.yaml: deepspeed is not supported by Whetstone yet/],
-    ["llama3_freeze_sft_llama_pro.yaml", /use_llama_pro is not supported by Whetstone yet \(LLaMA Pro\); got true/],
   ];
   for (const [file, re] of cases) await assert.rejects(loadTrainConfig(`${CONFIGS}${file}`), re);
   await assert.rejects(
@@ -240,7 +239,9 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   );
   assert.match(fails(`${M}rope_scaling: linear\n`), /rope_scaling is not supported by Whetstone yet/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
-  assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);
+  assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
+  assert.match(fails(`${M}stage: dpo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*stages pt and sft/);
+  assert.match(fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`), /use_llama_pro: `use_llama_pro` is only valid/);
   assert.match(
     fails(`${M}badam_update_ratio: 0.1\n`),
     /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,

@@ -112,7 +112,8 @@ export const FINETUNING_KEYS = {
   badam_switch_interval: T("int", 50, { min: 1 }),
   ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
-  use_llama_pro: U(false, "LLaMA Pro"),
+  /** LLaMA Pro: train only the expanded blocks (engine/nn/llama_pro.ts, engine/train/freeze.ts). */
+  use_llama_pro: T("bool", false),
   use_adam_mini: U(false, "Adam-mini"),
   use_muon: U(false, "Muon"),
   ...lack("alternative SFT losses", {

@@ -45,7 +45,8 @@ export const MODEL_KEYS = {
   ...lack("adding tokens", { add_tokens: null, add_special_tokens: null, new_special_tokens_config: null }),
   init_special_tokens: U("noise_init", "adding tokens"),
   rope_scaling: U(null, "RoPE scaling"),
-  shift_attn: U(false, "LongLoRA S²-Attn"),
+  /** LongLoRA S²-attention in training (llama models; engine/nn/longlora.ts). */
+  shift_attn: T("bool", false),
   mixture_of_depths: U(null, "mixture-of-depths"),
   ...lack("third-party kernels", { use_unsloth: false, use_unsloth_gc: false, enable_liger_kernel: false }),
   use_v1_kernels: U(false, "third-party kernels"),

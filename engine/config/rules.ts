@@ -13,6 +13,7 @@ import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
 import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
 import { dataArgsOf } from "./views.ts";
+import { checkMethods } from "./rules_methods.ts";
 
 /** The `lr_scheduler_kwargs` each supported scheduler takes. */
 const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
@@ -74,6 +75,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
   }
+  checkMethods(a, err);
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

@@ -72,6 +72,7 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     layers: a.freeze_trainable_layers,
     modules: a.freeze_trainable_modules,
     extra: a.freeze_extra_modules,
+    llamaPro: a.use_llama_pro,
   });
   return { model, trainable };
 }
