@@ -1,0 +1,89 @@
+/**
+ * NEFTune, LongLoRA's shift_attn and LLaMA Pro through the trainer on random tiny models with the demo data: each
+ * short run's loss falls; NEFTune's runs repeat for a seed and differ from the plain run; shift_attn on a non-llama
+ * model is LF's warning and no change; LLaMA Pro trains exactly the expanded blocks.
+ */
+import assert from "node:assert/strict";
+import { parseTrainArgs } from "../config/args.ts";
+import { loadModel } from "../nn/model.ts";
+import { expandBlocks } from "../nn/llama_pro.ts";
+import { makeTinyModel } from "./testing.ts";
+import { train } from "./trainer.ts";
+
+const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
+const root = await Deno.makeTempDir({ prefix: "whetstone-methods-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+const qwen = await makeTinyModel(`${root}/qwen`);
+const llama = await makeTinyModel(`${root}/llama`, 1, { model_type: "llama", architectures: ["LlamaForCausalLM"] });
+
+async function run(name: string, extra: Record<string, unknown>, model = qwen) {
+  const lines: string[] = [];
+  const res = await train(
+    parseTrainArgs({
+      model_name_or_path: model,
+      stage: "sft",
+      do_train: true,
+      finetuning_type: "lora",
+      dataset: "whetstone_demo",
+      dataset_dir: DEMO,
+      template: "qwen",
+      cutoff_len: 64,
+      max_samples: 24,
+      output_dir: `${root}/${name}`,
+      logging_steps: 1,
+      per_device_train_batch_size: 4,
+      learning_rate: 1e-2,
+      max_steps: 6,
+      save_strategy: "no",
+      seed: 7,
+      ...extra,
+    }),
+    { progress: false, log: (l: string) => lines.push(l) },
+  );
+  return { losses: res.losses.map((l) => l.loss), lines };
+}
+
+const falls = (l: number[]) => assert.ok(l.at(-1)! < l[0], `loss falls: ${l.map((x) => x.toFixed(4)).join(" ")}`);
+
+Deno.test("neftune_noise_alpha: the loss falls; seeded runs repeat; the noise changes the steps", async () => {
+  const plain = await run("plain", {});
+  const a = await run("neft-a", { neftune_noise_alpha: 5 }), b = await run("neft-b", { neftune_noise_alpha: 5 });
+  falls(a.losses);
+  assert.deepEqual(a.losses, b.losses, "same seed, same noise");
+  assert.notDeepEqual(a.losses, plain.losses, "noise was added");
+  const c = await run("shift-qwen", { shift_attn: true });
+  assert.ok(c.lines.some((l) => /shift_attn: Current model does not support shift short attention/.test(l)));
+  assert.deepEqual(c.losses, plain.losses, "qwen2: S²-attention is not applied (LF patches llama only)");
+});
+
+Deno.test("shift_attn on llama: S²-attention in training, the loss falls", async () => {
+  const plain = await run("llama-plain", {}, llama);
+  const s2 = await run("llama-s2", { shift_attn: true }, llama);
+  assert.ok(s2.lines.some((l) => l.includes("Using shift short attention with group_size_ratio=1/4.")));
+  falls(s2.losses);
+  assert.notDeepEqual(s2.losses, plain.losses, "grouped, shifted attention changes the steps");
+});
+
+Deno.test("use_llama_pro: freeze tuning trains only the expanded blocks and the loss falls", async () => {
+  const pro = `${root}/qwen-pro`;
+  await expandBlocks(qwen, pro, 2);
+  const out = await run("pro", {
+    finetuning_type: "freeze",
+    use_llama_pro: true,
+    freeze_trainable_layers: 2,
+    save_strategy: "no",
+  }, pro);
+  falls(out.losses);
+  const base = await loadModel(pro, { executor: "reference" });
+  const tuned = await loadModel(`${root}/pro`, { executor: "reference" });
+  const changed = new Set<string>();
+  for (const name of base.params.keys()) {
+    const x = await base.executor.getParam(name), y = await tuned.executor.getParam(name);
+    if (x.some((v, i) => Math.abs(v - y[i]) > 1e-7)) changed.add(name.split(".").slice(0, 3).join("."));
+  }
+  assert.deepEqual([...changed].sort(), ["model.layers.1", "model.layers.3"], "the new blocks 1 and 3 train");
+  await assert.rejects(
+    run("pro-bad", { finetuning_type: "freeze", use_llama_pro: true, freeze_trainable_layers: 3 }, pro),
+    /`num_layers` 4 should be divisible by `num_layer_trainable` 3\./,
+  );
+});
