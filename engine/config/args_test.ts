@@ -80,6 +80,11 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
   const pissa = await loadTrainConfig(`${CONFIGS}llama3_lora_sft_pissa.yaml`);
   assert.deepEqual([pissa.pissa_init, pissa.pissa_iter, pissa.pissa_convert], [true, 16, true]);
 
+  const pro = await loadTrainConfig(`${CONFIGS}llama3_freeze_sft_llama_pro.yaml`);
+  assert.deepEqual([pro.use_llama_pro, pro.finetuning_type, pro.freeze_trainable_layers], [true, "freeze", 8]);
+  const neft = parseTrainArgs(`${M}neftune_noise_alpha: 5\nshift_attn: true\n`);
+  assert.deepEqual([neft.neftune_noise_alpha, neft.shift_attn], [5, true]);
+
   const tiny = await loadTrainConfig(`${CONFIGS}tiny_lora_sft.yaml`);
   assert.deepEqual(tiny.lora_target, ["q_proj", "v_proj"]);
   assert.equal(tiny.lora_alpha, 8);
@@ -241,7 +246,10 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
   assert.match(fails(`${M}stage: dpo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*stages pt and sft/);
-  assert.match(fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`), /use_llama_pro: `use_llama_pro` is only valid/);
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
+    /use_llama_pro: `use_llama_pro` is only valid/,
+  );
   assert.match(
     fails(`${M}badam_update_ratio: 0.1\n`),
     /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,

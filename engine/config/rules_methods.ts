@@ -16,9 +16,13 @@ export function checkMethods(a: TrainArgs, err: (key: string, msg: string) => vo
   }
   if (a.use_llama_pro) {
     // LF: FinetuningArguments.__post_init__.
-    if (a.finetuning_type === "full") err("use_llama_pro", "`use_llama_pro` is only valid for Freeze or LoRA training.");
-    else if (a.finetuning_type !== "freeze") {
-      err("use_llama_pro", `Whetstone trains LLaMA Pro's expanded blocks with finetuning_type freeze, got ${a.finetuning_type}`);
+    if (a.finetuning_type === "full") {
+      err("use_llama_pro", "`use_llama_pro` is only valid for Freeze or LoRA training.");
+    } else if (a.finetuning_type !== "freeze") {
+      err(
+        "use_llama_pro",
+        `Whetstone trains LLaMA Pro's expanded blocks with finetuning_type freeze, got ${a.finetuning_type}`,
+      );
     }
   }
 }

@@ -71,7 +71,9 @@ export async function expandBlocks(
   for (const n of all) if (!names.has(n) && !/\.\d+\./.test(n)) names.set(n, [n, false]);
   await Deno.mkdir(dst, { recursive: true });
   const specs = Object.fromEntries(
-    [...names].map(([to, [from]]) => [to, { dtype: folder.tensors.get(from)!.dtype, shape: folder.tensors.get(from)!.shape }]),
+    [...names].map((
+      [to, [from]],
+    ) => [to, { dtype: folder.tensors.get(from)!.dtype, shape: folder.tensors.get(from)!.shape }]),
   );
   await writeSafetensorsStream(`${dst}/model.safetensors`, specs, async (to) => {
     const [from, zero] = names.get(to)!;

@@ -12,7 +12,14 @@ const golden = JSON.parse(await Deno.readTextFile(new URL("../../fixtures/method
 const SRC = new URL("../../fixtures/models/llama", import.meta.url).pathname;
 
 Deno.test("LLaMA Pro: the expansion plan and LF's divisibility check", () => {
-  assert.deepEqual(blockExpansionPlan(4, 2).map((l) => `${l.source}${l.added ? "+" : ""}`), ["0", "1", "1+", "2", "3", "3+"]);
+  assert.deepEqual(blockExpansionPlan(4, 2).map((l) => `${l.source}${l.added ? "+" : ""}`), [
+    "0",
+    "1",
+    "1+",
+    "2",
+    "3",
+    "3+",
+  ]);
   assert.throws(() => blockExpansionPlan(4, 3), /`num_layers` 4 should be divisible by `num_expand` 3\./);
 });
 
