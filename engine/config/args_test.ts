@@ -214,10 +214,9 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["pref_beta: 0", /pref_beta: expected a number > 0, got 0/],
     ["stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1", /`dpo_label_smoothing` is only valid for sigmoid/],
     ["ref_model_adapters: a", /ref_model_adapters: expected ref_model/],
-    [
-      "finetuning_type: oft",
-      /finetuning_type: oft is not supported by Whetstone yet \(supported: lora, freeze, full\)/,
-    ],
+    ["finetuning_type: oft\noft_rank: 8", /oft_rank: You can only specify either r \(8\) or oft_block_size \(32\)/],
+    ["finetuning_type: oft\noft_block_size: 0", /oft_rank: Either `r` or `oft_block_size` must be non-zero/],
+    ["module_dropout: 1", /module_dropout: expected a number in \[0, 1\), got 1/],
     ["lr_scheduler_type: polynomial", /lr_scheduler_type: polynomial is not supported by Whetstone yet/],
     ["optim: adafactor", /optim: adafactor is not supported by Whetstone yet \(supported: adamw, sgd, adamw_torch/],
     ["optim: adamx", /optim: expected one of adamw, sgd, adamw_torch.* got "adamx"; did you mean adamw/],

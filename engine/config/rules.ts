@@ -38,7 +38,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   const err = (key: string, msg: string) => problems.push(`${key}: ${msg}`);
   // model
   if (!a.model_name_or_path) err("model_name_or_path", "required (a local HF model folder or a hub model id)");
-  if (a.adapter_name_or_path && a.finetuning_type !== "lora") {
+  if (a.adapter_name_or_path && a.finetuning_type !== "lora" && a.finetuning_type !== "oft") {
     err("adapter_name_or_path", "Adapter is only valid for the LoRA method.");
   }
   // method

@@ -14,6 +14,22 @@ export function checkMethods(a: TrainArgs, err: (key: string, msg: string) => vo
   if (a.shift_attn && a.stage !== "pt" && a.stage !== "sft") {
     err("shift_attn", `Whetstone applies S²-attention in stages pt and sft, got stage ${a.stage}`);
   }
+  if (a.finetuning_type === "oft") {
+    // PEFT's OFTConfig.__post_init__ (LF passes r = oft_rank, oft_block_size).
+    if (a.oft_rank === 0 && a.oft_block_size === 0) {
+      err("oft_rank", "Either `r` or `oft_block_size` must be non-zero. Currently, r = 0 and oft_block_size = 0.");
+    } else if (a.oft_rank !== 0 && a.oft_block_size !== 0) {
+      err(
+        "oft_rank",
+        `You can only specify either r (${a.oft_rank}) or oft_block_size (${a.oft_block_size}), but not both ` +
+          "simultaneously, because r x oft_block_size == in_features.",
+      );
+    }
+    if (a.adapter_name_or_path?.length) {
+      err("adapter_name_or_path", "Whetstone starts OFT adapters fresh; loading one to train is not supported yet");
+    }
+    if (a.additional_target) err("additional_target", "modules_to_save is not supported with OFT in Whetstone yet");
+  }
   if (a.use_llama_pro) {
     // LF: FinetuningArguments.__post_init__.
     if (a.finetuning_type === "full") {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
 import { loadModel } from "../nn/model.ts";
 import { expandBlocks } from "../nn/llama_pro.ts";
+import { attachOft } from "../nn/oft.ts";
 import { makeTinyModel } from "./testing.ts";
 import { train } from "./trainer.ts";
 
@@ -85,5 +86,22 @@ Deno.test("use_llama_pro: freeze tuning trains only the expanded blocks and the 
   await assert.rejects(
     run("pro-bad", { finetuning_type: "freeze", use_llama_pro: true, freeze_trainable_layers: 3 }, pro),
     /`num_layers` 4 should be divisible by `num_layer_trainable` 3\./,
+  );
+});
+
+Deno.test("finetuning_type oft: the loss falls and the run writes a PEFT OFT adapter that loads back", async () => {
+  const out = await run("oft", { finetuning_type: "oft", oft_block_size: 8, learning_rate: 5e-2 });
+  falls(out.losses);
+  const cfg = JSON.parse(await Deno.readTextFile(`${root}/oft/adapter_config.json`));
+  assert.deepEqual([cfg.peft_type, cfg.r, cfg.oft_block_size, cfg.base_model_name_or_path], ["OFT", 0, 8, qwen]);
+  const base = await loadModel(qwen, { executor: "reference" });
+  const ids = [[3, 7, 11, 19, 23]];
+  const before = (await base.forward(ids)).logits;
+  await attachOft(base, `${root}/oft`);
+  const after = (await base.forward(ids)).logits;
+  assert.ok(after.some((v, i) => Math.abs(v - before[i]) > 1e-4), "the trained rotations change the outputs");
+  await assert.rejects(
+    run("oft-bad", { finetuning_type: "oft", oft_rank: 4 }),
+    /oft_rank: You can only specify either r/,
   );
 });

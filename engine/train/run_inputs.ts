@@ -16,6 +16,7 @@ import { hasGpu } from "../gpu/device.ts";
 import { attachAdapter, loraConfigFromArgs } from "../nn/lora.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
+import { attachOft, oftConfigFromArgs } from "../nn/oft.ts";
 import { freezeTrainable } from "./freeze.ts";
 
 /** The tokenized data of a run. */
@@ -51,12 +52,13 @@ export async function prepareData(a: TrainArgs): Promise<PreparedData> {
  */
 export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<{ model: Model; trainable: string[] }> {
   const lora = a.finetuning_type === "lora";
+  const adapterTuning = lora || a.finetuning_type === "oft";
   // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
   const quantization = quantizeOptionsFromArgs(a);
   if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
   const model = await loadModel(a.model_name_or_path, {
     executor,
-    dtype: lora ? "stored" : "f32",
+    dtype: adapterTuning ? "stored" : "f32",
     quantization,
     hub: hubOptionsOf(a),
   });
@@ -65,6 +67,10 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
     const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
     const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
+    return { model, trainable: [...adapter.params.keys()] };
+  }
+  if (a.finetuning_type === "oft") {
+    const adapter = await attachOft(model, oftConfigFromArgs(a), a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };

@@ -126,7 +126,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
       ? (await latestCheckpoint(out))?.path
       : String(a.resume_from_checkpoint);
     if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
-    state = await restore(model, dir, trainable, a.finetuning_type !== "lora");
+    state = await restore(model, dir, trainable, a.finetuning_type !== "lora" && a.finetuning_type !== "oft");
     optimizer.resumed();
     stage.restoreState(JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)));
     log(`resumed from ${dir} at step ${state.global_step}`);
