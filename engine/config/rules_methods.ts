@@ -30,15 +30,8 @@ export function checkMethods(a: TrainArgs, err: (key: string, msg: string) => vo
     }
     if (a.additional_target) err("additional_target", "modules_to_save is not supported with OFT in Whetstone yet");
   }
-  if (a.use_llama_pro) {
-    // LF: FinetuningArguments.__post_init__.
-    if (a.finetuning_type === "full") {
-      err("use_llama_pro", "`use_llama_pro` is only valid for Freeze or LoRA training.");
-    } else if (a.finetuning_type !== "freeze") {
-      err(
-        "use_llama_pro",
-        `Whetstone trains LLaMA Pro's expanded blocks with finetuning_type freeze, got ${a.finetuning_type}`,
-      );
-    }
+  // LF: FinetuningArguments.__post_init__ (LoRA and OFT train the expanded layers' modules: find_expanded_modules).
+  if (a.use_llama_pro && a.finetuning_type === "full") {
+    err("use_llama_pro", "`use_llama_pro` is only valid for Freeze or LoRA training.");
   }
 }

@@ -13,6 +13,8 @@
  * @module
  */
 import { openModelFolder } from "../io/hf_folder.ts";
+import type { DecoderConfig } from "./config.ts";
+import { resolveTargets } from "./lora.ts";
 import { writeSafetensorsStream } from "../io/safetensors.ts";
 
 /** One layer of the expanded model: the original layer it copies, and whether it is a new (zeroed) block. */
@@ -86,4 +88,28 @@ export async function expandBlocks(
     await Deno.copyFile(`${src}/${e.name}`, `${dst}/${e.name}`);
   }
   return plan;
+}
+
+/**
+ * The layers LLaMA Pro trains among `numLayers` when `trainable` of them are new: LF's
+ * `range(stride - 1, num_layers + stride - 1, stride)` with stride = layers / trainable; `trainable` must divide the
+ * layer count (LF's message).
+ */
+export function llamaProLayers(numLayers: number, trainable: number): number[] {
+  if (!Number.isInteger(trainable) || trainable < 1 || numLayers % trainable !== 0) {
+    throw new Error(
+      `freeze_trainable_layers: \`num_layers\` ${numLayers} should be divisible by \`num_layer_trainable\` ${trainable}.`,
+    );
+  }
+  const stride = numLayers / trainable;
+  return Array.from({ length: trainable }, (_, i) => stride - 1 + i * stride);
+}
+
+/**
+ * LF's `find_expanded_modules` for LoRA and OFT with use_llama_pro: the full names of the targeted linear modules in
+ * the expanded layers, which become PEFT's target_modules.
+ */
+export function expandedModules(c: DecoderConfig, targets: readonly string[] | string, trainable: number): string[] {
+  const ids = new Set(llamaProLayers(c.layers, trainable));
+  return resolveTargets(c, { targets }).filter((m) => ids.has(Number(/^model\.layers\.(\d+)\./.exec(m)?.[1])));
 }

@@ -10,6 +10,7 @@
  * @module
  */
 import type { DecoderConfig } from "../nn/config.ts";
+import { llamaProLayers } from "../nn/llama_pro.ts";
 
 /** The names of the parameters that train. */
 export function freezeTrainable(
@@ -23,18 +24,11 @@ export function freezeTrainable(
   if (!Number.isInteger(n) || n === 0 || Math.abs(n) > c.layers) {
     throw new Error(`freeze_trainable_layers must be a non-zero integer within ±${c.layers}, got ${n}`);
   }
-  let ids: number[];
-  if (o.llamaPro) {
-    if (n < 0 || c.layers % n !== 0) {
-      throw new Error(
-        `freeze_trainable_layers: \`num_layers\` ${c.layers} should be divisible by \`num_layer_trainable\` ${n}.`,
-      );
-    }
-    const stride = c.layers / n;
-    ids = Array.from({ length: n }, (_, i) => stride - 1 + i * stride);
-  } else {
-    ids = n > 0 ? Array.from({ length: n }, (_, i) => c.layers - n + i) : Array.from({ length: -n }, (_, i) => i);
-  }
+  const ids = o.llamaPro
+    ? llamaProLayers(c.layers, n)
+    : n > 0
+    ? Array.from({ length: n }, (_, i) => c.layers - n + i)
+    : Array.from({ length: -n }, (_, i) => i);
   const mods = list(o.modules);
   const all = mods.length === 0 || mods.includes("all");
   const extra = list(o.extra);

@@ -83,6 +83,13 @@ Deno.test("use_llama_pro: freeze tuning trains only the expanded blocks and the 
     if (x.some((v, i) => Math.abs(v - y[i]) > 1e-7)) changed.add(name.split(".").slice(0, 3).join("."));
   }
   assert.deepEqual([...changed].sort(), ["model.layers.1", "model.layers.3"], "the new blocks 1 and 3 train");
+  // LoRA with use_llama_pro: LF's find_expanded_modules puts the adapter on the new blocks only.
+  const lora = await run("pro-lora", { use_llama_pro: true, freeze_trainable_layers: 2 }, pro);
+  falls(lora.losses);
+  const cfg = JSON.parse(await Deno.readTextFile(`${root}/pro-lora/adapter_config.json`));
+  const layers = new Set((cfg.target_modules as string[]).map((m) => m.split(".")[2]));
+  assert.deepEqual([...layers].sort(), ["1", "3"]);
+  assert.equal(cfg.target_modules.length, 14, "7 linears in each of the 2 new blocks");
   await assert.rejects(
     run("pro-bad", { finetuning_type: "freeze", use_llama_pro: true, freeze_trainable_layers: 3 }, pro),
     /`num_layers` 4 should be divisible by `num_layer_trainable` 3\./,

@@ -17,6 +17,7 @@ import { attachAdapter, loraConfigFromArgs } from "../nn/lora.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
 import { attachOft, oftConfigFromArgs } from "../nn/oft.ts";
+import { expandedModules } from "../nn/llama_pro.ts";
 import { freezeTrainable } from "./freeze.ts";
 
 /** The tokenized data of a run. */
@@ -65,12 +66,17 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
-    const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
+    const fresh = loraConfigFromArgs(a);
+    // LLaMA Pro with LoRA: LF's find_expanded_modules turns the targets into the expanded layers' modules.
+    if (a.use_llama_pro) fresh.targets = expandedModules(model.config, fresh.targets, a.freeze_trainable_layers);
+    const source = adapters.length && !a.create_new_adapter ? adapters[0] : fresh;
     const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "oft") {
-    const adapter = await attachOft(model, oftConfigFromArgs(a), a.model_name_or_path);
+    const cfg = oftConfigFromArgs(a);
+    if (a.use_llama_pro) cfg.targets = expandedModules(model.config, cfg.targets, a.freeze_trainable_layers);
+    const adapter = await attachOft(model, cfg, a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
