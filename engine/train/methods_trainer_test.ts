@@ -4,7 +4,7 @@
  * model is LF's warning and no change; LLaMA Pro trains exactly the expanded blocks.
  */
 import assert from "node:assert/strict";
-import { parseTrainArgs } from "../config/args.ts";
+import { loadTrainConfig, parseTrainArgs } from "../config/args.ts";
 import { loadModel } from "../nn/model.ts";
 import { expandBlocks } from "../nn/llama_pro.ts";
 import { attachOft } from "../nn/oft.ts";
@@ -111,4 +111,28 @@ Deno.test("finetuning_type oft: the loss falls and the run writes a PEFT OFT ada
     run("oft-bad", { finetuning_type: "oft", oft_rank: 4 }),
     /oft_rank: You can only specify either r/,
   );
+});
+
+Deno.test("LF's examples/extras YAMLs for OFT and LLaMA Pro run with the model and data pointed at tiny fixtures", async () => {
+  const CONFIGS = new URL("../../fixtures/configs/", import.meta.url).pathname;
+  const deep = await makeTinyModel(`${root}/deep`, 2, { num_hidden_layers: 8 });
+  await expandBlocks(deep, `${root}/deep-pro`, 8);
+  for (
+    const [file, model] of [["llama3_oft_sft.yaml", qwen], ["llama3_freeze_sft_llama_pro.yaml", `${root}/deep-pro`]]
+  ) {
+    const a = await loadTrainConfig(`${CONFIGS}${file}`, [
+      `model_name_or_path=${model}`,
+      "dataset=whetstone_demo",
+      `dataset_dir=${DEMO}`,
+      "template=qwen",
+      "cutoff_len=64",
+      "max_samples=16",
+      "max_steps=1",
+      `output_dir=${root}/extras-${file}`,
+    ]);
+    const res = await train(a, { progress: false, log: () => {} });
+    assert.equal(res.globalStep, 1, file);
+  }
+  const cfg = JSON.parse(await Deno.readTextFile(`${root}/extras-llama3_oft_sft.yaml/adapter_config.json`));
+  assert.deepEqual([cfg.peft_type, cfg.oft_block_size], ["OFT", 32]);
 });
