@@ -14,7 +14,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const MODEL = `${ROOT}fixtures/models/llama`, ADAPTER = `${ROOT}fixtures/methods/oft`;
 const golden = JSON.parse(await Deno.readTextFile(`${ROOT}fixtures/methods/oft_golden.json`));
 
-async function lossAndGrads(executor: "reference" | "onnx") {
+async function lossAndGrads(executor: "reference" | "onnx" | "webgpu") {
   const model = await loadModel(MODEL, { executor, dtype: "f32" });
   await attachOft(model, ADAPTER);
   const { B, L } = golden, c = model.config, V = c.vocab;
@@ -40,7 +40,7 @@ async function lossAndGrads(executor: "reference" | "onnx") {
   return { o, names, model };
 }
 
-for (const executor of ["reference", "onnx"] as const) {
+for (const executor of ["reference", "onnx", "webgpu"] as const) {
   Deno.test(`OFT on ${executor}: PEFT's saved adapter gives PEFT's loss and oft_R gradients`, async () => {
     const { o, names } = await lossAndGrads(executor);
     assert.ok(Math.abs(o.loss[0] - golden.loss) < 1e-5, `loss ${o.loss[0]} vs ${golden.loss}`);

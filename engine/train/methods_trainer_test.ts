@@ -136,3 +136,15 @@ Deno.test("LF's examples/extras YAMLs for OFT and LLaMA Pro run with the model a
   const cfg = JSON.parse(await Deno.readTextFile(`${root}/extras-llama3_oft_sft.yaml/adapter_config.json`));
   assert.deepEqual([cfg.peft_type, cfg.oft_block_size], ["OFT", 32]);
 });
+
+Deno.test("finetuning_type oft: a resumed run repeats the uninterrupted run's losses", async () => {
+  const extra = { finetuning_type: "oft", oft_block_size: 8, learning_rate: 5e-2, max_steps: 4 };
+  const whole = await run("oft-whole", { ...extra, save_strategy: "no" });
+  await run("oft-cut", { ...extra, save_strategy: "steps", save_steps: 2 });
+  const resumed = await run("oft-cut", {
+    ...extra,
+    save_strategy: "no",
+    resume_from_checkpoint: `${root}/oft-cut/checkpoint-2`,
+  });
+  assert.deepEqual(resumed.losses, whole.losses.slice(2));
+});
