@@ -83,7 +83,9 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
   const pro = await loadTrainConfig(`${CONFIGS}llama3_freeze_sft_llama_pro.yaml`);
   assert.deepEqual([pro.use_llama_pro, pro.finetuning_type, pro.freeze_trainable_layers], [true, "freeze", 8]);
   const neft = parseTrainArgs(`${M}neftune_noise_alpha: 5\nshift_attn: true\n`);
-  assert.deepEqual([neft.neftune_noise_alpha, neft.shift_attn], [5, true]);
+  assert.deepEqual([neft.neftune_noise_alpha, neft.shift_attn, neft.bucket], [5, true, 8]);
+  assert.ok(neft.warnings.some((w) => /^bucket: 8 \(LF pads training batches to a multiple of 8\)/.test(w)));
+  assert.equal(parseTrainArgs(`${M}shift_attn: true\nbucket: 64\n`).bucket, 64, "a bucket set is kept");
 
   const tiny = await loadTrainConfig(`${CONFIGS}tiny_lora_sft.yaml`);
   assert.deepEqual(tiny.lora_target, ["q_proj", "v_proj"]);

@@ -75,7 +75,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
   }
-  checkMethods(a, err);
+  checkMethods(a, err, given, warnings);
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

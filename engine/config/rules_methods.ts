@@ -7,7 +7,21 @@
 import type { TrainArgs } from "./train_args.ts";
 
 /** Adds the problems of the method keys of `a`. */
-export function checkMethods(a: TrainArgs, err: (key: string, msg: string) => void): void {
+export function checkMethods(
+  a: TrainArgs,
+  err: (key: string, msg: string) => void,
+  given: ReadonlySet<string> = new Set(),
+  warnings: string[] = [],
+): void {
+  // Both depend on the padded length: pad as LF's training collator does (pad_to_multiple_of 8), unless bucket is set.
+  if ((a.shift_attn || a.neftune_noise_alpha !== null) && !given.has("bucket") && a.bucket !== 8) {
+    a.bucket = 8;
+    warnings.push(
+      `bucket: 8 (LF pads training batches to a multiple of 8), so that ${
+        a.shift_attn ? "shift_attn's groups" : "NEFTune's noise scale"
+      } follow LF's padded length; set bucket to choose another`,
+    );
+  }
   if (a.neftune_noise_alpha !== null && a.stage !== "pt" && a.stage !== "sft") {
     err("neftune_noise_alpha", `Whetstone adds NEFTune noise in stages pt and sft, got stage ${a.stage}`);
   }
