@@ -53,7 +53,9 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     if (a.quantization_bit !== 4 && a.quantization_bit !== 8) {
       err("quantization_bit", `expected 4 or 8 (bitsandbytes), got ${a.quantization_bit}`);
     }
-    if (a.finetuning_type !== "lora") err("quantization_bit", "Quantization is only compatible with the LoRA method.");
+    if (a.finetuning_type !== "lora" && a.finetuning_type !== "oft") {
+      err("quantization_bit", "Quantization is only compatible with the LoRA or OFT method.");
+    }
     if (a.pissa_init) err("pissa_init", "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.");
     if ((a.adapter_name_or_path?.length ?? 0) > 1) {
       err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");

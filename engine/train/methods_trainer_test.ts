@@ -107,6 +107,10 @@ Deno.test("finetuning_type oft: the loss falls and the run writes a PEFT OFT ada
   await attachOft(base, `${root}/oft`);
   const after = (await base.forward(ids)).logits;
   assert.ok(after.some((v, i) => Math.abs(v - before[i]) > 1e-4), "the trained rotations change the outputs");
+  // QOFT: OFT on a 4-bit (nf4) base.
+  const q = await run("qoft", { finetuning_type: "oft", oft_block_size: 8, learning_rate: 5e-2, quantization_bit: 4 });
+  falls(q.losses);
+  assert.notDeepEqual(q.losses, out.losses, "the quantized base computes otherwise");
   await assert.rejects(
     run("oft-bad", { finetuning_type: "oft", oft_rank: 4 }),
     /oft_rank: You can only specify either r/,

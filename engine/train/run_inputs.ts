@@ -56,7 +56,9 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
   const adapterTuning = lora || a.finetuning_type === "oft";
   // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
   const quantization = quantizeOptionsFromArgs(a);
-  if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
+  if (quantization && !adapterTuning) {
+    throw new Error("quantization_bit: Quantization is only compatible with the LoRA or OFT method.");
+  }
   const model = await loadModel(a.model_name_or_path, {
     executor,
     dtype: adapterTuning ? "stored" : "f32",
