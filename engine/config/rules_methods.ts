@@ -39,9 +39,6 @@ export function checkMethods(
           "simultaneously, because r x oft_block_size == in_features.",
       );
     }
-    if (a.adapter_name_or_path?.length) {
-      err("adapter_name_or_path", "Whetstone starts OFT adapters fresh; loading one to train is not supported yet");
-    }
     if (a.additional_target) err("additional_target", "modules_to_save is not supported with OFT in Whetstone yet");
   }
   // LF: FinetuningArguments.__post_init__ (LoRA and OFT train the expanded layers' modules: find_expanded_modules).

@@ -9,6 +9,7 @@ import { loadModel } from "./model.ts";
 import { traceDecoder } from "./decoder.ts";
 import { attachOft, checkOftConfig, oftBlocks, oftConfigFromArgs, saveOft } from "./oft.ts";
 import { openSafetensors } from "../io/safetensors.ts";
+import { mergeAdapter } from "./export.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MODEL = `${ROOT}fixtures/models/llama`, ADAPTER = `${ROOT}fixtures/methods/oft`;
@@ -92,4 +93,18 @@ Deno.test("OFT: PEFT's r / oft_block_size rules and adjustments", () => {
   assert.deepEqual(oftBlocks(64, { r: 8, blockSize: 0 }), { r: 8, b: 8 });
   assert.deepEqual(oftBlocks(60, { r: 0, blockSize: 32 }), { r: 2, b: 30 }, "adjusted to the nearest divisor");
   assert.deepEqual(oftBlocks(16, { r: 0, blockSize: 32 }), { r: 1, b: 16 });
+});
+
+Deno.test("OFT: merging gives the weights the adapter computes (W · Rᵀ per block)", async () => {
+  const ids = [[1, 5, 9, 30, 77, 2, 64, 100]];
+  const withOft = await loadModel(MODEL, { executor: "reference" });
+  await attachOft(withOft, ADAPTER);
+  const want = (await withOft.forward(ids)).logits;
+  const merged = await mergeAdapter(withOft);
+  const plain = await loadModel(MODEL, { executor: "reference" });
+  for (const [name, data] of merged) plain.executor.setParam(name, data, plain.params.get(name)!.shape, "f32");
+  const got = (await plain.forward(ids)).logits;
+  let worst = 0;
+  got.forEach((v, i) => worst = Math.max(worst, Math.abs(v - want[i])));
+  assert.ok(worst < 1e-4, `max |Δlogit| ${worst}`);
 });

@@ -107,6 +107,14 @@ Deno.test("finetuning_type oft: the loss falls and the run writes a PEFT OFT ada
   await attachOft(base, `${root}/oft`);
   const after = (await base.forward(ids)).logits;
   assert.ok(after.some((v, i) => Math.abs(v - before[i]) > 1e-4), "the trained rotations change the outputs");
+  // Training on from the adapter (adapter_name_or_path): the same first batch now has a lower loss.
+  const cont = await run("oft-cont", {
+    finetuning_type: "oft",
+    oft_block_size: 8,
+    adapter_name_or_path: `${root}/oft`,
+    max_steps: 1,
+  });
+  assert.ok(cont.losses[0] < out.losses[0] - 0.05, `${cont.losses[0]} vs ${out.losses[0]}`);
   // QOFT: OFT on a 4-bit (nf4) base.
   const q = await run("qoft", { finetuning_type: "oft", oft_block_size: 8, learning_rate: 5e-2, quantization_bit: 4 });
   falls(q.losses);

@@ -76,9 +76,12 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "oft") {
+    const adapters = a.adapter_name_or_path ?? [];
+    if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
     const cfg = oftConfigFromArgs(a);
     if (a.use_llama_pro) cfg.targets = expandedModules(model.config, cfg.targets, a.freeze_trainable_layers);
-    const adapter = await attachOft(model, cfg, a.model_name_or_path);
+    const source = adapters.length && !a.create_new_adapter ? adapters[0] : cfg;
+    const adapter = await attachOft(model, source, a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
