@@ -10,6 +10,9 @@ import { expandBlocks } from "../nn/llama_pro.ts";
 import { attachOft } from "../nn/oft.ts";
 import { makeTinyModel } from "./testing.ts";
 import { train } from "./trainer.ts";
+import { adamwStepPlan, traceEvalStep, traceTrainStep } from "./step/lm.ts";
+
+const LLAMA_FIXTURE = new URL("../../fixtures/models/llama", import.meta.url).pathname;
 
 const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "whetstone-methods-" });
@@ -159,4 +162,15 @@ Deno.test("finetuning_type oft: a resumed run repeats the uninterrupted run's lo
     resume_from_checkpoint: `${root}/oft-cut/checkpoint-2`,
   });
   assert.deepEqual(resumed.losses, whole.losses.slice(2));
+});
+
+Deno.test("NEFTune and S²-attention are in training steps only: the eval step has neither", async () => {
+  const model = await loadModel(LLAMA_FIXTURE, { executor: "reference", dtype: "f32" });
+  const names = ["model.layers.0.self_attn.q_proj.weight"];
+  const train = traceTrainStep(model, adamwStepPlan(2, 16, names, { neftune: 5, shiftAttn: true }));
+  assert.ok(train.inputs.has("noise_0"), "the training step takes the noise");
+  const plain = traceTrainStep(model, adamwStepPlan(2, 16, names));
+  assert.ok(train.nodes.length > plain.nodes.length, "and rolls / regroups its attention");
+  const evalStep = traceEvalStep(model, 2, 16);
+  assert.ok(![...evalStep.inputs.keys()].some((k) => k.startsWith("noise")), "evaluation adds no noise");
 });
