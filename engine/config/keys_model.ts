@@ -46,7 +46,8 @@ export const MODEL_KEYS = {
   init_special_tokens: U("noise_init", "adding tokens"),
   /** RoPE scaling applied to config.json as LLaMA-Factory's configure_rope does (engine/nn/rope_lf.ts). */
   rope_scaling: T(["linear", "dynamic", "yarn", "llama3"], null),
-  shift_attn: U(false, "LongLoRA S²-Attn"),
+  /** LongLoRA S²-attention in training (llama models; engine/nn/longlora.ts). */
+  shift_attn: T("bool", false),
   mixture_of_depths: U(null, "mixture-of-depths"),
   ...lack("third-party kernels", { use_unsloth: false, use_unsloth_gc: false, enable_liger_kernel: false }),
   use_v1_kernels: U(false, "third-party kernels"),

@@ -137,6 +137,11 @@ export interface DecoderInputs {
   positions: Tensor;
   /** [B, L] i32: attention stays within equal ids (padding 0, real 1; packed 1, 2, ...). */
   segments?: Tensor;
+  /**
+   * [B, L, hidden] f32 added to the input embeddings (after the family's embedding scale, which transformers keeps
+   * inside the embedding module): NEFTune's noise in training (see engine/nn/neftune.ts).
+   */
+  noise?: Tensor;
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
@@ -196,6 +201,7 @@ export function traceDecoder(
   const scaled = (x: Tensor) => (c.residualScale === 1 ? x : mul(x, c.residualScale)); // Granite's residual_multiplier
   let h = embedding(W("model.embed_tokens.weight"), inp.ids); // [B, L, H]
   if (c.embedScale !== 1) h = mul(h, c.embedScale);
+  if (inp.noise) h = add(h, inp.noise);
   const layer = (i: number, h: Tensor): Tensor => {
     const l = `model.layers.${i}`;
     // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]

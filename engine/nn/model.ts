@@ -18,7 +18,7 @@ import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
-import { attachAdapter } from "./lora.ts";
+import { attachAdapterFolder } from "./adapters.ts";
 import { withRouterLoss } from "./moe.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
@@ -39,7 +39,7 @@ export interface LoadModelOptions {
   revision?: string;
   /** Hub download options when `pathOrId` is a hub id (revision, cache folder, token). */
   hub?: ResolveOptions;
-  /** A PEFT adapter folder to attach (see `attachAdapter` in lora.ts). */
+  /** A PEFT adapter folder to attach: LoRA (`attachAdapter` in lora.ts) or OFT (oft.ts), by its peft_type. */
   adapter?: string;
   /** Quantize the base linears as they load (QLoRA; see quantize.ts): their f32 weights never reach the executor. */
   quantization?: QuantizeOptions;
@@ -337,7 +337,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
     const model = new Model(config, executor, params);
     if (quant) model.setQuantized(quant);
     model.generationConfig = folder.generationConfig;
-    if (opts.adapter) await attachAdapter(model, opts.adapter, { baseModel: pathOrId });
+    if (opts.adapter) await attachAdapterFolder(model, opts.adapter, { baseModel: pathOrId });
     return model;
   } finally {
     folder.close();
