@@ -4,8 +4,8 @@
  * computes them in float32, hence 2e-6 relative) and attention scaling at each sequence length.
  */
 import assert from "node:assert/strict";
-import { decoderConfig } from "../../nn/config.ts";
-import { ropeAttentionScaling, ropeInvFreq, ropeScalingFromHf } from "./rope_scaling.ts";
+import { decoderConfig } from "./config.ts";
+import { ropeAttentionScaling, ropeInvFreq, ropeScalingFromHf } from "../graph/ops/rope_scaling.ts";
 
 interface Case {
   name: string;
@@ -16,7 +16,7 @@ interface Case {
   attention_scaling: number;
 }
 const { cases } = JSON.parse(
-  await Deno.readTextFile(new URL("../../../fixtures/rope/rope.json", import.meta.url)),
+  await Deno.readTextFile(new URL("../../fixtures/rope/rope.json", import.meta.url)),
 ) as { cases: Case[] };
 
 Deno.test("rope scaling: transformers' inv_freq and attention scaling for every type, both config layouts", () => {
