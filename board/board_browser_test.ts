@@ -155,6 +155,23 @@ browserTest("board: key, preview, train, stop, resume, chat, export, runs, langu
       lap("resumed to the end");
       await screenshot("train");
 
+      // Evaluate & Predict: BLEU-4 and ROUGE on the demo data (the training datasets, preselected), the predictions.
+      await openTab(page, "evaluate");
+      await setField(page, "max_samples", 2, { scope: '[data-panel="evaluate"]' });
+      await setField(page, "max_new_tokens", 8, { scope: '[data-panel="evaluate"]' });
+      await clickAction(page, "predict", '[data-panel="evaluate"]');
+      const bleu = await waitUntil(
+        page,
+        "the predict metrics ([data-metric=predict_bleu-4])",
+        () => text(page, '[data-metrics] tr[data-metric="predict_bleu-4"]'),
+        (v) => /\d/.test(v ?? ""),
+        120_000,
+      );
+      assert.ok((await text(page, '[data-metrics] tr[data-metric="predict_rouge-l"]'))?.length, "no ROUGE-L row");
+      assert.ok((await text(page, "[data-predictions] tbody"))?.trim().length, "no predictions in the table");
+      lap(`predicted: ${bleu!.replace(/\s+/g, " ")}`);
+      await screenshot("evaluate");
+
       // Chat with the session's model (the trained adapter): a streamed answer.
       await openTab(page, "chat");
       page.on("request", (r) => {

@@ -9,6 +9,8 @@ import { ErrorLine, useAction } from "./action.js";
 import { post } from "./api.js";
 import { Label } from "./fields.js";
 import { t } from "./i18n.js";
+import { catalog } from "./catalog.js";
+import { form } from "./form.js";
 import { live } from "./live.js";
 import { useStore } from "./store.js";
 
@@ -30,9 +32,32 @@ function Field(p) {
   `;
 }
 
+/**
+ * The datasets to predict on (`eval_dataset`; LLaMA-Factory predicts on an eval_dataset only): those of the form's
+ * dataset_dir, the training datasets chosen until the user picks others.
+ * @param {{ chosen: string[] | null, set: (v: string[]) => void }} p
+ */
+function EvalDatasets(p) {
+  const cat = useStore(catalog);
+  const { values } = useStore(form);
+  const chosen = p.chosen ?? /** @type {string[]} */ (values.dataset ?? []);
+  const names = [...new Set([...cat.datasets.map((d) => d.name), ...chosen])];
+  return html`
+    <div class="field wide">
+      <${Label} for="predict-eval_dataset" i18n="arg.eval_dataset" />
+      <select id="predict-eval_dataset" name="eval_dataset" multiple size="3" onChange=${(/** @type {any} */ e) =>
+        p.set([...e.currentTarget.selectedOptions].map((o) => o.value))}>
+          ${names.map((n) => html`<option value=${n} selected=${chosen.includes(n)}>${n}</option>`)}
+        </select>
+    </div>
+  `;
+}
+
 /** The tab. */
 export function EvaluateTab() {
   const s = useStore(live);
+  const { values } = useStore(form);
+  const [evalDs, setEvalDs] = useState(/** @type {string[] | null} */ (null));
   const [act, run] = useAction();
   const [opts, setOpts] = useState({ max_samples: "", max_new_tokens: "512", temperature: "0.95", top_p: "0.7" });
   const [doSample, setDoSample] = useState(true);
@@ -53,6 +78,8 @@ export function EvaluateTab() {
   const predict = async () => {
     /** @type {Record<string, unknown>} */
     const body = { do_sample: doSample };
+    const ds = evalDs ?? /** @type {string[]} */ (values.dataset ?? []);
+    if (ds.length) body.eval_dataset = ds.join(",");
     for (const [k, v] of Object.entries(opts)) if (v.trim() !== "") body[k] = Number(v);
     const res = await post(`/sessions/${need()}/predict`, body);
     setPred(res);
@@ -62,6 +89,7 @@ export function EvaluateTab() {
   return html`<div class="evaluate">
     <p><span data-i18n="eval.session">${t("eval.session")}</span>: <code>${s.id ?? "—"}</code> (${s.status || "—"})</p>
     <div class="grid">
+      <${EvalDatasets} chosen=${evalDs} set=${setEvalDs} />
       <${Field} name="max_samples" i18n="arg.max_samples" value=${opts.max_samples} set=${
     set("max_samples")
   } step="1" />
