@@ -94,7 +94,6 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
 
 Deno.test("LF examples using features Whetstone lacks fail naming the key", async () => {
   const cases: [string, RegExp][] = [
-    ["qwen3_full_sft.yaml", /qwen3_full_sft\.yaml: deepspeed is not supported by Whetstone yet/],
     ["llama3_freeze_sft_llama_pro.yaml", /use_llama_pro is not supported by Whetstone yet \(LLaMA Pro\); got true/],
   ];
   for (const [file, re] of cases) await assert.rejects(loadTrainConfig(`${CONFIGS}${file}`), re);

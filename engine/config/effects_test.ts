@@ -50,7 +50,7 @@ Deno.test("inert keys accept a non-default value", () => {
 Deno.test("error keys: a non-default value is an error naming the key; LF's default is accepted", () => {
   const errors = rows.filter(([, s]) => effectOf(s) === "error");
   assert.ok(errors.length > 50);
-  for (const k of ["streaming", "deepspeed", "num_beams", "eval_num_beams", "use_apollo"]) {
+  for (const k of ["streaming", "fsdp", "num_beams", "eval_num_beams", "use_apollo"]) {
     assert.ok(errors.some(([key]) => key === k), `${k} is an error key`);
   }
   for (const [key, s] of errors) {

@@ -305,7 +305,8 @@ export const TRAINING_KEYS = {
   use_liger_kernel: U(false, "third-party kernels"),
   liger_kernel_config: U(null, "third-party kernels"),
   push_to_hub: U(false, "pushing to the hub"),
-  deepspeed: U(null, "DeepSpeed; Whetstone trains on one device"),
+  /** A DeepSpeed config file: on one device the run goes ahead without it, with a note (config/deepspeed.ts). */
+  deepspeed: T("str", null),
   ...lack("FSDP; Whetstone trains on one device", {
     fsdp: null,
     fsdp_config: null,

@@ -11,6 +11,7 @@ import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
+import { checkDeepSpeed } from "./deepspeed.ts";
 import { ConfigError, type LrSchedulerKwargs, type TrainArgs } from "./train_args.ts";
 import { dataArgsOf } from "./views.ts";
 
@@ -221,9 +222,14 @@ export async function lastCheckpoint(dir: string): Promise<string | null> {
  * `do_train` and without `overwrite_output_dir`: an existing output_dir with checkpoints resumes from the last one;
  * one with weight files but no checkpoint is an error ("Output directory already exists and is not empty. Please
  * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. A checkpoint saved with `save_only_model`
- * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s.
+ * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s. Also reads the
+ * `deepspeed` config, if any, and adds its note to `a.warnings` (config/deepspeed.ts).
  */
 export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<OutputDirCheck> {
+  if (a.deepspeed) {
+    const note = await checkDeepSpeed(a.deepspeed, where);
+    if (!a.warnings.includes(note)) a.warnings.push(note);
+  }
   const found = await findResume(a, where);
   const dir = found.resumeFrom;
   if (dir && !await isFile(`${dir}/${OPTIMIZER_FILE}`) && await isFile(`${dir}/trainer_state.json`)) {
