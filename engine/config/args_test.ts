@@ -261,9 +261,10 @@ Deno.test("keys without effect are accepted, with a note where LF would act on t
       "bf16: true\ngradient_checkpointing: true\nexport_dir: out\ntemperature: 0.5\n",
   );
   assert.deepEqual(a.warnings, [
-    'report_to: Whetstone writes only trainer_log.jsonl, not to "wandb"; ignored',
     "include_effective_tokens_per_second: effective tokens per second are not logged yet; ignored",
     "gradient_checkpointing: LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
+    "report_to: Whetstone does not write to wandb (trainer_log.jsonl and trainer_state.json hold the same logs; " +
+    "tensorboard writes event files); see docs/inert_keys.md",
     "bf16: Whetstone trains in f32 (f32 master weights and compute); ignored",
   ]);
   assert.deepEqual(parseTrainArgs(`${M}report_to: [none]\nbf16: false\nfp16: false\n`).warnings, []);

@@ -119,10 +119,10 @@ export const TRAINING_KEYS = {
   eval_steps: T("num", null, { min: 0 }),
   /** A checkpoint folder, true (the last checkpoint in output_dir), false (never resume) or null (resume when output_dir holds checkpoints, as LF does). Resolved by checkOutputDir. */
   resume_from_checkpoint: T("resume", null),
-  report_to: I("none", (v) => {
-    const list = (Array.isArray(v) ? v : [v]).filter((x) => x !== null && x !== "none");
-    return list.length ? `Whetstone writes only trainer_log.jsonl, not to ${JSON.stringify(v)}; ignored` : undefined;
-  }, "Whetstone writes only trainer_log.jsonl (no wandb, tensorboard, ...)"),
+  /** Trackers (HF's integrations): tensorboard writes event files (train/trackers.ts); the others get a note. */
+  report_to: T("list", ["none"], { nullable: true }),
+  /** TensorBoard's folder; null: output_dir/runs/<date>_<host> (HF's default_logdir). */
+  logging_dir: T("str", null),
   gradient_checkpointing: I(
     false,
     "LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
@@ -166,7 +166,6 @@ export const TRAINING_KEYS = {
     "log_level",
     "log_level_replica",
     "log_on_each_node",
-    "logging_dir",
     "disable_tqdm",
     "run_name",
   ),

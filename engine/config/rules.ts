@@ -24,6 +24,27 @@ const SCHEDULER_KWARGS: Record<string, readonly (keyof LrSchedulerKwargs)[]> = {
   cosine_with_min_lr: ["num_cycles", "min_lr", "min_lr_rate"],
 };
 
+/** Trackers Whetstone writes to (engine/train/trackers.ts). */
+const TRACKERS = ["tensorboard"];
+
+/** `report_to`: "none" alone, or tracker names; the ones Whetstone does not write get a note (docs/inert_keys.md). */
+function reportTo(a: TrainArgs, warnings: string[]): void {
+  const names = (a.report_to ?? []).filter((n) => n !== "none");
+  if (names.length && names.length < (a.report_to ?? []).length) {
+    warnings.push(`report_to: "none" with other trackers (${names.join(", ")}); "none" is dropped`);
+  }
+  if (names.includes("all")) {
+    warnings.push('report_to: "all" writes the one tracker Whetstone has, tensorboard (event files under logging_dir)');
+  }
+  const inert = names.filter((n) => n !== "all" && !TRACKERS.includes(n));
+  if (inert.length) {
+    warnings.push(
+      `report_to: Whetstone does not write to ${inert.join(", ")} (trainer_log.jsonl and trainer_state.json hold the ` +
+        "same logs; tensorboard writes event files); see docs/inert_keys.md",
+    );
+  }
+}
+
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
     problems.push(`${key}: --${key} must be an integer if bigger than 1: ${value}`);
@@ -75,6 +96,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
   }
+  reportTo(a, warnings);
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

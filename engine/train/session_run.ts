@@ -150,6 +150,7 @@ export class SessionRun {
     const e = await this.#evaluateAll(), evalLoss = e.loss;
     this.evalLosses.push({ step, eval_loss: evalLoss });
     this.state.log_history.push({ eval_loss: evalLoss, ...e.history, epoch: this.state.epoch, step });
+    this.#i.tracker?.log(step, this.state.log_history.at(-1)!);
     if (this.#tlogOpen) {
       this.#i.tlog.log(step, { eval_loss: evalLoss, epoch: this.state.epoch, totalTokens: this.state.total_tokens });
     }
@@ -211,6 +212,7 @@ export class SessionRun {
           this.losses.push({ step, loss: w.loss });
           const epoch = w.epoch ?? state.epoch;
           state.log_history.push({ loss: w.loss, ...w.fields, epoch, step: w.step ?? step });
+          this.#i.tracker?.log(step, state.log_history.at(-1)!);
           tlog.log(step, {
             loss: w.loss,
             ...w.trainerLog,
@@ -268,12 +270,14 @@ export class SessionRun {
     await saveRunModel(this.#i, out);
     if (a.pissa_convert) await savePissaConverted(this.#i.model, out); // LF's PissaConvertCallback.on_train_end
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
+    this.#i.tracker?.log(state.global_step, metrics); // HF's Trainer.log of the train metrics
     if (stage.trainResults) await writeResults(out, "train", metrics);
     let evalLoss: number | undefined;
     if (stage.evaluate && evalRecords.length && (a.do_eval || this.evalLosses.length)) {
       const e = await this.#evaluateAll();
       evalLoss = e.loss;
       await writeResults(out, "eval", { epoch: state.epoch, eval_loss: evalLoss, ...e.metrics });
+      this.#i.tracker?.log(state.global_step, { eval_loss: evalLoss, ...e.history, epoch: state.epoch });
       log(`eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(e.metrics)}`);
       this.#emit({
         type: "eval",
@@ -288,6 +292,7 @@ export class SessionRun {
 
   /** Closes the trainer log (idempotent). */
   close(): void {
+    this.#i.tracker?.close();
     if (!this.#tlogOpen) return;
     this.#tlogOpen = false;
     this.#i.tlog.close();

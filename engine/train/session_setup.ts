@@ -6,6 +6,7 @@
  * {@link SessionRun} (session_run.ts).
  * @module
  */
+import { openTracker } from "./trackers.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { planGraph } from "../exec/plan.ts";
 import { numel } from "../graph/types.ts";
@@ -180,6 +181,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     clock,
     log,
     readEveryStep: opts.readEveryStep ?? true,
+    tracker: openTracker(a),
   });
   return { model, data, plan, run };
 }
