@@ -205,7 +205,7 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["stage: ppo", /reward_model: `reward_model` is necessary for PPO training\./],
     ["stage: ppo\nreward_model: r\nfinetuning_type: full", /reward_model_type: `reward_model_type` cannot be lora/],
     ["reward_model_type: api", /reward_model_type: api is not supported by Whetstone yet/],
-    ["pref_loss: kto_pair", /pref_loss: kto_pair is not supported by Whetstone yet \(supported: sigmoid, hinge, ipo/],
+    ["pref_loss: bco", /pref_loss: expected one of sigmoid, hinge, ipo, kto_pair, orpo, simpo, got "bco"/],
     ["pref_beta: 0", /pref_beta: expected a number > 0, got 0/],
     ["stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1", /`dpo_label_smoothing` is only valid for sigmoid/],
     ["ref_model_adapters: a", /ref_model_adapters: expected ref_model/],

@@ -64,7 +64,7 @@ export const FINETUNING_KEYS = {
   /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
   pref_ftx: T("num", 0, { min: 0 }),
   pref_bco_weight: U(0, "BCO"),
-  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid", { lacking: ["kto_pair"] }),
+  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid"),
   dpo_label_smoothing: T("num", 0, { min: 0, max: 0.5 }),
   kto_chosen_weight: T("num", 1, { min: 0 }),
   kto_rejected_weight: T("num", 1, { min: 0 }),

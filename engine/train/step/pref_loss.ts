@@ -2,8 +2,8 @@
  * The losses and metrics of LLaMA-Factory's preference stages as graph functions on per-sequence log-probabilities
  * (all vectors [B] f32, one entry per pair or example of a micro-batch):
  *
- * - dpo (`CustomDPOTrainer`): `pref_loss` sigmoid (with `dpo_label_smoothing`, cDPO), hinge and ipo against a
- *   reference (TRL's old `dpo_loss`), orpo and simpo without one (LF's `odds_ratio_loss`, `simpo_loss`); LF feeds
+ * - dpo (`CustomDPOTrainer`): `pref_loss` sigmoid (with `dpo_label_smoothing`, cDPO), hinge, ipo and kto_pair
+ *   against a reference (TRL's old `dpo_loss`; kto_pair as TRL 0.8.6 wrote it, fixtures/pref/make_kto_pair.py), orpo and simpo without one (LF's `odds_ratio_loss`, `simpo_loss`); LF feeds
  *   average log-probs for ipo / orpo / simpo and sums for sigmoid / hinge ({@link averagesLogps}); `pref_ftx` adds
  *   ftx · (−mean log-prob of the chosen response).
  * - kto (`CustomKTOTrainer` over TRL's kto loss): desirable / undesirable weights, the batch KL estimate from the
@@ -18,7 +18,7 @@ import { add, div, exp, gt, log, maximum, mul, neg, relu, sigmoid, sub, sum, typ
 import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 
 /** `pref_loss` values of stage dpo that Whetstone implements. */
-export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "orpo", "simpo"] as const;
+export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] as const;
 /** One of {@link PREF_LOSSES}. */
 export type PrefLossType = typeof PREF_LOSSES[number];
 
@@ -144,8 +144,20 @@ export interface DpoLosses {
   sftLoss: Tensor;
 }
 
-/** Stage dpo's per-pair losses, as LF's `compute_preference_loss` + ftx. */
-export function dpoLosses(x: DpoLogps, cfg: PrefLossConfig): DpoLosses {
+/**
+ * kto_pair's per-pair losses (TRL 0.8.6 `dpo_loss`, "eqn (7) of the HALOs paper"): KL estimates are the batch means
+ * (over the real rows) of the log-ratios, clamped at 0 and not detached; each half takes the other half's KL. TRL
+ * averages the 2B losses; the pair's mean of its two halves averaged over pairs is the same number.
+ */
+function ktoPairLosses(chosenRatio: Tensor, rejectedRatio: Tensor, rows: Tensor, beta: number): Tensor {
+  const chosenKl = relu(maskedMean(chosenRatio, rows)), rejectedKl = relu(maskedMean(rejectedRatio, rows));
+  const lc = sub(1, sigmoid(mul(sub(chosenRatio, rejectedKl), beta)));
+  const lr = sub(1, sigmoid(mul(sub(chosenKl, rejectedRatio), beta)));
+  return mul(add(lc, lr), 0.5);
+}
+
+/** Stage dpo's per-pair losses, as LF's `compute_preference_loss` + ftx (`rows`: kto_pair's batch KL means). */
+export function dpoLosses(x: DpoLogps, cfg: PrefLossConfig, rows?: Tensor): DpoLosses {
   const { beta } = cfg;
   const c = x.chosen, r = x.rejected;
   let losses: Tensor, chosenRewards: Tensor, rejectedRewards: Tensor;
@@ -171,6 +183,9 @@ export function dpoLosses(x: DpoLogps, cfg: PrefLossConfig): DpoLosses {
       if (ls > 0) losses = sub(losses, mul(logSigmoid(neg(bl)), ls));
     } else if (cfg.loss === "hinge") {
       losses = relu(sub(1, mul(logits, beta)));
+    } else if (cfg.loss === "kto_pair") {
+      if (!rows) throw new Error('pref_loss "kto_pair" needs the batch rows (its KL estimate is a batch mean)');
+      losses = ktoPairLosses(sub(c, rc), sub(r, rr), rows, beta);
     } else {
       const d = sub(logits, 1 / (2 * beta));
       losses = mul(d, d);
@@ -228,7 +243,7 @@ export function dpoObjective(
   cfg: PrefLossConfig,
   logits?: LogitSums,
 ): { loss: Tensor; metrics: Tensor[] } {
-  const o = dpoLosses(x, cfg);
+  const o = dpoLosses(x, cfg, rows);
   const m = (t: Tensor) => maskedMean(stopGradient(t), rows);
   const zero = rows.graph.scalar(0);
   const ratio = (s: Tensor, n: Tensor) => div(stopGradient(s), maximum(n, 1));
