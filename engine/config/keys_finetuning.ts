@@ -115,8 +115,9 @@ export const FINETUNING_KEYS = {
   use_llama_pro: U(false, "LLaMA Pro"),
   use_adam_mini: U(false, "Adam-mini"),
   use_muon: U(false, "Muon"),
+  /** LF's DFT loss in stage sft: each token's loss weighted by its detached probability (train/step/lm.ts). */
+  use_dft_loss: T("bool", false),
   ...lack("alternative SFT losses", {
-    use_dft_loss: false,
     use_asft_loss: false,
     asft_alpha: 0.1,
     use_eaft_loss: false,

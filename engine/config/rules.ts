@@ -97,6 +97,9 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     }
   }
   reportTo(a, warnings);
+  if (a.use_dft_loss && a.stage !== "sft") {
+    warnings.push(`use_dft_loss: LF's DFT loss replaces the loss of stage sft only; stage ${a.stage} ignores it`);
+  }
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

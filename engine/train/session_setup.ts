@@ -90,6 +90,8 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     // LF's default gradient checkpointing (disable_gradient_checkpointing: false).
     checkpoint: !a.disable_gradient_checkpointing,
     fp16,
+    // LF sets dft_loss_func in CustomSeq2SeqTrainer (stage sft) only.
+    dft: a.use_dft_loss && a.stage === "sft",
   });
   const graphs = new Map<string, Promise<import("../exec/executor.ts").CompiledGraph>>();
   const stage = staged.make({

@@ -43,7 +43,8 @@ export class LmStage extends GraphStage<SftRecord> {
       const rows = records.slice(k, k + Be);
       const L = bucket(Math.max(...rows.map((r) => r.input_ids.length)), multiple);
       const mb = collate(rows, Be, L);
-      const c = await compile(`eval:${Be}:${L}`, () => traceEvalStep(model, Be, L));
+      const dft = a.use_dft_loss && a.stage === "sft";
+      const c = await compile(`eval:${Be}:${L}${dft ? ":dft" : ""}`, () => traceEvalStep(model, Be, L, dft));
       const o = await c.run({ ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels });
       sum += o.loss_sum[0];
       count += mb.targets;

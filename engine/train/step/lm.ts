@@ -4,11 +4,15 @@
  * never exist), times `inv_targets` (1 / labelled positions of the whole step): the step's loss is the token mean over
  * all its micro-batches, as HF computes it with `num_items_in_batch`.
  *
+ * With `use_dft_loss` (stage sft) each token's cross-entropy is weighted by its detached target probability exp(−ce),
+ * LLaMA-Factory's DFT loss ({@linkcode dftLossSum}); the logits are then materialised (no fused head).
+ *
  * Inputs per micro-batch k: ids_k, positions_k, segments_k [B, L] i32 and labels_k [B·L] i32 (shifted). Step-wide:
  * inv_targets, and a u32 seed when LoRA dropout is on.
  * @module
  */
-import { crossEntropy, Graph, linearCrossEntropy, mul, reshape, type Tensor } from "../../graph/mod.ts";
+import { crossEntropy, exp, Graph, linearCrossEntropy, mul, neg, reshape, sum, type Tensor } from "../../graph/mod.ts";
+import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import type { Model } from "../../nn/model.ts";
 import { traceDecoder } from "../../nn/decoder.ts";
 import type { MicroBatch } from "../batches.ts";
@@ -29,6 +33,18 @@ export interface LmOptions {
   checkpoint?: boolean;
   /** f16 linear inputs with f32 accumulation (fp16 mixed precision). */
   fp16?: boolean;
+  /** LF's DFT loss (`use_dft_loss`) instead of the plain cross-entropy. */
+  dft?: boolean;
+}
+
+/**
+ * LLaMA-Factory's DFT loss, summed (trainer_utils.py `_dft_cross_entropy` before its division by
+ * num_items_in_batch): Σ over labelled rows of ce · exp(−ce), the weight without gradient. Ignored rows (-100) have
+ * ce = 0 and add nothing. `logits` [N, V], `labels` [N] i32.
+ */
+export function dftLossSum(logits: Tensor, labels: Tensor): Tensor {
+  const ce = crossEntropy(logits, labels, { reduction: "none" });
+  return sum(mul(ce, stopGradient(exp(neg(ce)))));
 }
 
 /**
@@ -47,6 +63,7 @@ export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?
   const opts = { ...(o.checkpoint ? { checkpoint: true } : {}), ...(o.fp16 ? { computeDtype: "f16" as const } : {}) };
   const out = traceDecoder(model.config, inp, o.checkpoint || o.fp16 ? { ...weights, ...opts } : weights);
   const c = model.config;
+  if (o.dft) return dftLossSum(reshape(out.logits, [B * L, c.vocab]), labels);
   if (c.finalSoftcap) return crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" });
   return linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
 }
@@ -54,7 +71,7 @@ export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?
 /** The LM objective (see the module doc). */
 export function lmObjective(model: Model, o: LmOptions): Objective {
   return {
-    key: "lm",
+    key: o.dft ? "lm:dft" : "lm",
     f16: !!o.fp16,
     params: (g, names) => paramsOf(model, g, names),
     begin(g) {
@@ -67,7 +84,7 @@ export function lmObjective(model: Model, o: LmOptions): Objective {
 
 /** The LM objective of a plan's shapes and switches. */
 export const lmObjectiveOf = (model: Model, p: StepPlan): Objective =>
-  lmObjective(model, { B: p.B, L: p.L, dropout: p.dropout, checkpoint: p.checkpoint, fp16: p.fp16 });
+  lmObjective(model, { B: p.B, L: p.L, dropout: p.dropout, checkpoint: p.checkpoint, fp16: p.fp16, dft: p.dft });
 
 /** Traces the whole pt / sft optimizer step for `model` (its adapter, if any, included) under plan `p`. */
 export function traceTrainStep(model: Model, p: StepPlan): Graph {
@@ -89,9 +106,12 @@ export function trainStepFeeds(
   return { feeds, tokens: mbs.reduce((t, m) => t + m.tokens, 0) };
 }
 
-/** Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0). */
-export function traceEvalStep(model: Model, B: number, L: number): Graph {
+/**
+ * Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0); `dft`: the DFT loss,
+ * as HF's prediction_step computes the eval loss with the trainer's compute_loss_func.
+ */
+export function traceEvalStep(model: Model, B: number, L: number, dft = false): Graph {
   const g = new Graph();
-  g.output("loss_sum", microLoss(model, g, 0, { B, L }));
+  g.output("loss_sum", microLoss(model, g, 0, { B, L, dft }));
   return g;
 }

@@ -40,6 +40,8 @@ export interface StepPlan {
    * dynamic loss scaling (precision.ts). Only for executors that compute f16 (WebGPU with shader-f16).
    */
   fp16?: boolean;
+  /** LF's DFT loss for the LM objective (`use_dft_loss`, stage sft). */
+  dft?: boolean;
 }
 
 /**
