@@ -131,5 +131,6 @@ export const FINETUNING_KEYS = {
     hyper_parallel_cp_size: 1,
   }),
   compute_accuracy: U(false, "token accuracy at evaluation"),
-  early_stopping_steps: U(null, "early stopping"),
+  /** LF's EarlyStoppingCallback patience: evaluations without improvement before the training stops. */
+  early_stopping_steps: T("int", null, { min: 1 }),
 };

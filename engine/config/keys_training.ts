@@ -286,11 +286,15 @@ export const TRAINING_KEYS = {
   ),
   do_predict: T("bool", false),
   predict_with_generate: T("bool", false),
-  load_best_model_at_end: U(false, "best-checkpoint tracking"),
-  metric_for_best_model: U(null, "best-checkpoint tracking"),
-  greater_is_better: U(null, "best-checkpoint tracking"),
+  /** Ends the run with the weights of the best checkpoint (train/best_model.ts). */
+  load_best_model_at_end: T("bool", false),
+  /** The evaluation metric of the best model ("loss" under load_best_model_at_end when unset). */
+  metric_for_best_model: T("str", null),
+  /** null: the metric's name does not end in "loss" (HF). */
+  greater_is_better: T("bool", null),
   eval_delay: U(0, "delayed evaluation"),
-  eval_on_start: U(false, "evaluation before training"),
+  /** An evaluation before the first step (HF's `eval_on_start`). */
+  eval_on_start: T("bool", false),
   dataloader_drop_last: U(false),
   ignore_data_skip: U(false),
   group_by_length: T("bool", false),

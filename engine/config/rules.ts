@@ -45,6 +45,50 @@ function reportTo(a: TrainArgs, warnings: string[]): void {
   }
 }
 
+/** HF's `metric_for_best_model` / `greater_is_better` defaults and load_best_model_at_end rules; LF's early stopping. */
+function bestModel(a: TrainArgs, err: (key: string, msg: string) => void): void {
+  if (a.load_best_model_at_end && a.metric_for_best_model === null) a.metric_for_best_model = "loss";
+  if (a.greater_is_better === null && a.metric_for_best_model !== null) {
+    a.greater_is_better = !a.metric_for_best_model.endsWith("loss");
+  }
+  if (a.load_best_model_at_end && a.eval_strategy !== a.save_strategy) {
+    err(
+      "load_best_model_at_end",
+      `--load_best_model_at_end requires the save and eval strategy to match, but found - Evaluation strategy: ` +
+        `${a.eval_strategy} - Save strategy: ${a.save_strategy}`,
+    );
+  }
+  const evalSteps = a.eval_steps ?? a.logging_steps;
+  if (a.load_best_model_at_end && a.eval_strategy === "steps" && a.save_steps % evalSteps !== 0) {
+    if (evalSteps < 1 || a.save_steps < 1) {
+      if (!(evalSteps < 1 && a.save_steps < 1) || Math.round(a.save_steps * 1e6) % Math.round(evalSteps * 1e6) !== 0) {
+        err(
+          "load_best_model_at_end",
+          "--load_best_model_at_end requires the saving steps to be a multiple of the evaluation steps, but found " +
+            `${a.save_steps}, which is not a multiple of ${evalSteps}.`,
+        );
+      }
+    } else {
+      err(
+        "load_best_model_at_end",
+        "--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation steps, but " +
+          `found ${a.save_steps}, which is not a round multiple of ${evalSteps}.`,
+      );
+    }
+  }
+  if (a.early_stopping_steps !== null) {
+    if (a.metric_for_best_model === null) {
+      err("early_stopping_steps", "EarlyStoppingCallback requires metric_for_best_model to be defined");
+    }
+    if (a.eval_strategy === "no") {
+      err("early_stopping_steps", "EarlyStoppingCallback requires IntervalStrategy of steps or epoch");
+    }
+  }
+  if (a.eval_on_start && !a.val_size && !a.eval_dataset) {
+    err("eval_on_start", "an evaluation before training needs an evaluation set (val_size or eval_dataset)");
+  }
+}
+
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
     problems.push(`${key}: --${key} must be an integer if bigger than 1: ${value}`);
@@ -97,6 +141,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     }
   }
   reportTo(a, warnings);
+  bestModel(a, err);
   if (a.use_dft_loss && a.stage !== "sft") {
     warnings.push(`use_dft_loss: LF's DFT loss replaces the loss of stage sft only; stage ${a.stage} ignores it`);
   }
