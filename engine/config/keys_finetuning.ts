@@ -130,7 +130,8 @@ export const FINETUNING_KEYS = {
     hyper_parallel_args: null,
     hyper_parallel_cp_size: 1,
   }),
-  compute_accuracy: U(false, "token accuracy at evaluation"),
+  /** LF's ComputeAccuracy at sft evaluation: `eval_accuracy`, the mean per-sequence token accuracy (stages/lm.ts). */
+  compute_accuracy: T("bool", false),
   /** LF's EarlyStoppingCallback patience: evaluations without improvement before the training stops. */
   early_stopping_steps: T("int", null, { min: 1 }),
 };

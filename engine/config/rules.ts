@@ -142,6 +142,9 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   }
   reportTo(a, warnings);
   bestModel(a, err);
+  if (a.predict_with_generate && a.compute_accuracy) {
+    err("compute_accuracy", "Cannot use `predict_with_generate` and `compute_accuracy` together.");
+  }
   if (a.use_dft_loss && a.stage !== "sft") {
     warnings.push(`use_dft_loss: LF's DFT loss replaces the loss of stage sft only; stage ${a.stage} ignores it`);
   }

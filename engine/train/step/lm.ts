@@ -11,7 +11,20 @@
  * inv_targets, and a u32 seed when LoRA dropout is on.
  * @module
  */
-import { crossEntropy, exp, Graph, linearCrossEntropy, mul, neg, reshape, sum, type Tensor } from "../../graph/mod.ts";
+import {
+  crossEntropy,
+  eq,
+  exp,
+  Graph,
+  linearCrossEntropy,
+  max,
+  mul,
+  neg,
+  reshape,
+  sum,
+  type Tensor,
+} from "../../graph/mod.ts";
+import { cast } from "../../graph/ops/cast.ts";
 import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import type { Model } from "../../nn/model.ts";
 import { traceDecoder } from "../../nn/decoder.ts";
@@ -107,11 +120,39 @@ export function trainStepFeeds(
 }
 
 /**
- * Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0); `dft`: the DFT loss,
- * as HF's prediction_step computes the eval loss with the trainer's compute_loss_func.
+ * 1 where the label's logit is the largest of its row (LF's ComputeAccuracy compares argmax(logits) with the label;
+ * an exact tie counts here as correct, where numpy's argmax takes the first index), else 0 ([N] f32). The label's
+ * logit is picked exactly by a one-hot product against `vocabIds` [V] (0, 1, ..., V−1 as f32); ignored labels
+ * (-100) pick 0 and are masked by the caller.
  */
-export function traceEvalStep(model: Model, B: number, L: number, dft = false): Graph {
+export function argmaxMatches(logits: Tensor, labels: Tensor, vocabIds: Tensor): Tensor {
+  const [N, V] = logits.shape;
+  const oneHot = eq(reshape(cast(labels, "f32"), [N, 1]), reshape(vocabIds, [1, V]));
+  const picked = sum(mul(logits, oneHot), -1);
+  return eq(picked, max(logits, -1));
+}
+
+/**
+ * Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0); `dft`: the DFT loss,
+ * as HF's prediction_step computes the eval loss with the trainer's compute_loss_func. `accuracy` (LF's
+ * compute_accuracy) also outputs `correct` [B·L] ({@linkcode argmaxMatches}; feed `vocab_ids`).
+ */
+export function traceEvalStep(model: Model, B: number, L: number, dft = false, accuracy = false): Graph {
   const g = new Graph();
-  g.output("loss_sum", microLoss(model, g, 0, { B, L, dft }));
+  if (!accuracy) {
+    g.output("loss_sum", microLoss(model, g, 0, { B, L, dft }));
+    return g;
+  }
+  // The logits exist anyway for the accuracy: the loss is taken from them (no fused head).
+  const c = model.config;
+  const out = traceDecoder(c, {
+    ids: g.input("ids_0", [B, L], "i32"),
+    positions: g.input("positions_0", [B, L], "i32"),
+    segments: g.input("segments_0", [B, L], "i32"),
+  }, model.weights(g, {}));
+  const labels = g.input("labels_0", [B * L], "i32");
+  const logits = reshape(out.logits, [B * L, c.vocab]);
+  g.output("loss_sum", dft ? dftLossSum(logits, labels) : crossEntropy(logits, labels, { reduction: "sum" }));
+  g.output("correct", argmaxMatches(logits, labels, g.input("vocab_ids", [c.vocab])));
   return g;
 }
