@@ -69,7 +69,8 @@ export const FINETUNING_KEYS = {
   kto_chosen_weight: T("num", 1, { min: 0 }),
   kto_rejected_weight: T("num", 1, { min: 0 }),
   simpo_gamma: T("num", 0.5, { min: 0 }),
-  ld_alpha: U(null, "LD-DPO"),
+  /** LD-DPO: the policy's log-prob of the tokens past the shorter response's length is weighted by this (dpo). */
+  ld_alpha: T("num", null, { min: 0 }),
   ppo_buffer_size: T("int", 1, { min: 1 }),
   ppo_epochs: T("int", 4, { min: 1 }),
   ppo_score_norm: T("bool", false),

@@ -83,7 +83,7 @@ export async function setupPref(
   const needsRef = a.stage === "kto" || usesReference(prefLossConfig(a).loss);
   const reference = needsRef ? await referenceOf(a, model, trainable, log) : undefined;
   const objective: PrefObjective = a.stage === "dpo"
-    ? { stage: "dpo", loss: prefLossConfig(a), reference }
+    ? { stage: "dpo", loss: prefLossConfig(a), reference, ldAlpha: a.ld_alpha }
     : { stage: "kto", loss: ktoConfig(a), reference };
   return { objective, trainable: [...trainable], valueHead: false, extraBytes: referenceBytes(reference) };
 }
@@ -136,9 +136,13 @@ export class PrefStage extends GraphStage<PrefRecord> {
   }
 
   #feeds(records: readonly PrefRecord[], B: number, L: number, k: number): PrefFeeds {
-    return this.name === "kto"
-      ? ktoFeeds(records as KtoRecord[], B, L, k)
-      : pairwiseFeeds(records as PairwiseRecord[], B, L, k);
+    return this.name === "kto" ? ktoFeeds(records as KtoRecord[], B, L, k) : pairwiseFeeds(
+      records as PairwiseRecord[],
+      B,
+      L,
+      k,
+      this.ctx.args.stage === "dpo" && this.ctx.args.ld_alpha !== null,
+    );
   }
 
   feeds(rowsOf: readonly (readonly PrefRecord[])[], B: number, L: number): StepFeeds {

@@ -43,6 +43,7 @@ import {
   neg,
   reshape,
   slice,
+  sub,
   sum,
   type Tensor,
 } from "../../graph/mod.ts";
@@ -74,7 +75,13 @@ export type Reference = "base" | "inputs" | Model;
 
 /** What a preference step optimizes. */
 export type PrefObjective =
-  | { stage: "dpo"; loss: PrefLossConfig; reference?: Reference }
+  | {
+    stage: "dpo";
+    loss: PrefLossConfig;
+    reference?: Reference;
+    /** LD-DPO's ld_alpha (policy log-probs only; feeds `rear_labels_k`); null or absent: off. */
+    ldAlpha?: number | null;
+  }
   | { stage: "kto"; loss: KtoConfig; reference?: Reference }
   | {
     stage: "rm";
@@ -226,7 +233,14 @@ export function prefMicroObjective(
   if (o.stage === "dpo") {
     const R = 2 * B, inp = decoderInputs(g, "", k, R, L);
     const labels = g.input(`labels_${k}`, [R * L], "i32");
-    const pol = sequenceLogps(c, traceDecoder(c, inp, policy()), labels, R, L, { logits: true });
+    const polOut = traceDecoder(c, inp, policy());
+    let pol = sequenceLogps(c, polOut, labels, R, L, { logits: true });
+    if (o.ldAlpha !== undefined && o.ldAlpha !== null) {
+      // LF's get_batch_logps with ld_alpha: front + α·rear = all − (1 − α)·rear; the length stays the full count.
+      const rear = sequenceLogps(c, polOut, g.input(`rear_labels_${k}`, [R * L], "i32"), R, L);
+      const s = sub(pol.sum, mul(rear.sum, 1 - o.ldAlpha));
+      pol = { ...pol, sum: s, mean: div(s, maximum(pol.count, 1)) };
+    }
     const avg = averagesLogps(o.loss.loss);
     const pick = (s: { sum: Tensor; mean: Tensor }) => (avg ? s.mean : s.sum);
     let refLp: Tensor | undefined;
