@@ -244,7 +244,7 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     fails(`${M}badam_update_ratio: 0.1\n`),
     /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,
   );
-  assert.match(fails(`${M}pref_bco_weight: 0.5\n`), /pref_bco_weight is not supported by Whetstone yet \(BCO\)/);
+
   assert.match(fails(`${M}infer_backend: vllm\n`), /infer_backend: vLLM\/SGLang backend is only available for API/);
   // Off, as LF's defaults or null: accepted.
   const ok = parseTrainArgs(

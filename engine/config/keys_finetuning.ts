@@ -63,7 +63,8 @@ export const FINETUNING_KEYS = {
   pref_beta: T("num", 0.1, { gt: 0 }),
   /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
   pref_ftx: T("num", 0, { min: 0 }),
-  pref_bco_weight: U(0, "BCO"),
+  /** LF's BCO-in-DPO mixture weight (step/pref_loss.ts bcoLosses). */
+  pref_bco_weight: T("num", 0, { min: 0 }),
   pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid"),
   dpo_label_smoothing: T("num", 0, { min: 0, max: 0.5 }),
   kto_chosen_weight: T("num", 1, { min: 0 }),

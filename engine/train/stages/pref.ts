@@ -22,7 +22,14 @@ import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FI
 import { bucket } from "../batches.ts";
 import { METRIC_SUMS } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
-import { objectiveMetrics, type PrefObjective, prefObjective, tracePrefEvalStep } from "../step/pref.ts";
+import {
+  BCO_RUNNING,
+  objectiveMetrics,
+  type PrefObjective,
+  prefObjective,
+  tracePrefEvalStep,
+  usesBco,
+} from "../step/pref.ts";
 import { ktoFeeds, pairwiseFeeds, type PrefFeeds } from "../step/pref_feeds.ts";
 import { ktoConfig, prefLogs, prefLossConfig, usesReference } from "../step/pref_loss.ts";
 import { referenceBytes, referenceOf } from "./reference.ts";
@@ -116,6 +123,8 @@ export class PrefStage extends GraphStage<PrefRecord> {
     this.plotKeys = PLOT_KEYS[this.name];
     this.names = objectiveMetrics(setup.objective);
     this.resetSums();
+    // LF's BCO running reward mean starts afresh with each trainer (TRL's RunningMoments: mean 0, count 1e-24).
+    if (usesBco(setup.objective)) ctx.model.executor.setParam(BCO_RUNNING, [0, 1e-24], [2]);
   }
 
   get prefObjective(): PrefObjective {
