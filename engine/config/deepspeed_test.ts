@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { checkOutputDir, loadTrainConfig, parseTrainArgs } from "./args.ts";
 import { checkDeepSpeed, deepSpeedRequest } from "./deepspeed.ts";
 import { makeTinyModel } from "../train/testing.ts";
-import { train } from "../train/trainer.ts";
 
 const SHARED = new URL("../../../shared/", import.meta.url).pathname;
 const LF_EXAMPLES = `${SHARED}reference/llamafactory-examples`;
@@ -78,13 +77,13 @@ Deno.test({
   ignore: !haveShared,
   fn: async () => {
     const root = await Deno.makeTempDir({ prefix: "whetstone-ds-" });
-    const cwd = Deno.cwd();
     try {
-      // LF's YAMLs name `examples/deepspeed/...` from LF's repository root: stand in for it.
+      // LF's YAMLs name `examples/deepspeed/...` from LF's repository root: a folder standing in for it is the working
+      // folder of a `deno task train` subprocess (no chdir here: test files run in parallel in one process).
       await Deno.symlink(LF_EXAMPLES, `${root}/examples`);
-      Deno.chdir(root);
       const model = await makeTinyModel(`${root}/model`);
-      const a = await loadTrainConfig(`${LF_EXAMPLES}/train_full/qwen3_full_sft.yaml`, [
+      const yaml = `${LF_EXAMPLES}/train_full/qwen3_full_sft.yaml`;
+      const overrides = [
         `model_name_or_path=${model}`,
         `dataset_dir=${LF_DATA}`,
         `output_dir=${root}/out`,
@@ -92,20 +91,29 @@ Deno.test({
         "cutoff_len=64",
         "max_steps=2",
         "logging_steps=1",
-        "save_steps=0",
         "save_strategy=no",
-      ]);
-      assert.equal(a.deepspeed, "examples/deepspeed/ds_z3_config.json");
-      assert.equal(a.finetuning_type, "full");
-      await checkOutputDir(a);
-      const note = a.warnings.find((w) => w.startsWith("deepspeed:"));
-      assert.match(note ?? "", /ds_z3_config\.json asks for DeepSpeed ZeRO stage 3 without offload/);
-      const res = await train(a, { progress: false, log: () => {} });
-      assert.equal(res.globalStep, 2);
-      assert.equal(res.losses.length, 2);
-      for (const l of res.losses) assert.ok(Number.isFinite(l.loss), `loss ${l.loss}`);
+      ];
+      const a = await loadTrainConfig(yaml, overrides);
+      assert.deepEqual([a.deepspeed, a.finetuning_type], ["examples/deepspeed/ds_z3_config.json", "full"]);
+      const main = new URL("../../main.ts", import.meta.url).pathname;
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--unstable-webgpu", "--unstable-kv", main, "train", yaml, ...overrides],
+        cwd: root,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 0, err);
+      assert.match(
+        err,
+        /note: deepspeed: examples\/deepspeed\/ds_z3_config\.json asks for DeepSpeed ZeRO stage 3 without/,
+      );
+      const state = JSON.parse(await Deno.readTextFile(`${root}/out/trainer_state.json`));
+      assert.equal(state.global_step, 2);
+      const losses = state.log_history.filter((h: { loss?: number }) => h.loss !== undefined);
+      assert.equal(losses.length, 2);
+      for (const h of losses) assert.ok(Number.isFinite(h.loss), `loss ${h.loss}`);
     } finally {
-      Deno.chdir(cwd);
       await Deno.remove(root, { recursive: true });
     }
   },
