@@ -92,6 +92,8 @@ export class Roots {
     if (a.dataset_dir !== "ONLINE") a.dataset_dir = await this.path("dataset_dir", a.dataset_dir);
     a.output_dir = await this.path("output_dir", a.output_dir);
     if (a.cache_dir) a.cache_dir = await this.path("cache_dir", a.cache_dir);
+    if (a.deepspeed) a.deepspeed = await this.path("deepspeed", a.deepspeed);
+    if (a.logging_dir) a.logging_dir = await this.path("logging_dir", a.logging_dir);
     if (typeof a.resume_from_checkpoint === "string") {
       a.resume_from_checkpoint = await this.path("resume_from_checkpoint", a.resume_from_checkpoint);
     }

@@ -36,7 +36,7 @@ Deno.test("inert keys are exactly the ones docs/inert_keys.md lists", async () =
   const text = await Deno.readTextFile(`${ROOT}${INERT_DOC}`);
   const listed = [...text.matchAll(/^\| `(\w+)` +\|/gm)].map((m) => m[1]).sort();
   assert.deepEqual(listed, keysOf("inert").sort(), `regenerate: deno run -A engine/config/inert_doc.ts`);
-  for (const k of ["report_to", "dataloader_num_workers", "loraplus_lr_embedding", "bf16"]) {
+  for (const k of ["run_name", "dataloader_num_workers", "loraplus_lr_embedding", "bf16"]) {
     assert.ok(listed.includes(k), `${k} is inert`);
   }
 });
@@ -50,7 +50,7 @@ Deno.test("inert keys accept a non-default value", () => {
 Deno.test("error keys: a non-default value is an error naming the key; LF's default is accepted", () => {
   const errors = rows.filter(([, s]) => effectOf(s) === "error");
   assert.ok(errors.length > 50);
-  for (const k of ["streaming", "deepspeed", "num_beams", "eval_num_beams", "badam_update_ratio"]) {
+  for (const k of ["streaming", "fsdp", "num_beams", "eval_num_beams", "badam_update_ratio"]) {
     assert.ok(errors.some(([key]) => key === k), `${k} is an error key`);
   }
   for (const [key, s] of errors) {

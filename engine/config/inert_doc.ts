@@ -28,6 +28,23 @@ function why(s: KeySpec): string {
   return "";
 }
 
+/** `report_to` values other than tensorboard: why they write nothing. */
+const TRACKERS_NOTE = [
+  "## Trackers (`report_to`)",
+  "",
+  "`report_to: tensorboard` (or `all`) writes TensorBoard event files under `logging_dir` (default",
+  "`output_dir/runs/<date>_<host>`, as HF). Every other tracker name — `wandb`, `mlflow`, `swanlab`, `comet_ml`,",
+  "`clearml`, `neptune`, `trackio`, ... — is accepted with a note and writes nothing; `trainer_log.jsonl` and",
+  "`trainer_state.json` hold the same logs. `wandb` in offline mode is not written either: its run folder's",
+  "`run-<id>.wandb` is wandb's own append-only log (LevelDB-style 32 KiB blocks of CRC-checked chunks) of `Record`",
+  "protocol buffers from wandb's internal `wandb_internal.proto`, whose fields and required records (run, header,",
+  "footer, exit, final summary) change between wandb releases and are not a documented interface; a file written",
+  "from a snapshot of that schema could break `wandb sync` at any release. To see a Whetstone run in wandb, log",
+  "`trainer_log.jsonl` with wandb's client, or sync the TensorBoard files (`wandb sync --sync-tensorboard",
+  "<logging_dir>`).",
+  "",
+];
+
 /** The markdown of docs/inert_keys.md. */
 export function inertKeysMarkdown(): string {
   const lines = [
@@ -48,6 +65,7 @@ export function inertKeysMarkdown(): string {
     for (const [key, s] of rows.sort(([a], [b]) => a.localeCompare(b))) lines.push(`| \`${key}\` | ${why(s)} |`);
     lines.push("");
   }
+  lines.push(...TRACKERS_NOTE);
   return lines.join("\n");
 }
 

@@ -6,7 +6,7 @@
  * with it, plus Whetstone's own keys. Rows are described in key_spec.ts; `TrainArgs` (args.ts) is derived from
  * {@linkcode KEYS}, so adding a key is adding a row.
  *
- * Enum keys also list LF values Whetstone lacks yet (`lacking`: `pref_loss: kto_pair`, `finetuning_type: oft`, ...).
+ * Enum keys also list LF values Whetstone lacks yet (`lacking`: `finetuning_type: oft`, ...).
  * @module
  */
 import { type ArgsOf, I, type KeySpec, T, U } from "./key_spec.ts";

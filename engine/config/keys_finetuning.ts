@@ -69,13 +69,15 @@ export const FINETUNING_KEYS = {
   pref_beta: T("num", 0.1, { gt: 0 }),
   /** Weight of the SFT loss on the chosen response (dpo) or desirable examples (kto). */
   pref_ftx: T("num", 0, { min: 0 }),
-  pref_bco_weight: U(0, "BCO"),
-  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid", { lacking: ["kto_pair"] }),
+  /** LF's BCO-in-DPO mixture weight (step/pref_loss.ts bcoLosses). */
+  pref_bco_weight: T("num", 0, { min: 0 }),
+  pref_loss: T(["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"], "sigmoid"),
   dpo_label_smoothing: T("num", 0, { min: 0, max: 0.5 }),
   kto_chosen_weight: T("num", 1, { min: 0 }),
   kto_rejected_weight: T("num", 1, { min: 0 }),
   simpo_gamma: T("num", 0.5, { min: 0 }),
-  ld_alpha: U(null, "LD-DPO"),
+  /** LD-DPO: the policy's log-prob of the tokens past the shorter response's length is weighted by this (dpo). */
+  ld_alpha: T("num", null, { min: 0 }),
   ppo_buffer_size: T("int", 1, { min: 1 }),
   ppo_epochs: T("int", 4, { min: 1 }),
   ppo_score_norm: T("bool", false),
@@ -125,8 +127,9 @@ export const FINETUNING_KEYS = {
   use_adam_mini: T("bool", false),
   /** LLaMA-Factory's Muon (engine/optim/muon.ts): Muon on 2-D matrices, its AdamW on the rest. */
   use_muon: T("bool", false),
+  /** LF's DFT loss in stage sft: each token's loss weighted by its detached probability (train/step/lm.ts). */
+  use_dft_loss: T("bool", false),
   ...lack("alternative SFT losses", {
-    use_dft_loss: false,
     use_asft_loss: false,
     asft_alpha: 0.1,
     use_eaft_loss: false,
@@ -139,6 +142,8 @@ export const FINETUNING_KEYS = {
     hyper_parallel_args: null,
     hyper_parallel_cp_size: 1,
   }),
-  compute_accuracy: U(false, "token accuracy at evaluation"),
-  early_stopping_steps: U(null, "early stopping"),
+  /** LF's ComputeAccuracy at sft evaluation: `eval_accuracy`, the mean per-sequence token accuracy (stages/lm.ts). */
+  compute_accuracy: T("bool", false),
+  /** LF's EarlyStoppingCallback patience: evaluations without improvement before the training stops. */
+  early_stopping_steps: T("int", null, { min: 1 }),
 };

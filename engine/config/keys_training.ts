@@ -141,10 +141,10 @@ export const TRAINING_KEYS = {
   eval_steps: T("num", null, { min: 0 }),
   /** A checkpoint folder, true (the last checkpoint in output_dir), false (never resume) or null (resume when output_dir holds checkpoints, as LF does). Resolved by checkOutputDir. */
   resume_from_checkpoint: T("resume", null),
-  report_to: I("none", (v) => {
-    const list = (Array.isArray(v) ? v : [v]).filter((x) => x !== null && x !== "none");
-    return list.length ? `Whetstone writes only trainer_log.jsonl, not to ${JSON.stringify(v)}; ignored` : undefined;
-  }, "Whetstone writes only trainer_log.jsonl (no wandb, tensorboard, ...)"),
+  /** Trackers (HF's integrations): tensorboard writes event files (train/trackers.ts); the others get a note. */
+  report_to: T("list", ["none"], { nullable: true }),
+  /** TensorBoard's folder; null: output_dir/runs/<date>_<host> (HF's default_logdir). */
+  logging_dir: T("str", null),
   gradient_checkpointing: I(
     false,
     "LF sets it from disable_gradient_checkpointing (default false: checkpointing on); use that key; ignored",
@@ -188,7 +188,6 @@ export const TRAINING_KEYS = {
     "log_level",
     "log_level_replica",
     "log_on_each_node",
-    "logging_dir",
     "disable_tqdm",
     "run_name",
   ),
@@ -309,11 +308,15 @@ export const TRAINING_KEYS = {
   ),
   do_predict: T("bool", false),
   predict_with_generate: T("bool", false),
-  load_best_model_at_end: U(false, "best-checkpoint tracking"),
-  metric_for_best_model: U(null, "best-checkpoint tracking"),
-  greater_is_better: U(null, "best-checkpoint tracking"),
+  /** Ends the run with the weights of the best checkpoint (train/best_model.ts). */
+  load_best_model_at_end: T("bool", false),
+  /** The evaluation metric of the best model ("loss" under load_best_model_at_end when unset). */
+  metric_for_best_model: T("str", null),
+  /** null: the metric's name does not end in "loss" (HF). */
+  greater_is_better: T("bool", null),
   eval_delay: U(0, "delayed evaluation"),
-  eval_on_start: U(false, "evaluation before training"),
+  /** An evaluation before the first step (HF's `eval_on_start`). */
+  eval_on_start: T("bool", false),
   dataloader_drop_last: U(false),
   ignore_data_skip: U(false),
   group_by_length: T("bool", false),
@@ -329,7 +332,8 @@ export const TRAINING_KEYS = {
   use_liger_kernel: U(false, "third-party kernels"),
   liger_kernel_config: U(null, "third-party kernels"),
   push_to_hub: U(false, "pushing to the hub"),
-  deepspeed: U(null, "DeepSpeed; Whetstone trains on one device"),
+  /** A DeepSpeed config file: on one device the run goes ahead without it, with a note (config/deepspeed.ts). */
+  deepspeed: T("str", null),
   ...lack("FSDP; Whetstone trains on one device", {
     fsdp: null,
     fsdp_config: null,

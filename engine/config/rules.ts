@@ -11,11 +11,77 @@ import { resolveDataArgs } from "../data/process.ts";
 import { TEMPLATES } from "../data/template.ts";
 import { TOOL_UTILS } from "../data/template_tools.ts";
 import { closeNames } from "../data/dataset_info.ts";
+import { checkDeepSpeed } from "./deepspeed.ts";
 import { ConfigError, type TrainArgs } from "./train_args.ts";
 import { parseOptimArgs, sgdArgsOf } from "./optim_args.ts";
 import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType } from "./schedulers.ts";
 import { dataArgsOf } from "./views.ts";
 import { checkMethods } from "./rules_methods.ts";
+
+/** Trackers Whetstone writes to (engine/train/trackers.ts). */
+const TRACKERS = ["tensorboard"];
+
+/** `report_to`: "none" alone, or tracker names; the ones Whetstone does not write get a note (docs/inert_keys.md). */
+function reportTo(a: TrainArgs, warnings: string[]): void {
+  const names = (a.report_to ?? []).filter((n) => n !== "none");
+  if (names.length && names.length < (a.report_to ?? []).length) {
+    warnings.push(`report_to: "none" with other trackers (${names.join(", ")}); "none" is dropped`);
+  }
+  if (names.includes("all")) {
+    warnings.push('report_to: "all" writes the one tracker Whetstone has, tensorboard (event files under logging_dir)');
+  }
+  const inert = names.filter((n) => n !== "all" && !TRACKERS.includes(n));
+  if (inert.length) {
+    warnings.push(
+      `report_to: Whetstone does not write to ${inert.join(", ")} (trainer_log.jsonl and trainer_state.json hold the ` +
+        "same logs; tensorboard writes event files); see docs/inert_keys.md",
+    );
+  }
+}
+
+/** HF's `metric_for_best_model` / `greater_is_better` defaults and load_best_model_at_end rules; LF's early stopping. */
+function bestModel(a: TrainArgs, err: (key: string, msg: string) => void): void {
+  if (a.load_best_model_at_end && a.metric_for_best_model === null) a.metric_for_best_model = "loss";
+  if (a.greater_is_better === null && a.metric_for_best_model !== null) {
+    a.greater_is_better = !a.metric_for_best_model.endsWith("loss");
+  }
+  if (a.load_best_model_at_end && a.eval_strategy !== a.save_strategy) {
+    err(
+      "load_best_model_at_end",
+      `--load_best_model_at_end requires the save and eval strategy to match, but found - Evaluation strategy: ` +
+        `${a.eval_strategy} - Save strategy: ${a.save_strategy}`,
+    );
+  }
+  const evalSteps = a.eval_steps ?? a.logging_steps;
+  if (a.load_best_model_at_end && a.eval_strategy === "steps" && a.save_steps % evalSteps !== 0) {
+    if (evalSteps < 1 || a.save_steps < 1) {
+      if (!(evalSteps < 1 && a.save_steps < 1) || Math.round(a.save_steps * 1e6) % Math.round(evalSteps * 1e6) !== 0) {
+        err(
+          "load_best_model_at_end",
+          "--load_best_model_at_end requires the saving steps to be a multiple of the evaluation steps, but found " +
+            `${a.save_steps}, which is not a multiple of ${evalSteps}.`,
+        );
+      }
+    } else {
+      err(
+        "load_best_model_at_end",
+        "--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation steps, but " +
+          `found ${a.save_steps}, which is not a round multiple of ${evalSteps}.`,
+      );
+    }
+  }
+  if (a.early_stopping_steps !== null) {
+    if (a.metric_for_best_model === null) {
+      err("early_stopping_steps", "EarlyStoppingCallback requires metric_for_best_model to be defined");
+    }
+    if (a.eval_strategy === "no") {
+      err("early_stopping_steps", "EarlyStoppingCallback requires IntervalStrategy of steps or epoch");
+    }
+  }
+  if (a.eval_on_start && !a.val_size && !a.eval_dataset) {
+    err("eval_on_start", "an evaluation before training needs an evaluation set (val_size or eval_dataset)");
+  }
+}
 
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
@@ -114,6 +180,14 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     }
   }
   checkMethods(a, err, given, warnings);
+  reportTo(a, warnings);
+  bestModel(a, err);
+  if (a.predict_with_generate && a.compute_accuracy) {
+    err("compute_accuracy", "Cannot use `predict_with_generate` and `compute_accuracy` together.");
+  }
+  if (a.use_dft_loss && a.stage !== "sft") {
+    warnings.push(`use_dft_loss: LF's DFT loss replaces the loss of stage sft only; stage ${a.stage} ignores it`);
+  }
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");
@@ -257,9 +331,14 @@ export async function lastCheckpoint(dir: string): Promise<string | null> {
  * `do_train` and without `overwrite_output_dir`: an existing output_dir with checkpoints resumes from the last one;
  * one with weight files but no checkpoint is an error ("Output directory already exists and is not empty. Please
  * set `overwrite_output_dir`."); other files (logs) do not block, as in LF. A checkpoint saved with `save_only_model`
- * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s.
+ * (no optimizer states) cannot be resumed from (HF's rule). Errors are {@linkcode ConfigError}s. Also reads the
+ * `deepspeed` config, if any, and adds its note to `a.warnings` (config/deepspeed.ts).
  */
 export async function checkOutputDir(a: TrainArgs, where = "<config>"): Promise<OutputDirCheck> {
+  if (a.deepspeed) {
+    const note = await checkDeepSpeed(a.deepspeed, where);
+    if (!a.warnings.includes(note)) a.warnings.push(note);
+  }
   const found = await findResume(a, where);
   const dir = found.resumeFrom;
   if (dir && !await isFile(`${dir}/${OPTIMIZER_FILE}`) && await isFile(`${dir}/trainer_state.json`)) {

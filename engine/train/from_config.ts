@@ -13,8 +13,8 @@ export async function trainFromConfig(config: string, overrides: readonly string
   const args = await loadTrainConfig(config, [...overrides]);
   const problems = predictProblems(args);
   if (problems.length) throw new ConfigError(config, problems);
-  for (const w of args.warnings) console.error(`note: ${w}`);
   const { resumeFrom, notes } = await checkOutputDir(args, config);
+  for (const w of args.warnings) console.error(`note: ${w}`);
   for (const n of notes) console.error(`note: ${n}`);
   if (resumeFrom && !args.resume_from_checkpoint) args.resume_from_checkpoint = resumeFrom;
   if (args.do_predict && !args.do_train) return void await predict(args); // LF's prediction-only run

@@ -109,7 +109,7 @@ export class TrainSession {
 
   /** True once every step has run. */
   get finished(): boolean {
-    return this.#run.state.global_step >= this.#run.total;
+    return this.#run.state.global_step >= this.#run.total || this.#run.stopped;
   }
 
   /** The final outputs, once written (see {@link finish}). */

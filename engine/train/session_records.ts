@@ -3,6 +3,7 @@
  * the stage's metrics), its events, its plan, its options and errors.
  * @module
  */
+import type { RunTracker } from "./trackers.ts";
 import type { TrainArgs } from "../config/args.ts";
 import type { Model } from "../nn/model.ts";
 import type { OptimizerRun } from "./optimizers.ts";
@@ -136,4 +137,6 @@ export interface RunInit {
   clock: { activeMs: number; since: number | undefined };
   log: (line: string) => void;
   readEveryStep: boolean;
+  /** The trackers of `report_to` (trackers.ts), given every HF log. */
+  tracker?: RunTracker;
 }

@@ -22,6 +22,8 @@ import {
 import type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 import { type EvalResult, showMetrics } from "./stages/stage.ts";
 import { pyRound } from "../util/py_round.ts";
+import { type BestState, newBestState, onEvaluate } from "./best_model.ts";
+import { loadWeights } from "./outputs/model_files.ts";
 import { type TrainerLogRecord, writeResults, writeTrainerState } from "./outputs/trainer_log.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
@@ -41,6 +43,11 @@ export class SessionRun {
   readonly #intervals: IntervalPlan;
   #tokensThisRun = 0;
   #tlogOpen = true;
+  /** HF's best_metric / best_global_step and the early-stopping counter (best_model.ts). */
+  readonly best: BestState;
+  /** Early stopping ended the training (`early_stopping_steps`). */
+  stopped = false;
+  #evaluatedOnStart = false;
 
   constructor(init: RunInit) {
     this.#i = init;
@@ -48,6 +55,14 @@ export class SessionRun {
     this.total = init.total;
     this.#startStep = init.state.global_step;
     this.#intervals = intervalPlan(init.args, init.total);
+    // A resumed run keeps the best metric of its trainer_state.json (not the callback's counter, as HF by default).
+    const saved = init.state as { best_metric?: number | null; best_global_step?: number | null };
+    this.best = {
+      ...newBestState(),
+      best_metric: saved.best_metric ?? null,
+      best_global_step: saved.best_global_step ?? null,
+    };
+    init.state.best = this.best;
   }
 
   /** What to do after step `step`: the stage's own rule (ppo's trainer), else HF's; the last step always logs. */
@@ -144,12 +159,26 @@ export class SessionRun {
     return (await this.#evaluateAll()).loss;
   }
 
-  /** Evaluates at the current step and logs it as the trainer does (history, trainer_log.jsonl, a line, an event). */
-  async evaluateAndLog(): Promise<EvalRecord> {
+  /**
+   * Evaluates at the current step and logs it as the trainer does (history, trainer_log.jsonl, a line, an event).
+   * `track` (the loop's scheduled evaluations): HF's best-metric tracking and early stopping follow it.
+   */
+  async evaluateAndLog(track = false): Promise<EvalRecord> {
     const step = this.state.global_step;
     const e = await this.#evaluateAll(), evalLoss = e.loss;
     this.evalLosses.push({ step, eval_loss: evalLoss });
     this.state.log_history.push({ eval_loss: evalLoss, ...e.history, epoch: this.state.epoch, step });
+    this.#i.tracker?.log(step, this.state.log_history.at(-1)!);
+    if (track) {
+      const d = onEvaluate(this.#i.args, this.best, this.state.log_history.at(-1)!, step);
+      if (d.stop) {
+        this.stopped = true;
+        this.#i.log(
+          `early stopping at step ${step}: no better ${this.#i.args.metric_for_best_model} in ` +
+            `${this.#i.args.early_stopping_steps} evaluations (best ${this.best.best_metric} at step ${this.best.best_global_step})`,
+        );
+      }
+    }
     if (this.#tlogOpen) {
       this.#i.tlog.log(step, { eval_loss: evalLoss, epoch: this.state.epoch, totalTokens: this.state.total_tokens });
     }
@@ -182,7 +211,12 @@ export class SessionRun {
     clock.since = performance.now();
     let settled: Promise<unknown> | undefined;
     try {
-      while (state.global_step < end && !signal?.aborted) {
+      if (this.#i.args.eval_on_start && !this.#evaluatedOnStart && this.#i.stage.evaluate) {
+        // HF's eval_on_start: one evaluation before the first step of train(), outside the best-metric tracking.
+        this.#evaluatedOnStart = true;
+        await this.evaluateAndLog();
+      }
+      while (state.global_step < end && !signal?.aborted && !this.stopped) {
         // With a signal, a turn of the event loop between steps: what aborts it (a request) gets to run.
         if (signal && out.length) await new Promise((r) => setTimeout(r, 0));
         if (signal?.aborted) break;
@@ -212,6 +246,7 @@ export class SessionRun {
           this.losses.push({ step, loss: w.loss });
           const epoch = w.epoch ?? state.epoch;
           state.log_history.push({ loss: w.loss, ...w.fields, epoch, step: w.step ?? step });
+          this.#i.tracker?.log(step, state.log_history.at(-1)!);
           tlog.log(step, {
             loss: w.loss,
             ...w.trainerLog,
@@ -246,7 +281,7 @@ export class SessionRun {
         onStep?.(rec);
         if (act.evaluate && this.#i.evalRecords.length) {
           await settled;
-          const e = await this.evaluateAndLog();
+          const e = await this.evaluateAndLog(true);
           // HF Trainer._evaluate steps ReduceLROnPlateau with eval_<metric_for_best_model> (default loss).
           plateau?.step(e.eval_loss);
         }
@@ -268,15 +303,18 @@ export class SessionRun {
     const { args: a, evalRecords, log, stage } = this.#i;
     const out = a.output_dir, state = this.state;
     const secs = this.#seconds();
+    await this.#loadBest();
     await saveRunModel(this.#i, out);
     if (a.pissa_convert) await savePissaConverted(this.#i.model, out); // LF's PissaConvertCallback.on_train_end
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
+    this.#i.tracker?.log(state.global_step, metrics); // HF's Trainer.log of the train metrics
     if (stage.trainResults) await writeResults(out, "train", metrics);
     let evalLoss: number | undefined;
     if (stage.evaluate && evalRecords.length && (a.do_eval || this.evalLosses.length)) {
       const e = await this.#evaluateAll();
       evalLoss = e.loss;
       await writeResults(out, "eval", { epoch: state.epoch, eval_loss: evalLoss, ...e.metrics });
+      this.#i.tracker?.log(state.global_step, { eval_loss: evalLoss, ...e.history, epoch: state.epoch });
       log(`eval_loss ${evalLoss.toFixed(4)}  ${showMetrics(e.metrics)}`);
       this.#emit({
         type: "eval",
@@ -289,8 +327,28 @@ export class SessionRun {
     return { metrics, evalLoss };
   }
 
+  /** HF's `_load_best_model`: with load_best_model_at_end, the weights of checkpoint-<best_global_step>. */
+  async #loadBest(): Promise<void> {
+    const { args: a, model, trainable, log } = this.#i;
+    const step = this.best.best_global_step;
+    if (!a.load_best_model_at_end || step === null) return;
+    const dir = `${a.output_dir}/checkpoint-${step}`;
+    try {
+      await Deno.stat(dir);
+    } catch {
+      log(
+        `Could not locate the best model at ${dir}, if you are running a distributed training on multiple nodes, ` +
+          "you should activate `--save_on_each_node`.",
+      );
+      return;
+    }
+    log(`Loading best model from ${dir} (score: ${this.best.best_metric}).`);
+    await loadWeights(model, dir, trainable, a.finetuning_type !== "lora");
+  }
+
   /** Closes the trainer log (idempotent). */
   close(): void {
+    this.#i.tracker?.close();
     if (!this.#tlogOpen) return;
     this.#tlogOpen = false;
     this.#i.tlog.close();

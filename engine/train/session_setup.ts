@@ -6,6 +6,7 @@
  * {@link SessionRun} (session_run.ts).
  * @module
  */
+import { openTracker } from "./trackers.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { planGraph } from "../exec/plan.ts";
 import { numel } from "../graph/types.ts";
@@ -98,6 +99,8 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     fp16,
     ...(a.neftune_noise_alpha !== null ? { neftune: a.neftune_noise_alpha } : {}),
     ...(shiftAttn ? { shiftAttn } : {}),
+    // LF sets dft_loss_func in CustomSeq2SeqTrainer (stage sft) only.
+    dft: a.use_dft_loss && a.stage === "sft",
   });
   const graphs = new Map<string, Promise<import("../exec/executor.ts").CompiledGraph>>();
   const stage = staged.make({
@@ -198,6 +201,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     clock,
     log,
     readEveryStep: opts.readEveryStep ?? true,
+    tracker: openTracker(a),
   });
   return { model, data, plan, run };
 }

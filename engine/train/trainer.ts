@@ -116,7 +116,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
   return {
     model,
     sample,
-    globalStep: total,
+    globalStep: session.globalStep,
     totalSteps: total,
     losses,
     evalLosses,

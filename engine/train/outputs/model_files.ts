@@ -22,6 +22,8 @@ export interface TrainState {
   epoch: number;
   total_tokens: number;
   log_history: LogHistoryEntry[];
+  /** HF's best-metric tracking (train/best_model.ts), written into trainer_state.json. */
+  best?: import("../best_model.ts").BestState;
 }
 
 async function copyIfExists(from: string, to: string) {
@@ -90,24 +92,9 @@ export async function saveOptimizer(
   await writeSafetensors(`${dir}/optimizer.safetensors`, t);
 }
 
-/**
- * Restores weights (and the value head when the checkpoint has one), optimizer states, running sums and the trainer
- * state from a checkpoint folder.
- */
-export async function restore(model: Model, dir: string, trainable: string[], full: boolean): Promise<TrainState> {
-  const ex = model.executor;
-  const load = async (file: string, keyOf: (k: string) => string | undefined) => {
-    const f = await openSafetensors(`${dir}/${file}`);
-    try {
-      for (const [k, info] of f.tensors) {
-        const name = keyOf(k);
-        if (name === undefined) continue;
-        ex.setParam(model.prefix + name, await f.readF32(k), [...info.shape], "f32");
-      }
-    } finally {
-      f.close();
-    }
-  };
+/** Loads the trained weights of a checkpoint folder (adapter, or the trainable tensors, and the value head). */
+export async function loadWeights(model: Model, dir: string, trainable: string[], full: boolean): Promise<void> {
+  const load = (file: string, keyOf: (k: string) => string | undefined) => loadFile(model, `${dir}/${file}`, keyOf);
   if (model.adapter instanceof LoraAdapter || model.adapter instanceof OftAdapter) {
     const keys = new Set(model.adapter.params.keys());
     await load("adapter_model.safetensors", (k) => (keys.has(k) ? k : undefined));
@@ -122,6 +109,29 @@ export async function restore(model: Model, dir: string, trainable: string[], fu
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
+}
+
+async function loadFile(model: Model, path: string, keyOf: (k: string) => string | undefined): Promise<void> {
+  const f = await openSafetensors(path);
+  try {
+    for (const [k, info] of f.tensors) {
+      const name = keyOf(k);
+      if (name === undefined) continue;
+      model.executor.setParam(model.prefix + name, await f.readF32(k), [...info.shape], "f32");
+    }
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Restores weights (and the value head when the checkpoint has one), optimizer states, running sums and the trainer
+ * state from a checkpoint folder.
+ */
+export async function restore(model: Model, dir: string, trainable: string[], full: boolean): Promise<TrainState> {
+  const ex = model.executor;
+  const load = (file: string, keyOf: (k: string) => string | undefined) => loadFile(model, `${dir}/${file}`, keyOf);
+  await loadWeights(model, dir, trainable, full);
   const sums = new Set(RUNNING_STATE);
   await load("optimizer.safetensors", (k) => (sums.has(k) ? undefined : k));
   const f = await openSafetensors(`${dir}/optimizer.safetensors`);

@@ -25,6 +25,11 @@ export function trainerStateOf(i: RunInit, at: number): TrainerStateFile {
     train_batch_size: a.per_device_train_batch_size,
     num_input_tokens_seen: i.state.total_tokens,
     log_history: i.state.log_history,
+    ...(i.state.best?.best_global_step == null ? {} : {
+      best_metric: i.state.best.best_metric,
+      best_global_step: i.state.best.best_global_step,
+      best_model_checkpoint: `${a.output_dir}/checkpoint-${i.state.best.best_global_step}`,
+    }),
   };
 }
 
@@ -54,7 +59,11 @@ export async function writeCheckpoint(i: RunInit): Promise<string> {
     );
     await writeTrainerState(tmp, trainerStateOf(i, step));
   });
-  if (a.save_total_limit) await pruneCheckpoints(a.output_dir, a.save_total_limit, [step]);
+  // HF's rotation never deletes the best model's checkpoint.
+  const best = i.state.best?.best_global_step;
+  if (a.save_total_limit) {
+    await pruneCheckpoints(a.output_dir, a.save_total_limit, best == null ? [step] : [step, best]);
+  }
   return path;
 }
 

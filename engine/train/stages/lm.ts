@@ -47,16 +47,44 @@ export class LmStage extends GraphStage<SftRecord> {
     const { args: a, model, compile } = this.ctx;
     const Be = a.per_device_eval_batch_size, multiple = a.bucket ?? 64;
     let sum = 0, count = 0;
+    const dft = a.use_dft_loss && a.stage === "sft", accuracy = a.compute_accuracy && a.stage === "sft";
+    const vocabIds = accuracy ? Float32Array.from({ length: model.config.vocab }, (_, i) => i) : undefined;
+    const perRow: number[] = [];
     for (let k = 0; k < records.length; k += Be) {
       const rows = records.slice(k, k + Be);
       const L = bucket(Math.max(...rows.map((r) => r.input_ids.length)), multiple);
       const mb = collate(rows, Be, L);
-      const c = await compile(`eval:${Be}:${L}`, () => traceEvalStep(model, Be, L));
-      const o = await c.run({ ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels });
+      const key = `eval:${Be}:${L}${dft ? ":dft" : ""}${accuracy ? ":acc" : ""}`;
+      const c = await compile(key, () => traceEvalStep(model, Be, L, dft, accuracy));
+      const feeds = { ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels };
+      const o = await c.run(vocabIds ? { ...feeds, vocab_ids: vocabIds } : feeds);
       sum += o.loss_sum[0];
       count += mb.targets;
+      if (accuracy) perRow.push(...rowAccuracies(o.correct, mb.labels, rows.length, L));
     }
     const loss = count ? sum / count : 0;
-    return { loss, metrics: { perplexity: Math.exp(loss) }, history: {} };
+    if (!accuracy) return { loss, metrics: { perplexity: Math.exp(loss) }, history: {} };
+    // LF's ComputeAccuracy: the mean over sequences of each sequence's token accuracy.
+    const acc = perRow.length ? perRow.reduce((x, y) => x + y, 0) / perRow.length : 0;
+    return { loss, metrics: { eval_accuracy: acc, perplexity: Math.exp(loss) }, history: { eval_accuracy: acc } };
   }
+}
+
+/**
+ * Token accuracy of each of the first `n` rows of a batch (`correct` and `labels` [B·L], labels shifted): the mean
+ * of `correct` over the row's labelled positions, as LF's ComputeAccuracy takes it per sequence. Rows without a
+ * labelled token are skipped (LF would average a NaN in).
+ */
+export function rowAccuracies(correct: ArrayLike<number>, labels: ArrayLike<number>, n: number, L: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < n; r++) {
+    let hit = 0, total = 0;
+    for (let t = r * L; t < (r + 1) * L; t++) {
+      if (labels[t] === -100) continue;
+      total++;
+      hit += correct[t];
+    }
+    if (total) out.push(hit / total);
+  }
+  return out;
 }

@@ -22,7 +22,14 @@ import { initValueHead, loadValueHead, V_HEAD_BIAS, V_HEAD_WEIGHT, VALUE_HEAD_FI
 import { bucket } from "../batches.ts";
 import { METRIC_SUMS } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
-import { objectiveMetrics, type PrefObjective, prefObjective, tracePrefEvalStep } from "../step/pref.ts";
+import {
+  BCO_RUNNING,
+  objectiveMetrics,
+  type PrefObjective,
+  prefObjective,
+  tracePrefEvalStep,
+  usesBco,
+} from "../step/pref.ts";
 import { ktoFeeds, pairwiseFeeds, type PrefFeeds } from "../step/pref_feeds.ts";
 import { ktoConfig, prefLogs, prefLossConfig, usesReference } from "../step/pref_loss.ts";
 import { referenceBytes, referenceOf } from "./reference.ts";
@@ -83,7 +90,7 @@ export async function setupPref(
   const needsRef = a.stage === "kto" || usesReference(prefLossConfig(a).loss);
   const reference = needsRef ? await referenceOf(a, model, trainable, log) : undefined;
   const objective: PrefObjective = a.stage === "dpo"
-    ? { stage: "dpo", loss: prefLossConfig(a), reference }
+    ? { stage: "dpo", loss: prefLossConfig(a), reference, ldAlpha: a.ld_alpha }
     : { stage: "kto", loss: ktoConfig(a), reference };
   return { objective, trainable: [...trainable], valueHead: false, extraBytes: referenceBytes(reference) };
 }
@@ -116,6 +123,8 @@ export class PrefStage extends GraphStage<PrefRecord> {
     this.plotKeys = PLOT_KEYS[this.name];
     this.names = objectiveMetrics(setup.objective);
     this.resetSums();
+    // LF's BCO running reward mean starts afresh with each trainer (TRL's RunningMoments: mean 0, count 1e-24).
+    if (usesBco(setup.objective)) ctx.model.executor.setParam(BCO_RUNNING, [0, 1e-24], [2]);
   }
 
   get prefObjective(): PrefObjective {
@@ -136,9 +145,13 @@ export class PrefStage extends GraphStage<PrefRecord> {
   }
 
   #feeds(records: readonly PrefRecord[], B: number, L: number, k: number): PrefFeeds {
-    return this.name === "kto"
-      ? ktoFeeds(records as KtoRecord[], B, L, k)
-      : pairwiseFeeds(records as PairwiseRecord[], B, L, k);
+    return this.name === "kto" ? ktoFeeds(records as KtoRecord[], B, L, k) : pairwiseFeeds(
+      records as PairwiseRecord[],
+      B,
+      L,
+      k,
+      this.ctx.args.stage === "dpo" && this.ctx.args.ld_alpha !== null,
+    );
   }
 
   feeds(rowsOf: readonly (readonly PrefRecord[])[], B: number, L: number): StepFeeds {

@@ -4,13 +4,30 @@
  * never exist), times `inv_targets` (1 / labelled positions of the whole step): the step's loss is the token mean over
  * all its micro-batches, as HF computes it with `num_items_in_batch`.
  *
+ * With `use_dft_loss` (stage sft) each token's cross-entropy is weighted by its detached target probability exp(−ce),
+ * LLaMA-Factory's DFT loss ({@linkcode dftLossSum}); the logits are then materialised (no fused head).
+ *
  * Inputs per micro-batch k: ids_k, positions_k, segments_k [B, L] i32 and labels_k [B·L] i32 (shifted). Step-wide:
  * inv_targets, and a u32 seed when LoRA dropout is on. With NEFTune, noise_k [B, L, hidden] f32 per micro-batch (added to
  * the input embeddings: engine/nn/neftune.ts); with shift_attn, LongLoRA's S²-attention (engine/nn/longlora.ts). The
  * eval step has neither.
  * @module
  */
-import { crossEntropy, Graph, linearCrossEntropy, mul, reshape, type Tensor } from "../../graph/mod.ts";
+import {
+  crossEntropy,
+  eq,
+  exp,
+  Graph,
+  linearCrossEntropy,
+  max,
+  mul,
+  neg,
+  reshape,
+  sum,
+  type Tensor,
+} from "../../graph/mod.ts";
+import { cast } from "../../graph/ops/cast.ts";
+import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import type { Model } from "../../nn/model.ts";
 import { traceDecoder } from "../../nn/decoder.ts";
 import { withRouterLoss } from "../../nn/moe.ts";
@@ -37,6 +54,18 @@ export interface LmOptions {
   neftune?: boolean;
   /** LongLoRA's S²-attention in every layer. */
   shiftAttn?: boolean;
+  /** LF's DFT loss (`use_dft_loss`) instead of the plain cross-entropy. */
+  dft?: boolean;
+}
+
+/**
+ * LLaMA-Factory's DFT loss, summed (trainer_utils.py `_dft_cross_entropy` before its division by
+ * num_items_in_batch): Σ over labelled rows of ce · exp(−ce), the weight without gradient. Ignored rows (-100) have
+ * ce = 0 and add nothing. `logits` [N, V], `labels` [N] i32.
+ */
+export function dftLossSum(logits: Tensor, labels: Tensor): Tensor {
+  const ce = crossEntropy(logits, labels, { reduction: "none" });
+  return sum(mul(ce, stopGradient(exp(neg(ce)))));
 }
 
 /**
@@ -60,7 +89,9 @@ export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?
   const opts = { ...(o.checkpoint ? { checkpoint: true } : {}), ...(o.fp16 ? { computeDtype: "f16" as const } : {}) };
   const out = traceDecoder(model.config, inp, o.checkpoint || o.fp16 ? { ...weights, ...opts } : weights);
   const c = model.config;
-  const ce = c.finalSoftcap
+  const ce = o.dft
+    ? dftLossSum(reshape(out.logits, [B * L, c.vocab]), labels)
+    : c.finalSoftcap
     ? crossEntropy(reshape(out.logits, [B * L, c.vocab]), labels, { reduction: "sum" })
     : linearCrossEntropy(reshape(out.hidden, [B * L, c.hidden]), out.head, labels, { reduction: "sum" });
   return scale ? withRouterLoss(c.moe, out.routes, mul(ce, scale), inp.segments) : ce;
@@ -69,7 +100,7 @@ export function microLoss(model: Model, g: Graph, k: number, o: LmOptions, seed?
 /** The LM objective (see the module doc). */
 export function lmObjective(model: Model, o: LmOptions): Objective {
   return {
-    key: "lm",
+    key: o.dft ? "lm:dft" : "lm",
     f16: !!o.fp16,
     params: (g, names) => paramsOf(model, g, names),
     begin(g) {
@@ -90,6 +121,7 @@ export const lmObjectiveOf = (model: Model, p: StepPlan): Objective =>
     fp16: p.fp16,
     neftune: !!p.neftune,
     shiftAttn: p.shiftAttn,
+    dft: p.dft,
   });
 
 /** Traces the whole pt / sft optimizer step for `model` (its adapter, if any, included) under plan `p`. */
@@ -112,9 +144,40 @@ export function trainStepFeeds(
   return { feeds, tokens: mbs.reduce((t, m) => t + m.tokens, 0) };
 }
 
-/** Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0). */
-export function traceEvalStep(model: Model, B: number, L: number): Graph {
+/**
+ * 1 where the label's logit is the largest of its row (LF's ComputeAccuracy compares argmax(logits) with the label;
+ * an exact tie counts here as correct, where numpy's argmax takes the first index), else 0 ([N] f32). The label's
+ * logit is picked exactly by a one-hot product against `vocabIds` [V] (0, 1, ..., V−1 as f32); ignored labels
+ * (-100) pick 0 and are masked by the caller.
+ */
+export function argmaxMatches(logits: Tensor, labels: Tensor, vocabIds: Tensor): Tensor {
+  const [N, V] = logits.shape;
+  const oneHot = eq(reshape(cast(labels, "f32"), [N, 1]), reshape(vocabIds, [1, V]));
+  const picked = sum(mul(logits, oneHot), -1);
+  return eq(picked, max(logits, -1));
+}
+
+/**
+ * Traces the eval step: the loss sum (`loss_sum`) of one [B, L] batch (feeds of micro-batch 0); `dft`: the DFT loss,
+ * as HF's prediction_step computes the eval loss with the trainer's compute_loss_func. `accuracy` (LF's
+ * compute_accuracy) also outputs `correct` [B·L] ({@linkcode argmaxMatches}; feed `vocab_ids`).
+ */
+export function traceEvalStep(model: Model, B: number, L: number, dft = false, accuracy = false): Graph {
   const g = new Graph();
-  g.output("loss_sum", microLoss(model, g, 0, { B, L }));
+  if (!accuracy) {
+    g.output("loss_sum", microLoss(model, g, 0, { B, L, dft }));
+    return g;
+  }
+  // The logits exist anyway for the accuracy: the loss is taken from them (no fused head).
+  const c = model.config;
+  const out = traceDecoder(c, {
+    ids: g.input("ids_0", [B, L], "i32"),
+    positions: g.input("positions_0", [B, L], "i32"),
+    segments: g.input("segments_0", [B, L], "i32"),
+  }, model.weights(g, {}));
+  const labels = g.input("labels_0", [B * L], "i32");
+  const logits = reshape(out.logits, [B * L, c.vocab]);
+  g.output("loss_sum", dft ? dftLossSum(logits, labels) : crossEntropy(logits, labels, { reduction: "sum" }));
+  g.output("correct", argmaxMatches(logits, labels, g.input("vocab_ids", [c.vocab])));
   return g;
 }

@@ -54,6 +54,8 @@ export interface StepPlan {
   neftune?: number;
   /** LongLoRA's S²-attention (pt / sft; engine/nn/longlora.ts). */
   shiftAttn?: boolean;
+  /** LF's DFT loss for the LM objective (`use_dft_loss`, stage sft). */
+  dft?: boolean;
 }
 
 /**

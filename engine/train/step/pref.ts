@@ -43,12 +43,14 @@ import {
   neg,
   reshape,
   slice,
+  sub,
   sum,
   type Tensor,
 } from "../../graph/mod.ts";
 import type { DecoderConfig } from "../../nn/config.ts";
 import { type DecoderInputs, type DecoderWeights, traceDecoder } from "../../nn/decoder.ts";
 import { stopGradient } from "../../graph/ops/stop_gradient.ts";
+import { assign } from "../../graph/ops/assign.ts";
 import { Model } from "../../nn/model.ts";
 import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
 import type { Objective } from "./objective.ts";
@@ -74,7 +76,13 @@ export type Reference = "base" | "inputs" | Model;
 
 /** What a preference step optimizes. */
 export type PrefObjective =
-  | { stage: "dpo"; loss: PrefLossConfig; reference?: Reference }
+  | {
+    stage: "dpo";
+    loss: PrefLossConfig;
+    reference?: Reference;
+    /** LD-DPO's ld_alpha (policy log-probs only; feeds `rear_labels_k`); null or absent: off. */
+    ldAlpha?: number | null;
+  }
   | { stage: "kto"; loss: KtoConfig; reference?: Reference }
   | {
     stage: "rm";
@@ -208,8 +216,8 @@ export function prefMicroObjective(
   k: number,
   B: number,
   L: number,
-  opts: { seed?: Tensor; checkpoint?: boolean; fp16?: boolean } = {},
-): { loss: Tensor; metrics: Tensor[] } {
+  opts: { seed?: Tensor; checkpoint?: boolean; fp16?: boolean; bco?: { running: Tensor } } = {},
+): { loss: Tensor; metrics: Tensor[]; running?: Tensor } {
   const c = model.config, seed = opts.seed;
   // The policy's forward (the one differentiated), activation-checkpointed per layer on request, f16 linears in fp16.
   const compute = opts.fp16 ? { computeDtype: "f16" as const } : {};
@@ -226,7 +234,14 @@ export function prefMicroObjective(
   if (o.stage === "dpo") {
     const R = 2 * B, inp = decoderInputs(g, "", k, R, L);
     const labels = g.input(`labels_${k}`, [R * L], "i32");
-    const pol = sequenceLogps(c, traceDecoder(c, inp, policy()), labels, R, L, { logits: true });
+    const polOut = traceDecoder(c, inp, policy());
+    let pol = sequenceLogps(c, polOut, labels, R, L, { logits: true });
+    if (o.ldAlpha !== undefined && o.ldAlpha !== null) {
+      // LF's get_batch_logps with ld_alpha: front + α·rear = all − (1 − α)·rear; the length stays the full count.
+      const rear = sequenceLogps(c, polOut, g.input(`rear_labels_${k}`, [R * L], "i32"), R, L);
+      const s = sub(pol.sum, mul(rear.sum, 1 - o.ldAlpha));
+      pol = { ...pol, sum: s, mean: div(s, maximum(pol.count, 1)) };
+    }
     const avg = averagesLogps(o.loss.loss);
     const pick = (s: { sum: Tensor; mean: Tensor }) => (avg ? s.mean : s.sum);
     let refLp: Tensor | undefined;
@@ -257,6 +272,7 @@ export function prefMicroObjective(
         rejectedSum: sum(half(pol.logitSum!, B, 1)),
         rejectedCount: sum(half(pol.count, B, 1)),
       },
+      opts.bco,
     );
   }
   const inp = decoderInputs(g, "", k, B, L), klInp = decoderInputs(g, "kl_", k, B, L);
@@ -282,7 +298,9 @@ export function prefMicroObjective(
  */
 export function prefObjective(
   model: Model,
-  p: Pick<PrefStepPlan, "objective" | "B" | "L"> & Partial<Pick<PrefStepPlan, "dropout" | "checkpoint" | "fp16">>,
+  p:
+    & Pick<PrefStepPlan, "objective" | "B" | "L">
+    & Partial<Pick<PrefStepPlan, "dropout" | "checkpoint" | "fp16" | "G">>,
 ): Objective {
   const o = p.objective;
   return {
@@ -293,13 +311,28 @@ export function prefObjective(
     begin(g) {
       const seed = o.stage === "rm" && p.dropout ? g.input("seed", [], "u32") : undefined;
       const invAccum = g.input("inv_accum", []);
+      // LF's BCO running mean (pref_bco_weight): updated by each micro-batch in turn, stored after the step.
+      const store = usesBco(o) ? g.param(BCO_RUNNING, [2]) : undefined;
+      let running = store;
       return (k) => {
-        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, { seed, checkpoint: p.checkpoint, fp16: p.fp16 });
+        const bco = running && { running };
+        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, { seed, checkpoint: p.checkpoint, fp16: p.fp16, bco });
+        if (store && mo.running) {
+          running = mo.running;
+          if (k === (p.G ?? 1) - 1) assign(store, running);
+        }
         return { loss: mul(mo.loss, invAccum), metrics: mo.metrics };
       };
     },
   };
 }
+
+/** The store param of LF's BCO running reward mean: (mean, count), TRL's RunningMoments (count from 1e-24). */
+export const BCO_RUNNING = "train.bco_running";
+
+/** Whether the objective mixes in LF's BCO term (pref_bco_weight with a loss that uses a reference). */
+export const usesBco = (o: PrefObjective): boolean =>
+  o.stage === "dpo" && (o.loss.bcoWeight ?? 0) > 1e-6 && usesReference(o.loss.loss);
 
 /** Traces the whole optimizer step of a preference stage for `model` (its adapter and value head included). */
 export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
@@ -309,7 +342,10 @@ export function tracePrefStep(model: Model, p: PrefStepPlan): Graph {
 /** Traces the eval step of a preference stage: loss and metrics of one micro-batch (feeds of k = 0), no update. */
 export function tracePrefEvalStep(model: Model, p: { objective: PrefObjective; B: number; L: number }): Graph {
   const g = new Graph();
-  const mo = prefMicroObjective(model, g, p.objective, 0, p.B, p.L);
+  // LF's bco_loss updates its running mean in evaluation too.
+  const store = usesBco(p.objective) ? g.param(BCO_RUNNING, [2]) : undefined;
+  const mo = prefMicroObjective(model, g, p.objective, 0, p.B, p.L, store ? { bco: { running: store } } : {});
+  if (store && mo.running) assign(store, mo.running);
   g.output("loss", mo.loss);
   g.output("metrics", concat(mo.metrics.map((x) => reshape(x, [1])), 0));
   return g;

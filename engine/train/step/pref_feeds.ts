@@ -27,10 +27,37 @@ function rowFeeds(k: number, pre: string, b: MicroBatch, ...more: MicroBatch[]):
 const realRows = (n: number, B: number) => Float32Array.from({ length: B }, (_, i) => (i < n ? 1 : 0));
 
 /**
- * Feeds of micro-batch k of stage dpo / rm from at most B pairwise records (engine/data/process_pref.ts): chosen
- * rows then rejected rows, each side padded to B rows of length L, labels shifted as the SFT collator shifts them.
+ * LD-DPO's rear tokens (LF's `get_batch_logps` with ld_alpha): of shifted `labels` [2B·L] (chosen rows, then
+ * rejected rows), the labels past each row's public part — from its first labelled position, as many positions as
+ * the shorter response of its pair has labels — and −100 elsewhere. The policy's log-prob is then
+ * front + ld_alpha · rear = all − (1 − ld_alpha) · rear.
  */
-export function pairwiseFeeds(records: readonly PairwiseRecord[], B: number, L: number, k = 0): PrefFeeds {
+export function ldRearLabels(labels: Int32Array, B: number, L: number): Int32Array {
+  const out = new Int32Array(labels.length).fill(-100);
+  const count = (r: number) => labels.subarray(r * L, (r + 1) * L).reduce((n, x) => n + (x !== -100 ? 1 : 0), 0);
+  for (let i = 0; i < B; i++) {
+    const min = Math.min(count(i), count(B + i));
+    for (const r of [i, B + i]) {
+      const row = labels.subarray(r * L, (r + 1) * L);
+      const start = Math.max(0, row.findIndex((x) => x !== -100)); // torch.argmax of the mask: 0 when none
+      for (let t = start + min; t < L; t++) if (row[t] !== -100) out[r * L + t] = row[t];
+    }
+  }
+  return out;
+}
+
+/**
+ * Feeds of micro-batch k of stage dpo / rm from at most B pairwise records (engine/data/process_pref.ts): chosen
+ * rows then rejected rows, each side padded to B rows of length L, labels shifted as the SFT collator shifts them;
+ * with `ld`, also `rear_labels_k` ({@linkcode ldRearLabels}).
+ */
+export function pairwiseFeeds(
+  records: readonly PairwiseRecord[],
+  B: number,
+  L: number,
+  k = 0,
+  ld = false,
+): PrefFeeds {
   if (records.length > B) throw new Error(`pairwiseFeeds: ${records.length} pairs for a micro-batch of ${B}`);
   const side = (p: "chosen" | "rejected") =>
     collate(
@@ -42,7 +69,10 @@ export function pairwiseFeeds(records: readonly PairwiseRecord[], B: number, L: 
       B,
       L,
     );
-  return { ...rowFeeds(k, "", side("chosen"), side("rejected")), [`rows_${k}`]: realRows(records.length, B) };
+  const feeds = { ...rowFeeds(k, "", side("chosen"), side("rejected")), [`rows_${k}`]: realRows(records.length, B) };
+  // `ld`: LD-DPO's rear labels (ld_alpha) as `rear_labels_k`.
+  if (ld) feeds[`rear_labels_${k}`] = ldRearLabels(feeds[`labels_${k}`] as Int32Array, B, L);
+  return feeds;
 }
 
 /** Feeds of micro-batch k of stage kto from at most B KTO records: the examples, their KL rows, tags. */

@@ -2,8 +2,8 @@
  * The losses and metrics of LLaMA-Factory's preference stages as graph functions on per-sequence log-probabilities
  * (all vectors [B] f32, one entry per pair or example of a micro-batch):
  *
- * - dpo (`CustomDPOTrainer`): `pref_loss` sigmoid (with `dpo_label_smoothing`, cDPO), hinge and ipo against a
- *   reference (TRL's old `dpo_loss`), orpo and simpo without one (LF's `odds_ratio_loss`, `simpo_loss`); LF feeds
+ * - dpo (`CustomDPOTrainer`): `pref_loss` sigmoid (with `dpo_label_smoothing`, cDPO), hinge, ipo and kto_pair
+ *   against a reference (TRL's old `dpo_loss`; kto_pair as TRL 0.8.6 wrote it, fixtures/pref/make_kto_pair.py), orpo and simpo without one (LF's `odds_ratio_loss`, `simpo_loss`); LF feeds
  *   average log-probs for ipo / orpo / simpo and sums for sigmoid / hinge ({@link averagesLogps}); `pref_ftx` adds
  *   ftx · (−mean log-prob of the chosen response).
  * - kto (`CustomKTOTrainer` over TRL's kto loss): desirable / undesirable weights, the batch KL estimate from the
@@ -14,11 +14,28 @@
  * TRL detaches them. Metric keys are LF's; {@link prefLogs} turns summed metrics into the values LF logs.
  * @module
  */
-import { add, div, exp, gt, log, maximum, mul, neg, relu, sigmoid, sub, sum, type Tensor } from "../../graph/mod.ts";
+import {
+  add,
+  concat,
+  div,
+  exp,
+  gt,
+  log,
+  maximum,
+  mul,
+  neg,
+  relu,
+  reshape,
+  sigmoid,
+  slice,
+  sub,
+  sum,
+  type Tensor,
+} from "../../graph/mod.ts";
 import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 
 /** `pref_loss` values of stage dpo that Whetstone implements. */
-export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "orpo", "simpo"] as const;
+export const PREF_LOSSES = ["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] as const;
 /** One of {@link PREF_LOSSES}. */
 export type PrefLossType = typeof PREF_LOSSES[number];
 
@@ -33,6 +50,8 @@ export interface PrefLossConfig {
   labelSmoothing: number;
   /** simpo_gamma. */
   simpoGamma: number;
+  /** pref_bco_weight: LF's BCO mixture with the losses that use a reference (0: off). */
+  bcoWeight?: number;
 }
 
 /** Hyper-parameters of stage kto. */
@@ -52,6 +71,7 @@ export interface PrefArgs {
   pref_loss?: string;
   dpo_label_smoothing?: number;
   simpo_gamma?: number;
+  pref_bco_weight?: number;
   kto_chosen_weight?: number;
   kto_rejected_weight?: number;
 }
@@ -85,6 +105,7 @@ export function prefLossConfig(a: PrefArgs = {}): PrefLossConfig {
     ftx: nonNegative("pref_ftx", a.pref_ftx ?? 0),
     labelSmoothing,
     simpoGamma: nonNegative("simpo_gamma", a.simpo_gamma ?? 0.5),
+    bcoWeight: nonNegative("pref_bco_weight", a.pref_bco_weight ?? 0),
   };
 }
 
@@ -144,8 +165,47 @@ export interface DpoLosses {
   sftLoss: Tensor;
 }
 
-/** Stage dpo's per-pair losses, as LF's `compute_preference_loss` + ftx. */
-export function dpoLosses(x: DpoLogps, cfg: PrefLossConfig): DpoLosses {
+/**
+ * kto_pair's per-pair losses (TRL 0.8.6 `dpo_loss`, "eqn (7) of the HALOs paper"): KL estimates are the batch means
+ * (over the real rows) of the log-ratios, clamped at 0 and not detached; each half takes the other half's KL. TRL
+ * averages the 2B losses; the pair's mean of its two halves averaged over pairs is the same number.
+ */
+function ktoPairLosses(chosenRatio: Tensor, rejectedRatio: Tensor, rows: Tensor, beta: number): Tensor {
+  const chosenKl = relu(maskedMean(chosenRatio, rows)), rejectedKl = relu(maskedMean(rejectedRatio, rows));
+  const lc = sub(1, sigmoid(mul(sub(chosenRatio, rejectedKl), beta)));
+  const lr = sub(1, sigmoid(mul(sub(chosenKl, rejectedRatio), beta)));
+  return mul(add(lc, lr), 0.5);
+}
+
+/**
+ * LF's BCO term (CustomDPOTrainer.bco_loss): −log σ(β·chosen log-ratio − δ) − log σ(−(β·rejected log-ratio − δ)),
+ * δ the running mean of the batches' mean reward (TRL's RunningMoments, updated before use; without gradient).
+ */
+export function bcoLosses(chosenRatio: Tensor, rejectedRatio: Tensor, delta: Tensor, beta: number): Tensor {
+  return sub(
+    neg(logSigmoid(sub(mul(chosenRatio, beta), delta))),
+    logSigmoid(neg(sub(mul(rejectedRatio, beta), delta))),
+  );
+}
+
+/**
+ * TRL's `RunningMoments.update` of the mean with one scalar (LF passes the batch's mean reward, so count grows by
+ * 1): `running` [2] = (mean, count) → the updated (mean, count). The count starts at 1e-24 (TRL's default).
+ */
+export function runningMeanUpdate(running: Tensor, x: Tensor): Tensor {
+  const mean = reshape(slice(running, 0, 0, 1), []), count = reshape(slice(running, 0, 1, 2), []);
+  const tot = add(count, 1);
+  const next = add(mean, div(sub(x, mean), tot));
+  return concat([reshape(next, [1]), reshape(tot, [1])], 0);
+}
+
+/** Stage dpo's per-pair losses, as LF's `compute_preference_loss` + ftx (`rows`: kto_pair's batch KL means). */
+export function dpoLosses(
+  x: DpoLogps,
+  cfg: PrefLossConfig,
+  rows?: Tensor,
+  bco?: { delta: Tensor },
+): DpoLosses {
   const { beta } = cfg;
   const c = x.chosen, r = x.rejected;
   let losses: Tensor, chosenRewards: Tensor, rejectedRewards: Tensor;
@@ -171,12 +231,21 @@ export function dpoLosses(x: DpoLogps, cfg: PrefLossConfig): DpoLosses {
       if (ls > 0) losses = sub(losses, mul(logSigmoid(neg(bl)), ls));
     } else if (cfg.loss === "hinge") {
       losses = relu(sub(1, mul(logits, beta)));
+    } else if (cfg.loss === "kto_pair") {
+      if (!rows) throw new Error('pref_loss "kto_pair" needs the batch rows (its KL estimate is a batch mean)');
+      losses = ktoPairLosses(sub(c, rc), sub(r, rr), rows, beta);
     } else {
       const d = sub(logits, 1 / (2 * beta));
       losses = mul(d, d);
     }
     chosenRewards = mul(stopGradient(sub(c, rc)), beta);
     rejectedRewards = mul(stopGradient(sub(r, rr)), beta);
+    const w = cfg.bcoWeight ?? 0;
+    if (w > 1e-6) {
+      if (!bco) throw new Error("pref_bco_weight needs the running reward mean");
+      // losses = (losses + bco · w) / (1 + w): LF re-weights W_p and W_q.
+      losses = mul(add(losses, mul(bcoLosses(sub(c, rc), sub(r, rr), bco.delta, beta), w)), 1 / (1 + w));
+    }
   }
   const sftLoss = neg(x.chosenAvg);
   if (cfg.ftx > 1e-6) losses = add(losses, mul(sftLoss, cfg.ftx));
@@ -227,8 +296,17 @@ export function dpoObjective(
   rows: Tensor,
   cfg: PrefLossConfig,
   logits?: LogitSums,
-): { loss: Tensor; metrics: Tensor[] } {
-  const o = dpoLosses(x, cfg);
+  bco?: { running: Tensor },
+): { loss: Tensor; metrics: Tensor[]; running?: Tensor } {
+  let running: Tensor | undefined, delta: Tensor | undefined;
+  if ((cfg.bcoWeight ?? 0) > 1e-6 && usesReference(cfg.loss)) {
+    if (!bco || !x.refChosen || !x.refRejected) throw new Error("pref_bco_weight needs the running reward mean");
+    // LF: rewards = cat(chosen_rewards, rejected_rewards).mean().detach(); running.update(rewards); δ = running.mean.
+    const cr = mul(sub(x.chosen, x.refChosen), cfg.beta), rr = mul(sub(x.rejected, x.refRejected), cfg.beta);
+    running = runningMeanUpdate(bco.running, stopGradient(maskedMean(mul(add(cr, rr), 0.5), rows)));
+    delta = stopGradient(reshape(slice(running, 0, 0, 1), []));
+  }
+  const o = dpoLosses(x, cfg, rows, delta && { delta });
   const m = (t: Tensor) => maskedMean(stopGradient(t), rows);
   const zero = rows.graph.scalar(0);
   const ratio = (s: Tensor, n: Tensor) => div(stopGradient(s), maximum(n, 1));
@@ -243,7 +321,7 @@ export function dpoObjective(
     logits ? ratio(logits.rejectedSum, logits.rejectedCount) : zero,
   ];
   if (cfg.loss === "orpo") metrics.push(m(o.sftLoss), m(div(sub(o.losses, o.sftLoss), cfg.beta)));
-  return { loss: maskedMean(o.losses, rows), metrics };
+  return { loss: maskedMean(o.losses, rows), metrics, ...(running ? { running } : {}) };
 }
 
 /** Per-example log-probabilities of stage kto (each [B]). */

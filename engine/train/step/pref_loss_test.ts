@@ -204,9 +204,16 @@ Deno.test("logSigmoid: exact at 0 and finite far out", async () => {
 });
 
 Deno.test("prefLossConfig and ktoConfig: LF's defaults and checks", () => {
-  assert.deepEqual(prefLossConfig(), { loss: "sigmoid", beta: 0.1, ftx: 0, labelSmoothing: 0, simpoGamma: 0.5 });
+  assert.deepEqual(prefLossConfig(), {
+    loss: "sigmoid",
+    beta: 0.1,
+    ftx: 0,
+    labelSmoothing: 0,
+    simpoGamma: 0.5,
+    bcoWeight: 0,
+  });
   assert.deepEqual(ktoConfig({ pref_beta: 0.2 }), { beta: 0.2, ftx: 0, chosenWeight: 1, rejectedWeight: 1 });
-  assert.throws(() => prefLossConfig({ pref_loss: "kto_pair" }), /pref_loss must be one of sigmoid/);
+  assert.throws(() => prefLossConfig({ pref_loss: "bco_pair" }), /pref_loss must be one of sigmoid/);
   assert.throws(() => prefLossConfig({ pref_loss: "ipo", dpo_label_smoothing: 0.1 }), /only valid for sigmoid/);
   assert.throws(() => prefLossConfig({ pref_beta: 0 }), /pref_beta must be a positive number, got 0/);
 });
