@@ -23,6 +23,7 @@ import { writeAll, writeAtomic } from "../util/fs.ts";
 import { mergeAdapter } from "./export.ts";
 import type { Model } from "./model.ts";
 import { buildDecoderOnnx, placeWeights } from "./onnx_graph.ts";
+import { assertOnnxSupported } from "./onnx_support.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
@@ -55,6 +56,7 @@ function writeChunks(path: string, chunks: Iterable<Uint8Array>): Promise<void> 
 export async function exportOnnx(model: Model, dir: string, opts: OnnxExportOptions = {}): Promise<OnnxExportInfo> {
   const threshold = opts.externalDataBytes ?? 2 ** 30;
   if (!(threshold >= 0)) throw new Error(`exportOnnx: externalDataBytes must be >= 0, got ${threshold}`);
+  assertOnnxSupported(model.config); // before the (costly) merge
   const weights = await mergeAdapter(model);
   const { model: onnx, weights: ws } = buildDecoderOnnx(model.config, weights);
   const total = ws.reduce((a, w) => a + w.data.byteLength, 0);

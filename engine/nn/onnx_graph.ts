@@ -21,6 +21,7 @@ import { OnnxBuilder } from "../exec/onnx/builder.ts";
 import { type ModelDef, ONNX_TYPE, type TensorDef } from "../exec/onnx/proto.ts";
 import { ropeInvFreq } from "../graph/ops/rope.ts";
 import type { DecoderConfig } from "./config.ts";
+import { assertOnnxSupported } from "./onnx_support.ts";
 
 const { FLOAT, INT64, BOOL } = ONNX_TYPE;
 /** The most negative f32: masked scores (finite, so a fully masked row stays finite). */
@@ -47,10 +48,11 @@ function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array 
 }
 
 /**
- * Builds the graph of `c` over `weights` (Hugging Face names → f32 values, adapters already merged). Rope
- * scaling of type default, linear or llama3 (the ones the engine computes).
+ * Builds the graph of `c` over `weights` (Hugging Face names → f32 values, adapters already merged). Throws, naming
+ * the feature, for a config using anything the graph does not compute exactly (see onnx_support.ts).
  */
 export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32Array>): DecoderOnnx {
+  assertOnnxSupported(c);
   const b = new OnnxBuilder();
   const out: OnnxWeight[] = [];
   const W = (name: string): Float32Array => {
