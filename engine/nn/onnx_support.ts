@@ -8,24 +8,12 @@ import type { DecoderConfig } from "./config.ts";
 
 /** The features of `c` the exporter does not implement (empty: it exports `c` exactly). */
 export function onnxUnsupported(c: DecoderConfig): string[] {
-  const out: string[] = [];
-  const s = c.ropeScaling;
-  if (s.type !== "default" && s.type !== "linear" && s.type !== "llama3") out.push(`rope scaling "${s.type}"`);
-  const same = c.layerRope.every((r) =>
-    r !== null && r.theta === c.ropeTheta && JSON.stringify(r.scaling) === JSON.stringify(s)
-  );
-  if (!same) out.push("per-layer RoPE (a layer with its own base/scaling or without position embedding)");
-  if (c.ropeInterleaved) out.push("interleaved RoPE");
-  if (c.qkNormAll) out.push("q/k norm over all heads");
-  if (c.postNorm) out.push("post-norms (no input norms)");
-  if (c.glmNorms) out.push("GLM-4 post_self_attn/post_mlp norms");
-  if (c.layerNorm || c.normBias) out.push("LayerNorm");
-  if (c.parallelBlock) out.push("parallel attention + MLP block");
-  if (c.plainMlp) out.push("ungated MLP (c_fc/c_proj)");
-  if (c.fusedGateUp !== c.fused) out.push("fused gate_up_proj without fused qkv_proj");
-  if (c.residualScale !== 1) out.push("residual multiplier");
-  if (c.logitScale !== 1) out.push("logit scaling");
-  return out;
+  const out = new Set<string>();
+  for (const r of c.layerRope) {
+    // "dynamic" frequencies depend on the traced length (see engine/nn/decoder.ts), which one graph cannot mirror.
+    if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
+  }
+  return [...out];
 }
 
 /** Throws, naming the model_type and the features, when the exporter cannot export `c` exactly. */
