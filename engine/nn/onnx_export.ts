@@ -5,6 +5,8 @@
  * limit is 2 GB). Called with `<export_dir>/onnx`, beside the merged Hugging Face folder's config.json,
  * generation_config.json and tokenizer files, the folder is what `AutoModelForCausalLM.from_pretrained` of
  * transformers.js opens; {@link markConfigForTransformersJs} adds the `transformers.js_config` keys it reads.
+ * Every family of config.ts exports; a config the graph would not compute exactly as the engine does ("dynamic"
+ * RoPE scaling, see onnx_support.ts) is refused with an error naming its model_type and the feature.
  *
  * @example
  * ```ts

@@ -13,7 +13,8 @@
  * Attention of new token i (cache index past + i) to cache index j: j ≤ past + i, attention_mask[b, j] = 1, and
  * within the layer's sliding window (past + i − j < W), as transformers masks it; a row that sees nothing
  * (a left-padding query) gets uniform weights, never NaN. Rope is computed in f32 from `position_ids` as
- * transformers does (cos/sin of position · inv_freq). The weights are the caller's (merged) f32 values; linear
+ * transformers does (cos/sin of position · inv_freq; per layer, see onnx_rope.ts). Each family's blocks mirror
+ * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers). The weights are the caller's (merged) f32 values; linear
  * weights are stored transposed ([in, out]) so each projection is one MatMul.
  * @module
  */
