@@ -6,6 +6,52 @@
  */
 import type { DecoderConfig } from "./config.ts";
 
+/**
+ * Every {@link DecoderConfig} field, as the graph handles it. A field added to DecoderConfig fails type-checking here
+ * until the exporter handles it (or {@link onnxUnsupported} refuses it): the whitelist that keeps exports exact.
+ */
+export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
+  family: "model name only",
+  vocab: "embedding and logits",
+  hidden: "hidden size",
+  layers: "layers and past/present pairs",
+  heads: "query heads",
+  kvHeads: "kv heads (grouped-query scores)",
+  headDim: "head dim",
+  intermediate: "MLP width",
+  eps: "norm epsilon",
+  ropeTheta: "via layerRope",
+  ropeScaling: "via layerRope",
+  rotaryDim: "partial rotary (onnx_rope.ts)",
+  layerRope: "per-layer base/scaling/NoPE (onnx_rope.ts); dynamic refused",
+  ropeInterleaved: "onnx_rope.ts",
+  tieEmbeddings: "logits from the embedding",
+  qkvBias: "biases present in the weights",
+  oBias: "biases present in the weights",
+  mlpBias: "biases present in the weights",
+  act: "silu, gelu, gelu_tanh",
+  normOffset: "RMSNorm weight + offset",
+  embedScale: "embedding multiplier",
+  qkNorm: "per-head q/k RMSNorm",
+  qkNormAll: "all-head q/k RMSNorm",
+  sandwichNorm: "post-attention, pre/post-feedforward norms",
+  postNorm: "output norms only",
+  glmNorms: "post_self_attn/post_mlp norms",
+  residualScale: "block outputs scaled",
+  logitScale: "final hidden state divided",
+  layerWindow: "sliding-window masks",
+  attnSoftcap: "score soft-capping",
+  finalSoftcap: "logit soft-capping",
+  attnScale: "score multiplier",
+  fused: "qkv_proj",
+  fusedGateUp: "gate_up_proj",
+  layerNorm: "LayerNorm",
+  normBias: "LayerNorm bias",
+  parallelBlock: "attention and MLP from one norm",
+  plainMlp: "c_fc/c_proj",
+  raw: "not read",
+};
+
 /** The features of `c` the exporter does not implement (empty: it exports `c` exactly). */
 export function onnxUnsupported(c: DecoderConfig): string[] {
   const out = new Set<string>();
