@@ -78,6 +78,10 @@ const VERBS: Record<string, { help: string; run: (args: string[]) => Promise<num
     help: "merge an adapter and write a Hugging Face model folder: deno task export config.yaml [key=value ...]",
     run: async (args) => (await import("./cli/export.ts")).exportMain(args),
   },
+  llama_pro: {
+    help: "LLaMA Pro block expansion: deno task llama_pro --model_name_or_path DIR --output_dir DIR --num_expand N",
+    run: async (args) => (await import("./cli/llama_pro.ts")).llamaProMain(args),
+  },
   preprocess: {
     help: "tokenize the datasets of a YAML config as LLaMA-Factory would (--out file.jsonl)",
     run: async (args) => (await import("./cli/preprocess.ts")).preprocessMain(args),

@@ -7,6 +7,7 @@
  * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
  * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Full tuning is also planned under
  * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, LF's Muon and Adam-mini).
+ * Mixtral-8x7B and Qwen3-30B-A3B shapes ({@link MOE_MODELS}) are planned for LoRA and full tuning, checkpointed.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -77,6 +78,42 @@ export const PAPER_MODELS = {
     num_attention_heads: 32,
     num_key_value_heads: 32,
     rms_norm_eps: 1e-5,
+  },
+};
+
+/**
+ * Mixture-of-experts shapes (HF config.json keys): planned with LoRA and full tuning, checkpointed. Whetstone runs every
+ * expert on every token (engine/nn/moe.ts), so the arena holds E / k times the expert activations of a sparse dispatch.
+ */
+export const MOE_MODELS = {
+  "mixtral-8x7b": {
+    model_type: "mixtral",
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    num_local_experts: 8,
+    num_experts_per_tok: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 1e6,
+  },
+  "qwen3-30b-a3b": {
+    model_type: "qwen3_moe",
+    vocab_size: 151936,
+    hidden_size: 2048,
+    intermediate_size: 6144,
+    moe_intermediate_size: 768,
+    num_hidden_layers: 48,
+    num_attention_heads: 32,
+    num_key_value_heads: 4,
+    head_dim: 128,
+    num_experts: 128,
+    num_experts_per_tok: 8,
+    norm_topk_prob: true,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1e6,
   },
 };
 
@@ -157,6 +194,15 @@ export const memoryBench: Bench = {
         yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
         yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
         yield { bench: "memory", ...p, metric: "optimizer_bytes", value: m.optimizer, unit: "B" };
+      }
+    }
+    for (const [model, cfg] of Object.entries(MOE_MODELS)) {
+      for (const method of ["lora", "full"] as const) {
+        const m = await planTrainingMemory(decoderConfig(cfg), { method, batch: 1, seq: 1024, checkpoint: true });
+        const p = { model, method, checkpoint: true, batch: 1, seq: 1024 };
+        yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
+        yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
+        yield { bench: "memory", ...p, metric: "arena_bytes", value: m.arena, unit: "B" };
       }
     }
     yield {

@@ -6,7 +6,7 @@
 import { readConfigFile } from "../engine/config/yaml_file.ts";
 import { resolveModel } from "../engine/io/hub.ts";
 import { exportModel, parseExportArgs } from "../engine/nn/export.ts";
-import { attachAdapter } from "../engine/nn/lora.ts";
+import { attachAdapterFolder } from "../engine/nn/adapters.ts";
 import { loadModel } from "../engine/nn/model.ts";
 import { exportOnnxBeside } from "../engine/nn/onnx_export.ts";
 
@@ -22,7 +22,7 @@ export async function exportMain(argv: string[]): Promise<number> {
   const source = await resolveModel(cfg.model_name_or_path);
   const args = parseExportArgs(cfg, JSON.parse(await Deno.readTextFile(`${source}/config.json`)));
   const model = await loadModel(source, { dtype: "f32", executor: "reference" });
-  if (args.adapterNameOrPath) await attachAdapter(model, args.adapterNameOrPath);
+  if (args.adapterNameOrPath) await attachAdapterFolder(model, args.adapterNameOrPath);
   await exportModel(model, args.exportDir, {
     source,
     shardBytes: args.exportSize * 1e9,

@@ -144,7 +144,7 @@ export function trainingRoutes(ctx: ServerContext): Hono {
     const has = (f: string) => Deno.stat(`${dir}/${f}`).then(() => true, () => false);
     if (body.adapter_only) {
       if (body.export_onnx) throw badRequest("export_onnx", "an adapter alone has no ONNX export; leave adapter_only");
-      if (s.args.finetuning_type !== "lora") {
+      if (s.args.finetuning_type !== "lora" && s.args.finetuning_type !== "oft") {
         throw badRequest(
           "adapter_only",
           `the session trains finetuning_type ${s.args.finetuning_type}, not an adapter`,

@@ -80,6 +80,13 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
   const pissa = await loadTrainConfig(`${CONFIGS}llama3_lora_sft_pissa.yaml`);
   assert.deepEqual([pissa.pissa_init, pissa.pissa_iter, pissa.pissa_convert], [true, 16, true]);
 
+  const pro = await loadTrainConfig(`${CONFIGS}llama3_freeze_sft_llama_pro.yaml`);
+  assert.deepEqual([pro.use_llama_pro, pro.finetuning_type, pro.freeze_trainable_layers], [true, "freeze", 8]);
+  const neft = parseTrainArgs(`${M}neftune_noise_alpha: 5\nshift_attn: true\n`);
+  assert.deepEqual([neft.neftune_noise_alpha, neft.shift_attn, neft.bucket], [5, true, 8]);
+  assert.ok(neft.warnings.some((w) => /^bucket: 8 \(LF pads training batches to a multiple of 8\)/.test(w)));
+  assert.equal(parseTrainArgs(`${M}shift_attn: true\nbucket: 64\n`).bucket, 64, "a bucket set is kept");
+
   const tiny = await loadTrainConfig(`${CONFIGS}tiny_lora_sft.yaml`);
   assert.deepEqual(tiny.lora_target, ["q_proj", "v_proj"]);
   assert.equal(tiny.lora_alpha, 8);
@@ -95,7 +102,6 @@ Deno.test("LF examples: pretrain, LoRA+, PiSSA parse; their eval sections take e
 Deno.test("LF examples using features Whetstone lacks fail naming the key", async () => {
   const cases: [string, RegExp][] = [
     ["qwen3_full_sft.yaml", /qwen3_full_sft\.yaml: deepspeed is not supported by Whetstone yet/],
-    ["llama3_freeze_sft_llama_pro.yaml", /use_llama_pro is not supported by Whetstone yet \(LLaMA Pro\); got true/],
   ];
   for (const [file, re] of cases) await assert.rejects(loadTrainConfig(`${CONFIGS}${file}`), re);
   await assert.rejects(
@@ -210,10 +216,9 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["pref_beta: 0", /pref_beta: expected a number > 0, got 0/],
     ["stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1", /`dpo_label_smoothing` is only valid for sigmoid/],
     ["ref_model_adapters: a", /ref_model_adapters: expected ref_model/],
-    [
-      "finetuning_type: oft",
-      /finetuning_type: oft is not supported by Whetstone yet \(supported: lora, freeze, full\)/,
-    ],
+    ["finetuning_type: oft\noft_rank: 8", /oft_rank: You can only specify either r \(8\) or oft_block_size \(32\)/],
+    ["finetuning_type: oft\noft_block_size: 0", /oft_rank: Either `r` or `oft_block_size` must be non-zero/],
+    ["module_dropout: 1", /module_dropout: expected a number in \[0, 1\), got 1/],
     [
       "lr_scheduler_type: cosine_warmup_with_min_lr",
       /lr_scheduler_type: cosine_warmup_with_min_lr is not supported by Whetstone yet/,
@@ -269,7 +274,12 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.equal(parseTrainArgs(`${M}rope_scaling: yarn\n`).rope_scaling, "yarn"); // LF's key, applied at load
   assert.match(fails(`${M}rope_scaling: ntk\n`), /rope_scaling/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
-  assert.match(fails(`${M}neftune_noise_alpha: 5\n`), /neftune_noise_alpha is not supported .*NEFTune/);
+  assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
+  assert.match(fails(`${M}stage: dpo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*stages pt and sft/);
+  assert.match(
+    fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
+    /use_llama_pro: `use_llama_pro` is only valid/,
+  );
   assert.match(
     fails(`${M}badam_update_ratio: 0.1\n`),
     /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,

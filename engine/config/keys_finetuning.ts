@@ -8,7 +8,7 @@ import { F32, I, ignore, lack, T, typed, U } from "./key_spec.ts";
 /** The finetuning group. */
 export const FINETUNING_KEYS = {
   stage: T(["pt", "sft", "rm", "ppo", "dpo", "kto"], "sft"),
-  finetuning_type: T(["lora", "oft", "freeze", "full"], "lora", { lacking: ["oft"] }),
+  finetuning_type: T(["lora", "oft", "freeze", "full"], "lora"),
   freeze_trainable_layers: T("int", 2),
   freeze_trainable_modules: T("list", "all", { all: true }),
   freeze_extra_modules: T("list", null),
@@ -57,7 +57,13 @@ export const FINETUNING_KEYS = {
     "swanlab_lark_webhook_url",
     "swanlab_lark_secret",
   ),
-  ...lack("OFT", { oft_rank: 0, oft_block_size: 32, oft_target: "all", module_dropout: 0 }),
+  // OFT (engine/nn/oft.ts): PEFT's r (0: from oft_block_size) and oft_block_size (0: from r), exactly one non-zero.
+  oft_rank: T("int", 0, { min: 0 }),
+  oft_block_size: T("int", 32, { min: 0 }),
+  /** "all": every linear layer but lm_head. */
+  oft_target: T("list", "all", { all: true }),
+  /** PEFT 0.21's OFT Linear never applies it; recorded in adapter_config.json. */
+  module_dropout: T("num", 0, { min: 0, lt: 1 }),
   // RLHFArguments (stages rm, dpo, kto, ppo: engine/train/stages/)
   /** β of the preference losses (dpo with each pref_loss, kto). */
   pref_beta: T("num", 0.1, { gt: 0 }),
@@ -113,7 +119,8 @@ export const FINETUNING_KEYS = {
   badam_switch_interval: T("int", 50, { min: 1 }),
   ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
-  use_llama_pro: U(false, "LLaMA Pro"),
+  /** LLaMA Pro: train only the expanded blocks (engine/nn/llama_pro.ts, engine/train/freeze.ts). */
+  use_llama_pro: T("bool", false),
   /** LLaMA-Factory's Adam-mini (engine/optim/adam_mini.ts). */
   use_adam_mini: T("bool", false),
   /** LLaMA-Factory's Muon (engine/optim/muon.ts): Muon on 2-D matrices, its AdamW on the rest. */

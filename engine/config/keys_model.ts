@@ -46,11 +46,16 @@ export const MODEL_KEYS = {
   init_special_tokens: U("noise_init", "adding tokens"),
   /** RoPE scaling applied to config.json as LLaMA-Factory's configure_rope does (engine/nn/rope_lf.ts). */
   rope_scaling: T(["linear", "dynamic", "yarn", "llama3"], null),
-  shift_attn: U(false, "LongLoRA S²-Attn"),
+  /** LongLoRA S²-attention in training (llama models; engine/nn/longlora.ts). */
+  shift_attn: T("bool", false),
   mixture_of_depths: U(null, "mixture-of-depths"),
   ...lack("third-party kernels", { use_unsloth: false, use_unsloth_gc: false, enable_liger_kernel: false }),
   use_v1_kernels: U(false, "third-party kernels"),
-  moe_aux_loss_coef: U(null, "mixture-of-experts models"),
+  /**
+   * Mixture-of-experts models (mixtral, qwen2_moe, qwen3_moe): when set, the router's load-balancing loss times this
+   * coefficient is added to each micro-batch's training loss (output_router_logits on, as LLaMA-Factory's configure_moe).
+   */
+  moe_aux_loss_coef: T("num", null, { min: 0 }),
   train_from_scratch: U(false),
   ...lack("hub other than Hugging Face", { ms_hub_token: null, om_hub_token: null }),
   // QuantizationArguments

@@ -320,7 +320,8 @@ export const TRAINING_KEYS = {
   train_sampling_strategy: U("random", "other sampling strategies"),
   auto_find_batch_size: U(false),
   label_smoothing_factor: U(0, "label smoothing"),
-  neftune_noise_alpha: U(null, "NEFTune"),
+  /** NEFTune noise on the input embeddings in training (engine/nn/neftune.ts). */
+  neftune_noise_alpha: T("num", null, { gt: 0 }),
   /** HF's "key=value,..." text; `optim: sgd` reads momentum, dampening, nesterov (config/optim_args.ts). */
   optim_args: T("str", null),
   optim_target_modules: U(null),

@@ -15,6 +15,7 @@ import { ConfigError, type TrainArgs } from "./train_args.ts";
 import { parseOptimArgs, sgdArgsOf } from "./optim_args.ts";
 import { SCHEDULER_TYPES, schedulerKwargsProblems, type SchedulerType } from "./schedulers.ts";
 import { dataArgsOf } from "./views.ts";
+import { checkMethods } from "./rules_methods.ts";
 
 function checkSteps(key: string, value: number | null, problems: string[]): void {
   if (value !== null && value > 1 && !Number.isInteger(value)) {
@@ -30,7 +31,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   const err = (key: string, msg: string) => problems.push(`${key}: ${msg}`);
   // model
   if (!a.model_name_or_path) err("model_name_or_path", "required (a local HF model folder or a hub model id)");
-  if (a.adapter_name_or_path && a.finetuning_type !== "lora") {
+  if (a.adapter_name_or_path && a.finetuning_type !== "lora" && a.finetuning_type !== "oft") {
     err("adapter_name_or_path", "Adapter is only valid for the LoRA method.");
   }
   // method
@@ -45,7 +46,9 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     if (a.quantization_bit !== 4 && a.quantization_bit !== 8) {
       err("quantization_bit", `expected 4 or 8 (bitsandbytes), got ${a.quantization_bit}`);
     }
-    if (a.finetuning_type !== "lora") err("quantization_bit", "Quantization is only compatible with the LoRA method.");
+    if (a.finetuning_type !== "lora" && a.finetuning_type !== "oft") {
+      err("quantization_bit", "Quantization is only compatible with the LoRA or OFT method.");
+    }
     if (a.pissa_init) err("pissa_init", "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.");
     if ((a.adapter_name_or_path?.length ?? 0) > 1) {
       err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");
@@ -110,6 +113,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err(key, "supported for stages pt, sft, rm, dpo and kto in Whetstone, got stage ppo");
     }
   }
+  checkMethods(a, err, given, warnings);
   // stages (FinetuningArguments.__post_init__, get_train_args)
   if (a.stage === "dpo" && a.pref_loss !== "sigmoid" && a.dpo_label_smoothing > 1e-6) {
     err("dpo_label_smoothing", "`dpo_label_smoothing` is only valid for sigmoid loss function.");

@@ -33,7 +33,7 @@ async function rejectsData(p: Promise<unknown>, ...parts: (string | RegExp)[]): 
   } catch (e) {
     assert.ok(e instanceof DataError, `expected a DataError, got ${e}`);
     for (const s of parts) {
-      const ok = typeof s === "string" ? e.message.includes(s) : s.test(e.message);
+      const ok: boolean = typeof s === "string" ? e.message.includes(s) : s.test(e.message);
       assert.ok(ok, `message ${JSON.stringify(e.message)} lacks ${s}`);
     }
     return e.message;

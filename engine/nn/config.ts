@@ -1,10 +1,11 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
  * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2,
- * cohere2 — chosen by `model_type`.
+ * cohere2 and the mixture-of-experts mixtral, qwen2_moe, qwen3_moe (moe.ts) — chosen by `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
+import { MOE_ATTENTION, MOE_FAMILIES, type MoeConfig, moeConfig } from "./moe.ts";
 
 /** The decoder families Whetstone builds. */
 export const FAMILIES = [
@@ -23,6 +24,7 @@ export const FAMILIES = [
   "glm4",
   "starcoder2",
   "cohere2",
+  ...MOE_FAMILIES,
 ] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
@@ -98,6 +100,8 @@ export interface DecoderConfig {
   parallelBlock: boolean;
   /** Ungated MLP `c_proj(act(c_fc(x)))` instead of gate/up/down (StarCoder2). */
   plainMlp: boolean;
+  /** Routed experts (mixtral, qwen2_moe, qwen3_moe; see moe.ts); absent for dense families. */
+  moe?: MoeConfig;
   /** The raw config.json. */
   raw: Record<string, unknown>;
 }
@@ -142,6 +146,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     );
   }
   const family = type as Family;
+  // A mixture-of-experts family attends as its dense sibling does (mixtral: mistral, qwen2_moe: qwen2, ...).
+  const attn = MOE_ATTENTION[family] ?? family;
   const hidden = num(cfg, "hidden_size");
   const heads = num(cfg, "num_attention_heads");
   const layers = num(cfg, "num_hidden_layers");
@@ -170,13 +176,13 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const layerTypes = cfg.layer_types as string[] | undefined;
   if (Array.isArray(layerTypes)) {
     layerWindow = layerTypes.map((t) => (t === "sliding_attention" ? window : 0));
-  } else if (family === "mistral" || family === "phi3" || family === "starcoder2") {
+  } else if (attn === "mistral" || family === "phi3" || family === "starcoder2") {
     layerWindow.fill(window);
   } else if (family === "cohere2") {
     // transformers 4 configs: every sliding_window_pattern-th layer is global (Cohere2Config.__post_init__).
     const every = num(cfg, "sliding_window_pattern", 4);
     layerWindow = layerWindow.map((_, i) => ((i + 1) % every ? window : 0));
-  } else if (family === "qwen2" || family === "qwen3") {
+  } else if (attn === "qwen2" || attn === "qwen3") {
     if (cfg.use_sliding_window) {
       const maxWin = num(cfg, "max_window_layers", layers);
       layerWindow = layerWindow.map((_, i) => (i >= maxWin ? window : 0));
@@ -230,13 +236,13 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     layerRope,
     ropeInterleaved: family === "glm4" || family === "cohere2",
     tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? (gemma || starcoder || family === "cohere2"),
-    qkvBias: family === "qwen2" || attnBias,
+    qkvBias: (attn === "qwen2" && cfg.qkv_bias !== false) || attnBias,
     oBias: attnBias && family !== "glm4",
     mlpBias: cfg.mlp_bias === true || (starcoder && cfg.use_bias !== false),
     act: act(cfg.hidden_activation ?? cfg.hidden_act ?? (gemma || starcoder ? "gelu_pytorch_tanh" : "silu")),
     normOffset: gemma ? 1 : 0,
     embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : granite ? num(cfg, "embedding_multiplier", 1) : 1,
-    qkNorm: family === "qwen3" || family === "gemma3_text",
+    qkNorm: attn === "qwen3" || family === "gemma3_text",
     qkNormAll: family === "olmo2",
     sandwichNorm: family === "gemma2" || family === "gemma3_text",
     postNorm: family === "olmo2",
@@ -261,6 +267,7 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     normBias: starcoder,
     parallelBlock: family === "cohere2",
     plainMlp: starcoder,
+    moe: moeConfig(cfg, family, layers),
     raw: cfg,
   };
 }

@@ -28,6 +28,7 @@ import {
   type Tensor,
 } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
+import { moeParams, type Route, traceMoe } from "./moe.ts";
 
 /** Names and shapes of every parameter, in Hugging Face naming. */
 export function decoderParams(c: DecoderConfig): Map<string, number[]> {
@@ -62,6 +63,10 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     if (c.glmNorms) {
       p.set(`${l}.post_self_attn_layernorm.weight`, [c.hidden]);
       p.set(`${l}.post_mlp_layernorm.weight`, [c.hidden]);
+    }
+    if (c.moe?.sparse[i]) {
+      for (const [n, s] of moeParams(c.moe, i, c.hidden)) p.set(n, s);
+      continue;
     }
     if (c.plainMlp) {
       p.set(`${l}.mlp.c_fc.weight`, [c.intermediate, c.hidden]);
@@ -132,19 +137,25 @@ export interface DecoderInputs {
   positions: Tensor;
   /** [B, L] i32: attention stays within equal ids (padding 0, real 1; packed 1, 2, ...). */
   segments?: Tensor;
+  /**
+   * [B, L, hidden] f32 added to the input embeddings (after the family's embedding scale, which transformers keeps
+   * inside the embedding module): NEFTune's noise in training (see engine/nn/neftune.ts).
+   */
+  noise?: Tensor;
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
 
 /**
  * Traces the decoder; returns the final hidden states [B, L, H], the LM head weight [V, H] and the
- * logits [B, L, V] (soft-capped where the family caps them).
+ * logits [B, L, V] (soft-capped where the family caps them); for mixture-of-experts families also each sparse
+ * layer's routing (see moe.ts).
  */
 export function traceDecoder(
   c: DecoderConfig,
   inp: DecoderInputs,
   w: DecoderWeights,
-): { hidden: Tensor; head: Tensor; logits: Tensor } {
+): { hidden: Tensor; head: Tensor; logits: Tensor; routes?: Route[] } {
   const [B, L] = inp.ids.shape;
   const W = (name: string) => w.weight(name);
   const has = new Set(decoderParams(c).keys());
@@ -190,6 +201,7 @@ export function traceDecoder(
   const scaled = (x: Tensor) => (c.residualScale === 1 ? x : mul(x, c.residualScale)); // Granite's residual_multiplier
   let h = embedding(W("model.embed_tokens.weight"), inp.ids); // [B, L, H]
   if (c.embedScale !== 1) h = mul(h, c.embedScale);
+  if (inp.noise) h = add(h, inp.noise);
   const layer = (i: number, h: Tensor): Tensor => {
     const l = `model.layers.${i}`;
     // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]
@@ -233,6 +245,11 @@ export function traceDecoder(
     const residual = h;
     if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
+    if (c.moe?.sparse[i]) {
+      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W);
+      routes[i] = moe.route;
+      return add(h, moe.out);
+    }
     const m = c.parallelBlock ? a : c.postNorm ? h : norm(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
@@ -261,6 +278,7 @@ export function traceDecoder(
     return add(h, scaled(mlp));
   };
   const g = inp.ids.graph;
+  const routes: Route[] = [];
   for (let i = 0; i < c.layers; i++) {
     const x = h;
     h = w.checkpoint ? g.checkpoint(() => layer(i, x)) : layer(i, x);
@@ -273,5 +291,5 @@ export function traceDecoder(
   let logits = matmul(h, head, { transB: true });
   if (c.finalSoftcap) logits = mul(tanh(mul(logits, 1 / c.finalSoftcap)), c.finalSoftcap);
   // Unused outputs cost nothing: the planner drops nodes no output needs.
-  return { hidden: h, head, logits };
+  return { hidden: h, head, logits, ...(c.moe ? { routes: routes.filter((r) => r) } : {}) };
 }

@@ -29,6 +29,7 @@ import {
 } from "../io/safetensors.ts";
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { LoraAdapter, loraKeys, loraScale } from "./lora.ts";
+import { mergeOft, OftAdapter } from "./oft_merge.ts";
 import type { Model } from "./model.ts";
 import { exists } from "../util/fs.ts";
 import { decoderConfig } from "./config.ts";
@@ -42,7 +43,10 @@ import { TEMPLATES } from "../data/template.ts";
  */
 export async function mergeAdapter(model: Model): Promise<Map<string, Float32Array>> {
   const ad = model.adapter;
-  if (ad !== undefined && !(ad instanceof LoraAdapter)) throw new Error("mergeAdapter: only LoRA adapters can merge");
+  if (ad instanceof OftAdapter) return await mergeOft(model, ad);
+  if (ad !== undefined && !(ad instanceof LoraAdapter)) {
+    throw new Error("mergeAdapter: only LoRA and OFT adapters merge");
+  }
   const ex = model.executor, pre = model.prefix;
   const out = new Map<string, Float32Array>();
   const targets = new Set(ad?.targets ?? []);

@@ -24,6 +24,7 @@ import { type AdapterTensor, type LoraConfig, readPeftAdapter, writePeftAdapter 
 export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type LinearHook } from "./decoder.ts";
+import { isRoutedModule } from "./moe.ts";
 import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
 import { Rng } from "../util/rng.ts";
 import type { ModelAdapter, ModelCore } from "./model_core.ts";
@@ -85,12 +86,17 @@ export function loraScale(cfg: Pick<LoraConfig, "r" | "alpha" | "useRslora">): n
   return cfg.useRslora ? cfg.alpha / Math.sqrt(cfg.r) : cfg.alpha / cfg.r;
 }
 
-/** Every linear module of the decoder (lm_head excluded) → [out, in], in decoder order. */
+/**
+ * Every linear module of the decoder (lm_head excluded) → [out, in], in decoder order. For mixture-of-experts
+ * families the routers and routed experts are left out: on transformers 5 they are not `nn.Linear` modules, so PEFT's
+ * target_modules never reach them (and an adapter on them would not load there).
+ */
 export function linearModules(c: DecoderConfig): Map<string, [number, number]> {
   const m = new Map<string, [number, number]>();
   for (const [name, shape] of decoderParams(c)) {
     if (shape.length !== 2 || !name.endsWith(".weight") || name.startsWith("model.embed_tokens")) continue;
     if (name === "lm_head.weight") continue;
+    if (c.moe && isRoutedModule(name.slice(0, -".weight".length))) continue;
     m.set(name.slice(0, -".weight".length), [shape[0], shape[1]]);
   }
   return m;

@@ -18,7 +18,8 @@ import { openModelFolder } from "../io/hf_folder.ts";
 import { resolveModel, type ResolveOptions } from "../io/hub.ts";
 import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
-import { attachAdapter } from "./lora.ts";
+import { attachAdapterFolder } from "./adapters.ts";
+import { withRouterLoss } from "./moe.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
@@ -38,7 +39,7 @@ export interface LoadModelOptions {
   revision?: string;
   /** Hub download options when `pathOrId` is a hub id (revision, cache folder, token). */
   hub?: ResolveOptions;
-  /** A PEFT adapter folder to attach (see `attachAdapter` in lora.ts). */
+  /** A PEFT adapter folder to attach: LoRA (`attachAdapter` in lora.ts) or OFT (oft.ts), by its peft_type. */
   adapter?: string;
   /** Quantize the base linears as they load (QLoRA; see quantize.ts): their f32 weights never reach the executor. */
   quantization?: QuantizeOptions;
@@ -174,9 +175,11 @@ export class Model implements ModelCore {
   }
 
   /** The mean cross-entropy: fused with the LM head (no [N, V] logits) unless the family soft-caps logits. */
-  #loss(out: { hidden: Tensor; head: Tensor; logits: Tensor }, labels: Tensor, n: number): Tensor {
-    if (this.config.finalSoftcap) return crossEntropy(reshape(out.logits, [n, this.config.vocab]), labels);
-    return linearCrossEntropy(reshape(out.hidden, [n, this.config.hidden]), out.head, labels);
+  #loss(out: ReturnType<typeof traceDecoder>, labels: Tensor, n: number, segments: Tensor): Tensor {
+    const ce = this.config.finalSoftcap
+      ? crossEntropy(reshape(out.logits, [n, this.config.vocab]), labels)
+      : linearCrossEntropy(reshape(out.hidden, [n, this.config.hidden]), out.head, labels);
+    return withRouterLoss(this.config.moe, out.routes, ce, segments); // MoE: + coef · load balancing, when on
   }
 
   /** The mean shifted cross-entropy only (no logits are read back or kept). */
@@ -185,7 +188,8 @@ export class Model implements ModelCore {
     const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
     const { compiled } = await this.#compile(`loss:${B}:${Lb}`, (g) => {
       const labels = g.input("labels", [B * Lb], "i32");
-      g.output("loss", this.#loss(traceDecoder(this.config, this.#inputs(g, B, Lb), this.weights(g)), labels, B * Lb));
+      const inp = this.#inputs(g, B, Lb);
+      g.output("loss", this.#loss(traceDecoder(this.config, inp, this.weights(g)), labels, B * Lb, inp.segments));
       return [];
     });
     const out = await compiled.run(this.#feeds(inputIds, opts, Lb) as Record<string, ArrayLike<number>>, ["loss"]);
@@ -200,11 +204,12 @@ export class Model implements ModelCore {
     const withLoss = !!opts.labels;
     const { compiled } = await this.#compile(`fwd:${B}:${Lb}:${withLoss}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
-      const { logits } = traceDecoder(this.config, inp, this.weights(g));
+      const { logits, routes } = traceDecoder(this.config, inp, this.weights(g));
       g.output("logits", logits);
       if (withLoss) {
         const labels = g.input("labels", [B * Lb], "i32");
-        g.output("loss", crossEntropy(reshape(logits, [B * Lb, V]), labels));
+        const ce = crossEntropy(reshape(logits, [B * Lb, V]), labels);
+        g.output("loss", withRouterLoss(this.config.moe, routes, ce, inp.segments));
       }
       return [];
     });
@@ -237,7 +242,7 @@ export class Model implements ModelCore {
       const inp = this.#inputs(g, B, Lb);
       const w = this.weights(g);
       const labels = g.input("labels", [B * Lb], "i32");
-      const loss = this.#loss(traceDecoder(this.config, inp, w), labels, B * Lb);
+      const loss = this.#loss(traceDecoder(this.config, inp, w), labels, B * Lb, inp.segments);
       g.output("loss", loss);
       const ps: Tensor[] = names.map((n) => w.weight(n));
       backward(loss, ps).forEach((gr, i) => g.output(`grad:${names[i]}`, gr));
@@ -332,7 +337,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
     const model = new Model(config, executor, params);
     if (quant) model.setQuantized(quant);
     model.generationConfig = folder.generationConfig;
-    if (opts.adapter) await attachAdapter(model, opts.adapter, { baseModel: pathOrId });
+    if (opts.adapter) await attachAdapterFolder(model, opts.adapter, { baseModel: pathOrId });
     return model;
   } finally {
     folder.close();

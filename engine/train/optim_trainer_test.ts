@@ -104,7 +104,7 @@ Deno.test("config: LLaMA-Factory's rules for quantization, GaLore and BAdam", ()
   };
   const bad = (extra: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => parseTrainArgs({ ...base, ...extra }), re);
-  bad({ quantization_bit: 4 }, /quantization_bit: Quantization is only compatible with the LoRA method/);
+  bad({ quantization_bit: 4 }, /quantization_bit: Quantization is only compatible with the LoRA or OFT method/);
   bad({ quantization_bit: 3, finetuning_type: "lora" }, /quantization_bit: expected 4 or 8/);
   bad({ quantization_bit: 4, finetuning_type: "lora", pissa_init: true }, /pissa_init: .*quantized model/);
   bad({ quantization_method: "gptq", finetuning_type: "lora" }, /quantization_method/);

@@ -3,6 +3,7 @@
  * executor, and its model with the adapter attached and the trainable parameters chosen.
  * @module
  */
+import { configureMoe } from "../nn/moe.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
@@ -16,6 +17,8 @@ import { hasGpu } from "../gpu/device.ts";
 import { attachAdapter, loraConfigFromArgs } from "../nn/lora.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
+import { attachOft, oftConfigFromArgs } from "../nn/oft.ts";
+import { expandedModules } from "../nn/llama_pro.ts";
 import { freezeTrainable } from "./freeze.ts";
 
 /** The tokenized data of a run. */
@@ -51,22 +54,38 @@ export async function prepareData(a: TrainArgs): Promise<PreparedData> {
  */
 export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<{ model: Model; trainable: string[] }> {
   const lora = a.finetuning_type === "lora";
+  const adapterTuning = lora || a.finetuning_type === "oft";
   // QLoRA: the base linears are quantized as they load (LoRA only; checked by the config rules).
   const quantization = quantizeOptionsFromArgs(a);
-  if (quantization && !lora) throw new Error("quantization_bit: Quantization is only compatible with the LoRA method.");
+  if (quantization && !adapterTuning) {
+    throw new Error("quantization_bit: Quantization is only compatible with the LoRA or OFT method.");
+  }
   const model = await loadModel(a.model_name_or_path, {
     executor,
-    dtype: lora ? "stored" : "f32",
+    dtype: adapterTuning ? "stored" : "f32",
     quantization,
     hub: hubOptionsOf(a),
     // LF sets model_max_length to cutoff_len for training (hparams/parser.py).
     ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined,
   });
+  configureMoe(model.config.moe, a.moe_aux_loss_coef); // MoE: the router's load-balancing loss joins the LM loss
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
-    const source = adapters.length && !a.create_new_adapter ? adapters[0] : loraConfigFromArgs(a);
+    const fresh = loraConfigFromArgs(a);
+    // LLaMA Pro with LoRA: LF's find_expanded_modules turns the targets into the expanded layers' modules.
+    if (a.use_llama_pro) fresh.targets = expandedModules(model.config, fresh.targets, a.freeze_trainable_layers);
+    const source = adapters.length && !a.create_new_adapter ? adapters[0] : fresh;
     const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
+    return { model, trainable: [...adapter.params.keys()] };
+  }
+  if (a.finetuning_type === "oft") {
+    const adapters = a.adapter_name_or_path ?? [];
+    if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
+    const cfg = oftConfigFromArgs(a);
+    if (a.use_llama_pro) cfg.targets = expandedModules(model.config, cfg.targets, a.freeze_trainable_layers);
+    const source = adapters.length && !a.create_new_adapter ? adapters[0] : cfg;
+    const adapter = await attachOft(model, source, a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
   if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
@@ -74,6 +93,7 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     layers: a.freeze_trainable_layers,
     modules: a.freeze_trainable_modules,
     extra: a.freeze_extra_modules,
+    llamaPro: a.use_llama_pro,
   });
   return { model, trainable };
 }

@@ -30,6 +30,7 @@ import { ChatEngine, type ChatOptions, type ChatResult } from "../eval/chat.ts";
 import type { TemplateMessage } from "../data/template.ts";
 import { exportModel } from "../nn/export.ts";
 import { LoraAdapter } from "../nn/lora.ts";
+import { OftAdapter } from "../nn/oft.ts";
 import { loadModel, type Model } from "../nn/model.ts";
 import { exportOnnxBeside } from "../nn/onnx_export.ts";
 import { saveModel } from "./outputs/model_files.ts";
@@ -298,7 +299,7 @@ export class TrainSession {
    */
   exportAdapter(dir: string): Promise<{ dir: string }> {
     return this.exclusive("export", async () => {
-      if (!(this.model.adapter instanceof LoraAdapter)) {
+      if (!(this.model.adapter instanceof LoraAdapter) && !(this.model.adapter instanceof OftAdapter)) {
         throw new Error(
           `adapter_only: the session trains finetuning_type ${this.args.finetuning_type}, not an adapter`,
         );

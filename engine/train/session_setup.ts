@@ -10,6 +10,7 @@ import type { TrainArgs } from "../config/args.ts";
 import { planGraph } from "../exec/plan.ts";
 import { numel } from "../graph/types.ts";
 import type { Model } from "../nn/model.ts";
+import { configureLongLora } from "../nn/longlora.ts";
 import { bucket, lengthsOf } from "./batches.ts";
 import { cleanCheckpointLeftovers, latestCheckpoint } from "./outputs/checkpoint.ts";
 import { optimizerRunOf } from "./optimizers.ts";
@@ -82,6 +83,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     log,
   );
   if (fp16) initLossScaler(executor);
+  const shiftAttn = configureLongLora(a.shift_attn, model.config.family, log);
   const stepPlan = (L: number): StepPlan => ({
     ...hyper,
     G,
@@ -94,6 +96,8 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     // LF's default gradient checkpointing (disable_gradient_checkpointing: false).
     checkpoint: !a.disable_gradient_checkpointing,
     fp16,
+    ...(a.neftune_noise_alpha !== null ? { neftune: a.neftune_noise_alpha } : {}),
+    ...(shiftAttn ? { shiftAttn } : {}),
   });
   const graphs = new Map<string, Promise<import("../exec/executor.ts").CompiledGraph>>();
   const stage = staged.make({
@@ -130,7 +134,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
       ? (await latestCheckpoint(out))?.path
       : String(a.resume_from_checkpoint);
     if (!dir) throw new Error(`resume_from_checkpoint: no checkpoint-N folder in ${out}`);
-    state = await restore(model, dir, trainable, a.finetuning_type !== "lora");
+    state = await restore(model, dir, trainable, a.finetuning_type !== "lora" && a.finetuning_type !== "oft");
     optimizer.resumed();
     stage.restoreState(JSON.parse(await Deno.readTextFile(`${dir}/rng_state.json`)));
     if (plateau) {

@@ -10,8 +10,11 @@ import { mulberry32 as rng } from "../util/rng.ts";
 
 const TOKENIZER = new URL("../../fixtures/tiny/model/", import.meta.url).pathname;
 
-/** Writes a random qwen2 model (hidden 32, 2 layers) with the fixture tokenizer into `dir`. */
-export async function makeTinyModel(dir: string, seed = 1): Promise<string> {
+/**
+ * Writes a random qwen2 model (hidden 32, 2 layers) with the fixture tokenizer into `dir`; `config` overrides
+ * config.json keys (e.g. `{ model_type: "llama" }`).
+ */
+export async function makeTinyModel(dir: string, seed = 1, config: Record<string, unknown> = {}): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   const vocab = Object.keys(JSON.parse(await Deno.readTextFile(`${TOKENIZER}tokenizer.json`)).model.vocab).length + 3;
   const raw = {
@@ -28,6 +31,7 @@ export async function makeTinyModel(dir: string, seed = 1): Promise<string> {
     tie_word_embeddings: true,
     max_position_embeddings: 512,
     torch_dtype: "float32",
+    ...config,
   };
   const cfg = decoderConfig(raw);
   const r = rng(seed);

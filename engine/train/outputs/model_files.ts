@@ -6,6 +6,7 @@
  */
 import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
 import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
+import { OftAdapter, saveOft } from "../../nn/oft.ts";
 import type { Model } from "../../nn/model.ts";
 import { loadValueHead, saveValueHead, VALUE_HEAD_FILE } from "../../nn/value_head.ts";
 import { LOSS_SUM, METRIC_SUMS } from "../step/builder.ts";
@@ -47,6 +48,7 @@ export async function saveModel(
   if (model.adapter instanceof LoraAdapter) {
     await saveAdapter(model, dir, { baseModel: modelDir });
   }
+  if (model.adapter instanceof OftAdapter) await saveOft(model, dir, modelDir);
   if (full) {
     const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
     for (const [name, p] of model.params) {
@@ -106,7 +108,7 @@ export async function restore(model: Model, dir: string, trainable: string[], fu
       f.close();
     }
   };
-  if (model.adapter instanceof LoraAdapter) {
+  if (model.adapter instanceof LoraAdapter || model.adapter instanceof OftAdapter) {
     const keys = new Set(model.adapter.params.keys());
     await load("adapter_model.safetensors", (k) => (keys.has(k) ? k : undefined));
   }

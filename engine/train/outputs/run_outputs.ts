@@ -31,7 +31,9 @@ export function trainerStateOf(i: RunInit, at: number): TrainerStateFile {
 /** Writes the run's adapter (or model folder, with the value head of rm and ppo) into `dir`. */
 export async function saveRunModel(i: RunInit, dir: string): Promise<void> {
   const a = i.args;
-  await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora", { valueHead: i.stage.valueHead });
+  await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora" && a.finetuning_type !== "oft", {
+    valueHead: i.stage.valueHead,
+  });
 }
 
 /**

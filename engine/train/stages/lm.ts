@@ -8,7 +8,8 @@ import type { SftRecord } from "../../data/process.ts";
 import { bucket, collate } from "../batches.ts";
 import { lmObjectiveOf, traceEvalStep, trainStepFeeds } from "../step/lm.ts";
 import type { Objective } from "../step/objective.ts";
-import { type EvalResult, GraphStage, type StageContext, type StepFeeds } from "./stage.ts";
+import { neftuneNoise, neftuneSeed } from "../../nn/neftune.ts";
+import { type EvalResult, GraphStage, type StageContext, type StepFeeds, stepSeed } from "./stage.ts";
 
 /** pt or sft. */
 export class LmStage extends GraphStage<SftRecord> {
@@ -29,9 +30,16 @@ export class LmStage extends GraphStage<SftRecord> {
     return lmObjectiveOf(this.ctx.model, this.ctx.plan(L));
   }
 
-  feeds(rowsOf: readonly (readonly SftRecord[])[], B: number, L: number): StepFeeds {
+  feeds(rowsOf: readonly (readonly SftRecord[])[], B: number, L: number, step: number): StepFeeds {
     const mbs = rowsOf.map((rows) => collate(rows, B, L));
-    return { ...trainStepFeeds(mbs), present: mbs.length };
+    const out = trainStepFeeds(mbs);
+    // NEFTune: each micro-batch's embedding noise, seeded by the run's seed, the step and the micro-batch.
+    const alpha = this.ctx.plan(L).neftune;
+    if (alpha) {
+      const H = this.ctx.model.config.hidden, s = stepSeed(this.ctx.args.seed, step);
+      mbs.forEach((_, k) => out.feeds[`noise_${k}`] = neftuneNoise(neftuneSeed(s, k), B, L, H, alpha));
+    }
+    return { ...out, present: mbs.length };
   }
 
   /** Mean token loss over `records` in batches of per_device_eval_batch_size, and its perplexity. */

@@ -164,8 +164,8 @@ export abstract class GraphStage<R> implements Stage<R> {
 
   abstract length(r: R): number;
   abstract objective(L: number): Objective;
-  /** Feeds of a step of G micro-batches (`rowsOf[k]`, at most B records each) padded to length L. */
-  abstract feeds(rowsOf: readonly (readonly R[])[], B: number, L: number): StepFeeds;
+  /** Feeds of a step of G micro-batches (`rowsOf[k]`, at most B records each) padded to length L, of step `step`. */
+  abstract feeds(rowsOf: readonly (readonly R[])[], B: number, L: number, step: number): StepFeeds;
   abstract evaluate(records: readonly R[]): Promise<EvalResult>;
 
   /**
@@ -200,7 +200,7 @@ export abstract class GraphStage<R> implements Stage<R> {
     const B = a.per_device_train_batch_size, G = a.gradient_accumulation_steps;
     const rowsOf = Array.from({ length: G }, (_, k) => input.records<R>(k));
     const L = bucket(Math.max(...rowsOf.flat().map((r) => this.length(r))), a.bucket ?? 64);
-    const { feeds, tokens, present } = this.feeds(rowsOf, B, L);
+    const { feeds, tokens, present } = this.feeds(rowsOf, B, L, input.step);
     // Before GaLore's refresh, whose gradient graph takes the seed too (rm's value-head dropout).
     feeds.seed = [stepSeed(a.seed, input.step)];
     const objective = this.objective(L);

@@ -50,6 +50,10 @@ export interface StepPlan {
    * dynamic loss scaling (precision.ts). Only for executors that compute f16 (WebGPU with shader-f16).
    */
   fp16?: boolean;
+  /** NEFTune's alpha (pt / sft): noise_k inputs are fed (engine/nn/neftune.ts). */
+  neftune?: number;
+  /** LongLoRA's S²-attention (pt / sft; engine/nn/longlora.ts). */
+  shiftAttn?: boolean;
 }
 
 /**
