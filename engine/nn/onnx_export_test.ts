@@ -76,7 +76,8 @@ async function checkBatch(
   }
 }
 
-for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE]) {
+const MOE = ["mixtral", "qwen2_moe", "qwen3_moe"];
+for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE, ...MOE]) {
   Deno.test(`onnx export ${family}: a left-padded batch of two gives transformers' greedy tokens and the engine's logits`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
     const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });

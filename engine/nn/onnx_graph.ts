@@ -14,13 +14,14 @@
  * within the layer's sliding window (past + i − j < W), as transformers masks it; a row that sees nothing
  * (a left-padding query) gets uniform weights, never NaN. Rope is computed in f32 from `position_ids` as
  * transformers does (cos/sin of position · inv_freq; per layer, see onnx_rope.ts). Each family's blocks mirror
- * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers). The weights are the caller's (merged) f32 values; linear
+ * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers, routed experts: onnx_moe.ts). The weights are the caller's (merged) f32 values; linear
  * weights are stored transposed ([in, out]) so each projection is one MatMul.
  * @module
  */
 import { OnnxBuilder } from "../exec/onnx/builder.ts";
 import { type ModelDef, ONNX_TYPE, type TensorDef } from "../exec/onnx/proto.ts";
 import type { DecoderConfig } from "./config.ts";
+import { type OnnxLinear, onnxMoe } from "./onnx_moe.ts";
 import { onnxRope } from "./onnx_rope.ts";
 import { assertOnnxSupported } from "./onnx_support.ts";
 
@@ -131,6 +132,10 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     if (has(`${mod}.bias`)) y = b.add(y, init(`${mod}.bias`, [o], W(`${mod}.bias`)));
     return y;
   };
+  const lin: OnnxLinear = (x, mod, o, inp) => {
+    setShape(mod, o, inp);
+    return linearOf(x, mod);
+  };
   const qn = Hq * D, kvn = Hkv * D;
   const act = (gate: string): string => {
     let a: string;
@@ -201,6 +206,10 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
     const residual = h;
     if (!c.parallelBlock) h = b.add(h, scaled(att));
+    if (c.moe?.sparse[i]) {
+      h = b.add(h, onnxMoe(b, c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), H, lin, W, init));
+      continue;
+    }
     const m = c.parallelBlock ? a : c.postNorm ? h : norm(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,

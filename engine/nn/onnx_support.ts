@@ -49,6 +49,7 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   normBias: "LayerNorm bias",
   parallelBlock: "attention and MLP from one norm",
   plainMlp: "c_fc/c_proj",
+  moe: "routed experts, dense dispatch (onnx_moe.ts)",
   raw: "not read",
 };
 
