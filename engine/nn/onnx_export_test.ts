@@ -2,7 +2,9 @@
  * ONNX export (Optimum layout): onnxruntime alone runs `onnx/model.onnx` for a batch of the two golden prompts of
  * different lengths (left padding, attention_mask, position_ids, the present fed back as the past) and gets
  * transformers' greedy tokens (fixtures/models/<family>/generate.json) for each, with every step's logits within
- * 1e-4 of the engine's unbatched forward; the same with an unmerged LoRA adapter and with external data.
+ * 1e-4 of the engine's unbatched forward (every family: dense, new dense with their RoPE scalings, mixture of
+ * experts); the same with each fixture's unmerged LoRA adapter and with external data; longrope's long factors;
+ * and the refusal of a config the exporter does not compute exactly.
  */
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "./model.ts";
@@ -12,7 +14,7 @@ import { attachAdapter } from "./lora.ts";
 import { decoderConfig } from "./config.ts";
 import { buildDecoderOnnx } from "./onnx_graph.ts";
 
-import { DENSE } from "./families_testing.ts";
+import { DENSE, DENSE_LORA } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-onnx-export-" });
 // The temporary folder goes when the test module unloads.
@@ -83,6 +85,18 @@ for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "
     const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
     try {
       await checkBatch(model, family, `${tmp}/${family}`, gold);
+    } finally {
+      model.executor.dispose();
+    }
+  });
+}
+
+for (const family of [...DENSE_LORA, ...MOE]) {
+  Deno.test(`onnx export ${family} with its unmerged LoRA adapter: the engine's base + adapter`, async () => {
+    const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
+    await attachAdapter(model, `${root}${family}/lora`);
+    try {
+      await checkBatch(model, family, `${tmp}/${family}-lora`);
     } finally {
       model.executor.dispose();
     }
