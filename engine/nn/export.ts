@@ -32,6 +32,8 @@ import { LoraAdapter, loraKeys, loraScale } from "./lora.ts";
 import { mergeOft, OftAdapter } from "./oft_merge.ts";
 import type { Model } from "./model.ts";
 import { exists } from "../util/fs.ts";
+import { decoderConfig } from "./config.ts";
+import { onnxUnsupported } from "./onnx_support.ts";
 import { writeTemplateFiles } from "../data/template_export.ts";
 import { TEMPLATES } from "../data/template.ts";
 
@@ -243,6 +245,20 @@ export function parseExportArgs(cfg: Record<string, unknown>, sourceConfig: Reco
   if (!dtype) throw new Error(`infer_dtype: expected auto, float32, bfloat16 or float16, got ${want}`);
   if (![undefined, null, true, false].includes(cfg.export_onnx as boolean)) {
     throw new Error(`export_onnx: expected true or false, got ${JSON.stringify(cfg.export_onnx)}`);
+  }
+  if (cfg.export_onnx === true && sourceConfig.model_type !== undefined) {
+    // Refuse before writing anything: a family the ONNX graph does not compute exactly (onnx_support.ts).
+    let missing: string[] = [];
+    try {
+      missing = onnxUnsupported(decoderConfig(sourceConfig));
+    } catch { /* an unreadable config.json fails loading the model, with its own error */ }
+    if (missing.length) {
+      throw new Error(
+        `export_onnx: model_type "${sourceConfig.model_type}" uses features the ONNX exporter does not implement: ${
+          missing.join(", ")
+        }`,
+      );
+    }
   }
   for (const k of ["export_onnx_cache_length", "export_onnx_prefill_length", "export_onnx_batch"]) {
     if (cfg[k] !== undefined && cfg[k] !== null) {

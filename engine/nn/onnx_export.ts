@@ -5,6 +5,8 @@
  * limit is 2 GB). Called with `<export_dir>/onnx`, beside the merged Hugging Face folder's config.json,
  * generation_config.json and tokenizer files, the folder is what `AutoModelForCausalLM.from_pretrained` of
  * transformers.js opens; {@link markConfigForTransformersJs} adds the `transformers.js_config` keys it reads.
+ * Every family of config.ts exports; a config the graph would not compute exactly as the engine does ("dynamic"
+ * RoPE scaling, see onnx_support.ts) is refused with an error naming its model_type and the feature.
  *
  * @example
  * ```ts
@@ -23,6 +25,7 @@ import { writeAll, writeAtomic } from "../util/fs.ts";
 import { mergeAdapter } from "./export.ts";
 import type { Model } from "./model.ts";
 import { buildDecoderOnnx, placeWeights } from "./onnx_graph.ts";
+import { assertOnnxSupported } from "./onnx_support.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
@@ -55,6 +58,7 @@ function writeChunks(path: string, chunks: Iterable<Uint8Array>): Promise<void> 
 export async function exportOnnx(model: Model, dir: string, opts: OnnxExportOptions = {}): Promise<OnnxExportInfo> {
   const threshold = opts.externalDataBytes ?? 2 ** 30;
   if (!(threshold >= 0)) throw new Error(`exportOnnx: externalDataBytes must be >= 0, got ${threshold}`);
+  assertOnnxSupported(model.config); // before the (costly) merge
   const weights = await mergeAdapter(model);
   const { model: onnx, weights: ws } = buildDecoderOnnx(model.config, weights);
   const total = ws.reduce((a, w) => a + w.data.byteLength, 0);

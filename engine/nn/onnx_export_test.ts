@@ -2,15 +2,19 @@
  * ONNX export (Optimum layout): onnxruntime alone runs `onnx/model.onnx` for a batch of the two golden prompts of
  * different lengths (left padding, attention_mask, position_ids, the present fed back as the past) and gets
  * transformers' greedy tokens (fixtures/models/<family>/generate.json) for each, with every step's logits within
- * 1e-4 of the engine's unbatched forward; the same with an unmerged LoRA adapter and with external data.
+ * 1e-4 of the engine's unbatched forward (every family: dense, new dense with their RoPE scalings, mixture of
+ * experts); the same with each fixture's unmerged LoRA adapter and with external data; longrope's long factors;
+ * and the refusal of a config the exporter does not compute exactly.
  */
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "./model.ts";
 import { exportOnnxBeside } from "./onnx_export.ts";
 import { OnnxDecoder } from "./onnx_decoder.ts";
 import { attachAdapter } from "./lora.ts";
+import { decoderConfig } from "./config.ts";
+import { buildDecoderOnnx } from "./onnx_graph.ts";
 
-import { DENSE } from "./families_testing.ts";
+import { DENSE, DENSE_LORA } from "./families_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-onnx-export-" });
 // The temporary folder goes when the test module unloads.
@@ -29,7 +33,14 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Exports `model` beside a copy of `family`'s config.json; the batched greedy run against the engine. */
-async function checkBatch(model: Model, family: string, dir: string, gold?: GenGolden, external = false) {
+async function checkBatch(
+  model: Model,
+  family: string,
+  dir: string,
+  gold?: GenGolden,
+  external = false,
+  promptsNoGold = [[1, 5, 9, 3, 7, 2, 8], [4, 6, 10]],
+) {
   await Deno.mkdir(dir, { recursive: true });
   await Deno.copyFile(`${root}${family}/config.json`, `${dir}/config.json`);
   const info = await exportOnnxBeside(model, dir, external ? { externalDataBytes: 0 } : {});
@@ -47,7 +58,7 @@ async function checkBatch(model: Model, family: string, dir: string, gold?: GenG
   });
 
   const dec = await OnnxDecoder.load(dir, { threads: 1 });
-  const prompts = gold?.runs.map((r) => r.prompt) ?? [[1, 5, 9, 3, 7, 2, 8], [4, 6, 10]];
+  const prompts = gold?.runs.map((r) => r.prompt) ?? promptsNoGold;
   const max = gold?.max_new_tokens ?? 6, V = model.config.vocab;
   const steps: Float32Array[][] = prompts.map(() => []);
   const got = await dec.generate(prompts, {
@@ -67,12 +78,25 @@ async function checkBatch(model: Model, family: string, dir: string, gold?: GenG
   }
 }
 
-for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE]) {
+const MOE = ["mixtral", "qwen2_moe", "qwen3_moe"];
+for (const family of ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE, ...MOE]) {
   Deno.test(`onnx export ${family}: a left-padded batch of two gives transformers' greedy tokens and the engine's logits`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
     const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
     try {
       await checkBatch(model, family, `${tmp}/${family}`, gold);
+    } finally {
+      model.executor.dispose();
+    }
+  });
+}
+
+for (const family of [...DENSE_LORA, ...MOE]) {
+  Deno.test(`onnx export ${family} with its unmerged LoRA adapter: the engine's base + adapter`, async () => {
+    const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
+    await attachAdapter(model, `${root}${family}/lora`);
+    try {
+      await checkBatch(model, family, `${tmp}/${family}-lora`);
     } finally {
       model.executor.dispose();
     }
@@ -87,4 +111,27 @@ Deno.test("onnx export with an unmerged LoRA adapter and external data: the engi
   } finally {
     model.executor.dispose();
   }
+});
+
+Deno.test("onnx export phi3_longrope_long: prompts past original_max_position_embeddings use the long factors", async () => {
+  // Every forward sees max(position_ids) + 1 > 8, so transformers, the engine and the graph all use the long factors.
+  const model = await loadModel(`${root}phi3_longrope_long`, { executor: "reference", dtype: "f32" });
+  try {
+    const prompts = [[1, 5, 9, 3, 7, 2, 8, 11, 4, 6, 10, 12], [4, 6, 10, 3, 9, 1, 2, 7, 5, 8]];
+    await checkBatch(model, "phi3_longrope_long", `${tmp}/phi3_longrope_long`, undefined, false, prompts);
+  } finally {
+    model.executor.dispose();
+  }
+});
+
+Deno.test("onnx export refuses, naming model_type and feature, what it cannot compute exactly", async () => {
+  const cfg = JSON.parse(await Deno.readTextFile(`${root}llama/config.json`));
+  const c = decoderConfig({
+    ...cfg,
+    rope_parameters: { rope_theta: 10000, rope_type: "dynamic", factor: 2 },
+  });
+  assert.throws(
+    () => buildDecoderOnnx(c, new Map()),
+    /ONNX export: model_type "llama" uses features the exporter does not implement: rope scaling "dynamic"/,
+  );
 });

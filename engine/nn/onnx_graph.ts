@@ -13,14 +13,17 @@
  * Attention of new token i (cache index past + i) to cache index j: j ≤ past + i, attention_mask[b, j] = 1, and
  * within the layer's sliding window (past + i − j < W), as transformers masks it; a row that sees nothing
  * (a left-padding query) gets uniform weights, never NaN. Rope is computed in f32 from `position_ids` as
- * transformers does (cos/sin of position · inv_freq). The weights are the caller's (merged) f32 values; linear
+ * transformers does (cos/sin of position · inv_freq; per layer, see onnx_rope.ts). Each family's blocks mirror
+ * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers, routed experts: onnx_moe.ts). The weights are the caller's (merged) f32 values; linear
  * weights are stored transposed ([in, out]) so each projection is one MatMul.
  * @module
  */
 import { OnnxBuilder } from "../exec/onnx/builder.ts";
 import { type ModelDef, ONNX_TYPE, type TensorDef } from "../exec/onnx/proto.ts";
-import { ropeInvFreq } from "../graph/ops/rope.ts";
 import type { DecoderConfig } from "./config.ts";
+import { type OnnxLinear, onnxMoe } from "./onnx_moe.ts";
+import { onnxRope } from "./onnx_rope.ts";
+import { assertOnnxSupported } from "./onnx_support.ts";
 
 const { FLOAT, INT64, BOOL } = ONNX_TYPE;
 /** The most negative f32: masked scores (finite, so a fully masked row stays finite). */
@@ -47,10 +50,11 @@ function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array 
 }
 
 /**
- * Builds the graph of `c` over `weights` (Hugging Face names → f32 values, adapters already merged). Rope
- * scaling of type default, linear or llama3 (the ones the engine computes).
+ * Builds the graph of `c` over `weights` (Hugging Face names → f32 values, adapters already merged). Throws, naming
+ * the feature, for a config using anything the graph does not compute exactly (see onnx_support.ts).
  */
 export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32Array>): DecoderOnnx {
+  assertOnnxSupported(c);
   const b = new OnnxBuilder();
   const out: OnnxWeight[] = [];
   const W = (name: string): Float32Array => {
@@ -100,26 +104,24 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     return m;
   };
 
-  // Rope: cos, sin [B, S, 1, rd/2] in f32 from position_ids.
-  const rd = c.rotaryDim, half = rd / 2;
-  const inv = b.f32s([half], Float32Array.from(ropeInvFreq(rd, c.ropeTheta, c.ropeScaling)));
-  const freqs = b.mul(b.op1("Unsqueeze", [b.cast(pos, FLOAT), b.i64([2])]), inv); // [B, S, rd/2]
-  const cos = b.op1("Unsqueeze", [b.op1("Cos", [freqs]), b.i64([2])]);
-  const sin = b.op1("Unsqueeze", [b.op1("Sin", [freqs]), b.i64([2])]);
+  const rope = onnxRope(b, c, pos);
   const slice = (x: string, axis: number, from: number, to: number) =>
     b.op1("Slice", [x, b.i64([from]), b.i64([to]), b.i64([axis])]);
-  const rope = (x: string): string => { // x [B, S, heads, D]
-    const x1 = slice(x, 3, 0, half), x2 = slice(x, 3, half, rd);
-    const parts = [b.sub(b.mul(x1, cos), b.mul(x2, sin)), b.add(b.mul(x2, cos), b.mul(x1, sin))];
-    if (rd < D) parts.push(slice(x, 3, rd, D));
-    return b.op1("Concat", parts, { axis: { i: 3 } });
-  };
-
-  const norm = (x: string, name: string, eps = c.eps): string => {
+  const param = (name: string, offset = 0): string => {
     const w = W(name);
-    const wn = init(name, [w.length], c.normOffset ? w.map((v) => v + c.normOffset) : w);
+    return init(name, [w.length], offset ? w.map((v) => v + offset) : w);
+  };
+  const rms = (x: string, name: string, offset = 0): string => {
     const ms = b.reduce("Mean", b.mul(x, x), [-1], true);
-    return b.mul(b.div(x, b.op1("Sqrt", [b.add(ms, b.f32(eps))])), wn);
+    return b.mul(b.div(x, b.op1("Sqrt", [b.add(ms, b.f32(c.eps))])), param(name, offset));
+  };
+  // The block norms: LayerNorm (with bias where the family has one) or RMSNorm (with Gemma's offset).
+  const norm = (x: string, name: string): string => {
+    if (!c.layerNorm) return rms(x, name, c.normOffset);
+    const d = b.sub(x, b.reduce("Mean", x, [-1], true));
+    const v = b.reduce("Mean", b.mul(d, d), [-1], true);
+    const y = b.mul(b.div(d, b.op1("Sqrt", [b.add(v, b.f32(c.eps))])), param(name));
+    return c.normBias ? b.add(y, param(name.replace(/weight$/, "bias"))) : y;
   };
   const shapes = new Map<string, [number, number]>();
   const setShape = (mod: string, outF: number, inF: number) => shapes.set(mod, [outF, inF]);
@@ -130,8 +132,12 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     if (has(`${mod}.bias`)) y = b.add(y, init(`${mod}.bias`, [o], W(`${mod}.bias`)));
     return y;
   };
+  const lin: OnnxLinear = (x, mod, o, inp) => {
+    setShape(mod, o, inp);
+    return linearOf(x, mod);
+  };
   const qn = Hq * D, kvn = Hkv * D;
-  const act = (gate: string, up: string): string => {
+  const act = (gate: string): string => {
     let a: string;
     if (c.act === "silu") a = b.mul(gate, b.op1("Sigmoid", [gate]));
     else if (c.act === "gelu") {
@@ -143,8 +149,9 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
       );
       a = b.mul(b.mul(gate, b.f32(0.5)), b.add(b.f32(1), b.op1("Tanh", [inner])));
     }
-    return b.mul(a, up);
+    return a;
   };
+  const scaled = (x: string) => (c.residualScale === 1 ? x : b.mul(x, b.f32(c.residualScale)));
   const softcap = (x: string, cap: number) => b.mul(b.op1("Tanh", [b.mul(x, b.f32(1 / cap))]), b.f32(cap));
 
   const embed = W("model.embed_tokens.weight");
@@ -154,7 +161,7 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
 
   for (let i = 0; i < c.layers; i++) {
     const l = `model.layers.${i}`;
-    const a = norm(h, `${l}.input_layernorm.weight`);
+    const a = c.postNorm ? h : norm(h, `${l}.input_layernorm.weight`);
     let q: string, k: string, v: string;
     if (c.fused) {
       setShape(`${l}.self_attn.qkv_proj`, qn + 2 * kvn, H);
@@ -166,15 +173,19 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
       setShape(`${l}.self_attn.v_proj`, kvn, H);
       [q, k, v] = ["q", "k", "v"].map((x) => linearOf(a, `${l}.self_attn.${x}_proj`));
     }
+    if (c.qkNormAll) {
+      q = rms(q, `${l}.self_attn.q_norm.weight`);
+      k = rms(k, `${l}.self_attn.k_norm.weight`);
+    }
     q = b.reshape(q, [0, 0, Hq, D]);
     k = b.reshape(k, [0, 0, Hkv, D]);
     v = b.reshape(v, [0, 0, Hkv, D]);
     if (c.qkNorm) {
-      q = norm(q, `${l}.self_attn.q_norm.weight`);
-      k = norm(k, `${l}.self_attn.k_norm.weight`);
+      q = rms(q, `${l}.self_attn.q_norm.weight`, c.normOffset);
+      k = rms(k, `${l}.self_attn.k_norm.weight`, c.normOffset);
     }
-    q = rope(q);
-    k = rope(k);
+    q = rope(q, i);
+    k = rope(k, i);
     // Cache: [B, Hkv, T, D] = past ++ new.
     const kAll = b.op1("Concat", [past[i][0], b.transpose(k, [0, 2, 1, 3])], { axis: { i: 2 } });
     const vAll = b.op1("Concat", [past[i][1], b.transpose(v, [0, 2, 1, 3])], { axis: { i: 2 } });
@@ -191,14 +202,26 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     const o = b.reshape(b.transpose(b.reshape(o5, [0, Hq, -1, D]), [0, 2, 1, 3]), [0, 0, qn]);
     setShape(`${l}.self_attn.o_proj`, H, qn);
     let att = linearOf(o, `${l}.self_attn.o_proj`);
-    if (c.sandwichNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
-    h = b.add(h, att);
-    const m = norm(
+    if (c.sandwichNorm || c.postNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
+    if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
+    const residual = h;
+    if (!c.parallelBlock) h = b.add(h, scaled(att));
+    if (c.moe?.sparse[i]) {
+      h = b.add(h, onnxMoe(b, c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), H, lin, W, init));
+      continue;
+    }
+    const m = c.parallelBlock ? a : c.postNorm ? h : norm(
       h,
       c.sandwichNorm ? `${l}.pre_feedforward_layernorm.weight` : `${l}.post_attention_layernorm.weight`,
     );
+    if (c.plainMlp) {
+      setShape(`${l}.mlp.c_fc`, c.intermediate, H);
+      setShape(`${l}.mlp.c_proj`, H, c.intermediate);
+      h = b.add(h, scaled(linearOf(act(linearOf(m, `${l}.mlp.c_fc`)), `${l}.mlp.c_proj`)));
+      continue;
+    }
     let gate: string, up: string;
-    if (c.fused) {
+    if (c.fusedGateUp) {
       setShape(`${l}.mlp.gate_up_proj`, 2 * c.intermediate, H);
       const gu = linearOf(m, `${l}.mlp.gate_up_proj`);
       [gate, up] = [slice(gu, 2, 0, c.intermediate), slice(gu, 2, c.intermediate, 2 * c.intermediate)];
@@ -208,11 +231,13 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
       [gate, up] = [linearOf(m, `${l}.mlp.gate_proj`), linearOf(m, `${l}.mlp.up_proj`)];
     }
     setShape(`${l}.mlp.down_proj`, H, c.intermediate);
-    let mlp = linearOf(act(gate, up), `${l}.mlp.down_proj`);
-    if (c.sandwichNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
-    h = b.add(h, mlp);
+    let mlp = linearOf(b.mul(act(gate), up), `${l}.mlp.down_proj`);
+    if (c.sandwichNorm || c.postNorm) mlp = norm(mlp, `${l}.post_feedforward_layernorm.weight`);
+    if (c.glmNorms) mlp = norm(mlp, `${l}.post_mlp_layernorm.weight`);
+    h = c.parallelBlock ? b.add(b.add(residual, att), mlp) : b.add(h, scaled(mlp));
   }
   h = norm(h, "model.norm.weight");
+  if (c.logitScale !== 1) h = b.mul(h, b.f32(1 / c.logitScale)); // as the engine: on the final hidden state
   let logits: string;
   if (c.tieEmbeddings) {
     logits = b.op1("MatMul", [h, b.transpose(embedName, [1, 0])]);

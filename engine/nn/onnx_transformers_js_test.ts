@@ -13,6 +13,7 @@ import { loadTokenizer } from "../data/tokenizer.ts";
 import { exportModel } from "./export.ts";
 import { loadModel } from "./model.ts";
 import { exportOnnxBeside } from "./onnx_export.ts";
+import { DENSE } from "./families_testing.ts";
 
 const fixtures = new URL("../../fixtures/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "whetstone-transformers-js-" });
@@ -52,7 +53,17 @@ interface GenGolden {
   runs: { prompt: number[]; new_tokens: number[] }[];
 }
 
-for (const family of ["llama", "gemma2", "phi3", "qwen3"]) {
+// Every exported family transformers.js has a model type for (it has none for glm4 and mixtral).
+const JS_FAMILIES = [
+  "llama",
+  "gemma2",
+  "phi3",
+  "qwen3",
+  ...DENSE.filter((f) => f !== "glm4"),
+  "qwen2_moe",
+  "qwen3_moe",
+];
+for (const family of JS_FAMILIES) {
   Deno.test(`transformers.js opens the ${family} export and gives torch transformers' greedy tokens`, async () => {
     const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${fixtures}models/${family}/generate.json`));
     await exportFolder(`${fixtures}models/${family}`, family);
