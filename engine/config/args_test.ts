@@ -273,7 +273,8 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.match(fails(`${M}rope_scaling: ntk\n`), /rope_scaling/);
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
-  assert.match(fails(`${M}stage: dpo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*stages pt and sft/);
+  assert.match(fails(`${M}stage: ppo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*not ppo/);
+  assert.match(fails(`${M}stage: ppo\nshift_attn: true\n`), /shift_attn: .*not yet in ppo/);
   assert.match(
     fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
     /use_llama_pro: `use_llama_pro` is only valid/,

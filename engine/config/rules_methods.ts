@@ -22,11 +22,17 @@ export function checkMethods(
       } follow LF's padded length; set bucket to choose another`,
     );
   }
-  if (a.neftune_noise_alpha !== null && a.stage !== "pt" && a.stage !== "sft") {
-    err("neftune_noise_alpha", `Whetstone adds NEFTune noise in stages pt and sft, got stage ${a.stage}`);
+  // pt, sft, rm, dpo and kto train through HF's Trainer.train, which hooks NEFTune's noise; LF's PPO loop
+  // (CustomPPOTrainer.ppo_train) does not go through it, and Whetstone's ppo step does not take either method yet.
+  if (a.neftune_noise_alpha !== null && a.stage === "ppo") {
+    err(
+      "neftune_noise_alpha",
+      "Whetstone adds NEFTune noise in stages pt, sft, rm, dpo and kto, not ppo (LF's ppo_train never runs " +
+        "Trainer.train, where transformers activates it)",
+    );
   }
-  if (a.shift_attn && a.stage !== "pt" && a.stage !== "sft") {
-    err("shift_attn", `Whetstone applies S²-attention in stages pt and sft, got stage ${a.stage}`);
+  if (a.shift_attn && a.stage === "ppo") {
+    err("shift_attn", "Whetstone applies S²-attention in stages pt, sft, rm, dpo and kto, not yet in ppo");
   }
   if (a.finetuning_type === "oft") {
     // PEFT's OFTConfig.__post_init__ (LF passes r = oft_rank, oft_block_size).

@@ -24,6 +24,7 @@ import { METRIC_SUMS } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
 import {
   BCO_RUNNING,
+  noiseInputs,
   objectiveMetrics,
   type PrefObjective,
   prefObjective,
@@ -33,7 +34,8 @@ import {
 import { ktoFeeds, pairwiseFeeds, type PrefFeeds } from "../step/pref_feeds.ts";
 import { ktoConfig, prefLogs, prefLossConfig, usesReference } from "../step/pref_loss.ts";
 import { referenceBytes, referenceOf } from "./reference.ts";
-import { type EvalResult, GraphStage, type StageContext, type StepFeeds } from "./stage.ts";
+import { neftuneNoise, neftuneSeed } from "../../nn/neftune.ts";
+import { type EvalResult, GraphStage, type StageContext, type StepFeeds, stepSeed } from "./stage.ts";
 
 /** The stages this module runs. */
 export type PrefStageName = "rm" | "dpo" | "kto";
@@ -154,11 +156,18 @@ export class PrefStage extends GraphStage<PrefRecord> {
     );
   }
 
-  feeds(rowsOf: readonly (readonly PrefRecord[])[], B: number, L: number): StepFeeds {
+  feeds(rowsOf: readonly (readonly PrefRecord[])[], B: number, L: number, step: number): StepFeeds {
     const feeds: Record<string, ArrayLike<number>> = {};
     let tokens = 0, present = 0;
+    // NEFTune: fresh noise for each training-mode forward of each micro-batch, seeded by the run's seed and the step.
+    const alpha = this.ctx.plan(L).neftune, H = this.ctx.model.config.hidden, s = stepSeed(this.ctx.args.seed, step);
     rowsOf.forEach((rows, k) => {
       Object.assign(feeds, this.#feeds(rows, B, L, k));
+      if (alpha) {
+        noiseInputs(this.setup.objective, k, B).forEach(({ name, rows: R }, j) => {
+          feeds[name] = neftuneNoise(neftuneSeed(s, 4 * k + j), R, L, H, alpha);
+        });
+      }
       if (rows.length) present++;
       for (const r of rows) tokens += this.#tokens(r);
     });

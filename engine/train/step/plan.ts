@@ -50,9 +50,9 @@ export interface StepPlan {
    * dynamic loss scaling (precision.ts). Only for executors that compute f16 (WebGPU with shader-f16).
    */
   fp16?: boolean;
-  /** NEFTune's alpha (pt / sft): noise_k inputs are fed (engine/nn/neftune.ts). */
+  /** NEFTune's alpha (pt, sft, rm, dpo, kto): noise inputs are fed (engine/nn/neftune.ts). */
   neftune?: number;
-  /** LongLoRA's S²-attention (pt / sft; engine/nn/longlora.ts). */
+  /** LongLoRA's S²-attention (pt, sft, rm, dpo, kto; engine/nn/longlora.ts). */
   shiftAttn?: boolean;
   /** LF's DFT loss for the LM objective (`use_dft_loss`, stage sft). */
   dft?: boolean;

@@ -19,6 +19,14 @@
  *   ref_kl_logps_k [B] f32.
  * - Scalars: inv_accum (1 / micro-batches in this step), lr, step (1-based); seed (u32) only for rm with dropout —
  *   LF's DPO and KTO trainers disable dropout, so dpo / kto graphs never declare it.
+ * - NEFTune (`neftune_noise_alpha`): one noise input [rows, L, hidden] f32 per forward that runs in training mode
+ *   ({@link noiseInputs}). transformers hooks the policy's input embeddings and adds noise while the module is in
+ *   training mode (integrations/neftune.py `neftune_post_forward_hook`, `if module.training`), for every forward of
+ *   Trainer.train: so LF's reference with the adapter disabled (dpo/trainer.py `compute_reference_log_probs`: the same
+ *   model under `disable_adapter()`, still in training mode) and KTO's KL forward (no_grad, same model) get fresh noise
+ *   too, while a separate `ref_model` (prepared in evaluation mode) gets none.
+ * - shift_attn: LongLoRA's S²-attention in the same forwards (LF's patched llama attention acts when
+ *   `self.training`), not in a separate reference model's.
  *
  * The step's loss is the mean over its micro-batches of their mean losses, as HF divides by the accumulation steps;
  * its metrics (names from {@link metricNames}) are summed over them into the builder's `metrics` and running
@@ -53,6 +61,7 @@ import { stopGradient } from "../../graph/ops/stop_gradient.ts";
 import { assign } from "../../graph/ops/assign.ts";
 import { Model } from "../../nn/model.ts";
 import { lastTokenScores, traceValues } from "../../nn/value_head.ts";
+import { s2AttendHook } from "../../nn/longlora.ts";
 import type { Objective } from "./objective.ts";
 import { paramsOf } from "./params.ts";
 import { type StepPlan, traceStep } from "./plan.ts";
@@ -89,6 +98,25 @@ export type PrefObjective =
     /** Dropout before the value head (TRL's summary_dropout_prob; needs plan.dropout for its seed). Default 0. */
     valueHeadDropout?: number;
   };
+
+/**
+ * The noise inputs of micro-batch k (NEFTune): one per forward in training mode, in feed order — rm and dpo: the
+ * policy's `noise_k` [2B rows], dpo with the adapter-disabled reference ("base"): `ref_noise_k`; kto: `noise_k`,
+ * `kl_noise_k` [B rows], with "base" also `ref_noise_k`, `ref_kl_noise_k`. A reference model of its own, or
+ * precomputed reference log-probs, take none (evaluation mode).
+ */
+export function noiseInputs(o: PrefObjective, k: number, B: number): { name: string; rows: number }[] {
+  if (o.stage === "rm") return [{ name: `noise_${k}`, rows: 2 * B }];
+  const baseRef = (o.reference ?? "base") === "base" && (o.stage === "kto" || usesReference(o.loss.loss));
+  if (o.stage === "dpo") {
+    return [{ name: `noise_${k}`, rows: 2 * B }, ...(baseRef ? [{ name: `ref_noise_${k}`, rows: 2 * B }] : [])];
+  }
+  return [
+    { name: `noise_${k}`, rows: B },
+    { name: `kl_noise_${k}`, rows: B },
+    ...(baseRef ? [{ name: `ref_noise_${k}`, rows: B }, { name: `ref_kl_noise_${k}`, rows: B }] : []),
+  ];
+}
 
 /** A preference step: a {@link StepPlan} (B = pairs for dpo / rm, examples for kto) and the objective. */
 export interface PrefStepPlan extends StepPlan {
@@ -203,6 +231,14 @@ function decoderInputs(g: Graph, pre: string, k: number, R: number, L: number): 
   };
 }
 
+/** What a training-mode forward adds (NEFTune's noise input, S²-attention), none in evaluation. */
+interface TrainMode {
+  /** NEFTune: the noise input of a forward (by name, [rows, L, hidden]) is added to its embeddings. */
+  neftune?: boolean;
+  /** LongLoRA's S²-attention in every layer. */
+  shiftAttn?: boolean;
+}
+
 const half = (t: Tensor, B: number, i: 0 | 1) => slice(t, 0, i * B, (i + 1) * B);
 
 /**
@@ -216,16 +252,29 @@ export function prefMicroObjective(
   k: number,
   B: number,
   L: number,
-  opts: { seed?: Tensor; checkpoint?: boolean; fp16?: boolean; bco?: { running: Tensor } } = {},
+  opts: { seed?: Tensor; checkpoint?: boolean; fp16?: boolean; bco?: { running: Tensor } } & TrainMode = {},
 ): { loss: Tensor; metrics: Tensor[]; running?: Tensor } {
   const c = model.config, seed = opts.seed;
+  // Training mode (see the module doc): the named forward's noise input and S²-attention.
+  const noisy = (inp: DecoderInputs, name: string): DecoderInputs =>
+    opts.neftune ? { ...inp, noise: g.input(name, [inp.ids.shape[0], L, c.hidden]) } : inp;
+  const s2 = (w: DecoderWeights): DecoderWeights => opts.shiftAttn ? { ...w, attend: s2AttendHook(c.attnScale) } : w;
   // The policy's forward (the one differentiated), activation-checkpointed per layer on request, f16 linears in fp16.
   const compute = opts.fp16 ? { computeDtype: "f16" as const } : {};
-  const policy = (o: { seed?: Tensor } = {}) => ({ ...model.weights(g, o), checkpoint: !!opts.checkpoint, ...compute });
+  const policy = (o: { seed?: Tensor } = {}) => ({
+    ...s2(model.weights(g, o)),
+    checkpoint: !!opts.checkpoint,
+    ...compute,
+  });
+  // The reference's weights; the adapter-disabled policy ("base") runs in training mode, a model of its own does not.
+  const refForward = (ref: Exclude<Reference, "inputs">, inp: DecoderInputs, name: string) =>
+    ref === "base"
+      ? traceDecoder(c, noisy(inp, name), s2(referenceWeights(model, g, ref)))
+      : traceDecoder(c, inp, referenceWeights(model, g, ref));
   const rows = g.input(`rows_${k}`, [B]);
   if (o.stage === "rm") {
     const inp = decoderInputs(g, "", k, 2 * B, L);
-    const out = traceDecoder(c, inp, policy({ seed }));
+    const out = traceDecoder(c, noisy(inp, `noise_${k}`), policy({ seed }));
     const values = traceValues(g, model, out.hidden, { dropout: o.valueHeadDropout, seed });
     const scores = lastTokenScores(values, inp.segments!);
     return rmObjective(half(scores, B, 0), half(scores, B, 1), rows);
@@ -234,7 +283,7 @@ export function prefMicroObjective(
   if (o.stage === "dpo") {
     const R = 2 * B, inp = decoderInputs(g, "", k, R, L);
     const labels = g.input(`labels_${k}`, [R * L], "i32");
-    const polOut = traceDecoder(c, inp, policy());
+    const polOut = traceDecoder(c, noisy(inp, `noise_${k}`), policy());
     let pol = sequenceLogps(c, polOut, labels, R, L, { logits: true });
     if (o.ldAlpha !== undefined && o.ldAlpha !== null) {
       // LF's get_batch_logps with ld_alpha: front + α·rear = all − (1 − α)·rear; the length stays the full count.
@@ -250,9 +299,7 @@ export function prefMicroObjective(
         const sums = g.input(`ref_logps_${k}`, [R]);
         refLp = avg ? div(sums, maximum(pol.count, 1)) : sums;
       } else {
-        refLp = stopGradient(
-          pick(sequenceLogps(c, traceDecoder(c, inp, referenceWeights(model, g, ref)), labels, R, L)),
-        );
+        refLp = stopGradient(pick(sequenceLogps(c, refForward(ref, inp, `ref_noise_${k}`), labels, R, L)));
       }
     }
     const p = pick(pol);
@@ -278,16 +325,17 @@ export function prefMicroObjective(
   const inp = decoderInputs(g, "", k, B, L), klInp = decoderInputs(g, "kl_", k, B, L);
   const labels = g.input(`labels_${k}`, [B * L], "i32"), klLabels = g.input(`kl_labels_${k}`, [B * L], "i32");
   const tags = g.input(`tags_${k}`, [B]);
-  const pol = sequenceLogps(c, traceDecoder(c, inp, policy()), labels, B, L);
-  const klLogps = stopGradient(sequenceLogps(c, traceDecoder(c, klInp, model.weights(g)), klLabels, B, L).sum);
+  const pol = sequenceLogps(c, traceDecoder(c, noisy(inp, `noise_${k}`), policy()), labels, B, L);
+  // LF's KTO trainer: the KL forward of the policy itself under no_grad, in training mode.
+  const klOut = traceDecoder(c, noisy(klInp, `kl_noise_${k}`), s2(model.weights(g)));
+  const klLogps = stopGradient(sequenceLogps(c, klOut, klLabels, B, L).sum);
   let refLogps: Tensor, refKlLogps: Tensor;
   if (ref === "inputs") {
     refLogps = g.input(`ref_logps_${k}`, [B]);
     refKlLogps = g.input(`ref_kl_logps_${k}`, [B]);
   } else {
-    const w = referenceWeights(model, g, ref);
-    refLogps = stopGradient(sequenceLogps(c, traceDecoder(c, inp, w), labels, B, L).sum);
-    refKlLogps = stopGradient(sequenceLogps(c, traceDecoder(c, klInp, w), klLabels, B, L).sum);
+    refLogps = stopGradient(sequenceLogps(c, refForward(ref, inp, `ref_noise_${k}`), labels, B, L).sum);
+    refKlLogps = stopGradient(sequenceLogps(c, refForward(ref, klInp, `ref_kl_noise_${k}`), klLabels, B, L).sum);
   }
   return ktoObjective({ logps: pol.sum, avg: pol.mean, tags, klLogps, refLogps, refKlLogps }, rows, o.loss);
 }
@@ -300,11 +348,12 @@ export function prefObjective(
   model: Model,
   p:
     & Pick<PrefStepPlan, "objective" | "B" | "L">
-    & Partial<Pick<PrefStepPlan, "dropout" | "checkpoint" | "fp16" | "G">>,
+    & Partial<Pick<PrefStepPlan, "dropout" | "checkpoint" | "fp16" | "G" | "neftune" | "shiftAttn">>,
 ): Objective {
   const o = p.objective;
+  const mode: TrainMode = { neftune: !!p.neftune, shiftAttn: !!p.shiftAttn };
   return {
-    key: `pref:${o.stage}`,
+    key: `pref:${o.stage}${mode.neftune ? ":neftune" : ""}${mode.shiftAttn ? ":s2" : ""}`,
     metrics: objectiveMetrics(o),
     f16: !!p.fp16,
     params: (g, names) => paramsOf(model, g, names),
@@ -316,7 +365,13 @@ export function prefObjective(
       let running = store;
       return (k) => {
         const bco = running && { running };
-        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, { seed, checkpoint: p.checkpoint, fp16: p.fp16, bco });
+        const mo = prefMicroObjective(model, g, o, k, p.B, p.L, {
+          seed,
+          checkpoint: p.checkpoint,
+          fp16: p.fp16,
+          bco,
+          ...mode,
+        });
         if (store && mo.running) {
           running = mo.running;
           if (k === (p.G ?? 1) - 1) assign(store, running);
