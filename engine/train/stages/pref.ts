@@ -24,17 +24,15 @@ import { METRIC_SUMS } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
 import {
   BCO_RUNNING,
-  noiseInputs,
   objectiveMetrics,
   type PrefObjective,
   prefObjective,
   tracePrefEvalStep,
   usesBco,
 } from "../step/pref.ts";
-import { ktoFeeds, pairwiseFeeds, type PrefFeeds } from "../step/pref_feeds.ts";
+import { ktoFeeds, pairwiseFeeds, type PrefFeeds, prefNoiseFeeds } from "../step/pref_feeds.ts";
 import { ktoConfig, prefLogs, prefLossConfig, usesReference } from "../step/pref_loss.ts";
 import { referenceBytes, referenceOf } from "./reference.ts";
-import { neftuneNoise, neftuneSeed } from "../../nn/neftune.ts";
 import { type EvalResult, GraphStage, type StageContext, type StepFeeds, stepSeed } from "./stage.ts";
 
 /** The stages this module runs. */
@@ -163,11 +161,7 @@ export class PrefStage extends GraphStage<PrefRecord> {
     const alpha = this.ctx.plan(L).neftune, H = this.ctx.model.config.hidden, s = stepSeed(this.ctx.args.seed, step);
     rowsOf.forEach((rows, k) => {
       Object.assign(feeds, this.#feeds(rows, B, L, k));
-      if (alpha) {
-        noiseInputs(this.setup.objective, k, B).forEach(({ name, rows: R }, j) => {
-          feeds[name] = neftuneNoise(neftuneSeed(s, 4 * k + j), R, L, H, alpha);
-        });
-      }
+      if (alpha) Object.assign(feeds, prefNoiseFeeds(this.setup.objective, k, B, L, H, alpha, s));
       if (rows.length) present++;
       for (const r of rows) tokens += this.#tokens(r);
     });

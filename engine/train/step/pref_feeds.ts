@@ -5,6 +5,8 @@
  */
 import type { KtoRecord, PairwiseRecord } from "../../data/process.ts";
 import { collate, type MicroBatch } from "../batches.ts";
+import { neftuneNoise, neftuneSeed } from "../../nn/neftune.ts";
+import { noiseInputs, type PrefObjective } from "./pref.ts";
 
 /** Feeds of one micro-batch, by name. */
 export type PrefFeeds = Record<string, Int32Array | Float32Array>;
@@ -90,4 +92,25 @@ export function ktoFeeds(records: readonly KtoRecord[], B: number, L: number, k 
     [`tags_${k}`]: Float32Array.from({ length: B }, (_, i) => (records[i]?.kto_tags ? 1 : 0)),
     [`rows_${k}`]: realRows(records.length, B),
   };
+}
+
+/**
+ * NEFTune's noise feeds of micro-batch k ({@linkcode noiseInputs}: one per training-mode forward, [rows, L, H] each),
+ * uniform in ±alpha/√(L·H) as transformers draws them; forward j of micro-batch k draws from
+ * neftuneSeed(`stepSeed`, 4k + j), so every forward gets fresh noise and a seeded run repeats.
+ */
+export function prefNoiseFeeds(
+  o: PrefObjective,
+  k: number,
+  B: number,
+  L: number,
+  H: number,
+  alpha: number,
+  stepSeed: number,
+): PrefFeeds {
+  const out: PrefFeeds = {};
+  noiseInputs(o, k, B).forEach(({ name, rows }, j) => {
+    out[name] = neftuneNoise(neftuneSeed(stepSeed, 4 * k + j), rows, L, H, alpha);
+  });
+  return out;
 }
