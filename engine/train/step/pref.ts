@@ -24,7 +24,9 @@
  *   training mode (integrations/neftune.py `neftune_post_forward_hook`, `if module.training`), for every forward of
  *   Trainer.train: so LF's reference with the adapter disabled (dpo/trainer.py `compute_reference_log_probs`: the same
  *   model under `disable_adapter()`, still in training mode) and KTO's KL forward (no_grad, same model) get fresh noise
- *   too, while a separate `ref_model` (prepared in evaluation mode) gets none.
+ *   too, while a separate `ref_model` (LF's CustomDPOTrainer: `prepare_model(..., evaluation_mode=True)` then
+ *   `.eval()`) gets none. rm's value-head model exposes the decoder's embeddings (LF's `patch_valuehead_model`
+ *   `get_input_embeddings`), so its one forward gets noise.
  * - shift_attn: LongLoRA's S²-attention in the same forwards (LF's patched llama attention acts when
  *   `self.training`), not in a separate reference model's.
  *
