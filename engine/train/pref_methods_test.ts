@@ -1,6 +1,6 @@
 /**
  * NEFTune (`neftune_noise_alpha`) and LongLoRA's S²-attention (`shift_attn`) in the preference stages, as LF applies
- * them through HF's Trainer: short LoRA DPO and RM runs on random tiny models with the bundled pairs, each run's loss
+ * them through HF's Trainer: short LoRA DPO, RM and KTO runs on random tiny models with the bundled pairs, each run's loss
  * falls and differs from the run without the key; a seeded run repeats exactly; evaluation takes neither (equal
  * eval losses before training, no noise inputs in the eval graph); the noise feeds keep transformers' bound; a separate
  * reference model runs in evaluation mode (no noise input for it); ppo still refuses both keys.
@@ -23,14 +23,16 @@ globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: t
 const qwen = await makeTinyModel(`${root}/qwen`);
 const llama = await makeTinyModel(`${root}/llama`, 1, { model_type: "llama", architectures: ["LlamaForCausalLM"] });
 
-function args(stage: "dpo" | "rm", model: string, out: string, extra: Record<string, unknown> = {}) {
+type Stage = "dpo" | "rm" | "kto";
+
+function args(stage: Stage, model: string, out: string, extra: Record<string, unknown> = {}) {
   return parseTrainArgs({
     model_name_or_path: model,
     stage,
     do_train: true,
     finetuning_type: "lora",
     lora_target: "all",
-    dataset: "whetstone_pref",
+    dataset: stage === "kto" ? "whetstone_kto" : "whetstone_pref",
     dataset_dir: `${ROOT}fixtures/demo`,
     template: "qwen",
     cutoff_len: 64,
@@ -48,7 +50,7 @@ function args(stage: "dpo" | "rm", model: string, out: string, extra: Record<str
   });
 }
 
-async function run(stage: "dpo" | "rm", model: string, out: string, extra: Record<string, unknown> = {}) {
+async function run(stage: Stage, model: string, out: string, extra: Record<string, unknown> = {}) {
   const lines: string[] = [];
   const res = await train(args(stage, model, out, extra), { progress: false, log: (l: string) => lines.push(l) });
   return { losses: res.losses.map((l) => l.loss), lines };
@@ -56,7 +58,7 @@ async function run(stage: "dpo" | "rm", model: string, out: string, extra: Recor
 
 const falls = (l: number[]) => assert.ok(l.at(-1)! < l[0], `loss falls: ${l.map((x) => x.toFixed(4)).join(" ")}`);
 
-for (const stage of ["dpo", "rm"] as const) {
+for (const stage of ["dpo", "rm", "kto"] as const) {
   Deno.test(`${stage} with neftune_noise_alpha: the loss falls, differs from the plain run, and a seeded run repeats`, async () => {
     const plain = await run(stage, qwen, `${stage}-plain`);
     const a = await run(stage, qwen, `${stage}-neft-a`, { neftune_noise_alpha: 5 });
