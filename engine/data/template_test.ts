@@ -125,6 +125,14 @@ Deno.test("every registered template renders a conversation with tools, function
   const conv = goldens.conversations.tools;
   for (const name of TEMPLATES.keys()) {
     const tpl = getTemplate(q, { template: name });
+    if (name === "minimax2") {
+      // LF's minimax2 function formatter returns nothing, so a function message cannot be rendered
+      assert.throws(
+        () => tpl.encodeMultiturn([...conv.prompt, ...conv.response], conv.system, conv.tools),
+        /returns nothing/,
+      );
+      continue;
+    }
     const pairs = tpl.encodeMultiturn([...conv.prompt, ...conv.response], conv.system, conv.tools);
     assert.equal(pairs.length, 2, name);
     assert.ok(pairs.every(([p, r]) => p.length > 0 && r.length > 0), name);
