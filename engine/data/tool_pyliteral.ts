@@ -180,7 +180,7 @@ export function pyLiteralCalls(text: string): PyCall[] | undefined {
       const key = ident();
       ws();
       if (key !== undefined && text[i] === "=" && text[i + 1] !== "=") {
-        if (kwargs.has(key)) fail(); // a repeated keyword is a SyntaxError
+        // a repeated keyword parses (ast.parse does not check it); the last value wins, as in LF's dict
         i++;
         kwargs.set(key, value());
         return;
