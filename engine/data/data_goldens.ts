@@ -106,6 +106,12 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   minimax1: "llama3",
   minimax2: "qwen3",
   seed_oss: "llama3",
+  bailing: "qwen3",
+  bailing_v2: "qwen3",
+  chatglm3: "gemma3",
+  index: "llama3",
+  phi_small: "llama3",
+  yuan: "gemma3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

@@ -1,7 +1,8 @@
 /**
  * More of LLaMA-Factory's text templates (`data/template.py`, registered as {@link registerTemplate} does; issue 16):
  * dbrx, ernie, ernie_nothink, gpt_oss, glmz1, granite4, hunyuan, intern2, mimo_v2, mistral_small, moonlight,
- * seed_coder, telechat2, xuanyuan; and glm4_moe, minimax1, minimax2, seed_oss (tool formats in template_tools_more.ts). Their encodings are checked against fixtures/data_goldens (make_goldens.py
+ * seed_coder, telechat2, xuanyuan; glm4_moe, minimax1, minimax2, seed_oss (tool formats in template_tools_more.ts);
+ * bailing, bailing_v2, chatglm3, index, phi_small, yuan. Their encodings are checked against fixtures/data_goldens (make_goldens.py
  * registers the same slots in Python).
  * Importing this module registers them; template.ts imports it.
  * @module
@@ -196,4 +197,54 @@ registerTemplate("seed_oss", {
   toolFormat: "seed_oss",
   thoughtWords: ["<seed:think>", "</seed:think>"],
   kind: "reasoning",
+});
+
+// More text templates (LF data/template.py, commit 00577a85).
+registerTemplate("bailing", {
+  user: ["<role>HUMAN</role>{{content}}<role>ASSISTANT</role>"],
+  system: ["<role>SYSTEM</role>{{content}}"],
+  observation: ["<role>OBSERVATION</role>{{content}}<role>ASSISTANT</role>"],
+  stopWords: ["<|endoftext|>"],
+  efficientEos: true,
+});
+registerTemplate("bailing_v2", {
+  user: ["<role>HUMAN</role>{{content}}<|role_end|><role>ASSISTANT</role>"],
+  system: ["<role>SYSTEM</role>{{content}}<|role_end|>"],
+  assistant: ["{{content}}<|role_end|>"],
+  observation: [
+    "<role>OBSERVATION</role>\n<tool_response>\n{{content}}\n</tool_response><|role_end|><role>ASSISTANT</role>",
+  ],
+  function: { slots: ["{{content}}<|role_end|>"], toolFormat: "ling" },
+  toolFormat: "ling",
+  stopWords: ["<|endoftext|>"],
+  efficientEos: true,
+});
+registerTemplate("chatglm3", {
+  user: [{ token: "<|user|>" }, "\n", "{{content}}", { token: "<|assistant|>" }],
+  assistant: ["\n", "{{content}}"],
+  system: [{ token: "<|system|>" }, "\n", "{{content}}"],
+  function: { slots: ["{{content}}"], toolFormat: "glm4" },
+  observation: [{ token: "<|observation|>" }, "\n", "{{content}}", { token: "<|assistant|>" }],
+  toolFormat: "glm4",
+  prefix: [{ token: "[gMASK]" }, { token: "sop" }],
+  stopWords: ["<|user|>", "<|observation|>"],
+  efficientEos: true,
+});
+registerTemplate("index", {
+  user: ["reserved_0{{content}}reserved_1"],
+  system: ["<unk>{{content}}"],
+  efficientEos: true,
+});
+// LF's prefix is `{"<|endoftext|>"}`: a set naming neither bos_token nor eos_token, which adds no id (and no Jinja)
+registerTemplate("phi_small", {
+  user: ["<|user|>\n{{content}}<|end|>\n<|assistant|>\n"],
+  assistant: ["{{content}}<|end|>\n"],
+  system: ["<|system|>\n{{content}}<|end|>\n"],
+  stopWords: ["<|end|>"],
+  replaceEos: true,
+});
+registerTemplate("yuan", {
+  user: ["{{content}}", { token: "<sep>" }],
+  assistant: ["{{content}}<eod>\n"],
+  stopWords: ["<eod>"],
 });
