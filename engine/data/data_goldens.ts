@@ -112,6 +112,7 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   index: "llama3",
   phi_small: "llama3",
   yuan: "gemma3",
+  gemma3n: "gemma3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

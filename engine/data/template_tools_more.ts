@@ -147,6 +147,8 @@ export const MORE_TOOL_UTILS: Record<string, ToolUtils> = {
     },
   },
 };
+// shared/reference (a later LF) calls the LFM format `lfm2`; the stored tool_utils.py (commit 0b816129) calls it `lfm`
+MORE_TOOL_UTILS.lfm2 = MORE_TOOL_UTILS.lfm;
 Object.assign(TOOL_UTILS, MORE_TOOL_UTILS);
 
 const tryLoads = (s: string): PyJson | undefined => {
@@ -214,3 +216,4 @@ export const MORE_TOOL_EXTRACTORS: Record<string, (content: string) => string | 
     return calls.map((c) => ({ name: c.name, arguments: pyDumps(c.kwargs) }));
   },
 };
+MORE_TOOL_EXTRACTORS.lfm2 = MORE_TOOL_EXTRACTORS.lfm;

@@ -2,7 +2,7 @@
  * More of LLaMA-Factory's text templates (`data/template.py`, registered as {@link registerTemplate} does; issue 16):
  * dbrx, ernie, ernie_nothink, gpt_oss, glmz1, granite4, hunyuan, intern2, mimo_v2, mistral_small, moonlight,
  * seed_coder, telechat2, xuanyuan; glm4_moe, minimax1, minimax2, seed_oss (tool formats in template_tools_more.ts);
- * bailing, bailing_v2, chatglm3, index, phi_small, yuan. Their encodings are checked against fixtures/data_goldens (make_goldens.py
+ * bailing, bailing_v2, chatglm3, index, phi_small, yuan; gemma3n (text side). Their encodings are checked against fixtures/data_goldens (make_goldens.py
  * registers the same slots in Python).
  * Importing this module registers them; template.ts imports it.
  * @module
@@ -247,4 +247,15 @@ registerTemplate("yuan", {
   user: ["{{content}}", { token: "<sep>" }],
   assistant: ["{{content}}<eod>\n"],
   stopWords: ["<eod>"],
+});
+// gemma3n's text side (its mm_plugin adds image and audio tokens, which Whetstone does not train on): gemma3's slots
+registerTemplate("gemma3n", {
+  user: ["<start_of_turn>user\n{{content}}<end_of_turn>\n<start_of_turn>model\n"],
+  assistant: ["{{content}}<end_of_turn>\n"],
+  system: ["{{content}}\n\n"],
+  observation: ["<start_of_turn>tool\n{{content}}<end_of_turn>\n<start_of_turn>model\n"],
+  prefix: [BOS],
+  stopWords: ["<end_of_turn>"],
+  replaceEos: true,
+  kind: "llama2",
 });
