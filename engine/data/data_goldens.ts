@@ -61,6 +61,8 @@ export interface DataGoldens {
     examples: string;
     records: Record<string, number[] | boolean>[];
   }[];
+  /** Tool formats of template_tools_more.ts: the tool text of the golden tools, the text of one and of two calls. */
+  tool_formats: Record<string, { tools: string; function: string | null; parallel: string | null }>;
 }
 
 const ROOT = new URL("../../", import.meta.url);
@@ -100,6 +102,17 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   seed_coder: "llama3",
   telechat2: "qwen3",
   xuanyuan: "llama3",
+  glm4_moe: "qwen3",
+  minimax1: "llama3",
+  minimax2: "qwen3",
+  seed_oss: "llama3",
+  bailing: "qwen3",
+  bailing_v2: "qwen3",
+  chatglm3: "gemma3",
+  index: "llama3",
+  phi_small: "llama3",
+  yuan: "gemma3",
+  gemma3n: "gemma3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

@@ -1,7 +1,8 @@
 /**
  * More of LLaMA-Factory's text templates (`data/template.py`, registered as {@link registerTemplate} does; issue 16):
  * dbrx, ernie, ernie_nothink, gpt_oss, glmz1, granite4, hunyuan, intern2, mimo_v2, mistral_small, moonlight,
- * seed_coder, telechat2, xuanyuan. Their encodings are checked against fixtures/data_goldens (make_goldens.py
+ * seed_coder, telechat2, xuanyuan; glm4_moe, minimax1, minimax2, seed_oss (tool formats in template_tools_more.ts);
+ * bailing, bailing_v2, chatglm3, index, phi_small, yuan; gemma3n (text side). Their encodings are checked against fixtures/data_goldens (make_goldens.py
  * registers the same slots in Python).
  * Importing this module registers them; template.ts imports it.
  * @module
@@ -149,4 +150,112 @@ registerTemplate("xuanyuan", {
   defaultSystem: "以下是用户和人工智能助手之间的对话。用户以Human开头，人工智能助手以Assistant开头，" +
     "会对人类提出的问题给出有帮助、高质量、详细和礼貌的回答，并且总是拒绝参与与不道德、" +
     "不安全、有争议、政治敏感等相关的话题、问题和指示。\n",
+});
+
+// Templates whose tool formats are in template_tools_more.ts (LF data/template.py, commit 00577a85).
+registerTemplate("glm4_moe", {
+  user: ["<|user|>\n{{content}}<|assistant|>"],
+  assistant: ["\n{{content}}"],
+  system: ["<|system|>\n{{content}}"],
+  function: { slots: ["{{content}}"], toolFormat: "glm4_moe" },
+  observation: ["<|observation|>\n{{content}}<|assistant|>"],
+  toolFormat: "glm4_moe",
+  prefix: ["[gMASK]<sop>"],
+  stopWords: ["<|user|>", "<|observation|>"],
+  efficientEos: true,
+  kind: "reasoning",
+});
+registerTemplate("minimax1", {
+  user: [
+    "<beginning_of_sentence>user name=user\n{{content}}<end_of_sentence>\n<beginning_of_sentence>ai name=assistant\n",
+  ],
+  assistant: ["{{content}}<end_of_sentence>\n"],
+  system: ["<beginning_of_sentence>system ai_setting=assistant\n{{content}}<end_of_sentence>\n"],
+  function: { slots: ["{{content}}<end_of_sentence>\n"], toolFormat: "minimax1" },
+  observation: [
+    "<beginning_of_sentence>tool name=tools\n{{content}}<end_of_sentence>\n<beginning_of_sentence>ai name=assistant\n",
+  ],
+  toolFormat: "minimax1",
+  defaultSystem: "You are a helpful assistant.",
+  stopWords: ["<end_of_sentence>"],
+});
+registerTemplate("minimax2", {
+  user: ["]~b]user\n{{content}}[e~[\n]~b]ai\n"],
+  assistant: ["{{content}}[e~[\n"],
+  system: ["]~!b[]~b]system\n{{content}}[e~[\n"],
+  function: { slots: ["{{content}}[e~[\n"], toolFormat: "minimax2" },
+  observation: ["]~b]tool\n<response>{{content}}</response>[e~[\n]~b]ai\n"],
+  toolFormat: "minimax2",
+  defaultSystem: "You are a helpful assistant. Your name is MiniMax-M2.1 and is built by MiniMax.",
+  stopWords: ["[e~["],
+  kind: "reasoning",
+});
+registerTemplate("seed_oss", {
+  user: [BOS, "user\n{{content}}", EOS, BOS, "assistant\n"],
+  system: [BOS, "system\n{{content}}", EOS],
+  function: { slots: [BOS, "\n{{content}}", EOS], toolFormat: "seed_oss" },
+  toolFormat: "seed_oss",
+  thoughtWords: ["<seed:think>", "</seed:think>"],
+  kind: "reasoning",
+});
+
+// More text templates (LF data/template.py, commit 00577a85).
+registerTemplate("bailing", {
+  user: ["<role>HUMAN</role>{{content}}<role>ASSISTANT</role>"],
+  system: ["<role>SYSTEM</role>{{content}}"],
+  observation: ["<role>OBSERVATION</role>{{content}}<role>ASSISTANT</role>"],
+  stopWords: ["<|endoftext|>"],
+  efficientEos: true,
+});
+registerTemplate("bailing_v2", {
+  user: ["<role>HUMAN</role>{{content}}<|role_end|><role>ASSISTANT</role>"],
+  system: ["<role>SYSTEM</role>{{content}}<|role_end|>"],
+  assistant: ["{{content}}<|role_end|>"],
+  observation: [
+    "<role>OBSERVATION</role>\n<tool_response>\n{{content}}\n</tool_response><|role_end|><role>ASSISTANT</role>",
+  ],
+  function: { slots: ["{{content}}<|role_end|>"], toolFormat: "ling" },
+  toolFormat: "ling",
+  stopWords: ["<|endoftext|>"],
+  efficientEos: true,
+});
+registerTemplate("chatglm3", {
+  user: [{ token: "<|user|>" }, "\n", "{{content}}", { token: "<|assistant|>" }],
+  assistant: ["\n", "{{content}}"],
+  system: [{ token: "<|system|>" }, "\n", "{{content}}"],
+  function: { slots: ["{{content}}"], toolFormat: "glm4" },
+  observation: [{ token: "<|observation|>" }, "\n", "{{content}}", { token: "<|assistant|>" }],
+  toolFormat: "glm4",
+  prefix: [{ token: "[gMASK]" }, { token: "sop" }],
+  stopWords: ["<|user|>", "<|observation|>"],
+  efficientEos: true,
+});
+registerTemplate("index", {
+  user: ["reserved_0{{content}}reserved_1"],
+  system: ["<unk>{{content}}"],
+  efficientEos: true,
+});
+// LF's prefix is `{"<|endoftext|>"}`: a set naming neither bos_token nor eos_token, which adds no id (and no Jinja)
+registerTemplate("phi_small", {
+  user: ["<|user|>\n{{content}}<|end|>\n<|assistant|>\n"],
+  assistant: ["{{content}}<|end|>\n"],
+  system: ["<|system|>\n{{content}}<|end|>\n"],
+  stopWords: ["<|end|>"],
+  replaceEos: true,
+});
+registerTemplate("yuan", {
+  user: ["{{content}}", { token: "<sep>" }],
+  assistant: ["{{content}}<eod>\n"],
+  stopWords: ["<eod>"],
+});
+// gemma3n's text side (its mm_plugin adds image and audio tokens, which Whetstone does not train on): gemma3's slots
+registerTemplate("gemma3n", {
+  user: ["<start_of_turn>user\n{{content}}<end_of_turn>\n<start_of_turn>model\n"],
+  assistant: ["{{content}}<end_of_turn>\n"],
+  system: ["{{content}}\n\n"],
+  observation: ["<start_of_turn>tool\n{{content}}<end_of_turn>\n<start_of_turn>model\n"],
+  prefix: [BOS],
+  stopWords: ["<end_of_turn>"],
+  replaceEos: true,
+  kind: "llama2",
 });

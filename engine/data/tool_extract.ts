@@ -8,6 +8,7 @@
  * @module
  */
 import { pyDumps, type PyJson, pyLoads } from "./template_tools.ts";
+import { MORE_TOOL_EXTRACTORS } from "./template_tools_more.ts";
 
 /** One extracted call: the function name and its arguments as a JSON string (`json.dumps(..., ensure_ascii=False)`). */
 export interface ExtractedCall {
@@ -92,7 +93,11 @@ export const TOOL_EXTRACTORS: Record<string, (content: string) => string | Extra
     }
     return out;
   },
+  ...MORE_TOOL_EXTRACTORS,
 };
+// GLM4MOEToolUtils and LingToolUtils subclass QwenToolUtils and keep its extractor
+TOOL_EXTRACTORS.glm4_moe = TOOL_EXTRACTORS.qwen;
+TOOL_EXTRACTORS.ling = TOOL_EXTRACTORS.qwen;
 
 /**
  * `Template.extract_tool`: the calls in `content` per the tool format, or `content` itself when it holds none.

@@ -61,7 +61,7 @@ Deno.test("tool_extract: text that is not a call comes back unchanged", () => {
     ["qwen", '<tool_call>{"name": "f", "arguments": {}}</tool_call> trailing text'],
   ];
   for (const [format, text] of cases) assert.equal(extractTool(format, text), text, `${format}: ${text}`);
-  assert.throws(() => extractTool("lfm2", "x"), /no extractor; expected one of default/);
+  assert.throws(() => extractTool("nope", "x"), /no extractor; expected one of default/);
 });
 
 Deno.test("tool_extract: each function formatter's output extracts back to its calls", () => {
