@@ -1,0 +1,88 @@
+/**
+ * Vocabulary growth in a training run, as LLaMA-Factory's loader does it: `patch_tokenizer` adds `add_tokens` /
+ * `add_special_tokens` (and turns `resize_vocab` on when the tokenizer grew), `resize_embedding_layer` resizes the
+ * embeddings (engine/nn/vocab.ts), and under LoRA the adapter's `_setup_lora_tuning` makes the input and output
+ * embeddings trainable (`additional_target`, PEFT's `modules_to_save`) when the vocabulary was resized.
+ *
+ * The grown model is written to `<output_dir>/resized_base` and the run trains from it, so the run's tokenizer (and
+ * the tokenizer saved with the adapter or model) has the new tokens, and an adapter's `base_model_name_or_path`
+ * names a base of the right vocabulary size for PEFT to load onto.
+ * @module
+ */
+import type { TrainArgs } from "../config/args.ts";
+import { hubOptionsOf } from "../config/views.ts";
+import { resolveModel } from "../io/hub.ts";
+import { openSafetensors, type TensorData, writeSafetensors } from "../io/safetensors.ts";
+import type { Model } from "../nn/model.ts";
+import { addsTokens, growVocab, vocabSpec } from "../nn/vocab.ts";
+
+const EMBED = "model.embed_tokens.weight";
+const HEAD = "lm_head.weight";
+
+/**
+ * When `a` adds tokens or sets `resize_vocab`: grows the model into `<output_dir>/resized_base` and returns the
+ * arguments that train from it (`resize_vocab` on when the tokenizer grew, as LLaMA-Factory warns and sets it);
+ * otherwise `a` as it is.
+ */
+export async function prepareVocab(a: TrainArgs, log: (s: string) => void): Promise<TrainArgs> {
+  const spec = await vocabSpec(a);
+  if (!addsTokens(spec) && !a.resize_vocab) return a;
+  for (const w of spec.warnings) log(`warning: ${w}`);
+  const src = await resolveModel(a.model_name_or_path, hubOptionsOf(a));
+  const dir = `${a.output_dir}/resized_base`;
+  const r = await growVocab(src, dir, spec, { seed: a.seed });
+  let resize = a.resize_vocab;
+  if (r.added > 0 && !resize) {
+    log("warning: New tokens have been added, changed `resize_vocab` to True.");
+    resize = true;
+  }
+  log(`vocab: ${r.added} token(s) added ${JSON.stringify(r.ids)}; embedding rows ${r.oldRows} -> ${r.newRows}`);
+  return { ...a, model_name_or_path: dir, resize_vocab: resize };
+}
+
+/**
+ * The base parameters LLaMA-Factory trains next to a LoRA adapter when the vocabulary was resized: the input
+ * embedding and, when the model has its own, the output head. They must be f32 to take gradients.
+ */
+export function vocabTrainable(model: Model): string[] {
+  const names = [EMBED, HEAD].filter((n) => model.params.has(n));
+  for (const n of names) {
+    const p = model.params.get(n)!;
+    if (p.dtype !== "f32") {
+      throw new Error(
+        `resize_vocab: ${n} is ${p.dtype}; training the embeddings next to LoRA needs an f32 model in Whetstone`,
+      );
+    }
+  }
+  return names;
+}
+
+/**
+ * Adds the trained embeddings to a written PEFT adapter as PEFT saves `modules_to_save = ["embed_tokens",
+ * "lm_head"]`: tensors `base_model.model.model.embed_tokens.weight` and `base_model.model.lm_head.weight` (a tied
+ * model's head is the embedding, saved under both names, so PEFT's two copies start equal).
+ */
+export async function addModulesToSave(model: Model, dir: string): Promise<void> {
+  const embed = Float32Array.from(await model.executor.getParam(model.prefix + EMBED));
+  const head = model.params.has(HEAD) ? Float32Array.from(await model.executor.getParam(model.prefix + HEAD)) : embed;
+  const shape = model.params.get(EMBED)!.shape;
+  const path = `${dir}/adapter_model.safetensors`;
+  const tensors: Record<string, TensorData> = {};
+  {
+    using f = await openSafetensors(path);
+    for (const [name, t] of f.tensors) {
+      tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await f.read(name) };
+    }
+  }
+  tensors["base_model.model.model.embed_tokens.weight"] = { dtype: "F32", shape, data: embed };
+  tensors["base_model.model.lm_head.weight"] = {
+    dtype: "F32",
+    shape: model.params.get(HEAD)?.shape ?? shape,
+    data: head,
+  };
+  await writeSafetensors(path, tensors, { format: "pt" });
+  const cfgPath = `${dir}/adapter_config.json`;
+  const cfg = JSON.parse(await Deno.readTextFile(cfgPath));
+  cfg.modules_to_save = ["embed_tokens", "lm_head"];
+  await Deno.writeTextFile(cfgPath, JSON.stringify(cfg, null, 2) + "\n");
+}

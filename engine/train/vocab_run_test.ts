@@ -1,0 +1,91 @@
+/**
+ * Vocabulary growth through the trainer: a short LoRA run on a random tiny model with a new special token in its
+ * responses. The loss falls; the embeddings train next to the adapter (LLaMA-Factory's additional_target); the output
+ * has the tokenizer with the new token and the adapter carries embed_tokens / lm_head as PEFT's modules_to_save.
+ */
+import assert from "node:assert/strict";
+import { parseTrainArgs } from "../config/args.ts";
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { openSafetensors } from "../io/safetensors.ts";
+import { makeTinyModel } from "./testing.ts";
+import { train } from "./trainer.ts";
+
+const root = await Deno.makeTempDir({ prefix: "whetstone-vocab-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+const base = await makeTinyModel(`${root}/base`, 2);
+const data = `${root}/data`;
+await Deno.mkdir(data);
+const rows = Array.from({ length: 16 }, (_, i) => ({
+  instruction: `count to ${i % 4 + 2}`,
+  input: "",
+  output: `<think>${"ab".repeat(i % 3 + 1)}</think> ${i % 4 + 2}`,
+}));
+await Deno.writeTextFile(`${data}/think.json`, JSON.stringify(rows));
+await Deno.writeTextFile(
+  `${data}/dataset_info.json`,
+  JSON.stringify({ think: { file_name: "think.json", formatting: "alpaca" } }),
+);
+
+async function run(name: string, extra: Record<string, unknown>) {
+  const lines: string[] = [];
+  const res = await train(
+    parseTrainArgs({
+      model_name_or_path: base,
+      stage: "sft",
+      do_train: true,
+      finetuning_type: "lora",
+      dataset: "think",
+      dataset_dir: data,
+      template: "qwen",
+      cutoff_len: 64,
+      output_dir: `${root}/${name}`,
+      logging_steps: 1,
+      per_device_train_batch_size: 4,
+      learning_rate: 1e-2,
+      max_steps: 6,
+      save_strategy: "no",
+      seed: 7,
+      ...extra,
+    }),
+    { progress: false, log: (l: string) => lines.push(l) },
+  );
+  return { losses: res.losses.map((l) => l.loss), lines };
+}
+
+Deno.test("add_special_tokens with LoRA: the loss falls, embeddings train, the output has the token", async () => {
+  const out = await run("think", { add_special_tokens: "<think>,</think>" });
+  assert.ok(out.losses.at(-1)! < out.losses[0], `loss falls: ${out.losses.join(" ")}`);
+  assert.ok(out.lines.some((l) => l.includes("changed `resize_vocab` to True")), "resize_vocab turned on");
+  const dir = `${root}/think`;
+  const tok = await loadTokenizer(dir);
+  const id = tok.tokenToId("<think>")!;
+  assert.deepEqual([id, tok.tokenToId("</think>")], [2048, 2049]);
+  assert.deepEqual(tok.encode("<think>x</think>", { addSpecialTokens: false }).filter((t) => t >= 2048), [2048, 2049]);
+  const cfg = JSON.parse(await Deno.readTextFile(`${dir}/adapter_config.json`));
+  assert.deepEqual(cfg.modules_to_save, ["embed_tokens", "lm_head"]);
+  assert.equal(cfg.base_model_name_or_path, `${dir}/resized_base`, "a base of the grown vocabulary");
+  using f = await openSafetensors(`${dir}/adapter_model.safetensors`);
+  assert.deepEqual(f.tensors.get("base_model.model.model.embed_tokens.weight")!.shape, [2112, 32]);
+  assert.deepEqual(f.tensors.get("base_model.model.lm_head.weight")!.shape, [2112, 32]);
+  assert.ok([...f.tensors.keys()].some((k) => k.endsWith("lora_A.weight")));
+  // the embedding trained: the new token's row moved away from its initial value in the grown base
+  using g = await openSafetensors(`${dir}/resized_base/model.safetensors`);
+  const before = await g.readF32("model.embed_tokens.weight"),
+    after = await f.readF32(
+      "base_model.model.model.embed_tokens.weight",
+    );
+  let moved = 0;
+  for (let j = 0; j < 32; j++) moved = Math.max(moved, Math.abs(after[id * 32 + j] - before[id * 32 + j]));
+  assert.ok(moved > 1e-4, `the <think> row trained (moved ${moved})`);
+});
+
+Deno.test("vocabulary keys: quantized resize is refused naming resize_vocab; a bad init names its key", async () => {
+  assert.throws(
+    () => parseTrainArgs({ model_name_or_path: base, quantization_bit: 4, resize_vocab: true, output_dir: root }),
+    /resize_vocab.*Cannot resize embedding layers of a quantized model/s,
+  );
+  assert.throws(
+    () => parseTrainArgs({ model_name_or_path: base, init_special_tokens: "zeros", output_dir: root }),
+    /init_special_tokens/,
+  );
+});
