@@ -12,7 +12,6 @@
 import type { TrainArgs } from "../config/args.ts";
 import { hubOptionsOf } from "../config/views.ts";
 import { resolveModel } from "../io/hub.ts";
-import { openSafetensors, type TensorData, writeSafetensors } from "../io/safetensors.ts";
 import type { Model } from "../nn/model.ts";
 import { addsTokens, growVocab, vocabSpec } from "../nn/vocab.ts";
 
@@ -55,34 +54,4 @@ export function vocabTrainable(model: Model): string[] {
     }
   }
   return names;
-}
-
-/**
- * Adds the trained embeddings to a written PEFT adapter as PEFT saves `modules_to_save = ["embed_tokens",
- * "lm_head"]`: tensors `base_model.model.model.embed_tokens.weight` and `base_model.model.lm_head.weight` (a tied
- * model's head is the embedding, saved under both names, so PEFT's two copies start equal).
- */
-export async function addModulesToSave(model: Model, dir: string): Promise<void> {
-  const embed = Float32Array.from(await model.executor.getParam(model.prefix + EMBED));
-  const head = model.params.has(HEAD) ? Float32Array.from(await model.executor.getParam(model.prefix + HEAD)) : embed;
-  const shape = model.params.get(EMBED)!.shape;
-  const path = `${dir}/adapter_model.safetensors`;
-  const tensors: Record<string, TensorData> = {};
-  {
-    using f = await openSafetensors(path);
-    for (const [name, t] of f.tensors) {
-      tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await f.read(name) };
-    }
-  }
-  tensors["base_model.model.model.embed_tokens.weight"] = { dtype: "F32", shape, data: embed };
-  tensors["base_model.model.lm_head.weight"] = {
-    dtype: "F32",
-    shape: model.params.get(HEAD)?.shape ?? shape,
-    data: head,
-  };
-  await writeSafetensors(path, tensors, { format: "pt" });
-  const cfgPath = `${dir}/adapter_config.json`;
-  const cfg = JSON.parse(await Deno.readTextFile(cfgPath));
-  cfg.modules_to_save = ["embed_tokens", "lm_head"];
-  await Deno.writeTextFile(cfgPath, JSON.stringify(cfg, null, 2) + "\n");
 }

@@ -8,6 +8,8 @@ import { parseTrainArgs } from "../config/args.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import { makeTinyModel } from "./testing.ts";
+import { loadModel } from "../nn/model.ts";
+import type { LoraAdapter } from "../nn/lora.ts";
 import { train } from "./trainer.ts";
 
 const root = await Deno.makeTempDir({ prefix: "whetstone-vocab-" });
@@ -77,6 +79,16 @@ Deno.test("add_special_tokens with LoRA: the loss falls, embeddings train, the o
   let moved = 0;
   for (let j = 0; j < 32; j++) moved = Math.max(moved, Math.abs(after[id * 32 + j] - before[id * 32 + j]));
   assert.ok(moved > 1e-4, `the <think> row trained (moved ${moved})`);
+  // Whetstone loads the adapter back onto the grown base, embeddings included; the original base is refused by shape.
+  const m = await loadModel(`${dir}/resized_base`, { executor: "reference", adapter: dir });
+  const loaded = await m.executor.getParam(m.prefix + "model.embed_tokens.weight");
+  assert.ok(after.every((v, i) => v === loaded[i]), "modules_to_save embed_tokens loaded over the base");
+  assert.deepEqual((m.adapter as LoraAdapter).modulesToSave, ["model.embed_tokens.weight"]);
+  m.executor.dispose();
+  await assert.rejects(
+    loadModel(base, { executor: "reference", adapter: dir }),
+    /modules_to_save weight model.embed_tokens.weight is \[2112, 32\], the base has \[2048, 32\]/,
+  );
 });
 
 Deno.test("vocabulary keys: quantized resize is refused naming resize_vocab; a bad init names its key", async () => {

@@ -5,7 +5,6 @@
  * The stepping itself is in session_run.ts.
  * @module
  */
-import { addModulesToSave } from "../vocab_run.ts";
 import { pruneCheckpoints, writeCheckpointAtomic } from "./checkpoint.ts";
 import { plotLoss, plotLosses } from "./plot.ts";
 import { saveModel, saveOptimizer } from "./model_files.ts";
@@ -40,7 +39,6 @@ export async function saveRunModel(i: RunInit, dir: string): Promise<void> {
   await saveModel(i.model, dir, a.model_name_or_path, a.finetuning_type !== "lora" && a.finetuning_type !== "oft", {
     valueHead: i.stage.valueHead,
   });
-  if (a.finetuning_type === "lora" && a.resize_vocab) await addModulesToSave(i.model, dir);
 }
 
 /**
