@@ -120,3 +120,18 @@ Deno.test("growVocab: desc_init gives a token the mean embedding of its descript
     assert.ok(Math.abs(w[id * 32 + j] - m) < 1e-6);
   }
 });
+
+Deno.test("growVocab matches transformers' add_tokens / add_special_tokens and resize (fixtures/vocab)", async () => {
+  const g = JSON.parse(await Deno.readTextFile(new URL("../../fixtures/vocab/golden.json", import.meta.url)));
+  const src = await makeTinyModel(`${root}/base3`, 6, { tie_word_embeddings: false });
+  const spec = await vocabSpec({ add_tokens: g.add_tokens, add_special_tokens: g.add_special_tokens });
+  const r = await growVocab(src, `${root}/grown3`, spec);
+  const tok = await loadTokenizer(`${root}/grown3`);
+  assert.deepEqual(r.ids, g.ids);
+  assert.equal(tok.vocabSize, g.len_after);
+  assert.equal(r.newRows, g.resized_rows);
+  for (const [text, ids] of Object.entries(g.encode)) {
+    assert.deepEqual(tok.encode(text, { addSpecialTokens: false }), ids, text);
+    assert.equal(tok.decode(ids as number[], { skipSpecialTokens: true }), g.decode_skip_special[text], text);
+  }
+});

@@ -91,6 +91,29 @@ Deno.test("add_special_tokens with LoRA: the loss falls, embeddings train, the o
   );
 });
 
+Deno.test("resize_vocab with LoRA: a resumed run restores the trained embeddings from the checkpoint", async () => {
+  const args = { add_tokens: "wonderland", add_special_tokens: "<think>", save_strategy: "steps", save_steps: 3 };
+  await run("whole", args);
+  await run("resumed", { ...args, resume_from_checkpoint: `${root}/whole/checkpoint-3` });
+  const key = "base_model.model.model.embed_tokens.weight";
+  using a = await openSafetensors(`${root}/whole/adapter_model.safetensors`);
+  using b = await openSafetensors(`${root}/resumed/adapter_model.safetensors`);
+  const ea = await a.readF32(key), eb = await b.readF32(key);
+  let diff = 0;
+  for (let i = 0; i < ea.length; i++) diff = Math.max(diff, Math.abs(ea[i] - eb[i]));
+  assert.ok(diff < 1e-5, `resumed embeddings match the uninterrupted run (max diff ${diff})`);
+});
+
+Deno.test("add_tokens with full fine-tuning: the saved model has the grown embedding and the tokenizer", async () => {
+  const out = await run("full", { finetuning_type: "full", add_tokens: "wonderland", learning_rate: 1e-3 });
+  assert.ok(out.losses.at(-1)! < out.losses[0], `loss falls: ${out.losses.join(" ")}`);
+  const dir = `${root}/full`;
+  assert.equal((await loadTokenizer(dir)).tokenToId("wonderland"), 2048);
+  assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).vocab_size, 2112);
+  using f = await openSafetensors(`${dir}/model.safetensors`);
+  assert.deepEqual(f.tensors.get("model.embed_tokens.weight")!.shape, [2112, 32]);
+});
+
 Deno.test("vocabulary keys: quantized resize is refused naming resize_vocab; a bad init names its key", async () => {
   assert.throws(
     () => parseTrainArgs({ model_name_or_path: base, quantization_bit: 4, resize_vocab: true, output_dir: root }),
