@@ -13,7 +13,8 @@ import type { TrainArgs } from "../config/args.ts";
 import { hubOptionsOf } from "../config/views.ts";
 import { resolveModel } from "../io/hub.ts";
 import type { Model } from "../nn/model.ts";
-import { addsTokens, growVocab, vocabSpec } from "../nn/vocab.ts";
+import { addsTokens, growVocab, VocabArgError, vocabSpec } from "../nn/vocab.ts";
+import { ConfigError } from "../config/train_args.ts";
 
 const EMBED = "model.embed_tokens.weight";
 const HEAD = "lm_head.weight";
@@ -24,12 +25,17 @@ const HEAD = "lm_head.weight";
  * otherwise `a` as it is.
  */
 export async function prepareVocab(a: TrainArgs, log: (s: string) => void): Promise<TrainArgs> {
-  const spec = await vocabSpec(a);
+  // A bad value is a ConfigError naming its key (the routes answer 400 {error, field}).
+  const named = <T>(p: Promise<T>) =>
+    p.catch((e) => {
+      throw e instanceof VocabArgError ? new ConfigError("arguments", [e.message]) : e;
+    });
+  const spec = await named(vocabSpec(a));
   if (!addsTokens(spec) && !a.resize_vocab) return a;
   for (const w of spec.warnings) log(`warning: ${w}`);
   const src = await resolveModel(a.model_name_or_path, hubOptionsOf(a));
   const dir = `${a.output_dir}/resized_base`;
-  const r = await growVocab(src, dir, spec, { seed: a.seed });
+  const r = await named(growVocab(src, dir, spec, { seed: a.seed }));
   let resize = a.resize_vocab;
   if (r.added > 0 && !resize) {
     log("warning: New tokens have been added, changed `resize_vocab` to True.");

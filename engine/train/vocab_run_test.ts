@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
+import { ConfigError } from "../config/train_args.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import { makeTinyModel } from "./testing.ts";
@@ -122,5 +123,11 @@ Deno.test("vocabulary keys: quantized resize is refused naming resize_vocab; a b
   assert.throws(
     () => parseTrainArgs({ model_name_or_path: base, init_special_tokens: "zeros", output_dir: root }),
     /init_special_tokens/,
+  );
+  await Deno.writeTextFile(`${root}/list.yaml`, "- <a>\n- <b>\n");
+  await assert.rejects(
+    run("bad-config", { new_special_tokens_config: `${root}/list.yaml` }),
+    (e) =>
+      e instanceof ConfigError && /^new_special_tokens_config: YAML config must be a dictionary/.test(e.problems[0]),
   );
 });
