@@ -130,9 +130,10 @@ type Json = Record<string, unknown>;
 
 /**
  * Adds tokens to parsed `tokenizer.json` / `tokenizer_config.json` as `tokenizer.add_tokens` /
- * `add_special_tokens({"additional_special_tokens": ...}, replace_additional_special_tokens=False)` do: a token the
- * tokenizer already has keeps its id (a special one is still listed as an additional special token); others get ids
- * from one past the largest id on. Returns the new files, every requested token's id and how many were new.
+ * `add_special_tokens({"additional_special_tokens": ...}, replace_extra_special_tokens=False)` do: an added token
+ * keeps its id (a special one is still listed as an additional special token); a vocabulary piece becomes an added
+ * token with its id; others get ids from one past the largest id on. Returns the new files, every requested token's
+ * id and how many tokens became added tokens (transformers' count, which turns `resize_vocab` on).
  */
 export function addTokensToFiles(
   tokenizerJson: Json,
@@ -144,11 +145,12 @@ export function addTokensToFiles(
   const addedTokens = (Array.isArray(tj.added_tokens) ? tj.added_tokens : []) as Json[];
   tj.added_tokens = addedTokens;
   const vocab = ((tj.model as Json | undefined)?.vocab ?? {}) as Record<string, number> | [string, number][];
-  const known = new Map<string, number>();
-  if (Array.isArray(vocab)) vocab.forEach(([t], i) => known.set(t, i)); // Unigram: [piece, score] by id
-  else for (const [t, id] of Object.entries(vocab)) known.set(t, id);
+  const pieces = new Map<string, number>(), known = new Map<string, number>();
+  if (Array.isArray(vocab)) vocab.forEach(([t], i) => pieces.set(t, i)); // Unigram: [piece, score] by id
+  else for (const [t, id] of Object.entries(vocab)) pieces.set(t, id);
   for (const t of addedTokens) known.set(t.content as string, t.id as number);
-  let next = Math.max(-1, ...known.values()) + 1;
+  let next = 0;
+  for (const id of [...pieces.values(), ...known.values()]) if (id >= next) next = id + 1;
   const ids: Record<string, number> = {};
   let added = 0;
   const add = (content: string, special: boolean) => {
@@ -157,18 +159,12 @@ export function addTokensToFiles(
       ids[content] = id;
       return;
     }
-    const entry = {
-      id: next,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: !special,
-      special,
-    };
+    // transformers: a vocabulary piece becomes an added token with its own id (counted, the length unchanged)
+    const at = pieces.get(content) ?? next++;
+    const entry = { id: at, content, single_word: false, lstrip: false, rstrip: false, normalized: !special, special };
     addedTokens.push(entry);
-    known.set(content, next);
-    ids[content] = next++;
+    known.set(content, at);
+    ids[content] = at;
     added++;
     if (cfg.added_tokens_decoder && typeof cfg.added_tokens_decoder === "object") {
       const { id: _id, ...rest } = entry;
@@ -253,7 +249,7 @@ export interface GrowVocabOptions {
 export interface GrowVocabResult {
   /** Every requested token's id. */
   ids: Record<string, number>;
-  /** How many tokens the tokenizer did not have. */
+  /** How many tokens became added tokens (transformers' count: a vocabulary piece counts, an added token not). */
   added: number;
   /** Embedding rows before and after (equal when nothing had to grow). */
   oldRows: number;
