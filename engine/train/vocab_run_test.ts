@@ -121,6 +121,10 @@ Deno.test("vocabulary keys: quantized resize is refused naming resize_vocab; a b
     /resize_vocab.*Cannot resize embedding layers of a quantized model/s,
   );
   assert.throws(
+    () => parseTrainArgs({ model_name_or_path: base, finetuning_type: "oft", add_tokens: "x", output_dir: root }),
+    /add_tokens: training the resized embeddings beside an OFT adapter is not supported/,
+  );
+  assert.throws(
     () => parseTrainArgs({ model_name_or_path: base, init_special_tokens: "zeros", output_dir: root }),
     /init_special_tokens/,
   );
