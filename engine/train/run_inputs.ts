@@ -80,7 +80,7 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
     // LF's _setup_lora_tuning: a resized vocabulary trains the embeddings too (additional_target / modules_to_save);
     // an adapter saved with them trains them on.
-    if (a.resize_vocab || adapter.modulesToSave.length) adapter.modulesToSave = vocabTrainable(model);
+    if (a.resize_vocab || adapter.modulesToSave.length) adapter.modulesToSave = await vocabTrainable(model);
     return { model, trainable: [...adapter.params.keys(), ...adapter.modulesToSave] };
   }
   if (a.finetuning_type === "oft") {

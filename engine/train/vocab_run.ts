@@ -47,17 +47,17 @@ export async function prepareVocab(a: TrainArgs, log: (s: string) => void): Prom
 
 /**
  * The base parameters LLaMA-Factory trains next to a LoRA adapter when the vocabulary was resized: the input
- * embedding and, when the model has its own, the output head. They must be f32 to take gradients.
+ * embedding and, when the model has its own, the output head. Stored as bf16/f16 they are upcast to f32 on the
+ * executor (they take gradients); the adapter saves them in f32, as PEFT's modules_to_save copies train.
  */
-export function vocabTrainable(model: Model): string[] {
+export async function vocabTrainable(model: Model): Promise<string[]> {
   const names = [EMBED, HEAD].filter((n) => model.params.has(n));
   for (const n of names) {
     const p = model.params.get(n)!;
-    if (p.dtype !== "f32") {
-      throw new Error(
-        `resize_vocab: ${n} is ${p.dtype}; training the embeddings next to LoRA needs an f32 model in Whetstone`,
-      );
-    }
+    if (p.dtype === "f32") continue;
+    const data = Float32Array.from(await model.executor.getParam(model.prefix + n));
+    model.executor.setParam(model.prefix + n, data, p.shape, "f32");
+    model.params.set(n, { shape: p.shape, dtype: "f32" });
   }
   return names;
 }

@@ -92,6 +92,14 @@ Deno.test("add_special_tokens with LoRA: the loss falls, embeddings train, the o
   );
 });
 
+Deno.test("add_special_tokens with LoRA on the bf16 tiny model: its embedding is upcast and trains", async () => {
+  const tiny = new URL("../../fixtures/tiny/model", import.meta.url).pathname;
+  const out = await run("bf16", { model_name_or_path: tiny, add_special_tokens: "<think>,</think>" });
+  assert.ok(out.losses.at(-1)! < out.losses[0], `loss falls: ${out.losses.join(" ")}`);
+  using f = await openSafetensors(`${root}/bf16/adapter_model.safetensors`);
+  assert.equal(f.tensors.get("base_model.model.model.embed_tokens.weight")!.dtype, "F32");
+});
+
 Deno.test("resize_vocab with LoRA: a resumed run restores the trained embeddings from the checkpoint", async () => {
   const args = { add_tokens: "wonderland", add_special_tokens: "<think>", save_strategy: "steps", save_steps: 3 };
   await run("whole", args);
