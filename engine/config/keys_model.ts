@@ -40,10 +40,19 @@ export const MODEL_KEYS = {
   ),
   ...ignore("inference-engine settings (chat and API use the loaded dtype)", "infer_dtype", "print_param_status"),
   adapter_folder: U(null),
-  resize_vocab: U(false, "resizing the vocabulary"),
+  // Vocabulary growth (engine/nn/vocab.ts, engine/train/vocab_run.ts), as LLaMA-Factory's patch_tokenizer and
+  // resize_embedding_layer: tokens join the tokenizer, the embedding (and untied head) grow, embeddings train.
+  /** Resize the embedding (and untied head) to the tokenizer, padded to 64; set by itself when tokens are added. */
+  resize_vocab: T("bool", false),
   split_special_tokens: U(false, "slow tokenizers"),
-  ...lack("adding tokens", { add_tokens: null, add_special_tokens: null, new_special_tokens_config: null }),
-  init_special_tokens: U("noise_init", "adding tokens"),
+  /** Non-special tokens to add to the tokenizer (comma list). */
+  add_tokens: T("list", null),
+  /** Special tokens to add to the tokenizer (comma list). */
+  add_special_tokens: T("list", null),
+  /** A YAML file mapping new special tokens to descriptions; its tokens replace add_special_tokens. */
+  new_special_tokens_config: T("str", null),
+  /** How new embedding rows start: noisy mean of the old rows, or the mean embedding of each description. */
+  init_special_tokens: T(["noise_init", "desc_init", "desc_init_w_noise"], "noise_init"),
   /** RoPE scaling applied to config.json as LLaMA-Factory's configure_rope does (engine/nn/rope_lf.ts). */
   rope_scaling: T(["linear", "dynamic", "yarn", "llama3"], null),
   /** LongLoRA S²-attention in training (llama models; engine/nn/longlora.ts). */

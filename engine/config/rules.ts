@@ -116,6 +116,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
       err("quantization_bit", "Quantization is only compatible with the LoRA or OFT method.");
     }
     if (a.pissa_init) err("pissa_init", "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.");
+    if (a.resize_vocab) err("resize_vocab", "Cannot resize embedding layers of a quantized model.");
     if ((a.adapter_name_or_path?.length ?? 0) > 1) {
       err("adapter_name_or_path", "Quantized model only accepts a single adapter. Merge them first.");
     }

@@ -46,6 +46,10 @@ export function checkMethods(
       );
     }
     if (a.additional_target) err("additional_target", "modules_to_save is not supported with OFT in Whetstone yet");
+    // LF trains the resized embeddings beside the adapter (additional_target); Whetstone does that for LoRA only.
+    const grows = ["resize_vocab", "add_tokens", "add_special_tokens", "new_special_tokens_config"] as const;
+    const key = grows.find((k) => a[k] !== null && a[k] !== false);
+    if (key) err(key, "training the resized embeddings beside an OFT adapter is not supported in Whetstone yet");
   }
   // LF: FinetuningArguments.__post_init__ (LoRA and OFT train the expanded layers' modules: find_expanded_modules).
   if (a.use_llama_pro && a.finetuning_type === "full") {

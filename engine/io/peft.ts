@@ -62,7 +62,18 @@ export interface PeftAdapter {
   tensors: Map<string, AdapterTensor>;
   /** The raw adapter_config.json. */
   raw: Record<string, unknown>;
+  /**
+   * Whole base weights saved as PEFT's `modules_to_save` (`embed_tokens`, `lm_head`), by base parameter name
+   * (`model.embed_tokens.weight`, `lm_head.weight`); not in `tensors`.
+   */
+  modulesToSave: Map<string, AdapterTensor>;
 }
+
+/** PEFT's saved names of the `modules_to_save` weights → the base parameter each replaces. */
+export const MODULES_TO_SAVE_KEYS: Readonly<Record<string, string>> = {
+  "base_model.model.model.embed_tokens.weight": "model.embed_tokens.weight",
+  "base_model.model.lm_head.weight": "lm_head.weight",
+};
 
 const isEmpty = (v: unknown) =>
   v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) ||
@@ -70,7 +81,6 @@ const isEmpty = (v: unknown) =>
 
 /** Fields that change PEFT's computation and that Whetstone does not implement: each must be empty or off. */
 const UNSUPPORTED = [
-  "modules_to_save",
   "rank_pattern",
   "alpha_pattern",
   "fan_in_fan_out",
@@ -117,6 +127,13 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
   }
   for (const k of UNSUPPORTED) {
     if (!isEmpty(raw[k])) throw new Error(`${where}: ${k} = ${JSON.stringify(raw[k])} is not supported`);
+  }
+  const mts = raw.modules_to_save;
+  if (!isEmpty(mts) && !(Array.isArray(mts) && mts.every((m) => m === "embed_tokens" || m === "lm_head"))) {
+    throw new Error(
+      `${where}: modules_to_save = ${JSON.stringify(mts)} is not supported (only embed_tokens and lm_head, as ` +
+        "LLaMA-Factory's resize_vocab trains them)",
+    );
   }
   const lp = raw.layers_pattern;
   if (!isEmpty(lp) && lp !== "layers" && !(Array.isArray(lp) && lp.length === 1 && lp[0] === "layers")) {
@@ -223,19 +240,20 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
     );
   }
   const f = await openSafetensors(wPath);
-  const tensors = new Map<string, AdapterTensor>();
+  const tensors = new Map<string, AdapterTensor>(), modulesToSave = new Map<string, AdapterTensor>();
   try {
     for (const [name, t] of f.tensors) {
       if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
         throw new Error(`${wPath}: tensor "${name}" has dtype ${t.dtype}; expected a float dtype`);
       }
-      tensors.set(name, { shape: [...t.shape], data: await f.readF32(name) });
+      const base = MODULES_TO_SAVE_KEYS[name];
+      (base ? modulesToSave : tensors).set(base ?? name, { shape: [...t.shape], data: await f.readF32(name) });
     }
   } finally {
     f.close();
   }
   const baseModel = typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : "";
-  return { dir, config, baseModel, tensors, raw };
+  return { dir, config, baseModel, tensors, raw, modulesToSave };
 }
 
 /**
@@ -244,12 +262,25 @@ export async function readPeftAdapter(dir: string): Promise<PeftAdapter> {
  */
 export async function writePeftAdapter(
   dir: string,
-  adapter: { config: LoraConfig; tensors: ReadonlyMap<string, AdapterTensor>; baseModel?: string },
+  adapter: {
+    config: LoraConfig;
+    tensors: ReadonlyMap<string, AdapterTensor>;
+    baseModel?: string;
+    /** Whole base weights by base name (`model.embed_tokens.weight`, `lm_head.weight`): PEFT's modules_to_save. */
+    modulesToSave?: ReadonlyMap<string, AdapterTensor>;
+  },
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const rec: Record<string, TensorData> = {};
   for (const [name, t] of adapter.tensors) rec[name] = { dtype: "F32", shape: t.shape, data: t.data };
+  const peftName = Object.fromEntries(Object.entries(MODULES_TO_SAVE_KEYS).map(([k, v]) => [v, k]));
+  for (const [name, t] of adapter.modulesToSave ?? []) {
+    if (!peftName[name]) throw new Error(`writePeftAdapter: ${name} is not a modules_to_save weight`);
+    rec[peftName[name]] = { dtype: "F32", shape: t.shape, data: t.data };
+  }
   await writeSafetensors(`${dir}/${ADAPTER_WEIGHTS_FILE}`, rec, { format: "pt" });
-  const json = JSON.stringify(peftConfigJson(adapter.config, adapter.baseModel ?? ""), null, 2) + "\n";
+  const cfg = peftConfigJson(adapter.config, adapter.baseModel ?? "");
+  if (adapter.modulesToSave?.size) cfg.modules_to_save = ["embed_tokens", "lm_head"];
+  const json = JSON.stringify(cfg, null, 2) + "\n";
   await writeFileAtomic(`${dir}/${ADAPTER_CONFIG_FILE}`, json);
 }

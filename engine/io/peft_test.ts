@@ -55,7 +55,7 @@ Deno.test("reads the PEFT fixtures into LoraConfigs and f32 tensors", async () =
 Deno.test("rejects what it cannot reproduce, saying what and where", async () => {
   const raw = JSON.parse(await Deno.readTextFile(`${models}llama/lora/${ADAPTER_CONFIG_FILE}`));
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ modules_to_save: ["lm_head"] }, /modules_to_save = \["lm_head"\] is not supported/],
+    [{ modules_to_save: ["score"] }, /modules_to_save = \["score"\] is not supported/],
     [{ bias: "all" }, /bias "all" is not supported/],
     [{ peft_type: "IA3" }, /peft_type "IA3" is not supported/],
     [{ init_lora_weights: "olora" }, /init_lora_weights "olora" is not supported/],

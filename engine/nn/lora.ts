@@ -25,6 +25,7 @@ export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type LinearHook } from "./decoder.ts";
 import { isRoutedModule } from "./moe.ts";
+import { loadModulesToSave, readModulesToSave } from "./vocab_modules.ts";
 import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
 import { Rng } from "../util/rng.ts";
 import type { ModelAdapter, ModelCore } from "./model_core.ts";
@@ -218,6 +219,8 @@ export class LoraAdapter implements ModelAdapter {
   readonly params: Map<string, { shape: number[]; dtype: "f32" }>;
   /** Modules it adapts, in decoder order. */
   readonly targets: string[];
+  /** Base weights trained beside the adapter and saved as PEFT's `modules_to_save` (resize_vocab's embeddings). */
+  modulesToSave: string[] = [];
   constructor(
     readonly config: LoraConfig,
     readonly decoder: DecoderConfig,
@@ -266,10 +269,12 @@ export async function attachAdapter(
   }
   let cfg: LoraConfig, tensors: Map<string, AdapterTensor> | undefined, baseModel = opts.baseModel ?? "";
   const from = typeof source === "string" ? source : "config";
+  let saved: string[] = [];
   if (typeof source === "string") {
     const a = await readPeftAdapter(source);
     cfg = a.config;
     tensors = a.tensors;
+    saved = await loadModulesToSave(model, a.modulesToSave, from);
     baseModel = opts.baseModel ?? a.baseModel;
   } else cfg = loraConfig(source);
   const dc = model.config;
@@ -323,6 +328,7 @@ export async function attachAdapter(
       ex.setParam(pre + k.m, m, [o], "f32");
     }
   }
+  adapter.modulesToSave = saved;
   model.setAdapter(adapter);
   return adapter;
 }
@@ -371,5 +377,6 @@ export async function saveAdapter(model: ModelCore, dir: string, opts: SaveAdapt
     }
     cfg = { ...cfg, r: 2 * r, alpha: cfg.useRslora ? cfg.alpha * Math.SQRT2 : 2 * cfg.alpha, init: true };
   }
-  await writePeftAdapter(dir, { config: cfg, tensors, baseModel: opts.baseModel ?? ad.baseModel });
+  const modulesToSave = await readModulesToSave(model, ad.modulesToSave);
+  await writePeftAdapter(dir, { config: cfg, tensors, baseModel: opts.baseModel ?? ad.baseModel, modulesToSave });
 }

@@ -20,6 +20,7 @@ import { quantizeOptionsFromArgs } from "../nn/quantize.ts";
 import { attachOft, oftConfigFromArgs } from "../nn/oft.ts";
 import { expandedModules } from "../nn/llama_pro.ts";
 import { freezeTrainable } from "./freeze.ts";
+import { vocabTrainable } from "./vocab_run.ts";
 
 /** The tokenized data of a run. */
 export interface PreparedData {
@@ -77,7 +78,10 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     if (a.use_llama_pro) fresh.targets = expandedModules(model.config, fresh.targets, a.freeze_trainable_layers);
     const source = adapters.length && !a.create_new_adapter ? adapters[0] : fresh;
     const adapter = await attachAdapter(model, source, { seed: a.seed, baseModel: a.model_name_or_path });
-    return { model, trainable: [...adapter.params.keys()] };
+    // LF's _setup_lora_tuning: a resized vocabulary trains the embeddings too (additional_target / modules_to_save);
+    // an adapter saved with them trains them on.
+    if (a.resize_vocab || adapter.modulesToSave.length) adapter.modulesToSave = await vocabTrainable(model);
+    return { model, trainable: [...adapter.params.keys(), ...adapter.modulesToSave] };
   }
   if (a.finetuning_type === "oft") {
     const adapters = a.adapter_name_or_path ?? [];

@@ -86,8 +86,8 @@ export class TrainSession {
 
   /** Loads the model (with its adapter), tokenizer and data; resumes from `args.resume_from_checkpoint` if set. */
   static async create(a: TrainArgs, opts: SessionOptions = {}): Promise<TrainSession> {
-    const { model, data, plan, run } = await setupSession(a, opts);
-    const session = new TrainSession(a, model, data, plan, run);
+    const { args, model, data, plan, run } = await setupSession(a, opts);
+    const session = new TrainSession(args, model, data, plan, run);
     session.#autoFinish = opts.autoFinish ?? true;
     return session;
   }

@@ -28,9 +28,12 @@ import { composeStep, type StepPlan } from "./step/plan.ts";
 import { trainableShape } from "./step/params.ts";
 import { chooseFp16, initLossScaler } from "./step/precision.ts";
 import { TrainerLog } from "./outputs/trainer_log.ts";
+import { prepareVocab } from "./vocab_run.ts";
 
 /** What a session is made of once set up. */
 export interface SessionSetup {
+  /** The run's arguments as it trains them (vocabulary growth points model_name_or_path at the grown model). */
+  args: TrainArgs;
   model: Model;
   data: PreparedData;
   plan: SessionPlan;
@@ -43,6 +46,7 @@ export interface SessionSetup {
  */
 export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Promise<SessionSetup> {
   const log = opts.log ?? ((s: string) => console.error(s));
+  a = await prepareVocab(a, log); // add_tokens / add_special_tokens / resize_vocab: train from the grown model
   const data = await prepareData(a);
   const records = data.train.records, evalRecords = data.eval?.records ?? [];
   log(
@@ -203,5 +207,5 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     readEveryStep: opts.readEveryStep ?? true,
     tracker: openTracker(a),
   });
-  return { model, data, plan, run };
+  return { args: a, model, data, plan, run };
 }

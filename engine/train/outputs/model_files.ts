@@ -5,6 +5,7 @@
  * @module
  */
 import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
+import { MODULES_TO_SAVE_KEYS } from "../../io/peft.ts";
 import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
 import { OftAdapter, saveOft } from "../../nn/oft.ts";
 import type { Model } from "../../nn/model.ts";
@@ -97,7 +98,10 @@ export async function loadWeights(model: Model, dir: string, trainable: string[]
   const load = (file: string, keyOf: (k: string) => string | undefined) => loadFile(model, `${dir}/${file}`, keyOf);
   if (model.adapter instanceof LoraAdapter || model.adapter instanceof OftAdapter) {
     const keys = new Set(model.adapter.params.keys());
-    await load("adapter_model.safetensors", (k) => (keys.has(k) ? k : undefined));
+    // resize_vocab's embeddings ride in the adapter as PEFT's modules_to_save.
+    const saved = new Set(model.adapter instanceof LoraAdapter ? model.adapter.modulesToSave : []);
+    const base = (k: string) => (saved.has(MODULES_TO_SAVE_KEYS[k]) ? MODULES_TO_SAVE_KEYS[k] : undefined);
+    await load("adapter_model.safetensors", (k) => (keys.has(k) ? k : base(k)));
   }
   if (full) {
     const keys = new Set(trainable);
