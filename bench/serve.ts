@@ -1,14 +1,19 @@
 /**
- * Bench "serve": the chat server under concurrent clients. `main.ts serve`, in its own process as a user runs it,
- * serves the built-in tiny model (fixtures/tiny/model, qwen template); `c` clients (c = 1, 4, 16) each send greedy
- * `/v1/chat/completions` requests one after another until `BENCH_SERVE_REQUESTS` (default 32) have answered.
- * Measured in the same run for sequential serving (`--max-batch 1`: one answer generates at a time, the others
- * wait) and continuous batching (`--max-batch 16`): requests/s, generated tokens/s (the answers' usage
- * completion_tokens over the wall time). `BENCH_SERVE_TOKENS` sets
- * max_tokens (default 32). A first untimed round on each server loads the model and plans the graphs.
+ * Bench "serve": the chat server under concurrent clients. Two `main.ts serve` processes, started at once as a user
+ * runs them (different ports), serve the built-in tiny model (fixtures/tiny/model, qwen template): one serves
+ * sequentially (`--max-batch 1`: one answer generates at a time, the others wait), the other batches continuously
+ * (`--max-batch 16`). For c = 1, 4, 16 clients, each sending greedy `/v1/chat/completions` requests one after another
+ * until `BENCH_SERVE_REQUESTS` (default 32) have answered, the bench alternates a sequential round and a batched round
+ * `BENCH_SERVE_REPEATS` times (default 5), so both modes see the same machine load. Reported per mode: the median
+ * requests/s and generated tokens/s (the answers' usage completion_tokens over the wall time) with their spread
+ * (min, p25, p75, max over the rounds); then the ratio of the medians (batched over sequential) with the min and max
+ * of the rounds' paired ratios; and each server's peak RSS (VmHWM, where /proc has it). `BENCH_SERVE_TOKENS` sets
+ * max_tokens (default 32). An untimed warm-up round on each server first loads the model and plans the graphs.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
+import { envInt } from "./rounds.ts";
+import { spread, spreadFields } from "./stats.ts";
 
 const MODEL = new URL("../fixtures/tiny/model", import.meta.url).pathname;
 const QUESTIONS = [
@@ -20,7 +25,7 @@ const QUESTIONS = [
   "Why is the sky blue?",
 ];
 
-/** Requests/s, tokens/s and the most rows at once for `clients` concurrent clients on one server. */
+/** Requests/s and generated tokens/s for `clients` concurrent clients sending `requests` requests to one server. */
 async function load(
   url: string,
   clients: number,
@@ -51,7 +56,9 @@ async function load(
 }
 
 /** `main.ts serve` of the tiny model in its own process; resolves once it listens. */
-async function spawnServer(maxBatch: number): Promise<{ url: string; close: () => Promise<void> }> {
+async function spawnServer(
+  maxBatch: number,
+): Promise<{ url: string; peakRssMiB: () => Promise<number | undefined>; close: () => Promise<void> }> {
   const state = await Deno.makeTempDir({ prefix: "whetstone-bench-serve-" });
   const root = new URL("../", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
@@ -88,31 +95,82 @@ async function spawnServer(maxBatch: number): Promise<{ url: string; close: () =
     await close();
     throw new Error(`main.ts serve exited with code ${first.exited} before listening:\n${out}`);
   }
-  return { url: first, close };
+  // The child is the Deno process itself (no shell between), so its VmHWM is the server's peak resident memory.
+  const peakRssMiB = async () => {
+    const status = await Deno.readTextFile(`/proc/${child.pid}/status`).catch(() => "");
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(status);
+    return kb ? Number(kb[1]) / 1024 : undefined;
+  };
+  return { url: first, peakRssMiB, close };
 }
+
+const MODES = [["sequential", 1], ["batched", 16]] as const;
 
 /** The serve bench. */
 export const serveBench: Bench = {
   name: "serve",
-  description: "chat server requests/s and generated tokens/s at 1, 4, 16 clients: sequential vs continuous batching",
+  description:
+    "chat server requests/s and generated tokens/s at 1, 4, 16 clients: sequential vs continuous batching, " +
+    "both servers up at once, alternating rounds",
   async *run(): AsyncIterable<Measurement> {
-    const requests = Number(Deno.env.get("BENCH_SERVE_REQUESTS") ?? 32);
-    const maxTokens = Number(Deno.env.get("BENCH_SERVE_TOKENS") ?? 32);
-    for (const [serving, maxBatch] of [["sequential", 1], ["batched", 16]] as const) {
-      const server = await spawnServer(maxBatch);
-      try {
-        const url = server.url;
-        // Untimed: loads the model and plans the graphs every measured run uses (every prompt, every batch size).
-        await load(url, 16, 2 * requests, maxTokens);
-        for (const clients of [1, 4, 16]) {
-          const r = await load(url, clients, Math.max(requests, clients), maxTokens);
-          const common = { bench: "serve", serving, clients, requests, max_tokens: maxTokens };
-          yield { ...common, metric: "requests/s", value: r.reqPerS, unit: "req/s" };
-          yield { ...common, metric: "generated tokens/s", value: r.tokPerS, unit: "tok/s" };
+    const requests = envInt("BENCH_SERVE_REQUESTS", 32);
+    const maxTokens = envInt("BENCH_SERVE_TOKENS", 32);
+    const repeats = envInt("BENCH_SERVE_REPEATS", 5);
+    const started = await Promise.allSettled(MODES.map(([, maxBatch]) => spawnServer(maxBatch)));
+    const servers = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
+    try {
+      const failed = started.find((s) => s.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      // Untimed: loads the model and plans the graphs every measured round uses (every prompt, every batch size).
+      for (const server of servers) await load(server.url, 16, 2 * requests, maxTokens);
+      for (const clients of [1, 4, 16]) {
+        const n = Math.max(requests, clients);
+        const rounds = MODES.map(() => ({ req: [] as number[], tok: [] as number[] }));
+        const load0 = Deno.loadavg()[0];
+        for (let r = 0; r < repeats; r++) {
+          for (const [i, server] of servers.entries()) {
+            const m = await load(server.url, clients, n, maxTokens);
+            rounds[i].req.push(m.reqPerS);
+            rounds[i].tok.push(m.tokPerS);
+          }
         }
-      } finally {
-        await server.close();
+        const load1 = Number(((load0 + Deno.loadavg()[0]) / 2).toFixed(2));
+        const common = { bench: "serve", clients, requests: n, max_tokens: maxTokens, repeats };
+        const metrics = [
+          ["requests/s", "req", "req/s", "requests/s ratio"],
+          ["generated tokens/s", "tok", "tok/s", "tokens/s ratio"],
+        ] as const;
+        for (const [i, [serving]] of MODES.entries()) {
+          for (const [metric, key, unit] of metrics) {
+            const s = spread(rounds[i][key]);
+            yield { ...common, serving, metric, value: s.median, unit, ...spreadFields(s), load1 };
+          }
+        }
+        for (const [, key, , metric] of metrics) {
+          const [seq, bat] = [rounds[0][key], rounds[1][key]];
+          // The ratio of the medians; round_min/round_max: the extremes of the paired per-round ratios (round r's
+          // batched over round r's sequential, measured right after each other).
+          const paired = spread(bat.map((b, r) => b / seq[r]));
+          const round = (x: number) => Number(x.toPrecision(4));
+          yield {
+            ...common,
+            serving: "batched/sequential",
+            metric,
+            value: spread(bat).median / spread(seq).median,
+            unit: "x",
+            round_min: round(paired.min),
+            round_max: round(paired.max),
+          };
+        }
       }
+      for (const [i, [serving, maxBatch]] of MODES.entries()) {
+        const mib = await servers[i].peakRssMiB();
+        if (mib !== undefined) {
+          yield { bench: "serve", serving, max_batch: maxBatch, metric: "server peak RSS", value: mib, unit: "MiB" };
+        }
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
     }
   },
 };
