@@ -217,10 +217,6 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["finetuning_type: oft\noft_rank: 8", /oft_rank: You can only specify either r \(8\) or oft_block_size \(32\)/],
     ["finetuning_type: oft\noft_block_size: 0", /oft_rank: Either `r` or `oft_block_size` must be non-zero/],
     ["module_dropout: 1", /module_dropout: expected a number in \[0, 1\), got 1/],
-    [
-      "lr_scheduler_type: cosine_warmup_with_min_lr",
-      /lr_scheduler_type: cosine_warmup_with_min_lr is not supported by Whetstone yet/,
-    ],
     ["optim: adamw_8bit", /optim: adamw_8bit is not supported by Whetstone yet \(supported: adamw, sgd, adafactor/],
     ["optim: sgd\noptim_args: momentum=x", /optim_args: momentum: expected a number, got "x"/],
     ["optim: sgd\noptim_args: nesterov=true", /optim_args: nesterov: Nesterov momentum requires a momentum/],
@@ -333,6 +329,11 @@ Deno.test("key=value overrides are YAML scalars, applied after the file", () => 
     `${M}lr_scheduler_type: warmup_stable_decay\nlr_scheduler_kwargs: '{"num_decay_steps": 4, "decay_type": "1-sqrt"}'\n`,
   );
   assert.deepEqual(wsd.lr_scheduler_kwargs, { num_decay_steps: 4, decay_type: "1-sqrt" });
+  const cw = parseTrainArgs(
+    `${M}lr_scheduler_type: cosine_warmup_with_min_lr\nlr_scheduler_kwargs: {min_lr_rate: 0.1, warmup_lr_rate: 0.2}\n`,
+  );
+  assert.equal(cw.lr_scheduler_type, "cosine_warmup_with_min_lr");
+  assert.deepEqual(cw.lr_scheduler_kwargs, { min_lr_rate: 0.1, warmup_lr_rate: 0.2 });
   assert.equal(
     parseTrainArgs(`${M}lr_scheduler_type: reduce_lr_on_plateau\n`).lr_scheduler_type,
     "reduce_lr_on_plateau",
@@ -385,6 +386,15 @@ Deno.test("cross-field rules of LF's get_train_args and HF's TrainingArguments",
     [
       "lr_scheduler_type: cosine_with_min_lr\nlr_scheduler_kwargs: {min_lr: 1.0e-6, min_lr_rate: 0.1}",
       /Only one of min_lr or min_lr_rate should be set/,
+    ],
+    ["lr_scheduler_type: cosine_warmup_with_min_lr", /lr_scheduler_kwargs: One of min_lr or min_lr_rate should be set/],
+    [
+      "lr_scheduler_type: cosine_warmup_with_min_lr\nlr_scheduler_kwargs: {min_lr: 1.0e-6, warmup_lr_rate: a}",
+      /lr_scheduler_kwargs: warmup_lr_rate: expected a number, got "a"/,
+    ],
+    [
+      "lr_scheduler_type: cosine_warmup_with_min_lr\nlr_scheduler_kwargs: {min_lr: 1.0e-6, warmup_ratio: 0.1}",
+      /lr_scheduler_kwargs: cosine_warmup_with_min_lr takes num_cycles, min_lr, min_lr_rate, warmup_lr_rate, got "warmup_ratio"/,
     ],
     ["lr_scheduler_kwargs: {num_cycles: 0.5}", /lr_scheduler_kwargs: linear takes no arguments, got "num_cycles"/],
     [

@@ -10,6 +10,7 @@ export interface LrSchedulerKwargs {
   num_cycles?: number;
   min_lr?: number;
   min_lr_rate?: number;
+  warmup_lr_rate?: number;
   lr_end?: number;
   power?: number;
   timescale?: number;
@@ -39,10 +40,10 @@ const SCHEDULERS = [
   "inverse_sqrt",
   "reduce_lr_on_plateau",
   "warmup_stable_decay",
+  "cosine_warmup_with_min_lr",
 ] as const;
-const LACKING_SCHEDULERS = ["cosine_warmup_with_min_lr"] as const;
-/** HF `SchedulerType` values; the ones after `cosine_with_min_lr` are lacking. */
-export const LR_SCHEDULERS = [...SCHEDULERS, ...LACKING_SCHEDULERS] as const;
+/** The HF `SchedulerType` values Whetstone computes (not transformers' `greedy`). */
+export const LR_SCHEDULERS = SCHEDULERS;
 
 /** The `optim` values Whetstone runs (canonical names; see the aliases). */
 export const OPTIMS = ["adamw", "sgd", "adafactor", "lion_32bit"] as const;
@@ -103,7 +104,7 @@ export const TRAINING_KEYS = {
   num_train_epochs: T("num", 3, { min: 0 }),
   /** > 0 overrides num_train_epochs. */
   max_steps: T("int", -1, { min: -1 }),
-  lr_scheduler_type: T(LR_SCHEDULERS, "linear", { lacking: LACKING_SCHEDULERS }),
+  lr_scheduler_type: T(LR_SCHEDULERS, "linear"),
   lr_scheduler_kwargs: typed<LrSchedulerKwargs>()(T("dict", {}, { nullable: true })),
   warmup_ratio: T("num", 0, { min: 0, max: 1 }),
   /** > 0 overrides warmup_ratio; below 1 it is itself a ratio (transformers 5) (warmupSteps in rules.ts). */

@@ -230,7 +230,7 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
   if (a.lr_scheduler_type === "reduce_lr_on_plateau" && a.eval_strategy === "no") {
     warnings.push("lr_scheduler_type: reduce_lr_on_plateau steps on evaluations; with eval_strategy no the lr stays");
   }
-  if (a.lr_scheduler_type === "cosine_with_min_lr") {
+  if (a.lr_scheduler_type === "cosine_with_min_lr" || a.lr_scheduler_type === "cosine_warmup_with_min_lr") {
     const { min_lr: lr, min_lr_rate: rate } = a.lr_scheduler_kwargs;
     if (lr !== undefined && rate !== undefined) {
       err("lr_scheduler_kwargs", "Only one of min_lr or min_lr_rate should be set");

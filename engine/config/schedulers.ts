@@ -11,6 +11,7 @@ export type SchedulerType =
   | "constant"
   | "constant_with_warmup"
   | "cosine_with_min_lr"
+  | "cosine_warmup_with_min_lr"
   | "cosine_with_restarts"
   | "polynomial"
   | "inverse_sqrt"
@@ -24,6 +25,7 @@ export const SCHEDULER_TYPES: readonly SchedulerType[] = [
   "constant",
   "constant_with_warmup",
   "cosine_with_min_lr",
+  "cosine_warmup_with_min_lr",
   "cosine_with_restarts",
   "polynomial",
   "inverse_sqrt",
@@ -46,6 +48,7 @@ export const SCHEDULER_KWARGS: Record<SchedulerType, Record<string, KwargKind>> 
   linear: {},
   cosine: { num_cycles: "num" },
   cosine_with_min_lr: { num_cycles: "num", min_lr: "num", min_lr_rate: "num" },
+  cosine_warmup_with_min_lr: { num_cycles: "num", min_lr: "num", min_lr_rate: "num", warmup_lr_rate: "num" },
   constant: {},
   constant_with_warmup: {},
   cosine_with_restarts: { num_cycles: "int" },

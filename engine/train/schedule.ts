@@ -30,14 +30,16 @@ export interface ScheduleOptions {
   baseLr: number;
   /** Warmup steps (already resolved; see {@linkcode warmupStepsOf}). Ignored by `constant`. */
   warmupSteps: number;
-  /** Total optimizer steps (`max_steps`). Used by `linear`, `cosine`, `cosine_with_min_lr`. */
+  /** Total optimizer steps (`max_steps`). Used by the decaying schedules. */
   totalSteps: number;
   /** Cosine waves (`num_cycles`, default 0.5: a half cosine from baseLr down to 0 / the minimum). */
   numCycles?: number;
-  /** `cosine_with_min_lr`: the final lr (converted to `minLrRate = minLr / baseLr` as HF does). */
+  /** `cosine_with_min_lr` / `cosine_warmup_with_min_lr`: the final lr (`minLrRate = minLr / baseLr` as HF does). */
   minLr?: number;
-  /** `cosine_with_min_lr`: the final lr as a fraction of baseLr. Exactly one of `minLr`, `minLrRate` must be set. */
+  /** The same as a fraction of baseLr. Exactly one of `minLr`, `minLrRate` must be set. */
   minLrRate?: number;
+  /** `cosine_warmup_with_min_lr`: the first warmup step's lr as a fraction of baseLr (unset: `1 / warmupSteps`). */
+  warmupLrRate?: number;
   /** `polynomial`: the final lr (`lr_end`, default 1e-7; must be below baseLr) and the power (default 1). */
   lrEnd?: number;
   power?: number;
@@ -66,16 +68,31 @@ function cosineFactor(step: number, o: ScheduleOptions, minLrRate: number): numb
   return Math.max(0, factor);
 }
 
-/** `cosine_with_min_lr`'s `min_lr_rate` as HF resolves it from `min_lr` / `min_lr_rate`. */
+/** The `min_lr_rate` of `cosine_with_min_lr` / `cosine_warmup_with_min_lr` as HF resolves it from `min_lr` / `min_lr_rate`. */
 function resolveMinLrRate(o: ScheduleOptions): number {
   if (o.minLr !== undefined && o.minLrRate !== undefined) {
-    throw new Error(
-      `cosine_with_min_lr: expected only one of minLr or minLrRate, got both (${o.minLr}, ${o.minLrRate})`,
-    );
+    throw new Error(`${o.type}: expected only one of minLr or minLrRate, got both (${o.minLr}, ${o.minLrRate})`);
   }
   if (o.minLr !== undefined) return o.minLr / o.baseLr;
   if (o.minLrRate !== undefined) return o.minLrRate;
-  throw new Error("cosine_with_min_lr: expected one of minLr or minLrRate, got neither");
+  throw new Error(`${o.type}: expected one of minLr or minLrRate, got neither`);
+}
+
+/**
+ * transformers' `_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda`: the warmup starts at `1 / warmupSteps`
+ * (or `warmupLrRate`) rather than 0 and reaches baseLr on the last warmup step, and the cosine is one step ahead of
+ * `cosine_with_min_lr`'s (`progress` counts the step about to run as done).
+ */
+function warmupCosineFactor(step: number, o: ScheduleOptions): number {
+  const w = o.warmupSteps, minLrRate = resolveMinLrRate(o);
+  if (step < w) {
+    if (o.warmupLrRate === undefined) return (step + 1.0) / Math.max(1.0, w);
+    return o.warmupLrRate + (1.0 - o.warmupLrRate) * step / Math.max(1, w - 1);
+  }
+  const progress = (step - w + 1.0) / Math.max(1.0, o.totalSteps - w);
+  let factor = 0.5 * (1.0 + Math.cos(Math.PI * (o.numCycles ?? 0.5) * 2.0 * progress));
+  factor = factor * (1 - minLrRate) + minLrRate;
+  return Math.max(0, factor);
 }
 
 /** transformers' `_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda` (num_cycles default 1). */
@@ -155,6 +172,8 @@ export function lrFactor(step: number, o: ScheduleOptions): number {
       return cosineFactor(step, o, 0);
     case "cosine_with_min_lr":
       return cosineFactor(step, o, resolveMinLrRate(o));
+    case "cosine_warmup_with_min_lr":
+      return warmupCosineFactor(step, o);
     case "cosine_with_restarts":
       return restartsFactor(step, o);
     case "polynomial":
@@ -251,6 +270,7 @@ export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleO
     numCycles: num("num_cycles"),
     minLr: num("min_lr"),
     minLrRate: num("min_lr_rate"),
+    warmupLrRate: num("warmup_lr_rate"),
     lrEnd: num("lr_end"),
     power: num("power"),
     timescale: num("timescale"),
@@ -260,7 +280,7 @@ export function scheduleFromArgs(a: ScheduleArgs, totalSteps: number): ScheduleO
   });
   for (const k of Object.keys(o) as (keyof ScheduleOptions)[]) if (o[k] === undefined) delete o[k];
   // Fail early, as HF does when building the scheduler.
-  if (type === "cosine_with_min_lr") resolveMinLrRate(o);
+  if (type === "cosine_with_min_lr" || type === "cosine_warmup_with_min_lr") resolveMinLrRate(o);
   if (type === "polynomial") polynomialFactor(0, o);
   return o;
 }

@@ -103,6 +103,24 @@ Deno.test("scheduleFromArgs maps HF kwargs and rejects unknown ones", () => {
     { type: "cosine_with_min_lr", baseLr: 1e-4, warmupSteps: 5, totalSteps: 50, minLr: 1e-6 },
   );
   assert.throws(() => scheduleFromArgs({ ...a, lr_scheduler_type: "cosine_with_min_lr" }, 50), /one of minLr/);
+  const cw = { ...a, lr_scheduler_type: "cosine_warmup_with_min_lr" };
+  assert.deepEqual(scheduleFromArgs({ ...cw, lr_scheduler_kwargs: { min_lr_rate: 0.1, warmup_lr_rate: 0.2 } }, 50), {
+    type: "cosine_warmup_with_min_lr",
+    baseLr: 1e-4,
+    warmupSteps: 5,
+    totalSteps: 50,
+    minLrRate: 0.1,
+    warmupLrRate: 0.2,
+  });
+  assert.throws(() => scheduleFromArgs(cw, 50), /cosine_warmup_with_min_lr: expected one of minLr or minLrRate/);
+  assert.throws(
+    () => scheduleFromArgs({ ...cw, lr_scheduler_kwargs: { min_lr: 1e-6, warmup_lr_rate: "0.2" } }, 50),
+    /lr_scheduler_kwargs: warmup_lr_rate: expected a number, got "0.2"/,
+  );
+  assert.throws(
+    () => scheduleFromArgs({ ...cw, lr_scheduler_kwargs: { min_lr: 1e-6, warmup_ratio: 0.2 } }, 50),
+    /lr_scheduler_kwargs: cosine_warmup_with_min_lr takes num_cycles, min_lr, min_lr_rate, warmup_lr_rate, got "war/,
+  );
   assert.throws(
     () => scheduleFromArgs({ ...a, lr_scheduler_type: "linear", lr_scheduler_kwargs: { num_cycles: 1 } }, 50),
     /linear takes no arguments, got "num_cycles"/,
@@ -156,9 +174,15 @@ const more: {
   plateau: { base_lr: number; kwargs: Record<string, unknown>; metrics: number[]; lrs: number[] }[];
 } = JSON.parse(await Deno.readTextFile(new URL("../../fixtures/schedules/more.json", import.meta.url)));
 
-Deno.test("restarts, polynomial, inverse_sqrt and warmup_stable_decay match transformers' get_scheduler", () => {
+Deno.test("restarts, polynomial, inverse_sqrt, wsd and cosine_warmup_with_min_lr match transformers' get_scheduler", () => {
   const types = new Set(more.cases.map((c) => c.type));
-  assert.deepEqual([...types].sort(), ["cosine_with_restarts", "inverse_sqrt", "polynomial", "warmup_stable_decay"]);
+  assert.deepEqual([...types].sort(), [
+    "cosine_warmup_with_min_lr",
+    "cosine_with_restarts",
+    "inverse_sqrt",
+    "polynomial",
+    "warmup_stable_decay",
+  ]);
   for (const c of more.cases) {
     const kwargs = { ...c.kwargs };
     // get_wsd_schedule's own default (LLaMA-Factory fills in a third of the steps instead; tested below).
