@@ -7,21 +7,10 @@ import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
 import { Batcher, BatcherFullError } from "./batcher.ts";
 import type { GenerateOptions } from "./generate.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import type { Executor } from "../exec/executor.ts";
+import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const gpu = await hasGpu();
-
-function executors(): [string, () => Promise<Executor>][] {
-  const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
-  if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
-  list.push(["onnx", () => OnnxExecutor.create()]);
-  return list;
-}
 
 async function collect(it: AsyncIterable<number>, onToken?: (t: number, k: number) => void): Promise<number[]> {
   const out: number[] = [];

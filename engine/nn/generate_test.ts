@@ -7,25 +7,14 @@ import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
 import { chooseToken, seededRandom } from "./generate.ts";
 import { decodeMask } from "./kv_decoder.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import type { Executor } from "../exec/executor.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { writePaddedVocabModel } from "./vocab_testing.ts";
 
 import { DENSE } from "./families_testing.ts";
+import { executors } from "./executors_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["llama", "llama_bf16", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", ...DENSE];
-const gpu = await hasGpu();
-
-function executors(): [string, () => Promise<Executor>][] {
-  const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
-  if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
-  list.push(["onnx", () => OnnxExecutor.create()]);
-  return list;
-}
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;

@@ -6,13 +6,9 @@
 import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
 import { openSafetensors } from "../io/safetensors.ts";
-import { hasGpu } from "../gpu/device.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import type { Executor } from "../exec/executor.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
 
 import { DENSE, FORWARD_ONLY } from "./families_testing.ts";
+import { executors } from "./executors_testing.ts";
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = [
   "llama",
@@ -26,7 +22,6 @@ const FAMILIES = [
   ...DENSE,
   ...FORWARD_ONLY,
 ];
-const gpu = await hasGpu();
 
 async function golden(family: string) {
   const f = await openSafetensors(`${root}${family}/golden.safetensors`);
@@ -48,13 +43,6 @@ async function golden(family: string) {
   for (const name of f.tensors.keys()) if (name.startsWith("grad.")) g.grads.set(name.slice(5), await f.readF32(name));
   f.close();
   return g;
-}
-
-function executors(): [string, () => Promise<Executor>][] {
-  const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
-  if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
-  list.push(["onnx", () => OnnxExecutor.create()]);
-  return list;
 }
 
 for (const family of FAMILIES) {

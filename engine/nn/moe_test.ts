@@ -8,29 +8,17 @@
  */
 import assert from "node:assert/strict";
 import { Graph } from "../graph/mod.ts";
-import { ReferenceExecutor } from "../exec/reference.ts";
-import { WebGpuExecutor } from "../exec/webgpu.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import type { Executor } from "../exec/executor.ts";
-import { hasGpu } from "../gpu/device.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "./config.ts";
 import { allLinearTargets, resolveTargets } from "./lora.ts";
 import { loadModel } from "./model.ts";
 import { topkMask } from "./moe.ts";
 import { maskedLogitError, relNorm } from "./lora_testing.ts";
+import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "mixtral_bf16"];
 const WITH_LORA = new Set(["mixtral", "qwen2_moe", "qwen3_moe"]);
-const gpu = await hasGpu();
-
-function executors(): [string, () => Promise<Executor>][] {
-  const list: [string, () => Promise<Executor>][] = [["reference", () => Promise.resolve(new ReferenceExecutor())]];
-  if (gpu) list.push(["webgpu", () => WebGpuExecutor.create()]);
-  list.push(["onnx", () => OnnxExecutor.create()]);
-  return list;
-}
 
 async function golden(dir: string) {
   const f = await openSafetensors(`${dir}/golden.safetensors`);
