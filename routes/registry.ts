@@ -45,6 +45,29 @@ const LF_ONLY =
 
 const PATH_KEYS = ["model_name_or_path", "dataset_dir", "output_dir", "cache_dir"] as const;
 
+/** A listed row: the record's fields, with the runner's status, busy operation and progress. */
+function row(
+  meta: SessionMeta,
+  runner: SessionInfo["runner"],
+  status: SessionStatus,
+  busy: string | null,
+  progress: Pick<SessionInfo, "global_step" | "total_steps" | "last_loss">,
+): SessionInfo {
+  return {
+    id: meta.id,
+    runner,
+    status,
+    busy,
+    created_at: meta.created_at,
+    updated_at: meta.updated_at,
+    output_dir: meta.output_dir,
+    model_name_or_path: meta.config.model_name_or_path,
+    stage: meta.config.stage ?? "sft",
+    finetuning_type: meta.config.finetuning_type ?? "lora",
+    ...progress,
+  };
+}
+
 /** Loaded sessions over the store. */
 export class SessionRegistry {
   readonly #live = new Map<string, TrainSession>();
@@ -173,21 +196,11 @@ export class SessionRegistry {
       : ended && ended.exit_code === 0 && !ended.stopped
       ? "finished"
       : "stopped";
-    return {
-      id: meta.id,
-      runner: "llamafactory",
-      status,
-      busy: run?.running ? "llamafactory-cli train" : null,
-      created_at: meta.created_at,
-      updated_at: meta.updated_at,
-      output_dir: meta.output_dir,
-      model_name_or_path: meta.config.model_name_or_path,
-      stage: meta.config.stage ?? "sft",
-      finetuning_type: meta.config.finetuning_type ?? "lora",
+    return row(meta, "llamafactory", status, run?.running ? "llamafactory-cli train" : null, {
       global_step: p?.global_step ?? meta.global_step,
       total_steps: p?.total_steps ?? meta.total_steps,
       last_loss: p ? p.last_loss : meta.last_loss,
-    };
+    });
   }
 
   #info(meta: SessionMeta): SessionInfo {
@@ -195,21 +208,11 @@ export class SessionRegistry {
     const s = this.#live.get(meta.id);
     const st = s?.state;
     const status: SessionStatus = !s ? "stopped" : st!.busy ? "running" : st!.finished ? "finished" : "ready";
-    return {
-      id: meta.id,
-      runner: "whetstone",
-      status,
-      busy: st?.busy ?? null,
-      created_at: meta.created_at,
-      updated_at: meta.updated_at,
-      output_dir: meta.output_dir,
-      model_name_or_path: meta.config.model_name_or_path,
-      stage: meta.config.stage ?? "sft",
-      finetuning_type: meta.config.finetuning_type ?? "lora",
+    return row(meta, "whetstone", status, st?.busy ?? null, {
       global_step: st?.global_step ?? meta.global_step,
       total_steps: st?.total_steps ?? meta.total_steps,
       last_loss: st?.last_loss ?? meta.last_loss,
-    };
+    });
   }
 
   async list(): Promise<SessionInfo[]> {
