@@ -7,7 +7,7 @@
  */
 import type { Graph } from "../../graph/mod.ts";
 import { galoreAdamw, galoreLayout, type GaloreOptions, galoreStateNames, galoreStates } from "../../optim/galore.ts";
-import { decays, type Optimizer, stateNames } from "./optimizer.ts";
+import { decays, type Optimizer, stateNames, type Update } from "./optimizer.ts";
 
 /** torch.optim.AdamW's hyper-parameters as GaLore's param groups carry them. */
 export interface GaloreHyper {
@@ -17,21 +17,30 @@ export interface GaloreHyper {
   weightDecay: number;
 }
 
-/** GaLore-AdamW over the params of a step, projecting `targets` (see the module doc); states under `prefix`. */
-export function galoreOptimizer(
+/** How a projecting optimizer treats its targeted params: their states (unprefixed names) and their update. */
+export interface ProjectedRule {
+  states(name: string, shape: readonly number[]): { name: string; shape: number[] }[];
+  /** Traces the update of `u.params[i]` (a target) with the param's hyper-parameters (decay already resolved). */
+  update(g: Graph, u: Update, i: number, hyper: GaloreHyper): void;
+}
+
+/**
+ * An optimizer that updates `targets` by `rule` and every other param with galore_torch's plain AdamW (m, v under
+ * optimizer.ts's `stateNames`); no weight decay on biases and norms. GaLore and APOLLO (apollo.ts) are both this.
+ */
+export function projectedOptimizer(
+  key: string,
   prefix: string,
   targets: readonly string[],
-  o: GaloreOptions,
   h: GaloreHyper,
+  rule: ProjectedRule,
 ): Optimizer {
   const projected = new Set(targets);
   return {
-    key: "galore",
+    key,
     gated: true,
     states(name, shape) {
-      if (projected.has(name)) {
-        return galoreStates(name, [...shape], o).map((s) => ({ name: prefix + s.name, shape: s.shape }));
-      }
+      if (projected.has(name)) return rule.states(name, shape).map((s) => ({ name: prefix + s.name, shape: s.shape }));
       const st = stateNames(name);
       return [{ name: prefix + st.m, shape: [...shape] }, { name: prefix + st.v, shape: [...shape] }];
     },
@@ -39,22 +48,34 @@ export function galoreOptimizer(
       u.params.forEach((param, i) => {
         const name = u.names[i];
         const hyper = { beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: decays(name) ? h.weightDecay : 0 };
-        if (!projected.has(name)) {
-          const st = stateNames(name);
-          const m = g.param(prefix + st.m, param.shape), v = g.param(prefix + st.v, param.shape);
-          galoreAdamw(param, u.grads[i], m, v, u.lr, u.step, hyper, undefined, u.gradScale, u.gate);
-          return;
-        }
-        const l = galoreLayout(param.shape, o), st = galoreStateNames(name);
-        const proj = {
-          side: l.side,
-          p: g.param(prefix + st.proj, l.proj),
-          b: l.projB ? g.param(prefix + st.projB, l.projB) : undefined,
-          scale: o.scale,
-        };
-        const m = g.param(prefix + st.m, l.low), v = g.param(prefix + st.v, l.low);
-        galoreAdamw(param, u.grads[i], m, v, u.lr, u.step, hyper, proj, u.gradScale, u.gate);
+        if (projected.has(name)) return rule.update(g, u, i, hyper);
+        const st = stateNames(name);
+        const m = g.param(prefix + st.m, param.shape), v = g.param(prefix + st.v, param.shape);
+        galoreAdamw(param, u.grads[i], m, v, u.lr, u.step, hyper, undefined, u.gradScale, u.gate);
       });
     },
   };
+}
+
+/** GaLore-AdamW over the params of a step, projecting `targets` (see the module doc); states under `prefix`. */
+export function galoreOptimizer(
+  prefix: string,
+  targets: readonly string[],
+  o: GaloreOptions,
+  h: GaloreHyper,
+): Optimizer {
+  return projectedOptimizer("galore", prefix, targets, h, {
+    states: (name, shape) => galoreStates(name, [...shape], o),
+    update(g, u, i, hyper) {
+      const param = u.params[i], l = galoreLayout(param.shape, o), st = galoreStateNames(u.names[i]);
+      const proj = {
+        side: l.side,
+        p: g.param(prefix + st.proj, l.proj),
+        b: l.projB ? g.param(prefix + st.projB, l.projB) : undefined,
+        scale: o.scale,
+      };
+      const m = g.param(prefix + st.m, l.low), v = g.param(prefix + st.v, l.low);
+      galoreAdamw(param, u.grads[i], m, v, u.lr, u.step, hyper, proj, u.gradScale, u.gate);
+    },
+  });
 }
