@@ -1,11 +1,13 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
  * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2,
- * cohere2 and the mixture-of-experts mixtral, qwen2_moe, qwen3_moe (moe.ts) — chosen by `model_type`.
+ * cohere2 and the mixture-of-experts mixtral, qwen2_moe, qwen3_moe (moe.ts) and gpt_oss (moe_gpt_oss.ts) — chosen by
+ * `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
 import { MOE_ATTENTION, MOE_FAMILIES, type MoeConfig, moeConfig } from "./moe.ts";
+import { GPT_OSS, gptOssMoeConfig } from "./moe_gpt_oss.ts";
 
 /** The decoder families Whetstone builds. */
 export const FAMILIES = [
@@ -25,6 +27,7 @@ export const FAMILIES = [
   "starcoder2",
   "cohere2",
   ...MOE_FAMILIES,
+  GPT_OSS, // attention sinks, sliding/full layers, clamped SwiGLU experts (moe_gpt_oss.ts)
 ] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
@@ -100,7 +103,9 @@ export interface DecoderConfig {
   parallelBlock: boolean;
   /** Ungated MLP `c_proj(act(c_fc(x)))` instead of gate/up/down (StarCoder2). */
   plainMlp: boolean;
-  /** Routed experts (mixtral, qwen2_moe, qwen3_moe; see moe.ts); absent for dense families. */
+  /** A learned per-head logit in each attention row's softmax denominator (gpt_oss's `self_attn.sinks`). */
+  attnSinks: boolean;
+  /** Routed experts (mixtral, qwen2_moe, qwen3_moe: moe.ts; gpt_oss: moe_gpt_oss.ts); absent for dense families. */
   moe?: MoeConfig;
   /** The raw config.json. */
   raw: Record<string, unknown>;
@@ -155,10 +160,11 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const gemma = family === "gemma" || family === "gemma2" || family === "gemma3_text";
   // transformers v5 moves rope settings into rope_parameters; v4 uses rope_theta + rope_scaling.
   const rp = (cfg.rope_parameters ?? null) as Record<string, unknown> | null;
-  const ropeTheta = num(rp ?? cfg, "rope_theta", 10000);
+  const gptOss = family === GPT_OSS;
+  const ropeTheta = num(rp ?? cfg, "rope_theta", gptOss ? 150000 : 10000);
   const scalingSrc = rp && rp.rope_type && rp.rope_type !== "default"
     ? rp
-    : (cfg.rope_scaling as Record<string, unknown>);
+    : (cfg.rope_scaling as Record<string, unknown>) ?? (gptOss && !rp ? GPT_OSS_ROPE : undefined);
   const ropeScaling = ropeScalingFromHf(scalingSrc ?? null, {
     maxPositionEmbeddings: typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : undefined,
     originalMaxPositionEmbeddings: typeof cfg.original_max_position_embeddings === "number"
@@ -171,7 +177,11 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     "partial_rotary_factor",
     num(cfg, "partial_rotary_factor", family === "glm4" ? 0.5 : 1),
   );
-  const window = typeof cfg.sliding_window === "number" ? cfg.sliding_window : 0;
+  const window = typeof cfg.sliding_window === "number"
+    ? cfg.sliding_window
+    : gptOss && cfg.sliding_window === undefined
+    ? 128
+    : 0;
   let layerWindow = new Array<number>(layers).fill(0);
   const layerTypes = cfg.layer_types as string[] | undefined;
   if (Array.isArray(layerTypes)) {
@@ -187,7 +197,7 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       const maxWin = num(cfg, "max_window_layers", layers);
       layerWindow = layerWindow.map((_, i) => (i >= maxWin ? window : 0));
     }
-  } else if (family === "gemma2") {
+  } else if (family === "gemma2" || gptOss) {
     layerWindow = layerWindow.map((_, i) => (i % 2 === 0 ? window : 0));
   } else if (family === "gemma3_text") {
     // transformers 4 configs: every sliding_window_pattern-th layer is global (Gemma3TextConfig.__post_init__).
@@ -196,7 +206,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   }
   if (family === "smollm3" && !cfg.use_sliding_window) layerWindow.fill(0);
   const starcoder = family === "starcoder2";
-  const attnBias = cfg.attention_bias === true || (family === "glm4" && cfg.attention_bias !== false) ||
+  const attnBias = cfg.attention_bias === true ||
+    ((family === "glm4" || gptOss) && cfg.attention_bias !== false) ||
     (starcoder && cfg.use_bias !== false);
   const rotaryDim = Math.floor(headDim * partial);
   let layerRope: DecoderConfig["layerRope"] = new Array(layers).fill({ theta: ropeTheta, scaling: ropeScaling });
@@ -229,7 +240,7 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       ? num(cfg, "norm_epsilon", 1e-5)
       : family === "cohere2"
       ? num(cfg, "layer_norm_eps", 1e-5)
-      : num(cfg, "rms_norm_eps", 1e-6),
+      : num(cfg, "rms_norm_eps", gptOss ? 1e-5 : 1e-6),
     ropeTheta,
     ropeScaling,
     rotaryDim,
@@ -267,10 +278,21 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     normBias: starcoder,
     parallelBlock: family === "cohere2",
     plainMlp: starcoder,
-    moe: moeConfig(cfg, family, layers),
+    attnSinks: gptOss,
+    moe: gptOss ? gptOssMoeConfig(cfg, layers) : moeConfig(cfg, family, layers),
     raw: cfg,
   };
 }
+
+/** gpt_oss's RoPE when config.json names none (GptOssConfig.__post_init__). */
+const GPT_OSS_ROPE = {
+  rope_type: "yarn",
+  factor: 32.0,
+  beta_fast: 32.0,
+  beta_slow: 1.0,
+  truncate: false,
+  original_max_position_embeddings: 4096,
+};
 
 /**
  * Gemma 3's RoPE per layer: sliding layers use `rope_parameters.sliding_attention` (transformers 5) or

@@ -29,6 +29,7 @@ import {
 } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
 import { moeParams, type Route, traceMoe } from "./moe.ts";
+import { gptOssMoeParams, sinksName, traceGptOssMoe, withSinks } from "./moe_gpt_oss.ts";
 
 /** Names and shapes of every parameter, in Hugging Face naming. */
 export function decoderParams(c: DecoderConfig): Map<string, number[]> {
@@ -52,6 +53,7 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     }
     p.set(`${l}.self_attn.o_proj.weight`, [c.hidden, q]);
     if (c.oBias) p.set(`${l}.self_attn.o_proj.bias`, [c.hidden]);
+    if (c.attnSinks) p.set(sinksName(i), [c.heads]);
     if (c.qkNorm || c.qkNormAll) {
       p.set(`${l}.self_attn.q_norm.weight`, [c.qkNormAll ? q : c.headDim]);
       p.set(`${l}.self_attn.k_norm.weight`, [c.qkNormAll ? kv : c.headDim]);
@@ -65,7 +67,8 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
       p.set(`${l}.post_mlp_layernorm.weight`, [c.hidden]);
     }
     if (c.moe?.sparse[i]) {
-      for (const [n, s] of moeParams(c.moe, i, c.hidden)) p.set(n, s);
+      const params = c.family === "gpt_oss" ? gptOssMoeParams : moeParams;
+      for (const [n, s] of params(c.moe, i, c.hidden)) p.set(n, s);
       continue;
     }
     if (c.plainMlp) {
@@ -231,13 +234,17 @@ export function traceDecoder(
     qs = positional(qs, i);
     ks = positional(ks, i);
     const window = c.layerWindow[i] || 0;
-    const o = w.attend ? w.attend(i, qs, ks, vs, window) : attention(qs, ks, vs, {
-      scale: c.attnScale,
-      causal: true,
-      window: window || undefined,
-      softcap: c.attnSoftcap || undefined,
-      segments: inp.segments,
-    }).o;
+    const attended = () => {
+      const { o, lse } = attention(qs, ks, vs, {
+        scale: c.attnScale,
+        causal: true,
+        window: window || undefined,
+        softcap: c.attnSoftcap || undefined,
+        segments: inp.segments,
+      });
+      return c.attnSinks ? withSinks(o, lse, W(sinksName(i))) : o;
+    };
+    const o = w.attend ? w.attend(i, qs, ks, vs, window) : attended();
     let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
     if (c.sandwichNorm || c.postNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
@@ -246,7 +253,8 @@ export function traceDecoder(
     if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
-      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W);
+      const x = norm(h, `${l}.post_attention_layernorm.weight`);
+      const moe = c.family === "gpt_oss" ? traceGptOssMoe(c.moe, i, x, W) : traceMoe(c.moe, i, x, linear, W);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

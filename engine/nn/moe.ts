@@ -130,7 +130,7 @@ export function moeParams(m: MoeConfig, i: number, hidden: number): [string, num
 
 /** Module names (router, routed experts) that LLaMA-Factory's lora_target "all" leaves out on transformers 5. */
 export function isRoutedModule(name: string): boolean {
-  return /\.(block_sparse_moe|mlp)\.(gate|experts\.\d+\.[^.]+)$/.test(name);
+  return /\.(block_sparse_moe|mlp)\.(gate|router|experts\.\d+\.[^.]+)$/.test(name); // router: gpt_oss
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));

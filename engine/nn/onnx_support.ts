@@ -49,7 +49,8 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   normBias: "LayerNorm bias",
   parallelBlock: "attention and MLP from one norm",
   plainMlp: "c_fc/c_proj",
-  moe: "routed experts, dense dispatch (onnx_moe.ts)",
+  attnSinks: "refused (onnxUnsupported)",
+  moe: "routed experts, dense dispatch (onnx_moe.ts); gpt_oss's refused",
   raw: "not read",
 };
 
@@ -60,6 +61,8 @@ export function onnxUnsupported(c: DecoderConfig): string[] {
     // "dynamic" frequencies depend on the traced length (see engine/nn/decoder.ts), which one graph cannot mirror.
     if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
   }
+  if (c.attnSinks) out.add("attention sinks (gpt_oss)");
+  if (c.family === "gpt_oss") out.add("gpt_oss's clamped SwiGLU experts");
   return [...out];
 }
 
