@@ -69,7 +69,9 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     // LF sets model_max_length to cutoff_len for training (hparams/parser.py).
     ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined,
   });
-  configureMoe(model.config.moe, a.moe_aux_loss_coef); // MoE: the router's load-balancing loss joins the LM loss
+  // MoE: the router's load-balancing loss joins the LM loss. LF's configure_moe lists no gpt_oss: its config.json's
+  // output_router_logits and router_aux_loss_coef stand.
+  if (model.config.family !== "gpt_oss") configureMoe(model.config.moe, a.moe_aux_loss_coef);
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
