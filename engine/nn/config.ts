@@ -280,7 +280,10 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     plainMlp: starcoder,
     attnSinks: gptOss,
     moe: gptOss ? gptOssMoeConfig(cfg, layers) : moeConfig(cfg, family, layers),
-    raw: cfg,
+    // MXFP4 gpt_oss is dequantized at load; transformers then drops quantization_config (remove_quantization_config).
+    raw: gptOss && cfg.quantization_config
+      ? Object.fromEntries(Object.entries(cfg).filter(([k]) => k !== "quantization_config"))
+      : cfg,
   };
 }
 

@@ -21,6 +21,7 @@ import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
 import { attachAdapterFolder } from "./adapters.ts";
 import { withRouterLoss } from "./moe.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
+import { readMxfp4 } from "./mxfp4.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
 
@@ -317,6 +318,13 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       new QuantizedBase(quantSpecOf(opts.quantization), config, opts.quantization.skip);
     for (const [name, shape] of decoderParams(config)) {
       const t = folder.tensors.get(name);
+      // gpt-oss releases: MXFP4 experts (<name>_blocks, <name>_scales), dequantized to bf16 as transformers does.
+      const mx = !t && config.family === "gpt_oss" ? await readMxfp4(folder, name, shape) : undefined;
+      if (mx) {
+        setParamFromBytes(executor, name, mx, shape, "bf16", opts.dtype === "f32" ? "f32" : "bf16");
+        params.set(name, { shape, dtype: opts.dtype === "f32" ? "f32" : "bf16" });
+        continue;
+      }
       if (!t) throw new Error(`${dir}: the weights have no tensor "${name}" that ${config.family} needs`);
       if (t.shape.join() !== shape.join()) {
         throw new Error(

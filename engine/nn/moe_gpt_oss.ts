@@ -19,8 +19,8 @@
  * down_proj enters as Σ_e w_e · b_e = w · B_down, exactly what transformers adds per routed expert.
  *
  * Released gpt-oss checkpoints store the experts in MXFP4 (`quantization_config.quant_method` "mxfp4", tensors
- * `*_blocks` / `*_scales`); {@link gptOssMoeConfig} refuses them naming quantization_config (load a dequantized
- * bf16 copy, as transformers' `Mxfp4Config(dequantize=True)` writes one).
+ * `*_blocks` / `*_scales`): the loader dequantizes them to bf16 (mxfp4.ts), as transformers does with
+ * `Mxfp4Config(dequantize=True)`, which is how LLaMA-Factory loads them; any other quantization_config is refused.
  * @module
  */
 import {
@@ -59,14 +59,14 @@ function int(cfg: Record<string, unknown>, key: string, dflt?: number): number {
 /**
  * gpt_oss's routed-expert settings from config.json (GptOssConfig's keys and defaults): every layer sparse,
  * `num_local_experts` (or its alias `num_experts`), `num_experts_per_tok` (4), each expert of `intermediate_size`.
- * A quantized checkpoint (`quantization_config`, MXFP4 in the releases) is refused.
+ * A `quantization_config` other than the releases' MXFP4 (dequantized at load, mxfp4.ts) is refused.
  */
 export function gptOssMoeConfig(cfg: Record<string, unknown>, layers: number): MoeConfig {
   const q = cfg.quantization_config as Record<string, unknown> | undefined;
-  if (q) {
+  if (q && q.quant_method !== "mxfp4") {
     throw new Error(
       `config.json: "quantization_config" (quant_method ${JSON.stringify(q.quant_method)}) is not supported for ` +
-        `gpt_oss: its MXFP4 expert blocks are not dequantized here; load a dequantized (bf16) checkpoint`,
+        `gpt_oss: only the released checkpoints' "mxfp4" (dequantized at load) is`,
     );
   }
   const experts = int(cfg, cfg.num_local_experts === undefined ? "num_experts" : "num_local_experts", 128);

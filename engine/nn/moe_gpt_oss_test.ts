@@ -11,6 +11,8 @@ import { openSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "./config.ts";
 import { allLinearTargets } from "./lora.ts";
 import { loadModel } from "./model.ts";
+import { exportModel } from "./export.ts";
+import { ReferenceExecutor } from "../exec/reference.ts";
 import { withSinks } from "./moe_gpt_oss.ts";
 import { assertOnnxSupported } from "./onnx_support.ts";
 import { maskedLogitError, relNorm } from "./lora_testing.ts";
@@ -101,6 +103,30 @@ for (const [exName, make] of executors()) {
     });
   }
 
+  Deno.test(`gpt_oss_mxfp4 on ${exName}: MXFP4 experts dequantized as transformers does; logits, loss, tokens`, async () => {
+    const d = `${root}gpt_oss_mxfp4`;
+    const f = await openSafetensors(`${d}/golden.safetensors`);
+    const model = await loadModel(d, { executor: await make(), dtype: "f32" });
+    assert.equal(model.config.raw.quantization_config, undefined); // as transformers' remove_quantization_config
+    for (const n of f.tensors.keys()) {
+      if (!n.startsWith("dequant.")) continue;
+      const name = n.slice("dequant.".length);
+      assert.deepEqual(Array.from(await model.executor.getParam(name)), Array.from(await f.readF32(n)), name);
+    }
+    const g = await golden(d);
+    f.close();
+    const res = await model.forward(g.ids, { labels: g.labels, attentionMask: g.mask });
+    assert.ok(maskedLogitError(res.logits, g.logits, g.mask, model.config.vocab) <= 1e-4, "logits");
+    near(res.loss!, g.loss, "loss");
+    const gold = JSON.parse(await Deno.readTextFile(`${d}/generate.json`));
+    const stored = await loadModel(d, { executor: await make() }); // experts kept in bf16, as dequantized
+    assert.equal(stored.params.get("model.layers.0.mlp.experts.gate_up_proj")!.dtype, "bf16");
+    for (const run of gold.runs) {
+      const got = await stored.generate(run.prompt, { maxNewTokens: gold.max_new_tokens, stop: gold.eos });
+      assert.deepEqual(got, run.new_tokens, `prompt [${run.prompt}]`);
+    }
+  });
+
   Deno.test(`gpt_oss/lora on ${exName}: loss, logits and adapter gradients match PEFT`, async () => {
     const g = await golden(`${dir}/lora`);
     const model = await loadModel(dir, { executor: await make(), adapter: `${dir}/lora` });
@@ -112,6 +138,24 @@ for (const [exName, make] of executors()) {
     checkGrads(grads, g.grads);
   });
 }
+
+Deno.test("gpt_oss_mxfp4 exported: dequantized bf16 experts, no quantization_config; loads back to the same logits", async () => {
+  const d = `${root}gpt_oss_mxfp4`;
+  const tmp = await Deno.makeTempDir({ prefix: "whetstone-gpt-oss-" });
+  try {
+    const model = await loadModel(d, { executor: new ReferenceExecutor() });
+    await exportModel(model, `${tmp}/out`, { source: d, dtype: "bf16" });
+    const cfg = JSON.parse(await Deno.readTextFile(`${tmp}/out/config.json`));
+    assert.equal(cfg.quantization_config, undefined);
+    const back = await loadModel(`${tmp}/out`, { executor: new ReferenceExecutor() });
+    const name = "model.layers.1.mlp.experts.down_proj";
+    assert.deepEqual(Array.from(await back.executor.getParam(name)), Array.from(await model.executor.getParam(name)));
+    const ids = [[1, 5, 9, 13, 2, 7, 11]];
+    assert.deepEqual(Array.from((await back.forward(ids)).logits), Array.from((await model.forward(ids)).logits));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
 
 Deno.test("withSinks: o · sigmoid(lse − sink) is the softmax with a sink column; its gradients by finite differences", async () => {
   const [L, Hq, Hkv, D, W] = [5, 4, 2, 3, 3];
@@ -198,8 +242,12 @@ Deno.test("gpt_oss config.json: GptOssConfig's defaults, v4/v5 rope, LF's lora_t
   });
   assert.deepEqual([v5.ropeTheta, (v5.ropeScaling as { factor: number }).factor], [100, 4]);
   assert.throws(
-    () => decoderConfig({ ...raw, quantization_config: { quant_method: "mxfp4" } }),
-    /"quantization_config" \(quant_method "mxfp4"\) is not supported for gpt_oss/,
+    () => decoderConfig({ ...raw, quantization_config: { quant_method: "fp8" } }),
+    /"quantization_config" \(quant_method "fp8"\) is not supported for gpt_oss: only the released checkpoints' "mxfp4"/,
+  );
+  assert.equal(
+    decoderConfig({ ...raw, quantization_config: { quant_method: "mxfp4" } }).raw.quantization_config,
+    undefined,
   );
   assert.throws(() => decoderConfig({ ...raw, num_experts_per_tok: 5 }), /num_experts_per_tok 5 must be in \[1, 4\]/);
   assert.throws(() => assertOnnxSupported(c), /attention sinks \(gpt_oss\)/);
