@@ -49,8 +49,8 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   normBias: "LayerNorm bias",
   parallelBlock: "attention and MLP from one norm",
   plainMlp: "c_fc/c_proj",
-  attnSinks: "refused (onnxUnsupported)",
-  moe: "routed experts, dense dispatch (onnx_moe.ts); gpt_oss's refused",
+  attnSinks: "a sink column in the softmax (onnx_moe_gpt_oss.ts)",
+  moe: "routed experts, dense dispatch (onnx_moe.ts; gpt_oss: onnx_moe_gpt_oss.ts)",
   raw: "not read",
 };
 
@@ -61,8 +61,6 @@ export function onnxUnsupported(c: DecoderConfig): string[] {
     // "dynamic" frequencies depend on the traced length (see engine/nn/decoder.ts), which one graph cannot mirror.
     if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
   }
-  if (c.attnSinks) out.add("attention sinks (gpt_oss)");
-  if (c.family === "gpt_oss") out.add("gpt_oss's clamped SwiGLU experts");
   return [...out];
 }
 
