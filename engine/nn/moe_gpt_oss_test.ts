@@ -235,6 +235,10 @@ Deno.test("gpt_oss config.json: GptOssConfig's defaults, v4/v5 rope, LF's lora_t
     true,
   ]);
   assert.equal((d.ropeScaling as { factor: number }).factor, 32);
+  // A v4 config.json with rope_scaling null still gets the yarn default (GptOssConfig.__post_init__), with its theta.
+  const nul = decoderConfig({ ...bare, rope_scaling: null, rope_theta: 1000 });
+  assert.deepEqual([nul.ropeTheta, nul.ropeScaling.type], [1000, "yarn"]);
+  assert.equal(decoderConfig({ ...bare, num_local_experts: undefined, num_experts: 4 }).moe!.experts, 4);
   const v5 = decoderConfig({
     ...bare,
     rope_parameters: { rope_type: "yarn", rope_theta: 100, factor: 4, original_max_position_embeddings: 32 },
