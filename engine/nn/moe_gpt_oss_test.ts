@@ -2,8 +2,10 @@
  * gpt_oss against transformers goldens (fixtures/models/gpt_oss, made by fixtures/make_gpt_oss.py) on the reference
  * executor, WebGPU and ONNX Runtime: logits within 1e-4, the loss within 1e-5 relative, every gradient (sinks, router,
  * fused experts and their biases included) within 1e-4 relative norm; the same with the load-balancing term; a PEFT
- * LoRA adapter's loss and gradients; greedy generation token for token (KV-cached, past the sliding window). Plus the
- * sink identity on its own, config.json keys and defaults, and the refusals (MXFP4, ONNX export).
+ * LoRA adapter's loss and gradients; greedy generation token for token (KV-cached, past the sliding window); the same
+ * weights in bf16 (gpt_oss_bf16); a released-layout MXFP4 checkpoint (gpt_oss_mxfp4) dequantized exactly as
+ * transformers does, its logits, loss and tokens, and its export. Plus the sink identity with its gradients by finite
+ * differences, config.json keys and GptOssConfig's defaults, and the refusal of other quantization_configs.
  */
 import assert from "node:assert/strict";
 import { attention, backward, Graph } from "../graph/mod.ts";
