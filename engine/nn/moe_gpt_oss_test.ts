@@ -16,6 +16,8 @@ import { loadModel } from "./model.ts";
 import { exportModel } from "./export.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { withSinks } from "./moe_gpt_oss.ts";
+import { decoderParams } from "./decoder.ts";
+import { dequantizeMxfp4, mxfp4Shape } from "./mxfp4.ts";
 import { maskedLogitError, relNorm } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
 
@@ -255,4 +257,68 @@ Deno.test("gpt_oss config.json: GptOssConfig's defaults, v4/v5 rope, LF's lora_t
     undefined,
   );
   assert.throws(() => decoderConfig({ ...raw, num_experts_per_tok: 5 }), /num_experts_per_tok 5 must be in \[1, 4\]/);
+});
+
+Deno.test("gpt-oss-20b's released config.json: MXFP4 blocks map onto the expert shapes the decoder expects", () => {
+  const layerTypes = Array.from({ length: 24 }, (_, i) => (i % 2 ? "full_attention" : "sliding_attention"));
+  const c = decoderConfig({
+    architectures: ["GptOssForCausalLM"],
+    attention_bias: true,
+    experts_per_token: 4,
+    head_dim: 64,
+    hidden_act: "silu",
+    hidden_size: 2880,
+    intermediate_size: 2880,
+    layer_types: layerTypes,
+    max_position_embeddings: 131072,
+    model_type: "gpt_oss",
+    num_attention_heads: 64,
+    num_experts_per_tok: 4,
+    num_hidden_layers: 24,
+    num_key_value_heads: 8,
+    num_local_experts: 32,
+    quantization_config: { modules_to_not_convert: ["model.layers.*.self_attn"], quant_method: "mxfp4" },
+    rms_norm_eps: 1e-05,
+    rope_scaling: {
+      beta_fast: 32.0,
+      beta_slow: 1.0,
+      factor: 32.0,
+      original_max_position_embeddings: 4096,
+      rope_type: "yarn",
+      truncate: false,
+    },
+    rope_theta: 150000,
+    router_aux_loss_coef: 0.9,
+    sliding_window: 128,
+    swiglu_limit: 7.0,
+    tie_word_embeddings: false,
+    vocab_size: 201088,
+  });
+  assert.deepEqual([c.layerWindow.slice(0, 3), c.moe!.experts, c.moe!.topK, c.moe!.auxCoef], [
+    [128, 0, 128],
+    32,
+    4,
+    0.9,
+  ]);
+  assert.deepEqual([c.ropeTheta, (c.ropeScaling as { factor: number }).factor], [150000, 32]);
+  const params = decoderParams(c);
+  // gate_up_proj_blocks [32, 5760, 90, 16] and down_proj_blocks [32, 2880, 90, 16] as released.
+  assert.deepEqual(mxfp4Shape([32, 5760, 90, 16]), params.get("model.layers.0.mlp.experts.gate_up_proj"));
+  assert.deepEqual(mxfp4Shape([32, 2880, 90, 16]), params.get("model.layers.0.mlp.experts.down_proj"));
+  assert.deepEqual(params.get("model.layers.0.self_attn.sinks"), [64]);
+});
+
+Deno.test("dequantizeMxfp4: low nibble first, E8M0 scale 2^(s − 127), rows transposed", () => {
+  // blocks [E 1, R 2, G 1, 16]: row 0 bytes 0x21 then 0xF8 (codes 1, 2, then 8 = −0, 15 = −6), row 1 all 0x77.
+  const blocks = new Uint8Array(32);
+  blocks[0] = 0x21;
+  blocks[1] = 0xf8;
+  blocks.fill(0x77, 16);
+  const bits = dequantizeMxfp4(blocks, Uint8Array.from([128, 125]), [1, 2, 1, 16]); // [1, 32, 2]
+  const f = new Float32Array(bits.length), u = new Uint32Array(f.buffer);
+  bits.forEach((b, i) => (u[i] = b << 16));
+  // out[c, r]: row 0 (×2): 0.5·2, 1·2, −0, −6·2, then zeros; row 1 (×1/4): code 7 (6) everywhere.
+  assert.deepEqual([f[0], f[2], f[4], f[6], f[8]], [1, 2, -0, -12, 0]);
+  assert.ok([1, 3, 5, 63].every((i) => f[i] === 1.5));
+  assert.throws(() => mxfp4Shape([1, 2, 3]), /MXFP4 blocks must be \[experts, rows, groups, 16\]/);
 });
