@@ -14,6 +14,7 @@ import { decoderConfig } from "./config.ts";
 import { allLinearTargets } from "./lora.ts";
 import { loadModel } from "./model.ts";
 import { exportModel } from "./export.ts";
+import { growVocab, vocabSpec } from "./vocab.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
 import { withSinks } from "./moe_gpt_oss.ts";
 import { decoderParams } from "./decoder.ts";
@@ -155,6 +156,24 @@ Deno.test("gpt_oss_mxfp4 exported: dequantized bf16 experts, no quantization_con
     assert.deepEqual(Array.from(await back.executor.getParam(name)), Array.from(await model.executor.getParam(name)));
     const ids = [[1, 5, 9, 13, 2, 7, 11]];
     assert.deepEqual(Array.from((await back.forward(ids)).logits), Array.from((await model.forward(ids)).logits));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("gpt_oss_mxfp4: growVocab resizes it (dequantized at load, as LF resizes it), MXFP4 experts copied", async () => {
+  const d = `${root}gpt_oss_mxfp4`, steps = new URL("../../fixtures/steps/tokenizer/", import.meta.url).pathname;
+  const tmp = await Deno.makeTempDir({ prefix: "whetstone-gpt-oss-" });
+  try {
+    for (const f of ["config.json", "model.safetensors"]) await Deno.copyFile(`${d}/${f}`, `${tmp}/${f}`);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await Deno.copyFile(`${steps}${f}`, `${tmp}/${f}`);
+    const spec = await vocabSpec({ add_special_tokens: Array.from({ length: 24 }, (_, i) => `<extra_${i}>`).join() });
+    const r = await growVocab(tmp, `${tmp}/grown`, spec);
+    assert.deepEqual([r.oldRows, r.newRows], [128, 192]);
+    const grown = await loadModel(`${tmp}/grown`, { executor: new ReferenceExecutor(), dtype: "f32" });
+    const base = await loadModel(d, { executor: new ReferenceExecutor(), dtype: "f32" });
+    const name = "model.layers.0.mlp.experts.gate_up_proj";
+    assert.deepEqual(Array.from(await grown.executor.getParam(name)), Array.from(await base.executor.getParam(name)));
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

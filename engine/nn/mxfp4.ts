@@ -59,6 +59,15 @@ export function dequantizeMxfp4(blocks: Uint8Array, scales: Uint8Array, blocksSh
   return out;
 }
 
+/**
+ * Whether config.json's quantization is gpt-oss's MXFP4, which loading dequantizes (so the model is not quantized
+ * afterwards: transformers drops its quantization_method, and LLaMA-Factory resizes its embeddings like any other).
+ */
+export function dequantizedAtLoad(config: Record<string, unknown>): boolean {
+  const q = config.quantization_config as Record<string, unknown> | undefined;
+  return config.model_type === "gpt_oss" && q?.quant_method === "mxfp4";
+}
+
 /** What {@link readMxfp4} needs of an open model folder. */
 export interface Mxfp4Source {
   readonly tensors: ReadonlyMap<string, { readonly dtype: string; readonly shape: readonly number[] }>;
