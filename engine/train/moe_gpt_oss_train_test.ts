@@ -3,7 +3,7 @@
  * bias, fused experts) with the router's load-balancing term (config.json's output_router_logits with
  * router_aux_loss_coef 0.25, the `aux.*` golden), with and without activation checkpointing, on the reference executor
  * and ONNX Runtime; LLaMA-Factory's `moe_aux_loss_coef` leaving gpt_oss alone (its configure_moe does not list it);
- * and LoRA and full fine-tuning runs whose losses fall.
+ * LoRA and full fine-tuning runs whose losses fall; and a full run from the MXFP4 fixture saving the dequantized model.
  */
 import assert from "node:assert/strict";
 import { backward, Graph } from "../graph/mod.ts";
@@ -155,6 +155,47 @@ Deno.test("gpt_oss trains with LoRA and full fine-tuning: finite losses that fal
       const epoch = (e: number) => losses.slice(4 * e, 4 * e + 4).reduce((x, y) => x + y, 0);
       assert.ok(epoch(2) < epoch(1) && epoch(1) < epoch(0), `${finetuning_type}: losses do not fall: ${losses}`);
     }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("gpt_oss_mxfp4 fine-tuned in full: the saved folder is the dequantized model, no quantization_config", async () => {
+  const root = await Deno.makeTempDir({ prefix: "whetstone-gpt-oss-" });
+  try {
+    const src = new URL("../../fixtures/models/gpt_oss_mxfp4", import.meta.url).pathname;
+    const steps = new URL("../../fixtures/steps/", import.meta.url).pathname;
+    for (const f of ["config.json", "model.safetensors"]) await Deno.copyFile(`${src}/${f}`, `${root}/${f}`);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${steps}tokenizer/${f}`, `${root}/${f}`);
+    }
+    const out = `${root}/out`;
+    const a = parseTrainArgs({
+      model_name_or_path: root,
+      stage: "sft",
+      do_train: true,
+      finetuning_type: "full",
+      dataset: "steps_sft",
+      dataset_dir: steps,
+      template: "empty",
+      output_dir: out,
+      per_device_train_batch_size: 2,
+      learning_rate: 1e-3,
+      max_steps: 2,
+      executor: "reference",
+      bucket: 16,
+      seed: 42,
+    });
+    const res = await train(a, { progress: false, log: () => {} });
+    assert.ok(res.losses.every((l) => Number.isFinite(l.loss)));
+    const cfg = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
+    assert.equal(cfg.quantization_config, undefined);
+    const f = await openSafetensors(`${out}/model.safetensors`);
+    assert.deepEqual(f.tensors.get("model.layers.0.mlp.experts.gate_up_proj")!.shape, [4, 32, 64]);
+    assert.ok(![...f.tensors.keys()].some((n) => n.endsWith("_blocks") || n.endsWith("_scales")));
+    f.close();
+    const back = await loadModel(out, { executor: new ReferenceExecutor() });
+    assert.ok(Number.isFinite((await back.forward([[1, 5, 9]])).logits[0]));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
