@@ -197,3 +197,86 @@ Deno.test("deepseek_v3 / glm4_moe config.json: MLA, routers, dense layers, v4 an
     "noaux_tc routing (sigmoid scores, e_score_correction_bias, grouped top-k, shared experts)",
   ]);
 });
+
+Deno.test("released config.json shapes: DeepSeek-V3 (transformers 4 keys, yarn) and GLM-4.5", () => {
+  const ds = decoderConfig({
+    model_type: "deepseek_v3",
+    vocab_size: 129280,
+    hidden_size: 7168,
+    intermediate_size: 18432,
+    moe_intermediate_size: 2048,
+    num_hidden_layers: 61,
+    num_attention_heads: 128,
+    num_key_value_heads: 128,
+    n_shared_experts: 1,
+    n_routed_experts: 256,
+    routed_scaling_factor: 2.5,
+    kv_lora_rank: 512,
+    q_lora_rank: 1536,
+    qk_rope_head_dim: 64,
+    v_head_dim: 128,
+    qk_nope_head_dim: 128,
+    topk_method: "noaux_tc",
+    scoring_func: "sigmoid",
+    n_group: 8,
+    topk_group: 4,
+    num_experts_per_tok: 8,
+    moe_layer_freq: 1,
+    first_k_dense_replace: 3,
+    norm_topk_prob: true,
+    max_position_embeddings: 163840,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    rope_scaling: {
+      beta_fast: 32,
+      beta_slow: 1,
+      factor: 40,
+      mscale: 1.0,
+      mscale_all_dim: 1.0,
+      original_max_position_embeddings: 4096,
+      type: "yarn",
+    },
+    tie_word_embeddings: false,
+  });
+  const m = 0.1 * Math.log(40) + 1;
+  assert.ok(Math.abs(ds.attnScale - 192 ** -0.5 * m * m) < 1e-12);
+  assert.deepEqual([ds.headDim, ds.rotaryDim, ds.ropeScaling.type, ds.mla!.interleave], [192, 64, "yarn", true]);
+  assert.deepEqual([ds.moe!.sparse.indexOf(true), ds.moe!.sharedIntermediate, ds.moe!.noaux], [3, 2048, {
+    nGroup: 8,
+    topkGroup: 4,
+    routedScale: 2.5,
+  }]);
+  const glm = decoderConfig({
+    model_type: "glm4_moe",
+    vocab_size: 151552,
+    hidden_size: 5120,
+    intermediate_size: 12288,
+    moe_intermediate_size: 1536,
+    num_hidden_layers: 92,
+    num_attention_heads: 96,
+    num_key_value_heads: 8,
+    head_dim: 128,
+    partial_rotary_factor: 0.5,
+    attention_bias: true,
+    use_qk_norm: true,
+    n_routed_experts: 160,
+    n_shared_experts: 1,
+    num_experts_per_tok: 8,
+    n_group: 1,
+    topk_group: 1,
+    first_k_dense_replace: 3,
+    routed_scaling_factor: 2.5,
+    norm_topk_prob: true,
+    rms_norm_eps: 1e-5,
+    rope_theta: 1000000,
+    max_position_embeddings: 131072,
+  });
+  assert.deepEqual([glm.rotaryDim, glm.qkNorm, glm.qkvBias, glm.oBias, glm.attnScale], [
+    64,
+    true,
+    true,
+    false,
+    128 ** -0.5,
+  ]);
+  assert.deepEqual([glm.moe!.experts, glm.moe!.sparse.indexOf(true), glm.moe!.noaux!.routedScale], [160, 3, 2.5]);
+});
