@@ -1,7 +1,7 @@
 /**
  * Mixture-of-experts feed-forward blocks (mixtral, qwen2_moe, qwen3_moe; deepseek_v3 and glm4_moe route with
- * moe_router.ts): the config keys, the parameters in the
- * released checkpoints' naming (one 2-D weight per expert, as transformers 5 still saves them) and the traced block.
+ * moe_router.ts): the config keys, the parameters in the released checkpoints' naming (one 2-D weight per expert, as
+ * transformers 5 still saves them) and the traced block.
  *
  * Routing as transformers computes it: router logits `x · Wgᵀ` [N, E] → softmax in f32 → the top-k experts of each
  * token → their probabilities, renormalised to sum 1 (mixtral always; qwen when `norm_topk_prob`). The top-k choice
@@ -71,13 +71,7 @@ export interface MoeConfig {
 export const MOE_FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", ...NOAUX_FAMILIES] as const;
 
 /** The dense family whose attention (biases, q/k norms, sliding windows) each MoE family shares. */
-export const MOE_ATTENTION: Record<string, string> = {
-  mixtral: "mistral",
-  qwen2_moe: "qwen2",
-  qwen3_moe: "qwen3",
-  deepseek_v3: "deepseek_v3",
-  glm4_moe: "glm4_moe",
-};
+export const MOE_ATTENTION: Record<string, string> = { mixtral: "mistral", qwen2_moe: "qwen2", qwen3_moe: "qwen3" };
 
 function int(cfg: Record<string, unknown>, keys: string[], dflt?: number): number {
   for (const k of keys) {
