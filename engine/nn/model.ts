@@ -20,6 +20,7 @@ import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
 import { attachAdapterFolder } from "./adapters.ts";
 import { withRouterLoss } from "./moe.ts";
+import { isBuffer } from "./moe_router.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { readMxfp4 } from "./mxfp4.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
@@ -226,7 +227,8 @@ export class Model implements ModelCore {
 
   /**
    * The loss (as {@link forward}) and its gradient w.r.t. each named parameter (when omitted: the adapter's
-   * params if one is attached, else all f32 params). Base gradients need f32 parameters: load with `dtype: "f32"`.
+   * params if one is attached, else all f32 params but buffers). Base gradients need f32 parameters: load with
+   * `dtype: "f32"`.
    */
   async gradients(
     inputIds: number[][],
@@ -238,7 +240,7 @@ export class Model implements ModelCore {
     const names = wrt ??
       (this.#adapter
         ? [...this.#adapter.params.keys()]
-        : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32"));
+        : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32" && !isBuffer(n)));
     const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
       const inp = this.#inputs(g, B, Lb);
       const w = this.weights(g);

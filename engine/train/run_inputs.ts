@@ -4,6 +4,7 @@
  * @module
  */
 import { configureMoe } from "../nn/moe.ts";
+import { isBuffer } from "../nn/moe_router.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
@@ -94,8 +95,10 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     const adapter = await attachOft(model, source, a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
-  if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
-  const trainable = freezeTrainable([...model.params.keys()], model.config, {
+  // Buffers (deepseek_v3 / glm4_moe's e_score_correction_bias) are loaded but never trained, as in transformers.
+  const params = [...model.params.keys()].filter((n) => !isBuffer(n));
+  if (a.finetuning_type === "full") return { model, trainable: params };
+  const trainable = freezeTrainable(params, model.config, {
     layers: a.freeze_trainable_layers,
     modules: a.freeze_trainable_modules,
     extra: a.freeze_extra_modules,
