@@ -22,6 +22,7 @@ import type { ChatMessage, SpecialToken, Tokenizer } from "./tokenizer.ts";
 import { formatFunction, formatTools } from "./template_tools.ts";
 import { makeTemplate, type Slot, TEMPLATES, type TemplateSpec } from "./templates_registry.ts";
 import "./templates_registry_more.ts";
+import "./templates_registry_mm.ts";
 import "./template_tools_more.ts";
 
 export { BOS, EOS, registerTemplate, type Slot, TEMPLATES, type TemplateSpec } from "./templates_registry.ts";

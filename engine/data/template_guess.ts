@@ -7,6 +7,7 @@
  */
 import { TEMPLATES } from "./templates_registry.ts";
 import "./templates_registry_more.ts";
+import "./templates_registry_mm.ts";
 
 /** What a model folder tells about its template. */
 export interface TemplateClues {
