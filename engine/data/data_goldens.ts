@@ -146,6 +146,27 @@ export const TEMPLATE_TOKENIZER: Record<string, string> = {
   qwen3_omni_nothink: "qwen3",
   video_llava: "llama3",
   yi_vl: "llama3",
+  // LF's newest templates (templates_registry_latest.ts; fixtures/data_goldens/templates_latest.py)
+  qwen3_5: "qwen3",
+  qwen3_5_nothink: "qwen3",
+  qwen3_6: "qwen3",
+  gemma4: "gemma3",
+  gemma4n: "gemma3",
+  glm_ocr: "qwen3",
+  glm4_7: "qwen3",
+  aeva: "qwen3",
+  hy3: "llama3",
+  hunyuan_small: "llama3",
+  hy_dense_1_8b: "llama3",
+  hy_dense_7b: "llama3",
+  lfm2: "qwen3",
+  lfm2_vl: "qwen3",
+  lighton_ocr: "qwen3",
+  minicpm_v_4_6: "qwen3",
+  moss_vl: "qwen3",
+  phi4_mini: "llama3",
+  youtu: "llama3",
+  youtu_vl: "qwen3",
 };
 
 const loaded = new Map<string, Promise<Tokenizer>>();

@@ -8,6 +8,7 @@
 import { TEMPLATES } from "./templates_registry.ts";
 import "./templates_registry_more.ts";
 import "./templates_registry_mm.ts";
+import "./templates_registry_latest.ts";
 
 /** What a model folder tells about its template. */
 export interface TemplateClues {
@@ -61,6 +62,17 @@ const BY_MODEL_TYPE: Record<string, string> = {
   minicpmv: "minicpm_v",
   minicpmo: "minicpm_o",
   dots_ocr: "dots_ocr",
+  // LF's newest templates (templates_registry_latest.ts)
+  qwen3_5: "qwen3_5",
+  qwen3_5_text: "qwen3_5",
+  qwen3_5_moe: "qwen3_5",
+  gemma4: "gemma4",
+  gemma4_text: "gemma4",
+  lfm2: "lfm2",
+  lfm2_moe: "lfm2",
+  lfm2_vl: "lfm2_vl",
+  glm4_moe: "glm4_moe",
+  gpt_oss: "gpt_oss",
 };
 
 /** Whether a registered template's user slot holds `marker` (so a chat template with it fits that template). */
@@ -79,6 +91,7 @@ function byMarkers(t: string, type: string): string | undefined {
   }
   if (t.includes("<|start_header_id|>")) return fits("<|start_header_id|>") ?? "llama3";
   if (t.includes("<|header_start|>")) return "llama4";
+  if (t.includes("<|turn>")) return fits("<|turn>") ?? "gemma4";
   if (t.includes("<start_of_turn>")) return fits("<start_of_turn>") ?? "gemma";
   if (t.includes("<｜User｜>")) return "deepseek3";
   if (t.includes("[INST]")) return type === "llama" ? "llama2" : "mistral";

@@ -26,6 +26,9 @@ Deno.test("guessTemplate: chat template markers first, then model_type; null whe
   assert.equal(guessTemplate({ modelType: "llava", chatTemplate: "USER: {{ m }} ASSISTANT:" }), "llava");
   assert.equal(guessTemplate({ modelType: "paligemma", chatTemplate: "<start_of_turn>user" }), "gemma");
   assert.equal(guessTemplate({ modelType: "glm4v_moe" }), "glm4_5v");
+  assert.equal(guessTemplate({ modelType: "qwen3_5_moe", chatTemplate: "<|im_start|>" }), "qwen3_5");
+  assert.equal(guessTemplate({ modelType: "gemma4", chatTemplate: "<|turn>user" }), "gemma4");
+  assert.equal(guessTemplate({ modelType: "lfm2", chatTemplate: "<|im_start|>" }), "lfm2");
   const names = templateNames();
   assert.ok(names.includes("qwen") && names.includes("llama3") && names.includes("empty"));
   assert.deepEqual(names, [...names].sort());
