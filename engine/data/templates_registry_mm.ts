@@ -1,5 +1,6 @@
 /**
- * The text side of LLaMA-Factory's multimodal templates (`data/template.py`, commit 00577a85): dots_ocr, ernie_vl,
+ * The text side of LLaMA-Factory's multimodal templates (`data/template.py`, commit 00577a85; unchanged at 57a87f2c,
+ * which templates_registry_latest.ts follows): dots_ocr, ernie_vl,
  * glm4v, glm4_5v, granite3_vision, intern_vl, intern_s1, keye_vl, kimi_vl, the llava family, mimo_vl, minicpm_v,
  * minicpm_o, ministral3, mllama, paligemma, paligemma_chat, pixtral, qwen2_audio, qwen2_omni, qwen3_omni,
  * qwen3_omni_nothink, video_llava, yi_vl — their slots, default system prompts, stop words, flags and template classes,
