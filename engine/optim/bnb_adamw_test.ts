@@ -202,7 +202,7 @@ for (const kind of ["reference", "onnx", "webgpu"] as const) {
     const st = states.map((s) => g.param(s.name, s.shape, s.dtype));
     bnbAdamw(g.param("w", shape), g.input("grad", shape), st, lr, step, o, gs, ok);
     const compiled = await ex.compile(g);
-    const read = async () => Promise.all([ex.getParam("w"), ...states.map((s) => ex.getParam(s.name))]);
+    const read = () => Promise.all([ex.getParam("w"), ...states.map((s) => ex.getParam(s.name))]);
     const before = await read();
     await compiled.run({ lr: [1e-2], step: [1], gs: [0.5], ok: [0], grad: g0 }, []);
     (await read()).forEach((x, i) => assert.deepEqual([...x], [...before[i]], `${kind}: gate 0 wrote ${i}`));
