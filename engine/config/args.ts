@@ -157,6 +157,10 @@ export function parseTrainArgs(
   }
   const args = out as unknown as TrainArgs;
   args.warnings = warnings;
+  if (typeof raw.optim === "string" && raw.optim.startsWith("paged_") && args.optim) {
+    // bitsandbytes pages the states between GPU and CPU memory (CUDA unified memory) when the GPU runs short.
+    warnings.push(`optim: ${raw.optim} runs as ${args.optim}: paging is a CUDA memory matter, the update is the same`);
+  }
   if (problems.length === 0) crossCheck(args, new Set(Object.keys(raw)), problems, warnings);
   if (problems.length) throw new ConfigError(where, problems);
   return args;

@@ -3,7 +3,7 @@
  * step graph updates and with which update (step/optimizer.ts, step/galore.ts), what step count AdamW sees, and which
  * states a checkpoint holds. The session loop asks its {@link OptimizerRun} the same questions whatever the kind.
  *
- * - `adamw` / `sgd` / `adafactor` / `lion_32bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
+ * - `adamw` / `sgd` / `adafactor` / `lion_32bit` / `adamw_8bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
  *   update (step/optimizer.ts, step/optimizer_more.ts) and its states.
  * - GaLore ({@link GaloreRun}): GaLore-AdamW, projected (rank `galore_rank`) on the targeted linear weights; the
  *   projection is refreshed from the step's gradient of the stage's objective at step 1 and every
@@ -39,10 +39,15 @@ import { trainableShape } from "./step/params.ts";
 import { type OptimizerSettings, planOptimizer } from "./step/plan.ts";
 import { ApolloRun } from "./optimizers_apollo.ts";
 
-/** An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape. */
+/**
+ * An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape; 8-bit codes are
+ * i32 words (`dtype` i32) that a checkpoint stores as uint8 of shape `codes`.
+ */
 export interface OptimState {
   name: string;
   shape: number[];
+  dtype?: "f32" | "i32";
+  codes?: number[];
 }
 
 /** What the next step graph updates. */
@@ -77,7 +82,7 @@ export interface OptimizerRun {
   first(): { names: string[]; optimizer: Optimizer };
   /** The optimizer states a checkpoint saves now. */
   states(): OptimState[];
-  /** Bytes of the optimizer states at their largest (f32). */
+  /** Bytes of the optimizer states at their largest (as stored). */
   bytes(): number;
   /** Call after restoring a checkpoint: the next `prepare` keeps the restored states. */
   resumed(): void;
@@ -87,15 +92,18 @@ export interface OptimizerRun {
 const statesOf = (model: Model, optimizer: Optimizer, names: readonly string[]): OptimState[] =>
   names.flatMap((n) => optimizer.states(n, trainableShape(model, n)));
 
-/** f32 bytes of `states`. */
+/** Bytes of `states` (f32 values, or i32 words of four 8-bit codes). */
 const bytesOf = (states: readonly OptimState[]) => states.reduce((n, s) => n + 4 * numel(s.shape), 0);
 
 function zero(model: Model, states: readonly OptimState[]): void {
-  for (const s of states) model.executor.setParam(s.name, new Float32Array(numel(s.shape)), s.shape);
+  for (const s of states) {
+    const zeros = s.dtype === "i32" ? new Int32Array(numel(s.shape)) : new Float32Array(numel(s.shape));
+    model.executor.setParam(s.name, zeros, s.shape, s.dtype ?? "f32");
+  }
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** AdamW, SGD, Adafactor, Lion or Muon on every trainable parameter. */
+/** AdamW, SGD, Adafactor, Lion, 8-bit AdamW or Muon on every trainable parameter. */
 export class PlainRun implements OptimizerRun {
   readonly kind: OptimName | "muon" | "adam_mini";
   readonly optimizer: Optimizer;

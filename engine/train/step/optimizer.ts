@@ -40,8 +40,14 @@ export interface Optimizer {
   readonly key: string;
   /** Whether its update honours {@link Update.gate} (fp16 needs it). */
   readonly gated: boolean;
-  /** The states of a parameter of `shape`, with their store names (model prefix included). */
-  states(name: string, shape: readonly number[]): { name: string; shape: number[] }[];
+  /**
+   * The states of a parameter of `shape`, with their store names (model prefix included); `dtype` i32 for 8-bit codes
+   * stored four to a word, whose `codes` is the shape a checkpoint stores them in (uint8), f32 when absent.
+   */
+  states(
+    name: string,
+    shape: readonly number[],
+  ): { name: string; shape: number[]; dtype?: "f32" | "i32"; codes?: number[] }[];
   /** Traces the update of every parameter of `u` into `g`. */
   update(g: Graph, u: Update): void;
 }
