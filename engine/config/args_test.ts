@@ -275,10 +275,8 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
     fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
     /use_llama_pro: `use_llama_pro` is only valid/,
   );
-  assert.match(
-    fails(`${M}badam_update_ratio: 0.1\n`),
-    /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,
-  );
+  assert.match(fails(`${M}badam_update_ratio: 0\n`), /badam_update_ratio: expected a number in \(0.000001, 1\], got 0/);
+  assert.match(fails(`${M}badam_mask_mode: random\n`), /badam_mask_mode: expected one of adjacent, scatter/);
 
   assert.match(fails(`${M}infer_backend: vllm\n`), /infer_backend: vLLM\/SGLang backend is only available for API/);
   // Off, as LF's defaults or null: accepted.

@@ -13,6 +13,7 @@
  *   `badam_switch_interval` steps; AdamW's moments exist for the active block only (a fresh graph is compiled at
  *   each switch). Checkpoints hold the active block's moments, put back after the first step's block selection on
  *   resume.
+ * - BAdam, ratio mode ({@link BadamRatioRun}, optimizers_badam_ratio.ts): a fraction of every param's entries trains.
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
@@ -38,6 +39,7 @@ import { adamwOptimizer, type Optimizer } from "./step/optimizer.ts";
 import { trainableShape } from "./step/params.ts";
 import { type OptimizerSettings, planOptimizer } from "./step/plan.ts";
 import { ApolloRun } from "./optimizers_apollo.ts";
+import { BadamRatioRun } from "./optimizers_badam_ratio.ts";
 
 /**
  * An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape; 8-bit codes are
@@ -310,7 +312,7 @@ export class BadamRun implements OptimizerRun {
   }
 }
 
-/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam, or AdamW / SGD on `plan.trainable`. */
+/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam (layer or ratio mode), or `optim` on `plan.trainable`. */
 export async function optimizerRunOf(
   a: TrainArgs,
   model: Model,
@@ -318,6 +320,6 @@ export async function optimizerRunOf(
 ): Promise<OptimizerRun> {
   if (a.use_galore) return await GaloreRun.create(a, model, plan.trainable);
   if (a.use_apollo) return ApolloRun.create(a, model, plan.trainable);
-  if (a.use_badam) return BadamRun.create(a, model);
+  if (a.use_badam) return a.badam_mode === "ratio" ? BadamRatioRun.create(a, model) : BadamRun.create(a, model);
   return new PlainRun(model, plan);
 }
