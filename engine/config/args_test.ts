@@ -270,7 +270,8 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
   assert.match(fails(`${M}stage: ppo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*not ppo/);
-  assert.match(fails(`${M}stage: ppo\nshift_attn: true\n`), /shift_attn: .*not yet in ppo/);
+  const ppoS2 = parseTrainArgs(`${M}stage: ppo\nreward_model: r\nshift_attn: true\n`);
+  assert.ok(ppoS2.warnings.some((w) => /shift_attn: in ppo S²-attention acts in the training-mode forwards/.test(w)));
   assert.match(
     fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
     /use_llama_pro: `use_llama_pro` is only valid/,
