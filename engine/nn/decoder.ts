@@ -31,6 +31,7 @@ import type { DecoderConfig } from "./config.ts";
 import { moeParams, type Route, traceMoe } from "./moe.ts";
 import { gptOssMoeParams, sinksName, traceGptOssMoe, withSinks } from "./moe_gpt_oss.ts";
 import { mlaOutput, mlaParams, traceMla } from "./mla.ts";
+import { ropeDependsOnLength, ropeFreqInput } from "./rope_feed.ts";
 
 /** Names and shapes of every parameter, in Hugging Face naming. */
 export function decoderParams(c: DecoderConfig): Map<string, number[]> {
@@ -180,14 +181,14 @@ export function traceDecoder(
     c.layerNorm
       ? layerNorm(x, W(name), c.normBias ? W(name.replace(/weight$/, "bias")) : undefined, { eps: c.eps })
       : rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
-  // seqLen: "dynamic" and "longrope" scaling pick their frequencies by the traced length, as transformers does by
-  // max(position_ids) + 1 on a right-padded batch. A KV-cached decode step (L = 1) keeps the short/unscaled ones,
-  // so generation past max_position_embeddings (dynamic) or original_max_position_embeddings (longrope) differs from
-  // transformers, which switches the frequencies of each new token there.
+  // "dynamic" and "longrope" frequencies follow the length of each run's actual batch (rope_feed.ts).
   const positional = (x: Tensor, i: number): Tensor => {
     const r = c.layerRope[i];
     if (!r) return x; // a layer without position embedding (SmolLM3's NoPE layers)
-    const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, seqLen: L };
+    const freq = ropeDependsOnLength(r.scaling)
+      ? ropeFreqInput(inp.positions, inp.segments, c.rotaryDim, r.theta, r.scaling)
+      : undefined;
+    const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, freq };
     if (!c.ropeInterleaved) return rope(x, inp.positions, opts);
     // GLM-4 pairs (2j, 2j + 1): gather the even then the odd rotary dims, rotate as (j, j + r/2), scatter back.
     const [b, l, h, d] = x.shape, r2 = c.rotaryDim / 2;

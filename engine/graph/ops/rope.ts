@@ -101,6 +101,11 @@ export interface RopeOptions {
   attentionScaling?: number;
   /** Sequence length the frequencies are for ("dynamic" and "longrope" scaling; see ropeInvFreq). */
   seqLen?: number;
+  /**
+   * The frequency words [rotaryDim/2, 2] u32 ({@link ropeFreqWords}) as a tensor, e.g. an input fed per step (see
+   * engine/nn/rope_feed.ts), instead of the constant of `theta`, `scaling` and `seqLen`.
+   */
+  freq?: Tensor;
   /** Rotate by −angle instead (the transpose; what the gradient uses). */
   inverse?: boolean;
 }
@@ -115,8 +120,8 @@ export function rope(x: Tensor, positions: Tensor, opts: RopeOptions = {}): Tens
   if (!Number.isInteger(rd) || rd < 2 || rd % 2 || rd > D) {
     throw new Error(`rope: rotaryDim must be an even integer in [2, ${D}], got ${rd}`);
   }
-  const words = ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen));
-  const freq = x.graph.constant(words, [rd / 2, 2], "u32");
+  const freq = opts.freq ??
+    x.graph.constant(ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen)), [rd / 2, 2], "u32");
   const scale = opts.attentionScaling ?? ropeAttentionScaling(opts.scaling ?? { type: "default" });
   if (!Number.isFinite(scale)) throw new Error(`rope: attentionScaling must be finite, got ${scale}`);
   return op1("rope", [x, positions, freq], { scale, inverse: !!opts.inverse });
