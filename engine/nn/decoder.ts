@@ -148,6 +148,8 @@ export interface DecoderInputs {
    * inside the embedding module): NEFTune's noise in training (see engine/nn/neftune.ts).
    */
   noise?: Tensor;
+  /** "dynamic" / "longrope" RoPE: each row gets the frequencies of its own length, not the batch's (rope_feed.ts). */
+  ropePerRow?: boolean;
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
@@ -186,7 +188,7 @@ export function traceDecoder(
     const r = c.layerRope[i];
     if (!r) return x; // a layer without position embedding (SmolLM3's NoPE layers)
     const freq = ropeDependsOnLength(r.scaling)
-      ? ropeFreqInput(inp.positions, inp.segments, c.rotaryDim, r.theta, r.scaling)
+      ? ropeFreqInput(inp.positions, inp.segments, c.rotaryDim, r.theta, r.scaling, inp.ropePerRow)
       : undefined;
     const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, freq };
     if (!c.ropeInterleaved) return rope(x, inp.positions, opts);

@@ -85,7 +85,9 @@ function graphs(model: ModelCore): Graphs {
 /**
  * The prefill (L = bucketed prompt length) or decode-step (L = 1, `decode`) graph of B rows against the caches
  * `<prefix><ns>kv<B>x<C>.*`, compiled once per model and key. `ns` keeps another user's caches apart (the
- * continuous batcher's are "cb.").
+ * continuous batcher's are "cb."); its rows are separate requests, so there each row gets the "dynamic" / "longrope"
+ * RoPE frequencies of its own length (rope_feed.ts), where a batch of `generateBatch` shares its longest row's, as
+ * transformers' batched `generate` does.
  */
 export function compiled(
   model: ModelCore,
@@ -102,7 +104,7 @@ export function compiled(
     const shape = cacheShape(model.config, B, C);
     const cache = (layer: number, kind: "k" | "v") =>
       g.param(model.prefix + ns + cacheName(B, C, layer, kind), shape, "f32");
-    traceCached(g, model.config, model.weights(g), cache, { B, C, L, decode });
+    traceCached(g, model.config, model.weights(g), cache, { B, C, L, decode, ropePerRow: ns !== "" });
     p = model.executor.compile(g);
     p.catch(() => gs.compiled.delete(key)); // a failed plan is not cached
     gs.compiled.set(key, p);

@@ -84,7 +84,7 @@ export function traceCached(
   c: DecoderConfig,
   w: DecoderWeights,
   cache: (layer: number, kind: "k" | "v") => Tensor,
-  mode: { B: number; C: number; L: number; decode: boolean },
+  mode: { B: number; C: number; L: number; decode: boolean; ropePerRow?: boolean },
 ): void {
   const { B, C, L, decode } = mode;
   if (L > C) throw new Error(`prefill length ${L} exceeds the cache length ${C}`);
@@ -123,7 +123,7 @@ export function traceCached(
   };
 
   // The decoder itself, with each layer's attention writing the cache (and, decoding, reading it).
-  const out = traceDecoder(c, { ids, positions, segments }, {
+  const out = traceDecoder(c, { ids, positions, segments, ropePerRow: mode.ropePerRow }, {
     ...w,
     attend: (i, qs, ks, vs, window) => {
       const kr = rows(ks), vr = rows(vs), kc = cache(i, "k"), vc = cache(i, "v");

@@ -46,7 +46,8 @@ function inputName(t: Tensor, what: string): string {
 
 /**
  * The frequency words [rotaryDim/2, 2] u32 of (theta, scaling) for the positions (and segments) inputs of a graph:
- * a derived input named `<positions>.rope<n>`, shared by every layer with the same theta and scaling.
+ * a derived input named `<positions>.rope<n>`, shared by every layer with the same theta and scaling. `perRow`: words
+ * [B, rotaryDim/2, 2], each row those of its own length (the continuous batcher, whose rows are unrelated requests).
  */
 export function ropeFreqInput(
   positions: Tensor,
@@ -54,12 +55,13 @@ export function ropeFreqInput(
   rotaryDim: number,
   theta: number,
   scaling: RopeScaling,
+  perRow = false,
 ): Tensor {
   const g = positions.graph;
   const pos = inputName(positions, "positions"), seg = segments && inputName(segments, "segments");
   let tables = perGraph.get(g);
   if (!tables) perGraph.set(g, tables = new Map());
-  const key = JSON.stringify([pos, seg, rotaryDim, theta, scaling]);
+  const key = JSON.stringify([pos, seg, rotaryDim, theta, scaling, perRow]);
   const hit = tables.get(key);
   if (hit) return hit;
   const cache = new Map<number, number[]>();
@@ -78,10 +80,17 @@ export function ropeFreqInput(
     return w;
   };
   const name = `${pos}.rope${tables.size}`;
-  const t = g.derivedInput(name, [rotaryDim / 2, 2], "u32", (feeds) => {
-    const p = feeds[pos];
+  const [B, L] = positions.shape, half = rotaryDim / 2;
+  const t = g.derivedInput(name, perRow ? [B, half, 2] : [half, 2], "u32", (feeds) => {
+    const p = feeds[pos], sg = seg ? feeds[seg] : undefined;
     if (!p) throw new Error(`feed "${pos}" is missing; "${name}" (RoPE frequencies) is computed from it`);
-    return words(ropeSeqLen(p, seg ? feeds[seg] : undefined));
+    if (!perRow) return words(ropeSeqLen(p, sg));
+    const out = new Uint32Array(B * half * 2);
+    for (let b = 0; b < B; b++) {
+      const row = (a: ArrayLike<number>) => Array.prototype.slice.call(a, b * L, (b + 1) * L) as number[];
+      out.set(words(ropeSeqLen(row(p), sg && row(sg))), b * half * 2);
+    }
+    return out;
   });
   tables.set(key, t);
   return t;

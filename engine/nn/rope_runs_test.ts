@@ -11,6 +11,7 @@ import { executors } from "./executors_testing.ts";
 import { ropeSeqLen } from "./rope_feed.ts";
 import { longropeReprefill } from "./generate.ts";
 import { decoderConfig } from "./config.ts";
+import { Batcher } from "./batcher.ts";
 
 interface Runs {
   threshold: number;
@@ -45,6 +46,12 @@ for (const name of MODELS) {
           : await model.generateBatch(run.prompts, opts);
         assert.deepEqual(got, want, `prompts of ${run.prompts.map((p) => p.length)} tokens`);
       }
+      // The continuous batcher: every row as generate gives it alone, each row switching at its own length.
+      const prompts = runs.generate.flatMap((r) => r.prompts);
+      const alone = [];
+      for (const p of prompts) alone.push(await model.generate(p, { maxNewTokens: runs.max_new_tokens }));
+      const batcher = new Batcher(model, { maxBatch: 8 });
+      assert.deepEqual(await batcher.generateAll(prompts, () => ({ maxNewTokens: runs.max_new_tokens })), alone);
       if (!phi3) {
         // Keeping the cached keys matters here: recomputing them at each step gives other tokens.
         assert.ok(runs.generate.some((r) => JSON.stringify(r.new_tokens) !== JSON.stringify(r.new_tokens_no_cache)));

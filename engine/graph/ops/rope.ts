@@ -125,7 +125,11 @@ export function rope(x: Tensor, positions: Tensor, opts: RopeOptions = {}): Tens
     throw new Error(`rope: rotaryDim must be an even integer in [2, ${D}], got ${rd}`);
   }
   const freq = opts.freq ??
-    x.graph.constant(ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen)), [rd / 2, 2], "u32");
+    x.graph.constant(
+      ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen)),
+      [rd / 2, 2],
+      "u32",
+    );
   const scale = opts.attentionScaling ?? ropeAttentionScaling(opts.scaling ?? { type: "default" });
   if (!Number.isFinite(scale)) throw new Error(`rope: attentionScaling must be finite, got ${scale}`);
   return op1("rope", [x, positions, freq], { scale, inverse: !!opts.inverse });
