@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
 import { executors } from "./executors_testing.ts";
-import { ropeSeqLen } from "./rope_feed.ts";
+import { ropeFreqInput, ropeSeqLen } from "./rope_feed.ts";
+import { completeFeeds, Graph, ropeFreqWords, ropeInvFreq, type RopeScaling } from "../graph/mod.ts";
 import { longropeReprefill } from "./generate.ts";
 import { decoderConfig } from "./config.ts";
 import { Batcher } from "./batcher.ts";
@@ -69,4 +70,29 @@ Deno.test("rope runs: the length is the largest real position + 1; Phi-3 longrop
   assert.equal(longropeReprefill(decoderConfig(cfg("phi3_longrope12"))), 12);
   assert.equal(longropeReprefill(decoderConfig(cfg("llama_longrope12"))), -1);
   assert.equal(longropeReprefill(decoderConfig(cfg("llama_dynamic12"))), -1);
+});
+
+Deno.test("rope runs: the frequency words are a derived input, per batch or per row, computed at each run", () => {
+  const g = new Graph();
+  const pos = g.input("positions", [2, 3], "i32"), seg = g.input("segments", [2, 3], "i32");
+  const lr: RopeScaling = {
+    type: "longrope",
+    shortFactor: [1, 2],
+    longFactor: [3, 4],
+    originalMaxPositionEmbeddings: 2,
+    attentionFactor: 1,
+  };
+  const shared = ropeFreqInput(pos, seg, 4, 100, lr);
+  assert.equal(ropeFreqInput(pos, seg, 4, 100, lr), shared, "one input per (positions, theta, scaling)");
+  const perRow = ropeFreqInput(pos, seg, 4, 100, lr, true);
+  assert.deepEqual(perRow.shape, [2, 2, 2]);
+  const words = (n: number) => ropeFreqWords(ropeInvFreq(4, 100, lr, n));
+  // row 0 has 2 real tokens (short factors), row 1 has 3 (long): the batch takes the long ones.
+  const feeds = completeFeeds(g, { positions: [0, 1, 2, 0, 1, 2], segments: [1, 1, 0, 1, 1, 1] });
+  assert.deepEqual(Array.from(feeds[shared.value.name!]), words(3));
+  assert.deepEqual(Array.from(feeds[perRow.value.name!]), [...words(2), ...words(3)]);
+  assert.notDeepEqual(words(2), words(3));
+  const given = completeFeeds(g, { positions: [0, 0, 0, 0, 0, 0], [shared.value.name!]: [7, 7, 7, 7] });
+  assert.deepEqual(given[shared.value.name!], [7, 7, 7, 7], "a feed given by name is kept");
+  assert.throws(() => completeFeeds(g, {}), /feed "positions" is missing; "positions.rope0"/);
 });
