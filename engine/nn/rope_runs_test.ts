@@ -61,7 +61,7 @@ for (const name of MODELS) {
   }
 }
 
-Deno.test("rope runs: the length is the largest real position + 1; Phi-3 longrope re-prefills at its threshold", async () => {
+Deno.test("rope runs: the length is the largest real position + 1; Phi-3 longrope re-prefills at its threshold", () => {
   assert.equal(ropeSeqLen([0, 1, 2, 3, 0, 1, 2, 3], [1, 1, 0, 0, 1, 1, 1, 0]), 3);
   assert.equal(ropeSeqLen([0, 1, 2, 0, 1, 0], [1, 1, 1, 2, 2, 0]), 3); // packed rows: segments 1, 2
   assert.equal(ropeSeqLen([7, 12]), 13); // a decode step: each row's position
