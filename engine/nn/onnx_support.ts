@@ -60,7 +60,8 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
 export function onnxUnsupported(c: DecoderConfig): string[] {
   const out = new Set<string>();
   for (const r of c.layerRope) {
-    // "dynamic" frequencies depend on the traced length (see engine/nn/decoder.ts), which one graph cannot mirror.
+    // "dynamic" frequencies follow each forward's length; the engine feeds them per run (rope_feed.ts), the exported
+    // graph does not compute them yet.
     if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
   }
   if (c.mla) out.add("multi-head latent attention (q/kv low-rank projections, decoupled RoPE)");
