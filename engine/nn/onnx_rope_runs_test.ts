@@ -1,8 +1,8 @@
 /**
- * ONNX export of the longrope fixtures of fixtures/rope/ (threshold 12, see engine/nn/rope_runs_test.ts): run by
- * {@link OnnxDecoder} as a left-padded batch whose length passes the threshold mid-generation, the tokens are
- * transformers' (llama: the graph picks the long factors from max(position_ids) + 1 of each step; Phi-3: the decoder
- * runs the whole sequences again at the crossing).
+ * ONNX export of the dynamic and longrope fixtures of fixtures/rope/ (threshold 12, see engine/nn/rope_runs_test.ts):
+ * run by {@link OnnxDecoder} alone and as a left-padded batch whose length passes the threshold mid-generation, the
+ * tokens are transformers' (llama: the graph computes each step's frequencies from max(position_ids) + 1; Phi-3: the
+ * decoder runs the whole sequences again at the crossing).
  */
 import assert from "node:assert/strict";
 import { loadModel } from "./model.ts";
@@ -11,7 +11,7 @@ import { OnnxDecoder } from "./onnx_decoder.ts";
 
 const root = new URL("../../fixtures/rope/", import.meta.url).pathname;
 
-for (const name of ["phi3_longrope12", "llama_longrope12"]) {
+for (const name of ["phi3_longrope12", "llama_longrope12", "llama_dynamic12"]) {
   Deno.test(`onnx export ${name}: batched greedy generation across the threshold gives transformers' tokens`, async () => {
     const runs = JSON.parse(await Deno.readTextFile(`${root}${name}/runs.json`));
     const model = await loadModel(`${root}${name}`, { executor: "reference", dtype: "f32" });

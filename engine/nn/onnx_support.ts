@@ -23,7 +23,7 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   ropeTheta: "via layerRope",
   ropeScaling: "via layerRope",
   rotaryDim: "partial rotary (onnx_rope.ts)",
-  layerRope: "per-layer base/scaling/NoPE (onnx_rope.ts); dynamic refused",
+  layerRope: "per-layer base/scaling/NoPE (onnx_rope.ts); dynamic and longrope from each run's position_ids",
   ropeInterleaved: "onnx_rope.ts",
   tieEmbeddings: "logits from the embedding",
   qkvBias: "biases present in the weights",
@@ -59,11 +59,6 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
 /** The features of `c` the exporter does not implement (empty: it exports `c` exactly). */
 export function onnxUnsupported(c: DecoderConfig): string[] {
   const out = new Set<string>();
-  for (const r of c.layerRope) {
-    // "dynamic" frequencies follow each forward's length; the engine feeds them per run (rope_feed.ts), the exported
-    // graph does not compute them yet.
-    if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
-  }
   if (c.mla) out.add("multi-head latent attention (q/kv low-rank projections, decoupled RoPE)");
   if (c.moe?.noaux) {
     out.add("noaux_tc routing (sigmoid scores, e_score_correction_bias, grouped top-k, shared experts)");
