@@ -6,9 +6,8 @@
  *
  * inv_freq is computed on the host in f64 ({@link ropeInvFreq}) and enters the graph as a constant (or an input fed
  * per run, one table or one per batch row) of 64-bit fixed-point turns per position ({@link ropeFreqWords}), so
- * kernels can reduce position · freq
- * modulo one turn exactly in u32 arithmetic: the f32 kernel's cos/sin error does not grow with the
- * position (measured: max abs error 1.4e-7 against the f64 reference at positions near 128k, where
+ * kernels can reduce position · freq modulo one turn exactly in u32 arithmetic: the f32 kernel's cos/sin error does
+ * not grow with the position (measured: max abs error 1.4e-7 against the f64 reference at positions near 128k, where
  * a plain f32 angle position·inv_freq is off by up to 6e-3). Positions may be any i32, negative too.
  * @module
  */
