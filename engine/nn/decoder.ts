@@ -116,6 +116,11 @@ export interface DecoderWeights {
   /** Optional wrapper of every linear layer (adapters). */
   linear?: LinearHook;
   /**
+   * The routed experts' weights by checkpoint name, when an adapter parametrizes them (LoRA on fused expert
+   * parameters, lora_experts.ts); default {@link DecoderWeights.weight}.
+   */
+  experts?: (name: string) => Tensor;
+  /**
    * Activation checkpointing: each decoder layer is a {@link Graph.checkpoint} segment, recomputed in the
    * backward pass instead of keeping its activations (LLaMA-Factory's default gradient checkpointing).
    */
@@ -246,7 +251,7 @@ export function traceDecoder(
     if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
-      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W);
+      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, w.experts ?? W);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

@@ -116,7 +116,8 @@ export class Model implements ModelCore {
       return g.param(this.prefix + name, p.shape, p.dtype);
     };
     const adapter = this.#adapter?.linear(weight, opts);
-    return { weight, linear: q ? q.hook(weight, this.prefix, adapter) : adapter };
+    const experts = this.#adapter?.experts?.(weight);
+    return { weight, linear: q ? q.hook(weight, this.prefix, adapter) : adapter, ...(experts ? { experts } : {}) };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {

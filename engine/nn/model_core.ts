@@ -18,6 +18,8 @@ export interface ModelAdapter {
    * input) turns on the adapter's dropout.
    */
   linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
+  /** The routed experts' weight lookup with the adapter folded in (LoRA on fused expert parameters), if it has one. */
+  experts?(weight: (name: string) => Tensor): ((name: string) => Tensor) | undefined;
 }
 
 /** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */

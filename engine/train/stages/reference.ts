@@ -48,7 +48,8 @@ export class ModelView extends Model {
       if (!a) throw new Error(`model has no parameter "${name}"`);
       return g.param(this.prefix + name, a.shape, a.dtype);
     };
-    return { weight, linear: this.adapter?.linear(weight, opts) };
+    const experts = this.adapter?.experts?.(weight);
+    return { weight, linear: this.adapter?.linear(weight, opts), ...(experts ? { experts } : {}) };
   }
 }
 

@@ -1,0 +1,171 @@
+/**
+ * LoRA on the routed experts' fused 3-D parameters, as PEFT (≥ 0.17) targets them with `target_parameters` and
+ * computes them in `lora.ParamWrapper` on transformers 5.
+ *
+ * transformers 5 fuses a sparse layer's per-expert checkpoint weights at load time into
+ * `model.layers.<i>.mlp.experts.gate_up_proj` [E, 2I, H] (each expert's gate rows, then its up rows) and
+ * `.down_proj` [E, H, I] (mixtral's `block_sparse_moe` becomes `mlp`). PEFT reads such a parameter as
+ * (experts, out, in) and keeps lora_A [r·E, in], lora_B [out, r·E]; the parameter becomes W + s·ΔW with
+ * ΔW[e] = B_e · A_e, A_e = lora_A reshaped [E, r, in] at e, B_e = lora_B reshaped [out, r, E] at e (so expert e's
+ * rank-j column is lora_B[:, j·E + e]), s = alpha / r (rsLoRA alpha / √r) — PEFT's
+ * `einsum("o r e, e r i -> e o i")`. No dropout, DoRA or PiSSA there (PEFT refuses them on a ParamWrapper).
+ *
+ * Tensor keys: two targeted parameters of one module nest in registration order, so gate_up_proj's are saved under
+ * `…mlp.experts.base_layer.lora_A.weight` and down_proj's under `…mlp.experts.lora_A.weight`; a lone one under
+ * `…mlp.experts.lora_A.weight`.
+ *
+ * Whetstone keeps the experts as per-expert 2-D weights; {@link expertLoraWeights} hands the MoE block each expert's
+ * slice of W + s·ΔW (computed once per layer and parameter in a graph), so it composes with any dispatch that reads
+ * expert weights by name. {@link mergeExpertDeltas} folds the adapter into those weights for export.
+ * @module
+ */
+import { add, cast, matmul, mul, permute, reshape, slice, type Tensor } from "../graph/mod.ts";
+import type { DecoderConfig } from "./config.ts";
+import type { MoeConfig } from "./moe.ts";
+
+/** transformers 5's fused expert parameters, in the order they are registered (and nested by PEFT). */
+export const EXPERT_PARAMS = ["gate_up_proj", "down_proj"] as const;
+/** One of {@link EXPERT_PARAMS}. */
+export type ExpertParam = typeof EXPERT_PARAMS[number];
+
+/** One targeted fused parameter of one sparse layer. */
+export interface ExpertTarget {
+  layer: number;
+  param: ExpertParam;
+  /** PEFT module path of its adapter tensors (`model.layers.<i>.mlp.experts[.base_layer]`). */
+  module: string;
+  /** Rows and columns of one expert's slice: [2I, H] for gate_up_proj, [H, I] for down_proj. */
+  out: number;
+  in: number;
+}
+
+/** Whether a `lora_target` entry names a fused expert parameter (`experts.gate_up_proj`, `mlp.experts.down_proj`). */
+export function isExpertParamName(t: string): boolean {
+  return EXPERT_PARAMS.some((p) => t === `experts.${p}` || t.endsWith(`.experts.${p}`));
+}
+
+/**
+ * The fused expert parameters `targetParameters` reach (PEFT's matching: the key `model.layers.<i>.mlp.experts.<p>`
+ * equals the entry or ends with "." + entry), in layer order; throws naming an entry that matches none.
+ */
+export function expertTargets(c: DecoderConfig, targetParameters: readonly string[] | undefined): ExpertTarget[] {
+  if (!targetParameters?.length) return [];
+  const m = c.moe;
+  if (!m) {
+    throw new Error(
+      `target_parameters ${JSON.stringify(targetParameters)}: this ${c.family} model has no fused expert parameters`,
+    );
+  }
+  const out: ExpertTarget[] = [], used = new Set<string>();
+  for (let i = 0; i < m.sparse.length; i++) {
+    if (!m.sparse[i]) continue;
+    const hit = EXPERT_PARAMS.filter((p) => {
+      const key = `model.layers.${i}.mlp.experts.${p}`;
+      const by = targetParameters.filter((t) => key === t || key.endsWith(`.${t}`));
+      by.forEach((t) => used.add(t));
+      return by.length > 0;
+    });
+    hit.forEach((param, k) => {
+      const module = `model.layers.${i}.mlp.experts` + ".base_layer".repeat(hit.length - 1 - k);
+      const [o, n] = param === "gate_up_proj" ? [2 * m.intermediate, c.hidden] : [c.hidden, m.intermediate];
+      out.push({ layer: i, param, module, out: o, in: n });
+    });
+  }
+  const unused = targetParameters.filter((t) => !used.has(t));
+  if (unused.length) {
+    throw new Error(
+      `target_parameters ${JSON.stringify(unused)} match no fused expert parameter of this ${c.family} model ` +
+        `(they are model.layers.<i>.mlp.experts.${EXPERT_PARAMS.join(" / ")} of its sparse layers)`,
+    );
+  }
+  return out;
+}
+
+/** PEFT's shapes of a target's tensors: lora_A [r·E, in], lora_B [out, r·E]. */
+export function expertLoraShapes(t: ExpertTarget, r: number, experts: number): { A: number[]; B: number[] } {
+  return { A: [r * experts, t.in], B: [t.out, r * experts] };
+}
+
+/** s · ΔW [E, out, in] from lora_A [r·E, in] and lora_B [out, r·E] (PEFT's einsum "o r e, e r i -> e o i"). */
+export function expertDelta(A: Tensor, B: Tensor, experts: number, r: number, s: number): Tensor {
+  const a = reshape(A, [experts, r, A.shape[1]]);
+  const b = permute(reshape(B, [B.shape[0], r, experts]), [2, 0, 1]); // [E, out, r]
+  return mul(matmul(b, a), s);
+}
+
+const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
+
+/**
+ * The routed experts' weight lookup with the adapter folded in: for a targeted parameter, expert e's checkpoint
+ * weight (gate / up / down) comes back as its f32 slice of W + s·ΔW; every other name as `weight` gives it.
+ * `keys(module)` gives the PEFT keys of a target's lora_A and lora_B, looked up through `weight` too.
+ */
+export function expertLoraWeights(
+  m: MoeConfig,
+  targets: readonly ExpertTarget[],
+  cfg: { r: number; scale: number },
+  weight: (name: string) => Tensor,
+  keys: (module: string) => { A: string; B: string },
+): (name: string) => Tensor {
+  const [gate, up, down] = m.names;
+  // checkpoint weight name -> [target, expert, first row]
+  const slot = new Map<string, [ExpertTarget, number, number]>();
+  for (const t of targets) {
+    const b = `model.layers.${t.layer}.${m.block}.experts`;
+    for (let e = 0; e < m.experts; e++) {
+      if (t.param === "down_proj") slot.set(`${b}.${e}.${down}.weight`, [t, e, 0]);
+      else {
+        slot.set(`${b}.${e}.${gate}.weight`, [t, e, 0]);
+        slot.set(`${b}.${e}.${up}.weight`, [t, e, m.intermediate]);
+      }
+    }
+  }
+  const deltas = new Map<ExpertTarget, Tensor>();
+  return (name) => {
+    const s = slot.get(name);
+    if (!s) return weight(name);
+    const [t, e, row] = s;
+    let d = deltas.get(t);
+    if (!d) {
+      const k = keys(t.module);
+      deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, cfg.r, cfg.scale));
+    }
+    const W = f32(weight(name));
+    const rows = W.shape[0];
+    const de = reshape(slice(slice(d, 0, e, e + 1), 1, row, row + rows), [rows, W.shape[1]]);
+    return add(W, de);
+  };
+}
+
+/**
+ * Folds the adapter into per-expert checkpoint weights in place: for each target and expert e,
+ * W_e += s · B_e · A_e (summed in f64) on the gate / up / down weight it covers. `get` returns a weight's values.
+ */
+export function mergeExpertDeltas(
+  m: MoeConfig,
+  targets: readonly ExpertTarget[],
+  tensors: { A: (t: ExpertTarget) => ArrayLike<number>; B: (t: ExpertTarget) => ArrayLike<number> },
+  cfg: { r: number; scale: number },
+  get: (name: string) => Float32Array | Float64Array,
+): void {
+  const [gate, up, down] = m.names, E = m.experts, r = cfg.r;
+  for (const t of targets) {
+    const A = tensors.A(t), B = tensors.B(t), n = t.in;
+    const b = `model.layers.${t.layer}.${m.block}.experts`;
+    for (let e = 0; e < E; e++) {
+      const parts: [Float32Array | Float64Array, number][] = t.param === "down_proj"
+        ? [[get(`${b}.${e}.${down}.weight`), 0]]
+        : [[get(`${b}.${e}.${gate}.weight`), 0], [get(`${b}.${e}.${up}.weight`), m.intermediate]];
+      for (const [W, first] of parts) {
+        const rows = W.length / n;
+        for (let o = 0; o < rows; o++) {
+          for (let i = 0; i < n; i++) {
+            let d = 0;
+            for (let j = 0; j < r; j++) d += B[(first + o) * r * E + j * E + e] * A[(e * r + j) * n + i];
+            W[o * n + i] += cfg.scale * d;
+          }
+        }
+      }
+    }
+  }
+}
