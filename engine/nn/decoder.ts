@@ -102,6 +102,12 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
 export type LinearHook = (x: Tensor, name: string, base: (x: Tensor) => Tensor) => Tensor;
 
 /**
+ * s·ΔW of sparse layer `layer`'s expert projection stacked over the experts ([E, I, H] gate / up, [E, H, I] down), or
+ * undefined: the MoE block adds it to the experts' weights before its matmuls (see moe.ts, lora_experts.ts).
+ */
+export type ExpertDeltaHook = (layer: number, proj: "gate" | "up" | "down") => Tensor | undefined;
+
+/**
  * How a layer attends: q [B, L, Hq, D], k, v [B, L, Hkv, D] (after norms and rope) → [B, L, Hq, D] or
  * [B, L, Hq·D]. The default is the fused causal attention op; generation swaps in a KV-cache step.
  */
@@ -115,11 +121,8 @@ export interface DecoderWeights {
   weight(name: string): Tensor;
   /** Optional wrapper of every linear layer (adapters). */
   linear?: LinearHook;
-  /**
-   * The routed experts' weights by checkpoint name, when an adapter parametrizes them (LoRA on fused expert
-   * parameters, lora_experts.ts); default {@link DecoderWeights.weight}.
-   */
-  experts?: (name: string) => Tensor;
+  /** An adapter's deltas of the routed experts' weights (LoRA on fused expert parameters, lora_experts.ts). */
+  expertDelta?: ExpertDeltaHook;
   /**
    * Activation checkpointing: each decoder layer is a {@link Graph.checkpoint} segment, recomputed in the
    * backward pass instead of keeping its activations (LLaMA-Factory's default gradient checkpointing).
@@ -251,7 +254,7 @@ export function traceDecoder(
     if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
-      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, w.experts ?? W);
+      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W, w.expertDelta);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

@@ -23,11 +23,11 @@ import { cast } from "../graph/ops/cast.ts";
 import { type AdapterTensor, type LoraConfig, readPeftAdapter, writePeftAdapter } from "../io/peft.ts";
 export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
-import { decoderParams, type LinearHook } from "./decoder.ts";
+import { decoderParams, type ExpertDeltaHook, type LinearHook } from "./decoder.ts";
 import { isRoutedModule } from "./moe.ts";
 import {
+  expertLoraDeltas,
   expertLoraShapes,
-  expertLoraWeights,
   type ExpertTarget,
   expertTargets,
   isExpertParamName,
@@ -281,11 +281,11 @@ export class LoraAdapter implements ModelAdapter {
     return loraHook(this.config, weight, { decoder: this.decoder, seed: opts.seed });
   }
 
-  /** The routed experts' weights with W + s·ΔW folded in (lora_experts.ts); undefined without expert targets. */
-  experts(weight: (name: string) => Tensor): ((name: string) => Tensor) | undefined {
+  /** s·ΔW of the routed experts, stacked per projection (lora_experts.ts); undefined without expert targets. */
+  expertDelta(weight: (name: string) => Tensor): ExpertDeltaHook | undefined {
     if (!this.expertTargets.length) return undefined;
     const cfg = { r: this.config.r, scale: loraScale(this.config) };
-    return expertLoraWeights(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
+    return expertLoraDeltas(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
   }
 }
 

@@ -14,12 +14,13 @@
  * `…mlp.experts.base_layer.lora_A.weight` and down_proj's under `…mlp.experts.lora_A.weight`; a lone one under
  * `…mlp.experts.lora_A.weight`.
  *
- * Whetstone keeps the experts as per-expert 2-D weights; {@link expertLoraWeights} hands the MoE block each expert's
- * slice of W + s·ΔW (computed once per layer and parameter in a graph), so it composes with any dispatch that reads
- * expert weights by name. {@link mergeExpertDeltas} folds the adapter into those weights for export.
+ * Whetstone keeps the experts as per-expert 2-D weights; {@link expertLoraDeltas} hands the MoE block s·ΔW stacked
+ * over the experts ([E, rows, cols], computed once per layer and parameter in a graph), which it adds to its stack of
+ * the experts' weights before the expert matmuls, whatever its dispatch. {@link mergeExpertDeltas} folds the adapter
+ * into those weights for export.
  * @module
  */
-import { add, cast, matmul, mul, permute, reshape, slice, type Tensor } from "../graph/mod.ts";
+import { matmul, mul, permute, reshape, slice, type Tensor } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
 import type { MoeConfig } from "./moe.ts";
 
@@ -93,47 +94,39 @@ export function expertDelta(A: Tensor, B: Tensor, experts: number, r: number, s:
   return mul(matmul(b, a), s);
 }
 
-const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
+/** One expert projection of a sparse layer. */
+export type ExpertProj = "gate" | "up" | "down";
 
 /**
- * The routed experts' weight lookup with the adapter folded in: for a targeted parameter, expert e's checkpoint
- * weight (gate / up / down) comes back as its f32 slice of W + s·ΔW; every other name as `weight` gives it.
- * `keys(module)` gives the PEFT keys of a target's lora_A and lora_B, looked up through `weight` too.
+ * The adapter's s·ΔW of a sparse layer's expert projection, stacked over the experts: [E, I, H] for gate and up (the
+ * two row halves of gate_up_proj's delta), [E, H, I] for down; undefined where no target covers it. The MoE block
+ * adds it to its stack of the experts' weights before the expert matmuls (W + s·ΔW, as PEFT parametrizes the fused
+ * parameter). Each delta is traced once per graph; slicing it per expert would make the backward O(E²) (a slice's
+ * gradient is padded to the whole tensor), so a dispatch takes the stacked form. `keys(module)` gives a target's
+ * lora_A / lora_B keys, looked up through `weight`.
  */
-export function expertLoraWeights(
+export function expertLoraDeltas(
   m: MoeConfig,
   targets: readonly ExpertTarget[],
   cfg: { r: number; scale: number },
   weight: (name: string) => Tensor,
   keys: (module: string) => { A: string; B: string },
-): (name: string) => Tensor {
-  const [gate, up, down] = m.names;
-  // checkpoint weight name -> [target, expert, first row]
-  const slot = new Map<string, [ExpertTarget, number, number]>();
-  for (const t of targets) {
-    const b = `model.layers.${t.layer}.${m.block}.experts`;
-    for (let e = 0; e < m.experts; e++) {
-      if (t.param === "down_proj") slot.set(`${b}.${e}.${down}.weight`, [t, e, 0]);
-      else {
-        slot.set(`${b}.${e}.${gate}.weight`, [t, e, 0]);
-        slot.set(`${b}.${e}.${up}.weight`, [t, e, m.intermediate]);
-      }
-    }
-  }
+): (layer: number, proj: ExpertProj) => Tensor | undefined {
   const deltas = new Map<ExpertTarget, Tensor>();
-  return (name) => {
-    const s = slot.get(name);
-    if (!s) return weight(name);
-    const [t, e, row] = s;
+  const delta = (t: ExpertTarget) => {
     let d = deltas.get(t);
     if (!d) {
       const k = keys(t.module);
       deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, cfg.r, cfg.scale));
     }
-    const W = f32(weight(name));
-    const rows = W.shape[0];
-    const de = reshape(slice(slice(d, 0, e, e + 1), 1, row, row + rows), [rows, W.shape[1]]);
-    return add(W, de);
+    return d;
+  };
+  return (layer, proj) => {
+    const param: ExpertParam = proj === "down" ? "down_proj" : "gate_up_proj";
+    const t = targets.find((t) => t.layer === layer && t.param === param);
+    if (!t) return undefined;
+    const d = delta(t), I = m.intermediate;
+    return proj === "down" ? d : proj === "gate" ? slice(d, 1, 0, I) : slice(d, 1, I, 2 * I);
   };
 }
 

@@ -116,8 +116,12 @@ export class Model implements ModelCore {
       return g.param(this.prefix + name, p.shape, p.dtype);
     };
     const adapter = this.#adapter?.linear(weight, opts);
-    const experts = this.#adapter?.experts?.(weight);
-    return { weight, linear: q ? q.hook(weight, this.prefix, adapter) : adapter, ...(experts ? { experts } : {}) };
+    const expertDelta = this.#adapter?.expertDelta?.(weight);
+    return {
+      weight,
+      linear: q ? q.hook(weight, this.prefix, adapter) : adapter,
+      ...(expertDelta ? { expertDelta } : {}),
+    };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {

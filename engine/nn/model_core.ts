@@ -7,7 +7,7 @@
 import type { DType, Graph, Tensor } from "../graph/mod.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { DecoderConfig } from "./config.ts";
-import type { DecoderWeights, LinearHook } from "./decoder.ts";
+import type { DecoderWeights, ExpertDeltaHook, LinearHook } from "./decoder.ts";
 
 /** Extra parameters and a linear hook a {@link Model} traces with (an adapter such as LoRA); the base stays frozen. */
 export interface ModelAdapter {
@@ -18,8 +18,8 @@ export interface ModelAdapter {
    * input) turns on the adapter's dropout.
    */
   linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
-  /** The routed experts' weight lookup with the adapter folded in (LoRA on fused expert parameters), if it has one. */
-  experts?(weight: (name: string) => Tensor): ((name: string) => Tensor) | undefined;
+  /** The adapter's deltas of the routed experts' weights (LoRA on fused expert parameters), if it has any. */
+  expertDelta?(weight: (name: string) => Tensor): ExpertDeltaHook | undefined;
 }
 
 /** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */

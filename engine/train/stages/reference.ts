@@ -48,8 +48,8 @@ export class ModelView extends Model {
       if (!a) throw new Error(`model has no parameter "${name}"`);
       return g.param(this.prefix + name, a.shape, a.dtype);
     };
-    const experts = this.adapter?.experts?.(weight);
-    return { weight, linear: this.adapter?.linear(weight, opts), ...(experts ? { experts } : {}) };
+    const expertDelta = this.adapter?.expertDelta?.(weight);
+    return { weight, linear: this.adapter?.linear(weight, opts), ...(expertDelta ? { expertDelta } : {}) };
   }
 }
 
