@@ -4,7 +4,7 @@
  * (`WHETSTONE_BENCH_EXECUTORS` limits them) — forward, forward+backward of
  * every parameter, and forward+backward of a LoRA adapter (rank 8) on every linear plus the routed experts' fused
  * parameters (PEFT's target_parameters, engine/nn/lora_experts.ts) — in tokens/s, beside PyTorch (+ PEFT) on the same
- * config in the same run (bench/torch_moe.py) and the ratio. `WHETSTONE_BENCH_MOE_TOKENS` ("BxL", e.g. "1x64") sets
+ * config in the same run (bench/torch_moe.py) and the ratio. `WHETSTONE_MOE_TOKENS` ("BxL", e.g. "1x64") sets
  * a smaller batch for a quick run; "off" skips the rows.
  * @module
  */
@@ -43,11 +43,11 @@ const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const EXPERT_PARAMS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"];
 
 function tokens(): { batch: number; seq: number } | undefined {
-  const v = Deno.env.get("WHETSTONE_BENCH_MOE_TOKENS");
+  const v = Deno.env.get("WHETSTONE_MOE_TOKENS");
   if (v === "off") return undefined;
   if (!v) return { batch: 4, seq: 256 };
   const m = /^(\d+)x(\d+)$/.exec(v);
-  if (!m || +m[1] < 1 || +m[2] < 2) throw new Error(`WHETSTONE_BENCH_MOE_TOKENS: expected off or BxL, got "${v}"`);
+  if (!m || +m[1] < 1 || +m[2] < 2) throw new Error(`WHETSTONE_MOE_TOKENS: expected off or BxL, got "${v}"`);
   return { batch: +m[1], seq: +m[2] };
 }
 
