@@ -138,7 +138,7 @@ export const modelBench: Bench = {
     const torch = await venvBaseline<{ forward_s: number; forward_backward_s: number }>("torch_llama.py");
     if ("absent" in torch) {
       yield { bench: "model", ...params, metric: "torch_baseline", value: 0, unit: "absent", note: torch.absent };
-      yield* moeModelRows();
+      yield* moeModelRows(venvBaseline);
       return;
     }
     const tf = tokens / torch.forward_s, tb = tokens / torch.forward_backward_s;
@@ -176,6 +176,6 @@ export const modelBench: Bench = {
       value: results["forward+backward"] / tb,
       unit: "x",
     };
-    yield* moeModelRows();
+    yield* moeModelRows(venvBaseline);
   },
 };

@@ -19,7 +19,6 @@ import { decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams, traceDecoder } from "../engine/nn/decoder.ts";
 import { Model } from "../engine/nn/model.ts";
 import { attachAdapter } from "../engine/nn/lora.ts";
-import { venvBaseline } from "./model.ts";
 
 /** The MoE shape of the rows (HF config.json keys). */
 export const MOE_BENCH = {
@@ -132,8 +131,11 @@ async function* ourRows(
   }
 }
 
-/** The MoE rows of the model bench (Whetstone on each executor, then PyTorch, then the ratios). */
-export async function* moeModelRows(): AsyncIterable<Measurement> {
+/** How the model bench runs a PyTorch script (bench/model.ts's `venvBaseline`, passed in: no import circle). */
+export type Baseline = <T>(script: string, config: object) => Promise<T | { absent: string }>;
+
+/** The MoE rows of the model bench (Whetstone on each executor, then PyTorch via `baseline`, then the ratios). */
+export async function* moeModelRows(baseline: Baseline): AsyncIterable<Measurement> {
   const size = tokens();
   if (!size) return;
   const nParams = [...decoderParams(decoderConfig(MOE_BENCH)).values()].reduce((a, s) => a + numel(s), 0);
@@ -152,7 +154,7 @@ export async function* moeModelRows(): AsyncIterable<Measurement> {
     yield* ourRows(name, ex, size, row, ours);
     ex.dispose();
   }
-  const torch = await venvBaseline<
+  const torch = await baseline<
     { forward_s: number; forward_backward_s: number; lora_experts_forward_backward_s: number }
   >("torch_moe.py", { config: MOE_BENCH, batch: size.batch, seq: size.seq, rank: RANK });
   if ("absent" in torch) {
