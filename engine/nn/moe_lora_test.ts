@@ -2,7 +2,7 @@
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
  * transformers 5 (fixtures/models/<qwen3_moe|mixtral>/lora_experts, made by fixtures/make_moe_lora.py): logits within
  * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
- * as PEFT's merge_and_unload; saving writes the same keys and target_parameters PEFT wrote; LF-style lora_target;
+ * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the same keys and target_parameters PEFT wrote; LF-style lora_target;
  * a new adapter starts as the base model; the refusals PEFT makes.
  */
 import assert from "node:assert/strict";
@@ -60,6 +60,12 @@ for (const family of FAMILIES) {
     for (const [name, w] of merged) plain.executor.setParam(plain.prefix + name, w, plain.params.get(name)!.shape);
     const fromMerged = (await plain.forward(g.ids, { attentionMask: g.mask })).logits;
     assert.ok(maskedLogitError(fromMerged, withAdapter, g.mask, model.config.vocab) <= 1e-5, "merged logits");
+    // KV-cached generation goes through the adapter's expert deltas too
+    const prompt = g.ids[0].slice(0, 6);
+    assert.deepEqual(
+      await model.generate(prompt, { maxNewTokens: 6 }),
+      await plain.generate(prompt, { maxNewTokens: 6 }),
+    );
     // save: the keys, shapes and target_parameters PEFT wrote
     const out = await Deno.makeTempDir();
     try {
