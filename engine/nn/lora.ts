@@ -25,13 +25,7 @@ export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type ExpertDeltaHook, type LinearHook } from "./decoder.ts";
 import { isRoutedModule } from "./moe.ts";
-import {
-  expertLoraDeltas,
-  expertLoraShapes,
-  type ExpertTarget,
-  expertTargets,
-  isExpertParamName,
-} from "./lora_experts.ts";
+import * as experts from "./lora_experts.ts";
 import { loadModulesToSave, readModulesToSave } from "./vocab_modules.ts";
 import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
 import { Rng } from "../util/rng.ts";
@@ -44,20 +38,7 @@ export function loraConfig(c: Partial<LoraConfig> = {}): LoraConfig {
   const dropout = c.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`lora_dropout must be in [0, 1), got ${dropout}`);
   const targetParameters = c.targetParameters?.length ? [...c.targetParameters] : undefined;
-  if (targetParameters) {
-    // PEFT's lora.ParamWrapper refuses these on fused expert parameters.
-    const init = c.init ?? true;
-    const bad = dropout > 0
-      ? `lora_dropout ${dropout} (must be 0)`
-      : c.useDora
-      ? "use_dora"
-      : typeof init === "string" && init.startsWith("pissa")
-      ? "pissa_init"
-      : undefined;
-    if (bad) {
-      throw new Error(`LoRA on fused expert parameters (${targetParameters.join(", ")}) does not work with ${bad}`);
-    }
-  }
+  if (targetParameters) experts.checkExpertLora(targetParameters, dropout, c.useDora ?? false, c.init ?? true);
   return {
     r,
     alpha: c.alpha ?? 2 * r,
@@ -99,12 +80,12 @@ export function loraConfigFromArgs(a: LoraArgs): LoraConfig {
   }
   const iter = a.pissa_iter ?? 16;
   const named = list(a.lora_target ?? "all");
-  const targetParameters = named.filter(isExpertParamName);
+  const targetParameters = named.filter(experts.isExpertParamName);
   return loraConfig({
     r: a.lora_rank ?? 8,
     alpha: a.lora_alpha ?? undefined,
     dropout: a.lora_dropout ?? 0,
-    targets: named.filter((t) => !isExpertParamName(t)),
+    targets: named.filter((t) => !experts.isExpertParamName(t)),
     targetParameters,
     useRslora: a.use_rslora ?? false,
     useDora: a.use_dora ?? false,
@@ -202,8 +183,8 @@ export function loraParams(cfg: LoraConfig, c: DecoderConfig): Map<string, numbe
     p.set(k.B, [o, cfg.r]);
     if (cfg.useDora) p.set(k.m, [o]);
   }
-  for (const t of expertTargets(c, cfg.targetParameters)) {
-    const k = loraKeys(t.module), sh = expertLoraShapes(t, cfg.r, c.moe!.experts);
+  for (const t of experts.expertTargets(c, cfg.targetParameters)) {
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, c.moe!.experts);
     p.set(k.A, sh.A);
     p.set(k.B, sh.B);
   }
@@ -260,7 +241,7 @@ export class LoraAdapter implements ModelAdapter {
   /** Modules it adapts, in decoder order. */
   readonly targets: string[];
   /** Fused expert parameters it adapts (PEFT's target_parameters), in layer order. */
-  readonly expertTargets: ExpertTarget[];
+  readonly expertTargets: experts.ExpertTarget[];
   /** Base weights trained beside the adapter and saved as PEFT's `modules_to_save` (resize_vocab's embeddings). */
   modulesToSave: string[] = [];
   constructor(
@@ -272,7 +253,7 @@ export class LoraAdapter implements ModelAdapter {
     readonly initial?: Map<string, AdapterTensor>,
   ) {
     this.targets = resolveTargets(decoder, config);
-    this.expertTargets = expertTargets(decoder, config.targetParameters);
+    this.expertTargets = experts.expertTargets(decoder, config.targetParameters);
     this.params = new Map([...loraParams(config, decoder)].map(([k, shape]) => [k, { shape, dtype: "f32" }]));
   }
 
@@ -285,7 +266,7 @@ export class LoraAdapter implements ModelAdapter {
   expertDelta(weight: (name: string) => Tensor): ExpertDeltaHook | undefined {
     if (!this.expertTargets.length) return undefined;
     const cfg = { r: this.config.r, scale: loraScale(this.config) };
-    return expertLoraDeltas(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
+    return experts.expertLoraDeltas(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
   }
 }
 
@@ -381,14 +362,10 @@ export async function attachAdapter(
     }
   }
   for (const t of adapter.expertTargets) {
-    const k = loraKeys(t.module), sh = expertLoraShapes(t, cfg.r, dc.moe!.experts);
-    const re = sh.A[0]; // r · experts
-    let A = cfg.init === "gaussian" ? gaussian(re, t.in, 1 / cfg.r, rng) : kaimingUniform(re, t.in, rng);
-    let B = cfg.init === false ? kaimingUniform(t.out, re, rng) : new Float32Array(t.out * re);
-    if (tensors) {
-      A = tensors.get(k.A)!.data;
-      B = tensors.get(k.B)!.data;
-    }
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, dc.moe!.experts);
+    const { A, B } = tensors
+      ? { A: tensors.get(k.A)!.data, B: tensors.get(k.B)!.data }
+      : experts.initExpertLora(sh, cfg.r, cfg.init, rng);
     ex.setParam(pre + k.A, A, sh.A, "f32");
     ex.setParam(pre + k.B, B, sh.B, "f32");
   }

@@ -23,6 +23,8 @@
 import { matmul, mul, permute, reshape, slice, type Tensor } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
 import type { MoeConfig } from "./moe.ts";
+import { gaussian, kaimingUniform } from "./lora_init.ts";
+import type { Rng } from "../util/rng.ts";
 
 /** transformers 5's fused expert parameters, in the order they are registered (and nested by PEFT). */
 export const EXPERT_PARAMS = ["gate_up_proj", "down_proj"] as const;
@@ -80,6 +82,40 @@ export function expertTargets(c: DecoderConfig, targetParameters: readonly strin
     );
   }
   return out;
+}
+
+/** Throws on what PEFT's lora.ParamWrapper refuses beside fused expert parameters: dropout, DoRA, PiSSA. */
+export function checkExpertLora(
+  targetParameters: readonly string[],
+  dropout: number,
+  dora: boolean,
+  init: unknown,
+): void {
+  const bad = dropout > 0
+    ? `lora_dropout ${dropout} (must be 0)`
+    : dora
+    ? "use_dora"
+    : typeof init === "string" && init.startsWith("pissa")
+    ? "pissa_init"
+    : undefined;
+  if (bad) {
+    throw new Error(`LoRA on fused expert parameters (${targetParameters.join(", ")}) does not work with ${bad}`);
+  }
+}
+
+/**
+ * A new adapter's tensors as PEFT initialises nn.Linear(in, r·E) and nn.Linear(r·E, out): lora_A kaiming-uniform
+ * (gaussian: N(0, 1/r²)), lora_B zero (init false: kaiming-uniform too).
+ */
+export function initExpertLora(
+  sh: { A: number[]; B: number[] },
+  r: number,
+  init: unknown,
+  rng: Rng,
+): { A: Float32Array; B: Float32Array } {
+  const [re, n] = sh.A, out = sh.B[0];
+  const A = init === "gaussian" ? gaussian(re, n, 1 / r, rng) : kaimingUniform(re, n, rng);
+  return { A, B: init === false ? kaimingUniform(out, re, rng) : new Float32Array(out * re) };
 }
 
 /** PEFT's shapes of a target's tensors: lora_A [r·E, in], lora_B [out, r·E]. */

@@ -2,8 +2,9 @@
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
  * transformers 5 (fixtures/models/<qwen3_moe|mixtral>/lora_experts, made by fixtures/make_moe_lora.py): logits within
  * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
- * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the same keys and target_parameters PEFT wrote; LF-style lora_target;
- * a new adapter starts as the base model; the refusals PEFT makes.
+ * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the
+ * same keys and target_parameters PEFT wrote; LF-style lora_target; a new adapter starts as the base model; the
+ * refusals PEFT makes.
  */
 import assert from "node:assert/strict";
 import { readPeftAdapter } from "../io/peft.ts";
