@@ -7,7 +7,7 @@
  * refusals PEFT makes.
  */
 import assert from "node:assert/strict";
-import { readPeftAdapter } from "../io/peft.ts";
+import { loraConfigFromPeft, readPeftAdapter } from "../io/peft.ts";
 import { decoderConfig } from "./config.ts";
 import { mergeAdapter } from "./export.ts";
 import { attachAdapter, loraConfig, loraConfigFromArgs, loraParams, saveAdapter } from "./lora.ts";
@@ -104,6 +104,12 @@ Deno.test("LoRA on experts: lora_target names, PEFT's nesting of keys, a new ada
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", lora_dropout: 0.1 }), /lora_dropout/);
   assert.throws(() => loraConfig({ targetParameters: ["experts.down_proj"], useDora: true }), /use_dora/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", pissa_init: true }), /pissa_init/);
+  // adapter_config.json: target_modules may be absent beside target_parameters; dropout is refused there, as in PEFT
+  const only = { peft_type: "LORA", r: 2, target_parameters: ["mlp.experts.gate_up_proj"] };
+  assert.deepEqual(loraConfigFromPeft(only).targets, []);
+  assert.deepEqual(loraConfigFromPeft(only).targetParameters, ["mlp.experts.gate_up_proj"]);
+  assert.throws(() => loraConfigFromPeft({ ...only, lora_dropout: 0.05 }), /target_parameters.*lora_dropout/);
+  assert.throws(() => loraConfigFromPeft({ ...only, target_parameters: "gate_up_proj" }), /target_parameters must be/);
 
   const model = await loadModel(`${root}mixtral`, { executor: "reference" });
   const ids = [[3, 9, 27, 81, 115, 2, 6, 18]];
