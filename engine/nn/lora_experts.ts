@@ -59,6 +59,12 @@ export function expertTargets(c: DecoderConfig, targetParameters: readonly strin
       `target_parameters ${JSON.stringify(targetParameters)}: this ${c.family} model has no fused expert parameters`,
     );
   }
+  if (c.family === "gpt_oss") {
+    // Its fused experts are stored transposed ([E, in, out]), gate and up interleaved, with biases: not done here.
+    throw new Error(
+      `target_parameters ${JSON.stringify(targetParameters)}: LoRA on gpt_oss's experts is not supported`,
+    );
+  }
   const out: ExpertTarget[] = [], used = new Set<string>();
   for (let i = 0; i < m.sparse.length; i++) {
     if (!m.sparse[i]) continue;

@@ -20,6 +20,8 @@ export interface ModelAdapter {
   linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
   /** The adapter's deltas of the routed experts' weights (LoRA on fused expert parameters), if it has any. */
   expertDelta?(weight: (name: string) => Tensor): ExpertDeltaHook | undefined;
+  /** Work on the stored adapter weights before each training step (constrained OFT's projection); usually none. */
+  beforeStep?(model: ModelCore): Promise<unknown> | undefined;
 }
 
 /** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */

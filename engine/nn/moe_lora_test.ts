@@ -1,6 +1,6 @@
 /**
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
- * transformers 5 (fixtures/models/<qwen3_moe|mixtral>/lora_experts, made by fixtures/make_moe_lora.py): logits within
+ * transformers 5 (fixtures/models/<qwen3_moe|mixtral|glm4_moe>/lora_experts, fixtures/make_moe_lora.py): logits within
  * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
  * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the
  * same keys and target_parameters PEFT wrote; LF-style lora_target; a new adapter starts as the base model; the
@@ -17,7 +17,7 @@ import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["qwen3_moe", "mixtral"];
+const FAMILIES = ["qwen3_moe", "mixtral", "glm4_moe"];
 
 const near = (got: number, want: number, what: string) =>
   assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
@@ -101,6 +101,8 @@ Deno.test("LoRA on experts: lora_target names, PEFT's nesting of keys, a new ada
   assert.throws(() => expertTargets(c, ["experts.up_proj"]), /experts\.up_proj.*match no fused expert parameter/);
   const dense = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}qwen3/config.json`)));
   assert.throws(() => expertTargets(dense, ["experts.down_proj"]), /no fused expert parameters/);
+  const gptOss = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}gpt_oss/config.json`)));
+  assert.throws(() => expertTargets(gptOss, ["experts.down_proj"]), /gpt_oss's experts is not supported/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", lora_dropout: 0.1 }), /lora_dropout/);
   assert.throws(() => loraConfig({ targetParameters: ["experts.down_proj"], useDora: true }), /use_dora/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", pissa_init: true }), /pissa_init/);
