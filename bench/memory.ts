@@ -8,7 +8,8 @@
  * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Full tuning is also planned under
  * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, adamw_8bit — bitsandbytes' 8-bit
  * states —, LF's Muon and Adam-mini).
- * Mixtral-8x7B and Qwen3-30B-A3B shapes ({@link MOE_MODELS}) are planned for LoRA and full tuning, checkpointed.
+ * Mixtral-8x7B and Qwen3-30B-A3B shapes ({@link MOE_MODELS}) are planned for LoRA (on the linears; and with LoRA on
+ * the routed experts' fused parameters too, `lora_experts`) and full tuning, checkpointed.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -200,12 +201,15 @@ export const memoryBench: Bench = {
       }
     }
     for (const [model, cfg] of Object.entries(MOE_MODELS)) {
-      for (const method of ["lora", "full"] as const) {
-        const m = await planTrainingMemory(decoderConfig(cfg), { method, batch: 1, seq: 1024, checkpoint: true });
-        const p = { model, method, checkpoint: true, batch: 1, seq: 1024 };
+      for (const [method, loraExperts] of [["lora", false], ["lora", true], ["full", false]] as const) {
+        const plan = { method, batch: 1, seq: 1024, checkpoint: true, loraExperts };
+        const m = await planTrainingMemory(decoderConfig(cfg), plan);
+        const p = { model, method, lora_experts: loraExperts, checkpoint: true, batch: 1, seq: 1024 };
         yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };
         yield { bench: "memory", ...p, metric: "peak_bytes", value: m.peakBytes, unit: "B" };
         yield { bench: "memory", ...p, metric: "arena_bytes", value: m.arena, unit: "B" };
+        yield { bench: "memory", ...p, metric: "optimizer_bytes", value: m.optimizer, unit: "B" };
+        yield { bench: "memory", ...p, metric: "trainable_params", value: m.trainableParams, unit: "count" };
       }
     }
     yield {

@@ -3,7 +3,8 @@
  * intermediate 688, 4 layers, 4 heads, 2 KV heads, vocab 32000, batch 4 × 256) on the WebGPU
  * executor, its planned peak arena, and — where a Python with torch is configured (bench/torch_python.ts) — the same
  * measured with PyTorch in the same run (a separate process, bench/torch_llama.py), with the ratio.
- * The loss uses the fused LM head (no [N, V] logits), the backward computes every parameter's gradient.
+ * The loss uses the fused LM head (no [N, V] logits), the backward computes every parameter's gradient. Then the
+ * mixture-of-experts rows of bench/model_moe.ts (a Qwen3-MoE shape; LoRA on the fused experts too).
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -14,6 +15,7 @@ import { mulberry32 as rng } from "../engine/util/rng.ts";
 import { type DecoderConfig, decoderConfig } from "../engine/nn/config.ts";
 import { decoderParams, traceDecoder } from "../engine/nn/decoder.ts";
 import { torchPython } from "./torch_python.ts";
+import { moeModelRows } from "./model_moe.ts";
 
 /** The ~20M Llama of the issue. */
 export const LLAMA_20M = {
@@ -136,6 +138,7 @@ export const modelBench: Bench = {
     const torch = await venvBaseline<{ forward_s: number; forward_backward_s: number }>("torch_llama.py");
     if ("absent" in torch) {
       yield { bench: "model", ...params, metric: "torch_baseline", value: 0, unit: "absent", note: torch.absent };
+      yield* moeModelRows(venvBaseline);
       return;
     }
     const tf = tokens / torch.forward_s, tb = tokens / torch.forward_backward_s;
@@ -173,5 +176,6 @@ export const modelBench: Bench = {
       value: results["forward+backward"] / tb,
       unit: "x",
     };
+    yield* moeModelRows(venvBaseline);
   },
 };

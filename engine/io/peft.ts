@@ -4,7 +4,7 @@
  *
  * Tensor keys are PEFT's: `base_model.model.<module>.lora_A.weight` [r, in], `.lora_B.weight` [out, r] and, for
  * DoRA, `.lora_magnitude_vector` [out]. Supported: LoRA, rsLoRA, DoRA, `target_modules` as a list or a regex,
- * `exclude_modules`, `layers_to_transform`, `init_lora_weights` true/false/"gaussian"/"pissa"/"pissa_niter_N".
+ * `exclude_modules`, `layers_to_transform`, `target_parameters` (fused expert parameters), `init_lora_weights` true/false/"gaussian"/"pissa"/"pissa_niter_N".
  * Not supported (a clear error when set): `modules_to_save`, `bias` other than "none", `rank_pattern`,
  * `alpha_pattern`, `fan_in_fan_out`, `lora_bias`, and other PEFT extensions that change the computation.
  * @module
@@ -29,6 +29,12 @@ export interface LoraConfig {
    * (LLaMA-Factory's find_all_linear_modules); any other string is a regex fully matching the module path.
    */
   targets: readonly string[] | string;
+  /**
+   * PEFT's `target_parameters`: fused 3-D expert parameters (transformers 5's `mlp.experts.gate_up_proj`,
+   * `mlp.experts.down_proj`), each matching a parameter whose path is the name or ends with "." + name
+   * (engine/nn/lora_experts.ts). Not filtered by `exclude` or `layers`, as in PEFT.
+   */
+  targetParameters?: readonly string[];
   /** Modules left out, matched as `targets` (PEFT's exclude_modules). */
   exclude?: readonly string[] | string;
   /** Only these layer indices (PEFT's layers_to_transform). */
@@ -91,7 +97,6 @@ const UNSUPPORTED = [
   "alora_invocation_tokens",
   "arrow_config",
   "trainable_token_indices",
-  "target_parameters",
   "monteclora_config",
   "kasa_config",
   "velora_config",
@@ -151,8 +156,16 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
   if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) {
     throw new Error(`${where}: lora_dropout must be in [0, 1), got ${JSON.stringify(dropout)}`);
   }
-  const targets = stringsOrRegex(raw.target_modules, "target_modules", where);
+  const tp = raw.target_parameters;
+  if (tp !== undefined && tp !== null && !(Array.isArray(tp) && tp.every((t) => typeof t === "string"))) {
+    throw new Error(`${where}: target_parameters must be a list of parameter names, got ${JSON.stringify(tp)}`);
+  }
+  const targetParameters = tp?.length ? [...tp as string[]].sort() : undefined;
+  const targets = stringsOrRegex(raw.target_modules, "target_modules", where) ?? (targetParameters ? [] : undefined);
   if (targets === undefined) throw new Error(`${where}: target_modules is missing`);
+  if (targetParameters && (dropout > 0 || raw.use_dora === true)) {
+    throw new Error(`${where}: target_parameters cannot be combined with lora_dropout > 0 or use_dora (as in PEFT)`);
+  }
   const ltt = raw.layers_to_transform;
   let layers: number[] | undefined;
   if (typeof ltt === "number") layers = [ltt];
@@ -165,6 +178,7 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
     alpha,
     dropout,
     targets,
+    ...(targetParameters ? { targetParameters } : {}),
     exclude: stringsOrRegex(raw.exclude_modules, "exclude_modules", where),
     layers,
     useRslora: raw.use_rslora === true,
@@ -203,6 +217,7 @@ export function peftConfigJson(cfg: LoraConfig, baseModel: string): Record<strin
     use_dora: cfg.useDora,
     use_rslora: cfg.useRslora,
   };
+  if (cfg.targetParameters?.length) out.target_parameters = [...cfg.targetParameters].sort(); // PEFT >= 0.17 only
   if (cfg.exclude !== undefined) out.exclude_modules = list(cfg.exclude); // PEFT >= 0.14 only
   return out;
 }

@@ -108,6 +108,12 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
 export type LinearHook = (x: Tensor, name: string, base: (x: Tensor) => Tensor) => Tensor;
 
 /**
+ * s·ΔW of sparse layer `layer`'s expert projection stacked over the experts ([E, I, H] gate / up, [E, H, I] down), or
+ * undefined: the MoE block adds it to the experts' weights before its matmuls (see moe.ts, lora_experts.ts).
+ */
+export type ExpertDeltaHook = (layer: number, proj: "gate" | "up" | "down") => Tensor | undefined;
+
+/**
  * How a layer attends: q [B, L, Hq, D], k, v [B, L, Hkv, D] (after norms and rope) → [B, L, Hq, D] or
  * [B, L, Hq·D]. The default is the fused causal attention op; generation swaps in a KV-cache step.
  */
@@ -121,6 +127,8 @@ export interface DecoderWeights {
   weight(name: string): Tensor;
   /** Optional wrapper of every linear layer (adapters). */
   linear?: LinearHook;
+  /** An adapter's deltas of the routed experts' weights (LoRA on fused expert parameters, lora_experts.ts). */
+  expertDelta?: ExpertDeltaHook;
   /**
    * Activation checkpointing: each decoder layer is a {@link Graph.checkpoint} segment, recomputed in the
    * backward pass instead of keeping its activations (LLaMA-Factory's default gradient checkpointing).
@@ -262,7 +270,9 @@ export function traceDecoder(
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
       const x = norm(h, `${l}.post_attention_layernorm.weight`);
-      const moe = c.family === "gpt_oss" ? traceGptOssMoe(c.moe, i, x, W) : traceMoe(c.moe, i, x, linear, W);
+      const moe = c.family === "gpt_oss"
+        ? traceGptOssMoe(c.moe, i, x, W)
+        : traceMoe(c.moe, i, x, linear, W, w.expertDelta);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

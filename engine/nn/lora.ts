@@ -23,8 +23,9 @@ import { cast } from "../graph/ops/cast.ts";
 import { type AdapterTensor, type LoraConfig, readPeftAdapter, writePeftAdapter } from "../io/peft.ts";
 export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
-import { decoderParams, type LinearHook } from "./decoder.ts";
+import { decoderParams, type ExpertDeltaHook, type LinearHook } from "./decoder.ts";
 import { isRoutedModule } from "./moe.ts";
+import * as experts from "./lora_experts.ts";
 import { loadModulesToSave, readModulesToSave } from "./vocab_modules.ts";
 import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
 import { Rng } from "../util/rng.ts";
@@ -36,11 +37,14 @@ export function loraConfig(c: Partial<LoraConfig> = {}): LoraConfig {
   if (!Number.isInteger(r) || r < 1) throw new Error(`LoRA rank must be a positive integer, got ${r}`);
   const dropout = c.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`lora_dropout must be in [0, 1), got ${dropout}`);
+  const targetParameters = c.targetParameters?.length ? [...c.targetParameters] : undefined;
+  if (targetParameters) experts.checkExpertLora(targetParameters, dropout, c.useDora ?? false, c.init ?? true);
   return {
     r,
     alpha: c.alpha ?? 2 * r,
     dropout,
     targets: c.targets ?? "all",
+    ...(targetParameters ? { targetParameters } : {}),
     exclude: c.exclude,
     layers: c.layers,
     useRslora: c.useRslora ?? false,
@@ -62,7 +66,11 @@ export interface LoraArgs {
   pissa_iter?: number;
 }
 
-/** The LoraConfig LLaMA-Factory builds from its arguments (`lora_target` a comma list, "all" by default). */
+/**
+ * The LoraConfig LLaMA-Factory builds from its arguments (`lora_target` a comma list, "all" by default). Entries
+ * naming a fused expert parameter (`experts.gate_up_proj`, `mlp.experts.down_proj`) become PEFT's
+ * `target_parameters` (LLaMA-Factory has no key for them); the rest stay `target_modules`.
+ */
 export function loraConfigFromArgs(a: LoraArgs): LoraConfig {
   const list = (v: string | string[]) => (Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean);
   if (a.additional_target && list(a.additional_target).length) {
@@ -71,11 +79,14 @@ export function loraConfigFromArgs(a: LoraArgs): LoraConfig {
     );
   }
   const iter = a.pissa_iter ?? 16;
+  const named = list(a.lora_target ?? "all");
+  const targetParameters = named.filter(experts.isExpertParamName);
   return loraConfig({
     r: a.lora_rank ?? 8,
     alpha: a.lora_alpha ?? undefined,
     dropout: a.lora_dropout ?? 0,
-    targets: list(a.lora_target ?? "all"),
+    targets: named.filter((t) => !experts.isExpertParamName(t)),
+    targetParameters,
     useRslora: a.use_rslora ?? false,
     useDora: a.use_dora ?? false,
     init: a.pissa_init ? (iter === -1 ? "pissa" : `pissa_niter_${iter}`) : true,
@@ -125,7 +136,10 @@ function matcher(spec: readonly string[] | string, what: string): (key: string) 
 }
 
 /** The module paths an adapter targets, in decoder order; throws if none, or on lm_head / embeddings. */
-export function resolveTargets(c: DecoderConfig, cfg: Pick<LoraConfig, "targets" | "exclude" | "layers">): string[] {
+export function resolveTargets(
+  c: DecoderConfig,
+  cfg: Pick<LoraConfig, "targets" | "exclude" | "layers" | "targetParameters">,
+): string[] {
   const mods = [...linearModules(c).keys()];
   if (typeof cfg.targets !== "string") {
     for (const t of cfg.targets) {
@@ -138,6 +152,8 @@ export function resolveTargets(c: DecoderConfig, cfg: Pick<LoraConfig, "targets"
   const skip = cfg.exclude === undefined ? () => false : matcher(cfg.exclude, "exclude_modules");
   const layerOf = (k: string) => Number(/(?:^|\.)layers\.(\d+)\./.exec(k)?.[1] ?? -1);
   const out = mods.filter((k) => hit(k) && !skip(k) && (!cfg.layers || cfg.layers.includes(layerOf(k))));
+  // Only fused expert parameters (PEFT's target_modules = [] beside target_parameters).
+  if (!out.length && typeof cfg.targets !== "string" && !cfg.targets.length && cfg.targetParameters?.length) return out;
   if (!out.length) {
     throw new Error(
       `LoRA targets ${JSON.stringify(cfg.targets)} match no linear module of this ${c.family} model; ` +
@@ -166,6 +182,11 @@ export function loraParams(cfg: LoraConfig, c: DecoderConfig): Map<string, numbe
     p.set(k.A, [cfg.r, i]);
     p.set(k.B, [o, cfg.r]);
     if (cfg.useDora) p.set(k.m, [o]);
+  }
+  for (const t of experts.expertTargets(c, cfg.targetParameters)) {
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, c.moe!.experts);
+    p.set(k.A, sh.A);
+    p.set(k.B, sh.B);
   }
   return p;
 }
@@ -219,6 +240,8 @@ export class LoraAdapter implements ModelAdapter {
   readonly params: Map<string, { shape: number[]; dtype: "f32" }>;
   /** Modules it adapts, in decoder order. */
   readonly targets: string[];
+  /** Fused expert parameters it adapts (PEFT's target_parameters), in layer order. */
+  readonly expertTargets: experts.ExpertTarget[];
   /** Base weights trained beside the adapter and saved as PEFT's `modules_to_save` (resize_vocab's embeddings). */
   modulesToSave: string[] = [];
   constructor(
@@ -230,12 +253,20 @@ export class LoraAdapter implements ModelAdapter {
     readonly initial?: Map<string, AdapterTensor>,
   ) {
     this.targets = resolveTargets(decoder, config);
+    this.expertTargets = experts.expertTargets(decoder, config.targetParameters);
     this.params = new Map([...loraParams(config, decoder)].map(([k, shape]) => [k, { shape, dtype: "f32" }]));
   }
 
   /** The hook for one traced graph; pass `seed` (a u32 scalar input) to apply LoRA dropout. */
   linear(weight: (name: string) => Tensor, opts: { seed?: Tensor } = {}): LinearHook {
     return loraHook(this.config, weight, { decoder: this.decoder, seed: opts.seed });
+  }
+
+  /** s·ΔW of the routed experts, stacked per projection (lora_experts.ts); undefined without expert targets. */
+  expertDelta(weight: (name: string) => Tensor): ExpertDeltaHook | undefined {
+    if (!this.expertTargets.length) return undefined;
+    const cfg = { r: this.config.r, scale: loraScale(this.config) };
+    return experts.expertLoraDeltas(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
   }
 }
 
@@ -288,7 +319,9 @@ export async function attachAdapter(
       }
     }
     for (const k of tensors.keys()) {
-      if (!want.has(k)) throw new Error(`${from}: unexpected tensor "${k}" (only lora_A/lora_B/magnitude of linears)`);
+      if (!want.has(k)) {
+        throw new Error(`${from}: unexpected tensor "${k}" (only lora_A/lora_B/magnitude of its targets)`);
+      }
     }
   }
   const shapes = linearModules(dc);
@@ -327,6 +360,14 @@ export async function attachAdapter(
       }
       ex.setParam(pre + k.m, m, [o], "f32");
     }
+  }
+  for (const t of adapter.expertTargets) {
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, dc.moe!.experts);
+    const { A, B } = tensors
+      ? { A: tensors.get(k.A)!.data, B: tensors.get(k.B)!.data }
+      : experts.initExpertLora(sh, cfg.r, cfg.init, rng);
+    ex.setParam(pre + k.A, A, sh.A, "f32");
+    ex.setParam(pre + k.B, B, sh.B, "f32");
   }
   adapter.modulesToSave = saved;
   model.setAdapter(adapter);

@@ -118,7 +118,12 @@ export class Model implements ModelCore {
       return g.param(this.prefix + name, p.shape, p.dtype);
     };
     const adapter = this.#adapter?.linear(weight, opts);
-    return { weight, linear: q ? q.hook(weight, this.prefix, adapter) : adapter };
+    const expertDelta = this.#adapter?.expertDelta?.(weight);
+    return {
+      weight,
+      linear: q ? q.hook(weight, this.prefix, adapter) : adapter,
+      ...(expertDelta ? { expertDelta } : {}),
+    };
   }
 
   #feeds(inputIds: number[][], opts: ForwardOptions, Lb: number) {

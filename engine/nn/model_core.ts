@@ -7,7 +7,7 @@
 import type { DType, Graph, Tensor } from "../graph/mod.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { DecoderConfig } from "./config.ts";
-import type { DecoderWeights, LinearHook } from "./decoder.ts";
+import type { DecoderWeights, ExpertDeltaHook, LinearHook } from "./decoder.ts";
 
 /** Extra parameters and a linear hook a {@link Model} traces with (an adapter such as LoRA); the base stays frozen. */
 export interface ModelAdapter {
@@ -18,6 +18,8 @@ export interface ModelAdapter {
    * input) turns on the adapter's dropout.
    */
   linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
+  /** The adapter's deltas of the routed experts' weights (LoRA on fused expert parameters), if it has any. */
+  expertDelta?(weight: (name: string) => Tensor): ExpertDeltaHook | undefined;
   /** Work on the stored adapter weights before each training step (constrained OFT's projection); usually none. */
   beforeStep?(model: ModelCore): Promise<unknown> | undefined;
 }

@@ -26,6 +26,7 @@ import {
   gt,
   matmul,
   mul,
+  permute,
   reshape,
   sigmoid,
   softmax,
@@ -183,9 +184,20 @@ export interface Route {
 }
 
 /**
+ * The experts' weights `ws` (each [rows, cols]) stacked along `axis` (0: [E·rows, cols], 1: [rows, E·cols]), with an
+ * adapter's s·ΔW [E, rows, cols] added first when given (W + s·ΔW before the expert matmuls, as PEFT's ParamWrapper).
+ */
+export function stackExperts(ws: readonly Tensor[], axis: 0 | 1, delta?: Tensor): Tensor {
+  if (!delta) return concat(ws, axis);
+  const [rows, cols] = ws[0].shape, E = ws.length;
+  const w3 = add(concat(ws.map((w) => reshape(w, [1, rows, cols])), 0), delta); // [E, rows, cols]
+  return axis === 0 ? reshape(w3, [E * rows, cols]) : reshape(permute(w3, [1, 0, 2]), [rows, E * cols]);
+}
+
+/**
  * Traces layer `i`'s sparse block on x [B, L, H] → [B, L, H]. `linear` is the decoder's linear (adapters, quantization)
- * for the router and the shared expert; `weight` gives the routed experts' weights, which no adapter targets (see
- * {@link isRoutedModule}).
+ * for the router and the shared expert; `weight` gives the routed experts' weights, which no linear adapter targets
+ * (see {@link isRoutedModule}); `delta`, LoRA on their fused parameters (lora_experts.ts).
  */
 export function traceMoe(
   m: MoeConfig,
@@ -193,6 +205,8 @@ export function traceMoe(
   x: Tensor,
   linear: (x: Tensor, name: string) => Tensor,
   weight: (name: string) => Tensor,
+  /** An adapter's s·ΔW of the experts' projections, stacked [E, rows, cols] (LoRA on fused expert parameters). */
+  delta?: (layer: number, proj: "gate" | "up" | "down") => Tensor | undefined,
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.${m.block}`;
   const [gate, up, down] = m.names;
@@ -219,15 +233,19 @@ export function traceMoe(
   }
   const E = m.experts, I = m.intermediate, lead = x.shape.slice(0, -1);
   // Stacked in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
-  const stack = (name: string, axis: number) =>
-    concat(Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`))), axis);
+  const stack = (name: string, axis: 0 | 1, proj: "gate" | "up" | "down") =>
+    stackExperts(
+      Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`))),
+      axis,
+      delta?.(i, proj),
+    );
   const xf = f32(x);
   const a = swiglu(
-    matmul(xf, stack(gate, 0), { transB: true }),
-    matmul(xf, stack(up, 0), { transB: true }),
+    matmul(xf, stack(gate, 0, "gate"), { transB: true }),
+    matmul(xf, stack(up, 0, "up"), { transB: true }),
   ); // [B, L, E·I]
   const aw = reshape(mul(reshape(a, [...lead, E, I]), reshape(w, [...lead, E, 1])), [...lead, E * I]);
-  let out = matmul(aw, stack(down, 1), { transB: true }); // [B, L, H]
+  let out = matmul(aw, stack(down, 1, "down"), { transB: true }); // [B, L, H]
   if (m.sharedIntermediate) {
     const s = `${b}.${sharedName(m)}`;
     const y = linear(swiglu(linear(x, `${s}.gate_proj`), linear(x, `${s}.up_proj`)), `${s}.down_proj`);

@@ -1,7 +1,7 @@
 /**
  * PEFT interop: adapters attached, perturbed and saved here load with `PeftModel.from_pretrained`
  * (engine/io/peft_check.py, run with the repository's .venv; skipped with a message when it is absent) and give the
- * same logits.
+ * same logits (LoRA on fused expert parameters included).
  */
 import assert from "node:assert/strict";
 import { openSafetensors } from "../io/safetensors.ts";
@@ -55,6 +55,20 @@ Deno.test({
       await add("llama", "pissa", { r: 4, targets: ["q_proj", "o_proj", "up_proj"], init: "pissa" });
       await add("llama", "pissa_converted", { r: 4, targets: ["q_proj", "o_proj", "up_proj"], init: "pissa" }, {
         convertPissa: true,
+      });
+      // LoRA on the fused expert parameters (PEFT's target_parameters) beside attention, both and one of them.
+      await add("qwen3_moe", "experts_both", {
+        r: 2,
+        targets: ["k_proj"],
+        targetParameters: ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+      });
+      await add("mixtral", "experts_down_rslora", {
+        r: 3,
+        alpha: 5,
+        targets: [],
+        targetParameters: ["experts.down_proj"],
+        useRslora: true,
+        init: "gaussian",
       });
       const out = `${dir}/logits.safetensors`;
       const cmd = new Deno.Command(python, {

@@ -78,6 +78,8 @@ export interface MemoryPlanOptions {
   baseDtype?: DType;
   /** LoRA rank on all linear layers (default 8). */
   rank?: number;
+  /** LoRA also on the routed experts' fused gate_up_proj and down_proj (PEFT's target_parameters; MoE models). */
+  loraExperts?: boolean;
   /** Freeze: trainable last layers (default 2). */
   freezeLayers?: number;
   /** Activation checkpointing of every decoder layer (LLaMA-Factory's default; default off here). */
@@ -126,7 +128,10 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   let trainable = [...trainBase];
   if (opts.method === "lora" || opts.method === "qlora") {
     const r = opts.rank ?? 8;
-    trainable = [...(await attachAdapter(model, { r, alpha: 2 * r, targets: ["all"] })).params.keys()];
+    const targetParameters = opts.loraExperts ? ["experts.gate_up_proj", "experts.down_proj"] : undefined;
+    trainable = [
+      ...(await attachAdapter(model, { r, alpha: 2 * r, targets: ["all"], targetParameters })).params.keys(),
+    ];
   }
   let trainableParams = 0;
   const galore = { ...GALORE_DEFAULTS, rank: opts.rank ?? GALORE_DEFAULTS.rank };

@@ -98,3 +98,27 @@ Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, ada
     assert.ok((await at(o)).peakBytes < adamw.peakBytes, o);
   }
 });
+
+Deno.test("planTrainingMemory: LoRA on the routed experts adds r·E·(in + out) per fused parameter and its states", async () => {
+  const moe = decoderConfig({
+    model_type: "qwen3_moe",
+    vocab_size: 256,
+    hidden_size: 32,
+    intermediate_size: 64,
+    moe_intermediate_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    num_experts: 4,
+    num_experts_per_tok: 2,
+  });
+  const opts = { method: "lora", batch: 1, seq: 32, rank: 2, checkpoint: true } as const;
+  const lora = await planTrainingMemory(moe, opts);
+  const experts = await planTrainingMemory(moe, { ...opts, loraExperts: true });
+  // per sparse layer: gate_up_proj (in 32, out 2·16) and down_proj (in 16, out 32), rank 2, 4 experts
+  const added = 2 * (2 * 4 * (32 + 32) + 2 * 4 * (16 + 32));
+  assert.equal(experts.trainableParams - lora.trainableParams, added);
+  assert.equal(experts.optimizer - lora.optimizer, 8 * added);
+  assert.ok(experts.arena > lora.arena, "the experts' W + s·ΔW and the adapter's gradients take arena");
+});

@@ -2,7 +2,8 @@
  * Training a mixture-of-experts model: LLaMA-Factory's `moe_aux_loss_coef` through `loadTrainModel` (LoRA, full and
  * freeze) and the LM objective's loss and gradients with the router's load-balancing term, against the transformers
  * golden (fixtures/models/mixtral, `aux.*`: output_router_logits with router_aux_loss_coef 0.25), with and without
- * activation checkpointing, on the reference executor and ONNX Runtime.
+ * activation checkpointing, on the reference executor and ONNX Runtime; short runs of LoRA, LoRA on the fused expert
+ * parameters alone (lora_target `experts.gate_up_proj,experts.down_proj`) and full fine-tuning whose losses fall.
  */
 import assert from "node:assert/strict";
 import { backward, Graph } from "../graph/mod.ts";
@@ -124,7 +125,7 @@ Deno.test("moe_aux_loss_coef: accepted, turns the router loss on for lora, full 
   assert.throws(() => parseTrainArgs({ ...base, moe_aux_loss_coef: -1 }), /moe_aux_loss_coef/);
 });
 
-Deno.test("mixtral trains with LoRA and full fine-tuning (moe_aux_loss_coef on): finite losses that fall", async () => {
+Deno.test("mixtral trains with LoRA (attention; fused experts only), full (moe_aux_loss_coef on): losses fall", async () => {
   const root = await Deno.makeTempDir({ prefix: "whetstone-moe-" });
   try {
     const steps = new URL("../../fixtures/steps/", import.meta.url).pathname;
@@ -132,8 +133,15 @@ Deno.test("mixtral trains with LoRA and full fine-tuning (moe_aux_loss_coef on):
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
       await Deno.copyFile(`${steps}tokenizer/${f}`, `${root}/${f}`);
     }
-    for (const [finetuning_type, learning_rate] of [["lora", 2e-2], ["full", 2e-3]] as const) {
+    // lora_experts: LoRA on the routed experts' fused parameters only (PEFT's target_parameters), so the loss can
+    // fall only through W + s·ΔW of the experts.
+    const runs = [["lora", 2e-2, {}], ["full", 2e-3, {}], ["lora", 2e-2, {
+      lora_target: "experts.gate_up_proj,experts.down_proj",
+    }]] as const;
+    for (const [finetuning_type, learning_rate, extra] of runs) {
+      const name = "lora_target" in extra ? "lora_experts" : finetuning_type;
       const a = parseTrainArgs({
+        ...extra,
         model_name_or_path: root,
         stage: "sft",
         do_train: true,
@@ -141,7 +149,7 @@ Deno.test("mixtral trains with LoRA and full fine-tuning (moe_aux_loss_coef on):
         dataset: "steps_sft",
         dataset_dir: steps,
         template: "empty",
-        output_dir: `${root}/out_${finetuning_type}`,
+        output_dir: `${root}/out_${name}`,
         per_device_train_batch_size: 2,
         learning_rate,
         max_steps: 6,
@@ -156,8 +164,15 @@ Deno.test("mixtral trains with LoRA and full fine-tuning (moe_aux_loss_coef on):
       const res = await train(a, { progress: false, log: () => {} });
       const losses = res.losses.map((l) => l.loss);
       assert.equal(losses.length, 6);
-      assert.ok(losses.every(Number.isFinite), `${finetuning_type}: ${losses}`);
-      assert.ok(losses[4] + losses[5] < losses[0] + losses[1], `${finetuning_type}: losses do not fall: ${losses}`);
+      assert.ok(losses.every(Number.isFinite), `${name}: ${losses}`);
+      assert.ok(losses[4] + losses[5] < losses[0] + losses[1], `${name}: losses do not fall: ${losses}`);
+      if (name === "lora_experts") {
+        const saved = JSON.parse(await Deno.readTextFile(`${root}/out_${name}/adapter_config.json`));
+        assert.deepEqual([saved.target_modules, saved.target_parameters], [[], [
+          "experts.down_proj",
+          "experts.gate_up_proj",
+        ]]);
+      }
     }
   } finally {
     await Deno.remove(root, { recursive: true });

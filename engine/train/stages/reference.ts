@@ -48,7 +48,8 @@ export class ModelView extends Model {
       if (!a) throw new Error(`model has no parameter "${name}"`);
       return g.param(this.prefix + name, a.shape, a.dtype);
     };
-    return { weight, linear: this.adapter?.linear(weight, opts) };
+    const expertDelta = this.adapter?.expertDelta?.(weight);
+    return { weight, linear: this.adapter?.linear(weight, opts), ...(expertDelta ? { expertDelta } : {}) };
   }
 }
 
