@@ -21,7 +21,9 @@ import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
 import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
-import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
+import { type LoweredGraph, type LoweredValue, lowerGraph, type LowerOptions } from "./lower.ts";
+import { buildSymbolic, instantiate, matchSymbolic, type SymbolicModel } from "./symbolic.ts";
+import { flattenGraph } from "./symbolic_fit.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
 import { OnnxBuilder } from "./builder.ts";
 import {
@@ -68,6 +70,11 @@ function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[]
   return new ort.Tensor(ORT_TYPE[dtype], data, [...shape]);
 }
 
+/** Bytes of the states a lowered graph writes. */
+function stateBytes(l: Lowered): number {
+  return l.states.reduce((n, st) => n + numel(st.shape) * 4, 0);
+}
+
 function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
   if (dtype === "u32") return Uint32Array.from(t.data as BigInt64Array, (v) => Number(v));
   return t.data as Float32Array | Int32Array;
@@ -92,6 +99,24 @@ export interface OnnxExecutorOptions {
    * states or more (training steps of full or freeze tuning), one for the rest.
    */
   cpuArena?: boolean;
+  /**
+   * One session for every size of a graph compiled with `symbolic` sizes (symbolic.ts): default on;
+   * `WHETSTONE_ONNX_SYMBOLIC=off` in the environment or `false` here builds one session per traced shape.
+   */
+  symbolic?: boolean;
+}
+
+/** A lowered graph's names and shapes at one size (its model is in the session). */
+type Lowered = Omit<LoweredGraph, "model">;
+
+/** Counters of the sessions an executor built (see {@link OnnxExecutor.sessions}). */
+export interface SessionCounts {
+  /** Sessions created (each costs seconds at 135M). */
+  created: number;
+  /** Compiles served by the session of an earlier compile at other sizes. */
+  reused: number;
+  /** Why graphs compiled with `symbolic` sizes got a session of their own sizes instead. */
+  fallbacks: string[];
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -104,6 +129,14 @@ export class OnnxExecutor implements Executor {
   private queue: Promise<unknown> = Promise.resolve();
   /** The tiny session of {@link releaseLastAnswer}. */
   private releaser?: Promise<Ort.InferenceSession>;
+  /** Symbolic models built so far, with their sessions (see `symbolicSession`). */
+  private readonly symbolicModels: {
+    sm: Omit<SymbolicModel, "model">;
+    outputs: string;
+    session: Promise<Ort.InferenceSession>;
+  }[] = [];
+  /** Sessions created and reused so far. */
+  readonly sessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
 
   private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
 
@@ -156,12 +189,17 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true, inPlaceStates: true });
-    const session = await this.session(
-      encodeModel(lowered.model),
-      lowered.model.graph.nodes.length,
-      lowered.states.reduce((n, st) => n + numel(st.shape) * 4, 0),
-    );
+    const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
+    let lowered: Lowered, session: Ort.InferenceSession;
+    const sym = this.symbolicSession(graph, opts, lowerOpts);
+    if (sym) {
+      lowered = sym.lowered;
+      session = await sym.session;
+    } else {
+      const l = lowerGraph(graph, lowerOpts);
+      session = await this.session(encodeModel(l.model), l.model.graph.nodes.length, stateBytes(l));
+      lowered = l;
+    }
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
       const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
@@ -169,6 +207,44 @@ export class OnnxExecutor implements Executor {
       return result;
     };
     return { run, stats };
+  }
+
+  /**
+   * With `symbolic` sizes: the session of the graph's symbolic model, an earlier compile's when the graph is its graph
+   * at other sizes, else a new one; undefined when symbolic sessions are off or the graph has no symbolic model (the
+   * reason is kept in {@link sessions}).
+   */
+  private symbolicSession(
+    graph: Graph,
+    opts: CompileOptions,
+    lowerOpts: LowerOptions,
+  ): { lowered: Lowered; session: Promise<Ort.InferenceSession> } | undefined {
+    const sym = opts.symbolic;
+    if (!sym || (this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off") === false) return undefined;
+    const flat = flattenGraph(graph), outputs = JSON.stringify(opts.outputs ?? null);
+    const symbols = Object.keys(sym.sizes), sizes = symbols.map((s) => sym.sizes[s]);
+    for (const e of this.symbolicModels) {
+      if (e.outputs === outputs && e.sm.symbols.join() === symbols.join() && matchSymbolic(e.sm, flat, sizes)) {
+        this.sessions.reused++;
+        return { lowered: instantiate(e.sm, sizes), session: e.session };
+      }
+    }
+    const built = buildSymbolic(graph, sym, lowerOpts, flat);
+    if ("why" in built) {
+      this.sessions.fallbacks.push(built.why);
+      return undefined;
+    }
+    const { model, ...sm } = built;
+    const lowered = instantiate(sm, sizes);
+    const entry = {
+      sm,
+      outputs,
+      session: this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
+    };
+    this.symbolicModels.push(entry);
+    // A failed session is not kept: the next compile tries again (and fails with the same error, or builds it).
+    entry.session.catch(() => this.symbolicModels.splice(this.symbolicModels.indexOf(entry), 1));
+    return { lowered, session: entry.session };
   }
 
   /**
@@ -199,8 +275,10 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) =>
-      this.ort.InferenceSession.create(model as Uint8Array, o);
+    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) => {
+      this.sessions.created++;
+      return this.ort.InferenceSession.create(model as Uint8Array, o);
+    };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
     const dir = cache && (cache.dir ?? modelCacheDir());
     if (
@@ -247,7 +325,7 @@ export class OnnxExecutor implements Executor {
 
   private async runOnce(
     session: Ort.InferenceSession,
-    lowered: LoweredGraph,
+    lowered: Lowered,
     feeds: Record<string, ArrayLike<number>>,
     fetch: readonly string[] | undefined,
     stats: StepStats,
