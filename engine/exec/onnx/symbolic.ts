@@ -6,8 +6,8 @@
  *
  * - an integer constant whose values change (a Reshape, Expand or Slice target, a ScatterND bound) becomes a Concat
  *   of its elements, each computed from the sizes;
- * - an integer constant whose dims change and whose values count 0, 1, 2, ... (a mask's row and column indices)
- *   becomes a `Range` reshaped to its dims;
+ * - an integer constant whose dims change and whose values count 0, 1, 2, ... along one axis (a mask's row and
+ *   column indices, cache slot indices) becomes a `Range` expanded to its dims;
  * - a dim of a model input or output that changes becomes a `dim_param` named after its polynomial (`B`, `B*L`);
  * - the names and shapes of the lowered inputs, params, outputs and states are fitted the same way.
  *
@@ -35,6 +35,7 @@ import {
   type Flat,
   flatMatches,
   flattenGraph,
+  iotaAxis,
   isConstant,
   type Poly,
   polyAt,
@@ -235,9 +236,13 @@ class ShapeMath {
     return this.node("Reshape", [this.poly(p), this.i64([], [0])]);
   }
 
-  /** 0, 1, ..., n − 1 (int64 [n]). */
-  range(n: Poly): string {
-    return this.node("Range", [this.i64([0], []), this.scalar(n), this.i64([1], [])]);
+  /** Writes the tensor `name` of `dims` whose elements count along `axis` (see iotaAxis). */
+  iota(name: string, dims: readonly Poly[], axis: number, dataType: number): void {
+    const r = this.node("Range", [this.i64([0], []), this.scalar(dims[axis]), this.i64([1], [])]);
+    const ones = dims.map((_, a) => (a === axis ? [-1] : [1]));
+    const col = this.node("Reshape", [r, this.i64(ones.map((o) => o[0]))]);
+    if (dataType === ONNX_TYPE.INT64) this.node("Expand", [col, this.vector(dims)], undefined, name);
+    else this.node("Cast", [this.node("Expand", [col, this.vector(dims)])], { to: { i: dataType } }, name);
   }
 }
 
@@ -303,11 +308,12 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
         const polys = values[0]!.map((_, e) => fitColumn(values.map((v) => v![e]), grid));
         if (polys.some((p) => !p)) throw new Error(`a value of constant "${t0.name}" is no polynomial of the sizes`);
         math.shaped(t0.name, math.vector(polys as Poly[]), dims, t0.dataType);
-      } else if (values.every((v) => v!.every((x, i) => x === i))) {
-        const n = fitColumn(values.map((v) => v!.length), grid)!;
-        math.shaped(t0.name, math.range(n), dims, t0.dataType);
       } else {
-        throw new Error(`constant "${t0.name}" changes size with the sizes and is no range`);
+        const axis = iotaAxis(values[0]!, t0.dims);
+        if (axis < 0 || !ts.every((t, p) => iotaAxis(values[p]!, t.dims) === axis)) {
+          throw new Error(`constant "${t0.name}" changes size with the sizes and does not count along an axis`);
+        }
+        math.iota(t0.name, dims, axis, t0.dataType);
       }
     }
   } catch (e) {

@@ -108,6 +108,24 @@ export function polyName(p: Poly, symbols: readonly string[]): string {
   return s.replace(/^\+/, "") || "0";
 }
 
+/**
+ * The axis along which `data` (row-major, of `dims`) counts: element i is its coordinate on that axis (0, 1, 2, ...
+ * along it, the same across the others), or -1. Such a constant (a range, a mask's row or column indices, cache slot
+ * indices) is computed at run time for any size.
+ */
+export function iotaAxis(data: ArrayLike<number>, dims: readonly number[]): number {
+  if (data.length < 2) return -1;
+  for (let a = 0; a < dims.length; a++) {
+    if (dims[a] < 2) continue;
+    let inner = 1;
+    for (let k = a + 1; k < dims.length; k++) inner *= dims[k];
+    let ok = true;
+    for (let i = 0; ok && i < data.length; i++) ok = data[i] === Math.floor(i / inner) % dims[a];
+    if (ok) return a;
+  }
+  return -1;
+}
+
 /** A graph as structure and numbers: two traces of one model at different sizes share the structure. */
 export interface Flat {
   /** The graph with every number (and every run of digits in a name) replaced by `#`. */
@@ -133,8 +151,14 @@ export function flattenGraph(graph: Graph): Flat {
     if (v instanceof Float64Array) return Array.from(v);
     return v;
   };
+  // A constant that counts along an axis is written as that axis: its data follows from its shape.
+  const values = graph.values.map((v) => {
+    if (v.kind !== "const") return v;
+    const axis = iotaAxis(v.data!, v.shape);
+    return axis < 0 ? v : { ...v, data: undefined, iota: `axis ${"abcdefgh"[axis]}` };
+  });
   const parts = [
-    JSON.stringify(graph.values, replacer),
+    JSON.stringify(values, replacer),
     JSON.stringify(graph.nodes, replacer),
     JSON.stringify([...graph.inputs], replacer),
     JSON.stringify([...graph.params], replacer),
