@@ -135,8 +135,10 @@ export class OnnxExecutor implements Executor {
     outputs: string;
     session: Promise<Ort.InferenceSession>;
   }[] = [];
-  /** Sessions created and reused so far. */
+  /** Sessions this executor created and reused so far. */
   readonly sessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
+  /** The same counters over every executor of the process (for runs that make their own executor: benches, tests). */
+  static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
 
   private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
 
@@ -225,13 +227,13 @@ export class OnnxExecutor implements Executor {
     const symbols = Object.keys(sym.sizes), sizes = symbols.map((s) => sym.sizes[s]);
     for (const e of this.symbolicModels) {
       if (e.outputs === outputs && e.sm.symbols.join() === symbols.join() && matchSymbolic(e.sm, flat, sizes)) {
-        this.sessions.reused++;
+        this.sessions.reused++, OnnxExecutor.allSessions.reused++;
         return { lowered: instantiate(e.sm, sizes), session: e.session };
       }
     }
     const built = buildSymbolic(graph, sym, lowerOpts, flat);
     if ("why" in built) {
-      this.sessions.fallbacks.push(built.why);
+      this.sessions.fallbacks.push(built.why), OnnxExecutor.allSessions.fallbacks.push(built.why);
       return undefined;
     }
     const { model, ...sm } = built;
@@ -276,7 +278,7 @@ export class OnnxExecutor implements Executor {
       ...this.opts.sessionOptions,
     };
     const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) => {
-      this.sessions.created++;
+      this.sessions.created++, OnnxExecutor.allSessions.created++;
       return this.ort.InferenceSession.create(model as Uint8Array, o);
     };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
