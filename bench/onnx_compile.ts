@@ -157,7 +157,8 @@ export const onnxCompileBench: Bench = {
           const restore = await snapshot(sym, states);
           for (const L of lengths) {
             restore();
-            const B = c0.batch, symbolic = { sizes: { B, L }, trace: (z: Record<string, number>) => trace(z.B, z.L) };
+            // The trainer's sizes: the padded length (its batch is fixed for a run).
+            const B = c0.batch, symbolic = { sizes: { L }, trace: (z: Record<string, number>) => trace(B, z.L) };
             const r = await measure(sym, trace(B, L), stepFeeds(B, L, c0.vocab), { symbolic });
             const q = {
               bench: "onnx_compile",

@@ -21,9 +21,10 @@ import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
 import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
-import { type LoweredGraph, type LoweredValue, lowerGraph, type LowerOptions } from "./lower.ts";
-import { buildSymbolic, instantiate, matchSymbolic, type SymbolicModel } from "./symbolic.ts";
-import { flattenGraph } from "./symbolic_fit.ts";
+import { type LoweredValue, lowerGraph, type LowerOptions } from "./lower.ts";
+import { type Lowered, type SessionCounts, SymbolicSessions } from "./symbolic_sessions.ts";
+
+export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
 import { OnnxBuilder } from "./builder.ts";
 import {
@@ -106,19 +107,6 @@ export interface OnnxExecutorOptions {
   symbolic?: boolean;
 }
 
-/** A lowered graph's names and shapes at one size (its model is in the session). */
-type Lowered = Omit<LoweredGraph, "model">;
-
-/** Counters of the sessions an executor built (see {@link OnnxExecutor.sessions}). */
-export interface SessionCounts {
-  /** Sessions created (each costs seconds at 135M). */
-  created: number;
-  /** Compiles served by the session of an earlier compile at other sizes. */
-  reused: number;
-  /** Why graphs compiled with `symbolic` sizes got a session of their own sizes instead. */
-  fallbacks: string[];
-}
-
 /** Runs graphs on onnxruntime-node (CPU). */
 export class OnnxExecutor implements Executor {
   readonly name = "onnx";
@@ -129,16 +117,15 @@ export class OnnxExecutor implements Executor {
   private queue: Promise<unknown> = Promise.resolve();
   /** The tiny session of {@link releaseLastAnswer}. */
   private releaser?: Promise<Ort.InferenceSession>;
-  /** Symbolic models built so far, with their sessions (see `symbolicSession`). */
-  private readonly symbolicModels: {
-    sm: Omit<SymbolicModel, "model">;
-    outputs: string;
-    session: Promise<Ort.InferenceSession>;
-  }[] = [];
   /** Sessions this executor created and reused so far. */
   readonly sessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
   /** The same counters over every executor of the process (for runs that make their own executor: benches, tests). */
   static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
+  /** Sessions of symbolic models, one per graph for all its sizes. */
+  private readonly symbolic = new SymbolicSessions<Ort.InferenceSession>(
+    (model, lowered) => this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
+    [this.sessions, OnnxExecutor.allSessions],
+  );
 
   private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
 
@@ -193,7 +180,8 @@ export class OnnxExecutor implements Executor {
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
     let lowered: Lowered, session: Ort.InferenceSession;
-    const sym = this.symbolicSession(graph, opts, lowerOpts);
+    const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
+    const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
     if (sym) {
       lowered = sym.lowered;
       session = await sym.session;
@@ -209,44 +197,6 @@ export class OnnxExecutor implements Executor {
       return result;
     };
     return { run, stats };
-  }
-
-  /**
-   * With `symbolic` sizes: the session of the graph's symbolic model, an earlier compile's when the graph is its graph
-   * at other sizes, else a new one; undefined when symbolic sessions are off or the graph has no symbolic model (the
-   * reason is kept in {@link sessions}).
-   */
-  private symbolicSession(
-    graph: Graph,
-    opts: CompileOptions,
-    lowerOpts: LowerOptions,
-  ): { lowered: Lowered; session: Promise<Ort.InferenceSession> } | undefined {
-    const sym = opts.symbolic;
-    if (!sym || (this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off") === false) return undefined;
-    const flat = flattenGraph(graph), outputs = JSON.stringify(opts.outputs ?? null);
-    const symbols = Object.keys(sym.sizes), sizes = symbols.map((s) => sym.sizes[s]);
-    for (const e of this.symbolicModels) {
-      if (e.outputs === outputs && e.sm.symbols.join() === symbols.join() && matchSymbolic(e.sm, flat, sizes)) {
-        this.sessions.reused++, OnnxExecutor.allSessions.reused++;
-        return { lowered: instantiate(e.sm, sizes), session: e.session };
-      }
-    }
-    const built = buildSymbolic(graph, sym, lowerOpts, flat);
-    if ("why" in built) {
-      this.sessions.fallbacks.push(built.why), OnnxExecutor.allSessions.fallbacks.push(built.why);
-      return undefined;
-    }
-    const { model, ...sm } = built;
-    const lowered = instantiate(sm, sizes);
-    const entry = {
-      sm,
-      outputs,
-      session: this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
-    };
-    this.symbolicModels.push(entry);
-    // A failed session is not kept: the next compile tries again (and fails with the same error, or builds it).
-    entry.session.catch(() => this.symbolicModels.splice(this.symbolicModels.indexOf(entry), 1));
-    return { lowered, session: entry.session };
   }
 
   /**
