@@ -179,20 +179,28 @@ export class OnnxExecutor implements Executor {
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
-    let lowered: Lowered, session: Ort.InferenceSession;
+    let lowered: Lowered | undefined, session: Ort.InferenceSession | undefined;
     const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
     const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
     if (sym) {
-      lowered = sym.lowered;
-      session = await sym.session;
-    } else {
+      try {
+        session = await sym.session;
+        lowered = sym.lowered;
+      } catch (e) {
+        // ONNX Runtime refused the symbolic model: this graph gets a session of its own shape.
+        const why = `the symbolic model's session failed: ${(e as Error).message}`;
+        this.sessions.fallbacks.push(why), OnnxExecutor.allSessions.fallbacks.push(why);
+      }
+    }
+    if (!session || !lowered) {
       const l = lowerGraph(graph, lowerOpts);
       session = await this.session(encodeModel(l.model), l.model.graph.nodes.length, stateBytes(l));
       lowered = l;
     }
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
+    const [s, l] = [session, lowered];
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
-      const result = this.queue.then(() => this.runOnce(session, lowered, feeds, fetch, stats));
+      const result = this.queue.then(() => this.runOnce(s, l, feeds, fetch, stats));
       this.queue = result.catch(() => {});
       return result;
     };

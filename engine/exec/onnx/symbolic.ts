@@ -28,7 +28,7 @@
 import type { Graph } from "../../graph/graph.ts";
 import type { SymbolicSizes } from "../executor.ts";
 import { type LoweredGraph, lowerGraph, type LowerOptions } from "./lower.ts";
-import { type ModelDef, type NodeDef, ONNX_TYPE, type TensorDef } from "./proto.ts";
+import { type ModelDef, type NodeDef, ONNX_TYPE, type TensorDef, type ValueDef } from "./proto.ts";
 import {
   fitFlats,
   fitPoly,
@@ -292,6 +292,7 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
   }
   const math = new ShapeMath(sources);
   const initializers: TensorDef[] = [];
+  const computed = new Map<string, Poly[]>(); // computed int vectors: their elements
   try {
     for (let k = 0; k < g0.initializers.length; k++) {
       const ts = gs.map((g) => g.initializers[k]), t0 = ts[0];
@@ -308,6 +309,7 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
         const polys = values[0]!.map((_, e) => fitColumn(values.map((v) => v![e]), grid));
         if (polys.some((p) => !p)) throw new Error(`a value of constant "${t0.name}" is no polynomial of the sizes`);
         math.shaped(t0.name, math.vector(polys as Poly[]), dims, t0.dataType);
+        if (dims.length === 1) computed.set(t0.name, polys as Poly[]);
       } else {
         const axis = iotaAxis(values[0]!, t0.dims);
         if (axis < 0 || !ts.every((t, p) => iotaAxis(values[p]!, t.dims) === axis)) {
@@ -327,7 +329,48 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
       inputs,
       outputs,
       initializers: [...initializers, ...math.inits],
+      valueInfo: reshapeInfo(g0, computed, grid.symbols),
     },
   };
   return { model };
+}
+
+/** ONNX element types of the values of a graph, as far as the ops the lowerings emit tell. */
+function typesOf(g: ModelDef["graph"]): Map<string, number> {
+  const types = new Map<string, number>();
+  for (const v of [...g.inputs, ...g.initializers]) types.set(v.name, v.dataType);
+  const BOOL = new Set(["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "And", "Or", "Not", "IsNaN"]);
+  for (const n of g.nodes) {
+    const t = n.opType === "Cast"
+      ? (n.attrs?.to as { i: number }).i
+      : BOOL.has(n.opType)
+      ? ONNX_TYPE.BOOL
+      : n.opType === "Shape"
+      ? ONNX_TYPE.INT64
+      : n.opType === "Where"
+      ? types.get(n.inputs[1])
+      : types.get(n.inputs[0]);
+    if (t !== undefined) { for (const o of n.outputs) types.set(o, t); }
+  }
+  return types;
+}
+
+/**
+ * Shapes of the outputs of Reshapes whose targets are computed at run time, their dims named as the model's inputs
+ * name theirs (`L`, `4*L`): ONNX shape inference cannot multiply symbolic dims, and without names ONNX Runtime's memory
+ * planner finds no buffer of the same size to reuse (and takes time quadratic in the model's size looking for one).
+ */
+function reshapeInfo(
+  g: ModelDef["graph"],
+  computed: ReadonlyMap<string, Poly[]>,
+  symbols: readonly string[],
+): ValueDef[] {
+  const types = typesOf(g), out: ValueDef[] = [];
+  for (const n of g.nodes) {
+    const dims = n.opType === "Reshape" ? computed.get(n.inputs[1]) : undefined;
+    const dataType = types.get(n.inputs[0]);
+    if (!dims || dataType === undefined || dims.some((p) => isConstant(p) && p[0] < 1)) continue;
+    out.push({ name: n.outputs[0], dataType, dims: dims.map((p) => (isConstant(p) ? p[0] : polyName(p, symbols))) });
+  }
+  return out;
 }
