@@ -19,7 +19,8 @@ const assert = (ok: unknown, msg?: string) => nodeAssert.ok(ok, msg);
 const assertEquals = (a: unknown, b: unknown, msg?: string) => nodeAssert.deepStrictEqual(a, b, msg);
 const assertAlmostEquals = (a: number, b: number, tol: number, msg?: string) =>
   nodeAssert.ok(Math.abs(a - b) <= tol, `${msg}: ${a} vs ${b}`);
-import { fitPoly, polyAt, polyName, probeGrid } from "./symbolic_fit.ts";
+import { fitPoly, flattenGraph, polyAt, polyName, probeGrid } from "./symbolic_fit.ts";
+import { buildSymbolic, instantiate, matchSymbolic } from "./symbolic.ts";
 
 const CFG = decoderConfig({
   model_type: "llama",
@@ -167,6 +168,21 @@ Deno.test("symbolic: a graph that has no symbolic model falls back to a session 
   assertEquals(ex.sessions.created, 1);
   assertEquals(ex.sessions.fallbacks.length, 1);
   assert((await c.run(feeds(2, 8, 1))).loss_sum[0] > 0);
+});
+
+Deno.test("buildSymbolic: inputs carry dim_params, computed Reshapes named dims, a trace at other sizes matches", async () => {
+  const ex = await OnnxExecutor.create({ modelCache: false });
+  const { model } = await setup(ex, "none");
+  const trace = (s: Record<string, number>) => traceEvalStep(model, s.B, s.L);
+  const sm = buildSymbolic(trace({ B: 2, L: 8 }), { sizes: { B: 2, L: 8 }, trace }, { hostScatter: true });
+  assert(!("why" in sm), "why" in sm ? sm.why : "");
+  if ("why" in sm) return;
+  assertEquals(sm.model.graph.inputs.find((v) => v.name === "ids_0")?.dims, ["B", "L"]);
+  assertEquals(sm.model.graph.inputs.find((v) => v.name === "labels_0")?.dims, ["B*L"]);
+  assert(sm.model.graph.valueInfo!.some((v) => v.dims.includes("B*L")), "a Reshape to [B·L, ...] is named");
+  assert(matchSymbolic(sm, flattenGraph(trace({ B: 5, L: 100 })), [5, 100]));
+  assert(!matchSymbolic(sm, flattenGraph(trace({ B: 5, L: 100 })), [5, 99]), "sizes that are not the trace's");
+  assertEquals(instantiate(sm, [5, 100]).inputs.find((v) => v.name === "ids_0")?.shape, [5, 100]);
 });
 
 Deno.test("symbolic_fit: polynomials of the sizes", () => {
