@@ -95,8 +95,9 @@ export interface LowerOptions {
    */
   inPlaceStates?: boolean;
   /**
-   * Name param inputs and state outputs by their index (`param/3`, `state/0`), not by their names: a model whose
-   * param names hold its sizes (KV caches) stays one model for every size (symbolic.ts).
+   * Name param inputs and state outputs by their index (`param/3`, `state/0`), not by their names, and keep equal
+   * constants apart: a model whose param names hold its sizes (KV caches) stays one model for every size, whatever
+   * constants its sizes happen to equal (symbolic.ts).
    */
   indexNames?: boolean;
 }
@@ -106,7 +107,7 @@ const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f
 /** Lowers `graph` to an ONNX model (see the module doc). */
 export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph {
   const plan = planGraph(graph, opts.outputs, 4);
-  const b = new OnnxBuilder();
+  const b = new OnnxBuilder(!opts.indexNames);
   const names = new Map<number, string>();
   const used = new Set<number>();
   for (const ni of plan.order) for (const v of graph.nodes[ni].inputs) used.add(v);
