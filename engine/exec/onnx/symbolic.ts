@@ -321,18 +321,47 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
   } catch (e) {
     return { why: (e as Error).message };
   }
-  const model: ModelDef = {
-    ...models[0],
-    graph: {
-      ...g0,
-      nodes: [...math.nodes, ...g0.nodes],
-      inputs,
-      outputs,
-      initializers: [...initializers, ...math.inits],
-      valueInfo: reshapeInfo(g0, computed, grid.symbols),
-    },
-  };
-  return { model };
+  const graph = merged({
+    ...g0,
+    nodes: [...math.nodes, ...g0.nodes],
+    inputs,
+    outputs,
+    initializers: [...initializers, ...math.inits],
+  });
+  graph.valueInfo = reshapeInfo(graph, computed, grid.symbols);
+  return { model: { ...models[0], graph } };
+}
+
+/**
+ * The graph with equal small constants as one (the probes are lowered with every constant apart, so that no two
+ * happen to be equal at one size only) and then equal nodes as one (same op, inputs and attributes: every op the
+ * lowerings emit is deterministic), as the builder would have made it: fewer values for ONNX Runtime to plan.
+ */
+function merged(g: ModelDef["graph"]): ModelDef["graph"] {
+  const rename = new Map<string, string>(), seen = new Map<string, string>();
+  const initializers = g.initializers.filter((t) => {
+    if (!t.raw || t.raw.length > 256) return true;
+    const key = `${t.dataType}|${t.dims.join(",")}|${t.raw.join(",")}`;
+    const hit = seen.get(key);
+    if (hit === undefined) seen.set(key, t.name);
+    else rename.set(t.name, hit);
+    return hit === undefined;
+  });
+  const kept = new Set(g.outputs.map((v) => v.name)), nodeSeen = new Map<string, string[]>(), nodes: NodeDef[] = [];
+  for (const n of g.nodes) {
+    const inputs = n.inputs.map((i) => rename.get(i) ?? i);
+    const key = `${n.domain ?? ""}|${n.opType}|${inputs.join(",")}|${n.outputs.length}|${
+      JSON.stringify(n.attrs ?? {})
+    }`;
+    const hit = nodeSeen.get(key);
+    if (hit && !n.outputs.some((o) => kept.has(o))) {
+      n.outputs.forEach((o, k) => rename.set(o, hit[k]));
+      continue;
+    }
+    nodeSeen.set(key, n.outputs);
+    nodes.push({ ...n, inputs });
+  }
+  return { ...g, nodes, initializers };
 }
 
 /** ONNX element types of the values of a graph, as far as the ops the lowerings emit tell. */
