@@ -6,7 +6,8 @@
  * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
  * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
  * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Full tuning is also planned under
- * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, LF's Muon and Adam-mini).
+ * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, adamw_8bit — bitsandbytes' 8-bit
+ * states —, LF's Muon and Adam-mini).
  * Mixtral-8x7B and Qwen3-30B-A3B shapes ({@link MOE_MODELS}) are planned for LoRA and full tuning, checkpointed.
  * @module
  */
@@ -188,7 +189,9 @@ export const memoryBench: Bench = {
         }
       }
       // Full tuning with checkpointing under the other optimizers: their states against AdamW's.
-      for (const optim of ["sgd", "sgd_momentum", "adafactor", "lion_32bit", "muon", "adam_mini"] as const) {
+      for (
+        const optim of ["sgd", "sgd_momentum", "adafactor", "lion_32bit", "adamw_8bit", "muon", "adam_mini"] as const
+      ) {
         const m = await planTrainingMemory(config, { method: "full", batch: 1, seq: 1024, checkpoint: true, optim });
         const p = { model, method: "full", optim, checkpoint: true, batch: 1, seq: 1024 };
         yield { bench: "memory", ...p, metric: "bytes_per_param", value: m.bytesPerParam, unit: "B" };

@@ -11,6 +11,7 @@ import { lowerings as embedding } from "./embedding.ts";
 import { lowerings as rope } from "./rope.ts";
 import { lowerings as dropout } from "./dropout.ts";
 import { lowerings as optim } from "./optim.ts";
+import { lowerings as optim8 } from "./optim8.ts";
 import { lowerings as norm } from "./norm.ts";
 import { lowerings as activation } from "./activation.ts";
 import { lowerings as softmax } from "./softmax.ts";
@@ -30,6 +31,7 @@ const table: Record<string, Lowering> = {
   ...rope,
   ...dropout,
   ...optim,
+  ...optim8,
   ...norm,
   ...activation,
   ...softmax,

@@ -26,7 +26,8 @@ function lit(x: number): string {
   return /[.e]/.test(s) ? s : `${s}.0`;
 }
 
-const EXPM1 = `fn expm1(y: f32) -> f32 {
+/** WGSL `expm1(y)` (a series near 0, accurate where exp(y) − 1 is not). */
+export const EXPM1 = `fn expm1(y: f32) -> f32 {
   if (abs(y) < 0.5) {
     return y * (1.0 + y * (0.5 + y * (0.16666666666666666 + y * (0.041666666666666664 + y * (0.008333333333333333
       + y * (0.001388888888888889 + y * (1.984126984126984e-4 + y * (2.48015873015873e-5 + y * 2.7557319223985893e-6))))))));
@@ -35,7 +36,7 @@ const EXPM1 = `fn expm1(y: f32) -> f32 {
 }`;
 
 /** 1 − β^t in WGSL for a step variable `t`. */
-function biasCorrection(beta: number): string {
+export function biasCorrection(beta: number): string {
   return beta === 0 ? "1.0" : `-expm1(t * ${lit(Math.log(beta))})`;
 }
 

@@ -49,8 +49,10 @@ function lit(x: number): string {
 export const lowerings: Record<string, Lowering> = {
   rope: ({ inputs: [x, , freq], attrs }, ctx) => {
     const { scale, inverse } = attrs as RopeAttrs;
-    const H = x.shape[2], D = x.shape[3];
-    const half = freq.shape[0];
+    const L = x.shape[1], H = x.shape[2], D = x.shape[3];
+    const half = freq.shape.at(-2)!;
+    // freq [B, half, 2]: each batch row (b = row / (L·H)) reads its own words.
+    const f = freq.shape.length === 3 ? `(row / ${L * H}u) * ${2 * half}u + 2u * j` : "2u * j";
     const W = D - half;
     const n = numel(x.shape.slice(0, 3)) * W;
     const code = `${declare([["x", "f32"], ["pos", "i32"], ["fw", "u32"], ["out", "f32"]])}
@@ -67,7 +69,8 @@ ${entry1d(WG)} {
   }
   let p = pos[row / ${H}u];
   let a = u32(abs(p));
-  var t = a * fw[2u * j] + mulhi(a, fw[2u * j + 1u]);
+  let fj = ${f};
+  var t = a * fw[fj] + mulhi(a, fw[fj + 1u]);
   if (p < 0) { t = 0u - t; }
   let cs = cossin_turns(t) * ${lit(scale)};
   let c = cs.x;

@@ -5,7 +5,7 @@
  *
  * - Values are typed by the table: a wrong type, a value out of range or not in the allowed set is an error naming
  *   the key, the value and what is accepted. An unknown key is an error naming the closest known keys. A key whose
- *   feature Whetstone lacks yet (`badam_mode: ratio`, `optim: adamw_8bit`, ...) is an error unless it
+ *   feature Whetstone lacks yet (`optim: lion_8bit`, `use_unsloth`, ...) is an error unless it
  *   holds LF's default. Keys that change nothing here (report_to, dataloader_num_workers, ddp_timeout, ...) are
  *   accepted; some add a note to {@linkcode TrainArgs.warnings} (e.g. `bf16: true`: Whetstone computes in f32).
  * - All problems are reported at once, one line each, prefixed by the file name, in one {@linkcode ConfigError}.
@@ -157,6 +157,10 @@ export function parseTrainArgs(
   }
   const args = out as unknown as TrainArgs;
   args.warnings = warnings;
+  if (typeof raw.optim === "string" && raw.optim.startsWith("paged_") && args.optim) {
+    // bitsandbytes pages the states between GPU and CPU memory (CUDA unified memory) when the GPU runs short.
+    warnings.push(`optim: ${raw.optim} runs as ${args.optim}: paging is a CUDA memory matter, the update is the same`);
+  }
   if (problems.length === 0) crossCheck(args, new Set(Object.keys(raw)), problems, warnings);
   if (problems.length) throw new ConfigError(where, problems);
   return args;

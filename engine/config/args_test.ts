@@ -217,14 +217,14 @@ Deno.test("bad values name the key, the value and what is accepted", () => {
     ["finetuning_type: oft\noft_rank: 8", /oft_rank: You can only specify either r \(8\) or oft_block_size \(32\)/],
     ["finetuning_type: oft\noft_block_size: 0", /oft_rank: Either `r` or `oft_block_size` must be non-zero/],
     ["module_dropout: 1", /module_dropout: expected a number in \[0, 1\), got 1/],
-    ["optim: adamw_8bit", /optim: adamw_8bit is not supported by Whetstone yet \(supported: adamw, sgd, adafactor/],
+    ["optim: lion_8bit", /optim: lion_8bit is not supported by Whetstone yet \(supported: adamw, sgd, adafactor/],
     ["optim: sgd\noptim_args: momentum=x", /optim_args: momentum: expected a number, got "x"/],
     ["optim: sgd\noptim_args: nesterov=true", /optim_args: nesterov: Nesterov momentum requires a momentum/],
     ["optim: sgd\noptim_args: momentum", /optim_args: expected key=value entries separated by commas, got "momentum"/],
     ["optim: sgd\noptim_args: momentum=0.9,dampening=0.1", /optim_args: dampening: only 0 is supported/],
     [
       "optim: adamx",
-      /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_torch.* got "adamx"; did you mean adamw/,
+      /optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_8bit, adamw_torch.* got "adamx"; did you mean adamw/,
     ],
     ["mix_strategy: mixed", /mix_strategy: expected one of concat, interleave_under, interleave_over/],
     ["save_strategy: best", /save_strategy: best is not supported by Whetstone yet/],
@@ -270,15 +270,14 @@ Deno.test("features Whetstone lacks are errors unless they hold LF's default", (
   assert.match(fails(`${M}use_unsloth: true\n`), /use_unsloth is not supported/);
   assert.match(fails(`${M}neftune_noise_alpha: 0\n`), /neftune_noise_alpha/);
   assert.match(fails(`${M}stage: ppo\nneftune_noise_alpha: 5\n`), /neftune_noise_alpha: .*not ppo/);
-  assert.match(fails(`${M}stage: ppo\nshift_attn: true\n`), /shift_attn: .*not yet in ppo/);
+  const ppoS2 = parseTrainArgs(`${M}stage: ppo\nreward_model: r\nshift_attn: true\n`);
+  assert.ok(ppoS2.warnings.some((w) => /shift_attn: in ppo S²-attention acts in the training-mode forwards/.test(w)));
   assert.match(
     fails(`${M}finetuning_type: full\nuse_llama_pro: true\n`),
     /use_llama_pro: `use_llama_pro` is only valid/,
   );
-  assert.match(
-    fails(`${M}badam_update_ratio: 0.1\n`),
-    /badam_update_ratio is not supported by Whetstone yet .*set it to 0.05/,
-  );
+  assert.match(fails(`${M}badam_update_ratio: 0\n`), /badam_update_ratio: expected a number in \(0.000001, 1\], got 0/);
+  assert.match(fails(`${M}badam_mask_mode: random\n`), /badam_mask_mode: expected one of adjacent, scatter/);
 
   assert.match(fails(`${M}infer_backend: vllm\n`), /infer_backend: vLLM\/SGLang backend is only available for API/);
   // Off, as LF's defaults or null: accepted.
@@ -434,6 +433,13 @@ Deno.test("derived values: lora_alpha, eval_steps, warmup, evaluation_strategy",
   assert.equal(parseTrainArgs(`${M}optim: sgd`).optim, "sgd");
   assert.equal(parseTrainArgs(`${M}optim: adafactor`).optim, "adafactor");
   assert.equal(parseTrainArgs(`${M}optim: paged_lion_32bit`).optim, "lion_32bit");
+  for (const o of ["adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"]) {
+    assert.equal(parseTrainArgs(`${M}optim: ${o}`).optim, "adamw_8bit");
+  }
+  assert.ok(
+    parseTrainArgs(`${M}optim: paged_adamw_8bit`).warnings.some((w) => /paging is a CUDA memory matter/.test(w)),
+  );
+  assert.ok(!parseTrainArgs(`${M}optim: adamw_8bit`).warnings.some((w) => /paging/.test(w)));
   assert.equal(
     parseTrainArgs(`${M}optim: sgd\noptim_args: momentum=0.9, nesterov=True`).optim_args,
     "momentum=0.9, nesterov=True",

@@ -49,8 +49,8 @@ Deno.test("inert keys accept a non-default value", () => {
 
 Deno.test("error keys: a non-default value is an error naming the key; LF's default is accepted", () => {
   const errors = rows.filter(([, s]) => effectOf(s) === "error");
-  assert.ok(errors.length > 50);
-  for (const k of ["streaming", "fsdp", "num_beams", "eval_num_beams", "badam_update_ratio"]) {
+  assert.ok(errors.length > 40);
+  for (const k of ["streaming", "fsdp", "num_beams", "eval_num_beams"]) {
     assert.ok(errors.some(([key]) => key === k), `${k} is an error key`);
   }
   for (const [key, s] of errors) {
@@ -65,9 +65,7 @@ Deno.test("error keys: a non-default value is an error naming the key; LF's defa
 });
 
 /** Keys that act without the engine naming them, and why. */
-const ACT_UNNAMED: Record<string, string> = {
-  badam_mode: "its one accepted value, layer, is what engine/optim/badam.ts does",
-};
+const ACT_UNNAMED: Record<string, string> = {};
 
 async function sources(dir: string, out: string[] = []): Promise<string[]> {
   for await (const e of Deno.readDir(`${ROOT}${dir}`)) {

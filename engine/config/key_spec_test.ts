@@ -42,7 +42,7 @@ Deno.test("ArgsOf derives each train row's type from its kind, default and optio
   >(true);
   // The real table: a few fields whose types used to be hand-written.
   same<TrainArgs["stage"], "pt" | "sft" | "rm" | "ppo" | "dpo" | "kto">(true);
-  same<TrainArgs["optim"], "adamw" | "sgd" | "adafactor" | "lion_32bit">(true);
+  same<TrainArgs["optim"], "adamw" | "sgd" | "adafactor" | "lion_32bit" | "adamw_8bit">(true);
   same<TrainArgs["model_name_or_path"], string>(true);
   same<TrainArgs["lora_alpha"], number>(true);
   same<TrainArgs["lora_target"], "all" | string[]>(true);

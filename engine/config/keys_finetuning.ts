@@ -113,13 +113,15 @@ export const FINETUNING_KEYS = {
   /** Each param steps as its gradient is ready (LF's hooks): no gradient clipping, no accumulation. */
   apollo_layerwise: T("bool", false),
   apollo_scale_front: T("bool", false),
-  // BAdam, layer mode (engine/optim/badam.ts)
+  // BAdam, layer mode (engine/optim/badam.ts) and ratio mode (engine/optim/badam_ratio.ts)
   use_badam: T("bool", false),
-  badam_mode: T(["layer", "ratio"], "layer", { lacking: ["ratio"] }),
+  badam_mode: T(["layer", "ratio"], "layer"),
   badam_start_block: T("int", null, { min: 0 }),
   badam_switch_mode: T(["ascending", "descending", "random", "fixed"], "ascending"),
   badam_switch_interval: T("int", 50, { min: 1 }),
-  ...lack("BAdam ratio mode", { badam_update_ratio: 0.05, badam_mask_mode: "adjacent" }),
+  /** The fraction of each parameter's entries ratio mode updates (LF asserts > 1e-6). */
+  badam_update_ratio: T("num", 0.05, { gt: 1e-6, max: 1 }),
+  badam_mask_mode: T(["adjacent", "scatter"], "adjacent"),
   badam_verbose: I(0, undefined, "BAdam's progress printing"),
   /** LLaMA Pro: train only the expanded blocks (engine/nn/llama_pro.ts, engine/train/freeze.ts). */
   use_llama_pro: T("bool", false),

@@ -63,6 +63,7 @@ export const MODEL_KEYS = {
   /**
    * Mixture-of-experts models (mixtral, qwen2_moe, qwen3_moe): when set, the router's load-balancing loss times this
    * coefficient is added to each micro-batch's training loss (output_router_logits on, as LLaMA-Factory's configure_moe).
+   * deepseek_v3 and glm4_moe ignore it, as configure_moe does (transformers computes no router loss for them).
    */
   moe_aux_loss_coef: T("num", null, { min: 0 }),
   train_from_scratch: U(false),

@@ -46,7 +46,7 @@ const SCHEDULERS = [
 export const LR_SCHEDULERS = SCHEDULERS;
 
 /** The `optim` values Whetstone runs (canonical names; see the aliases). */
-export const OPTIMS = ["adamw", "sgd", "adafactor", "lion_32bit"] as const;
+export const OPTIMS = ["adamw", "sgd", "adafactor", "lion_32bit", "adamw_8bit"] as const;
 /** One of {@link OPTIMS}. */
 export type OptimName = typeof OPTIMS[number];
 
@@ -60,12 +60,9 @@ const LACKING_OPTIM = [
   "adamw_torch_8bit",
   "ademamix",
   "adagrad",
-  "adamw_bnb_8bit",
-  "adamw_8bit",
   "ademamix_8bit",
   "lion_8bit",
   "paged_adamw_32bit",
-  "paged_adamw_8bit",
   "paged_ademamix_32bit",
   "paged_ademamix_8bit",
   "paged_lion_8bit",
@@ -117,8 +114,14 @@ export const TRAINING_KEYS = {
   max_grad_norm: T("num", 1, { min: 0 }),
   optim: T([...OPTIMS, ...LACKING_OPTIM], "adamw", {
     lacking: LACKING_OPTIM,
-    // bitsandbytes' paged Lion pages its state between devices: the same update.
-    aliases: { ...Object.fromEntries(ADAMW.map((n) => [n, "adamw"])), paged_lion_32bit: "lion_32bit" },
+    // bitsandbytes' paged optimizers page their states between devices: the same update. adamw_8bit is HF's alias of
+    // adamw_bnb_8bit.
+    aliases: {
+      ...Object.fromEntries(ADAMW.map((n) => [n, "adamw"])),
+      paged_lion_32bit: "lion_32bit",
+      adamw_bnb_8bit: "adamw_8bit",
+      paged_adamw_8bit: "adamw_8bit",
+    },
   }),
   seed: T("int", 42),
   /** The seed of the training data order (HF's sampler seed); null: `seed`. */

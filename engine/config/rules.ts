@@ -172,6 +172,12 @@ export function crossCheck(a: TrainArgs, given: ReadonlySet<string>, problems: s
     if (first) warnings.push(`${key}: ignored, as in LLaMA-Factory, which builds the ${first} optimizer first`);
     else if (a.optim !== "adamw") warnings.push(`${key}: it replaces optim ${a.optim} (as in LLaMA-Factory)`);
   }
+  if (a.use_badam && a.badam_mode === "ratio" && a.max_grad_norm > 0) {
+    warnings.push(
+      "max_grad_norm: BAdam's ratio mode clips detached copies of its sparse gradients (clip_grad_norm_old_version), " +
+        "so the gradients are not clipped; the norm is logged",
+    );
+  }
   if (a.use_badam && a.finetuning_type !== "full") {
     err("use_badam", `BAdam selects its own trainable blocks: expected finetuning_type full, got ${a.finetuning_type}`);
   }

@@ -32,7 +32,13 @@ export function checkMethods(
     );
   }
   if (a.shift_attn && a.stage === "ppo") {
-    err("shift_attn", "Whetstone applies S²-attention in stages pt, sft, rm, dpo and kto, not yet in ppo");
+    // LF's patched attention acts in training mode: TRL's step (rollout log-probs and values, the LoRA reference, the
+    // update), not generation nor reward scoring (engine/train/step/ppo.ts).
+    warnings.push(
+      "shift_attn: in ppo S²-attention acts in the training-mode forwards (rollout log-probs and values, the LoRA " +
+        "reference, the update), not in generation or reward scoring, as LF's patch does; its groups follow the " +
+        "length padded to `bucket` (LF pads PPO batches to the longest sequence)",
+    );
   }
   if (a.finetuning_type === "oft") {
     // PEFT's OFTConfig.__post_init__ (LF passes r = oft_rank, oft_block_size).

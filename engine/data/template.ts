@@ -22,7 +22,10 @@ import type { ChatMessage, SpecialToken, Tokenizer } from "./tokenizer.ts";
 import { formatFunction, formatTools } from "./template_tools.ts";
 import { makeTemplate, type Slot, TEMPLATES, type TemplateSpec } from "./templates_registry.ts";
 import "./templates_registry_more.ts";
+import "./templates_registry_mm.ts";
+import "./templates_registry_latest.ts";
 import "./template_tools_more.ts";
+import "./template_tools_latest.ts";
 
 export { BOS, EOS, registerTemplate, type Slot, TEMPLATES, type TemplateSpec } from "./templates_registry.ts";
 
@@ -199,7 +202,14 @@ export class ChatTemplate {
   render(messages: readonly TemplateMessage[], system?: string | null, tools?: string | null): Slot[][] {
     const s = this.spec;
     const sys = system || s.defaultSystem;
-    const systemText = () => sys + (tools ? formatTools(s.toolFormat, tools, this.#now) : "");
+    const toolText = () => {
+      if (!tools) return "";
+      const text = s.toolsSlot !== null
+        ? replaceFirst(s.toolsSlot, "{{content}}", tools)
+        : formatTools(s.toolFormat, tools, this.#now);
+      return s.toolTextLstripWithoutSystem && !sys ? text.replace(/^\n+/, "") : text;
+    };
+    const systemText = () => sys + toolText();
     return messages.map((m, i) => {
       const elements: Slot[] = [];
       let fused = "";
@@ -330,7 +340,8 @@ export class ChatTemplate {
 
   /** Ids of the empty thought (`add_thought()`), e.g. `<think>\n\n</think>\n\n`. */
   thoughtIds(): number[] {
-    return this.#thoughtIds ??= this.tokenizer.encode(this.spec.thoughtWords[0] + this.spec.thoughtWords[1]);
+    const [a, b] = this.spec.thoughtWords;
+    return this.#thoughtIds ??= this.tokenizer.encode(this.spec.emptyThoughtCloseOnly ? b : a + b);
   }
 
   /** `remove_thought`: drops every thought block, then leading newlines. */
@@ -404,6 +415,7 @@ export function getTemplate(tok: Tokenizer, opts: TemplateOptions = {}): ChatTem
     const slots: Slot[] = spec.efficientEos ? ["{{content}}"] : ["{{content}}", { special: "eos_token" }];
     patch.function = { slots, toolFormat: opts.toolFormat };
     patch.toolFormat = opts.toolFormat;
+    patch.toolsSlot = null; // LF replaces format_tools with a ToolFormatter
   }
   if (opts.defaultSystem !== undefined && opts.defaultSystem !== null) patch.defaultSystem = opts.defaultSystem;
   if (spec.kind === "reasoning") {

@@ -7,6 +7,8 @@
  */
 import { TEMPLATES } from "./templates_registry.ts";
 import "./templates_registry_more.ts";
+import "./templates_registry_mm.ts";
+import "./templates_registry_latest.ts";
 
 /** What a model folder tells about its template. */
 export interface TemplateClues {
@@ -42,18 +44,55 @@ const BY_MODEL_TYPE: Record<string, string> = {
   falcon_h1: "falcon_h1",
   llama4: "llama4",
   mimo: "mimo",
+  // the text side of multimodal models (templates_registry_mm.ts)
+  qwen3_vl_moe: "qwen3_vl",
+  qwen2_audio: "qwen2_audio",
+  qwen2_5_omni: "qwen2_omni",
+  qwen3_omni_moe: "qwen3_omni",
+  llava: "llava",
+  llava_next: "llava_next",
+  llava_next_video: "llava_next_video",
+  video_llava: "video_llava",
+  mllama: "mllama",
+  paligemma: "paligemma",
+  kimi_vl: "kimi_vl",
+  glm4v: "glm4v",
+  glm4v_moe: "glm4_5v",
+  internvl: "intern_vl",
+  minicpmv: "minicpm_v",
+  minicpmo: "minicpm_o",
+  dots_ocr: "dots_ocr",
+  // LF's newest templates (templates_registry_latest.ts)
+  qwen3_5: "qwen3_5",
+  qwen3_5_text: "qwen3_5",
+  qwen3_5_moe: "qwen3_5",
+  gemma4: "gemma4",
+  gemma4_text: "gemma4",
+  lfm2: "lfm2",
+  lfm2_moe: "lfm2",
+  lfm2_vl: "lfm2_vl",
+  glm4_moe: "glm4_moe",
+  gpt_oss: "gpt_oss",
 };
+
+/** Whether a registered template's user slot holds `marker` (so a chat template with it fits that template). */
+function usesMarker(name: string, marker: string): boolean {
+  return TEMPLATES.get(name)?.user.some((s) => typeof s === "string" && s.includes(marker)) ?? false;
+}
 
 /** The template by the chat template's markers (`model_type` breaks ties within a family). */
 function byMarkers(t: string, type: string): string | undefined {
+  const own = BY_MODEL_TYPE[type];
+  /** The model_type's template when its user slot has the marker too. */
+  const fits = (marker: string) => own !== undefined && usesMarker(own, marker) ? own : undefined;
   if (t.includes("<|im_start|>")) {
-    if (type.startsWith("qwen3")) return "qwen3";
-    if (type.startsWith("qwen")) return BY_MODEL_TYPE[type] ?? "qwen";
-    return BY_MODEL_TYPE[type] ?? "chatml";
+    if (type.startsWith("qwen")) return fits("<|im_start|>") ?? (type.startsWith("qwen3") ? "qwen3" : "qwen");
+    return fits("<|im_start|>") ?? "chatml";
   }
-  if (t.includes("<|start_header_id|>")) return "llama3";
+  if (t.includes("<|start_header_id|>")) return fits("<|start_header_id|>") ?? "llama3";
   if (t.includes("<|header_start|>")) return "llama4";
-  if (t.includes("<start_of_turn>")) return BY_MODEL_TYPE[type]?.startsWith("gemma") ? BY_MODEL_TYPE[type] : "gemma";
+  if (t.includes("<|turn>")) return fits("<|turn>") ?? "gemma4";
+  if (t.includes("<start_of_turn>")) return fits("<start_of_turn>") ?? "gemma";
   if (t.includes("<｜User｜>")) return "deepseek3";
   if (t.includes("[INST]")) return type === "llama" ? "llama2" : "mistral";
   if (t.includes("<|user|>") && t.includes("<|end|>")) return "phi";

@@ -4,8 +4,8 @@
  * calls (`function_formatter`) and, in {@link MORE_TOOL_EXTRACTORS}, the inverse (`tool_extractor`).
  * Importing this module adds the formatters to {@link TOOL_UTILS}; template.ts and tool_extract.ts import it.
  *
- * One place where LF itself fails: `MiniMaxM2ToolUtils.function_formatter` builds its text but has no `return`, so
- * LF renders no minimax2 function message (its `StringFormatter` receives `None`); here that format throws saying so.
+ * Two fixes of LF's later tool_utils.py (commit 8b1ed2fa) are followed: `MiniMaxM2ToolUtils.function_formatter` returns
+ * its text (at 0b816129 it had no `return`), and the minimax extractors answer the content when they find no call.
  * @module
  */
 import {
@@ -119,12 +119,14 @@ export const MORE_TOOL_UTILS: Record<string, ToolUtils> = {
   minimax2: {
     toolFormatter: (tools) =>
       MINIMAX_M2_TOOL_PROMPT(tools.map((t) => "<tool>" + pyDumps(unwrap(t)) + "</tool>\n").join("")),
-    functionFormatter() {
-      throw new Error(
-        "tool format minimax2: LLaMA-Factory's MiniMaxM2ToolUtils.function_formatter returns nothing, so it renders " +
-          "no function message; use a dataset without function calls for minimax2",
-      );
-    },
+    functionFormatter: (fns) =>
+      fns.map((f) => {
+        let prompt = `<invoke name="${pyStr(f.name)}">`;
+        for (const [key, value] of argItems(f)) {
+          prompt += `\n<parameter name="${key}">` + valueText(value) + "</parameter>";
+        }
+        return prompt + "\n</invoke>";
+      }).join("\n"),
   },
   // LingToolUtils (a QwenToolUtils: qwen's function formatter and extractor)
   ling: {
@@ -147,7 +149,7 @@ export const MORE_TOOL_UTILS: Record<string, ToolUtils> = {
     },
   },
 };
-// shared/reference (a later LF) calls the LFM format `lfm2`; the stored tool_utils.py (commit 0b816129) calls it `lfm`
+// LF's tool_utils.py calls the LFM format `lfm` at commit 0b816129 and `lfm2` at 8b1ed2fa (the same text)
 MORE_TOOL_UTILS.lfm2 = MORE_TOOL_UTILS.lfm;
 Object.assign(TOOL_UTILS, MORE_TOOL_UTILS);
 
@@ -186,16 +188,17 @@ export const MORE_TOOL_EXTRACTORS: Record<string, (content: string) => string | 
       if (typeof name !== "string" || args === undefined) return content;
       out.push({ name, arguments: pyDumps(args) });
     }
-    return out;
+    return out.length ? out : content;
   },
   /** `<minimax:tool_call>` holding `<invoke name="f">` blocks of `<parameter name="k">v</parameter>`. */
   minimax2(content) {
     const m = /<minimax:tool_call>\s*(.+?)\s*<\/minimax:tool_call>/s.exec(content);
     if (!m) return content;
-    return [...m[1].matchAll(/<invoke name="(.*?)">(.*?)<\/invoke>/gs)].map((inv) => ({
+    const out = [...m[1].matchAll(/<invoke name="(.*?)">(.*?)<\/invoke>/gs)].map((inv) => ({
       name: inv[1].trim(),
       arguments: xmlArgs(inv[2].matchAll(/<parameter name="(.*?)">(.*?)<\/parameter>/gs)),
     }));
+    return out.length ? out : content;
   },
   /** `<seed:tool_call><function=f><parameter=k>v</parameter>...</function></seed:tool_call>`, any number of them. */
   seed_oss(content) {

@@ -1,5 +1,6 @@
 /**
- * The tool formats of template_tools_more.ts (glm4_moe, seed_oss, minimax1, minimax2, ling, lfm): tool text and
+ * The tool formats of template_tools_more.ts (glm4_moe, seed_oss, minimax1, minimax2, ling, lfm) and
+ * template_tools_latest.ts (qwen3_5, gemma4): tool text and
  * call text against fixtures/data_goldens (make_goldens.py writes them as LF's `tool_utils.py` does), and the
  * extractors on LF-style answers and round trips.
  */
@@ -14,15 +15,20 @@ const TOOLS = goldens.conversations.tools.tools;
 const CALL = goldens.conversations.tools.prompt[1].content;
 const PARALLEL = goldens.conversations.tools_parallel.prompt[1].content;
 
-Deno.test("tool formats glm4_moe, seed_oss, minimax1, minimax2, ling, lfm match LF's text", () => {
+Deno.test("tool formats glm4_moe, seed_oss, minimax1, minimax2, ling, lfm, qwen3_5, gemma4 match LF's text", () => {
   const formats = Object.keys(goldens.tool_formats);
-  assert.deepEqual(formats.sort(), ["glm4_moe", "lfm", "ling", "minimax1", "minimax2", "seed_oss"]);
+  assert.deepEqual(formats.sort(), [
+    "gemma4",
+    "glm4_moe",
+    "lfm",
+    "ling",
+    "minimax1",
+    "minimax2",
+    "qwen3_5",
+    "seed_oss",
+  ]);
   for (const [f, want] of Object.entries(goldens.tool_formats)) {
     assert.equal(formatTools(f, TOOLS, new Date(2025, 0, 1)), want.tools, `${f} tools`);
-    if (want.function === null) {
-      assert.throws(() => formatFunction(f, CALL), /returns nothing/, f);
-      continue;
-    }
     assert.equal(formatFunction(f, CALL), want.function, `${f} function`);
     assert.equal(formatFunction(f, PARALLEL), want.parallel, `${f} parallel`);
   }
@@ -34,8 +40,10 @@ const TWO = [...ONE, { name: "another_tool", arguments: '{"foo": "job", "size": 
 const fn = (calls: typeof ONE) =>
   JSON.stringify(calls.map((c) => ({ name: c.name, arguments: JSON.parse(c.arguments) })));
 
-Deno.test("tool extractors invert the function formatters (minimax1, seed_oss, ling, lfm)", () => {
-  for (const f of ["minimax1", "seed_oss", "ling", "lfm"]) {
+Deno.test("tool extractors invert the function formatters (minimax1, seed_oss, ling, lfm, qwen3_5)", () => {
+  // (minimax2 is not among them: LF writes its calls as bare <invoke> blocks but reads them only inside
+  // <minimax:tool_call>...</minimax:tool_call>)
+  for (const f of ["minimax1", "seed_oss", "ling", "lfm", "lfm2", "qwen3_5"]) {
     for (const calls of [ONE, TWO]) assert.deepEqual(extractTool(f, formatFunction(f, fn(calls))), calls, f);
     // LF's seed_oss extractor answers an empty list when it finds no call
     assert.deepEqual(extractTool(f, "plain answer"), f === "seed_oss" ? [] : "plain answer", f);
@@ -54,12 +62,51 @@ Deno.test("tool extractors invert the function formatters (minimax1, seed_oss, l
   );
 });
 
+Deno.test("gemma4: calls are written with sorted keys and read back as JSON (LF's Gemma4ToolUtils)", () => {
+  const text = formatFunction("gemma4", fn(TWO));
+  assert.equal(
+    text,
+    '<|tool_call>call:test_tool{foo:<|"|>bar<|"|>,size:10}<tool_call|>' +
+      '<|tool_call>call:another_tool{foo:<|"|>job<|"|>,ok:true,size:2}<tool_call|>',
+  );
+  assert.deepEqual(extractTool("gemma4", text), [
+    ONE[0],
+    { name: "another_tool", arguments: '{"foo": "job", "ok": true, "size": 2}' },
+  ]);
+  // nested objects and lists; a string value holding a quote marker's text stays a string
+  const nested = formatFunction("gemma4", '{"name": "f", "arguments": {"b": {"y": [1, "two", null]}, "a": false}}');
+  assert.equal(nested, '<|tool_call>call:f{a:false,b:{y:[1,<|"|>two<|"|>,null]}}<tool_call|>');
+  assert.deepEqual(extractTool("gemma4", nested), [{
+    name: "f",
+    arguments: '{"a": false, "b": {"y": [1, "two", null]}}',
+  }]);
+  assert.equal(extractTool("gemma4", "plain answer"), "plain answer");
+});
+
 Deno.test("minimax extractors: values parse as JSON when they can, else stay raw; bad lines are skipped", () => {
   const m2 = '<minimax:tool_call>\n<invoke name="test_tool">\n<parameter name="foo">bar</parameter>\n' +
     '<parameter name="size">10</parameter>\n</invoke>\n<invoke name="x">\n<parameter name="q"> [1, 2.0] </parameter>' +
     "\n</invoke>\n</minimax:tool_call>";
   assert.deepEqual(extractTool("minimax2", m2), [...ONE, { name: "x", arguments: '{"q": [1, 2.0]}' }]);
   assert.equal(extractTool("minimax2", "no calls"), "no calls");
+  // LF 8b1ed2fa: a wrapper without a well-formed call answers the content (tests/data/test_tool_utils.py)
+  for (
+    const c of [
+      "<minimax:tool_call>\nno invoke block here\n</minimax:tool_call>",
+      "<minimax:tool_call>\n\n</minimax:tool_call>",
+    ]
+  ) {
+    assert.equal(extractTool("minimax2", c), c);
+  }
+  for (const c of ["<tool_calls>\nthis is not json\n</tool_calls>", "<tool_calls>\n\n</tool_calls>"]) {
+    assert.equal(extractTool("minimax1", c), c);
+  }
+  assert.equal(
+    formatFunction("minimax2", fn(TWO)),
+    '<invoke name="test_tool">\n<parameter name="foo">bar</parameter>\n<parameter name="size">10</parameter>\n</invoke>' +
+      '\n<invoke name="another_tool">\n<parameter name="foo">job</parameter>\n<parameter name="size">2</parameter>' +
+      '\n<parameter name="ok">true</parameter>\n</invoke>',
+  );
   assert.deepEqual(
     extractTool("minimax1", `<tool_calls>\nnot json\n{"name": "test_tool", "arguments": ${ARGS}}\n</tool_calls>`),
     ONE,

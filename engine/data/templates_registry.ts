@@ -5,7 +5,8 @@
  * the user formatter; the observation formatter defaults to the user formatter; the function formatter to the
  * assistant slots with the `default` tool format).
  *
- * Only text templates whose tool formats are implemented (see `template_tools.ts`) are registered.
+ * This module registers the first of them; templates_registry_more.ts, templates_registry_mm.ts (the text side of
+ * the multimodal ones) and templates_registry_latest.ts add the rest: every name of LF's template.py at commit 57a87f2c.
  * @module
  */
 
@@ -46,6 +47,12 @@ export interface TemplateSpec {
   readonly enableThinking: boolean | null;
   readonly preserveThinking: boolean;
   readonly kind: TemplateKind;
+  /** LF's `Glm47ReasoningTemplate`: the empty thought is the closing thought word alone. */
+  readonly emptyThoughtCloseOnly: boolean;
+  /** LF's `MossVLTemplate`: without a system prompt the tool text loses its leading newlines. */
+  readonly toolTextLstripWithoutSystem: boolean;
+  /** A `format_tools` that is a `StringFormatter` with this slot: the raw `tools` text replaces `{{content}}`. */
+  readonly toolsSlot: string | null;
 }
 
 /** The arguments of {@link registerTemplate}; unset formatters get LF's defaults. */
@@ -66,6 +73,9 @@ export interface TemplateArgs {
   replaceJinjaTemplate?: boolean;
   enableThinking?: boolean | null;
   kind?: TemplateKind;
+  emptyThoughtCloseOnly?: boolean;
+  toolTextLstripWithoutSystem?: boolean;
+  toolsSlot?: string;
 }
 
 /** The registered templates by name. */
@@ -94,6 +104,9 @@ export function makeTemplate(name: string, a: TemplateArgs): TemplateSpec {
     enableThinking: a.enableThinking === undefined ? true : a.enableThinking,
     preserveThinking: false,
     kind: a.kind ?? "plain",
+    emptyThoughtCloseOnly: a.emptyThoughtCloseOnly ?? false,
+    toolTextLstripWithoutSystem: a.toolTextLstripWithoutSystem ?? false,
+    toolsSlot: a.toolsSlot ?? null,
   };
 }
 

@@ -57,9 +57,10 @@ registerTemplate("ernie_nothink", {
   prefix: ["<|begin_of_sentence|>"],
   stopWords: ["<|end_of_sentence|>"],
 });
+// LF's gpt_oss assistant slot was `{{content}}<|end|>` up to commit 00577a85 and is `{{content}}` at 57a87f2c
 registerTemplate("gpt_oss", {
   user: ["<|start|>user<|message|>{{content}}<|end|><|start|>assistant"],
-  assistant: ["{{content}}<|end|>"],
+  assistant: ["{{content}}"],
   system: ["<|start|>system<|message|>{{content}}<|end|>"],
   defaultSystem: "You are ChatGPT, a large language model trained by OpenAI.",
   thoughtWords: ["<|channel|>analysis<|message|>", "<|end|><|start|>assistant<|channel|>final<|message|>"],

@@ -9,6 +9,7 @@
  */
 import { pyDumps, type PyJson, pyLoads } from "./template_tools.ts";
 import { MORE_TOOL_EXTRACTORS } from "./template_tools_more.ts";
+import { LATEST_TOOL_EXTRACTORS } from "./template_tools_latest.ts";
 
 /** One extracted call: the function name and its arguments as a JSON string (`json.dumps(..., ensure_ascii=False)`). */
 export interface ExtractedCall {
@@ -94,6 +95,7 @@ export const TOOL_EXTRACTORS: Record<string, (content: string) => string | Extra
     return out;
   },
   ...MORE_TOOL_EXTRACTORS,
+  ...LATEST_TOOL_EXTRACTORS,
 };
 // GLM4MOEToolUtils and LingToolUtils subclass QwenToolUtils and keep its extractor
 TOOL_EXTRACTORS.glm4_moe = TOOL_EXTRACTORS.qwen;

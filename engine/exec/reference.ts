@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import type { Graph } from "../graph/graph.ts";
+import { completeFeeds, type Graph } from "../graph/graph.ts";
 import { getOp, type RefTensor } from "../graph/op.ts";
 import { type DType, fmtInfo, numel } from "../graph/types.ts";
 import { planGraph } from "./plan.ts";
@@ -103,7 +103,7 @@ export class ReferenceExecutor implements Executor {
     return Promise.resolve({
       run: (feeds, fetch) => {
         try {
-          return run(feeds, fetch);
+          return run(completeFeeds(graph, feeds), fetch);
         } catch (e) {
           return Promise.reject(e);
         }

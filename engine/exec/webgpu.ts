@@ -18,7 +18,7 @@
  * ```
  * @module
  */
-import type { Graph } from "../graph/graph.ts";
+import { completeFeeds, type Graph } from "../graph/graph.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel, type TensorInfo } from "../graph/types.ts";
 import { type Gpu, openGpu } from "../gpu/device.ts";
 import type { KernelContext, SegmentLayout } from "../../kernels/kernel.ts";
@@ -383,7 +383,7 @@ export class WebGpuExecutor implements Executor {
     return {
       run: (feeds, fetch) => {
         try {
-          return run(feeds, fetch);
+          return run(completeFeeds(graph, feeds), fetch);
         } catch (e) {
           return Promise.reject(e);
         }

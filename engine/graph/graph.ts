@@ -50,6 +50,11 @@ export class Graph {
    * backward pass instead of kept (see autodiff.ts).
    */
   readonly checkpoints: { start: number; end: number }[] = [];
+  /**
+   * Inputs the host computes from the other feeds at each run ({@link Graph.derivedInput}); executors fill them in
+   * through {@link completeFeeds}.
+   */
+  readonly derived = new Map<string, (feeds: Record<string, ArrayLike<number>>) => ArrayLike<number>>();
 
   #addValue(v: Omit<Value, "id">): Tensor {
     const id = this.values.length;
@@ -67,6 +72,22 @@ export class Graph {
     if (this.inputs.has(name)) throw new Error(`graph input "${name}" is declared twice`);
     const t = this.#addValue({ kind: "input", name, shape, dtype });
     this.inputs.set(name, t.id);
+    return t;
+  }
+
+  /**
+   * A per-step input the caller does not feed: at each run the executor computes it on the host from the run's
+   * feeds with `from` (e.g. RoPE frequencies from the positions fed; see ops/rope_feed.ts). A feed given under
+   * `name` is used as it is.
+   */
+  derivedInput(
+    name: string,
+    shape: readonly number[],
+    dtype: DType,
+    from: (feeds: Record<string, ArrayLike<number>>) => ArrayLike<number>,
+  ): Tensor {
+    const t = this.input(name, shape, dtype);
+    this.derived.set(name, from);
     return t;
   }
 
@@ -153,6 +174,17 @@ export class Graph {
     if (id < 0 || id >= this.values.length) throw new Error(`no value ${id} in this graph`);
     return new Tensor(this, id);
   }
+}
+
+/** `feeds` with each of the graph's derived inputs ({@link Graph.derivedInput}) that it lacks computed from it. */
+export function completeFeeds(
+  graph: Graph,
+  feeds: Record<string, ArrayLike<number>>,
+): Record<string, ArrayLike<number>> {
+  if (!graph.derived.size) return feeds;
+  const out = { ...feeds };
+  for (const [name, from] of graph.derived) if (feeds[name] === undefined) out[name] = from(feeds);
+  return out;
 }
 
 /** The graph of the first tensor (checks all belong to it). */

@@ -3,7 +3,7 @@
  * @module
  */
 export * from "./types.ts";
-export { Graph, graphOf, Tensor } from "./graph.ts";
+export { completeFeeds, Graph, graphOf, Tensor } from "./graph.ts";
 export { getOp, opNames } from "./op.ts";
 export type { GradContext, OpDef, RefTensor } from "./op.ts";
 export { backward } from "./autodiff.ts";

@@ -12,7 +12,10 @@
  * not in use decode a dummy token at position 0, unread.
  *
  * Each row's tokens are those {@link generate} gives for its prompt and options alone (greedy rows token for
- * token, as `generateBatch`'s rows are; sampled rows draw from their own RNG seeded `seed`).
+ * token, as `generateBatch`'s rows are; sampled rows draw from their own RNG seeded `seed`). So "dynamic" and
+ * "longrope" RoPE frequencies follow each row's own length (rope_feed.ts), and a Phi-3 longrope row whose sequence
+ * passes original_max_position_embeddings leaves the batch and joins again with its whole sequence as the prompt
+ * (what `generate` does there: {@link longropeReprefill}).
  *
  * Up to `maxBatch` rows generate at once; up to `maxQueue` more requests wait (FIFO); beyond that
  * {@link BatcherFullError}. The batcher's caches are its own (`<prefix>cb.kv*`), so it may run beside
@@ -34,7 +37,14 @@
 import { concat, embedding, Graph, reshape, scatterRows } from "../graph/mod.ts";
 import type { CompiledGraph } from "../exec/executor.ts";
 import { bucketLength, type ModelCore } from "./model_core.ts";
-import { checkInputs, chooseToken, compiled, type GenerateOptions, seededRandom } from "./generate.ts";
+import {
+  checkInputs,
+  chooseToken,
+  compiled,
+  type GenerateOptions,
+  longropeReprefill,
+  seededRandom,
+} from "./generate.ts";
 import { batchBucket, cacheBucket, cacheName, cacheShape, decodeMask, layerWindows } from "./kv_decoder.ts";
 import { TokenChannel } from "./token_channel.ts";
 
@@ -85,6 +95,8 @@ interface Row {
   pos: number;
   last: number;
   done: boolean;
+  /** Admitted before (a Phi-3 longrope row joining again with its whole sequence). */
+  resumed?: boolean;
 }
 
 const COPIES = new WeakMap<ModelCore, Map<string, Promise<CompiledGraph>>>();
@@ -242,7 +254,9 @@ export class Batcher {
     try {
       for (;;) {
         this.#retire();
+        this.#rejoin();
         await this.#admit();
+        if (this.#rejoin()) continue; // a row just admitted is already at the switch
         const rows = this.#running();
         if (!rows.length) {
           if (this.#waiting.length) continue;
@@ -274,6 +288,24 @@ export class Batcher {
       this.#waiting.splice(this.#waiting.indexOf(r), 1);
       r.out.close();
     }
+  }
+
+  /**
+   * Phi-3 longrope: rows about to feed position original_max_position_embeddings leave their slot for the front of
+   * the queue, to be prefilled again with their whole sequence (long factors on every key). True when one did.
+   */
+  #rejoin(): boolean {
+    const at = longropeReprefill(this.#model.config);
+    let moved = false;
+    this.#slots.forEach((r, b) => {
+      if (at >= 0 && r && !r.done && r.pos === at) {
+        this.#slots[b] = undefined;
+        r.slot = -1;
+        r.resumed = moved = true;
+        this.#waiting.unshift(r);
+      }
+    });
+    return moved;
   }
 
   /** Chooses row r's next token from its logits and hands it to its consumer. */
@@ -309,19 +341,20 @@ export class Batcher {
     const free = this.#slots.flatMap((x, b) => (x === undefined ? [b] : []));
     const slots = joining.map((_, j) => free[j] ?? this.#slots.length + j - free.length);
     const B = this.#slots.length, B2 = Math.max(B, batchBucket(Math.max(...slots) + 1));
+    // A row joining again prefills its prompt and the tokens it has chosen (`seen`); its cache need is the same.
     const C2 = Math.max(this.#C, ...joining.map((r) => cacheBucket(r.prompt.length + r.opts.maxNewTokens)));
     if (B2 !== B || C2 !== this.#C) await this.#grow(B2, C2);
     // The joining prompts are prefilled together (rows padded to a bucket, as generateBatch prefills) into a
     // staging cache of their own, then one copy moves the staged rows into the batch.
     const C = this.#C, P = batchBucket(joining.length);
-    const lens = Array.from({ length: P }, (_, j) => joining[j]?.prompt.length ?? 1); // padding rows: one token 0
+    const lens = Array.from({ length: P }, (_, j) => joining[j]?.seen.length ?? 1); // padding rows: one token 0
     const Lb = Math.min(bucketLength(Math.max(...lens)), C);
     ensureCache(model, P, C, STAGE);
     const prefill = await compiled(model, P, C, Lb, false, STAGE);
     const ids = new Int32Array(P * Lb), positions = new Int32Array(P * Lb), segments = new Int32Array(P * Lb);
     const last = new Int32Array(P);
     for (let j = 0; j < P; j++) {
-      if (joining[j]) ids.set(joining[j].prompt, j * Lb);
+      if (joining[j]) ids.set(joining[j].seen, j * Lb);
       segments.fill(1, j * Lb, j * Lb + lens[j]);
       for (let i = 0; i < Lb; i++) positions[j * Lb + i] = i;
       last[j] = j * Lb + lens[j] - 1;
@@ -338,7 +371,8 @@ export class Batcher {
     joining.forEach((r, j) => {
       r.slot = slots[j];
       this.#slots[slots[j]] = r;
-      this.#stats.admitted++;
+      if (!r.resumed) this.#stats.admitted++;
+      r.pos = r.seen.length;
       this.#choose(r, logits.subarray(j * V, (j + 1) * V));
     });
   }

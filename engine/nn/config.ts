@@ -1,11 +1,14 @@
 /**
  * Reads a Hugging Face `config.json` into the one decoder description every family shares.
  * Families: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gemma3_text, olmo2, granite, smollm3, glm4, starcoder2,
- * cohere2 and the mixture-of-experts mixtral, qwen2_moe, qwen3_moe (moe.ts) — chosen by `model_type`.
+ * cohere2 and the mixture-of-experts mixtral, qwen2_moe, qwen3_moe, deepseek_v3 (multi-head latent attention, mla.ts)
+ * and glm4_moe (moe.ts, moe_router.ts) and gpt_oss (moe_gpt_oss.ts) — chosen by `model_type`.
  * @module
  */
 import { type RopeScaling, ropeScalingFromHf } from "../graph/ops/rope.ts";
 import { MOE_ATTENTION, MOE_FAMILIES, type MoeConfig, moeConfig } from "./moe.ts";
+import { GPT_OSS, gptOssMoeConfig } from "./moe_gpt_oss.ts";
+import { type MlaConfig, mlaConfig, mlaHeadDim, mlaScale } from "./mla.ts";
 
 /** The decoder families Whetstone builds. */
 export const FAMILIES = [
@@ -25,6 +28,7 @@ export const FAMILIES = [
   "starcoder2",
   "cohere2",
   ...MOE_FAMILIES,
+  GPT_OSS, // attention sinks, sliding/full layers, clamped SwiGLU experts (moe_gpt_oss.ts)
 ] as const;
 /** One of {@link FAMILIES}. */
 export type Family = typeof FAMILIES[number];
@@ -100,8 +104,18 @@ export interface DecoderConfig {
   parallelBlock: boolean;
   /** Ungated MLP `c_proj(act(c_fc(x)))` instead of gate/up/down (StarCoder2). */
   plainMlp: boolean;
-  /** Routed experts (mixtral, qwen2_moe, qwen3_moe; see moe.ts); absent for dense families. */
+  /** A learned per-head logit in each attention row's softmax denominator (gpt_oss's `self_attn.sinks`). */
+  attnSinks: boolean;
+  /**
+   * Routed experts (mixtral, qwen2_moe, qwen3_moe, deepseek_v3, glm4_moe: moe.ts; gpt_oss: moe_gpt_oss.ts); absent for
+   * dense families.
+   */
   moe?: MoeConfig;
+  /**
+   * DeepSeek-V3's multi-head latent attention (mla.ts) instead of q/k/v_proj; then heads = kvHeads, headDim is the
+   * padded head dim of the fused attention and rotaryDim qk_rope_head_dim.
+   */
+  mla?: MlaConfig;
   /** The raw config.json. */
   raw: Record<string, unknown>;
 }
@@ -151,14 +165,20 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const hidden = num(cfg, "hidden_size");
   const heads = num(cfg, "num_attention_heads");
   const layers = num(cfg, "num_hidden_layers");
-  const headDim = num(cfg, "head_dim", hidden / heads);
+  const mla = family === "deepseek_v3" ? mlaConfig(cfg) : undefined;
+  const headDim = mla ? mlaHeadDim(mla) : num(cfg, "head_dim", hidden / heads);
+  if (mla && num(cfg, "num_key_value_heads", heads) !== heads) {
+    // transformers' DeepseekV3Attention expands k and v to every head and then repeats them by heads / kv heads.
+    throw new Error(`config.json: deepseek_v3 needs "num_key_value_heads" equal to num_attention_heads (${heads})`);
+  }
   const gemma = family === "gemma" || family === "gemma2" || family === "gemma3_text";
   // transformers v5 moves rope settings into rope_parameters; v4 uses rope_theta + rope_scaling.
   const rp = (cfg.rope_parameters ?? null) as Record<string, unknown> | null;
-  const ropeTheta = num(rp ?? cfg, "rope_theta", 10000);
+  const gptOss = family === GPT_OSS;
+  const ropeTheta = num(rp ?? cfg, "rope_theta", gptOss ? 150000 : 10000);
   const scalingSrc = rp && rp.rope_type && rp.rope_type !== "default"
     ? rp
-    : (cfg.rope_scaling as Record<string, unknown>);
+    : (cfg.rope_scaling as Record<string, unknown>) ?? (gptOss && !rp ? GPT_OSS_ROPE : undefined);
   const ropeScaling = ropeScalingFromHf(scalingSrc ?? null, {
     maxPositionEmbeddings: typeof cfg.max_position_embeddings === "number" ? cfg.max_position_embeddings : undefined,
     originalMaxPositionEmbeddings: typeof cfg.original_max_position_embeddings === "number"
@@ -169,9 +189,13 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   const partial = num(
     rp ?? cfg,
     "partial_rotary_factor",
-    num(cfg, "partial_rotary_factor", family === "glm4" ? 0.5 : 1),
+    num(cfg, "partial_rotary_factor", family === "glm4" || family === "glm4_moe" ? 0.5 : 1),
   );
-  const window = typeof cfg.sliding_window === "number" ? cfg.sliding_window : 0;
+  const window = typeof cfg.sliding_window === "number"
+    ? cfg.sliding_window
+    : gptOss && cfg.sliding_window === undefined
+    ? 128
+    : 0;
   let layerWindow = new Array<number>(layers).fill(0);
   const layerTypes = cfg.layer_types as string[] | undefined;
   if (Array.isArray(layerTypes)) {
@@ -187,7 +211,7 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       const maxWin = num(cfg, "max_window_layers", layers);
       layerWindow = layerWindow.map((_, i) => (i >= maxWin ? window : 0));
     }
-  } else if (family === "gemma2") {
+  } else if (family === "gemma2" || gptOss) {
     layerWindow = layerWindow.map((_, i) => (i % 2 === 0 ? window : 0));
   } else if (family === "gemma3_text") {
     // transformers 4 configs: every sliding_window_pattern-th layer is global (Gemma3TextConfig.__post_init__).
@@ -196,9 +220,10 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
   }
   if (family === "smollm3" && !cfg.use_sliding_window) layerWindow.fill(0);
   const starcoder = family === "starcoder2";
-  const attnBias = cfg.attention_bias === true || (family === "glm4" && cfg.attention_bias !== false) ||
+  const attnBias = cfg.attention_bias === true ||
+    ((family === "glm4" || gptOss) && cfg.attention_bias !== false) ||
     (starcoder && cfg.use_bias !== false);
-  const rotaryDim = Math.floor(headDim * partial);
+  const rotaryDim = mla ? mla.qkRope : Math.floor(headDim * partial);
   let layerRope: DecoderConfig["layerRope"] = new Array(layers).fill({ theta: ropeTheta, scaling: ropeScaling });
   if (family === "gemma3_text") {
     const every = num(cfg, "sliding_window_pattern", 6);
@@ -222,27 +247,27 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     hidden,
     layers,
     heads,
-    kvHeads: num(cfg, "num_key_value_heads", heads),
+    kvHeads: mla ? heads : num(cfg, "num_key_value_heads", heads),
     headDim,
     intermediate: num(cfg, "intermediate_size"),
     eps: starcoder
       ? num(cfg, "norm_epsilon", 1e-5)
       : family === "cohere2"
       ? num(cfg, "layer_norm_eps", 1e-5)
-      : num(cfg, "rms_norm_eps", 1e-6),
+      : num(cfg, "rms_norm_eps", gptOss || family === "glm4_moe" ? 1e-5 : 1e-6),
     ropeTheta,
     ropeScaling,
     rotaryDim,
     layerRope,
     ropeInterleaved: family === "glm4" || family === "cohere2",
     tieEmbeddings: (cfg.tie_word_embeddings as boolean | undefined) ?? (gemma || starcoder || family === "cohere2"),
-    qkvBias: (attn === "qwen2" && cfg.qkv_bias !== false) || attnBias,
-    oBias: attnBias && family !== "glm4",
+    qkvBias: !mla && ((attn === "qwen2" && cfg.qkv_bias !== false) || attnBias),
+    oBias: attnBias && !mla && family !== "glm4" && family !== "glm4_moe",
     mlpBias: cfg.mlp_bias === true || (starcoder && cfg.use_bias !== false),
     act: act(cfg.hidden_activation ?? cfg.hidden_act ?? (gemma || starcoder ? "gelu_pytorch_tanh" : "silu")),
     normOffset: gemma ? 1 : 0,
     embedScale: gemma ? Math.fround(Math.sqrt(hidden)) : granite ? num(cfg, "embedding_multiplier", 1) : 1,
-    qkNorm: attn === "qwen3" || family === "gemma3_text",
+    qkNorm: attn === "qwen3" || family === "gemma3_text" || (family === "glm4_moe" && cfg.use_qk_norm === true),
     qkNormAll: family === "olmo2",
     sandwichNorm: family === "gemma2" || family === "gemma3_text",
     postNorm: family === "olmo2",
@@ -260,6 +285,8 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
       ? num(cfg, "query_pre_attn_scalar", headDim) ** -0.5
       : granite
       ? num(cfg, "attention_multiplier", 1)
+      : mla
+      ? mlaScale(mla, scalingSrc ?? null, "factor" in ropeScaling ? ropeScaling.factor : undefined)
       : headDim ** -0.5,
     fused: family === "phi3",
     fusedGateUp: family === "phi3" || family === "glm4",
@@ -267,10 +294,25 @@ export function decoderConfig(cfg: Record<string, unknown>): DecoderConfig {
     normBias: starcoder,
     parallelBlock: family === "cohere2",
     plainMlp: starcoder,
-    moe: moeConfig(cfg, family, layers),
-    raw: cfg,
+    attnSinks: gptOss,
+    moe: gptOss ? gptOssMoeConfig(cfg, layers) : moeConfig(cfg, family, layers),
+    ...(mla ? { mla } : {}),
+    // MXFP4 gpt_oss is dequantized at load; transformers then drops quantization_config (remove_quantization_config).
+    raw: gptOss && cfg.quantization_config
+      ? Object.fromEntries(Object.entries(cfg).filter(([k]) => k !== "quantization_config"))
+      : cfg,
   };
 }
+
+/** gpt_oss's RoPE when config.json names none (GptOssConfig.__post_init__). */
+const GPT_OSS_ROPE = {
+  rope_type: "yarn",
+  factor: 32.0,
+  beta_fast: 32.0,
+  beta_slow: 1.0,
+  truncate: false,
+  original_max_position_embeddings: 4096,
+};
 
 /**
  * Gemma 3's RoPE per layer: sliding layers use `rope_parameters.sliding_attention` (transformers 5) or

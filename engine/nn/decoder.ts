@@ -29,6 +29,9 @@ import {
 } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
 import { moeParams, type Route, traceMoe } from "./moe.ts";
+import { gptOssMoeParams, sinksName, traceGptOssMoe, withSinks } from "./moe_gpt_oss.ts";
+import { mlaOutput, mlaParams, traceMla } from "./mla.ts";
+import { ropeDependsOnLength, ropeFreqInput } from "./rope_feed.ts";
 
 /** Names and shapes of every parameter, in Hugging Face naming. */
 export function decoderParams(c: DecoderConfig): Map<string, number[]> {
@@ -39,7 +42,8 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
     const l = `model.layers.${i}`;
     if (!c.postNorm) p.set(`${l}.input_layernorm.weight`, [c.hidden]);
     if (c.normBias) p.set(`${l}.input_layernorm.bias`, [c.hidden]);
-    if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
+    if (c.mla) { for (const [n, s] of mlaParams(c.mla, i, c.hidden, c.heads)) p.set(n, s); }
+    else if (c.fused) p.set(`${l}.self_attn.qkv_proj.weight`, [q + 2 * kv, c.hidden]);
     else {
       p.set(`${l}.self_attn.q_proj.weight`, [q, c.hidden]);
       p.set(`${l}.self_attn.k_proj.weight`, [kv, c.hidden]);
@@ -50,8 +54,9 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
         p.set(`${l}.self_attn.v_proj.bias`, [kv]);
       }
     }
-    p.set(`${l}.self_attn.o_proj.weight`, [c.hidden, q]);
+    if (!c.mla) p.set(`${l}.self_attn.o_proj.weight`, [c.hidden, q]);
     if (c.oBias) p.set(`${l}.self_attn.o_proj.bias`, [c.hidden]);
+    if (c.attnSinks) p.set(sinksName(i), [c.heads]);
     if (c.qkNorm || c.qkNormAll) {
       p.set(`${l}.self_attn.q_norm.weight`, [c.qkNormAll ? q : c.headDim]);
       p.set(`${l}.self_attn.k_norm.weight`, [c.qkNormAll ? kv : c.headDim]);
@@ -65,7 +70,8 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
       p.set(`${l}.post_mlp_layernorm.weight`, [c.hidden]);
     }
     if (c.moe?.sparse[i]) {
-      for (const [n, s] of moeParams(c.moe, i, c.hidden)) p.set(n, s);
+      const params = c.family === "gpt_oss" ? gptOssMoeParams : moeParams;
+      for (const [n, s] of params(c.moe, i, c.hidden)) p.set(n, s);
       continue;
     }
     if (c.plainMlp) {
@@ -142,6 +148,8 @@ export interface DecoderInputs {
    * inside the embedding module): NEFTune's noise in training (see engine/nn/neftune.ts).
    */
   noise?: Tensor;
+  /** "dynamic" / "longrope" RoPE: each row gets the frequencies of its own length, not the batch's (rope_feed.ts). */
+  ropePerRow?: boolean;
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
@@ -175,14 +183,14 @@ export function traceDecoder(
     c.layerNorm
       ? layerNorm(x, W(name), c.normBias ? W(name.replace(/weight$/, "bias")) : undefined, { eps: c.eps })
       : rmsNorm(x, W(name), { eps: c.eps, offset: c.normOffset });
-  // seqLen: "dynamic" and "longrope" scaling pick their frequencies by the traced length, as transformers does by
-  // max(position_ids) + 1 on a right-padded batch. A KV-cached decode step (L = 1) keeps the short/unscaled ones,
-  // so generation past max_position_embeddings (dynamic) or original_max_position_embeddings (longrope) differs from
-  // transformers, which switches the frequencies of each new token there.
+  // "dynamic" and "longrope" frequencies follow the length of each run's actual batch (rope_feed.ts).
   const positional = (x: Tensor, i: number): Tensor => {
     const r = c.layerRope[i];
     if (!r) return x; // a layer without position embedding (SmolLM3's NoPE layers)
-    const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, seqLen: L };
+    const freq = ropeDependsOnLength(r.scaling)
+      ? ropeFreqInput(inp.positions, inp.segments, c.rotaryDim, r.theta, r.scaling, inp.ropePerRow)
+      : undefined;
+    const opts = { theta: r.theta, rotaryDim: c.rotaryDim, scaling: r.scaling, freq };
     if (!c.ropeInterleaved) return rope(x, inp.positions, opts);
     // GLM-4 pairs (2j, 2j + 1): gather the even then the odd rotary dims, rotate as (j, j + r/2), scatter back.
     const [b, l, h, d] = x.shape, r2 = c.rotaryDim / 2;
@@ -207,7 +215,8 @@ export function traceDecoder(
     // Attention block: x [B, L, H] → q [B, L, Hq, D], k, v [B, L, Hkv, D] → o [B, L, Hq·D] → [B, L, H]
     const a = c.postNorm ? h : norm(h, `${l}.input_layernorm.weight`);
     let qs: Tensor, ks: Tensor, vs: Tensor;
-    if (c.fused) {
+    if (c.mla) ({ q: qs, k: ks, v: vs } = traceMla(c.mla, i, c.heads, a, linear, W, (x) => positional(x, i)));
+    else if (c.fused) {
       const qkv = linear(a, `${l}.self_attn.qkv_proj`);
       qs = slice(qkv, -1, 0, q);
       ks = slice(qkv, -1, q, q + kv);
@@ -221,24 +230,30 @@ export function traceDecoder(
       qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps });
       ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps });
     }
-    qs = reshape(qs, [B, L, c.heads, c.headDim]);
-    ks = reshape(ks, [B, L, c.kvHeads, c.headDim]);
-    vs = reshape(vs, [B, L, c.kvHeads, c.headDim]);
-    if (c.qkNorm) {
-      qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps, offset: c.normOffset });
-      ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps, offset: c.normOffset });
+    if (!c.mla) {
+      qs = reshape(qs, [B, L, c.heads, c.headDim]);
+      ks = reshape(ks, [B, L, c.kvHeads, c.headDim]);
+      vs = reshape(vs, [B, L, c.kvHeads, c.headDim]);
+      if (c.qkNorm) {
+        qs = rmsNorm(qs, W(`${l}.self_attn.q_norm.weight`), { eps: c.eps, offset: c.normOffset });
+        ks = rmsNorm(ks, W(`${l}.self_attn.k_norm.weight`), { eps: c.eps, offset: c.normOffset });
+      }
+      qs = positional(qs, i);
+      ks = positional(ks, i);
     }
-    qs = positional(qs, i);
-    ks = positional(ks, i);
     const window = c.layerWindow[i] || 0;
-    const o = w.attend ? w.attend(i, qs, ks, vs, window) : attention(qs, ks, vs, {
-      scale: c.attnScale,
-      causal: true,
-      window: window || undefined,
-      softcap: c.attnSoftcap || undefined,
-      segments: inp.segments,
-    }).o;
-    let att = linear(reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
+    const attended = () => {
+      const { o, lse } = attention(qs, ks, vs, {
+        scale: c.attnScale,
+        causal: true,
+        window: window || undefined,
+        softcap: c.attnSoftcap || undefined,
+        segments: inp.segments,
+      });
+      return c.attnSinks ? withSinks(o, lse, W(sinksName(i))) : o;
+    };
+    const o = w.attend ? w.attend(i, qs, ks, vs, window) : attended();
+    let att = linear(c.mla ? mlaOutput(c.mla, o, c.heads) : reshape(o, [B, L, q]), `${l}.self_attn.o_proj`);
     if (c.sandwichNorm || c.postNorm) att = norm(att, `${l}.post_attention_layernorm.weight`);
     if (c.glmNorms) att = norm(att, `${l}.post_self_attn_layernorm.weight`);
     // Cohere 2: the MLP reads the same normed input, both outputs join the residual at once (below).
@@ -246,7 +261,8 @@ export function traceDecoder(
     if (!c.parallelBlock) h = add(h, scaled(att));
     // MLP block: [B, L, H] → gate, up [B, L, I] → [B, L, H]
     if (c.moe?.sparse[i]) {
-      const moe = traceMoe(c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), linear, W);
+      const x = norm(h, `${l}.post_attention_layernorm.weight`);
+      const moe = c.family === "gpt_oss" ? traceGptOssMoe(c.moe, i, x, W) : traceMoe(c.moe, i, x, linear, W);
       routes[i] = moe.route;
       return add(h, moe.out);
     }

@@ -153,6 +153,7 @@ export async function exportModel(model: Model, dir: string, opts: ExportOptions
   await Deno.mkdir(tmp, { recursive: true });
   try {
     config.torch_dtype = dt.torch;
+    delete config.quantization_config; // the weights written are dequantized (gpt_oss's MXFP4 experts, mxfp4.ts)
     if ("dtype" in config) config.dtype = dt.torch;
     await Deno.writeTextFile(`${tmp}/config.json`, JSON.stringify(config, null, 2) + "\n");
     for (const f of COPIED_FILES) {

@@ -127,11 +127,13 @@ Deno.test("export: YAML keys", () => {
   assert.equal(parseExportArgs({ ...ok, export_onnx: true }).onnx, true);
   const llama = JSON.parse(Deno.readTextFileSync(new URL("../../fixtures/models/llama/config.json", import.meta.url)));
   assert.equal(parseExportArgs({ ...ok, export_onnx: true }, llama).onnx, true);
-  const dynamic = { ...llama, rope_parameters: { rope_theta: 1e4, rope_type: "dynamic", factor: 2 } };
-  assert.equal(parseExportArgs(ok, dynamic).onnx, false); // no ONNX asked: nothing to refuse
+  const mla = JSON.parse(
+    Deno.readTextFileSync(new URL("../../fixtures/models/deepseek_v3/config.json", import.meta.url)),
+  );
+  assert.equal(parseExportArgs(ok, mla).onnx, false); // no ONNX asked: nothing to refuse
   assert.throws(
-    () => parseExportArgs({ ...ok, export_onnx: true }, dynamic),
-    /export_onnx: model_type "llama" uses features the ONNX exporter does not implement: rope scaling "dynamic"/,
+    () => parseExportArgs({ ...ok, export_onnx: true }, mla),
+    /export_onnx: model_type "deepseek_v3" uses features the ONNX exporter does not implement: multi-head latent/,
   );
   assert.throws(() => parseExportArgs({ ...ok, template: "llama9" }), /template: Template llama9 does not exist/);
   assert.throws(() => parseExportArgs({ ...ok, export_onnx_cache_length: 64 }), /export_onnx_cache_length: no longer/);

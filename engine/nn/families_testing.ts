@@ -19,8 +19,9 @@ export const DENSE = [
 
 /**
  * Fixtures with logits, loss and gradient goldens only: `phi3_longrope_long` (original_max_position_embeddings 8, so
- * the 12-token goldens use the long factors). Its greedy generation is not compared: transformers switches to the long
- * factors mid-generation (Phi-3 re-prefills there), while Whetstone's KV-cached steps keep the prompt's.
+ * the 12-token goldens use the long factors). Its generate.json is transformers 5.18's cached `generate`, which after
+ * Phi-3's cache reset at the switch runs each new token without its context; generation across the switch is checked
+ * on fixtures/rope/ instead (engine/nn/rope_runs_test.ts, fixtures/rope/make_rope_runs.py).
  */
 export const FORWARD_ONLY = ["phi3_longrope_long"];
 

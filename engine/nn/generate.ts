@@ -33,6 +33,7 @@ import {
   layerWindows,
   traceCached,
 } from "./kv_decoder.ts";
+import type { DecoderConfig } from "./config.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -84,7 +85,9 @@ function graphs(model: ModelCore): Graphs {
 /**
  * The prefill (L = bucketed prompt length) or decode-step (L = 1, `decode`) graph of B rows against the caches
  * `<prefix><ns>kv<B>x<C>.*`, compiled once per model and key. `ns` keeps another user's caches apart (the
- * continuous batcher's are "cb.").
+ * continuous batcher's are "cb."); its rows are separate requests, so there each row gets the "dynamic" / "longrope"
+ * RoPE frequencies of its own length (rope_feed.ts), where a batch of `generateBatch` shares its longest row's, as
+ * transformers' batched `generate` does.
  */
 export function compiled(
   model: ModelCore,
@@ -102,7 +105,8 @@ export function compiled(
       const shape = cacheShape(model.config, s.B, s.C);
       const cache = (layer: number, kind: "k" | "v") =>
         g.param(model.prefix + ns + cacheName(s.B, s.C, layer, kind), shape, "f32");
-      traceCached(g, model.config, model.weights(g), cache, { B: s.B, C: s.C, L: s.L ?? 1, decode });
+      const mode = { B: s.B, C: s.C, L: s.L ?? 1, decode, ropePerRow: ns !== "" };
+      traceCached(g, model.config, model.weights(g), cache, mode);
       return g;
     };
     // One session for every batch, cache and prompt bucket on executors that can (ONNX Runtime: onnx/symbolic.ts).
@@ -206,7 +210,7 @@ async function* decodeSteps(
   const B = batchBucket(R);
   const lens = Array.from({ length: B }, (_, b) => (b < R ? prompts[b].length : 1)); // padding rows: one token 0
   const n = Math.max(...lens);
-  const C = cacheBucket(n + max), Lb = Math.min(bucketLength(n), C);
+  const C = cacheBucket(n + max);
   const gs = graphs(model), busyKey = `${B}x${C}`;
   if (gs.busy.has(busyKey)) {
     throw new Error(
@@ -227,20 +231,21 @@ async function* decodeSteps(
     }
     const f32 = (x: ArrayLike<number>) => (x instanceof Float32Array ? x : Float32Array.from(x));
 
-    // Prefill: row b holds its prompt then padding (segment 0); `last` picks its last real token.
-    const prefill = await compiled(model, B, C, Lb, false);
-    const ids = new Int32Array(B * Lb), positions = new Int32Array(B * Lb), segments = new Int32Array(B * Lb);
-    const last = new Int32Array(B);
-    for (let b = 0; b < B; b++) {
-      for (let i = 0; i < lens[b]; i++) {
-        ids[b * Lb + i] = b < R ? prompts[b][i] : 0;
-        segments[b * Lb + i] = 1;
-      }
-      for (let i = 0; i < Lb; i++) positions[b * Lb + i] = i;
-      last[b] = b * Lb + lens[b] - 1;
-    }
-    let logits = f32((await prefill.run({ ids, positions, segments, last }, ["logits"])).logits);
-
+    // Prefill: row b holds its sequence then padding (segment 0); `last` picks its last real token.
+    const prefillRows = async (seqs: number[][]) => {
+      const L = Math.min(bucketLength(Math.max(...seqs.map((s) => s.length))), C);
+      const prefill = await compiled(model, B, C, L, false);
+      const ids = new Int32Array(B * L), positions = new Int32Array(B * L), segments = new Int32Array(B * L);
+      const last = new Int32Array(B);
+      seqs.forEach((seq, b) => {
+        seq.forEach((t, i) => [ids[b * L + i], segments[b * L + i]] = [t, 1]);
+        for (let i = 0; i < L; i++) positions[b * L + i] = i;
+        last[b] = b * L + seq.length - 1;
+      });
+      return f32((await prefill.run({ ids, positions, segments, last }, ["logits"])).logits);
+    };
+    let logits = await prefillRows(lens.map((n, b) => b < R ? prompts[b] : new Array(n).fill(0)));
+    const reprefillAt = longropeReprefill(c);
     const windows = layerWindows(c);
     const step = await compiled(model, B, C, 1, true);
     const stop = new Set(opts.stop ?? []);
@@ -266,6 +271,16 @@ async function* decodeSteps(
       });
       yield chosen;
       if (rows.every((r) => r.done)) return;
+      // Phi-3 (longrope): when the batch's length first passes original_max_position_embeddings, transformers drops
+      // the KV cache and runs the whole sequences again, so every key gets the long factors (see longropeReprefill).
+      if (n + k === reprefillAt) {
+        logits = await prefillRows(lens.map((len, b) => {
+          const seq = b < R ? rows[b].seen.slice(0, len + k + 1) : [];
+          while (seq.length < len + k + 1) seq.push(b < R ? next[b] : 0); // finished rows: unread tokens
+          return seq;
+        }));
+        continue;
+      }
       // Step k + 1 feeds each row's token k at position len + k (finished and padding rows decode on, unread).
       for (let b = 0; b < B; b++) {
         pos[b] = lens[b] + k;
@@ -278,6 +293,19 @@ async function* decodeSteps(
   } finally {
     gs.busy.delete(busyKey);
   }
+}
+
+/**
+ * The length (the batch's longest sequence, prompt and tokens so far) at which generation runs the whole sequences
+ * again instead of a decode step: Phi-3 with longrope scaling, whose `prepare_inputs_for_generation` in transformers
+ * drops the cache when the input reaches original_max_position_embeddings + 1 tokens while the cache holds at most
+ * original_max_position_embeddings (so the keys switch from the short to the long factors); -1 otherwise (other
+ * families keep the cached keys, and each new token gets the frequencies of its step's length: rope_feed.ts).
+ */
+export function longropeReprefill(c: DecoderConfig): number {
+  if (c.family !== "phi3") return -1;
+  const r = c.layerRope.find((r) => r?.scaling.type === "longrope")?.scaling;
+  return r?.type === "longrope" ? r.originalMaxPositionEmbeddings : -1;
 }
 
 /**

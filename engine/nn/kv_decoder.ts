@@ -18,6 +18,7 @@
 import {
   add,
   attention,
+  cast,
   concat,
   embedding,
   expand,
@@ -35,6 +36,7 @@ import {
 } from "../graph/mod.ts";
 import type { DecoderConfig } from "./config.ts";
 import { type DecoderWeights, traceDecoder } from "./decoder.ts";
+import { sinksName, withSinks } from "./moe_gpt_oss.ts";
 
 /** Rounds a cache length up to its bucket (multiples of 64). */
 export function cacheBucket(n: number): number {
@@ -82,7 +84,7 @@ export function traceCached(
   c: DecoderConfig,
   w: DecoderWeights,
   cache: (layer: number, kind: "k" | "v") => Tensor,
-  mode: { B: number; C: number; L: number; decode: boolean },
+  mode: { B: number; C: number; L: number; decode: boolean; ropePerRow?: boolean },
 ): void {
   const { B, C, L, decode } = mode;
   if (L > C) throw new Error(`prefill length ${L} exceeds the cache length ${C}`);
@@ -103,31 +105,39 @@ export function traceCached(
 
   // Decode attention: q [B, 1, Hq, D] over the cache [N, C, D] (as earlier steps left it) and the step's
   // own k, v [N, 1, D] → [B, 1, Hq·D]. Scores [N, G, C + 1]: the cache slots, then the new key.
-  const cachedAttention = (qs: Tensor, kNew: Tensor, vNew: Tensor, kc: Tensor, vc: Tensor, mask: Tensor) => {
+  // gpt_oss: each head's sink logit joins the softmax as one more column, dropped after it.
+  const cachedAttention = (i: number, qs: Tensor, kNew: Tensor, vNew: Tensor, kc: Tensor, vc: Tensor, mask: Tensor) => {
     const q3 = reshape(qs, [N, G, D]);
     let s = concat([matmul(q3, kc, { transB: true }), sum(mul(q3, kNew), -1, true)], -1);
     s = mul(s, scale);
     if (c.attnSoftcap) s = mul(tanh(mul(s, 1 / c.attnSoftcap)), c.attnSoftcap);
-    const p = reshape(softmax(add(reshape(s, [B, Hkv, G, C + 1]), mask)), [N, G, C + 1]);
+    let s4 = add(reshape(s, [B, Hkv, G, C + 1]), mask);
+    if (c.attnSinks) {
+      const sk = w.weight(sinksName(i));
+      const sink = expand(reshape(sk.dtype === "f32" ? sk : cast(sk, "f32"), [1, Hkv, G, 1]), [B, Hkv, G, 1]);
+      s4 = slice(softmax(concat([s4, sink], -1)), -1, 0, C + 1);
+    } else s4 = softmax(s4);
+    const p = reshape(s4, [N, G, C + 1]);
     const o = add(matmul(slice(p, -1, 0, C), vc), mul(slice(p, -1, C, C + 1), vNew));
     return reshape(o, [B, 1, c.heads * D]);
   };
 
   // The decoder itself, with each layer's attention writing the cache (and, decoding, reading it).
-  const out = traceDecoder(c, { ids, positions, segments }, {
+  const out = traceDecoder(c, { ids, positions, segments, ropePerRow: mode.ropePerRow }, {
     ...w,
     attend: (i, qs, ks, vs, window) => {
       const kr = rows(ks), vr = rows(vs), kc = cache(i, "k"), vc = cache(i, "v");
       scatterRows(kc, index, kr);
       scatterRows(vc, index, vr);
-      if (decode) return cachedAttention(qs, kr, vr, kc, vc, masks.get(window)!);
-      return attention(qs, ks, vs, {
+      if (decode) return cachedAttention(i, qs, kr, vr, kc, vc, masks.get(window)!);
+      const { o, lse } = attention(qs, ks, vs, {
         scale: c.attnScale,
         causal: true,
         window: window || undefined,
         softcap: c.attnSoftcap || undefined,
         segments,
-      }).o;
+      });
+      return c.attnSinks ? withSinks(o, lse, w.weight(sinksName(i))) : o;
     },
   });
   // Each row's last token only: [B, L, H] → [B, H] (the final norm is per token, so selecting after it is exact).

@@ -20,7 +20,9 @@ import { type DecoderConfig, decoderConfig } from "./config.ts";
 import { decoderParams, type DecoderWeights, traceDecoder } from "./decoder.ts";
 import { attachAdapterFolder } from "./adapters.ts";
 import { withRouterLoss } from "./moe.ts";
+import { isBuffer } from "./moe_router.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
+import { readMxfp4 } from "./mxfp4.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
 
@@ -234,7 +236,8 @@ export class Model implements ModelCore {
 
   /**
    * The loss (as {@link forward}) and its gradient w.r.t. each named parameter (when omitted: the adapter's
-   * params if one is attached, else all f32 params). Base gradients need f32 parameters: load with `dtype: "f32"`.
+   * params if one is attached, else all f32 params but buffers). Base gradients need f32 parameters: load with
+   * `dtype: "f32"`.
    */
   async gradients(
     inputIds: number[][],
@@ -246,7 +249,7 @@ export class Model implements ModelCore {
     const names = wrt ??
       (this.#adapter
         ? [...this.#adapter.params.keys()]
-        : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32"));
+        : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32" && !isBuffer(n)));
     const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, B, Lb, (g, B, Lb) => {
       const inp = this.#inputs(g, B, Lb);
       const w = this.weights(g);
@@ -326,6 +329,13 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
       new QuantizedBase(quantSpecOf(opts.quantization), config, opts.quantization.skip);
     for (const [name, shape] of decoderParams(config)) {
       const t = folder.tensors.get(name);
+      // gpt-oss releases: MXFP4 experts (<name>_blocks, <name>_scales), dequantized to bf16 as transformers does.
+      const mx = !t && config.family === "gpt_oss" ? await readMxfp4(folder, name, shape) : undefined;
+      if (mx) {
+        setParamFromBytes(executor, name, mx, shape, "bf16", opts.dtype === "f32" ? "f32" : "bf16");
+        params.set(name, { shape, dtype: opts.dtype === "f32" ? "f32" : "bf16" });
+        continue;
+      }
       if (!t) throw new Error(`${dir}: the weights have no tensor "${name}" that ${config.family} needs`);
       if (t.shape.join() !== shape.join()) {
         throw new Error(

@@ -18,6 +18,8 @@ export interface ModelAdapter {
    * input) turns on the adapter's dropout.
    */
   linear(weight: (name: string) => Tensor, opts?: { seed?: Tensor }): LinearHook;
+  /** Work on the stored adapter weights before each training step (constrained OFT's projection); usually none. */
+  beforeStep?(model: ModelCore): Promise<unknown> | undefined;
 }
 
 /** Rounds a length up to the bucket the model compiles for (16s up to 64, then 64s). */

@@ -1,6 +1,7 @@
 /**
- * Mixture-of-experts feed-forward blocks (mixtral, qwen2_moe, qwen3_moe): the config keys, the parameters in the
- * released checkpoints' naming (one 2-D weight per expert, as transformers 5 still saves them) and the traced block.
+ * Mixture-of-experts feed-forward blocks (mixtral, qwen2_moe, qwen3_moe; deepseek_v3 and glm4_moe route with
+ * moe_router.ts): the config keys, the parameters in the released checkpoints' naming (one 2-D weight per expert, as
+ * transformers 5 still saves them) and the traced block.
  *
  * Routing as transformers computes it: router logits `x · Wgᵀ` [N, E] → softmax in f32 → the top-k experts of each
  * token → their probabilities, renormalised to sum 1 (mixtral always; qwen when `norm_topk_prob`). The top-k choice
@@ -22,7 +23,6 @@ import {
   cast,
   concat,
   div,
-  eq,
   gt,
   matmul,
   mul,
@@ -33,6 +33,9 @@ import {
   swiglu,
   type Tensor,
 } from "../graph/mod.ts";
+import { NOAUX_FAMILIES, noauxRoute, type NoauxRouter, noauxRouter, topkMask } from "./moe_router.ts";
+
+export { topkMask };
 
 /** The mixture-of-experts part of a decoder config. */
 export interface MoeConfig {
@@ -44,8 +47,14 @@ export interface MoeConfig {
   intermediate: number;
   /** Renormalise the top-k probabilities to sum 1. */
   normTopK: boolean;
-  /** The shared expert's intermediate size (qwen2_moe; 0 = none). It is gated by sigmoid(x · shared_expert_gateᵀ). */
+  /**
+   * The shared expert's intermediate size (0 = none): qwen2_moe's `shared_expert`, gated by
+   * sigmoid(x · shared_expert_gateᵀ); deepseek_v3 / glm4_moe's ungated `shared_experts` (moe_intermediate_size ·
+   * n_shared_experts).
+   */
   sharedIntermediate: number;
+  /** deepseek_v3 / glm4_moe: sigmoid scores with a correction bias and grouped top-k (moe_router.ts). */
+  noaux?: NoauxRouter;
   /** Per layer: a sparse (routed) block, else the dense MLP of `intermediate_size`. */
   sparse: boolean[];
   /** Module path of the block under `model.layers.<i>.`: "block_sparse_moe" (mixtral) or "mlp". */
@@ -59,7 +68,7 @@ export interface MoeConfig {
 }
 
 /** The model types with routed experts. */
-export const MOE_FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe"] as const;
+export const MOE_FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", ...NOAUX_FAMILIES] as const;
 
 /** The dense family whose attention (biases, q/k norms, sliding windows) each MoE family shares. */
 export const MOE_ATTENTION: Record<string, string> = { mixtral: "mistral", qwen2_moe: "qwen2", qwen3_moe: "qwen3" };
@@ -80,6 +89,7 @@ function int(cfg: Record<string, unknown>, keys: string[], dflt?: number): numbe
 /** The MoE settings of a config.json (transformers v4 and v5 spellings), or undefined for a dense family. */
 export function moeConfig(cfg: Record<string, unknown>, family: string, layers: number): MoeConfig | undefined {
   if (!(MOE_FAMILIES as readonly string[]).includes(family)) return undefined;
+  if ((NOAUX_FAMILIES as readonly string[]).includes(family)) return noauxMoeConfig(cfg, family, layers);
   const mixtral = family === "mixtral";
   // v4: num_local_experts (mixtral) / num_experts (qwen); transformers 5 writes num_local_experts for qwen3_moe too.
   const experts = int(cfg, mixtral ? ["num_local_experts", "num_experts"] : ["num_experts", "num_local_experts"]);
@@ -108,6 +118,33 @@ export function moeConfig(cfg: Record<string, unknown>, family: string, layers: 
   };
 }
 
+/**
+ * deepseek_v3 / glm4_moe: n_routed_experts (v5 config.json; num_local_experts read too), the first
+ * `first_k_dense_replace` layers dense, shared experts, the noaux_tc router. No load-balancing loss (see moe_router.ts).
+ */
+function noauxMoeConfig(cfg: Record<string, unknown>, family: string, layers: number): MoeConfig {
+  const experts = int(cfg, ["n_routed_experts", "num_local_experts"]);
+  const topK = int(cfg, ["num_experts_per_tok"], 8);
+  if (experts < 1 || topK < 1 || topK > experts) {
+    throw new Error(`config.json: num_experts_per_tok ${topK} must be in [1, ${experts}] (the number of experts)`);
+  }
+  const dense = int(cfg, ["first_k_dense_replace"], family === "deepseek_v3" ? 3 : 1);
+  const intermediate = int(cfg, ["moe_intermediate_size"], family === "deepseek_v3" ? 2048 : 1408);
+  return {
+    experts,
+    topK,
+    intermediate,
+    normTopK: cfg.norm_topk_prob !== false,
+    sharedIntermediate: intermediate * int(cfg, ["n_shared_experts"], 1),
+    noaux: noauxRouter(cfg, experts, topK, family),
+    sparse: Array.from({ length: layers }, (_, i) => i >= dense),
+    block: "mlp",
+    names: ["gate_proj", "up_proj", "down_proj"],
+    auxCoef: 0,
+    outputRouterLogits: false,
+  };
+}
+
 /** Parameters of layer `i`'s sparse block (prefix `model.layers.<i>.`), in checkpoint naming. */
 export function moeParams(m: MoeConfig, i: number, hidden: number): [string, number[]][] {
   const b = `model.layers.${i}.${m.block}`;
@@ -118,19 +155,23 @@ export function moeParams(m: MoeConfig, i: number, hidden: number): [string, num
     out.push([`${b}.experts.${e}.${up}.weight`, [m.intermediate, hidden]]);
     out.push([`${b}.experts.${e}.${down}.weight`, [hidden, m.intermediate]]);
   }
+  if (m.noaux) out.push([`${b}.gate.e_score_correction_bias`, [m.experts]]);
   if (m.sharedIntermediate) {
-    const s = m.sharedIntermediate;
-    out.push([`${b}.shared_expert.gate_proj.weight`, [s, hidden]]);
-    out.push([`${b}.shared_expert.up_proj.weight`, [s, hidden]]);
-    out.push([`${b}.shared_expert.down_proj.weight`, [hidden, s]]);
-    out.push([`${b}.shared_expert_gate.weight`, [1, hidden]]);
+    const s = m.sharedIntermediate, n = sharedName(m);
+    out.push([`${b}.${n}.gate_proj.weight`, [s, hidden]]);
+    out.push([`${b}.${n}.up_proj.weight`, [s, hidden]]);
+    out.push([`${b}.${n}.down_proj.weight`, [hidden, s]]);
+    if (!m.noaux) out.push([`${b}.shared_expert_gate.weight`, [1, hidden]]);
   }
   return out;
 }
 
+/** The shared expert's module: qwen2_moe's gated `shared_expert`, deepseek_v3 / glm4_moe's `shared_experts`. */
+const sharedName = (m: MoeConfig) => (m.noaux ? "shared_experts" : "shared_expert");
+
 /** Module names (router, routed experts) that LLaMA-Factory's lora_target "all" leaves out on transformers 5. */
 export function isRoutedModule(name: string): boolean {
-  return /\.(block_sparse_moe|mlp)\.(gate|experts\.\d+\.[^.]+)$/.test(name);
+  return /\.(block_sparse_moe|mlp)\.(gate|router|experts\.\d+\.[^.]+)$/.test(name); // router: gpt_oss
 }
 
 const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
@@ -139,17 +180,6 @@ const f32 = (t: Tensor) => (t.dtype === "f32" ? t : cast(t, "f32"));
 export interface Route {
   probs: Tensor;
   topk: Tensor;
-}
-
-/** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
-export function topkMask(p: Tensor, k: number): Tensor {
-  const E = p.shape[p.rank - 1], lead = p.shape.slice(0, -1);
-  const pi = reshape(p, [...lead, E, 1]), pj = reshape(p, [...lead, 1, E]);
-  const before = new Float32Array(E * E);
-  for (let i = 0; i < E; i++) for (let j = 0; j < i; j++) before[i * E + j] = 1;
-  const tri = p.graph.constant(before, [E, E]);
-  const rank = sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]: how many entries rank above
-  return gt(k - 0.5, rank);
 }
 
 /**
@@ -166,11 +196,27 @@ export function traceMoe(
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.${m.block}`;
   const [gate, up, down] = m.names;
-  const logits = linear(x, `${b}.gate`); // [B, L, E]
-  const probs = softmax(f32(logits), -1);
-  const topk = topkMask(probs, m.topK);
-  let w = mul(probs, topk);
-  if (m.normTopK) w = div(w, sum(w, -1, true));
+  let probs: Tensor, topk: Tensor, w: Tensor;
+  if (m.noaux) {
+    // The router is an nn.Parameter there (no adapter), computed in f32; the bias only steers the choice.
+    const r = noauxRoute(
+      m.noaux,
+      m.topK,
+      m.normTopK,
+      f32(x),
+      f32(weight(`${b}.gate.weight`)),
+      f32(
+        weight(`${b}.gate.e_score_correction_bias`),
+      ),
+    );
+    [probs, topk, w] = [r.scores, r.topk, r.weights];
+  } else {
+    const logits = linear(x, `${b}.gate`); // [B, L, E]
+    probs = softmax(f32(logits), -1);
+    topk = topkMask(probs, m.topK);
+    w = mul(probs, topk);
+    if (m.normTopK) w = div(w, sum(w, -1, true));
+  }
   const E = m.experts, I = m.intermediate, lead = x.shape.slice(0, -1);
   // Stacked in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
   const stack = (name: string, axis: number) =>
@@ -183,9 +229,9 @@ export function traceMoe(
   const aw = reshape(mul(reshape(a, [...lead, E, I]), reshape(w, [...lead, E, 1])), [...lead, E * I]);
   let out = matmul(aw, stack(down, 1), { transB: true }); // [B, L, H]
   if (m.sharedIntermediate) {
-    const s = `${b}.shared_expert`;
+    const s = `${b}.${sharedName(m)}`;
     const y = linear(swiglu(linear(x, `${s}.gate_proj`), linear(x, `${s}.up_proj`)), `${s}.down_proj`);
-    out = add(out, mul(y, sigmoid(linear(x, `${b}.shared_expert_gate`))));
+    out = add(out, m.noaux ? y : mul(y, sigmoid(linear(x, `${b}.shared_expert_gate`))));
   }
   return { out, route: { probs, topk } };
 }
@@ -217,17 +263,18 @@ export function withRouterLoss(
   loss: Tensor,
   segments: Tensor,
 ): Tensor {
-  if (!m?.outputRouterLogits || !routes?.length || !m.auxCoef) return loss;
+  if (!m?.outputRouterLogits || !routes?.length || !m.auxCoef || m.noaux) return loss;
   return add(loss, mul(loadBalancingLoss(m, routes, segments), m.auxCoef));
 }
 
 /**
  * LLaMA-Factory's `moe_aux_loss_coef` on a model being trained (its `configure_moe`): when set (non-zero) on a
  * mixture-of-experts model, output_router_logits turns on and router_aux_loss_coef becomes the coefficient. A dense
- * model ignores the key, as LLaMA-Factory does.
+ * model ignores the key, as LLaMA-Factory does, and so do deepseek_v3 and glm4_moe (no load-balancing loss there).
  */
 export function configureMoe(m: MoeConfig | undefined, moeAuxLossCoef: number | null | undefined): void {
-  if (!m || !moeAuxLossCoef) return;
+  // deepseek_v3 / glm4_moe: LF's configure_moe sets nothing for them, and transformers adds no router loss.
+  if (!m || !moeAuxLossCoef || m.noaux) return;
   m.outputRouterLogits = true;
   m.auxCoef = moeAuxLossCoef;
 }

@@ -8,11 +8,39 @@
  * adapter computes what the base does. In PEFT 0.21 the Linear layer never applies `module_dropout` (its dropout
  * module is built but not called), so here it is recorded in the config and has no effect either.
  *
+ * PEFT's variants, which come with a PEFT adapter (LLaMA-Factory's OFT arguments build neither):
+ * - `block_share`: one weight row [1, b(b−1)/2] and one R shared by all r blocks of a layer.
+ * - `coft` (constrained OFT) with `eps`: `OFTRotationModule.forward` first replaces the weights in place (no gradient)
+ *   by `_project_batch`: each row's skew-symmetric matrix (Frobenius norm √2·‖row‖) is rescaled to norm
+ *   ε' = eps / √rows when it is larger, so R stays within ε' of I; R and the gradients are then those of the projected
+ *   weights. Here the forward uses W + stop_gradient(P(W) − W) (P's values, the gradient as with respect to P), and a
+ *   training step first projects the stored weights ({@link OftAdapter.beforeStep}), so the optimizer steps from P
+ *   as PEFT's does. Merging projects first, as PEFT's `get_weight` does.
+ *
  * Adapters are read and written as PEFT's files: adapter_config.json (peft_type "OFT") and adapter_model.safetensors
  * with `base_model.model.<module>.oft_R.weight`.
  * @module
  */
-import { add, cast, matmul, mul, permute, reshape, type Tensor } from "../graph/mod.ts";
+import {
+  add,
+  assign,
+  cast,
+  div,
+  ge,
+  Graph,
+  matmul,
+  maximum,
+  mul,
+  permute,
+  reshape,
+  sqrt,
+  stopGradient,
+  sub,
+  sum,
+  type Tensor,
+  where,
+} from "../graph/mod.ts";
+import type { CompiledGraph } from "../exec/executor.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../io/peft.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { writeFileAtomic } from "../util/fs.ts";
@@ -31,6 +59,37 @@ export interface OftConfig {
   moduleDropout: number;
   blockShare: boolean;
   numCayleyNeumannTerms: number;
+  /** Constrained OFT (PEFT's `coft`, default false) and its `eps` (default 6e-5). */
+  coft?: boolean;
+  eps?: number;
+}
+
+/** PEFT's default `eps` of constrained OFT. */
+export const COFT_EPS = 6e-5;
+
+/** ε' of `_project_batch` for a weight of `rows` rows: eps / √rows in float32, as torch computes it. */
+export function coftRadius(eps: number, rows: number): number {
+  return Math.fround(Math.fround(eps) / Math.fround(Math.sqrt(rows)));
+}
+
+/** `_project_batch` of weights `w` [rows, n] as graph ops: rows whose skew matrix is larger than ε' rescaled to ε'. */
+export function coftProject(w: Tensor, eps: number): Tensor {
+  const r = coftRadius(eps, w.shape[0]);
+  const norm = sqrt(mul(sum(mul(w, w), -1, true), 2));
+  return where(ge(r, norm), w, mul(div(w, maximum(norm, 1e-30)), r));
+}
+
+/** `_project_batch` on the host (float32 arithmetic), for merging: rows of `w` [rows, n] projected in place. */
+export function coftProjectHost(w: Float32Array, rows: number, eps: number): Float32Array {
+  const f = Math.fround, n = w.length / rows, r = coftRadius(eps, rows);
+  for (let i = 0; i < rows; i++) {
+    let ss = 0;
+    for (let j = 0; j < n; j++) ss = f(ss + f(w[i * n + j] * w[i * n + j]));
+    const norm = f(Math.sqrt(f(2 * ss)));
+    if (norm <= r) continue;
+    for (let j = 0; j < n; j++) w[i * n + j] = f(r * f(w[i * n + j] / norm));
+  }
+  return w;
 }
 
 /** PEFT's OFTConfig.__post_init__ check of r and oft_block_size. */
@@ -149,7 +208,9 @@ export function oftHook(cfg: OftConfig, decoder: DecoderConfig, weight: (name: s
     if (!targets.has(name)) return base(x);
     const inF = shapes.get(name)![1];
     const { r, b } = oftBlocks(inF, cfg);
-    const R = cayleyNeumann(weight(oftKey(name)), b, cfg.numCayleyNeumannTerms); // [r or 1, b, b]
+    let W = weight(oftKey(name));
+    if (cfg.coft) W = add(W, stopGradient(sub(coftProject(W, cfg.eps ?? COFT_EPS), W)));
+    const R = cayleyNeumann(W, b, cfg.numCayleyNeumannTerms); // [r or 1, b, b]
     const lead = x.shape.slice(0, -1), N = lead.reduce((p, q) => p * q, 1);
     const xf = x.dtype === "f32" ? x : cast(x, "f32");
     const blocks = permute(reshape(xf, [N, r, b]), [1, 0, 2]); // [r, N, b]
@@ -176,6 +237,25 @@ export class OftAdapter implements ModelAdapter {
   linear(weight: (name: string) => Tensor): LinearHook {
     return oftHook(this.config, this.decoder, weight);
   }
+
+  #project?: Promise<CompiledGraph>;
+
+  /**
+   * Before a training step, constrained OFT projects the stored weights in place (PEFT's forward does, so its
+   * optimizer steps from the projected values); queued on the executor like the step itself. Nothing without coft.
+   */
+  beforeStep(model: ModelCore): Promise<unknown> | undefined {
+    if (!this.config.coft) return undefined;
+    if (!this.#project) {
+      const g = new Graph();
+      for (const [k, p] of this.params) {
+        const w = g.param(model.prefix + k, p.shape);
+        assign(w, coftProject(w, this.config.eps ?? COFT_EPS));
+      }
+      this.#project = model.executor.compile(g);
+    }
+    return this.#project.then((c) => c.run({}, []));
+  }
 }
 
 /** Attaches an OFT adapter: a PEFT folder (path), or a config for a new one (zero weights: the identity). */
@@ -189,15 +269,16 @@ export async function attachOft(
   if (typeof source === "string") {
     const raw = JSON.parse(await Deno.readTextFile(`${source}/${ADAPTER_CONFIG_FILE}`));
     if (raw.peft_type !== "OFT") throw new Error(`${source}: peft_type ${raw.peft_type}, expected OFT`);
-    for (const k of ["coft", "block_share"]) if (raw[k]) throw new Error(`${source}: ${k} true is not supported`);
     if (raw.use_cayley_neumann === false) throw new Error(`${source}: use_cayley_neumann false is not supported`);
     cfg = {
       r: raw.r ?? 0,
       blockSize: raw.oft_block_size ?? 0,
       targets: raw.target_modules,
       moduleDropout: raw.module_dropout ?? 0,
-      blockShare: false,
+      blockShare: !!raw.block_share,
       numCayleyNeumannTerms: raw.num_cayley_neumann_terms ?? 5,
+      coft: !!raw.coft,
+      eps: raw.eps ?? COFT_EPS,
     };
     baseModel ||= raw.base_model_name_or_path ?? "";
     const f = await openSafetensors(`${source}/${ADAPTER_WEIGHTS_FILE}`);
@@ -225,8 +306,8 @@ export function oftConfigJson(ad: OftAdapter): Record<string, unknown> {
     base_model_name_or_path: ad.baseModel,
     bias: "none",
     block_share: c.blockShare,
-    coft: false,
-    eps: 6e-5,
+    coft: !!c.coft,
+    eps: c.eps ?? COFT_EPS,
     exclude_modules: null,
     fan_in_fan_out: false,
     inference_mode: true,

@@ -1,7 +1,7 @@
 /**
  * PEFT interop of OFT: an adapter attached, perturbed and saved here loads with `PeftModel.from_pretrained`
  * (engine/io/peft_check.py, run with the repository's .venv; skipped with a message when it is absent) and gives the
- * same logits.
+ * same logits (plain, and with PEFT's block_share / coft).
  */
 import assert from "node:assert/strict";
 import { openSafetensors } from "../io/safetensors.ts";
@@ -22,14 +22,19 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     try {
       const cases: { base: string; logits: Float32Array }[] = [];
+      const variants = [{}, {}, { blockShare: true, coft: true, eps: 0.01 }, { coft: true, eps: 0.02 }];
       for (
         const [base, args] of [
           ["llama", { oft_rank: 0, oft_block_size: 16, oft_target: "all", module_dropout: 0 }],
           ["qwen2", { oft_rank: 4, oft_block_size: 0, oft_target: ["q_proj", "down_proj"], module_dropout: 0.1 }],
+          // PEFT's block_share and coft (constrained OFT): PEFT's forward projects the saved weights first, as ours does.
+          ["llama", { oft_rank: 0, oft_block_size: 8, oft_target: "all", module_dropout: 0 }],
+          ["qwen2", { oft_rank: 0, oft_block_size: 8, oft_target: "all", module_dropout: 0 }],
         ] as const
       ) {
         const model = await loadModel(`${repo}fixtures/models/${base}`, { executor: "reference" });
-        await attachOft(model, oftConfigFromArgs({ ...args, oft_target: args.oft_target as string | string[] }));
+        const cfg = oftConfigFromArgs({ ...args, oft_target: args.oft_target as string | string[] });
+        await attachOft(model, { ...cfg, ...variants[cases.length] });
         const rng = new Rng(cases.length + 3);
         for (const [k, p] of model.adapter!.params) {
           const v = await model.executor.getParam(k);

@@ -1,11 +1,11 @@
 /**
  * Merging an OFT adapter into the base weights, as PEFT's `merge_and_unload` does for OFT linears: the layer computes
  * (x · R) · Wᵀ with R block-diagonal, so the merged weight is W · Rᵀ, block by block (R from PEFT's Cayley–Neumann
- * series, computed here in f64 on the host).
+ * series, computed here in f64 on the host; constrained OFT's weights projected first, as PEFT's `get_weight` does).
  * @module
  */
 import type { Model } from "./model.ts";
-import { OftAdapter, oftBlocks, oftKey } from "./oft.ts";
+import { COFT_EPS, coftProjectHost, OftAdapter, oftBlocks, oftKey } from "./oft.ts";
 
 export { OftAdapter };
 
@@ -59,7 +59,9 @@ export async function mergeOft(model: Model, ad: OftAdapter): Promise<Map<string
     if (targets.has(mod)) {
       const [o, inF] = model.params.get(name)!.shape;
       const { r, b } = oftBlocks(inF, ad.config);
-      const w = await ex.getParam(pre + oftKey(mod));
+      const w = Float32Array.from(await ex.getParam(pre + oftKey(mod)));
+      // PEFT's get_weight projects constrained OFT's weights first.
+      if (ad.config.coft) coftProjectHost(w, ad.config.blockShare ? 1 : r, ad.config.eps ?? COFT_EPS);
       const n = (b * (b - 1)) / 2;
       const merged = new Float32Array(W.length);
       for (let blk = 0; blk < r; blk++) {

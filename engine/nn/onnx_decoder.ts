@@ -13,7 +13,7 @@
  */
 import { loadOrt, type Ort } from "../../deps.ts";
 import { decoderConfig } from "./config.ts";
-import { chooseToken, type GenerateOptions, seededRandom } from "./generate.ts";
+import { chooseToken, type GenerateOptions, longropeReprefill, seededRandom } from "./generate.ts";
 
 /** The past key/values of a batch: `past_key_values.N.key|value` → tensor. */
 export type OnnxCache = Record<string, Ort.Tensor>;
@@ -27,6 +27,8 @@ export class OnnxDecoder {
     readonly kvHeads: number,
     readonly headDim: number,
     readonly vocab: number,
+    /** Phi-3 longrope: the length at which generation runs the whole sequences again ({@link longropeReprefill}). */
+    readonly reprefillAt = -1,
   ) {}
 
   /** Loads `dir/onnx/model.onnx` with the sizes of `dir/config.json`. */
@@ -35,7 +37,7 @@ export class OnnxDecoder {
     const ort = await loadOrt();
     const so = { executionProviders: ["cpu"], ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) };
     const session = await ort.InferenceSession.create(`${dir}/onnx/model.onnx`, so);
-    return new OnnxDecoder(ort, session, c.layers, c.kvHeads, c.headDim, c.vocab);
+    return new OnnxDecoder(ort, session, c.layers, c.kvHeads, c.headDim, c.vocab, longropeReprefill(c));
   }
 
   private i64(values: number[], dims: number[]): Ort.Tensor {
@@ -89,7 +91,7 @@ export class OnnxDecoder {
     if (!prompts.length || prompts.some((p) => !p.length)) throw new Error("generate: every prompt needs tokens");
     const V = this.vocab, B = prompts.length, stop = new Set(opts.stop ?? []);
     const random = seededRandom(opts.seed ?? 0);
-    const out: number[][] = prompts.map(() => []), seen = prompts.map((p) => [...p]);
+    const out: number[][] = prompts.map(() => []), seen = prompts.map((p) => [...p]), fed = prompts.map((p) => [...p]);
     const done = prompts.map(() => !opts.maxNewTokens);
     const first = OnnxDecoder.leftPad(prompts);
     const mask = first.mask;
@@ -112,6 +114,17 @@ export class OnnxDecoder {
         tokens.push(t);
       }
       if (done.every(Boolean)) break;
+      tokens.forEach((t, b) => fed[b].push(t));
+      if (mask[0].length === this.reprefillAt) {
+        // Phi-3 longrope: the batch reaches original_max_position_embeddings + 1 tokens with at most that many cached;
+        // transformers drops the cache there, and every key is computed again with the long factors.
+        const all = OnnxDecoder.leftPad(fed);
+        next = await this.step(all.ids, all.mask, all.positions);
+        mask.splice(0, mask.length, ...all.mask);
+        S = all.ids[0].length;
+        pos = pos.map((p) => p + 1);
+        continue;
+      }
       mask.forEach((m) => m.push(1));
       next = await this.step(tokens.map((t) => [t]), mask, pos.map((p) => [p]), next.cache);
       pos = pos.map((p) => p + 1);

@@ -125,13 +125,24 @@ Deno.test("onnx export phi3_longrope_long: prompts past original_max_position_em
 });
 
 Deno.test("onnx export refuses, naming model_type and feature, what it cannot compute exactly", async () => {
-  const cfg = JSON.parse(await Deno.readTextFile(`${root}llama/config.json`));
-  const c = decoderConfig({
-    ...cfg,
-    rope_parameters: { rope_theta: 10000, rope_type: "dynamic", factor: 2 },
-  });
+  const c = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}deepseek_v3/config.json`)));
   assert.throws(
     () => buildDecoderOnnx(c, new Map()),
-    /ONNX export: model_type "llama" uses features the exporter does not implement: rope scaling "dynamic"/,
+    /ONNX export: model_type "deepseek_v3" uses features the exporter does not implement: multi-head latent/,
   );
 });
+
+// gpt_oss (attention sinks, router bias, clamped SwiGLU experts; onnx_moe_gpt_oss.ts): its greedy tokens, also with its
+// LoRA adapter and from the dequantized MXFP4 fixture.
+for (const [family, lora] of [["gpt_oss", false], ["gpt_oss", true], ["gpt_oss_mxfp4", false]] as const) {
+  Deno.test(`onnx export ${family}${lora ? " with its unmerged LoRA adapter" : ""}: batched greedy tokens, the engine's logits`, async () => {
+    const gold: GenGolden = JSON.parse(await Deno.readTextFile(`${root}${family}/generate.json`));
+    const model = await loadModel(`${root}${family}`, { executor: "reference", dtype: "f32" });
+    if (lora) await attachAdapter(model, `${root}${family}/lora`);
+    try {
+      await checkBatch(model, family, `${tmp}/${family}${lora ? "-lora" : ""}`, lora ? undefined : gold);
+    } finally {
+      model.executor.dispose();
+    }
+  });
+}

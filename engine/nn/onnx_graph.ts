@@ -14,7 +14,8 @@
  * within the layer's sliding window (past + i − j < W), as transformers masks it; a row that sees nothing
  * (a left-padding query) gets uniform weights, never NaN. Rope is computed in f32 from `position_ids` as
  * transformers does (cos/sin of position · inv_freq; per layer, see onnx_rope.ts). Each family's blocks mirror
- * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers, routed experts: onnx_moe.ts). The weights are the caller's (merged) f32 values; linear
+ * engine/nn/decoder.ts (norm placement, LayerNorm, parallel block, ungated MLP, Granite's multipliers, routed experts: onnx_moe.ts;
+ * gpt_oss's sinks and experts: onnx_moe_gpt_oss.ts). The weights are the caller's (merged) f32 values; linear
  * weights are stored transposed ([in, out]) so each projection is one MatMul.
  * @module
  */
@@ -22,6 +23,7 @@ import { OnnxBuilder } from "../exec/onnx/builder.ts";
 import { type ModelDef, ONNX_TYPE, type TensorDef } from "../exec/onnx/proto.ts";
 import type { DecoderConfig } from "./config.ts";
 import { type OnnxLinear, onnxMoe } from "./onnx_moe.ts";
+import { onnxGptOssMoe, onnxSinkSoftmax } from "./onnx_moe_gpt_oss.ts";
 import { onnxRope } from "./onnx_rope.ts";
 import { assertOnnxSupported } from "./onnx_support.ts";
 
@@ -197,7 +199,7 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     let s = b.mul(b.op1("MatMul", [q5, k5]), b.f32(c.attnScale));
     if (c.attnSoftcap) s = softcap(s, c.attnSoftcap);
     s = b.op1("Where", [maskFor(c.layerWindow[i] || 0), s, b.f32(MASKED)]);
-    const p = b.op1("Softmax", [s], { axis: { i: -1 } });
+    const p = c.attnSinks ? onnxSinkSoftmax(b, s, i, Hkv, G, W, init) : b.op1("Softmax", [s], { axis: { i: -1 } });
     const o5 = b.op1("MatMul", [p, b.op1("Unsqueeze", [vAll, b.i64([2])])]); // [B, Hkv, G, S, D]
     const o = b.reshape(b.transpose(b.reshape(o5, [0, Hq, -1, D]), [0, 2, 1, 3]), [0, 0, qn]);
     setShape(`${l}.self_attn.o_proj`, H, qn);
@@ -207,7 +209,11 @@ export function buildDecoderOnnx(c: DecoderConfig, weights: Map<string, Float32A
     const residual = h;
     if (!c.parallelBlock) h = b.add(h, scaled(att));
     if (c.moe?.sparse[i]) {
-      h = b.add(h, onnxMoe(b, c.moe, i, norm(h, `${l}.post_attention_layernorm.weight`), H, lin, W, init));
+      const x = norm(h, `${l}.post_attention_layernorm.weight`);
+      const moe = c.family === "gpt_oss"
+        ? onnxGptOssMoe(b, c.moe, i, x, H, W, init)
+        : onnxMoe(b, c.moe, i, x, H, lin, W, init);
+      h = b.add(h, moe);
       continue;
     }
     const m = c.parallelBlock ? a : c.postNorm ? h : norm(

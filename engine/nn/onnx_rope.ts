@@ -3,7 +3,9 @@
  * scaling (`layerRope`; none on a NoPE layer), cos/sin in f32 from `position_ids` times the scaling's attention
  * factor (yarn, longrope), over the first `rotaryDim` dims, pairing (i, i + r/2) or, interleaved (GLM-4,
  * Cohere 2), (2i, 2i + 1). Longrope uses the long factors when max(position_ids) + 1 exceeds
- * original_max_position_embeddings, as transformers' longrope update does per forward.
+ * original_max_position_embeddings, and dynamic NTK computes its base from s = max(max(position_ids) + 1,
+ * max_position_embeddings) in f64, as transformers' rope update does per forward (engine/nn/rope_feed.ts feeds the
+ * engine's graphs the same).
  * @module
  */
 import type { OnnxBuilder } from "../exec/onnx/builder.ts";
@@ -25,11 +27,21 @@ export function onnxRope(b: OnnxBuilder, c: DecoderConfig, pos: string): (x: str
     const key = JSON.stringify([theta, scaling]);
     const hit = tables.get(key);
     if (hit) return hit;
-    let inv = b.f32s([half], Float32Array.from(ropeInvFreq(rd, theta, scaling)));
+    let inv = scaling.type === "dynamic" ? "" : b.f32s([half], Float32Array.from(ropeInvFreq(rd, theta, scaling)));
     if (scaling.type === "longrope") {
       const long = b.f32s([half], Float32Array.from(ropeInvFreq(rd, theta, scaling, Infinity)));
       const seq = b.add(b.reduce("Max", pos, [0, 1], false), b.i64s(1));
       inv = b.op1("Where", [b.op1("Greater", [seq, b.i64s(scaling.originalMaxPositionEmbeddings)]), long, inv]);
+    }
+    if (scaling.type === "dynamic") {
+      // inv[i] = base^(−2i/r), base = theta·(factor·s/max − (factor − 1))^(r/(r − 2)) (ropeInvFreq's "dynamic")
+      const { factor, maxPositionEmbeddings: max } = scaling;
+      const seq = b.cast(b.add(b.reduce("Max", pos, [0, 1], false), b.i64s(1)), ONNX_TYPE.DOUBLE);
+      const s = b.op1("Max", [seq, b.f64(max)]);
+      const grown = b.op1("Log", [b.sub(b.mul(s, b.f64(factor / max)), b.f64(factor - 1))]);
+      const logBase = b.add(b.f64(Math.log(theta)), b.mul(grown, b.f64(rd / (rd - 2))));
+      const exps = b.f64s([half], Array.from({ length: half }, (_, i) => (-2 * i) / rd));
+      inv = b.cast(b.op1("Exp", [b.mul(exps, logBase)]), ONNX_TYPE.FLOAT);
     }
     const freqs = b.mul(posF, inv); // [B, S, rd/2]
     const scale = ropeAttentionScaling(scaling);

@@ -23,7 +23,7 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   ropeTheta: "via layerRope",
   ropeScaling: "via layerRope",
   rotaryDim: "partial rotary (onnx_rope.ts)",
-  layerRope: "per-layer base/scaling/NoPE (onnx_rope.ts); dynamic refused",
+  layerRope: "per-layer base/scaling/NoPE (onnx_rope.ts); dynamic and longrope from each run's position_ids",
   ropeInterleaved: "onnx_rope.ts",
   tieEmbeddings: "logits from the embedding",
   qkvBias: "biases present in the weights",
@@ -49,16 +49,19 @@ export const ONNX_HANDLED: Record<keyof DecoderConfig, string> = {
   normBias: "LayerNorm bias",
   parallelBlock: "attention and MLP from one norm",
   plainMlp: "c_fc/c_proj",
-  moe: "routed experts, dense dispatch (onnx_moe.ts)",
+  attnSinks: "a sink column in the softmax (onnx_moe_gpt_oss.ts)",
+  moe:
+    "routed experts, dense dispatch (onnx_moe.ts; gpt_oss: onnx_moe_gpt_oss.ts); the noaux_tc router (deepseek_v3, glm4_moe) refused",
+  mla: "refused: multi-head latent attention (deepseek_v3) is not in the exporter",
   raw: "not read",
 };
 
 /** The features of `c` the exporter does not implement (empty: it exports `c` exactly). */
 export function onnxUnsupported(c: DecoderConfig): string[] {
   const out = new Set<string>();
-  for (const r of c.layerRope) {
-    // "dynamic" frequencies depend on the traced length (see engine/nn/decoder.ts), which one graph cannot mirror.
-    if (r?.scaling.type === "dynamic") out.add(`rope scaling "dynamic"`);
+  if (c.mla) out.add("multi-head latent attention (q/kv low-rank projections, decoupled RoPE)");
+  if (c.moe?.noaux) {
+    out.add("noaux_tc routing (sigmoid scores, e_score_correction_bias, grouped top-k, shared experts)");
   }
   return [...out];
 }

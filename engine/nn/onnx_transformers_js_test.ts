@@ -62,6 +62,7 @@ const JS_FAMILIES = [
   ...DENSE.filter((f) => f !== "glm4"),
   "qwen2_moe",
   "qwen3_moe",
+  "gpt_oss",
 ];
 for (const family of JS_FAMILIES) {
   Deno.test(`transformers.js opens the ${family} export and gives torch transformers' greedy tokens`, async () => {

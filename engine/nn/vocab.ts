@@ -26,6 +26,7 @@ import { loadTokenizer } from "../data/tokenizer.ts";
 import { openModelFolder } from "../io/hf_folder.ts";
 import { type TensorData, writeSafetensors } from "../io/safetensors.ts";
 import { Rng } from "../util/rng.ts";
+import { dequantizedAtLoad } from "./mxfp4.ts";
 
 /** How new rows are initialised (LLaMA-Factory's `init_special_tokens`). */
 export type InitSpecialTokens = "noise_init" | "desc_init" | "desc_init_w_noise";
@@ -265,7 +266,8 @@ const HEAD = "lm_head.weight";
  * Writes `src` (a HF model folder) to `out` with the tokens of `spec` added to its tokenizer and, when `tokenizer`
  * outgrows the embedding, the embedding (and an untied head) resized and the new rows initialised as
  * LLaMA-Factory does. Every other file and weight is copied as it is. A quantized folder is refused, as
- * LLaMA-Factory refuses it ("Cannot resize embedding layers of a quantized model.").
+ * LLaMA-Factory refuses it ("Cannot resize embedding layers of a quantized model."), but for gpt-oss's MXFP4, which is
+ * dequantized at load (mxfp4.ts) and so not quantized by then; its MXFP4 experts are copied as they are.
  */
 export async function growVocab(
   src: string,
@@ -294,7 +296,7 @@ export async function growVocab(
   const tok = await loadTokenizer(out);
   using folder = await openModelFolder(src);
   const config = { ...folder.config };
-  if (config.quantization_config) {
+  if (config.quantization_config && !dequantizedAtLoad(config)) {
     throw new VocabArgError("resize_vocab", "Cannot resize embedding layers of a quantized model.");
   }
   const embed = folder.tensors.get(EMBED);

@@ -148,7 +148,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
     const shape = (params.get(name) ?? model.adapter!.params.get(name)!).shape;
     trainableParams += numel(shape);
     for (const st of update.states(name, shape)) {
-      ex.setParam(st.name, [], st.shape);
+      ex.setParam(st.name, [], st.shape, st.dtype ?? "f32");
       stateNamesSet.add(st.name);
     }
   }

@@ -66,7 +66,7 @@ Deno.test("planTrainingMemory: activation checkpointing shrinks the arena; GaLor
   assert.equal(galore.optimizer, 4 * (projected + 2 * plain));
 });
 
-Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, adafactor, muon, adam-mini)", async () => {
+Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, adafactor, 8-bit adamw, muon, adam-mini)", async () => {
   const at = (optim: Parameters<typeof planTrainingMemory>[1]["optim"]) =>
     planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64, optim });
   const adamw = await at("adamw"), n = adamw.trainableParams;
@@ -84,9 +84,17 @@ Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, ada
     muonish += shape.length === 2 && !name.includes("embed") && !name.includes("lm_head") ? k : 2 * k;
   }
   assert.equal((await at("muon")).optimizer, 4 * muonish);
+  // bitsandbytes' 8-bit AdamW: two uint8 codes and 2 f32 absmax per 256 elements for params of 4096 or more.
+  let bnb = 0;
+  for (const [, shape] of decoderParams(cfg)) {
+    const k = shape.reduce((a, b) => a * b, 1);
+    bnb += k >= 4096 ? 2 * 4 * Math.ceil(k / 4) + 8 * Math.ceil(k / 256) : 8 * k;
+  }
+  assert.equal((await at("adamw_8bit")).optimizer, bnb);
+  assert.ok(bnb < adamw.optimizer / 3, `${bnb} vs ${adamw.optimizer}`);
   const mini = await at("adam_mini");
   assert.ok(mini.optimizer < adamw.optimizer && mini.optimizer > adamw.optimizer / 2, `${mini.optimizer}`);
-  for (const o of ["sgd", "lion_32bit", "adafactor", "muon", "adam_mini"] as const) {
+  for (const o of ["sgd", "lion_32bit", "adafactor", "adamw_8bit", "muon", "adam_mini"] as const) {
     assert.ok((await at(o)).peakBytes < adamw.peakBytes, o);
   }
 });

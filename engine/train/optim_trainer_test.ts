@@ -112,7 +112,6 @@ Deno.test("config: LLaMA-Factory's rules for quantization, GaLore and BAdam", ()
   bad({ use_badam: true, finetuning_type: "lora" }, /use_badam: Cannot use LoRA with GaLore, APOLLO or BAdam/);
   bad({ use_galore: true, use_badam: true }, /Cannot use GaLore, APOLLO or BAdam together/);
   bad({ use_galore: true, optim: "sgd" }, /optim: GaLore/);
-  bad({ use_badam: true, badam_mode: "ratio" }, /badam_mode/);
   bad({ use_badam: true, finetuning_type: "freeze" }, /use_badam: .*full/);
   bad({ use_galore: true, stage: "ppo" }, /use_galore: .*got stage ppo/);
   bad({ use_badam: true, stage: "ppo" }, /use_badam: .*got stage ppo/);

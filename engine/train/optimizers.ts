@@ -3,7 +3,7 @@
  * step graph updates and with which update (step/optimizer.ts, step/galore.ts), what step count AdamW sees, and which
  * states a checkpoint holds. The session loop asks its {@link OptimizerRun} the same questions whatever the kind.
  *
- * - `adamw` / `sgd` / `adafactor` / `lion_32bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
+ * - `adamw` / `sgd` / `adafactor` / `lion_32bit` / `adamw_8bit`, or LF's Muon ({@link PlainRun}): every trainable parameter, one
  *   update (step/optimizer.ts, step/optimizer_more.ts) and its states.
  * - GaLore ({@link GaloreRun}): GaLore-AdamW, projected (rank `galore_rank`) on the targeted linear weights; the
  *   projection is refreshed from the step's gradient of the stage's objective at step 1 and every
@@ -13,6 +13,7 @@
  *   `badam_switch_interval` steps; AdamW's moments exist for the active block only (a fresh graph is compiled at
  *   each switch). Checkpoints hold the active block's moments, put back after the first step's block selection on
  *   resume.
+ * - BAdam, ratio mode ({@link BadamRatioRun}, optimizers_badam_ratio.ts): a fraction of every param's entries trains.
  * @module
  */
 import type { TrainArgs } from "../config/args.ts";
@@ -38,11 +39,17 @@ import { adamwOptimizer, type Optimizer } from "./step/optimizer.ts";
 import { trainableShape } from "./step/params.ts";
 import { type OptimizerSettings, planOptimizer } from "./step/plan.ts";
 import { ApolloRun } from "./optimizers_apollo.ts";
+import { BadamRatioRun } from "./optimizers_badam_ratio.ts";
 
-/** An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape. */
+/**
+ * An optimizer state as a checkpoint stores it: its store name (model prefix included) and shape; 8-bit codes are
+ * i32 words (`dtype` i32) that a checkpoint stores as uint8 of shape `codes`.
+ */
 export interface OptimState {
   name: string;
   shape: number[];
+  dtype?: "f32" | "i32";
+  codes?: number[];
 }
 
 /** What the next step graph updates. */
@@ -77,7 +84,7 @@ export interface OptimizerRun {
   first(): { names: string[]; optimizer: Optimizer };
   /** The optimizer states a checkpoint saves now. */
   states(): OptimState[];
-  /** Bytes of the optimizer states at their largest (f32). */
+  /** Bytes of the optimizer states at their largest (as stored). */
   bytes(): number;
   /** Call after restoring a checkpoint: the next `prepare` keeps the restored states. */
   resumed(): void;
@@ -87,15 +94,18 @@ export interface OptimizerRun {
 const statesOf = (model: Model, optimizer: Optimizer, names: readonly string[]): OptimState[] =>
   names.flatMap((n) => optimizer.states(n, trainableShape(model, n)));
 
-/** f32 bytes of `states`. */
+/** Bytes of `states` (f32 values, or i32 words of four 8-bit codes). */
 const bytesOf = (states: readonly OptimState[]) => states.reduce((n, s) => n + 4 * numel(s.shape), 0);
 
 function zero(model: Model, states: readonly OptimState[]): void {
-  for (const s of states) model.executor.setParam(s.name, new Float32Array(numel(s.shape)), s.shape);
+  for (const s of states) {
+    const zeros = s.dtype === "i32" ? new Int32Array(numel(s.shape)) : new Float32Array(numel(s.shape));
+    model.executor.setParam(s.name, zeros, s.shape, s.dtype ?? "f32");
+  }
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }
 
-/** AdamW, SGD, Adafactor, Lion or Muon on every trainable parameter. */
+/** AdamW, SGD, Adafactor, Lion, 8-bit AdamW or Muon on every trainable parameter. */
 export class PlainRun implements OptimizerRun {
   readonly kind: OptimName | "muon" | "adam_mini";
   readonly optimizer: Optimizer;
@@ -302,7 +312,7 @@ export class BadamRun implements OptimizerRun {
   }
 }
 
-/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam, or AdamW / SGD on `plan.trainable`. */
+/** The optimizer run `a` asks for: GaLore, APOLLO, BAdam (layer or ratio mode), or `optim` on `plan.trainable`. */
 export async function optimizerRunOf(
   a: TrainArgs,
   model: Model,
@@ -310,6 +320,6 @@ export async function optimizerRunOf(
 ): Promise<OptimizerRun> {
   if (a.use_galore) return await GaloreRun.create(a, model, plan.trainable);
   if (a.use_apollo) return ApolloRun.create(a, model, plan.trainable);
-  if (a.use_badam) return BadamRun.create(a, model);
+  if (a.use_badam) return a.badam_mode === "ratio" ? BadamRatioRun.create(a, model) : BadamRun.create(a, model);
   return new PlainRun(model, plan);
 }

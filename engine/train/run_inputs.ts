@@ -4,6 +4,7 @@
  * @module
  */
 import { configureMoe } from "../nn/moe.ts";
+import { isBuffer } from "../nn/moe_router.ts";
 import type { TrainArgs } from "../config/args.ts";
 import { dataArgsOf, hubOptionsOf, loadDatasetsArgsOf, templateOptionsOf } from "../config/views.ts";
 import { loadDatasets } from "../data/loader.ts";
@@ -69,7 +70,9 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     // LF sets model_max_length to cutoff_len for training (hparams/parser.py).
     ropeScaling: a.rope_scaling ? { type: a.rope_scaling, modelMaxLength: a.cutoff_len } : undefined,
   });
-  configureMoe(model.config.moe, a.moe_aux_loss_coef); // MoE: the router's load-balancing loss joins the LM loss
+  // MoE: the router's load-balancing loss joins the LM loss. LF's configure_moe lists no gpt_oss: its config.json's
+  // output_router_logits and router_aux_loss_coef stand.
+  if (model.config.family !== "gpt_oss") configureMoe(model.config.moe, a.moe_aux_loss_coef);
   if (lora) {
     const adapters = a.adapter_name_or_path ?? [];
     if (adapters.length > 1) throw new Error("adapter_name_or_path: stacking several adapters is not supported");
@@ -92,8 +95,10 @@ export async function loadTrainModel(a: TrainArgs, executor: Executor): Promise<
     const adapter = await attachOft(model, source, a.model_name_or_path);
     return { model, trainable: [...adapter.params.keys()] };
   }
-  if (a.finetuning_type === "full") return { model, trainable: [...model.params.keys()] };
-  const trainable = freezeTrainable([...model.params.keys()], model.config, {
+  // Buffers (deepseek_v3 / glm4_moe's e_score_correction_bias) are loaded but never trained, as in transformers.
+  const params = [...model.params.keys()].filter((n) => !isBuffer(n));
+  if (a.finetuning_type === "full") return { model, trainable: params };
+  const trainable = freezeTrainable(params, model.config, {
     layers: a.freeze_trainable_layers,
     modules: a.freeze_trainable_modules,
     extra: a.freeze_extra_modules,

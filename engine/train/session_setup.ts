@@ -95,7 +95,12 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     B,
     L,
     // Layer-wise GaLore steps each param in its gradient hook, before HF's clipping sees (zeroed) gradients.
-    maxGradNorm: (a.use_galore && a.galore_layerwise) || (a.use_apollo && a.apollo_layerwise) ? 0 : a.max_grad_norm,
+    // Layer-wise GaLore / APOLLO step before clipping; BAdam's ratio-mode clipping scales detached copies of its sparse
+    // gradients (engine/optim/badam_ratio.ts): none of them clips, all log the norm.
+    maxGradNorm: (a.use_galore && a.galore_layerwise) || (a.use_apollo && a.apollo_layerwise) ||
+        (a.use_badam && a.badam_mode === "ratio")
+      ? 0
+      : a.max_grad_norm,
     // LoRA dropout, or the stage's own (rm's value head).
     dropout: (a.finetuning_type === "lora" && a.lora_dropout > 0) || staged.dropout,
     // LF's default gradient checkpointing (disable_gradient_checkpointing: false).

@@ -15,7 +15,7 @@
  * @module
  */
 import { loadOrt, type Ort } from "../../../deps.ts";
-import type { Graph } from "../../graph/graph.ts";
+import { completeFeeds, type Graph } from "../../graph/graph.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel } from "../../graph/types.ts";
 import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
@@ -200,7 +200,7 @@ export class OnnxExecutor implements Executor {
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const [s, l] = [session, lowered];
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
-      const result = this.queue.then(() => this.runOnce(s, l, feeds, fetch, stats));
+      const result = this.queue.then(() => this.runOnce(s, l, completeFeeds(graph, feeds), fetch, stats));
       this.queue = result.catch(() => {});
       return result;
     };

@@ -111,13 +111,14 @@ export const nnLowerings: Record<string, OnnxLowering> = {
     return [b.op1("ScatterND", [zeros, idx, upd], { reduction: { s: "add" } })];
   },
 
-  // x [B, L, H, D], positions [B, L], freq [r/2, 2] words -> y: angles in f64 turns, as the reference.
+  // x [B, L, H, D], positions [B, L], freq [r/2, 2] (or [B, r/2, 2]) words -> y: angles in f64 turns, as the reference.
   rope: ({ b, ins, inInfos, attrs }) => {
     const { scale, inverse } = attrs as RopeAttrs;
-    const [B, L, , D] = inInfos[0].shape, half = inInfos[2].shape[0];
-    const words = b.cast(ins[2], ONNX_TYPE.DOUBLE); // [half, 2]
-    const hi = b.reshape(b.op1("Slice", [words, b.i64([0]), b.i64([1]), b.i64([1])]), [half]);
-    const lo = b.reshape(b.op1("Slice", [words, b.i64([1]), b.i64([2]), b.i64([1])]), [half]);
+    const [B, L, , D] = inInfos[0].shape, half = inInfos[2].shape.at(-2)!;
+    const fb = inInfos[2].shape.length === 3 ? B : 1;
+    const words = b.reshape(b.cast(ins[2], ONNX_TYPE.DOUBLE), [fb, half, 2]);
+    const hi = b.reshape(b.op1("Slice", [words, b.i64([0]), b.i64([1]), b.i64([2])]), [fb, 1, half]);
+    const lo = b.reshape(b.op1("Slice", [words, b.i64([1]), b.i64([2]), b.i64([2])]), [fb, 1, half]);
     const f = b.add(b.mul(hi, b.f64(2 ** -32)), b.mul(lo, b.f64(2 ** -64)));
     let t = b.mul(b.reshape(b.cast(ins[1], ONNX_TYPE.DOUBLE), [B, L, 1]), f); // [B, L, half]
     t = b.sub(t, b.op1("Round", [t]));

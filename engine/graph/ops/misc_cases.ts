@@ -56,6 +56,14 @@ export const cases: OpCase[] = [
     build: ({ x, p }) => o.rope(x, p, { rotaryDim: 4, attentionScaling: 1.25, theta: 100 }),
   },
   {
+    name: "rope per-row frequency words [B, r/2, 2], partial rotary",
+    operands: { x: f([2, 3, 2, 12]), p: positions([2, 3], [0, 5000]) },
+    build: ({ x, p }) => {
+      const words = [1, 3].flatMap((factor) => o.ropeFreqWords(o.ropeInvFreq(8, 1e4, { type: "linear", factor })));
+      return o.rope(x, p, { rotaryDim: 8, freq: x.graph.constant(words, [2, 4, 2], "u32") });
+    },
+  },
+  {
     name: "rope positions near 128k (tight tolerance)",
     operands: { x: f([2, 8, 1, 64]), p: positions([2, 8], [100000, 131072]) },
     build: ({ x, p }) => o.rope(x, p, { theta: 500000 }),

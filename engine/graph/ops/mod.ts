@@ -15,6 +15,7 @@ export * from "./embedding.ts";
 export * from "./rope.ts";
 export * from "./dropout.ts";
 export * from "./optim.ts";
+export * from "./optim8.ts";
 export * from "./linear_ce.ts";
 export * from "./assign.ts";
 export * from "./scatter.ts";

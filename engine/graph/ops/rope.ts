@@ -4,10 +4,10 @@
  * partial rotary leaves the rest as is), cos/sin of position · inv_freq[i], both times
  * `attentionScaling`.
  *
- * inv_freq is computed on the host in f64 ({@link ropeInvFreq}) and enters the graph as a constant of
- * 64-bit fixed-point turns per position ({@link ropeFreqWords}), so kernels can reduce position · freq
- * modulo one turn exactly in u32 arithmetic: the f32 kernel's cos/sin error does not grow with the
- * position (measured: max abs error 1.4e-7 against the f64 reference at positions near 128k, where
+ * inv_freq is computed on the host in f64 ({@link ropeInvFreq}) and enters the graph as a constant (or an input fed
+ * per run, one table or one per batch row) of 64-bit fixed-point turns per position ({@link ropeFreqWords}), so
+ * kernels can reduce position · freq modulo one turn exactly in u32 arithmetic: the f32 kernel's cos/sin error does
+ * not grow with the position (measured: max abs error 1.4e-7 against the f64 reference at positions near 128k, where
  * a plain f32 angle position·inv_freq is off by up to 6e-3). Positions may be any i32, negative too.
  * @module
  */
@@ -41,7 +41,8 @@ export interface RopeAttrs extends Record<string, unknown> {
 }
 
 registerOps([
-  // x [B, L, H, D] f32, positions [B, L] i32, freq [r/2, 2] u32 (ropeFreqWords) -> y [B, L, H, D] f32
+  // x [B, L, H, D] f32, positions [B, L] i32, freq [r/2, 2] u32 (ropeFreqWords), or [B, r/2, 2] (each row its own)
+  //   -> y [B, L, H, D] f32
   // for i < r/2, with c = scale·cos(pos·inv_freq[i]), s = ±scale·sin(...) (minus when inverse):
   //   y[i] = x[i]·c − x[i + r/2]·s;  y[i + r/2] = x[i + r/2]·c + x[i]·s;  y[d] = x[d] for d >= r
   // grad: dx = rope(dy, positions, freq) with the inverse rotation (the transpose), same scale.
@@ -53,19 +54,21 @@ registerOps([
       if (pos.dtype !== "i32" || pos.shape.join() !== [B, L].join()) {
         throw new Error(`positions must be i32 [${B}, ${L}]`);
       }
-      if (freq.dtype !== "u32" || freq.shape.length !== 2 || freq.shape[1] !== 2 || 2 * freq.shape[0] > D) {
-        throw new Error(`freq must be u32 [r/2, 2] with r <= ${D} (see ropeFreqWords)`);
+      const fs = freq.shape.length === 3 && freq.shape[0] === B ? freq.shape.slice(1) : freq.shape;
+      if (freq.dtype !== "u32" || fs.length !== 2 || fs[1] !== 2 || 2 * fs[0] > D) {
+        throw new Error(`freq must be u32 [r/2, 2] or [${B}, r/2, 2] with r <= ${D} (see ropeFreqWords)`);
       }
       return [{ shape: x.shape, dtype: "f32" }];
     },
     ref: ([x, pos, freq], { scale, inverse }) => {
       const [B, L, H, D] = x.shape;
-      const half = freq.shape[0];
+      const half = freq.shape.at(-2)!, perRow = freq.shape.length === 3;
       const out = Float64Array.from(x.data);
       for (let bl = 0; bl < B * L; bl++) {
         const p = pos.data[bl];
+        const f = perRow ? Math.floor(bl / L) * 2 * half : 0;
         for (let i = 0; i < half; i++) {
-          let t = p * (freq.data[2 * i] * 2 ** -32 + freq.data[2 * i + 1] * 2 ** -64);
+          let t = p * (freq.data[f + 2 * i] * 2 ** -32 + freq.data[f + 2 * i + 1] * 2 ** -64);
           t -= Math.round(t);
           const c = Math.cos(2 * Math.PI * t) * scale;
           const s = Math.sin(2 * Math.PI * t) * scale * (inverse ? -1 : 1);
@@ -101,6 +104,12 @@ export interface RopeOptions {
   attentionScaling?: number;
   /** Sequence length the frequencies are for ("dynamic" and "longrope" scaling; see ropeInvFreq). */
   seqLen?: number;
+  /**
+   * The frequency words [rotaryDim/2, 2] u32 ({@link ropeFreqWords}), or [B, rotaryDim/2, 2] for each row its own, as a
+   * tensor, e.g. an input fed per step (see
+   * engine/nn/rope_feed.ts), instead of the constant of `theta`, `scaling` and `seqLen`.
+   */
+  freq?: Tensor;
   /** Rotate by −angle instead (the transpose; what the gradient uses). */
   inverse?: boolean;
 }
@@ -115,8 +124,12 @@ export function rope(x: Tensor, positions: Tensor, opts: RopeOptions = {}): Tens
   if (!Number.isInteger(rd) || rd < 2 || rd % 2 || rd > D) {
     throw new Error(`rope: rotaryDim must be an even integer in [2, ${D}], got ${rd}`);
   }
-  const words = ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen));
-  const freq = x.graph.constant(words, [rd / 2, 2], "u32");
+  const freq = opts.freq ??
+    x.graph.constant(
+      ropeFreqWords(ropeInvFreq(rd, opts.theta ?? 10000, opts.scaling, opts.seqLen)),
+      [rd / 2, 2],
+      "u32",
+    );
   const scale = opts.attentionScaling ?? ropeAttentionScaling(opts.scaling ?? { type: "default" });
   if (!Number.isFinite(scale)) throw new Error(`rope: attentionScaling must be finite, got ${scale}`);
   return op1("rope", [x, positions, freq], { scale, inverse: !!opts.inverse });

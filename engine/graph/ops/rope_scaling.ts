@@ -7,8 +7,8 @@
  * - "dynamic" (dynamic NTK): the base grows once the length passes `max_position_embeddings`;
  * - "longrope" (Phi-3 128k, Phi-3.5, Phi-4-mini): `short_factor` up to `original_max_position_embeddings`,
  *   `long_factor` beyond.
- * Whetstone fixes the length when a graph is traced (the padded batch length L of a forward, as transformers sees it
- * for right-padded batches; see {@link ropeInvFreq}'s `seqLen`).
+ * {@link ropeInvFreq}'s `seqLen` is that length; the decoder feeds the frequencies of each run's actual length
+ * (engine/nn/rope_feed.ts).
  * @module
  */
 

@@ -4,7 +4,8 @@
  * trainer state) from a checkpoint folder.
  * @module
  */
-import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
+import { openSafetensors, type TensorData, writeSafetensors } from "../../io/safetensors.ts";
+import { packCodes, unpackCodes } from "../../quant/optim8.ts";
 import { MODULES_TO_SAVE_KEYS } from "../../io/peft.ts";
 import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
 import { OftAdapter, saveOft } from "../../nn/oft.ts";
@@ -76,12 +77,18 @@ export async function saveModel(
 export async function saveOptimizer(
   model: Model,
   dir: string,
-  states: readonly { name: string; shape: number[] }[],
+  states: readonly { name: string; shape: number[]; dtype?: "f32" | "i32"; codes?: number[] }[],
 ): Promise<void> {
-  const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const t: Record<string, TensorData> = {};
   const ex = model.executor;
   for (const s of states) {
     const key = s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name;
+    if (s.dtype === "i32" && s.codes) {
+      // 8-bit codes four to an i32 word: stored as bitsandbytes' uint8 state of the param's shape.
+      const n = s.codes.reduce((a, b) => a * b, 1);
+      t[key] = { dtype: "U8", shape: s.codes, data: unpackCodes(await ex.getParam(s.name), n) };
+      continue;
+    }
     t[key] = { dtype: "F32", shape: s.shape, data: Float32Array.from(await ex.getParam(s.name)) };
   }
   // Running sums, and the fp16 loss scaler's scale and growth counter (a resumed run goes on with them).
@@ -121,6 +128,12 @@ async function loadFile(model: Model, path: string, keyOf: (k: string) => string
     for (const [k, info] of f.tensors) {
       const name = keyOf(k);
       if (name === undefined) continue;
+      if (info.dtype === "U8") {
+        // 8-bit optimizer codes (saveOptimizer): back to four to an i32 word.
+        const words = packCodes(await f.read(k));
+        model.executor.setParam(model.prefix + name, words, [words.length], "i32");
+        continue;
+      }
       model.executor.setParam(model.prefix + name, await f.readF32(k), [...info.shape], "f32");
     }
   } finally {

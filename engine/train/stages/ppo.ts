@@ -165,7 +165,7 @@ export class PpoStage implements Stage<SftRecord> {
   }
 
   objective(L: number): Objective {
-    return ppoObjective(this.model, this.args.per_device_train_batch_size, L);
+    return ppoObjective(this.model, this.args.per_device_train_batch_size, L, this.#s2());
   }
 
   /**
@@ -219,6 +219,11 @@ export class PpoStage implements Stage<SftRecord> {
     return this.args.bucket ?? 64;
   }
 
+  /** LongLoRA's S²-attention in the training-mode forwards (step/ppo.ts). */
+  #s2(): boolean {
+    return !!this.ctx.plan(0).shiftAttn;
+  }
+
   /** Feeds of B right-padded sequences (queries q + responses) as micro-batch k; labels mark the responses. */
   #feeds(seqs: readonly { q: number[]; r: number[] }[], B: number, L: number, k: number) {
     const mb = collate(
@@ -270,7 +275,7 @@ export class PpoStage implements Stage<SftRecord> {
       const L = bucket(Math.max(...chunk.map((x) => x.q.length + x.r.length)), this.#multiple());
       const c = await this.ctx.compile(
         `ppo-rollout:${B}:${L}`,
-        () => traceRollout(this.model, this.setup.reference, B, L),
+        () => traceRollout(this.model, this.setup.reference, B, L, this.#s2()),
       );
       const o = await c.run(this.#feeds(chunk, B, L, 0));
       chunk.forEach(({ q, r }, j) =>
@@ -338,7 +343,7 @@ export class PpoStage implements Stage<SftRecord> {
         const plan = { ...this.ctx.plan(L), G: Gk, trainable: names };
         const c = await this.ctx.compile(
           `ppo-step:${Gk}:${L}`,
-          () => buildStep(composeStep(this.model, plan, ppoObjective(this.model, B, L), optimizer)),
+          () => buildStep(composeStep(this.model, plan, ppoObjective(this.model, B, L, this.#s2()), optimizer)),
         );
         const o = await c.run(feeds);
         gradNorm = o.grad_norm[0];

@@ -223,6 +223,7 @@ export abstract class GraphStage<R> implements Stage<R> {
       : input.read
       ? ["loss", "grad_norm", ...this.fetchMetrics(false)]
       : [];
+    await model.adapter?.beforeStep?.(model);
     const res = c.run(feeds, fetch);
     this.sinceLog++;
     this.counted(present);

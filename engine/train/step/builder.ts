@@ -102,8 +102,9 @@ export function buildStep(s: StepSpec): Graph {
     running(g, metrics, METRIC_SUMS, "metric_sums");
   }
   if (stats) g.output("stats", stats);
-  const clipped = precision.clip(g, grads, s.maxGradNorm);
-  s.optimizer.update(g, { names: s.names, params, grads, lr, step, ...clipped });
+  const kept = s.optimizer.gradients ? s.optimizer.gradients(g, s.names, grads) : grads;
+  const clipped = precision.clip(g, kept, s.maxGradNorm);
+  s.optimizer.update(g, { names: s.names, params, grads: kept, lr, step, ...clipped });
   return g;
 }
 

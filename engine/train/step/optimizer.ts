@@ -24,6 +24,7 @@ export interface Update {
   /** Trainable parameter names (without the model prefix), parallel to `params` and `grads`. */
   names: readonly string[];
   params: readonly Tensor[];
+  /** The gradients (or what {@link Optimizer.gradients} made of them). */
   grads: readonly Tensor[];
   /** f32 scalar inputs: the learning rate and the optimizer's step count (from 1). */
   lr: Tensor;
@@ -40,10 +41,21 @@ export interface Optimizer {
   readonly key: string;
   /** Whether its update honours {@link Update.gate} (fp16 needs it). */
   readonly gated: boolean;
-  /** The states of a parameter of `shape`, with their store names (model prefix included). */
-  states(name: string, shape: readonly number[]): { name: string; shape: number[] }[];
+  /**
+   * The states of a parameter of `shape`, with their store names (model prefix included); `dtype` i32 for 8-bit codes
+   * stored four to a word, whose `codes` is the shape a checkpoint stores them in (uint8), f32 when absent.
+   */
+  states(
+    name: string,
+    shape: readonly number[],
+  ): { name: string; shape: number[]; dtype?: "f32" | "i32"; codes?: number[] }[];
   /** Traces the update of every parameter of `u` into `g`. */
   update(g: Graph, u: Update): void;
+  /**
+   * The gradients that clipping and {@link update} see, from the full ones of `names` (BAdam's ratio mode keeps a
+   * fraction of each param's entries, as its gradient hooks do before HF clips); absent: the full gradients.
+   */
+  gradients?(g: Graph, names: readonly string[], grads: readonly Tensor[]): Tensor[];
 }
 
 /** Hyper-parameters of {@link adamwOptimizer} (torch.optim.AdamW's). */

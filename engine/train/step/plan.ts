@@ -10,7 +10,13 @@ import type { Model } from "../../nn/model.ts";
 import { buildStep, type StepSpec } from "./builder.ts";
 import type { Objective } from "./objective.ts";
 import { adamwOptimizer, loraplusRatio, type Optimizer, sgdOptimizer } from "./optimizer.ts";
-import { adafactorOptimizer, adamMiniOptimizer, lionOptimizer, muonOptimizer } from "./optimizer_more.ts";
+import {
+  adafactorOptimizer,
+  adamMiniOptimizer,
+  adamw8bitOptimizer,
+  lionOptimizer,
+  muonOptimizer,
+} from "./optimizer_more.ts";
 import { sgdArgsOf } from "../../config/optim_args.ts";
 import type { OptimName } from "../../config/keys_training.ts";
 import { f32Precision, fp16Precision } from "./precision.ts";
@@ -102,7 +108,7 @@ export type OptimizerSettings = Pick<
 
 /**
  * The optimizer of a plan: LF's Adam-mini when `useAdamMini`, else LF's Muon when `useMuon` (LF builds LoRA+'s optimizer first, so not with a LoRA+ ratio),
- * else `optim` (AdamW, SGD, Adafactor, Lion), with LoRA+'s lr ratio on a LoRA model's lora_B matrices.
+ * else `optim` (AdamW, SGD, Adafactor, Lion, 8-bit AdamW), with LoRA+'s lr ratio on a LoRA model's lora_B matrices.
  */
 export function planOptimizer(model: Model, p: OptimizerSettings): Optimizer {
   const lrRatio = loraplusRatio(model.adapter instanceof LoraAdapter, p.loraplusRatio);
@@ -127,8 +133,12 @@ export function planOptimizer(model: Model, p: OptimizerSettings): Optimizer {
       return adafactorOptimizer(model.prefix, { weightDecay: p.weightDecay, lrRatio });
     case "lion_32bit":
       return lionOptimizer(model.prefix, { beta1: p.beta1, beta2: p.beta2, weightDecay: p.weightDecay, lrRatio });
+    case "adamw_8bit":
+      return adamw8bitOptimizer(model.prefix, { ...adam, lrRatio });
     default:
-      throw new Error(`optim: expected one of adamw, sgd, adafactor, lion_32bit, got ${JSON.stringify(p.optim)}`);
+      throw new Error(
+        `optim: expected one of adamw, sgd, adafactor, lion_32bit, adamw_8bit, got ${JSON.stringify(p.optim)}`,
+      );
   }
 }
 

@@ -6,6 +6,12 @@
  *   adapter and head under its own prefix, so no second base model is loaded.
  * - {@link traceRollout}: per token of each sequence, the policy's log-prob of the next token, the reference's (the
  *   same weights without the adapter, or a frozen model) and the policy's value (its value head, the critic).
+ *
+ * With `shiftAttn` (LongLoRA's S²-attention, engine/nn/longlora.ts): LF patches the attention of the model it loads
+ * for training, and the patch acts in training mode only; LF's `ppo_train` generates and scores in eval mode and runs
+ * TRL's `step` in train mode. So S² is in the rollout's policy forward (log-probs, values), in its reference when that
+ * is the policy without its adapter (LoRA: TRL's `optional_peft_ctx`; a separate reference model is loaded for
+ * inference and keeps plain attention) and in the PPO update; not in {@link traceScores} nor in generation.
  * - {@link tracePpoStep}: one optimizer update over G micro-batches of B sequences: TRL's clipped policy loss and
  *   clipped value loss (masked means over the micro-batch's response tokens, summed as pg + vf_coef·vf, a micro-batch
  *   whose mean ratio exceeds `ratio_threshold` contributing nothing), averaged over the G micro-batches, then the
@@ -46,6 +52,8 @@ import type { Objective } from "./objective.ts";
 import { paramsOf } from "./params.ts";
 import { type StepPlan, traceStep } from "./plan.ts";
 import { baseWeights } from "./pref.ts";
+import { s2AttendHook } from "../../nn/longlora.ts";
+import type { DecoderWeights } from "../../nn/decoder.ts";
 
 /** The reference of the rollout: "base" (the policy without its adapter) or a frozen model in the same executor. */
 export type PpoReference = "base" | Model;
@@ -79,17 +87,22 @@ export function traceScores(reward: Model, B: number, L: number): Graph {
  * The rollout's per-token numbers for B sequences (feeds of micro-batch 0): outputs `logprobs`, `ref_logprobs` and
  * `values`, each [B·L] (a position's value is the critic's at that position, which predicts the next token).
  */
-export function traceRollout(model: Model, reference: PpoReference, B: number, L: number): Graph {
+export function traceRollout(model: Model, reference: PpoReference, B: number, L: number, shiftAttn = false): Graph {
   const g = new Graph(), c = model.config;
   const inp = inputs(g, 0, B, L);
   const labels = g.input("labels_0", [B * L], "i32");
-  const pol = traceDecoder(c, inp, model.weights(g));
+  const pol = traceDecoder(c, inp, s2(model, model.weights(g), shiftAttn));
   g.output("logprobs", tokenLogprobs(pol.logits, labels, B, L, c.vocab));
   g.output("values", reshape(traceValues(g, model, pol.hidden), [B * L]));
-  const rw = reference === "base" ? baseWeights(model, g) : reference.weights(g);
+  const rw = reference === "base" ? s2(model, baseWeights(model, g), shiftAttn) : reference.weights(g);
   const ref = traceDecoder(c, inp, rw);
   g.output("ref_logprobs", tokenLogprobs(ref.logits, labels, B, L, c.vocab));
   return g;
+}
+
+/** `w` with S²-attention when `on` (see the module doc). */
+function s2(model: Model, w: DecoderWeights, on: boolean): DecoderWeights {
+  return on ? { ...w, attend: s2AttendHook(model.config.attnScale) } : w;
 }
 
 /** TRL's `clip_by_value`. */
@@ -100,7 +113,14 @@ const clip = (x: Tensor, lo: Tensor, hi: Tensor) => maximum(minimum(x, hi), lo);
  * mean of max((v − R)², (clip(v, v_old ± ε_v) − R)²), loss = pg + vf_coef·vf, zeroed when the mean ratio exceeds the
  * threshold. Returns the loss and its stats [total, pg, vf, mean ratio, clip fraction].
  */
-export function ppoMicroLoss(model: Model, g: Graph, k: number, B: number, L: number): { loss: Tensor; stats: Tensor } {
+export function ppoMicroLoss(
+  model: Model,
+  g: Graph,
+  k: number,
+  B: number,
+  L: number,
+  shiftAttn = false,
+): { loss: Tensor; stats: Tensor } {
   const c = model.config, d = PPO_DEFAULTS;
   const inp = inputs(g, k, B, L);
   const labels = g.input(`labels_${k}`, [B * L], "i32");
@@ -109,7 +129,7 @@ export function ppoMicroLoss(model: Model, g: Graph, k: number, B: number, L: nu
   const mask = ge(cast(labels, "f32"), 0);
   const n = maximum(sum(mask), 1);
   const mmean = (x: Tensor) => div(sum(mul(x, mask)), n);
-  const out = traceDecoder(c, inp, model.weights(g));
+  const out = traceDecoder(c, inp, s2(model, model.weights(g), shiftAttn));
   const logprobs = tokenLogprobs(out.logits, labels, B, L, c.vocab);
   const vpred = reshape(traceValues(g, model, out.hidden), [B * L]);
   const vclipped = clip(vpred, sub(oldValues, d.cliprangeValue), add(oldValues, d.cliprangeValue));
@@ -129,15 +149,15 @@ export function ppoMicroLoss(model: Model, g: Graph, k: number, B: number, L: nu
 }
 
 /** PPO's objective (see {@link ppoMicroLoss}): micro-batch losses times `inv_accum`, stats rows [G, 5]. */
-export function ppoObjective(model: Model, B: number, L: number): Objective {
+export function ppoObjective(model: Model, B: number, L: number, shiftAttn = false): Objective {
   return {
-    key: "ppo",
+    key: shiftAttn ? "ppo:s2" : "ppo",
     stats: 5,
     params: (g, names) => paramsOf(model, g, names),
     begin(g) {
       const invAccum = g.input("inv_accum", []);
       return (k) => {
-        const mo = ppoMicroLoss(model, g, k, B, L);
+        const mo = ppoMicroLoss(model, g, k, B, L, shiftAttn);
         return { loss: mul(mo.loss, invAccum), stats: mo.stats };
       };
     },
