@@ -5,20 +5,23 @@
  * each graph optimization level, at the executor's former defaults (level "all", ONNX Runtime's memory pattern on)
  * and from the on-disk model cache (cold: optimized and saved; hit: loaded), the first, second and a warm run — and
  * the loss of the first run, which must be the same everywhere (the trained state is restored before each).
- * `create_ms` is the compile time less the lowering and encoding measured once.
+ * `create_ms` is the compile time less the lowering and encoding measured once. Level `symbolic`: the lengths in order
+ * on one executor with symbolic sizes (exec/onnx/symbolic.ts): one session for all, its compile time at each length
+ * (the first pays the probe traces and the session), the runs, the loss and the sessions created so far.
  *
- * `WHETSTONE_BENCH_LENGTHS` (e.g. `64`) and `WHETSTONE_BENCH_ORT_LEVELS` (e.g. `all,basic`) narrow the sweep.
+ * `WHETSTONE_BENCH_LENGTHS` (e.g. `64`) and `WHETSTONE_BENCH_ORT_LEVELS` (e.g. `all,basic`; also `all+mem_pattern`,
+ * `cache-cold`, `cache-hit`, `symbolic`; default every one) narrow the sweep.
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
 import { OnnxExecutor } from "../engine/exec/onnx/executor.ts";
 import { lowerGraph } from "../engine/exec/onnx/lower.ts";
 import { encodeModel } from "../engine/exec/onnx/proto.ts";
-import type { Executor, HostArray } from "../engine/exec/executor.ts";
+import type { CompileOptions, Executor, HostArray } from "../engine/exec/executor.ts";
 import type { Graph } from "../engine/graph/mod.ts";
 import { mulberry32 as rng } from "../engine/util/rng.ts";
 import type { LlamaShape } from "./model.ts";
-import { prepareTrainStep } from "./train.ts";
+import { prepareTrainStep, prepareTrainTrace } from "./train.ts";
 
 /** SmolLM2-135M's shape (batch 4; `seq` is set per measured length). */
 export const SMOLLM2_135M: LlamaShape = {
@@ -33,7 +36,7 @@ export const SMOLLM2_135M: LlamaShape = {
   tie: true,
 };
 
-const LEVELS = ["all", "extended", "basic", "disabled"];
+const LEVELS = ["all", "extended", "basic", "disabled", "all+mem_pattern", "cache-cold", "cache-hit", "symbolic"];
 
 function envList(name: string, fallback: string[]): string[] {
   return Deno.env.get(name)?.split(",").map((s) => s.trim()).filter(Boolean) ?? fallback;
@@ -65,9 +68,14 @@ async function snapshot(ex: Executor, names: readonly { name: string; shape: rea
 }
 
 /** Compiles `graph` on `ex`, runs it once and then twice more: the times and the first run's loss. */
-async function measure(ex: Executor, graph: Graph, feeds: Record<string, ArrayLike<number>>) {
+async function measure(
+  ex: Executor,
+  graph: Graph,
+  feeds: Record<string, ArrayLike<number>>,
+  opts: CompileOptions = {},
+) {
   let t0 = performance.now();
-  const step = await ex.compile(graph);
+  const step = await ex.compile(graph, opts);
   const compileMs = ms(t0);
   t0 = performance.now();
   const first = await step.run(feeds, ["loss_sum"]);
@@ -94,6 +102,7 @@ export const onnxCompileBench: Bench = {
     const ex = await OnnxExecutor.create({ sessionOptions, modelCache: false });
     const dir = await Deno.makeTempDir({ prefix: "whetstone-onnx-cache-" });
     const cached = await OnnxExecutor.create({ modelCache: { dir } });
+    let states: readonly { name: string; shape: readonly number[] }[] | undefined;
     try {
       for (const L of lengths) {
         const c = { ...SMOLLM2_135M, seq: L };
@@ -113,14 +122,17 @@ export const onnxCompileBench: Bench = {
         const restore = await snapshot(ex, lowered.states);
         // Each level at the executor's defaults, then the executor's defaults before the bench was written (level
         // "all" with ONNX Runtime's memory pattern on).
-        const runs: [string, Executor, Record<string, unknown>][] = levels.map((level) => [level, ex, {
-          graphOptimizationLevel: level,
-        }]);
-        runs.push(["all+mem_pattern", ex, { graphOptimizationLevel: "all", enableMemPattern: true }]);
+        const runs: [string, Executor, Record<string, unknown>][] = levels.filter((l) => LEVELS.indexOf(l) < 4).map((
+          level,
+        ) => [level, ex, { graphOptimizationLevel: level }]);
+        if (levels.includes("all+mem_pattern")) {
+          runs.push(["all+mem_pattern", ex, { graphOptimizationLevel: "all", enableMemPattern: true }]);
+        }
         // The model cache at the default level: cold (optimize and save), then a hit (load, optimization off).
         await prepareTrainStep(cached, c, "lora");
         const restoreCached = await snapshot(cached, lowered.states);
-        runs.push(["cache-cold", cached, {}], ["cache-hit", cached, {}]);
+        for (const level of ["cache-cold", "cache-hit"]) if (levels.includes(level)) runs.push([level, cached, {}]);
+        if (!states) states = lowered.states;
         for (const [level, on, options] of runs) {
           (on === ex ? restore : restoreCached)();
           for (const k of Object.keys(sessionOptions)) delete sessionOptions[k];
@@ -133,6 +145,38 @@ export const onnxCompileBench: Bench = {
           yield { ...q, metric: "second_run_ms", value: r.secondMs, unit: "ms" };
           yield { ...q, metric: "warm_run_ms", value: r.warmMs, unit: "ms" };
           yield { ...q, metric: "first_loss_sum", value: r.loss, unit: "nats" };
+        }
+      }
+      // One session for every length (symbolic sizes, the executor's default where the caller gives them): the lengths
+      // in order on a fresh executor; the first pays the probe traces and the session, the others reuse it.
+      if (levels.includes("symbolic") && states) {
+        const sym = await OnnxExecutor.create({ modelCache: false });
+        try {
+          const c0 = { ...SMOLLM2_135M, seq: lengths[0] };
+          const trace = await prepareTrainTrace(sym, c0, "lora");
+          const restore = await snapshot(sym, states);
+          for (const L of lengths) {
+            restore();
+            // The trainer's sizes: the padded length (its batch is fixed for a run).
+            const B = c0.batch, symbolic = { sizes: { L }, trace: (z: Record<string, number>) => trace(B, z.L) };
+            const r = await measure(sym, trace(B, L), stepFeeds(B, L, c0.vocab), { symbolic });
+            const q = {
+              bench: "onnx_compile",
+              model: "smollm2-135M",
+              method: "lora",
+              batch: B,
+              seq: L,
+              level: "symbolic",
+            };
+            yield { ...q, metric: "compile_ms", value: r.compileMs, unit: "ms" };
+            yield { ...q, metric: "first_run_ms", value: r.firstMs, unit: "ms" };
+            yield { ...q, metric: "second_run_ms", value: r.secondMs, unit: "ms" };
+            yield { ...q, metric: "warm_run_ms", value: r.warmMs, unit: "ms" };
+            yield { ...q, metric: "first_loss_sum", value: r.loss, unit: "nats" };
+            yield { ...q, metric: "sessions_created", value: sym.sessions.created, unit: "count" };
+          }
+        } finally {
+          sym.dispose();
         }
       }
     } finally {

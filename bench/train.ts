@@ -45,6 +45,17 @@ export type Method = "lora" | "freeze" | "full";
  * trainable for freeze), zero AdamW states for what trains, and traces the trainer's step: batch c.batch × c.seq.
  */
 export async function prepareTrainStep(ex: Executor, c: LlamaShape, method: Method): Promise<Graph> {
+  return (await prepareTrainTrace(ex, c, method))(c.batch, c.seq);
+}
+
+/**
+ * {@link prepareTrainStep}, giving the step's trace at any batch and length (the params are set once, for all).
+ */
+export async function prepareTrainTrace(
+  ex: Executor,
+  c: LlamaShape,
+  method: Method,
+): Promise<(B: number, L: number) => Graph> {
   const cfg = llama20m(c);
   const r = rng(5);
   const params = new Map<string, { shape: number[]; dtype: DType }>();
@@ -66,7 +77,7 @@ export async function prepareTrainStep(ex: Executor, c: LlamaShape, method: Meth
     ex.setParam(stateNames(name).v, zeros, shape);
   }
   ex.setParam(LOSS_SUM, [0], [1]);
-  return traceTrainStep(model, adamwStepPlan(c.batch, c.seq, trainable));
+  return (B, L) => traceTrainStep(model, adamwStepPlan(B, L, trainable));
 }
 
 /** One batch of a bench (B × L random ids, every token real): feeds of the trainer's step and the HF batch. */

@@ -30,8 +30,25 @@ export interface CompiledGraph {
   readonly stats: StepStats;
 }
 
+/**
+ * The sizes a graph was traced at (batch, padded length, cache capacity: whatever the caller pads to) and how to
+ * trace it at others. The ONNX Runtime executor uses it to build one model with symbolic dims for every size
+ * (onnx/symbolic.ts); the others ignore it.
+ */
+export interface SymbolicSizes {
+  /**
+   * The sizes, by name, in probe order: the executor traces at small probe sizes, a later name's larger than an
+   * earlier's (name a cache capacity after the lengths it holds).
+   */
+  sizes: Record<string, number>;
+  /** The same graph traced at other sizes (pure: no effect on the executor or the model). */
+  trace(sizes: Record<string, number>): Graph;
+}
+
 /** Compile options. */
 export interface CompileOptions {
+  /** The graph's sizes and how to trace it at others: lets an executor compile once for every size. */
+  symbolic?: SymbolicSizes;
   /** Outputs this compiled graph can fetch (default: all graph outputs). */
   outputs?: readonly string[];
   /**

@@ -100,12 +100,18 @@ export function compiled(
   const gs = graphs(model), key = `${ns}${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
   let p = gs.compiled.get(key);
   if (!p) {
-    const g = new Graph();
-    const shape = cacheShape(model.config, B, C);
-    const cache = (layer: number, kind: "k" | "v") =>
-      g.param(model.prefix + ns + cacheName(B, C, layer, kind), shape, "f32");
-    traceCached(g, model.config, model.weights(g), cache, { B, C, L, decode, ropePerRow: ns !== "" });
-    p = model.executor.compile(g);
+    const trace = (s: Record<string, number>) => {
+      const g = new Graph();
+      const shape = cacheShape(model.config, s.B, s.C);
+      const cache = (layer: number, kind: "k" | "v") =>
+        g.param(model.prefix + ns + cacheName(s.B, s.C, layer, kind), shape, "f32");
+      const mode = { B: s.B, C: s.C, L: s.L ?? 1, decode, ropePerRow: ns !== "" };
+      traceCached(g, model.config, model.weights(g), cache, mode);
+      return g;
+    };
+    // One session for every batch, cache and prompt bucket on executors that can (ONNX Runtime: onnx/symbolic.ts).
+    const sizes: Record<string, number> = decode ? { B, C } : { B, L, C };
+    p = model.executor.compile(trace(sizes), { symbolic: { sizes, trace } });
     p.catch(() => gs.compiled.delete(key)); // a failed plan is not cached
     gs.compiled.set(key, p);
   }

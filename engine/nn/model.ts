@@ -160,13 +160,22 @@ export class Model implements ModelCore {
     });
   }
 
-  #compile(key: string, build: (g: Graph) => string[]) {
+  /**
+   * Compiles the graph `build` traces for B rows of Lb tokens, once per key; with its sizes and the way to trace it
+   * at others, so ONNX Runtime serves every batch and length with one session (exec/onnx/symbolic.ts).
+   */
+  #compile(key: string, B: number, Lb: number, build: (g: Graph, B: number, Lb: number) => string[]) {
     let p = this.#graphs.get(key);
     if (!p) {
       p = (async () => {
         const g = new Graph();
-        const names = build(g);
-        return { compiled: await this.executor.compile(g), names };
+        const names = build(g, B, Lb);
+        const trace = (s: Record<string, number>) => {
+          const t = new Graph();
+          build(t, s.B, s.L);
+          return t;
+        };
+        return { compiled: await this.executor.compile(g, { symbolic: { sizes: { B, L: Lb }, trace } }), names };
       })();
       this.#graphs.set(key, p);
     }
@@ -193,7 +202,7 @@ export class Model implements ModelCore {
   async loss(inputIds: number[][], opts: ForwardOptions & { labels: number[][] }): Promise<number> {
     this.#check(inputIds, opts);
     const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
-    const { compiled } = await this.#compile(`loss:${B}:${Lb}`, (g) => {
+    const { compiled } = await this.#compile(`loss:${B}:${Lb}`, B, Lb, (g, B, Lb) => {
       const labels = g.input("labels", [B * Lb], "i32");
       const inp = this.#inputs(g, B, Lb);
       g.output("loss", this.#loss(traceDecoder(this.config, inp, this.weights(g)), labels, B * Lb, inp.segments));
@@ -209,7 +218,7 @@ export class Model implements ModelCore {
     const B = inputIds.length, L = Math.max(...inputIds.map((r) => r.length)), Lb = bucketLength(L);
     const V = this.config.vocab;
     const withLoss = !!opts.labels;
-    const { compiled } = await this.#compile(`fwd:${B}:${Lb}:${withLoss}`, (g) => {
+    const { compiled } = await this.#compile(`fwd:${B}:${Lb}:${withLoss}`, B, Lb, (g, B, Lb) => {
       const inp = this.#inputs(g, B, Lb);
       const { logits, routes } = traceDecoder(this.config, inp, this.weights(g));
       g.output("logits", logits);
@@ -246,7 +255,7 @@ export class Model implements ModelCore {
       (this.#adapter
         ? [...this.#adapter.params.keys()]
         : [...this.params.keys()].filter((n) => this.params.get(n)!.dtype === "f32" && !isBuffer(n)));
-    const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, (g) => {
+    const { compiled } = await this.#compile(`grad:${B}:${Lb}:${names.join(",")}`, B, Lb, (g, B, Lb) => {
       const inp = this.#inputs(g, B, Lb);
       const w = this.weights(g);
       const labels = g.input("labels", [B * Lb], "i32");

@@ -194,7 +194,8 @@ export async function predict(a: PredictArgs, hooks: PredictHooks = {}): Promise
       const rows = records.slice(i, i + B);
       const L = bucket(Math.max(...rows.map((r) => r.input_ids.length)), a.bucket ?? 64);
       const mb = collate(rows, B, L);
-      if (!graphs.has(L)) graphs.set(L, model.executor.compile(traceEvalStep(model, B, L)));
+      const trace = (s: Record<string, number>) => traceEvalStep(model, B, s.L);
+      if (!graphs.has(L)) graphs.set(L, model.executor.compile(trace({ L }), { symbolic: { sizes: { L }, trace } }));
       const c = await graphs.get(L)!;
       const o = await c.run({ ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels });
       sum += o.loss_sum[0];

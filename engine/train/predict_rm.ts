@@ -93,7 +93,8 @@ export async function scorePairs(
     const rows = records.slice(i, i + B);
     const len = Math.max(...rows.flatMap((r) => [r.chosen_input_ids.length, r.rejected_input_ids.length]));
     const L = bucket(len, multiple);
-    if (!graphs.has(L)) graphs.set(L, model.executor.compile(traceRmScores(model, B, L)));
+    const trace = (s: Record<string, number>) => traceRmScores(model, B, s.L);
+    if (!graphs.has(L)) graphs.set(L, model.executor.compile(trace({ L }), { symbolic: { sizes: { L }, trace } }));
     const f = pairwiseFeeds(rows, B, L);
     const o = await (await graphs.get(L)!).run({
       ids_0: f.ids_0,

@@ -118,9 +118,9 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     plan: stepPlan,
     optimizer,
     log,
-    compile: (key, make) => {
+    compile: (key, make, symbolic) => {
       let c = graphs.get(key);
-      if (!c) graphs.set(key, c = executor.compile(make()));
+      if (!c) graphs.set(key, c = executor.compile(make(), { symbolic }));
       return c;
     },
     forget: (prefix) => {

@@ -35,6 +35,13 @@ export class OnnxBuilder {
   private consts = new Map<string, string>();
   private memo = new Map<string, string[]>();
 
+  /**
+   * `dedupeConstants`: small initializers equal in content share one name (default). Off, every initializer is its
+   * own, so a model's structure never depends on two constants happening to be equal (symbolic.ts compares models
+   * lowered at different sizes).
+   */
+  constructor(private readonly dedupeConstants = true) {}
+
   /** A fresh value name (prefix kept readable for debugging). */
   fresh(prefix = "t"): string {
     return `${prefix}_${this.n++}`;
@@ -80,7 +87,9 @@ export class OnnxBuilder {
 
   /** An initializer (small ones deduplicated by content). */
   tensor(dataType: number, dims: readonly number[], raw: Uint8Array, name?: string): string {
-    const key = raw.length <= 256 && !name ? `${dataType}|${dims.join(",")}|${raw.join(",")}` : undefined;
+    const key = this.dedupeConstants && raw.length <= 256 && !name
+      ? `${dataType}|${dims.join(",")}|${raw.join(",")}`
+      : undefined;
     if (key) {
       const hit = this.consts.get(key);
       if (hit) return hit;

@@ -21,7 +21,10 @@ import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
 import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
-import { type LoweredGraph, type LoweredValue, lowerGraph } from "./lower.ts";
+import { type LoweredValue, lowerGraph, type LowerOptions } from "./lower.ts";
+import { type Lowered, type SessionCounts, SymbolicSessions } from "./symbolic_sessions.ts";
+
+export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
 import { OnnxBuilder } from "./builder.ts";
 import {
@@ -68,6 +71,11 @@ function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[]
   return new ort.Tensor(ORT_TYPE[dtype], data, [...shape]);
 }
 
+/** Bytes of the states a lowered graph writes. */
+function stateBytes(l: Lowered): number {
+  return l.states.reduce((n, st) => n + numel(st.shape) * 4, 0);
+}
+
 function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
   if (dtype === "u32") return Uint32Array.from(t.data as BigInt64Array, (v) => Number(v));
   return t.data as Float32Array | Int32Array;
@@ -92,6 +100,11 @@ export interface OnnxExecutorOptions {
    * states or more (training steps of full or freeze tuning), one for the rest.
    */
   cpuArena?: boolean;
+  /**
+   * One session for every size of a graph compiled with `symbolic` sizes (symbolic.ts): default on;
+   * `WHETSTONE_ONNX_SYMBOLIC=off` in the environment or `false` here builds one session per traced shape.
+   */
+  symbolic?: boolean;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -104,6 +117,15 @@ export class OnnxExecutor implements Executor {
   private queue: Promise<unknown> = Promise.resolve();
   /** The tiny session of {@link releaseLastAnswer}. */
   private releaser?: Promise<Ort.InferenceSession>;
+  /** Sessions this executor created and reused so far. */
+  readonly sessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
+  /** The same counters over every executor of the process (for runs that make their own executor: benches, tests). */
+  static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
+  /** Sessions of symbolic models, one per graph for all its sizes. */
+  private readonly symbolic = new SymbolicSessions<Ort.InferenceSession>(
+    (model, lowered) => this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
+    [this.sessions, OnnxExecutor.allSessions],
+  );
 
   private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
 
@@ -156,15 +178,29 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowered = lowerGraph(graph, { outputs: opts.outputs, hostScatter: true, inPlaceStates: true });
-    const session = await this.session(
-      encodeModel(lowered.model),
-      lowered.model.graph.nodes.length,
-      lowered.states.reduce((n, st) => n + numel(st.shape) * 4, 0),
-    );
+    const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
+    let lowered: Lowered | undefined, session: Ort.InferenceSession | undefined;
+    const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
+    const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
+    if (sym) {
+      try {
+        session = await sym.session;
+        lowered = sym.lowered;
+      } catch (e) {
+        // ONNX Runtime refused the symbolic model: this graph gets a session of its own shape.
+        const why = `the symbolic model's session failed: ${(e as Error).message}`;
+        this.sessions.fallbacks.push(why), OnnxExecutor.allSessions.fallbacks.push(why);
+      }
+    }
+    if (!session || !lowered) {
+      const l = lowerGraph(graph, lowerOpts);
+      session = await this.session(encodeModel(l.model), l.model.graph.nodes.length, stateBytes(l));
+      lowered = l;
+    }
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
+    const [s, l] = [session, lowered];
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
-      const result = this.queue.then(() => this.runOnce(session, lowered, completeFeeds(graph, feeds), fetch, stats));
+      const result = this.queue.then(() => this.runOnce(s, l, completeFeeds(graph, feeds), fetch, stats));
       this.queue = result.catch(() => {});
       return result;
     };
@@ -199,8 +235,10 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) =>
-      this.ort.InferenceSession.create(model as Uint8Array, o);
+    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) => {
+      this.sessions.created++, OnnxExecutor.allSessions.created++;
+      return this.ort.InferenceSession.create(model as Uint8Array, o);
+    };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
     const dir = cache && (cache.dir ?? modelCacheDir());
     if (
@@ -247,7 +285,7 @@ export class OnnxExecutor implements Executor {
 
   private async runOnce(
     session: Ort.InferenceSession,
-    lowered: LoweredGraph,
+    lowered: Lowered,
     feeds: Record<string, ArrayLike<number>>,
     fetch: readonly string[] | undefined,
     stats: StepStats,

@@ -96,6 +96,12 @@ export interface LowerOptions {
    * the param's own buffer as the preallocated output of its new value.
    */
   inPlaceStates?: boolean;
+  /**
+   * Name param inputs and state outputs by their index (`param/3`, `state/0`), not by their names, and keep equal
+   * constants apart: a model whose param names hold its sizes (KV caches) stays one model for every size, whatever
+   * constants its sizes happen to equal (symbolic.ts).
+   */
+  indexNames?: boolean;
 }
 
 const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
@@ -103,7 +109,7 @@ const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f
 /** Lowers `graph` to an ONNX model (see the module doc). */
 export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph {
   const plan = planGraph(graph, opts.outputs, 4);
-  const b = new OnnxBuilder();
+  const b = new OnnxBuilder(!opts.indexNames);
   const names = new Map<number, string>();
   const used = new Set<number>();
   for (const ni of plan.order) for (const v of graph.nodes[ni].inputs) used.add(v);
@@ -128,7 +134,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     if (data) {
       names.set(id, b.tensor(onnxTypeOf(v.dtype), v.shape, onnxBytes(data, v.dtype), name));
     } else {
-      const onnx = `param/${name}`;
+      const onnx = `param/${opts.indexNames ? params.length : name}`;
       names.set(id, b.input(onnx, onnxTypeOf(v.dtype), v.shape));
       params.push({ onnx, name, shape: v.shape, dtype: v.dtype });
     }
@@ -196,7 +202,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
   const stateInputs: string[] = [];
   for (const [id, value] of current) {
     const name = paramOf.get(id)!, v = graph.values[id];
-    const onnx = `state/${name}`;
+    const onnx = `state/${opts.indexNames ? states.length : name}`;
     b.output(value, onnx, onnxTypeOf(v.dtype), v.shape);
     states.push({ onnx, name, shape: v.shape, dtype: v.dtype });
     stateInputs.push(names.get(id)!);

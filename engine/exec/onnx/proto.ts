@@ -73,6 +73,8 @@ export interface GraphDef {
   inputs: ValueDef[];
   outputs: ValueDef[];
   initializers: TensorDef[];
+  /** Types and shapes of intermediate values (hints for ONNX Runtime's shape inference and memory planner). */
+  valueInfo?: ValueDef[];
 }
 
 /** A model: the graph and the opsets it imports (default: ai.onnx 18 and com.microsoft 1). */
@@ -257,6 +259,7 @@ export function encodeModelChunks(model: ModelDef): Uint8Array[] {
   for (const t of model.graph.initializers) g.msg(5, tensorMsg(t));
   for (const v of model.graph.inputs) g.msg(11, valueMsg(v));
   for (const v of model.graph.outputs) g.msg(12, valueMsg(v));
+  for (const v of model.graph.valueInfo ?? []) g.msg(13, valueMsg(v));
   const m = new Msg().int(1, 9).string(2, model.producerName ?? "whetstone").string(3, model.producerVersion ?? "0");
   m.msg(7, g);
   for (const o of model.opsets ?? [{ domain: "", version: 18 }, { domain: "com.microsoft", version: 1 }]) {

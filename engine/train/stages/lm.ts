@@ -55,7 +55,8 @@ export class LmStage extends GraphStage<SftRecord> {
       const L = bucket(Math.max(...rows.map((r) => r.input_ids.length)), multiple);
       const mb = collate(rows, Be, L);
       const key = `eval:${Be}:${L}${dft ? ":dft" : ""}${accuracy ? ":acc" : ""}`;
-      const c = await compile(key, () => traceEvalStep(model, Be, L, dft, accuracy));
+      const trace = (s: Record<string, number>) => traceEvalStep(model, Be, s.L, dft, accuracy);
+      const c = await compile(key, () => trace({ L }), { sizes: { L }, trace });
       const feeds = { ids_0: mb.ids, positions_0: mb.positions, segments_0: mb.segments, labels_0: mb.labels };
       const o = await c.run(vocabIds ? { ...feeds, vocab_ids: vocabIds } : feeds);
       sum += o.loss_sum[0];

@@ -233,10 +233,9 @@ export class PrefStage extends GraphStage<PrefRecord> {
     for (let i = 0; i < records.length; i += B) {
       const rows = records.slice(i, i + B);
       const L = bucket(Math.max(...rows.map((r) => this.length(r))), multiple);
-      const c = await compile(
-        `pref-eval:${B}:${L}`,
-        () => tracePrefEvalStep(model, { objective: this.setup.objective, B, L }),
-      );
+      const trace = (s: Record<string, number>) =>
+        tracePrefEvalStep(model, { objective: this.setup.objective, B, L: s.L });
+      const c = await compile(`pref-eval:${B}:${L}`, () => trace({ L }), { sizes: { L }, trace });
       const o = await c.run(this.#feeds(rows, B, L, 0));
       lossSum += o.loss[0] * rows.length;
       n += rows.length;

@@ -9,7 +9,7 @@
  * @module
  */
 import type { TrainArgs } from "../../config/args.ts";
-import type { CompiledGraph, HostArray } from "../../exec/executor.ts";
+import type { CompiledGraph, HostArray, SymbolicSizes } from "../../exec/executor.ts";
 import type { Graph } from "../../graph/mod.ts";
 import type { Model } from "../../nn/model.ts";
 import { bucket } from "../batches.ts";
@@ -18,8 +18,11 @@ import { buildStep, LOSS_SUM } from "../step/builder.ts";
 import type { Objective } from "../step/objective.ts";
 import { composeStep, type StepPlan } from "../step/plan.ts";
 
-/** Compiles the graph `make` builds, once per `key`. */
-export type CompileCached = (key: string, make: () => Graph) => Promise<CompiledGraph>;
+/**
+ * Compiles the graph `make` builds, once per `key`; with `symbolic` (its sizes and how to trace it at others), an
+ * executor that can serves every size with one compiled model (ONNX Runtime: exec/onnx/symbolic.ts).
+ */
+export type CompileCached = (key: string, make: () => Graph, symbolic?: SymbolicSizes) => Promise<CompiledGraph>;
 
 /** What a stage is given by the session. */
 export interface StageContext {
@@ -209,8 +212,12 @@ export abstract class GraphStage<R> implements Stage<R> {
     feeds.lr = [input.lr];
     feeds.step = [o.adamStep];
     const key = `step:${objective.key}:${o.key}:${L}`;
-    const plan = { ...this.ctx.plan(L), trainable: o.names };
-    const c = await this.ctx.compile(key, () => buildStep(composeStep(model, plan, objective, o.optimizer)));
+    // Traced at this length; the same step at other lengths (pure tracing) lets ONNX Runtime build one session for all.
+    const trace = (s: Record<string, number>) => {
+      const plan = { ...this.ctx.plan(s.L), trainable: o.names };
+      return buildStep(composeStep(model, plan, s.L === L ? objective : this.objective(s.L), o.optimizer));
+    };
+    const c = await this.ctx.compile(key, () => trace({ L }), { sizes: { L }, trace });
     const fetch = input.logNow
       ? ["loss_sum", "grad_norm", "loss", ...this.fetchMetrics(true)]
       : input.read
