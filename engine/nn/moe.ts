@@ -8,13 +8,17 @@
  * so it needs no new op and carries no gradient; the gradient flows through the selected probabilities as in
  * transformers.
  *
- * Dispatch is dense: every expert runs on every token and its output is weighted by the token's routing weight, zero
- * outside its top-k. The experts of a layer are stacked (their gate and up weights concatenated to [E·I, H], their
- * down weights to [H, E·I]), so a layer is three matmuls: a = swiglu(x·Gᵀ, x·Uᵀ) [N, E·I], scaled per expert by the
- * routing weights, then a·Dᵀ = Σ_e w_e · down_e(a_e). That is exact (forward and backward: an expert's weights get
- * gradient only from its tokens), has static shapes on every executor, and costs E / k times the expert FLOPs of a
- * sparse dispatch — fine for small models, wasteful for a Mixtral-8x7B (4×) or a Qwen3-30B-A3B (16×) — plus a
- * transient copy of the layer's expert weights per step.
+ * Dispatch is sparse ({@link routedExperts}): the N·k (token, expert) assignments are sorted by expert in the graph
+ * (`expert_sort`, a stable counting sort), the tokens' rows gathered in that order [N·k, H] (`embedding`, whose
+ * gradient is the scatter-add `embedding_bwd`), and each projection is one `grouped_matmul` over the sorted rows with
+ * the experts' weights stacked [E, out, in]: row r meets only its expert's weight, so a layer costs N·k·3·H·I
+ * multiply-adds instead of the dense N·E·3·H·I, forward and backward (dx is a grouped matmul with Wᵀ, dW[e] a
+ * segmented sum over e's rows). The rows come back in assignment order through the inverse permutation (a gather,
+ * not a scatter), are weighted by the routing weights and summed over the k picks. Shapes stay static (N·k rows; the
+ * split among experts is data), so one graph runs on every executor (engine/graph/ops/grouped.ts). The sort and the
+ * gathers cost O(N·k·H), against the dense dispatch's E / k times the expert FLOPs (4× for a Mixtral-8x7B, 16× for a
+ * Qwen3-30B-A3B); a dense path is kept only as the test reference (moe_test.ts). The experts' 2-D checkpoint weights
+ * are still stacked by a concat per step (a transient copy).
  * @module
  */
 import {
@@ -22,9 +26,12 @@ import {
   cast,
   concat,
   div,
+  embedding,
   eq,
+  type ExpertOrder,
+  expertSort,
+  groupedMatmul,
   gt,
-  matmul,
   mul,
   reshape,
   sigmoid,
@@ -141,15 +148,81 @@ export interface Route {
   topk: Tensor;
 }
 
-/** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
-export function topkMask(p: Tensor, k: number): Tensor {
+/** The rank of each entry along the last axis of p [..., E]: how many entries rank above it (ties to the lower index). */
+function expertRank(p: Tensor): Tensor {
   const E = p.shape[p.rank - 1], lead = p.shape.slice(0, -1);
   const pi = reshape(p, [...lead, E, 1]), pj = reshape(p, [...lead, 1, E]);
   const before = new Float32Array(E * E);
   for (let i = 0; i < E; i++) for (let j = 0; j < i; j++) before[i * E + j] = 1;
   const tri = p.graph.constant(before, [E, E]);
-  const rank = sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]: how many entries rank above
-  return gt(k - 0.5, rank);
+  return sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]
+}
+
+/** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
+export function topkMask(p: Tensor, k: number): Tensor {
+  return gt(k - 0.5, expertRank(p));
+}
+
+/**
+ * The top-k of scores p [..., E] as indices [..., k] i32 (largest first, ties to the lower index) and the entries of
+ * `w` [..., E] at them [..., k] (w carries the gradient; the choice carries none).
+ */
+export function topkSelect(p: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
+  return selectByRank(expertRank(p), w, k);
+}
+
+/** {@link topkSelect} from the entries' ranks [..., E]. */
+function selectByRank(rank: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
+  const E = rank.shape[rank.rank - 1], lead = rank.shape.slice(0, -1);
+  const g = rank.graph;
+  const pick = eq(reshape(rank, [...lead, E, 1]), g.constant(Array.from({ length: k }, (_, j) => j), [1, k])); // [..., E, k]
+  const e = g.constant(Array.from({ length: E }, (_, i) => i), [E, 1]);
+  return {
+    idx: cast(sum(mul(pick, e), -2), "i32"),
+    weight: sum(mul(pick, reshape(w, [...lead, E, 1])), -2),
+  };
+}
+
+/**
+ * One projection of the routed experts: their weights stacked [E, out, in] (each expert's [out, in] linear weight),
+ * or a function of the expert-sorted rows [N·k, in] → [N·k, out] (an adapter, biases, another layout) that applies
+ * expert e to rows [order.offsets[e], order.offsets[e + 1]), e.g. with {@link groupedMatmul}.
+ */
+export type ExpertProjection = Tensor | ((rows: Tensor, order: ExpertOrder) => Tensor);
+
+/** The routed experts of one layer: gate, up and down projections and the activation (default SwiGLU). */
+export interface RoutedExpertWeights {
+  gate: ExpertProjection;
+  up: ExpertProjection;
+  down: ExpertProjection;
+  /** act(gate, up) on the sorted rows [N·k, I] (default `swiglu`: silu(gate) · up). */
+  act?: (gate: Tensor, up: Tensor) => Tensor;
+}
+
+/**
+ * Σ_j topkWeight[n, j] · expert_{topkIdx[n, j]}(x[n]) for x [..., H], topkIdx [..., k] i32 and topkWeight [..., k] →
+ * [..., H] f32, each expert computed on its tokens only (sparse dispatch; see the module doc). Ids outside [0, E)
+ * contribute nothing. E is the stacked weights' first axis, or `experts` when every projection is a function.
+ */
+export function routedExperts(
+  x: Tensor,
+  topkIdx: Tensor,
+  topkWeight: Tensor,
+  w: RoutedExpertWeights,
+  experts?: number,
+): Tensor {
+  const H = x.shape[x.rank - 1], k = topkIdx.shape[topkIdx.rank - 1], lead = x.shape.slice(0, -1);
+  const N = lead.reduce((a, b) => a * b, 1);
+  const E = experts ?? [w.gate, w.up, w.down].find((p): p is Tensor => typeof p !== "function")?.shape[0];
+  if (E === undefined) throw new Error("routedExperts: pass `experts` when every projection is a function");
+  const order = expertSort(reshape(topkIdx, [N, k]), E);
+  const proj = (p: ExpertProjection, rows: Tensor) =>
+    typeof p === "function" ? p(rows, order) : groupedMatmul(rows, p, order.offsets, { transB: true });
+  const xs = embedding(f32(reshape(x, [N, H])), order.rows); // [N·k, H], expert-sorted
+  const a = (w.act ?? swiglu)(proj(w.gate, xs), proj(w.up, xs));
+  const ys = embedding(proj(w.down, a), reshape(order.pos, [N * k])); // [N·k, H], assignment order
+  const y = sum(mul(reshape(ys, [N, k, H]), reshape(f32(topkWeight), [N, k, 1])), 1);
+  return reshape(y, [...lead, H]);
 }
 
 /**
@@ -168,20 +241,22 @@ export function traceMoe(
   const [gate, up, down] = m.names;
   const logits = linear(x, `${b}.gate`); // [B, L, E]
   const probs = softmax(f32(logits), -1);
-  const topk = topkMask(probs, m.topK);
+  const rank = expertRank(probs);
+  const topk = gt(m.topK - 0.5, rank);
   let w = mul(probs, topk);
   if (m.normTopK) w = div(w, sum(w, -1, true));
-  const E = m.experts, I = m.intermediate, lead = x.shape.slice(0, -1);
-  // Stacked in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
-  const stack = (name: string, axis: number) =>
-    concat(Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`))), axis);
-  const xf = f32(x);
-  const a = swiglu(
-    matmul(xf, stack(gate, 0), { transB: true }),
-    matmul(xf, stack(up, 0), { transB: true }),
-  ); // [B, L, E·I]
-  const aw = reshape(mul(reshape(a, [...lead, E, I]), reshape(w, [...lead, E, 1])), [...lead, E * I]);
-  let out = matmul(aw, stack(down, 1), { transB: true }); // [B, L, H]
+  const E = m.experts, H = x.shape[x.rank - 1];
+  // Stacked [E, out, in] in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
+  const stack = (name: string, rows: number) => {
+    const ws = Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`)));
+    return reshape(concat(ws, 0), [E, rows, -1]);
+  };
+  const pick = selectByRank(rank, w, m.topK);
+  let out = routedExperts(x, pick.idx, pick.weight, {
+    gate: stack(gate, m.intermediate),
+    up: stack(up, m.intermediate),
+    down: stack(down, H),
+  });
   if (m.sharedIntermediate) {
     const s = `${b}.shared_expert`;
     const y = linear(swiglu(linear(x, `${s}.gate_proj`), linear(x, `${s}.up_proj`)), `${s}.down_proj`);

@@ -25,6 +25,7 @@ import { nnLowerings } from "./lower_nn.ts";
 import { trainLowerings } from "./lower_train.ts";
 import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
+import { groupedLowerings } from "./lower_grouped.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
 
@@ -35,6 +36,7 @@ export const onnxLowerings: Record<string, OnnxLowering> = {
   ...attentionLowerings,
   ...trainLowerings,
   ...quantLowerings,
+  ...groupedLowerings,
 };
 
 /** Little-endian bytes of values in the ONNX type a dtype lives in. */
