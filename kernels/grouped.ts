@@ -6,36 +6,36 @@
  * - `expert_sort`: one workgroup per class c (expert 0..E-1, and E for out-of-range ids). It counts the assignments
  *   of lower classes (its offset), then walks the assignments in tiles, compacting its own in order with a prefix
  *   sum, so the order is stable and no two threads write the same element: no atomics, deterministic.
- * - `grouped_matmul`: 32×64 output tiles, 16-deep k slices staged in workgroup memory, 2×4 outputs per thread. A
- *   tile belongs to one expert: the grid has one tile slot per 32 rows plus one per class (each expert's last partial
- *   tile), Σ_c ceil(n_c / 32) ≤ ceil(R / 32) + E + 1; a workgroup finds its (expert, first row) by walking the
- *   offsets, shares it through workgroupUniformLoad and returns at once if the slot is unused. Rows of class E are
- *   written 0.
- * - `grouped_matmul_dw`: one workgroup per (expert, 32×64 tile of [P, Q]) loops over that expert's rows 16 at a time
- *   (a uniform bound through workgroupUniformLoad), summing in row order.
+ * - `grouped_matmul`: one thread per output element: it finds its row's expert by a binary search of the offsets and
+ *   sums x[r] · W[e] over K in order. Rows of no expert are 0.
+ * - `grouped_matmul_dw`: one thread per element of [E, P, Q], summing its expert's rows in row order.
+ *
+ * The two matmuls are plain, untiled loops (memory-bound, but sparse: R·K·M multiply-adds). A tiled version (32×64
+ * tiles staged in workgroup memory, one expert per tile) took lavapipe's LLVM 25 s and more to compile per shape here,
+ * so it is left for when it can be made to compile quickly.
  * @module
  */
 import { groupedDims, groupedDwDims, type GroupedMatmulAttrs } from "../engine/graph/ops/grouped.ts";
 import { numel } from "../engine/graph/types.ts";
-import { declare, grid, loadF32, type Lowering } from "./kernel.ts";
+import { declare, entry1d, grid, linearIndex, loadF32, type Lowering } from "./kernel.ts";
 
 const WG = 256;
-const TM = 32, TN = 64, TK = 16;
+
+/** WGSL declaring `e`: the expert whose rows [off[e], off[e + 1]) hold row `r` (a binary search), or -1. */
+function expertOf(r: string, E: number): string {
+  return `var lo = 0;
+  var hi = ${E};
+  while (lo < hi) {
+    let mid = (lo + hi) / 2;
+    if (off[mid + 1] <= ${r}) { lo = mid + 1; } else { hi = mid; }
+  }
+  var e = -1;
+  if (lo < ${E} && off[lo] <= ${r}) { e = lo; }`;
+}
 
 const entry = `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>)`;
-
-/** The 2×4 register tile product over one staged k slice: As [TK][TM], Bs [TK][TN]. */
-const fmaSlice = `for (var kk = 0u; kk < ${TK}u; kk++) {
-      let a0 = As[kk * ${TM}u + ty];
-      let a1 = As[kk * ${TM}u + ty + 16u];
-      for (var j = 0u; j < 4u; j++) {
-        let bv = Bs[kk * ${TN}u + tx + 16u * j];
-        acc0[j] = fma(a0, bv, acc0[j]);
-        acc1[j] = fma(a1, bv, acc1[j]);
-      }
-    }`;
 
 /** The lowerings of this family by op name. */
 export const lowerings: Record<string, Lowering> = {
@@ -97,93 +97,30 @@ ${entry} {
   grouped_matmul: ({ inputs: [x, w, off], attrs }, ctx) => {
     const { transB } = attrs as GroupedMatmulAttrs;
     const { R, K, M, E } = groupedDims(x, w, off, attrs as GroupedMatmulAttrs);
-    const colTiles = Math.ceil(M / TN), slots = Math.ceil(R / TM) + E + 1, total = colTiles * slots;
-    const X = (i: string) => loadF32("x", x.dtype, i);
-    const W = (i: string) => loadF32("w", w.dtype, i);
-    // B slice element q of the [TK][TN] tile: W[e] row-major [M, K] (transB) or [K, M].
-    const loadB = transB
-      ? `let nn = q / ${TK}u; let kk = q % ${TK}u; let n = n0 + nn; let kq = k0 + kk;
-        var v = 0.0;
-        if (n < ${M}u && kq < ${K}u) { v = ${W(`wb + n * ${K}u + kq`)}; }
-        Bs[kk * ${TN}u + nn] = v;`
-      : `let kk = q / ${TN}u; let nn = q % ${TN}u; let n = n0 + nn; let kq = k0 + kk;
-        var v = 0.0;
-        if (n < ${M}u && kq < ${K}u) { v = ${W(`wb + kq * ${M}u + n`)}; }
-        Bs[kk * ${TN}u + nn] = v;`;
+    const n = R * M;
+    const wAt = transB ? `wb + m * ${K}u + q` : `wb + q * ${M}u + m`;
     const code = `${declare([["x", x.dtype], ["w", w.dtype], ["off", "i32"], ["y", "f32"]])}
-var<workgroup> As: array<f32, ${TK * TM}>;
-var<workgroup> Bs: array<f32, ${TK * TN}>;
-var<workgroup> tile: vec4<i32>;
-${entry} {
-  let lid = lid3.x;
-  let wgi = wid.x + wid.y * nwg.x;
-  if (wgi >= ${total}u) { return; }
-  let slot = i32(wgi / ${colTiles}u);
-  let n0 = (wgi % ${colTiles}u) * ${TN}u;
-  if (lid == 0u) {
-    // Find this slot's class and first row: class c has ceil(n_c / TM) slots.
-    var t = slot;
-    var found = vec4<i32>(-1, 0, 0, 0);
-    for (var c = 0; c <= ${E}; c++) {
-      let lo = clamp(off[c], 0, ${R});
-      var hi = ${R};
-      if (c < ${E}) { hi = clamp(off[c + 1], lo, ${R}); }
-      let n = (hi - lo + ${TM - 1}) / ${TM};
-      if (t < n) { found = vec4<i32>(c, lo + t * ${TM}, min(hi, lo + (t + 1) * ${TM}), 0); break; }
-      t -= n;
-    }
-    tile = found;
-  }
-  let info = workgroupUniformLoad(&tile);
-  if (info.x < 0) { return; }
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let r0 = u32(info.y);
-  let r1 = u32(info.z);
-  if (info.x == ${E}) {
-    for (var i = 0u; i < 2u; i++) {
-      let r = r0 + ty + 16u * i;
-      for (var j = 0u; j < 4u; j++) {
-        let n = n0 + tx + 16u * j;
-        if (r < r1 && n < ${M}u) { y[r * ${M}u + n] = 0.0; }
-      }
-    }
-    return;
-  }
-  let wb = u32(info.x) * ${K * M}u;
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  for (var k0 = 0u; k0 < ${K}u; k0 += ${TK}u) {
-    for (var i = 0u; i < ${(TM * TK) / WG}u; i++) {
-      let q = lid + ${WG}u * i;
-      let mm = q / ${TK}u; let kk = q % ${TK}u; let r = r0 + mm; let kq = k0 + kk;
-      var v = 0.0;
-      if (r < r1 && kq < ${K}u) { v = ${X(`r * ${K}u + kq`)}; }
-      As[kk * ${TM}u + mm] = v;
-    }
-    for (var i = 0u; i < ${(TN * TK) / WG}u; i++) {
-      let q = lid + ${WG}u * i;
-      ${loadB}
-    }
-    workgroupBarrier();
-    ${fmaSlice}
-    workgroupBarrier();
-  }
-  for (var j = 0u; j < 4u; j++) {
-    let n = n0 + tx + 16u * j;
-    if (n < ${M}u) {
-      let ra = r0 + ty;
-      let rb = r0 + ty + 16u;
-      if (ra < r1) { y[ra * ${M}u + n] = acc0[j]; }
-      if (rb < r1) { y[rb * ${M}u + n] = acc1[j]; }
+${entry1d(WG)} {
+  ${linearIndex(WG)}
+  if (gid >= ${n}u) { return; }
+  let r = i32(gid / ${M}u);
+  let m = gid % ${M}u;
+  ${expertOf("r", E)}
+  var s = 0.0;
+  if (e >= 0) {
+    let wb = u32(e) * ${K * M}u;
+    let xb = u32(r) * ${K}u;
+    for (var q = 0u; q < ${K}u; q++) {
+      s = fma(${loadF32("x", x.dtype, "xb + q")}, ${loadF32("w", w.dtype, wAt)}, s);
     }
   }
+  y[gid] = s;
 }`;
     return {
       launches: [{
         code,
         bindings: [{ input: 0 }, { input: 1 }, { input: 2 }, { output: 0 }],
-        workgroups: grid(total, ctx.maxWorkgroupsPerDim),
+        workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim),
       }],
     };
   },
@@ -191,62 +128,27 @@ ${entry} {
   // a [R, P], b [R, Q], offsets [E + 1] -> out [E, P, Q]
   grouped_matmul_dw: ({ inputs: [a, b, off] }, ctx) => {
     const { R, P, Q, E } = groupedDwDims(a, b, off);
-    const pt = Math.ceil(P / TM), qt = Math.ceil(Q / TN), total = E * pt * qt;
+    const n = E * P * Q;
     const code = `${declare([["a", "f32"], ["b", "f32"], ["off", "i32"], ["out", "f32"]])}
-var<workgroup> As: array<f32, ${TK * TM}>;
-var<workgroup> Bs: array<f32, ${TK * TN}>;
-var<workgroup> span: vec2<u32>;
-${entry} {
-  let lid = lid3.x;
-  let wgi = wid.x + wid.y * nwg.x;
-  if (wgi >= ${total}u) { return; }
-  let e = wgi / ${pt * qt}u;
-  let p0 = ((wgi / ${qt}u) % ${pt}u) * ${TM}u;
-  let n0 = (wgi % ${qt}u) * ${TN}u;
-  if (lid == 0u) {
-    let lo = clamp(off[e], 0, ${R});
-    span = vec2<u32>(u32(lo), u32(clamp(off[e + 1u], lo, ${R})));
+${entry1d(WG)} {
+  ${linearIndex(WG)}
+  if (gid >= ${n}u) { return; }
+  let e = gid / ${P * Q}u;
+  let p = (gid / ${Q}u) % ${P}u;
+  let q = gid % ${Q}u;
+  let lo = clamp(off[e], 0, ${R});
+  let hi = clamp(off[e + 1u], lo, ${R});
+  var s = 0.0;
+  for (var r = u32(lo); r < u32(hi); r++) {
+    s = fma(a[r * ${P}u + p], b[r * ${Q}u + q], s);
   }
-  let s = workgroupUniformLoad(&span);
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  for (var k0 = s.x; k0 < s.y; k0 += ${TK}u) {
-    for (var i = 0u; i < ${(TM * TK) / WG}u; i++) {
-      let q = lid + ${WG}u * i;
-      let kk = q / ${TM}u; let mm = q % ${TM}u; let r = k0 + kk; let p = p0 + mm;
-      var v = 0.0;
-      if (r < s.y && p < ${P}u) { v = a[r * ${P}u + p]; }
-      As[kk * ${TM}u + mm] = v;
-    }
-    for (var i = 0u; i < ${(TN * TK) / WG}u; i++) {
-      let q = lid + ${WG}u * i;
-      let kk = q / ${TN}u; let nn = q % ${TN}u; let r = k0 + kk; let n = n0 + nn;
-      var v = 0.0;
-      if (r < s.y && n < ${Q}u) { v = b[r * ${Q}u + n]; }
-      Bs[kk * ${TN}u + nn] = v;
-    }
-    workgroupBarrier();
-    ${fmaSlice}
-    workgroupBarrier();
-  }
-  let ob = e * ${P * Q}u;
-  for (var j = 0u; j < 4u; j++) {
-    let n = n0 + tx + 16u * j;
-    if (n < ${Q}u) {
-      let pa = p0 + ty;
-      let pb = p0 + ty + 16u;
-      if (pa < ${P}u) { out[ob + pa * ${Q}u + n] = acc0[j]; }
-      if (pb < ${P}u) { out[ob + pb * ${Q}u + n] = acc1[j]; }
-    }
-  }
+  out[gid] = s;
 }`;
     return {
       launches: [{
         code,
         bindings: [{ input: 0 }, { input: 1 }, { input: 2 }, { output: 0 }],
-        workgroups: grid(total, ctx.maxWorkgroupsPerDim),
+        workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim),
       }],
     };
   },
