@@ -17,8 +17,8 @@
  * not a scatter), are weighted by the routing weights and summed over the k picks. Shapes stay static (N·k rows; the
  * split among experts is data), so one graph runs on every executor (engine/graph/ops/grouped.ts). The sort and the
  * gathers cost O(N·k·H), against the dense dispatch's E / k times the expert FLOPs (4× for a Mixtral-8x7B, 16× for a
- * Qwen3-30B-A3B); a dense path is kept only as the test reference (moe_test.ts). The experts' 2-D checkpoint weights
- * are still stacked by a concat per step (a transient copy).
+ * Qwen3-30B-A3B); the dense dispatch is kept only as the reference of tests and bench "moe" (moe_dense.ts). The
+ * experts' 2-D checkpoint weights are still stacked by a concat per step (a transient copy).
  * @module
  */
 import {
