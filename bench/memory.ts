@@ -84,8 +84,8 @@ export const PAPER_MODELS = {
 };
 
 /**
- * Mixture-of-experts shapes (HF config.json keys): planned with LoRA and full tuning, checkpointed. Whetstone runs every
- * expert on every token (engine/nn/moe.ts), so the arena holds E / k times the expert activations of a sparse dispatch.
+ * Mixture-of-experts shapes (HF config.json keys): planned with LoRA and full tuning, checkpointed. Experts run on their
+ * routed tokens only (sparse dispatch, engine/nn/moe.ts): the arena holds N·k expert rows per layer, not N·E.
  */
 export const MOE_MODELS = {
   "mixtral-8x7b": {

@@ -7,6 +7,7 @@ import { attentionBench } from "./attention.ts";
 import { matmulBench } from "./matmul.ts";
 import { dispatchBench } from "./dispatch.ts";
 import { modelBench } from "./model.ts";
+import { moeBench } from "./moe.ts";
 import { trainBench } from "./train.ts";
 import { dataBench } from "./data.ts";
 import { decodeBench } from "./decode.ts";
@@ -23,6 +24,7 @@ export const benches: Bench[] = [
   matmulBench,
   dispatchBench,
   modelBench,
+  moeBench,
   dataBench,
   trainBench,
   decodeBench,

@@ -20,6 +20,7 @@ import { lowerings as linearCe } from "./linear_ce.ts";
 import { lowerings as assign } from "./assign.ts";
 import { lowerings as scatter } from "./scatter.ts";
 import { lowerings as matmulQ } from "./matmul_q.ts";
+import { lowerings as grouped } from "./grouped.ts";
 import { segmentedMatmul } from "./matmul_segmented.ts";
 
 const table: Record<string, Lowering> = {
@@ -40,6 +41,7 @@ const table: Record<string, Lowering> = {
   ...assign,
   ...scatter,
   ...matmulQ,
+  ...grouped,
   // The tuned matmul, or by blocks when its 2-D weight is stored in segments (kernels/segments.ts).
   matmul: segmentedMatmul as Lowering,
 };

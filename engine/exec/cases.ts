@@ -11,6 +11,7 @@ import { cases as linearCe } from "../graph/ops/linear_ce_cases.ts";
 import { cases as matmul } from "../graph/ops/matmul_cases.ts";
 import { cases as matmulQ } from "../graph/ops/matmul_q_cases.ts";
 import { cases as fusion } from "./fusion_cases.ts";
+import { cases as grouped } from "../graph/ops/grouped_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
@@ -22,4 +23,5 @@ export const families: Record<string, OpCase[]> = {
   linearCe,
   matmulQ,
   fusion,
+  grouped,
 };

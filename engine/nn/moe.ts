@@ -9,13 +9,17 @@
  * so it needs no new op and carries no gradient; the gradient flows through the selected probabilities as in
  * transformers.
  *
- * Dispatch is dense: every expert runs on every token and its output is weighted by the token's routing weight, zero
- * outside its top-k. The experts of a layer are stacked (their gate and up weights concatenated to [E·I, H], their
- * down weights to [H, E·I]), so a layer is three matmuls: a = swiglu(x·Gᵀ, x·Uᵀ) [N, E·I], scaled per expert by the
- * routing weights, then a·Dᵀ = Σ_e w_e · down_e(a_e). That is exact (forward and backward: an expert's weights get
- * gradient only from its tokens), has static shapes on every executor, and costs E / k times the expert FLOPs of a
- * sparse dispatch — fine for small models, wasteful for a Mixtral-8x7B (4×) or a Qwen3-30B-A3B (16×) — plus a
- * transient copy of the layer's expert weights per step.
+ * Dispatch is sparse ({@link routedExperts}): the N·k (token, expert) assignments are sorted by expert in the graph
+ * (`expert_sort`, a stable counting sort), the tokens' rows gathered in that order [N·k, H] (`embedding`, whose
+ * gradient is the scatter-add `embedding_bwd`), and each projection is one `grouped_matmul` over the sorted rows with
+ * the experts' weights stacked [E, out, in]: row r meets only its expert's weight, so a layer costs N·k·3·H·I
+ * multiply-adds instead of the dense N·E·3·H·I, forward and backward (dx is a grouped matmul with Wᵀ, dW[e] a
+ * segmented sum over e's rows). The rows come back in assignment order through the inverse permutation (a gather,
+ * not a scatter), are weighted by the routing weights and summed over the k picks. Shapes stay static (N·k rows; the
+ * split among experts is data), so one graph runs on every executor (engine/graph/ops/grouped.ts). The sort and the
+ * gathers cost O(N·k·H), against the dense dispatch's E / k times the expert FLOPs (4× for a Mixtral-8x7B, 16× for a
+ * Qwen3-30B-A3B); the dense dispatch is kept only as the reference of tests and bench "moe" (moe_dense.ts). The
+ * experts' 2-D checkpoint weights are still stacked by a concat per step (a transient copy).
  * @module
  */
 import {
@@ -23,10 +27,12 @@ import {
   cast,
   concat,
   div,
+  embedding,
+  type ExpertOrder,
+  expertSort,
+  groupedMatmul,
   gt,
-  matmul,
   mul,
-  permute,
   reshape,
   sigmoid,
   softmax,
@@ -34,9 +40,18 @@ import {
   swiglu,
   type Tensor,
 } from "../graph/mod.ts";
-import { NOAUX_FAMILIES, noauxRoute, type NoauxRouter, noauxRouter, topkMask } from "./moe_router.ts";
+import {
+  expertRank,
+  NOAUX_FAMILIES,
+  noauxRoute,
+  type NoauxRouter,
+  noauxRouter,
+  selectByRank,
+  topkMask,
+  topkSelect,
+} from "./moe_router.ts";
 
-export { topkMask };
+export { topkMask, topkSelect };
 
 /** The mixture-of-experts part of a decoder config. */
 export interface MoeConfig {
@@ -184,14 +199,45 @@ export interface Route {
 }
 
 /**
- * The experts' weights `ws` (each [rows, cols]) stacked along `axis` (0: [E·rows, cols], 1: [rows, E·cols]), with an
- * adapter's s·ΔW [E, rows, cols] added first when given (W + s·ΔW before the expert matmuls, as PEFT's ParamWrapper).
+ * One projection of the routed experts: their weights stacked [E, out, in] (each expert's [out, in] linear weight),
+ * or a function of the expert-sorted rows [N·k, in] → [N·k, out] (an adapter, biases, another layout) that applies
+ * expert e to rows [order.offsets[e], order.offsets[e + 1]), e.g. with {@link groupedMatmul}.
  */
-export function stackExperts(ws: readonly Tensor[], axis: 0 | 1, delta?: Tensor): Tensor {
-  if (!delta) return concat(ws, axis);
-  const [rows, cols] = ws[0].shape, E = ws.length;
-  const w3 = add(concat(ws.map((w) => reshape(w, [1, rows, cols])), 0), delta); // [E, rows, cols]
-  return axis === 0 ? reshape(w3, [E * rows, cols]) : reshape(permute(w3, [1, 0, 2]), [rows, E * cols]);
+export type ExpertProjection = Tensor | ((rows: Tensor, order: ExpertOrder) => Tensor);
+
+/** The routed experts of one layer: gate, up and down projections and the activation (default SwiGLU). */
+export interface RoutedExpertWeights {
+  gate: ExpertProjection;
+  up: ExpertProjection;
+  down: ExpertProjection;
+  /** act(gate, up) on the sorted rows [N·k, I] (default `swiglu`: silu(gate) · up). */
+  act?: (gate: Tensor, up: Tensor) => Tensor;
+}
+
+/**
+ * Σ_j topkWeight[n, j] · expert_{topkIdx[n, j]}(x[n]) for x [..., H], topkIdx [..., k] i32 and topkWeight [..., k] →
+ * [..., H] f32, each expert computed on its tokens only (sparse dispatch; see the module doc). Ids outside [0, E)
+ * contribute nothing. E is the stacked weights' first axis, or `experts` when every projection is a function.
+ */
+export function routedExperts(
+  x: Tensor,
+  topkIdx: Tensor,
+  topkWeight: Tensor,
+  w: RoutedExpertWeights,
+  experts?: number,
+): Tensor {
+  const H = x.shape[x.rank - 1], k = topkIdx.shape[topkIdx.rank - 1], lead = x.shape.slice(0, -1);
+  const N = lead.reduce((a, b) => a * b, 1);
+  const E = experts ?? [w.gate, w.up, w.down].find((p): p is Tensor => typeof p !== "function")?.shape[0];
+  if (E === undefined) throw new Error("routedExperts: pass `experts` when every projection is a function");
+  const order = expertSort(reshape(topkIdx, [N, k]), E);
+  const proj = (p: ExpertProjection, rows: Tensor) =>
+    typeof p === "function" ? p(rows, order) : groupedMatmul(rows, p, order.offsets, { transB: true });
+  const xs = embedding(f32(reshape(x, [N, H])), order.rows); // [N·k, H], expert-sorted
+  const a = (w.act ?? swiglu)(proj(w.gate, xs), proj(w.up, xs));
+  const ys = embedding(proj(w.down, a), reshape(order.pos, [N * k])); // [N·k, H], assignment order
+  const y = sum(mul(reshape(ys, [N, k, H]), reshape(f32(topkWeight), [N, k, 1])), 1);
+  return reshape(y, [...lead, H]);
 }
 
 /**
@@ -210,7 +256,7 @@ export function traceMoe(
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.${m.block}`;
   const [gate, up, down] = m.names;
-  let probs: Tensor, topk: Tensor, w: Tensor;
+  let probs: Tensor, topk: Tensor, w: Tensor, rank: Tensor;
   if (m.noaux) {
     // The router is an nn.Parameter there (no adapter), computed in f32; the bias only steers the choice.
     const r = noauxRoute(
@@ -219,33 +265,33 @@ export function traceMoe(
       m.normTopK,
       f32(x),
       f32(weight(`${b}.gate.weight`)),
-      f32(
-        weight(`${b}.gate.e_score_correction_bias`),
-      ),
+      f32(weight(`${b}.gate.e_score_correction_bias`)),
     );
-    [probs, topk, w] = [r.scores, r.topk, r.weights];
+    [probs, topk, w, rank] = [r.scores, r.topk, r.weights, r.rank];
   } else {
     const logits = linear(x, `${b}.gate`); // [B, L, E]
     probs = softmax(f32(logits), -1);
-    topk = topkMask(probs, m.topK);
+    rank = expertRank(probs);
+    topk = gt(m.topK - 0.5, rank);
     w = mul(probs, topk);
     if (m.normTopK) w = div(w, sum(w, -1, true));
   }
-  const E = m.experts, I = m.intermediate, lead = x.shape.slice(0, -1);
-  // Stacked in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat).
-  const stack = (name: string, axis: 0 | 1, proj: "gate" | "up" | "down") =>
-    stackExperts(
-      Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`))),
-      axis,
-      delta?.(i, proj),
-    );
-  const xf = f32(x);
-  const a = swiglu(
-    matmul(xf, stack(gate, 0, "gate"), { transB: true }),
-    matmul(xf, stack(up, 0, "up"), { transB: true }),
-  ); // [B, L, E·I]
-  const aw = reshape(mul(reshape(a, [...lead, E, I]), reshape(w, [...lead, E, 1])), [...lead, E * I]);
-  let out = matmul(aw, stack(down, 1, "down"), { transB: true }); // [B, L, H]
+  const E = m.experts, H = x.shape[x.rank - 1];
+  // Stacked [E, out, in] in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat); an
+  // adapter's s·ΔW [E, out, in] is added to the whole stack (W + s·ΔW before the expert matmuls, as PEFT's
+  // ParamWrapper), never sliced per expert (a slice's backward pads to the whole tensor: E² cost).
+  const stack = (name: string, rows: number, proj: "gate" | "up" | "down") => {
+    const ws = Array.from({ length: E }, (_, e) => f32(weight(`${b}.experts.${e}.${name}.weight`)));
+    const s = reshape(concat(ws, 0), [E, rows, -1]);
+    const d = delta?.(i, proj);
+    return d ? add(s, d) : s;
+  };
+  const pick = selectByRank(rank, w, m.topK);
+  let out = routedExperts(x, pick.idx, pick.weight, {
+    gate: stack(gate, m.intermediate, "gate"),
+    up: stack(up, m.intermediate, "up"),
+    down: stack(down, H, "down"),
+  });
   if (m.sharedIntermediate) {
     const s = `${b}.${sharedName(m)}`;
     const y = linear(swiglu(linear(x, `${s}.gate_proj`), linear(x, `${s}.up_proj`)), `${s}.down_proj`);

@@ -15,17 +15,41 @@
  * `configure_moe` leaves these model types alone: `moe_aux_loss_coef` changes nothing for them (see moe.ts).
  * @module
  */
-import { add, div, eq, expand, gt, matmul, mul, reshape, sigmoid, sum, type Tensor } from "../graph/mod.ts";
+import { add, cast, div, eq, expand, gt, matmul, mul, reshape, sigmoid, sum, type Tensor } from "../graph/mod.ts";
 
-/** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
-export function topkMask(p: Tensor, k: number): Tensor {
+/** The rank of each entry along the last axis of p [..., E]: how many entries rank above it (ties to the lower index). */
+export function expertRank(p: Tensor): Tensor {
   const E = p.shape[p.rank - 1], lead = p.shape.slice(0, -1);
   const pi = reshape(p, [...lead, E, 1]), pj = reshape(p, [...lead, 1, E]);
   const before = new Float32Array(E * E);
   for (let i = 0; i < E; i++) for (let j = 0; j < i; j++) before[i * E + j] = 1;
   const tri = p.graph.constant(before, [E, E]);
-  const rank = sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]: how many entries rank above
-  return gt(k - 0.5, rank);
+  return sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]
+}
+
+/** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
+export function topkMask(p: Tensor, k: number): Tensor {
+  return gt(k - 0.5, expertRank(p));
+}
+
+/**
+ * The top-k of scores p [..., E] as indices [..., k] i32 (largest first, ties to the lower index) and the entries of
+ * `w` [..., E] at them [..., k] (w carries the gradient; the choice carries none).
+ */
+export function topkSelect(p: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
+  return selectByRank(expertRank(p), w, k);
+}
+
+/** {@link topkSelect} from the entries' ranks [..., E] ({@link expertRank}). */
+export function selectByRank(rank: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
+  const E = rank.shape[rank.rank - 1], lead = rank.shape.slice(0, -1);
+  const g = rank.graph;
+  const pick = eq(reshape(rank, [...lead, E, 1]), g.constant(Array.from({ length: k }, (_, j) => j), [1, k])); // [..., E, k]
+  const e = g.constant(Array.from({ length: E }, (_, i) => i), [E, 1]);
+  return {
+    idx: cast(sum(mul(pick, e), -2), "i32"),
+    weight: sum(mul(pick, reshape(w, [...lead, E, 1])), -2),
+  };
 }
 
 /** The noaux_tc router settings of a config.json. */
@@ -86,7 +110,7 @@ export function noauxRoute(
   x: Tensor,
   weight: Tensor,
   bias: Tensor,
-): { weights: Tensor; scores: Tensor; topk: Tensor } {
+): { weights: Tensor; scores: Tensor; topk: Tensor; rank: Tensor } {
   const E = weight.shape[0], lead = x.shape.slice(0, -1), G = r.nGroup, per = E / G;
   const scores = sigmoid(matmul(x, weight, { transB: true })); // [..., E]
   const choice = add(scores, bias);
@@ -100,9 +124,10 @@ export function noauxRoute(
     // num_experts_per_tok <= the eligible count (noauxRouter checks it).
     eligible = add(mul(choice, allowed), mul(add(allowed, -1), 1e30));
   }
-  const topk = topkMask(eligible, topK);
+  const rank = expertRank(eligible);
+  const topk = gt(topK - 0.5, rank);
   let weights = mul(scores, topk);
   if (normTopK) weights = div(weights, add(sum(weights, -1, true), 1e-20));
   if (r.routedScale !== 1) weights = mul(weights, r.routedScale);
-  return { weights, scores, topk };
+  return { weights, scores, topk, rank };
 }

@@ -26,6 +26,7 @@ import { trainLowerings } from "./lower_train.ts";
 import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
 import { optim8Lowerings } from "./lower_optim8.ts";
+import { groupedLowerings } from "./lower_grouped.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
 
@@ -37,6 +38,7 @@ export const onnxLowerings: Record<string, OnnxLowering> = {
   ...trainLowerings,
   ...quantLowerings,
   ...optim8Lowerings,
+  ...groupedLowerings,
 };
 
 /** Little-endian bytes of values in the ONNX type a dtype lives in. */

@@ -21,3 +21,4 @@ export * from "./assign.ts";
 export * from "./scatter.ts";
 export * from "./matmul_q.ts";
 export * from "./stop_gradient.ts";
+export * from "./grouped.ts";
