@@ -4,7 +4,8 @@
  * trainer state) from a checkpoint folder.
  * @module
  */
-import { openSafetensors, writeSafetensors } from "../../io/safetensors.ts";
+import { encodeTensor, openSafetensors, writeSafetensorsStream } from "../../io/safetensors.ts";
+import type { Executor } from "../../exec/executor.ts";
 import { MODULES_TO_SAVE_KEYS } from "../../io/peft.ts";
 import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
 import { OftAdapter, saveOft } from "../../nn/oft.ts";
@@ -25,6 +26,25 @@ export interface TrainState {
   log_history: LogHistoryEntry[];
   /** HF's best-metric tracking (train/best_model.ts), written into trainer_state.json. */
   best?: import("../best_model.ts").BestState;
+}
+
+/**
+ * Writes executor params as F32 tensors (`key` in the file, `name` in the store) one at a time: only one tensor's copy
+ * is in memory at once, not a copy of every weight or optimizer state beside the store (1 GB for 135M's AdamW states).
+ */
+async function writeParams(
+  path: string,
+  ex: Executor,
+  list: readonly { key: string; name: string; shape: readonly number[] }[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const specs = Object.fromEntries(list.map((t) => [t.key, { dtype: "F32" as const, shape: t.shape }]));
+  const byKey = new Map(list.map((t) => [t.key, t]));
+  await writeSafetensorsStream(path, specs, async (key) => {
+    const t = byKey.get(key)!, got = await ex.getParam(t.name);
+    const data = got instanceof Float32Array ? got : Float32Array.from(got);
+    return encodeTensor(key, { dtype: "F32", shape: [...t.shape], data });
+  }, metadata);
 }
 
 async function copyIfExists(from: string, to: string) {
@@ -53,11 +73,8 @@ export async function saveModel(
   }
   if (model.adapter instanceof OftAdapter) await saveOft(model, dir, modelDir);
   if (full) {
-    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-    for (const [name, p] of model.params) {
-      tensors[name] = { dtype: "F32", shape: p.shape, data: Float32Array.from(await model.executor.getParam(name)) };
-    }
-    await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    const list = [...model.params].map(([name, p]) => ({ key: name, name, shape: p.shape }));
+    await writeParams(`${dir}/model.safetensors`, model.executor, list, { format: "pt" });
     const cfg = { ...model.config.raw, torch_dtype: "float32" };
     if ("dtype" in cfg) (cfg as Record<string, unknown>).dtype = "float32";
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
@@ -78,19 +95,17 @@ export async function saveOptimizer(
   dir: string,
   states: readonly { name: string; shape: number[] }[],
 ): Promise<void> {
-  const t: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
   const ex = model.executor;
-  for (const s of states) {
-    const key = s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name;
-    t[key] = { dtype: "F32", shape: s.shape, data: Float32Array.from(await ex.getParam(s.name)) };
-  }
+  const list = states.map((s) => ({
+    key: s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name,
+    name: s.name,
+    shape: s.shape,
+  }));
   // Running sums, and the fp16 loss scaler's scale and growth counter (a resumed run goes on with them).
   for (const name of RUNNING_STATE) {
-    if (!ex.hasParam(name)) continue;
-    const data = Float32Array.from(await ex.getParam(name));
-    t[name] = { dtype: "F32", shape: [data.length], data };
+    if (ex.hasParam(name)) list.push({ key: name, name, shape: [(await ex.getParam(name)).length] });
   }
-  await writeSafetensors(`${dir}/optimizer.safetensors`, t);
+  await writeParams(`${dir}/optimizer.safetensors`, ex, list);
 }
 
 /** Loads the trained weights of a checkpoint folder (adapter, or the trainable tensors, and the value head). */
