@@ -50,6 +50,11 @@ export class Graph {
    * backward pass instead of kept (see autodiff.ts).
    */
   readonly checkpoints: { start: number; end: number }[] = [];
+  /**
+   * Node ranges [start, end) that {@link backward} appended to recompute a checkpointed segment: the same ops on the
+   * same inputs as the segment's, which an executor must not merge with them (the ONNX lowering keeps them apart).
+   */
+  readonly recomputed: { start: number; end: number }[] = [];
 
   #addValue(v: Omit<Value, "id">): Tensor {
     const id = this.values.length;

@@ -25,6 +25,7 @@ import { embeddingScatterAdd, nnLowerings } from "./lower_nn.ts";
 import { trainLowerings } from "./lower_train.ts";
 import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
+import { recomputeInputs } from "./recompute.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
 
@@ -115,6 +116,7 @@ function tiedEmbeddingGrads(graph: Graph, order: readonly number[], outputs: Map
     const u = uses.get(e.outputs[0]) ?? [];
     if (u.length !== 1) continue;
     const a = graph.nodes[u[0]];
+    if (tied.has(-1 - u[0])) continue; // the add's other input is a scatter folded into it already
     const shape = graph.values[e.outputs[0]].shape.join();
     if (
       a.op !== "add" || a.inputs[0] === a.inputs[1] ||
@@ -174,6 +176,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
   }
   const scatters: LoweredGraph["scatters"] = [];
   const tied = tiedEmbeddingGrads(graph, plan.order, plan.outputs);
+  const recomputeIns = recomputeInputs(graph, b);
   for (const ni of plan.order) {
     const n = graph.nodes[ni];
     const def = getOp(n.op);
@@ -197,7 +200,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     }
     const lower = onnxLowerings[n.op];
     if (!lower) throw new Error(`op "${n.op}" has no ONNX lowering`);
-    const ins = n.inputs.map((id) => current.get(id) ?? names.get(id)!);
+    const ins = recomputeIns(ni, n.inputs.map((id) => current.get(id) ?? names.get(id)!));
     const outInfos = n.outputs.map((o) => graph.values[o]);
     const res = lower({
       b,

@@ -1,9 +1,11 @@
 /**
  * What the ONNX lowering does for memory: a tied embedding's gradient is one scatter into the LM head's gradient (no
- * zeroed [V, D] buffer, no separate sum), and the result is the reference executor's.
+ * zeroed [V, D] buffer, no separate sum), and the result is the reference executor's; the nodes computing AdamW's new
+ * param and states write the outputs themselves (no Identity copying a value the rest of the update still reads).
  */
 import assert from "node:assert/strict";
 import { backward, embedding, Graph, matmul, mul, sum, transpose } from "../../graph/mod.ts";
+import { adamw } from "../../graph/ops/optim.ts";
 import { ReferenceExecutor } from "../reference.ts";
 import type { Executor } from "../executor.ts";
 import { rng } from "../testing/harness.ts";
@@ -40,4 +42,45 @@ Deno.test("onnx lowering: a tied embedding's gradient is scattered into the head
     assert.equal(got[k].length, want[k].length);
     got[k].forEach((v, i) => assert.ok(Math.abs(v - want[k][i]) < 1e-5, `${k}[${i}]: ${v}, reference ${want[k][i]}`));
   }
+});
+
+/** W looked up twice (two batches' ids): dW = add(scatter, scatter), both of them embedding gradients. */
+function twice(): Graph {
+  const g = new Graph();
+  const ids = g.input("ids", [T], "i32"), ids2 = g.input("ids2", [T], "i32"), c = g.input("c", [T, D]);
+  const w = g.param("w", [V, D]);
+  const loss = sum(mul(mul(embedding(w, ids), embedding(w, ids2)), c));
+  g.output("dw", backward(loss, [w])[0]);
+  return g;
+}
+
+Deno.test("onnx lowering: a weight's gradients from two lookups sum as the reference's", async () => {
+  const r = rng(5);
+  const w = Array.from({ length: V * D }, () => r() - 0.5);
+  const feeds = {
+    ids: [3, 0, 3, 9, -1, 12],
+    ids2: [1, 1, 2, 5, 9, 0],
+    c: Array.from({ length: T * D }, () => r() - 0.5),
+  };
+  const run = async (ex: Executor) => {
+    ex.setParam("w", w, [V, D]);
+    return (await (await ex.compile(twice())).run(feeds)).dw;
+  };
+  const want = await run(new ReferenceExecutor()), got = await run(await OnnxExecutor.create());
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-4, `dw[${i}]: ${v}, reference ${want[i]}`));
+});
+
+Deno.test("onnx lowering: AdamW's new param and states are written by the nodes computing them, in place", () => {
+  const g = new Graph();
+  const x = g.input("x", [4, 8]), lr = g.input("lr", []), step = g.input("step", []);
+  const w = g.param("w", [8, 8]), m = g.param("w.m", [8, 8]), v = g.param("w.v", [8, 8]);
+  const loss = sum(mul(matmul(x, w), matmul(x, w)));
+  adamw(w, backward(loss, [w])[0], m, v, lr, step, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+  const l = lowerGraph(g, { inPlaceStates: true });
+  assert.deepEqual(l.states.map((s) => [s.name, s.inPlace]), [["w", true], ["w.m", true], ["w.v", true]]);
+  const writers = l.model.graph.nodes.filter((n) => n.outputs.some((o) => o.startsWith("state/")));
+  assert.deepEqual(writers.map((n) => n.opType).sort(), ["Add", "Add", "Sub"]);
+  // m' and v' are read on by the param's update: from the output buffers themselves.
+  const readers = l.model.graph.nodes.filter((n) => n.inputs.some((i) => i === "state/w.m" || i === "state/w.v"));
+  assert.ok(readers.length >= 2, readers.map((n) => n.opType).join());
 });
