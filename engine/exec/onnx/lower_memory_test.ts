@@ -4,7 +4,7 @@
  * param and states write the outputs themselves (no Identity copying a value the rest of the update still reads).
  */
 import assert from "node:assert/strict";
-import { backward, embedding, Graph, matmul, mul, sum, transpose } from "../../graph/mod.ts";
+import { backward, embedding, Graph, matmul, mul, reshape, sum, transpose } from "../../graph/mod.ts";
 import { adamw } from "../../graph/ops/optim.ts";
 import { ReferenceExecutor } from "../reference.ts";
 import type { Executor } from "../executor.ts";
@@ -83,4 +83,39 @@ Deno.test("onnx lowering: AdamW's new param and states are written by the nodes 
   // m' and v' are read on by the param's update: from the output buffers themselves.
   const readers = l.model.graph.nodes.filter((n) => n.inputs.some((i) => i === "state/w.m" || i === "state/w.v"));
   assert.ok(readers.length >= 2, readers.map((n) => n.opType).join());
+});
+
+/** loss = Σ c ⊙ relu-free MLP (x·W1)² · W2, the first layer checkpointed (or not); outputs dW1 and dW2. */
+function mlp(checkpoint: boolean): Graph {
+  const g = new Graph();
+  const x = g.input("x", [4, 8]), c = g.input("c", [4, 8]);
+  const w1 = g.param("w1", [8, 8]), w2 = g.param("w2", [8, 8]);
+  const x2 = reshape(mul(x, x), [4, 8]); // the segment's input: made by an op (a view)
+  const layer = () => {
+    const y = matmul(x2, w1);
+    return mul(y, y);
+  };
+  const h = checkpoint ? g.checkpoint(layer) : layer();
+  const loss = sum(mul(matmul(h, w2), c));
+  const [d1, d2] = backward(loss, [w1, w2]);
+  g.output("d1", d1);
+  g.output("d2", d2);
+  return g;
+}
+
+Deno.test("onnx lowering: a checkpointed segment is recomputed, not merged back into the forward", async () => {
+  const matmuls = (g: Graph) => lowerGraph(g).model.graph.nodes.filter((n) => n.opType === "MatMul").length;
+  assert.equal(matmuls(mlp(true)), matmuls(mlp(false)) + 1, "the recomputed x·W1 is a node of its own");
+  const r = rng(9);
+  const w1 = Array.from({ length: 64 }, () => r() - 0.5), w2 = Array.from({ length: 64 }, () => r() - 0.5);
+  const feeds = { x: Array.from({ length: 32 }, () => r() - 0.5), c: Array.from({ length: 32 }, () => r() - 0.5) };
+  const run = async (ex: Executor, checkpoint: boolean) => {
+    ex.setParam("w1", w1, [8, 8]);
+    ex.setParam("w2", w2, [8, 8]);
+    return await (await ex.compile(mlp(checkpoint))).run(feeds);
+  };
+  const want = await run(new ReferenceExecutor(), false), got = await run(await OnnxExecutor.create(), true);
+  for (const k of ["d1", "d2"]) {
+    got[k].forEach((v, i) => assert.ok(Math.abs(v - want[k][i]) < 1e-5, `${k}[${i}]: ${v}, reference ${want[k][i]}`));
+  }
 });
