@@ -115,7 +115,9 @@ export interface OnnxExecutorOptions {
   cpuArena?: boolean;
   /**
    * Sessions over ONNX Runtime's C API through Deno's FFI (ffi.ts), which write states into the stored arrays with no
-   * copy out (default where FFI is allowed and `WHETSTONE_ONNX_FFI` is not `off`); `false`: onnxruntime-node's.
+   * copy out: by default for the graphs that run without the CPU arena (large states: full and freeze steps), where FFI
+   * is allowed and `WHETSTONE_ONNX_FFI` is not `off`; `true`: every session; `false`: none (onnxruntime-node's). The
+   * others stay on onnxruntime-node, whose arena sessions held less (a 135M LoRA step: 2.26 GB against 2.44 over FFI).
    */
   ffi?: boolean;
 }
@@ -138,7 +140,7 @@ export class OnnxExecutor implements Executor {
     this.ffi = opts.ffi === false ? undefined : OrtFfi.open();
   }
 
-  /** Whether sessions run over ONNX Runtime's C API (ffi.ts: no copies of states) rather than onnxruntime-node's. */
+  /** Whether sessions may run over ONNX Runtime's C API (ffi.ts; see {@link OnnxExecutorOptions.ffi}). */
   get usesFfi(): boolean {
     return this.ffi !== undefined;
   }
@@ -242,7 +244,7 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const ffi = this.ffi;
+    const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       if (!ffi) return { node: await this.ort.InferenceSession.create(model as Uint8Array, o) };
       const bytes = typeof model === "string" ? await Deno.readFile(model) : model;

@@ -85,5 +85,7 @@ async function adamwRun(opts: OnnxExecutorOptions): Promise<number[][]> {
 }
 
 Deno.test("ffi: the executor's training steps over FFI are onnxruntime-node's, bit for bit", async () => {
-  assert.deepEqual(await adamwRun({}), await adamwRun({ ffi: false }));
+  assert.deepEqual(await adamwRun({ ffi: true }), await adamwRun({ ffi: false }));
+  // Without the arena (as full tuning's steps run) the default takes FFI too.
+  assert.deepEqual(await adamwRun({ cpuArena: false }), await adamwRun({ ffi: false, cpuArena: false }));
 });

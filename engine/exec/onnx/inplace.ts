@@ -107,7 +107,7 @@ export function tieInPlaceStates(b: OnnxBuilder, states: readonly StateIo[]): bo
     // One output of each reader stands for it (its first: every reader here has one).
     if (loose.length) ties.set(w, { value, shape: s.shape, readers: loose.map((r) => nodes[r].outputs[0]) });
   }
-  const untied = Deno.env.get("HMEM_NOFOLD") ? [] : states.filter((s) => !ties.has(producer.get(s.output)!));
+  const untied = states.filter((s) => !ties.has(producer.get(s.output)!));
   if (ties.size === 0) {
     foldWriters(b, untied);
     return inPlace;
