@@ -5,7 +5,7 @@
  * as if nothing were checkpointed. The recomputation instead reads each value it takes from outside its range (a
  * segment's input, a mask or rotary table made once) through a barrier: the value itself (a Reshape is a view, no copy),
  * under a name neither can merge, because its target shape is chosen at run time by the value's first element
- * (`Where(x[0] != 0, shape, shape)`: the same shape either way, nothing constant folding can remove).
+ * (`Where(x[0] != 0, Shape(x), Shape(x))`: the same shape either way, nothing constant folding can remove).
  *
  * @example
  * ```ts
@@ -37,15 +37,15 @@ export function recomputeInputs(graph: Graph, b: OnnxBuilder): (ni: number, ins:
       if (numel(v.shape) === 0) return name;
       const key = `${r.start}:${v.id}`;
       let out = barriers.get(key);
-      if (!out) barriers.set(key, out = barrier(b, name, v.shape));
+      if (!out) barriers.set(key, out = barrier(b, name));
       return out;
     });
   };
 }
 
-/** `x` under a name of its own: Reshape(x, Where(x[0] != 0, shape, shape)). */
-function barrier(b: OnnxBuilder, x: string, shape: readonly number[]): string {
+/** `x` under a name of its own: Reshape(x, Where(x[0] != 0, Shape(x), Shape(x))). */
+function barrier(b: OnnxBuilder, x: string): string {
   const first = b.op1("Slice", [b.reshape(x, [-1]), b.i64([0]), b.i64([1])]);
-  const dims = b.i64([...shape]);
+  const dims = b.op1("Shape", [x]); // not the traced dims: right for symbolic ones too
   return b.op1("Reshape", [x, b.op1("Where", [b.cast(first, ONNX_TYPE.BOOL), dims, dims])]);
 }
