@@ -83,10 +83,12 @@ function recompute(g: Graph, seg: { start: number; end: number }, grads: Map<num
   let reached = false;
   for (let i = seg.start; i < seg.end && !reached; i++) reached = g.nodes[i].outputs.some((o) => grads.has(o));
   if (!reached) return map;
+  const start = g.nodes.length;
   for (let i = seg.start; i < seg.end; i++) {
     const n = g.nodes[i];
     const outs = g.apply(n.op, n.inputs.map((v) => map.get(v) ?? g.tensor(v)), n.attrs);
     n.outputs.forEach((o, k) => map.set(o, outs[k]));
   }
+  if (g.nodes.length > start) g.recomputed.push({ start, end: g.nodes.length });
   return map;
 }

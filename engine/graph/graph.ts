@@ -55,6 +55,11 @@ export class Graph {
    * through {@link completeFeeds}.
    */
   readonly derived = new Map<string, (feeds: Record<string, ArrayLike<number>>) => ArrayLike<number>>();
+  /**
+   * Node ranges [start, end) that {@link backward} appended to recompute a checkpointed segment: the same ops on the
+   * same inputs as the segment's, which an executor must not merge with them (the ONNX lowering keeps them apart).
+   */
+  readonly recomputed: { start: number; end: number }[] = [];
 
   #addValue(v: Omit<Value, "id">): Tensor {
     const id = this.values.length;

@@ -19,14 +19,15 @@ import { completeFeeds, type Graph } from "../../graph/graph.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel } from "../../graph/types.ts";
 import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
-import { collectGarbage, setMmapThreshold } from "../../util/memory.ts";
+import { collectGarbage, setMmapThreshold, trimHeap } from "../../util/memory.ts";
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
-import { type LoweredValue, lowerGraph, type LowerOptions } from "./lower.ts";
+import { lowerGraph, type LowerOptions } from "./lower.ts";
 import { type Lowered, type SessionCounts, SymbolicSessions } from "./symbolic_sessions.ts";
 
 export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
 import { OnnxBuilder } from "./builder.ts";
+import { type FfiData, type FfiOutput, type FfiSession, type FfiSessionOptions, OrtFfi } from "./ffi.ts";
 import {
   cachedModel,
   commitModel,
@@ -76,7 +77,27 @@ function stateBytes(l: Lowered): number {
   return l.states.reduce((n, st) => n + numel(st.shape) * 4, 0);
 }
 
-function hostOf(t: Ort.Tensor, dtype: DType): HostArray {
+/** A tensor a run reads (a feed or a stored param). */
+interface RunTensor {
+  name: string;
+  data: Stored["data"];
+  shape: readonly number[];
+  dtype: DType;
+}
+
+/** An output a run writes: into a host array (a state), or handed back. */
+interface RunOutput {
+  name: string;
+  into?: Omit<RunTensor, "name">;
+}
+
+/**
+ * A compiled graph's session: over ONNX Runtime's C API (ffi.ts: states written in place cost no copy), or
+ * onnxruntime-node's (which copies every output out, the states too) where FFI cannot be reached.
+ */
+type Session = { ffi: FfiSession } | { node: Ort.InferenceSession };
+
+function hostOf(t: { data: unknown }, dtype: DType): HostArray {
   if (dtype === "u32") return Uint32Array.from(t.data as BigInt64Array, (v) => Number(v));
   return t.data as Float32Array | Int32Array;
 }
@@ -105,6 +126,13 @@ export interface OnnxExecutorOptions {
    * `WHETSTONE_ONNX_SYMBOLIC=off` in the environment or `false` here builds one session per traced shape.
    */
   symbolic?: boolean;
+  /**
+   * Sessions over ONNX Runtime's C API through Deno's FFI (ffi.ts), which write states into the stored arrays with no
+   * copy out: by default for the graphs that run without the CPU arena (large states: full and freeze steps), where FFI
+   * is allowed and `WHETSTONE_ONNX_FFI` is not `off`; `true`: every session; `false`: none (onnxruntime-node's). The
+   * others stay on onnxruntime-node, whose arena sessions held less (a 135M LoRA step: 2.26 GB against 2.44 over FFI).
+   */
+  ffi?: boolean;
 }
 
 /** Runs graphs on onnxruntime-node (CPU). */
@@ -122,14 +150,24 @@ export class OnnxExecutor implements Executor {
   /** The same counters over every executor of the process (for runs that make their own executor: benches, tests). */
   static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
   /** Sessions of symbolic models, one per graph for all its sizes. */
-  private readonly symbolic = new SymbolicSessions<Ort.InferenceSession>(
+  private readonly symbolic = new SymbolicSessions<Session>(
     (model, lowered) => this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
     [this.sessions, OnnxExecutor.allSessions],
   );
 
-  private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {}
+  /** ONNX Runtime's C API over FFI, when this executor's sessions run on it (see {@link OnnxExecutorOptions.ffi}). */
+  private readonly ffi?: OrtFfi;
 
-  /** An executor on onnxruntime-node's CPU execution provider. */
+  private constructor(private readonly ort: OrtModule, private readonly opts: OnnxExecutorOptions) {
+    this.ffi = opts.ffi === false ? undefined : OrtFfi.open();
+  }
+
+  /** Whether sessions may run over ONNX Runtime's C API (ffi.ts; see {@link OnnxExecutorOptions.ffi}). */
+  get usesFfi(): boolean {
+    return this.ffi !== undefined;
+  }
+
+  /** An executor on ONNX Runtime's CPU execution provider. */
   static async create(opts: OnnxExecutorOptions = {}): Promise<OnnxExecutor> {
     return new OnnxExecutor(await loadOrt(), opts);
   }
@@ -161,10 +199,13 @@ export class OnnxExecutor implements Executor {
   }
 
   getParam(name: string): Promise<HostArray> {
-    const p = this.store.get(name);
-    if (!p) return Promise.reject(new Error(`no param "${name}" in the store`));
-    if (p.dtype === "u32") return Promise.resolve(Uint32Array.from(p.data as BigInt64Array, (v) => Number(v)));
-    return Promise.resolve(p.data.slice() as Float32Array | Int32Array);
+    // After the runs issued before: an FFI run writes states in place off the event loop.
+    return this.queue.then(() => {
+      const p = this.store.get(name);
+      if (!p) throw new Error(`no param "${name}" in the store`);
+      if (p.dtype === "u32") return Uint32Array.from(p.data as BigInt64Array, (v) => Number(v));
+      return p.data.slice() as Float32Array | Int32Array;
+    });
   }
 
   hasParam(name: string): boolean {
@@ -179,7 +220,7 @@ export class OnnxExecutor implements Executor {
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
     const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
-    let lowered: Lowered | undefined, session: Ort.InferenceSession | undefined;
+    let lowered: Lowered | undefined, session: Session | undefined;
     const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
     const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
     if (sym) {
@@ -211,12 +252,16 @@ export class OnnxExecutor implements Executor {
    * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
    * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
    */
-  private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Ort.InferenceSession> {
+  private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Session> {
     const arena = this.opts.cpuArena ?? stateBytes < NO_ARENA_STATE_BYTES;
     // Without the arena ONNX Runtime's tensors come from malloc: have glibc map the large ones on their own, so they
     // are given back as they die instead of staying resident in the heap (under the outputs' copies, at the least).
     // Measured on a 135M full step (batch 4 × 128): peak 3.59 → 3.41 GiB, resident between steps 3.0 → 1.9 GiB.
-    if (!arena) setMmapThreshold(MMAP_THRESHOLD);
+    if (!arena && setMmapThreshold(MMAP_THRESHOLD)) {
+      // What loading the weights freed (file bytes, widened copies) goes back now, not after the first steps.
+      collectGarbage();
+      trimHeap();
+    }
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
       // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
@@ -235,9 +280,12 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const create = (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions) => {
+    const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
+    const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;
-      return this.ort.InferenceSession.create(model as Uint8Array, o);
+      if (!ffi) return { node: await this.ort.InferenceSession.create(model as Uint8Array, o) };
+      const bytes = typeof model === "string" ? await Deno.readFile(model) : model;
+      return { ffi: await ffi.createSession(bytes, o as FfiSessionOptions) };
     };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
     const dir = cache && (cache.dir ?? modelCacheDir());
@@ -260,7 +308,7 @@ export class OnnxExecutor implements Executor {
     } catch {
       return create(bytes, options); // no writable cache directory
     }
-    let session: Ort.InferenceSession;
+    let session: Session;
     try {
       // Quiet: onnxruntime warns that a level-"all" model may hold CPU-specific kernels (the key holds the CPU).
       session = await create(bytes, { logSeverityLevel: 3, ...options, optimizedModelFilePath: tmp });
@@ -284,21 +332,28 @@ export class OnnxExecutor implements Executor {
   }
 
   private async runOnce(
-    session: Ort.InferenceSession,
+    session: Session,
     lowered: Lowered,
     feeds: Record<string, ArrayLike<number>>,
     fetch: readonly string[] | undefined,
     stats: StepStats,
   ): Promise<Record<string, HostArray>> {
-    const inputs: Record<string, Ort.Tensor> = {};
-    for (const v of lowered.inputs) inputs[v.onnx] = this.feedTensor(v, feeds[v.name]);
+    const inputs: RunTensor[] = [];
+    for (const v of lowered.inputs) {
+      const f = feeds[v.name];
+      if (f === undefined) throw new Error(`missing feed "${v.name}" (${fmtInfo(v)})`);
+      if (f.length !== numel(v.shape)) {
+        throw new Error(`feed "${v.name}": expected ${numel(v.shape)} values for ${fmtInfo(v)}, got ${f.length}`);
+      }
+      inputs.push({ name: v.onnx, data: toStorage(f, v.dtype), shape: v.shape, dtype: v.dtype });
+    }
     for (const p of lowered.params) {
       const s = this.store.get(p.name);
       if (!s) throw new Error(`param "${p.name}" (${fmtInfo(p)}) is not in the store; set it first`);
       if (s.dtype !== p.dtype || s.shape.join() !== p.shape.join()) {
         throw new Error(`param "${p.name}" is stored as ${fmtInfo(s)} but the graph declares ${fmtInfo(p)}`);
       }
-      inputs[p.onnx] = tensorOf(this.ort, s.data, s.shape, s.dtype);
+      inputs.push({ name: p.onnx, data: s.data, shape: s.shape, dtype: s.dtype });
     }
     const wanted = fetch ?? lowered.outputs.map((o) => o.name);
     const outs = wanted.map((name) => {
@@ -309,37 +364,26 @@ export class OnnxExecutor implements Executor {
     // States are written by onnxruntime straight into host arrays (preallocated outputs: no copy out of its
     // memory). One written in place (inplace.ts orders its writer after every reader) goes into its stored array
     // itself; any other into a spare array, which then becomes the stored value, the array it replaces the next spare.
-    const fetches: Record<string, Ort.Tensor | null> = {};
-    for (const o of outs) fetches[o.onnx] = null;
-    for (const sc of lowered.scatters) fetches[sc.index] = fetches[sc.value] = null;
+    const fetches: RunOutput[] = [];
+    const read = new Set([...outs.map((o) => o.onnx), ...lowered.scatters.flatMap((sc) => [sc.index, sc.value])]);
+    for (const name of read) fetches.push({ name });
     const spares = new Map<string, Stored["data"]>();
     for (const st of lowered.states) {
       const cur = this.store.get(st.name)!;
-      if (st.inPlace) {
-        fetches[st.onnx] = tensorOf(this.ort, cur.data, st.shape, st.dtype);
-        continue;
+      let into = cur.data;
+      if (!st.inPlace) {
+        let spare = this.spares.get(st.name);
+        if (!spare || spare.length !== cur.data.length || spare.constructor !== cur.data.constructor) {
+          spare = new (cur.data.constructor as new (n: number) => Stored["data"])(cur.data.length);
+        }
+        spares.set(st.name, spare);
+        into = spare;
       }
-      let spare = this.spares.get(st.name);
-      if (!spare || spare.length !== cur.data.length || spare.constructor !== cur.data.constructor) {
-        spare = new (cur.data.constructor as new (n: number) => Stored["data"])(cur.data.length);
-      }
-      spares.set(st.name, spare);
-      fetches[st.onnx] = tensorOf(this.ort, spare, st.shape, st.dtype);
+      fetches.push({ name: st.onnx, into: { data: into, shape: st.shape, dtype: st.dtype } });
     }
-    const res: Record<string, Ort.Tensor> = { ...await session.run(inputs, fetches) };
-    // onnxruntime-node hands every output back as a fresh copy, preallocated ones too: drop the copies of the
-    // states at once, and when they are large collect them now, before the next run allocates its own.
-    let copied = 0;
-    for (const st of lowered.states) {
-      copied += (res[st.onnx]?.data as ArrayBufferView | undefined)?.byteLength ?? 0;
-      delete res[st.onnx];
-    }
-    if (copied >= GC_AFTER_BYTES) {
-      // The binding's last answer stays reachable until its next call (measured: a 2 GiB answer survived a full
-      // collection until another run): a 1-value run on a tiny session lets it go, then V8 collects it.
-      await this.releaseLastAnswer();
-      collectGarbage();
-    }
+    const res = "ffi" in session
+      ? await this.runFfi(session.ffi, inputs, fetches)
+      : await this.runNode(session.node, inputs, fetches);
     for (const [name, spare] of spares) {
       const old = this.store.get(name)!;
       this.store.set(name, { ...old, data: spare });
@@ -365,11 +409,40 @@ export class OnnxExecutor implements Executor {
     return out;
   }
 
-  private feedTensor(v: LoweredValue, f: ArrayLike<number> | undefined): Ort.Tensor {
-    if (f === undefined) throw new Error(`missing feed "${v.name}" (${fmtInfo(v)})`);
-    if (f.length !== numel(v.shape)) {
-      throw new Error(`feed "${v.name}": expected ${numel(v.shape)} values for ${fmtInfo(v)}, got ${f.length}`);
+  /** A run over the C API: inputs and states are the host arrays themselves; the rest come back as fresh arrays. */
+  private async runFfi(session: FfiSession, inputs: readonly RunTensor[], fetches: readonly RunOutput[]) {
+    const got = await session.run(
+      inputs.map((t) => ({ name: t.name, data: t.data, shape: t.shape })),
+      fetches.map((f): FfiOutput => ({ name: f.name, into: f.into && { data: f.into.data, shape: f.into.shape } })),
+    );
+    const res: Record<string, { data: FfiData }> = {};
+    fetches.forEach((f, i) => {
+      if (!f.into) res[f.name] = got[i]!;
+    });
+    return res;
+  }
+
+  /** A run on onnxruntime-node's session (its copies of the states dropped and, when large, collected at once). */
+  private async runNode(session: Ort.InferenceSession, inputs: readonly RunTensor[], fetches: readonly RunOutput[]) {
+    const feeds: Record<string, Ort.Tensor> = {};
+    for (const t of inputs) feeds[t.name] = tensorOf(this.ort, t.data, t.shape, t.dtype);
+    const want: Record<string, Ort.Tensor | null> = {};
+    for (const f of fetches) want[f.name] = f.into ? tensorOf(this.ort, f.into.data, f.into.shape, f.into.dtype) : null;
+    const res: Record<string, Ort.Tensor> = { ...await session.run(feeds, want) };
+    // onnxruntime-node hands every output back as a fresh copy, preallocated ones too: drop the copies of the
+    // states at once, and when they are large collect them now, before the next run allocates its own.
+    let copied = 0;
+    for (const f of fetches) {
+      if (!f.into) continue;
+      copied += (res[f.name]?.data as ArrayBufferView | undefined)?.byteLength ?? 0;
+      delete res[f.name];
     }
-    return tensorOf(this.ort, toStorage(f, v.dtype), v.shape, v.dtype);
+    if (copied >= GC_AFTER_BYTES) {
+      // The binding's last answer stays reachable until its next call (measured: a 2 GiB answer survived a full
+      // collection until another run): a 1-value run on a tiny session lets it go, then V8 collects it.
+      await this.releaseLastAnswer();
+      collectGarbage();
+    }
+    return res;
   }
 }

@@ -107,7 +107,11 @@ export function tieInPlaceStates(b: OnnxBuilder, states: readonly StateIo[]): bo
     // One output of each reader stands for it (its first: every reader here has one).
     if (loose.length) ties.set(w, { value, shape: s.shape, readers: loose.map((r) => nodes[r].outputs[0]) });
   }
-  if (ties.size === 0) return inPlace;
+  const untied = states.filter((s) => !ties.has(producer.get(s.output)!));
+  if (ties.size === 0) {
+    foldWriters(b, untied);
+    return inPlace;
+  }
   // Writers are output Identities, at the end of the node list and read by nothing: move each after its ties.
   const moved = [...ties.keys()].map((w) => nodes[w]);
   for (const w of [...ties.keys()].sort((a, z) => z - a)) nodes.splice(w, 1);
@@ -121,5 +125,48 @@ export function tieInPlaceStates(b: OnnxBuilder, states: readonly StateIo[]): bo
     w.inputs[0] = b.op1("Reshape", [tie.value, dep]);
     nodes.push(w);
   }
+  foldWriters(b, untied);
   return inPlace;
+}
+
+/**
+ * Drops the Identity writing each of `states` where the value it copies can be the output itself: the node making the
+ * value writes straight into the output's buffer (renamed to the output), so no second [shape] buffer holds it while
+ * the rest of the graph reads it. ONNX Runtime drops such an Identity itself only when nothing else reads the value
+ * (measured on AdamW at [49152, 576]: 4 buffers of the param's size at its peak with the copies, 3 without).
+ *
+ * Only for states whose writer need not wait for a reader the graph does not already order before the value's node
+ * (no tie above), or that are written into a spare buffer; and only where the value is made by a node, is no other
+ * output, and no other output's Identity copies it.
+ */
+function foldWriters(b: OnnxBuilder, states: readonly StateIo[]): void {
+  const nodes = b.nodes;
+  const outputs = new Set(b.outputs.map((o) => o.name));
+  const producer = new Map<string, number>();
+  const copiedOut = new Map<string, number>(); // value → Identities copying it into an output
+  nodes.forEach((n, i) => {
+    for (const o of n.outputs) producer.set(o, i);
+    if (n.opType === "Identity" && outputs.has(n.outputs[0])) {
+      copiedOut.set(n.inputs[0], (copiedOut.get(n.inputs[0]) ?? 0) + 1);
+    }
+  });
+  const renamed = new Map<string, string>();
+  const dropped = new Set<number>();
+  for (const s of states) {
+    const w = producer.get(s.output);
+    if (w === undefined || nodes[w].opType !== "Identity") continue;
+    const value = nodes[w].inputs[0];
+    const made = producer.get(value);
+    if (made === undefined || outputs.has(value) || copiedOut.get(value) !== 1 || renamed.has(value)) continue;
+    renamed.set(value, s.output);
+    dropped.add(w);
+  }
+  if (renamed.size === 0) return;
+  const kept = nodes.filter((_, i) => !dropped.has(i));
+  nodes.length = 0;
+  for (const n of kept) {
+    n.inputs = n.inputs.map((x) => renamed.get(x) ?? x);
+    n.outputs = n.outputs.map((x) => renamed.get(x) ?? x);
+    nodes.push(n);
+  }
 }

@@ -21,12 +21,13 @@ import { planGraph } from "../plan.ts";
 import { OnnxBuilder } from "./builder.ts";
 import { attentionLowerings } from "./lower_attention.ts";
 import { basicLowerings } from "./lower_basic.ts";
-import { nnLowerings } from "./lower_nn.ts";
+import { embeddingScatterAdd, nnLowerings } from "./lower_nn.ts";
 import { trainLowerings } from "./lower_train.ts";
 import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
 import { optim8Lowerings } from "./lower_optim8.ts";
 import { groupedLowerings } from "./lower_grouped.ts";
+import { recomputeInputs } from "./recompute.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
 
@@ -108,6 +109,36 @@ export interface LowerOptions {
 
 const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
 
+/**
+ * A tied embedding's gradient: `add(x, embedding_bwd(ids, dOut))` where the scatter feeds only that add and both
+ * are [V, D] is lowered as one ScatterND into x (embeddingScatterAdd), not a zeroed [V, D] buffer, a scatter into it
+ * and a third buffer for the sum (113 MB each at SmolLM2's vocabulary). Maps the embedding_bwd node to its add,
+ * and `-1 - add` to the embedding_bwd node.
+ */
+function tiedEmbeddingGrads(graph: Graph, order: readonly number[], outputs: Map<string, number>): Map<number, number> {
+  const uses = new Map<number, number[]>();
+  for (const ni of order) for (const v of graph.nodes[ni].inputs) uses.set(v, [...uses.get(v) ?? [], ni]);
+  const out = new Set(outputs.values());
+  const tied = new Map<number, number>();
+  for (const ni of order) {
+    const e = graph.nodes[ni];
+    if (e.op !== "embedding_bwd" || out.has(e.outputs[0])) continue;
+    const u = uses.get(e.outputs[0]) ?? [];
+    if (u.length !== 1) continue;
+    const a = graph.nodes[u[0]];
+    if (tied.has(-1 - u[0])) continue; // the add's other input is a scatter folded into it already
+    const shape = graph.values[e.outputs[0]].shape.join();
+    if (
+      a.op !== "add" || a.inputs[0] === a.inputs[1] ||
+      !a.inputs.every((id) => graph.values[id].shape.join() === shape && graph.values[id].dtype === "f32") ||
+      graph.values[a.outputs[0]].dtype !== "f32"
+    ) continue;
+    tied.set(ni, u[0]);
+    tied.set(-1 - u[0], ni);
+  }
+  return tied;
+}
+
 /** Lowers `graph` to an ONNX model (see the module doc). */
 export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph {
   const plan = planGraph(graph, opts.outputs, 4);
@@ -154,9 +185,20 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     for (const e of getOp(n.op).effects ?? []) writers.set(n.inputs[e], (writers.get(n.inputs[e]) ?? 0) + 1);
   }
   const scatters: LoweredGraph["scatters"] = [];
+  const tied = tiedEmbeddingGrads(graph, plan.order, plan.outputs);
+  const recomputeIns = recomputeInputs(graph, b);
   for (const ni of plan.order) {
     const n = graph.nodes[ni];
     const def = getOp(n.op);
+    if (tied.has(ni)) continue; // lowered with its add (below)
+    const into = tied.get(-1 - ni);
+    if (into !== undefined) {
+      const e = graph.nodes[into], base = n.inputs[0] === e.outputs[0] ? n.inputs[1] : n.inputs[0];
+      const ins = [base, ...e.inputs].map((id) => current.get(id) ?? names.get(id)!);
+      const infos = e.inputs.map((id) => graph.values[id]);
+      names.set(n.outputs[0], embeddingScatterAdd(b, ins[0], ins.slice(1), infos, e.attrs.vocab as number));
+      continue;
+    }
     if (opts.hostScatter && n.op === "scatter_rows" && writers.get(n.inputs[0]) === 1) {
       const param = paramOf.get(n.inputs[0])!, k = scatters.length;
       const [index, value] = [`scatter/${k}/index`, `scatter/${k}/value`];
@@ -168,7 +210,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
     }
     const lower = onnxLowerings[n.op];
     if (!lower) throw new Error(`op "${n.op}" has no ONNX lowering`);
-    const ins = n.inputs.map((id) => current.get(id) ?? names.get(id)!);
+    const ins = recomputeIns(ni, n.inputs.map((id) => current.get(id) ?? names.get(id)!));
     const outInfos = n.outputs.map((o) => graph.values[o]);
     const res = lower({
       b,

@@ -7,7 +7,7 @@ import { dropoutThreshold, mix32 } from "../../graph/ops/dropout.ts";
 import type { DropoutAttrs } from "../../graph/ops/dropout.ts";
 import type { LayerNormAttrs, LayerNormBwdAttrs, RmsNormAttrs, RmsNormBwdAttrs } from "../../graph/ops/norm.ts";
 import type { RopeAttrs } from "../../graph/ops/rope.ts";
-import { numel } from "../../graph/types.ts";
+import { numel, type TensorInfo } from "../../graph/types.ts";
 import type { OnnxBuilder } from "./builder.ts";
 import type { OnnxLowering } from "./lower_types.ts";
 import { ONNX_TYPE } from "./proto.ts";
@@ -38,6 +38,26 @@ function mix32Onnx(b: OnnxBuilder, x: string): string {
 }
 
 /** The lowerings of this file. */
+/**
+ * `base` [V, D] + embedding_bwd(ids, dOut): dOut's rows added into `base` at their ids in token order (ScatterND,
+ * reduction add; out-of-range ids add nothing). With `base` a tied weight's other gradient, the sum needs no zeroed
+ * [V, D] buffer and no separate add (lower.ts folds `add(x, embedding_bwd(...))` into this).
+ */
+export function embeddingScatterAdd(
+  b: OnnxBuilder,
+  base: string,
+  [idsIn, dOut]: readonly string[],
+  [idsInfo, dOutInfo]: readonly TensorInfo[],
+  V: number,
+): string {
+  const T = numel(idsInfo.shape), D = dOutInfo.shape.at(-1)!;
+  const ids = b.reshape(idsIn, [T]);
+  const valid = b.op1("And", [b.op1("GreaterOrEqual", [ids, b.i32(0)]), b.op1("Less", [ids, b.i32(V)])]);
+  const idx = b.reshape(b.cast(b.op1("Where", [valid, ids, b.i32(0)]), ONNX_TYPE.INT64), [T, 1]);
+  const upd = b.mul(b.reshape(dOut, [T, D]), b.reshape(b.cast(valid, ONNX_TYPE.FLOAT), [T, 1]));
+  return b.op1("ScatterND", [base, idx, upd], { reduction: { s: "add" } });
+}
+
 export const nnLowerings: Record<string, OnnxLowering> = {
   // x [..., D], w [D]? -> y [..., D], rstd [...]
   rms_norm: ({ b, ins, outInfos, attrs }) => {
@@ -102,13 +122,9 @@ export const nnLowerings: Record<string, OnnxLowering> = {
   },
   // ids [...], dOut [..., D] -> dWeight [V, D]: rows added in token order (ScatterND, reduction add)
   embedding_bwd: ({ b, ins, inInfos, attrs }) => {
-    const V = attrs.vocab as number, T = numel(inInfos[0].shape), D = inInfos[1].shape.at(-1)!;
-    const ids = b.reshape(ins[0], [T]);
-    const valid = b.op1("And", [b.op1("GreaterOrEqual", [ids, b.i32(0)]), b.op1("Less", [ids, b.i32(V)])]);
-    const idx = b.reshape(b.cast(b.op1("Where", [valid, ids, b.i32(0)]), ONNX_TYPE.INT64), [T, 1]);
-    const upd = b.mul(b.reshape(ins[1], [T, D]), b.reshape(b.cast(valid, ONNX_TYPE.FLOAT), [T, 1]));
+    const V = attrs.vocab as number, D = inInfos[1].shape.at(-1)!;
     const zeros = b.op1("ConstantOfShape", [b.i64([V, D])], { value: { t: zeroF32() } });
-    return [b.op1("ScatterND", [zeros, idx, upd], { reduction: { s: "add" } })];
+    return [embeddingScatterAdd(b, zeros, ins, inInfos, V)];
   },
 
   // x [B, L, H, D], positions [B, L], freq [r/2, 2] (or [B, r/2, 2]) words -> y: angles in f64 turns, as the reference.

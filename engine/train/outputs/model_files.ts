@@ -4,7 +4,8 @@
  * trainer state) from a checkpoint folder.
  * @module
  */
-import { openSafetensors, type TensorData, writeSafetensors } from "../../io/safetensors.ts";
+import { encodeTensor, openSafetensors, writeSafetensorsStream } from "../../io/safetensors.ts";
+import type { Executor } from "../../exec/executor.ts";
 import { packCodes, unpackCodes } from "../../quant/optim8.ts";
 import { MODULES_TO_SAVE_KEYS } from "../../io/peft.ts";
 import { LoraAdapter, saveAdapter } from "../../nn/lora.ts";
@@ -26,6 +27,33 @@ export interface TrainState {
   log_history: LogHistoryEntry[];
   /** HF's best-metric tracking (train/best_model.ts), written into trainer_state.json. */
   best?: import("../best_model.ts").BestState;
+}
+
+/**
+ * Writes executor params as F32 tensors (`key` in the file, `name` in the store) one at a time: only one tensor's copy
+ * is in memory at once, not a copy of every weight or optimizer state beside the store (1 GB for 135M's AdamW states).
+ */
+async function writeParams(
+  path: string,
+  ex: Executor,
+  list: readonly { key: string; name: string; shape: readonly number[]; codes?: readonly number[] }[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const specs = Object.fromEntries(
+    list.map((
+      t,
+    ) => [t.key, t.codes ? { dtype: "U8" as const, shape: t.codes } : { dtype: "F32" as const, shape: t.shape }]),
+  );
+  const byKey = new Map(list.map((t) => [t.key, t]));
+  await writeSafetensorsStream(path, specs, async (key) => {
+    const t = byKey.get(key)!, got = await ex.getParam(t.name);
+    if (t.codes) {
+      const n = t.codes.reduce((a, b) => a * b, 1);
+      return encodeTensor(key, { dtype: "U8", shape: [...t.codes], data: unpackCodes(got, n) });
+    }
+    const data = got instanceof Float32Array ? got : Float32Array.from(got);
+    return encodeTensor(key, { dtype: "F32", shape: [...t.shape], data });
+  }, metadata);
 }
 
 async function copyIfExists(from: string, to: string) {
@@ -54,11 +82,8 @@ export async function saveModel(
   }
   if (model.adapter instanceof OftAdapter) await saveOft(model, dir, modelDir);
   if (full) {
-    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-    for (const [name, p] of model.params) {
-      tensors[name] = { dtype: "F32", shape: p.shape, data: Float32Array.from(await model.executor.getParam(name)) };
-    }
-    await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    const list = [...model.params].map(([name, p]) => ({ key: name, name, shape: p.shape }));
+    await writeParams(`${dir}/model.safetensors`, model.executor, list, { format: "pt" });
     const cfg = { ...model.config.raw, torch_dtype: "float32" };
     if ("dtype" in cfg) (cfg as Record<string, unknown>).dtype = "float32";
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
@@ -79,25 +104,19 @@ export async function saveOptimizer(
   dir: string,
   states: readonly { name: string; shape: number[]; dtype?: "f32" | "i32"; codes?: number[] }[],
 ): Promise<void> {
-  const t: Record<string, TensorData> = {};
   const ex = model.executor;
-  for (const s of states) {
-    const key = s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name;
-    if (s.dtype === "i32" && s.codes) {
-      // 8-bit codes four to an i32 word: stored as bitsandbytes' uint8 state of the param's shape.
-      const n = s.codes.reduce((a, b) => a * b, 1);
-      t[key] = { dtype: "U8", shape: s.codes, data: unpackCodes(await ex.getParam(s.name), n) };
-      continue;
-    }
-    t[key] = { dtype: "F32", shape: s.shape, data: Float32Array.from(await ex.getParam(s.name)) };
-  }
+  const list: { key: string; name: string; shape: readonly number[]; codes?: number[] }[] = states.map((s) => ({
+    key: s.name.startsWith(model.prefix) ? s.name.slice(model.prefix.length) : s.name,
+    name: s.name,
+    shape: s.shape,
+    // 8-bit codes four to an i32 word: stored as bitsandbytes' uint8 state of the param's shape.
+    ...(s.dtype === "i32" && s.codes ? { codes: s.codes } : {}),
+  }));
   // Running sums, and the fp16 loss scaler's scale and growth counter (a resumed run goes on with them).
   for (const name of RUNNING_STATE) {
-    if (!ex.hasParam(name)) continue;
-    const data = Float32Array.from(await ex.getParam(name));
-    t[name] = { dtype: "F32", shape: [data.length], data };
+    if (ex.hasParam(name)) list.push({ key: name, name, shape: [(await ex.getParam(name)).length] });
   }
-  await writeSafetensors(`${dir}/optimizer.safetensors`, t);
+  await writeParams(`${dir}/optimizer.safetensors`, ex, list);
 }
 
 /** Loads the trained weights of a checkpoint folder (adapter, or the trainable tensors, and the value head). */
