@@ -1,6 +1,6 @@
 /**
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
- * transformers 5 (fixtures/models/<qwen3_moe|mixtral|glm4_moe>/lora_experts, fixtures/make_moe_lora.py): logits within
+ * transformers 5 (fixtures/models/<qwen3_moe|mixtral|glm4_moe|qwen2_moe|deepseek_v3|gpt_oss>/lora_experts, fixtures/make_moe_lora.py): logits within
  * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
  * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the
  * same keys and target_parameters PEFT wrote; LF-style lora_target; a new adapter starts as the base model; the
@@ -17,7 +17,7 @@ import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["qwen3_moe", "mixtral", "glm4_moe"];
+const FAMILIES = ["qwen3_moe", "mixtral", "glm4_moe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
 
 const near = (got: number, want: number, what: string) =>
   assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
@@ -101,8 +101,23 @@ Deno.test("LoRA on experts: lora_target names, PEFT's nesting of keys, a new ada
   assert.throws(() => expertTargets(c, ["experts.up_proj"]), /experts\.up_proj.*match no fused expert parameter/);
   const dense = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}qwen3/config.json`)));
   assert.throws(() => expertTargets(dense, ["experts.down_proj"]), /no fused expert parameters/);
+  // gpt_oss stores its experts (E, in, out): PEFT takes in/out unswapped — gate_up_proj [4, 32, 32], down_proj
+  // [4, 16, 32] (E 4, I 16, H 32), every layer sparse
   const gptOss = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}gpt_oss/config.json`)));
-  assert.throws(() => expertTargets(gptOss, ["experts.down_proj"]), /gpt_oss's experts is not supported/);
+  const gt = expertTargets(gptOss, ["experts.gate_up_proj", "experts.down_proj"]);
+  assert.deepEqual(gt.map((t) => [t.layer, t.param, t.in, t.out, t.transposed]), [
+    [0, "gate_up_proj", 32, 32, true],
+    [0, "down_proj", 16, 32, true],
+    [1, "gate_up_proj", 32, 32, true],
+    [1, "down_proj", 16, 32, true],
+  ]);
+  assert.deepEqual(
+    loraParams(loraConfig({ targets: [], targetParameters: ["down_proj"], r: 2 }), gptOss).get(
+      "base_model.model.model.layers.0.mlp.experts.lora_A.weight",
+    ),
+    [8, 16],
+  );
+  assert.throws(() => expertTargets(gptOss, ["experts.gate_up_proj_bias"]), /match no fused expert parameter/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", lora_dropout: 0.1 }), /lora_dropout/);
   assert.throws(() => loraConfig({ targetParameters: ["experts.down_proj"], useDora: true }), /use_dora/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", pissa_init: true }), /pissa_init/);
