@@ -126,6 +126,15 @@ export function initExpertLora(
   return { A, B: init === false ? kaimingUniform(out, re, rng) : new Float32Array(out * re) };
 }
 
+/** Rank and scale of a target's adapter: r / alpha, or the config's `gateUp` pair for gate_up_proj (rank_pattern). */
+export function expertRank(
+  t: ExpertTarget,
+  cfg: { r: number; alpha: number; useRslora: boolean; gateUp?: { r: number; alpha: number } },
+): { r: number; scale: number } {
+  const { r, alpha } = t.param === "gate_up_proj" && cfg.gateUp ? cfg.gateUp : cfg;
+  return { r, scale: cfg.useRslora ? alpha / Math.sqrt(r) : alpha / r };
+}
+
 /** PEFT's shapes of a target's tensors: lora_A [r·E, in], lora_B [out, r·E]. */
 export function expertLoraShapes(t: ExpertTarget, r: number, experts: number): { A: number[]; B: number[] } {
   return { A: [r * experts, t.in], B: [t.out, r * experts] };
@@ -156,7 +165,7 @@ export type ExpertProj = "gate" | "up" | "down" | "gate_up";
 export function expertLoraDeltas(
   m: MoeConfig,
   targets: readonly ExpertTarget[],
-  cfg: { r: number; scale: number },
+  rank: (t: ExpertTarget) => { r: number; scale: number },
   weight: (name: string) => Tensor,
   keys: (module: string) => { A: string; B: string },
 ): (layer: number, proj: ExpertProj) => Tensor | undefined {
@@ -164,8 +173,8 @@ export function expertLoraDeltas(
   const delta = (t: ExpertTarget) => {
     let d = deltas.get(t);
     if (!d) {
-      const k = keys(t.module);
-      deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, cfg.r, cfg.scale, t.transposed));
+      const k = keys(t.module), { r, scale } = rank(t);
+      deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, r, scale, t.transposed));
     }
     return d;
   };
@@ -189,12 +198,12 @@ export function mergeExpertDeltas(
   m: MoeConfig,
   targets: readonly ExpertTarget[],
   tensors: { A: (t: ExpertTarget) => ArrayLike<number>; B: (t: ExpertTarget) => ArrayLike<number> },
-  cfg: { r: number; scale: number },
+  rank: (t: ExpertTarget) => { r: number; scale: number },
   get: (name: string) => Float32Array | Float64Array,
 ): void {
-  const [gate, up, down] = m.names, E = m.experts, r = cfg.r;
+  const [gate, up, down] = m.names, E = m.experts;
   for (const t of targets) {
-    const A = tensors.A(t), B = tensors.B(t), n = t.in;
+    const A = tensors.A(t), B = tensors.B(t), n = t.in, cfg = rank(t), r = cfg.r;
     const b = `model.layers.${t.layer}.${m.block}.experts`;
     if (t.transposed) { // gpt_oss: the checkpoint holds the fused [E, in, out] parameter; W[e] += s · (B_e · A_e)ᵀ
       const W = get(`${b}.${t.param}`), o = t.out;

@@ -17,15 +17,20 @@ import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["qwen3_moe", "mixtral", "glm4_moe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
+// <family>/lora_names: PEFT's rewrite of module names onto the fused experts (rank_pattern 2r; lora_moe_targets.ts)
+const CASES = [
+  ...["qwen3_moe", "mixtral", "glm4_moe", "qwen2_moe", "deepseek_v3", "gpt_oss"].map((f) => `${f}/lora_experts`),
+  "deepseek_v3/lora_names",
+  "mixtral/lora_names",
+];
 
 const near = (got: number, want: number, what: string) =>
   assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
 
-for (const family of FAMILIES) {
-  const dir = `${root}${family}/lora_experts`;
+for (const c of CASES) {
+  const family = c.split("/")[0], dir = `${root}${c}`;
   for (const [exName, make] of executors()) {
-    Deno.test(`${family}/lora_experts on ${exName}: loss, logits and adapter gradients match PEFT's ParamWrapper`, async () => {
+    Deno.test(`${c} on ${exName}: loss, logits and adapter gradients match PEFT's ParamWrapper`, async () => {
       const g = await golden(dir);
       const model = await loadModel(`${root}${family}`, { executor: await make(), adapter: dir });
       assert.ok([...model.adapter!.params.keys()].some((k) => k.includes(".mlp.experts.")));
@@ -43,7 +48,7 @@ for (const family of FAMILIES) {
     });
   }
 
-  Deno.test(`${family}/lora_experts: merged expert weights as PEFT's merge_and_unload; saved as PEFT saved it`, async () => {
+  Deno.test(`${c}: merged expert weights as PEFT's merge_and_unload; saved as PEFT saved it`, async () => {
     const g = await golden(dir);
     const model = await loadModel(`${root}${family}`, { executor: "reference", adapter: dir });
     const merged = await mergeAdapter(model);
@@ -72,7 +77,9 @@ for (const family of FAMILIES) {
     try {
       await saveAdapter(model, out);
       const [ours, peft] = [await readPeftAdapter(out), await readPeftAdapter(dir)];
-      assert.deepEqual(ours.raw.target_parameters, peft.raw.target_parameters);
+      for (const k of ["target_parameters", "target_modules", "rank_pattern", "alpha_pattern"]) {
+        assert.deepEqual(ours.raw[k], peft.raw[k], k);
+      }
       assert.deepEqual([...ours.tensors.keys()].sort(), [...peft.tensors.keys()].sort());
       for (const [k, t] of peft.tensors) assert.deepEqual(ours.tensors.get(k)!.data, t.data, k);
     } finally {
