@@ -1,7 +1,7 @@
 /**
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
- * transformers 5 (fixtures/models/<qwen3_moe|mixtral|glm4_moe|qwen2_moe|deepseek_v3|gpt_oss>/lora_experts, fixtures/make_moe_lora.py): logits within
- * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
+ * transformers 5 (fixtures/models/<each MoE family>/lora_experts and <deepseek_v3|mixtral>/lora_names, made by
+ * fixtures/make_moe_lora.py): logits within 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
  * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the
  * same keys and target_parameters PEFT wrote; LF-style lora_target; a new adapter starts as the base model; the
  * refusals PEFT makes.
