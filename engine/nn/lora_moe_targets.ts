@@ -64,7 +64,12 @@ export function peftMoeTargets(c: DecoderConfig, cfg: LoraConfig, allLinear: () 
           `supported; use LLaMA-Factory's lora_target "all" or name the modules`,
       );
     }
-    const re = new RegExp(`^(?:${cfg.targets})$`);
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${cfg.targets})$`);
+    } catch {
+      return cfg; // resolveTargets reports the invalid regex
+    }
     const hit = olds.find((o) => re.test(`model.layers.0.mlp.${o}`) || re.test(`model.layers.0.mlp.experts.${o}`));
     if (hit) {
       throw new Error(
