@@ -5,8 +5,9 @@
  * Tensor keys are PEFT's: `base_model.model.<module>.lora_A.weight` [r, in], `.lora_B.weight` [out, r] and, for
  * DoRA, `.lora_magnitude_vector` [out]. Supported: LoRA, rsLoRA, DoRA, `target_modules` as a list or a regex,
  * `exclude_modules`, `layers_to_transform`, `target_parameters` (fused expert parameters), `init_lora_weights` true/false/"gaussian"/"pissa"/"pissa_niter_N".
- * Not supported (a clear error when set): `modules_to_save`, `bias` other than "none", `rank_pattern`,
- * `alpha_pattern`, `fan_in_fan_out`, `lora_bias`, and other PEFT extensions that change the computation.
+ * `rank_pattern` / `alpha_pattern` only as PEFT's MoE conversion writes them (key `.*\.gate_up_proj`, see
+ * {@link LoraConfig.gateUp}). Not supported (a clear error when set): `modules_to_save`, `bias` other than "none",
+ * other `rank_pattern` / `alpha_pattern` keys, `fan_in_fan_out`, `lora_bias`, and other PEFT extensions that change the computation.
  * @module
  */
 import { openSafetensors, type TensorData, writeSafetensors } from "./safetensors.ts";
@@ -35,6 +36,12 @@ export interface LoraConfig {
    * (engine/nn/lora_experts.ts). Not filtered by `exclude` or `layers`, as in PEFT.
    */
   targetParameters?: readonly string[];
+  /**
+   * Rank and alpha of the fused `gate_up_proj` adapter where they differ from r / alpha: PEFT's conversion of
+   * `gate_proj` + `up_proj` targets onto transformers 5's fused experts doubles both (its rank_pattern /
+   * alpha_pattern `.*\.gate_up_proj`; engine/nn/lora_moe_targets.ts).
+   */
+  gateUp?: { r: number; alpha: number };
   /** Modules left out, matched as `targets` (PEFT's exclude_modules). */
   exclude?: readonly string[] | string;
   /** Only these layer indices (PEFT's layers_to_transform). */
@@ -87,8 +94,6 @@ const isEmpty = (v: unknown) =>
 
 /** Fields that change PEFT's computation and that Whetstone does not implement: each must be empty or off. */
 const UNSUPPORTED = [
-  "rank_pattern",
-  "alpha_pattern",
   "fan_in_fan_out",
   "lora_bias",
   "use_qalora",
@@ -119,6 +124,31 @@ function stringsOrRegex(v: unknown, key: string, where: string): string[] | stri
   throw new Error(`${where}: ${key} must be a list of module names or a regex string, got ${JSON.stringify(v)}`);
 }
 
+/** PEFT's MoE-conversion key of rank_pattern / alpha_pattern (the only one Whetstone reads). */
+export const GATE_UP_PATTERN = ".*\\.gate_up_proj";
+
+/** rank_pattern / alpha_pattern: empty, or exactly PEFT's MoE-conversion entry for the fused gate_up_proj. */
+function gateUpPattern(raw: Record<string, unknown>, where: string): { r: number; alpha: number } | undefined {
+  const got: Record<string, number> = {};
+  for (const k of ["rank_pattern", "alpha_pattern"]) {
+    const v = raw[k];
+    if (isEmpty(v)) continue;
+    const keys = typeof v === "object" && !Array.isArray(v) ? Object.keys(v as object) : [];
+    const n = (v as Record<string, unknown>)[GATE_UP_PATTERN];
+    if (keys.length !== 1 || keys[0] !== GATE_UP_PATTERN || typeof n !== "number" || !(n > 0)) {
+      throw new Error(
+        `${where}: ${k} = ${JSON.stringify(v)} is not supported (only PEFT's MoE conversion ` +
+          `{${JSON.stringify(GATE_UP_PATTERN)}: n} for the fused gate_up_proj is)`,
+      );
+    }
+    got[k] = n;
+  }
+  if (!Object.keys(got).length) return undefined;
+  const r = got.rank_pattern ?? (raw.r as number), alpha = got.alpha_pattern ?? ((raw.lora_alpha as number) ?? 8);
+  if (!Number.isInteger(r)) throw new Error(`${where}: rank_pattern's rank must be an integer, got ${r}`);
+  return { r, alpha };
+}
+
 /** The {@link LoraConfig} of a parsed adapter_config.json; throws on what Whetstone cannot reproduce. */
 export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER_CONFIG_FILE): LoraConfig {
   if (raw.peft_type !== "LORA") {
@@ -133,6 +163,7 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
   for (const k of UNSUPPORTED) {
     if (!isEmpty(raw[k])) throw new Error(`${where}: ${k} = ${JSON.stringify(raw[k])} is not supported`);
   }
+  const gateUp = gateUpPattern(raw, where);
   const mts = raw.modules_to_save;
   if (!isEmpty(mts) && !(Array.isArray(mts) && mts.every((m) => m === "embed_tokens" || m === "lm_head"))) {
     throw new Error(
@@ -179,6 +210,7 @@ export function loraConfigFromPeft(raw: Record<string, unknown>, where = ADAPTER
     dropout,
     targets,
     ...(targetParameters ? { targetParameters } : {}),
+    ...(gateUp ? { gateUp } : {}),
     exclude: stringsOrRegex(raw.exclude_modules, "exclude_modules", where),
     layers,
     useRslora: raw.use_rslora === true,
@@ -217,6 +249,10 @@ export function peftConfigJson(cfg: LoraConfig, baseModel: string): Record<strin
     use_dora: cfg.useDora,
     use_rslora: cfg.useRslora,
   };
+  if (cfg.gateUp) {
+    out.rank_pattern = { [GATE_UP_PATTERN]: cfg.gateUp.r };
+    out.alpha_pattern = { [GATE_UP_PATTERN]: cfg.gateUp.alpha };
+  }
   if (cfg.targetParameters?.length) out.target_parameters = [...cfg.targetParameters].sort(); // PEFT >= 0.17 only
   if (cfg.exclude !== undefined) out.exclude_modules = list(cfg.exclude); // PEFT >= 0.14 only
   return out;

@@ -108,10 +108,11 @@ export function decoderParams(c: DecoderConfig): Map<string, number[]> {
 export type LinearHook = (x: Tensor, name: string, base: (x: Tensor) => Tensor) => Tensor;
 
 /**
- * s·ΔW of sparse layer `layer`'s expert projection stacked over the experts ([E, I, H] gate / up, [E, H, I] down), or
- * undefined: the MoE block adds it to the experts' weights before its matmuls (see moe.ts, lora_experts.ts).
+ * s·ΔW of sparse layer `layer`'s expert projection stacked over the experts ([E, I, H] gate / up, [E, H, I] down;
+ * gpt_oss: its fused `gate_up` [E, H, 2I] and `down` [E, I, H]), or undefined: the MoE block adds it to the experts'
+ * weights before its matmuls (see moe.ts, moe_gpt_oss.ts, lora_experts.ts).
  */
-export type ExpertDeltaHook = (layer: number, proj: "gate" | "up" | "down") => Tensor | undefined;
+export type ExpertDeltaHook = (layer: number, proj: "gate" | "up" | "down" | "gate_up") => Tensor | undefined;
 
 /**
  * How a layer attends: q [B, L, Hq, D], k, v [B, L, Hkv, D] (after norms and rope) → [B, L, Hq, D] or
@@ -271,7 +272,7 @@ export function traceDecoder(
     if (c.moe?.sparse[i]) {
       const x = norm(h, `${l}.post_attention_layernorm.weight`);
       const moe = c.family === "gpt_oss"
-        ? traceGptOssMoe(c.moe, i, x, W)
+        ? traceGptOssMoe(c.moe, i, x, W, w.expertDelta)
         : traceMoe(c.moe, i, x, linear, W, w.expertDelta);
       routes[i] = moe.route;
       return add(h, moe.out);

@@ -30,7 +30,7 @@ import {
 import { WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "../io/hf_folder.ts";
 import { LoraAdapter, loraKeys, loraScale } from "./lora.ts";
 import { mergeOft, OftAdapter } from "./oft_merge.ts";
-import { type ExpertTarget, mergeExpertDeltas } from "./lora_experts.ts";
+import { expertRank, type ExpertTarget, mergeExpertDeltas } from "./lora_experts.ts";
 import type { Model } from "./model.ts";
 import { exists } from "../util/fs.ts";
 import { decoderConfig } from "./config.ts";
@@ -85,8 +85,8 @@ export async function mergeAdapter(model: Model): Promise<Map<string, Float32Arr
       A.set(t, Float32Array.from(await ex.getParam(pre + k.A)));
       B.set(t, Float32Array.from(await ex.getParam(pre + k.B)));
     }
-    const cfg = { r: ad.config.r, scale: loraScale(ad.config) };
-    mergeExpertDeltas(model.config.moe!, ad.expertTargets, { A: (t) => A.get(t)!, B: (t) => B.get(t)! }, cfg, (n) => {
+    const rank = (t: ExpertTarget) => expertRank(t, ad.config);
+    mergeExpertDeltas(model.config.moe!, ad.expertTargets, { A: (t) => A.get(t)!, B: (t) => B.get(t)! }, rank, (n) => {
       const w = out.get(n);
       if (!w) throw new Error(`mergeAdapter: the model has no expert weight "${n}"`);
       return w;

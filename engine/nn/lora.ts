@@ -25,6 +25,7 @@ export type { LoraConfig, LoraInit } from "../io/peft.ts";
 import type { DecoderConfig } from "./config.ts";
 import { decoderParams, type ExpertDeltaHook, type LinearHook } from "./decoder.ts";
 import { isRoutedModule } from "./moe.ts";
+import { peftMoeTargets } from "./lora_moe_targets.ts";
 import * as experts from "./lora_experts.ts";
 import { loadModulesToSave, readModulesToSave } from "./vocab_modules.ts";
 import { addLowRank, gaussian, kaimingUniform, pissaInit, rowNorms } from "./lora_init.ts";
@@ -184,7 +185,7 @@ export function loraParams(cfg: LoraConfig, c: DecoderConfig): Map<string, numbe
     if (cfg.useDora) p.set(k.m, [o]);
   }
   for (const t of experts.expertTargets(c, cfg.targetParameters)) {
-    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, c.moe!.experts);
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, experts.expertRank(t, cfg).r, c.moe!.experts);
     p.set(k.A, sh.A);
     p.set(k.B, sh.B);
   }
@@ -265,8 +266,8 @@ export class LoraAdapter implements ModelAdapter {
   /** s·ΔW of the routed experts, stacked per projection (lora_experts.ts); undefined without expert targets. */
   expertDelta(weight: (name: string) => Tensor): ExpertDeltaHook | undefined {
     if (!this.expertTargets.length) return undefined;
-    const cfg = { r: this.config.r, scale: loraScale(this.config) };
-    return experts.expertLoraDeltas(this.decoder.moe!, this.expertTargets, cfg, weight, loraKeys);
+    const rank = (t: experts.ExpertTarget) => experts.expertRank(t, this.config);
+    return experts.expertLoraDeltas(this.decoder.moe!, this.expertTargets, rank, weight, loraKeys);
   }
 }
 
@@ -289,6 +290,8 @@ function initAB(cfg: LoraConfig, o: number, i: number, rng: Rng): { A: Float32Ar
  * PEFT does (A kaiming-uniform / gaussian, B zero, DoRA magnitude = ‖W‖_row; PiSSA from the SVD of W, and W
  * replaced by the residual W − s·B·A in the executor, in its stored dtype). A PiSSA folder is loaded as PEFT
  * loads it: the SVD is recomputed from the base and subtracted, then A and B are read. The base stays frozen.
+ * On the MoE families whose experts transformers 5 fuses, targets are first rewritten as PEFT 0.21 rewrites them
+ * (lora_moe_targets.ts: gate_proj / up_proj / down_proj, mixtral's w1 / w3 / w2 → the fused experts).
  */
 export async function attachAdapter(
   model: ModelCore,
@@ -309,6 +312,8 @@ export async function attachAdapter(
     baseModel = opts.baseModel ?? a.baseModel;
   } else cfg = loraConfig(source);
   const dc = model.config;
+  cfg = peftMoeTargets(dc, cfg, () => allLinearTargets(dc));
+  if (cfg.targetParameters?.length) experts.checkExpertLora(cfg.targetParameters, cfg.dropout, cfg.useDora, cfg.init);
   const want = loraParams(cfg, dc);
   if (tensors) {
     for (const [k, shape] of want) {
@@ -362,10 +367,11 @@ export async function attachAdapter(
     }
   }
   for (const t of adapter.expertTargets) {
-    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, cfg.r, dc.moe!.experts);
+    const r = experts.expertRank(t, cfg).r;
+    const k = loraKeys(t.module), sh = experts.expertLoraShapes(t, r, dc.moe!.experts);
     const { A, B } = tensors
       ? { A: tensors.get(k.A)!.data, B: tensors.get(k.B)!.data }
-      : experts.initExpertLora(sh, cfg.r, cfg.init, rng);
+      : experts.initExpertLora(sh, r, cfg.init, rng);
     ex.setParam(pre + k.A, A, sh.A, "f32");
     ex.setParam(pre + k.B, B, sh.B, "f32");
   }

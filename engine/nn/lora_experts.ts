@@ -10,6 +10,11 @@
  * rank-j column is lora_B[:, j·E + e]), s = alpha / r (rsLoRA alpha / √r) — PEFT's
  * `einsum("o r e, e r i -> e o i")`. No dropout, DoRA or PiSSA there (PEFT refuses them on a ParamWrapper).
  *
+ * gpt_oss stores its experts transposed (transformers' `is_transposed`): `gate_up_proj` [E, H, 2I] (gate and up
+ * interleaved in its columns), `down_proj` [E, I, H]. PEFT then reads the parameter as (experts, in, out) without
+ * swapping, keeps the same lora_A [r·E, in] / lora_B [out, r·E], and adds ΔW[e] = (B_e · A_e)ᵀ (its einsum
+ * `"o r e, e r i -> e i o"`), so the delta has the parameter's own layout.
+ *
  * Tensor keys: two targeted parameters of one module nest in registration order, so gate_up_proj's are saved under
  * `…mlp.experts.base_layer.lora_A.weight` and down_proj's under `…mlp.experts.lora_A.weight`; a lone one under
  * `…mlp.experts.lora_A.weight`.
@@ -37,9 +42,11 @@ export interface ExpertTarget {
   param: ExpertParam;
   /** PEFT module path of its adapter tensors (`model.layers.<i>.mlp.experts[.base_layer]`). */
   module: string;
-  /** Rows and columns of one expert's slice: [2I, H] for gate_up_proj, [H, I] for down_proj. */
+  /** PEFT's out and in features: [2I, H] for gate_up_proj, [H, I] for down_proj. */
   out: number;
   in: number;
+  /** The parameter is stored (experts, in, out) (gpt_oss) rather than (experts, out, in). */
+  transposed: boolean;
 }
 
 /** Whether a `lora_target` entry names a fused expert parameter (`experts.gate_up_proj`, `mlp.experts.down_proj`). */
@@ -59,12 +66,7 @@ export function expertTargets(c: DecoderConfig, targetParameters: readonly strin
       `target_parameters ${JSON.stringify(targetParameters)}: this ${c.family} model has no fused expert parameters`,
     );
   }
-  if (c.family === "gpt_oss") {
-    // Its fused experts are stored transposed ([E, in, out]), gate and up interleaved, with biases: not done here.
-    throw new Error(
-      `target_parameters ${JSON.stringify(targetParameters)}: LoRA on gpt_oss's experts is not supported`,
-    );
-  }
+  const transposed = c.family === "gpt_oss";
   const out: ExpertTarget[] = [], used = new Set<string>();
   for (let i = 0; i < m.sparse.length; i++) {
     if (!m.sparse[i]) continue;
@@ -77,7 +79,7 @@ export function expertTargets(c: DecoderConfig, targetParameters: readonly strin
     hit.forEach((param, k) => {
       const module = `model.layers.${i}.mlp.experts` + ".base_layer".repeat(hit.length - 1 - k);
       const [o, n] = param === "gate_up_proj" ? [2 * m.intermediate, c.hidden] : [c.hidden, m.intermediate];
-      out.push({ layer: i, param, module, out: o, in: n });
+      out.push({ layer: i, param, module, out: o, in: n, transposed });
     });
   }
   const unused = targetParameters.filter((t) => !used.has(t));
@@ -124,24 +126,37 @@ export function initExpertLora(
   return { A, B: init === false ? kaimingUniform(out, re, rng) : new Float32Array(out * re) };
 }
 
+/** Rank and scale of a target's adapter: r / alpha, or the config's `gateUp` pair for gate_up_proj (rank_pattern). */
+export function expertRank(
+  t: ExpertTarget,
+  cfg: { r: number; alpha: number; useRslora: boolean; gateUp?: { r: number; alpha: number } },
+): { r: number; scale: number } {
+  const { r, alpha } = t.param === "gate_up_proj" && cfg.gateUp ? cfg.gateUp : cfg;
+  return { r, scale: cfg.useRslora ? alpha / Math.sqrt(r) : alpha / r };
+}
+
 /** PEFT's shapes of a target's tensors: lora_A [r·E, in], lora_B [out, r·E]. */
 export function expertLoraShapes(t: ExpertTarget, r: number, experts: number): { A: number[]; B: number[] } {
   return { A: [r * experts, t.in], B: [t.out, r * experts] };
 }
 
-/** s · ΔW [E, out, in] from lora_A [r·E, in] and lora_B [out, r·E] (PEFT's einsum "o r e, e r i -> e o i"). */
-export function expertDelta(A: Tensor, B: Tensor, experts: number, r: number, s: number): Tensor {
+/**
+ * s · ΔW [E, out, in] from lora_A [r·E, in] and lora_B [out, r·E] (PEFT's einsum "o r e, e r i -> e o i"); with
+ * `transposed`, [E, in, out] ("o r e, e r i -> e i o").
+ */
+export function expertDelta(A: Tensor, B: Tensor, experts: number, r: number, s: number, transposed = false): Tensor {
   const a = reshape(A, [experts, r, A.shape[1]]);
   const b = permute(reshape(B, [B.shape[0], r, experts]), [2, 0, 1]); // [E, out, r]
-  return mul(matmul(b, a), s);
+  return mul(transposed ? matmul(a, b, { transA: true, transB: true }) : matmul(b, a), s);
 }
 
-/** One expert projection of a sparse layer. */
-export type ExpertProj = "gate" | "up" | "down";
+/** One expert projection of a sparse layer, or (`gate_up`) the whole fused gate_up_proj. */
+export type ExpertProj = "gate" | "up" | "down" | "gate_up";
 
 /**
  * The adapter's s·ΔW of a sparse layer's expert projection, stacked over the experts: [E, I, H] for gate and up (the
- * two row halves of gate_up_proj's delta), [E, H, I] for down; undefined where no target covers it. The MoE block
+ * two row halves of gate_up_proj's delta), [E, H, I] for down; undefined where no target covers it. `gate_up` and
+ * (gpt_oss) `down` give a fused parameter's delta in its own layout ([E, H, 2I] and [E, I, H] for gpt_oss). The MoE block
  * adds it to its stack of the experts' weights before the expert matmuls (W + s·ΔW, as PEFT parametrizes the fused
  * parameter). Each delta is traced once per graph; slicing it per expert would make the backward O(E²) (a slice's
  * gradient is padded to the whole tensor), so a dispatch takes the stacked form. `keys(module)` gives a target's
@@ -150,7 +165,7 @@ export type ExpertProj = "gate" | "up" | "down";
 export function expertLoraDeltas(
   m: MoeConfig,
   targets: readonly ExpertTarget[],
-  cfg: { r: number; scale: number },
+  rank: (t: ExpertTarget) => { r: number; scale: number },
   weight: (name: string) => Tensor,
   keys: (module: string) => { A: string; B: string },
 ): (layer: number, proj: ExpertProj) => Tensor | undefined {
@@ -158,8 +173,8 @@ export function expertLoraDeltas(
   const delta = (t: ExpertTarget) => {
     let d = deltas.get(t);
     if (!d) {
-      const k = keys(t.module);
-      deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, cfg.r, cfg.scale));
+      const k = keys(t.module), { r, scale } = rank(t);
+      deltas.set(t, d = expertDelta(weight(k.A), weight(k.B), m.experts, r, scale, t.transposed));
     }
     return d;
   };
@@ -168,7 +183,10 @@ export function expertLoraDeltas(
     const t = targets.find((t) => t.layer === layer && t.param === param);
     if (!t) return undefined;
     const d = delta(t), I = m.intermediate;
-    return proj === "down" ? d : proj === "gate" ? slice(d, 1, 0, I) : slice(d, 1, I, 2 * I);
+    if (t.transposed && (proj === "gate" || proj === "up")) {
+      throw new Error(`LoRA on experts: ${proj} is interleaved in gpt_oss's fused gate_up_proj; take gate_up`);
+    }
+    return proj === "down" || proj === "gate_up" ? d : proj === "gate" ? slice(d, 1, 0, I) : slice(d, 1, I, 2 * I);
   };
 }
 
@@ -180,13 +198,26 @@ export function mergeExpertDeltas(
   m: MoeConfig,
   targets: readonly ExpertTarget[],
   tensors: { A: (t: ExpertTarget) => ArrayLike<number>; B: (t: ExpertTarget) => ArrayLike<number> },
-  cfg: { r: number; scale: number },
+  rank: (t: ExpertTarget) => { r: number; scale: number },
   get: (name: string) => Float32Array | Float64Array,
 ): void {
-  const [gate, up, down] = m.names, E = m.experts, r = cfg.r;
+  const [gate, up, down] = m.names, E = m.experts;
   for (const t of targets) {
-    const A = tensors.A(t), B = tensors.B(t), n = t.in;
+    const A = tensors.A(t), B = tensors.B(t), n = t.in, cfg = rank(t), r = cfg.r;
     const b = `model.layers.${t.layer}.${m.block}.experts`;
+    if (t.transposed) { // gpt_oss: the checkpoint holds the fused [E, in, out] parameter; W[e] += s · (B_e · A_e)ᵀ
+      const W = get(`${b}.${t.param}`), o = t.out;
+      for (let e = 0; e < E; e++) {
+        for (let i = 0; i < n; i++) {
+          for (let q = 0; q < o; q++) {
+            let d = 0;
+            for (let j = 0; j < r; j++) d += B[q * r * E + j * E + e] * A[(e * r + j) * n + i];
+            W[(e * n + i) * o + q] += cfg.scale * d;
+          }
+        }
+      }
+      continue;
+    }
     for (let e = 0; e < E; e++) {
       const parts: [Float32Array | Float64Array, number][] = t.param === "down_proj"
         ? [[get(`${b}.${e}.${down}.weight`), 0]]

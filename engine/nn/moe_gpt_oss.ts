@@ -119,8 +119,9 @@ export function withSinks(o: Tensor, lse: Tensor, sinks: Tensor): Tensor {
 }
 
 /**
- * Traces layer `i`'s block on x [B, L, H] → [B, L, H]; `weight` gives the parameters (no adapter targets them:
- * neither the router nor the experts are nn.Linear modules in transformers). Returns the routing for the
+ * Traces layer `i`'s block on x [B, L, H] → [B, L, H]; `weight` gives the parameters; `delta`, LoRA on the fused
+ * expert parameters (PEFT's target_parameters, lora_experts.ts) in their own layout, added before the matmuls (the
+ * router and the experts are not nn.Linear modules, so target_modules never reach them). Returns the routing for the
  * load-balancing loss (softmax of the router logits and its top-k mask, as load_balancing_loss_func computes them).
  */
 export function traceGptOssMoe(
@@ -128,6 +129,7 @@ export function traceGptOssMoe(
   i: number,
   x: Tensor,
   weight: (name: string) => Tensor,
+  delta?: (layer: number, proj: "gate_up" | "down") => Tensor | undefined,
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.mlp`, E = m.experts, I = m.intermediate, H = x.shape[x.rank - 1];
   const lead = x.shape.slice(0, -1);
@@ -138,14 +140,18 @@ export function traceGptOssMoe(
   const sel = mul(probs, topk);
   const w = div(sel, sum(sel, -1, true)); // softmax over the k selected logits
   // Experts stacked: gate_up [E, H, 2I] → [H, E·2I]; down [E, I, H] → [E·I, H].
-  const gu = reshape(permute(f32(weight(`${b}.experts.gate_up_proj`)), [1, 0, 2]), [H, E * 2 * I]);
+  const adapted = (p: "gate_up" | "down") => {
+    const w = f32(weight(`${b}.experts.${p}_proj`)), d = delta?.(i, p);
+    return d ? add(w, d) : w;
+  };
+  const gu = reshape(permute(adapted("gate_up"), [1, 0, 2]), [H, E * 2 * I]);
   let y = add(matmul(xf, gu), reshape(f32(weight(`${b}.experts.gate_up_proj_bias`)), [E * 2 * I])); // [..., E·2I]
   y = reshape(y, [...lead, E, I, 2]); // interleaved: (gate, up) pairs
   const gate = minimum(reshape(slice(y, -1, 0, 1), [...lead, E, I]), GPT_OSS_LIMIT);
   const up = maximum(minimum(reshape(slice(y, -1, 1, 2), [...lead, E, I]), GPT_OSS_LIMIT), -GPT_OSS_LIMIT);
   const a = mul(add(up, 1), mul(gate, sigmoid(mul(gate, GPT_OSS_ALPHA)))); // [..., E, I]
   const aw = reshape(mul(a, reshape(w, [...lead, E, 1])), [...lead, E * I]);
-  const down = reshape(f32(weight(`${b}.experts.down_proj`)), [E * I, H]);
+  const down = reshape(adapted("down"), [E * I, H]);
   const out = add(matmul(aw, down), matmul(w, f32(weight(`${b}.experts.down_proj_bias`)))); // [..., H]
   return { out, route: { probs, topk } };
 }

@@ -1,7 +1,7 @@
 /**
  * LoRA on the routed experts' fused parameters (PEFT's target_parameters, lora_experts.ts) against PEFT 0.21 on
- * transformers 5 (fixtures/models/<qwen3_moe|mixtral|glm4_moe>/lora_experts, fixtures/make_moe_lora.py): logits within
- * 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
+ * transformers 5 (fixtures/models/<each MoE family>/lora_experts and <deepseek_v3|mixtral>/lora_names, made by
+ * fixtures/make_moe_lora.py): logits within 1e-4, loss 1e-5 relative, every adapter gradient 1e-4 relative norm on every executor; the merged expert weights
  * as PEFT's merge_and_unload (and generation through the adapter as through the merged weights); saving writes the
  * same keys and target_parameters PEFT wrote; LF-style lora_target; a new adapter starts as the base model; the
  * refusals PEFT makes.
@@ -17,15 +17,20 @@ import { golden, maskedLogitError, relNorm } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
-const FAMILIES = ["qwen3_moe", "mixtral", "glm4_moe"];
+// <family>/lora_names: PEFT's rewrite of module names onto the fused experts (rank_pattern 2r; lora_moe_targets.ts)
+const CASES = [
+  ...["qwen3_moe", "mixtral", "glm4_moe", "qwen2_moe", "deepseek_v3", "gpt_oss"].map((f) => `${f}/lora_experts`),
+  "deepseek_v3/lora_names",
+  "mixtral/lora_names",
+];
 
 const near = (got: number, want: number, what: string) =>
   assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
 
-for (const family of FAMILIES) {
-  const dir = `${root}${family}/lora_experts`;
+for (const c of CASES) {
+  const family = c.split("/")[0], dir = `${root}${c}`;
   for (const [exName, make] of executors()) {
-    Deno.test(`${family}/lora_experts on ${exName}: loss, logits and adapter gradients match PEFT's ParamWrapper`, async () => {
+    Deno.test(`${c} on ${exName}: loss, logits and adapter gradients match PEFT's ParamWrapper`, async () => {
       const g = await golden(dir);
       const model = await loadModel(`${root}${family}`, { executor: await make(), adapter: dir });
       assert.ok([...model.adapter!.params.keys()].some((k) => k.includes(".mlp.experts.")));
@@ -43,7 +48,7 @@ for (const family of FAMILIES) {
     });
   }
 
-  Deno.test(`${family}/lora_experts: merged expert weights as PEFT's merge_and_unload; saved as PEFT saved it`, async () => {
+  Deno.test(`${c}: merged expert weights as PEFT's merge_and_unload; saved as PEFT saved it`, async () => {
     const g = await golden(dir);
     const model = await loadModel(`${root}${family}`, { executor: "reference", adapter: dir });
     const merged = await mergeAdapter(model);
@@ -72,7 +77,9 @@ for (const family of FAMILIES) {
     try {
       await saveAdapter(model, out);
       const [ours, peft] = [await readPeftAdapter(out), await readPeftAdapter(dir)];
-      assert.deepEqual(ours.raw.target_parameters, peft.raw.target_parameters);
+      for (const k of ["target_parameters", "target_modules", "rank_pattern", "alpha_pattern"]) {
+        assert.deepEqual(ours.raw[k], peft.raw[k], k);
+      }
       assert.deepEqual([...ours.tensors.keys()].sort(), [...peft.tensors.keys()].sort());
       for (const [k, t] of peft.tensors) assert.deepEqual(ours.tensors.get(k)!.data, t.data, k);
     } finally {
@@ -101,8 +108,23 @@ Deno.test("LoRA on experts: lora_target names, PEFT's nesting of keys, a new ada
   assert.throws(() => expertTargets(c, ["experts.up_proj"]), /experts\.up_proj.*match no fused expert parameter/);
   const dense = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}qwen3/config.json`)));
   assert.throws(() => expertTargets(dense, ["experts.down_proj"]), /no fused expert parameters/);
+  // gpt_oss stores its experts (E, in, out): PEFT takes in/out unswapped — gate_up_proj [4, 32, 32], down_proj
+  // [4, 16, 32] (E 4, I 16, H 32), every layer sparse
   const gptOss = decoderConfig(JSON.parse(await Deno.readTextFile(`${root}gpt_oss/config.json`)));
-  assert.throws(() => expertTargets(gptOss, ["experts.down_proj"]), /gpt_oss's experts is not supported/);
+  const gt = expertTargets(gptOss, ["experts.gate_up_proj", "experts.down_proj"]);
+  assert.deepEqual(gt.map((t) => [t.layer, t.param, t.in, t.out, t.transposed]), [
+    [0, "gate_up_proj", 32, 32, true],
+    [0, "down_proj", 16, 32, true],
+    [1, "gate_up_proj", 32, 32, true],
+    [1, "down_proj", 16, 32, true],
+  ]);
+  assert.deepEqual(
+    loraParams(loraConfig({ targets: [], targetParameters: ["down_proj"], r: 2 }), gptOss).get(
+      "base_model.model.model.layers.0.mlp.experts.lora_A.weight",
+    ),
+    [8, 16],
+  );
+  assert.throws(() => expertTargets(gptOss, ["experts.gate_up_proj_bias"]), /match no fused expert parameter/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", lora_dropout: 0.1 }), /lora_dropout/);
   assert.throws(() => loraConfig({ targetParameters: ["experts.down_proj"], useDora: true }), /use_dora/);
   assert.throws(() => loraConfigFromArgs({ lora_target: "experts.down_proj", pissa_init: true }), /pissa_init/);

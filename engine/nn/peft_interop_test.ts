@@ -1,7 +1,7 @@
 /**
  * PEFT interop: adapters attached, perturbed and saved here load with `PeftModel.from_pretrained`
  * (engine/io/peft_check.py, run with the repository's .venv; skipped with a message when it is absent) and give the
- * same logits (LoRA on fused expert parameters included).
+ * same logits (LoRA on fused expert parameters included, gpt_oss's and PEFT's rewrite of module names too).
  */
 import assert from "node:assert/strict";
 import { openSafetensors } from "../io/safetensors.ts";
@@ -69,6 +69,18 @@ Deno.test({
         targetParameters: ["experts.down_proj"],
         useRslora: true,
         init: "gaussian",
+      });
+      // gpt_oss's transposed experts; module names PEFT rewrites onto deepseek_v3's fused experts (rank_pattern 2r)
+      await add("gpt_oss", "experts_gpt_oss", {
+        r: 2,
+        targets: ["q_proj"],
+        targetParameters: ["experts.gate_up_proj", "experts.down_proj"],
+      });
+      await add("deepseek_v3", "names_rslora", {
+        r: 2,
+        alpha: 3,
+        targets: ["kv_b_proj", "gate_proj", "up_proj", "down_proj"],
+        useRslora: true,
       });
       const out = `${dir}/logits.safetensors`;
       const cmd = new Deno.Command(python, {
