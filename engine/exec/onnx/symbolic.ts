@@ -138,6 +138,13 @@ export function instantiate(sm: Omit<SymbolicModel, "model">, sizes: readonly nu
   return mapNums(sm.meta, () => polyAt(sm.metaPolys[j++], sizes));
 }
 
+/** Whether two byte arrays hold the same bytes (no string of a large constant is built). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Integer values of an INT64 or INT32 constant, or undefined for another type. */
 function intValues(t: TensorDef): number[] | undefined {
   const raw = t.raw!;
@@ -297,7 +304,7 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
   try {
     for (let k = 0; k < g0.initializers.length; k++) {
       const ts = gs.map((g) => g.initializers[k]), t0 = ts[0];
-      const fixed = ts.every((t) => t.dims.join() === t0.dims.join() && t.raw!.join() === t0.raw!.join());
+      const fixed = ts.every((t) => t.dims.join() === t0.dims.join() && sameBytes(t.raw!, t0.raw!));
       if (fixed) {
         initializers.push(t0);
         continue;
