@@ -37,8 +37,9 @@ export class BackgroundRuns {
    * when the session is busy or finished.
    */
   start(id: string, session: TrainSession, steps?: number): void {
-    if (session.busy || this.#runs.has(id)) throw new SessionBusyError("run", session.busy ?? "a run");
+    // A finished session says so even while its last run's end is still being recorded (the run is still listed).
     if (session.finished) throw new SessionFinishedError(session.totalSteps);
+    if (session.busy || this.#runs.has(id)) throw new SessionBusyError("run", session.busy ?? "a run");
     const n = steps ?? session.totalSteps - session.globalStep;
     const abort = new AbortController();
     const from = session.globalStep;
