@@ -19,56 +19,19 @@ import { ReferenceExecutor } from "../exec/reference.ts";
 import { withSinks } from "./moe_gpt_oss.ts";
 import { decoderParams } from "./decoder.ts";
 import { dequantizeMxfp4, mxfp4Shape } from "./mxfp4.ts";
-import { maskedLogitError, relNorm } from "./lora_testing.ts";
+import { maskedLogitError } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
+import { checkGrads, moeGolden, near } from "./moe_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const dir = `${root}gpt_oss`;
 /** gpt_oss_bf16: the same weights rounded to bf16 (as the dequantized releases are); goldens from them upcast. */
 const FIXTURES = ["gpt_oss", "gpt_oss_bf16"];
 
-async function golden(d: string) {
-  const f = await openSafetensors(`${d}/golden.safetensors`);
-  const rows = async (name: string) => {
-    const [B, L] = f.tensors.get(name)!.shape, v = await f.readF32(name);
-    return Array.from({ length: B }, (_, b) => Array.from(v.subarray(b * L, (b + 1) * L)));
-  };
-  const grads = async (prefix: string) => {
-    const m = new Map<string, Float32Array>();
-    for (const n of f.tensors.keys()) if (n.startsWith(prefix)) m.set(n.slice(prefix.length), await f.readF32(n));
-    return m;
-  };
-  const has = (n: string) => f.tensors.has(n);
-  const g = {
-    ids: await rows("input_ids"),
-    mask: await rows("attention_mask"),
-    labels: await rows("labels"),
-    logits: await f.readF32("logits"),
-    logitsNoMask: has("logits_nomask") ? await f.readF32("logits_nomask") : undefined,
-    loss: (await f.readF32("loss"))[0],
-    grads: await grads("grad."),
-    auxLoss: has("aux.loss") ? (await f.readF32("aux.loss"))[0] : undefined,
-    auxGrads: await grads("aux.grad."),
-  };
-  f.close();
-  return g;
-}
-
-function checkGrads(got: Map<string, ArrayLike<number>>, want: Map<string, Float32Array>) {
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) {
-    const rel = relNorm(got.get(name)! as Float32Array, w);
-    assert.ok(rel <= 1e-4, `${name}: relative error ${rel.toExponential(2)}`);
-  }
-}
-
-const near = (got: number, want: number, what: string) =>
-  assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
-
 for (const [exName, make] of executors()) {
   for (const name of FIXTURES) {
     Deno.test(`${name} on ${exName}: logits, loss, gradients (with and without the router loss) match transformers`, async () => {
-      const g = await golden(`${root}${name}`);
+      const g = await moeGolden(`${root}${name}`);
       const model = await loadModel(`${root}${name}`, { executor: await make(), dtype: "f32" });
       const opts = { labels: g.labels, attentionMask: g.mask };
       const res = await model.forward(g.ids, opts);
@@ -117,7 +80,7 @@ for (const [exName, make] of executors()) {
       const name = n.slice("dequant.".length);
       assert.deepEqual(Array.from(await model.executor.getParam(name)), Array.from(await f.readF32(n)), name);
     }
-    const g = await golden(d);
+    const g = await moeGolden(d);
     f.close();
     const res = await model.forward(g.ids, { labels: g.labels, attentionMask: g.mask });
     assert.ok(maskedLogitError(res.logits, g.logits, g.mask, model.config.vocab) <= 1e-4, "logits");
@@ -132,7 +95,7 @@ for (const [exName, make] of executors()) {
   });
 
   Deno.test(`gpt_oss/lora on ${exName}: loss, logits and adapter gradients match PEFT`, async () => {
-    const g = await golden(`${dir}/lora`);
+    const g = await moeGolden(`${dir}/lora`);
     const model = await loadModel(dir, { executor: await make(), adapter: `${dir}/lora` });
     const res = await model.forward(g.ids, { labels: g.labels, attentionMask: g.mask });
     assert.ok(maskedLogitError(res.logits, g.logits, g.mask, model.config.vocab) <= 1e-4, "logits");

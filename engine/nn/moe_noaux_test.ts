@@ -9,54 +9,23 @@
 import assert from "node:assert/strict";
 import { Graph } from "../graph/mod.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
-import { openSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "./config.ts";
 import { allLinearTargets } from "./lora.ts";
 import { loadModel } from "./model.ts";
 import { configureMoe } from "./moe.ts";
 import { noauxRoute } from "./moe_router.ts";
 import { onnxUnsupported } from "./onnx_support.ts";
-import { maskedLogitError, relNorm } from "./lora_testing.ts";
+import { maskedLogitError } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
+import { checkGrads, moeGolden, near } from "./moe_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["deepseek_v3", "deepseek_v3_plain", "glm4_moe"];
 
-async function golden(dir: string) {
-  const f = await openSafetensors(`${dir}/golden.safetensors`);
-  const rows = async (name: string) => {
-    const [B, L] = f.tensors.get(name)!.shape, d = await f.readF32(name);
-    return Array.from({ length: B }, (_, b) => Array.from(d.subarray(b * L, (b + 1) * L)));
-  };
-  const g = {
-    ids: await rows("input_ids"),
-    mask: await rows("attention_mask"),
-    labels: await rows("labels"),
-    logits: await f.readF32("logits"),
-    logitsNoMask: f.tensors.has("logits_nomask") ? await f.readF32("logits_nomask") : undefined,
-    loss: (await f.readF32("loss"))[0],
-    grads: new Map<string, Float32Array>(),
-  };
-  for (const n of f.tensors.keys()) if (n.startsWith("grad.")) g.grads.set(n.slice(5), await f.readF32(n));
-  f.close();
-  return g;
-}
-
-function checkGrads(got: Map<string, ArrayLike<number>>, want: Map<string, Float32Array>) {
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) {
-    const rel = relNorm(got.get(name)! as Float32Array, w);
-    assert.ok(rel <= 1e-4, `${name}: relative error ${rel.toExponential(2)}`);
-  }
-}
-
-const near = (got: number, want: number, what: string) =>
-  assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
-
 for (const family of FAMILIES) {
   for (const [exName, make] of executors()) {
     Deno.test(`${family} on ${exName}: logits, loss and gradients match transformers; moe_aux_loss_coef changes nothing`, async () => {
-      const g = await golden(`${root}${family}`);
+      const g = await moeGolden(`${root}${family}`);
       const model = await loadModel(`${root}${family}`, { executor: await make(), dtype: "f32" });
       const opts = { labels: g.labels, attentionMask: g.mask };
       const res = await model.forward(g.ids, opts);
@@ -79,7 +48,7 @@ for (const family of FAMILIES) {
 
     Deno.test(`${family}/lora on ${exName}: loss, logits and adapter gradients match PEFT`, async () => {
       const dir = `${root}${family}/lora`;
-      const g = await golden(dir);
+      const g = await moeGolden(dir);
       const model = await loadModel(`${root}${family}`, { executor: await make(), adapter: dir });
       const res = await model.forward(g.ids, { labels: g.labels, attentionMask: g.mask });
       assert.ok(maskedLogitError(res.logits, g.logits, g.mask, model.config.vocab) <= 1e-4, "logits");

@@ -8,62 +8,22 @@
  */
 import assert from "node:assert/strict";
 import { Graph } from "../graph/mod.ts";
-import { openSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "./config.ts";
 import { allLinearTargets, resolveTargets } from "./lora.ts";
 import { loadModel } from "./model.ts";
 import { topkMask } from "./moe.ts";
-import { maskedLogitError, relNorm } from "./lora_testing.ts";
+import { maskedLogitError } from "./lora_testing.ts";
 import { executors } from "./executors_testing.ts";
+import { checkGrads, moeGolden, near } from "./moe_testing.ts";
 
 const root = new URL("../../fixtures/models/", import.meta.url).pathname;
 const FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "mixtral_bf16"];
 const WITH_LORA = new Set(["mixtral", "qwen2_moe", "qwen3_moe"]);
 
-async function golden(dir: string) {
-  const f = await openSafetensors(`${dir}/golden.safetensors`);
-  const rows = async (name: string) => {
-    const t = f.tensors.get(name)!;
-    const d = await f.readF32(name);
-    const [B, L] = t.shape;
-    return Array.from({ length: B }, (_, b) => Array.from(d.subarray(b * L, (b + 1) * L)));
-  };
-  const grads = async (prefix: string) => {
-    const m = new Map<string, Float32Array>();
-    for (const n of f.tensors.keys()) if (n.startsWith(prefix)) m.set(n.slice(prefix.length), await f.readF32(n));
-    return m;
-  };
-  const has = (n: string) => f.tensors.has(n);
-  const g = {
-    ids: await rows("input_ids"),
-    mask: await rows("attention_mask"),
-    labels: await rows("labels"),
-    logits: await f.readF32("logits"),
-    logitsNoMask: has("logits_nomask") ? await f.readF32("logits_nomask") : undefined,
-    loss: (await f.readF32("loss"))[0],
-    grads: await grads("grad."),
-    auxLoss: has("aux.loss") ? (await f.readF32("aux.loss"))[0] : undefined,
-    auxGrads: await grads("aux.grad."),
-  };
-  f.close();
-  return g;
-}
-
-function checkGrads(got: Map<string, ArrayLike<number>>, want: Map<string, Float32Array>) {
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) {
-    const rel = relNorm(got.get(name)! as Float32Array, w);
-    assert.ok(rel <= 1e-4, `${name}: relative error ${rel.toExponential(2)}`);
-  }
-}
-
-const near = (got: number, want: number, what: string) =>
-  assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${what} ${got} vs ${want}`);
-
 for (const family of FAMILIES) {
   for (const [exName, make] of executors()) {
     Deno.test(`${family} on ${exName}: logits, loss, gradients (with and without the router loss) match transformers`, async () => {
-      const g = await golden(`${root}${family}`);
+      const g = await moeGolden(`${root}${family}`);
       const model = await loadModel(`${root}${family}`, { executor: await make(), dtype: "f32" });
       const V = model.config.vocab;
       const opts = { labels: g.labels, attentionMask: g.mask };
@@ -93,7 +53,7 @@ for (const family of FAMILIES) {
       ignore: !WITH_LORA.has(family),
     }, async () => {
       const dir = `${root}${family}/lora`;
-      const g = await golden(dir);
+      const g = await moeGolden(dir);
       const model = await loadModel(`${root}${family}`, { executor: await make(), adapter: dir });
       const res = await model.forward(g.ids, { labels: g.labels, attentionMask: g.mask });
       assert.ok(maskedLogitError(res.logits, g.logits, g.mask, model.config.vocab) <= 1e-4, "logits");
