@@ -6,6 +6,7 @@
  */
 import { call, errorOf, get } from "./api.js";
 import { readSse } from "./sse.js";
+import { shownStatus, stateStatus } from "./status.js";
 import { createStore } from "./store.js";
 
 const KEY = "whetstone.session";
@@ -135,7 +136,7 @@ export async function refreshStatus() {
   const s = await get(`/sessions/${id}`);
   if (live.get().id !== id) return;
   live.set({
-    status: s.status,
+    status: shownStatus(s.status, s.busy, s.global_step ?? 0, s.total_steps ?? 0),
     runner: s.runner ?? "whetstone",
     plan: s.plan ?? live.get().plan,
     config: s.config ?? live.get().config,
@@ -184,7 +185,7 @@ export async function follow(id) {
       }
       if (ev.event === "state") {
         live.set((s) => ({
-          status: data.busy ? "running" : data.finished ? "finished" : s.status === "running" ? "ready" : s.status,
+          status: stateStatus(data, s.status),
           step: data.global_step ?? s.step,
           total: data.total_steps ?? s.total,
         }));
@@ -196,6 +197,8 @@ export async function follow(id) {
       else if (ev.event === "save") logLine(`save: ${data.checkpoint} (step ${data.step})`);
       else if (ev.event === "error") logLine(`error: ${data.error}`);
       else if (ev.event === "done") {
+        // A pending re-read from the last step would land later and could see the next operation's `busy`.
+        clearTimeout(settling);
         logLine(`done: ${JSON.stringify(data)}`);
         await refreshStatus().catch(() => {});
       }
