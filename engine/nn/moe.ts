@@ -226,18 +226,36 @@ export function routedExperts(
   w: RoutedExpertWeights,
   experts?: number,
 ): Tensor {
-  const H = x.shape[x.rank - 1], k = topkIdx.shape[topkIdx.rank - 1], lead = x.shape.slice(0, -1);
-  const N = lead.reduce((a, b) => a * b, 1);
   const E = experts ?? [w.gate, w.up, w.down].find((p): p is Tensor => typeof p !== "function")?.shape[0];
   if (E === undefined) throw new Error("routedExperts: pass `experts` when every projection is a function");
-  const order = expertSort(reshape(topkIdx, [N, k]), E);
-  const proj = (p: ExpertProjection, rows: Tensor) =>
-    typeof p === "function" ? p(rows, order) : groupedMatmul(rows, p, order.offsets, { transB: true });
+  return dispatchExperts(x, topkIdx, topkWeight, E, (xs, order) => {
+    const proj = (p: ExpertProjection, rows: Tensor) =>
+      typeof p === "function" ? p(rows, order) : groupedMatmul(rows, p, order.offsets, { transB: true });
+    return proj(w.down, (w.act ?? swiglu)(proj(w.gate, xs), proj(w.up, xs)));
+  });
+}
+
+/**
+ * The sparse dispatch under {@link routedExperts}, for any expert function: the assignments sorted by expert
+ * (`expert_sort`), the tokens' rows gathered in that order xs [N·k, H] f32, `expertRows(xs, order)` → [N·k, H'] (row r
+ * computed by the expert of its range in `order.offsets`, e.g. with {@link groupedMatmul}), the rows put back in
+ * assignment order, weighted by topkWeight and summed over the k picks → [..., H'] f32.
+ */
+export function dispatchExperts(
+  x: Tensor,
+  topkIdx: Tensor,
+  topkWeight: Tensor,
+  experts: number,
+  expertRows: (xs: Tensor, order: ExpertOrder) => Tensor,
+): Tensor {
+  const H = x.shape[x.rank - 1], k = topkIdx.shape[topkIdx.rank - 1], lead = x.shape.slice(0, -1);
+  const N = lead.reduce((a, b) => a * b, 1);
+  const order = expertSort(reshape(topkIdx, [N, k]), experts);
   const xs = embedding(f32(reshape(x, [N, H])), order.rows); // [N·k, H], expert-sorted
-  const a = (w.act ?? swiglu)(proj(w.gate, xs), proj(w.up, xs));
-  const ys = embedding(proj(w.down, a), reshape(order.pos, [N * k])); // [N·k, H], assignment order
-  const y = sum(mul(reshape(ys, [N, k, H]), reshape(f32(topkWeight), [N, k, 1])), 1);
-  return reshape(y, [...lead, H]);
+  const rows = expertRows(xs, order), Ho = rows.shape[1];
+  const ys = embedding(rows, reshape(order.pos, [N * k])); // [N·k, H'], assignment order
+  const y = sum(mul(reshape(ys, [N, k, Ho]), reshape(f32(topkWeight), [N, k, 1])), 1);
+  return reshape(y, [...lead, Ho]);
 }
 
 /**

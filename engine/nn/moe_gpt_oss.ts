@@ -14,9 +14,10 @@
  *   [E, I, H], `down_proj_bias` [E, H]: gate = columns 0, 2, 4, ... and up = columns 1, 3, 5, ... of x·W + b; gate
  *   clamped above at 7, up to [−7, 7]; out = ((up + 1) · gate · sigmoid(1.702 · gate)) · D + b_down, weighted.
  *
- * Dispatch is dense as in moe.ts: every expert runs on every token from the layer's stacked weights, weighted by the
- * token's routing weight (0 outside its top k), so an expert's weights get gradient only from its tokens. The bias of
- * down_proj enters as Σ_e w_e · b_e = w · B_down, exactly what transformers adds per routed expert.
+ * Dispatch is sparse as in moe.ts ({@link gptOssExperts}): each expert computes only the tokens routed to it, with
+ * the fused weights in their stored [E, in, out] layout (grouped_matmul without transB) and its biases gathered per
+ * routed row; each chosen expert's output (bias of down_proj included) is weighted by the token's routing weight, as
+ * transformers adds it. The dense dispatch stays as the tests' reference (moe_dense.ts `denseGptOssExperts`).
  *
  * Released gpt-oss checkpoints store the experts in MXFP4 (`quantization_config.quant_method` "mxfp4", tensors
  * `*_blocks` / `*_scales`): the loader dequantizes them to bf16 (mxfp4.ts), as transformers does with
@@ -27,6 +28,10 @@ import {
   add,
   cast,
   div,
+  embedding,
+  embeddingBwd,
+  groupedMatmul,
+  gt,
   matmul,
   maximum,
   minimum,
@@ -39,7 +44,8 @@ import {
   sum,
   type Tensor,
 } from "../graph/mod.ts";
-import { type MoeConfig, type Route, topkMask } from "./moe.ts";
+import { dispatchExperts, type MoeConfig, type Route } from "./moe.ts";
+import { expertRank, selectByRank } from "./moe_router.ts";
 
 /** The model type this file implements. */
 export const GPT_OSS = "gpt_oss";
@@ -118,11 +124,59 @@ export function withSinks(o: Tensor, lse: Tensor, sinks: Tensor): Tensor {
   return mul(o, reshape(permute(keep, [0, 2, 1]), [B, L, Hq, 1]));
 }
 
+/** One layer's fused experts as {@link traceGptOssMoe} reads them (f32 or, frozen, the stored 16-bit dtype). */
+export interface GptOssExpertWeights {
+  /** [E, H, 2I]: x · W, gate and up columns interleaved. */
+  gateUp: Tensor;
+  /** [E, 2I]. */
+  gateUpBias: Tensor;
+  /** [E, I, H]. */
+  down: Tensor;
+  /** [E, H]. */
+  downBias: Tensor;
+}
+
+/** Σ_j topkWeight[n, j] · expert_{topkIdx[n, j]}(x[n]) for x [..., H], topkIdx [..., k] i32 → [..., H] f32. */
+export type GptOssExperts = (x: Tensor, topkIdx: Tensor, topkWeight: Tensor, w: GptOssExpertWeights) => Tensor;
+
+/**
+ * The clamped SwiGLU of gate_up rows [..., 2I] (gate, up interleaved) → [..., I]: gate clamped above at 7, up to
+ * [−7, 7], (up + 1) · gate · sigmoid(1.702 · gate).
+ */
+export function gptOssAct(gu: Tensor): Tensor {
+  const lead = gu.shape.slice(0, -1), I = gu.shape[gu.rank - 1] / 2;
+  const y = reshape(gu, [...lead, I, 2]); // interleaved: (gate, up) pairs
+  const gate = minimum(reshape(slice(y, -1, 0, 1), [...lead, I]), GPT_OSS_LIMIT);
+  const up = maximum(minimum(reshape(slice(y, -1, 1, 2), [...lead, I]), GPT_OSS_LIMIT), -GPT_OSS_LIMIT);
+  return mul(add(up, 1), mul(gate, sigmoid(mul(gate, GPT_OSS_ALPHA))));
+}
+
+/**
+ * gpt_oss's experts with sparse dispatch (moe.ts `dispatchExperts`): the N·k assignments sorted by expert, each
+ * projection one `grouped_matmul` over the sorted rows with the weights as stored ([E, in, out], x · W: no transpose,
+ * no copy), each row's expert biases gathered by its expert id (an `embedding` lookup, whose gradient scatter-adds the
+ * rows back into the [E, ·] bias) and added after its matmul. A sorted row's expert id is the id of the assignment it
+ * holds, put in place by scattering the ids to their rows `pos` (embedding_bwd, a permutation: exact, O(N·k)); rows of
+ * an id outside [0, E) look up nothing.
+ */
+export const gptOssExperts: GptOssExperts = (x, topkIdx, topkWeight, w) => {
+  const E = w.gateUp.shape[0], R = topkIdx.shape.reduce((a, b) => a * b, 1);
+  return dispatchExperts(x, topkIdx, topkWeight, E, (xs, order) => {
+    const ids = cast(reshape(topkIdx, [R, 1]), "f32");
+    const rowExpert = reshape(cast(embeddingBwd(reshape(order.pos, [R]), ids, R), "i32"), [R]);
+    const bias = (b: Tensor) => embedding(f32(b), rowExpert);
+    const gu = add(groupedMatmul(xs, w.gateUp, order.offsets), bias(w.gateUpBias)); // [N·k, 2I]
+    return add(groupedMatmul(gptOssAct(gu), w.down, order.offsets), bias(w.downBias)); // [N·k, H]
+  });
+};
+
 /**
  * Traces layer `i`'s block on x [B, L, H] → [B, L, H]; `weight` gives the parameters; `delta`, LoRA on the fused
  * expert parameters (PEFT's target_parameters, lora_experts.ts) in their own layout, added before the matmuls (the
- * router and the experts are not nn.Linear modules, so target_modules never reach them). Returns the routing for the
- * load-balancing loss (softmax of the router logits and its top-k mask, as load_balancing_loss_func computes them).
+ * router and the experts are not nn.Linear modules, so target_modules never reach them). `experts` computes the routed
+ * experts (sparse {@link gptOssExperts}; the dense reference of tests is moe_dense.ts `denseGptOssExperts`). Returns
+ * the routing for the load-balancing loss (softmax of the router logits and its top-k mask, as
+ * load_balancing_loss_func computes them).
  */
 export function traceGptOssMoe(
   m: MoeConfig,
@@ -130,28 +184,26 @@ export function traceGptOssMoe(
   x: Tensor,
   weight: (name: string) => Tensor,
   delta?: (layer: number, proj: "gate_up" | "down") => Tensor | undefined,
+  experts: GptOssExperts = gptOssExperts,
 ): { out: Tensor; route: Route } {
-  const b = `model.layers.${i}.mlp`, E = m.experts, I = m.intermediate, H = x.shape[x.rank - 1];
-  const lead = x.shape.slice(0, -1);
+  const b = `model.layers.${i}.mlp`;
   const xf = f32(x);
   const logits = add(matmul(xf, f32(weight(`${b}.router.weight`)), { transB: true }), f32(weight(`${b}.router.bias`)));
   const probs = softmax(logits, -1); // [..., E]
-  const topk = topkMask(probs, m.topK); // the top-k of the logits (softmax keeps their order; ties to the lower index)
+  // The top-k of the logits (softmax keeps their order; ties to the lower index).
+  const rank = expertRank(probs), topk = gt(m.topK - 0.5, rank);
   const sel = mul(probs, topk);
-  const w = div(sel, sum(sel, -1, true)); // softmax over the k selected logits
-  // Experts stacked: gate_up [E, H, 2I] → [H, E·2I]; down [E, I, H] → [E·I, H].
+  const pick = selectByRank(rank, div(sel, sum(sel, -1, true)), m.topK); // softmax over the k selected logits
+  // A frozen 16-bit weight is read as stored by the grouped matmul; an adapter's s·ΔW is added to the f32 weight.
   const adapted = (p: "gate_up" | "down") => {
-    const w = f32(weight(`${b}.experts.${p}_proj`)), d = delta?.(i, p);
-    return d ? add(w, d) : w;
+    const w = weight(`${b}.experts.${p}_proj`), d = delta?.(i, p);
+    return d ? add(f32(w), d) : w;
   };
-  const gu = reshape(permute(adapted("gate_up"), [1, 0, 2]), [H, E * 2 * I]);
-  let y = add(matmul(xf, gu), reshape(f32(weight(`${b}.experts.gate_up_proj_bias`)), [E * 2 * I])); // [..., E·2I]
-  y = reshape(y, [...lead, E, I, 2]); // interleaved: (gate, up) pairs
-  const gate = minimum(reshape(slice(y, -1, 0, 1), [...lead, E, I]), GPT_OSS_LIMIT);
-  const up = maximum(minimum(reshape(slice(y, -1, 1, 2), [...lead, E, I]), GPT_OSS_LIMIT), -GPT_OSS_LIMIT);
-  const a = mul(add(up, 1), mul(gate, sigmoid(mul(gate, GPT_OSS_ALPHA)))); // [..., E, I]
-  const aw = reshape(mul(a, reshape(w, [...lead, E, 1])), [...lead, E * I]);
-  const down = reshape(adapted("down"), [E * I, H]);
-  const out = add(matmul(aw, down), matmul(w, f32(weight(`${b}.experts.down_proj_bias`)))); // [..., H]
+  const out = experts(xf, pick.idx, pick.weight, {
+    gateUp: adapted("gate_up"),
+    gateUpBias: weight(`${b}.experts.gate_up_proj_bias`),
+    down: adapted("down"),
+    downBias: weight(`${b}.experts.down_proj_bias`),
+  });
   return { out, route: { probs, topk } };
 }
