@@ -19,7 +19,8 @@
  * split among experts is data), so one graph runs on every executor (engine/graph/ops/grouped.ts). The sort and the
  * gathers cost O(N·k·H), against the dense dispatch's E / k times the expert FLOPs (4× for a Mixtral-8x7B, 16× for a
  * Qwen3-30B-A3B); the dense dispatch is kept only as the reference of tests and bench "moe" (moe_dense.ts). The
- * experts' 2-D checkpoint weights are still stacked by a concat per step (a transient copy).
+ * experts' 2-D checkpoint weights are still stacked by a concat per step (a transient copy). gpt_oss's fused, biased
+ * experts (moe_gpt_oss.ts) go through the same dispatch ({@link dispatchExperts}) with their stored weights.
  * @module
  */
 import {

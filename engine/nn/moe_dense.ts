@@ -1,7 +1,8 @@
 /**
- * The dense dispatch of routed experts, kept as the reference the sparse one (moe.ts `routedExperts`) is tested and
- * benchmarked against: every expert runs on every token and its output is weighted by the token's routing weight,
- * zero outside its top-k. Three matmuls over the stacked weights, costing E / k times the sparse dispatch's FLOPs.
+ * The dense dispatch of routed experts, kept as the reference the sparse one (moe.ts `routedExperts`; gpt_oss's
+ * moe_gpt_oss.ts `gptOssExperts`) is tested and benchmarked against: every expert runs on every token and its output
+ * is weighted by the token's routing weight, zero outside its top-k. Three matmuls over the stacked weights, costing
+ * E / k times the sparse dispatch's FLOPs.
  * @module
  */
 import { add, cast, eq, matmul, mul, permute, reshape, sum, swiglu, type Tensor, transpose } from "../graph/mod.ts";
@@ -30,9 +31,9 @@ export function denseExperts(
 }
 
 /**
- * gpt_oss's experts (moe_gpt_oss.ts) computed densely, as transformers' dense path does: x · W over every expert's
- * fused gate_up [E, H, 2I] (+ bias), the clamped SwiGLU, each expert's activation weighted by the token's routing
- * weight, times down [E, I, H], plus the down biases as w · B_down [N, E]·[E, H]. x [..., H] → [..., H].
+ * gpt_oss's experts (moe_gpt_oss.ts `gptOssExperts`) computed densely, every expert on every token: x · W over every
+ * expert's fused gate_up [E, H, 2I] (+ bias), the clamped SwiGLU, each expert's activation weighted by the token's
+ * routing weight, times down [E, I, H], plus the down biases as w · B_down [N, E]·[E, H]. x [..., H] → [..., H].
  */
 export const denseGptOssExperts: GptOssExperts = (x, topkIdx, topkWeight, w) => {
   const H = x.shape[x.rank - 1], lead = x.shape.slice(0, -1), N = lead.reduce((a, b) => a * b, 1);
