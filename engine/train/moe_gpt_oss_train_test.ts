@@ -3,7 +3,9 @@
  * bias, fused experts) with the router's load-balancing term (config.json's output_router_logits with
  * router_aux_loss_coef 0.25, the `aux.*` golden), with and without activation checkpointing, on the reference executor
  * and ONNX Runtime; LLaMA-Factory's `moe_aux_loss_coef` leaving gpt_oss alone (its configure_moe does not list it);
- * LoRA and full fine-tuning runs whose losses fall; and a full run from the MXFP4 fixture saving the dequantized model.
+ * LoRA and full fine-tuning runs whose losses fall; a full run from the MXFP4 fixture saving the dequantized model; and
+ * on ONNX Runtime one symbolic session serving the sparse training step at every batch and length, as sessions built
+ * per shape do (exec/onnx/symbolic.ts).
  */
 import assert from "node:assert/strict";
 import { backward, Graph } from "../graph/mod.ts";
@@ -15,7 +17,10 @@ import { bucketLength, loadModel } from "../nn/model.ts";
 import { relNorm } from "../nn/lora_testing.ts";
 import { parseTrainArgs } from "../config/args.ts";
 import { loadTrainModel } from "./run_inputs.ts";
-import { lmObjective } from "./step/lm.ts";
+import { adamwStepPlan, lmObjective, LOSS_SUM, traceTrainStep } from "./step/lm.ts";
+import { stateNames } from "./step/optimizer.ts";
+import { relErr } from "../exec/testing/harness.ts";
+import { mulberry32 } from "../util/rng.ts";
 import { train } from "./trainer.ts";
 
 const dir = new URL("../../fixtures/models/gpt_oss", import.meta.url).pathname;
@@ -199,4 +204,43 @@ Deno.test("gpt_oss_mxfp4 fine-tuned in full: the saved folder is the dequantized
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("gpt_oss on ONNX Runtime: one symbolic session serves the sparse training step at every shape", async () => {
+  const shapes: [number, number][] = [[2, 8], [1, 5], [3, 16]];
+  const run = async (symbolic: boolean) => {
+    const ex = await OnnxExecutor.create({ symbolic, modelCache: false });
+    const model = await loadModel(dir, { executor: ex, dtype: "f32" });
+    const trainable = [...model.params.keys()];
+    for (const name of trainable) {
+      const shape = model.params.get(name)!.shape, zeros = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      ex.setParam(stateNames(name).m, zeros, shape);
+      ex.setParam(stateNames(name).v, zeros, shape);
+    }
+    ex.setParam(LOSS_SUM, [0], [1]);
+    const losses: number[] = [];
+    for (const [B, L] of shapes) {
+      const trace = (s: Record<string, number>) => traceTrainStep(model, adamwStepPlan(s.B, s.L, trainable));
+      const step = await ex.compile(trace({ B, L }), { symbolic: { sizes: { B, L }, trace } });
+      const r = mulberry32(B * 100 + L), n = B * L, V = model.config.vocab;
+      const out = await step.run({
+        ids_0: Int32Array.from({ length: n }, () => Math.floor(r() * V)),
+        positions_0: Int32Array.from({ length: n }, (_, i) => i % L),
+        segments_0: Int32Array.from({ length: n }, () => 1),
+        labels_0: Int32Array.from({ length: n }, () => Math.floor(r() * V)),
+        inv_targets: [1 / n],
+        lr: [1e-2],
+        step: [losses.length + 1],
+      }, ["loss"]);
+      losses.push(out.loss[0]);
+    }
+    const expert = await ex.getParam(`model.layers.1.mlp.experts.gate_up_proj`);
+    ex.dispose();
+    return { losses, expert, sessions: ex.sessions };
+  };
+  const sym = await run(true), fixed = await run(false);
+  assert.deepEqual(sym.sessions.fallbacks, []);
+  assert.deepEqual([sym.sessions.created, sym.sessions.reused, fixed.sessions.created], [1, shapes.length - 1, 3]);
+  assert.ok(relErr(sym.losses, fixed.losses) <= 1e-6, `losses ${sym.losses} vs ${fixed.losses}`);
+  assert.ok(relErr(sym.expert, fixed.expert) <= 1e-6, "updated gate_up_proj");
 });
