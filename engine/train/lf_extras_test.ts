@@ -153,3 +153,19 @@ Deno.test("an AWQ or GPTQ checkpoint is refused naming its config.json, quant_me
     );
   }
 });
+
+Deno.test("LF's extras loraplus, pissa, dft and fsdp_qlora YAMLs run two steps on the tiny model", async () => {
+  const runs: [string, (a: Awaited<ReturnType<typeof extras>>) => unknown[], unknown[]][] = [
+    ["llama3_lora_sft_loraplus.yaml", (a) => [a.finetuning_type, a.loraplus_lr_ratio], ["lora", 16]],
+    ["llama3_lora_sft_pissa.yaml", (a) => [a.pissa_init, a.pissa_iter, a.pissa_convert], [true, 16, true]],
+    ["qwen2_full_sft_dft.yaml", (a) => [a.finetuning_type, a.use_dft_loss], ["full", true]],
+    ["llama3_lora_sft_fsdp_qlora.yaml", (a) => [a.finetuning_type, a.quantization_bit], ["lora", 4]],
+  ];
+  for (const [file, keys, want] of runs) {
+    const a = await extras(file, file, 2);
+    assert.deepEqual(keys(a), want, file);
+    const res = await train(a, { progress: false, ...quiet });
+    assert.equal(res.globalStep, 2, file);
+    assert.ok(res.losses.every((l) => Number.isFinite(l.loss)), `${file}: ${res.losses.map((l) => l.loss)}`);
+  }
+});
