@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { loadTrainConfig } from "../config/args.ts";
+import { predict } from "./predict.ts";
 import { TrainSession } from "./session.ts";
 import { train } from "./trainer.ts";
 
@@ -154,7 +155,7 @@ Deno.test("an AWQ or GPTQ checkpoint is refused naming its config.json, quant_me
   }
 });
 
-Deno.test("LF's extras loraplus, pissa, dft and fsdp_qlora YAMLs run two steps on the tiny model", async () => {
+Deno.test("LF's extras loraplus, pissa, dft and fsdp_qlora YAMLs run two steps on the tiny model; nlg_eval predicts", async () => {
   const runs: [string, (a: Awaited<ReturnType<typeof extras>>) => unknown[], unknown[]][] = [
     ["llama3_lora_sft_loraplus.yaml", (a) => [a.finetuning_type, a.loraplus_lr_ratio], ["lora", 16]],
     ["llama3_lora_sft_pissa.yaml", (a) => [a.pissa_init, a.pissa_iter, a.pissa_convert], [true, 16, true]],
@@ -168,4 +169,19 @@ Deno.test("LF's extras loraplus, pissa, dft and fsdp_qlora YAMLs run two steps o
     assert.equal(res.globalStep, 2, file);
     assert.ok(res.losses.every((l) => Number.isFinite(l.loss)), `${file}: ${res.losses.map((l) => l.loss)}`);
   }
+  // nlg_eval/llama3_lora_predict.yaml with the LoRA+ run's adapter; the tiny model's own template (llama3's
+  // <|eot_id|> is no token of its vocabulary) and 16 new tokens (LF's default 1024 is past its 512 positions).
+  const p = await extras("llama3_lora_predict_nlg_eval.yaml", "nlg", -1, TINY, [
+    `adapter_name_or_path=${root}/llama3_lora_sft_loraplus.yaml`,
+    "eval_dataset=whetstone_demo",
+    "max_samples=4",
+    "template=qwen",
+    "max_new_tokens=16",
+  ]);
+  assert.deepEqual([p.do_predict, p.predict_with_generate], [true, true]);
+  const res = await predict(p, { progress: false, ...quiet });
+  assert.equal(res.predictions.length, 4);
+  const lines = (await Deno.readTextFile(`${root}/nlg/generated_predictions.jsonl`)).trim().split("\n");
+  assert.deepEqual(lines.map((l) => Object.keys(JSON.parse(l))), Array(4).fill(["prompt", "predict", "label"]));
+  assert.ok(Number.isFinite(res.metrics["predict_bleu-4"]), JSON.stringify(res.metrics));
 });
