@@ -120,3 +120,50 @@ Deno.test("tokens_cfg.yaml with full fine-tuning: the saved model and tokenizer 
   using f = await openSafetensors(`${dir}/model.safetensors`);
   assert.deepEqual(f.tensors.get("model.embed_tokens.weight")!.shape, [2112, 32]);
 });
+
+Deno.test("init_special_tokens: LF's newest names; vocab_mean and noise fill the grown rows as LF's embedding.py", async () => {
+  const parse = (v: string) => parseTrainArgs({ model_name_or_path: base, init_special_tokens: v }).init_special_tokens;
+  assert.deepEqual(
+    ["vocab_mean_noise", "description", "description_noise", "vocab_mean", "noise"].map(parse),
+    ["noise_init", "desc_init", "desc_init_w_noise", "vocab_mean", "noise"],
+  );
+  using b = await openSafetensors(`${base}/model.safetensors`);
+  const E = "model.embed_tokens.weight", dim = 32, w0 = await b.readF32(E), n = w0.length;
+  const mean = Array.from({ length: dim }, (_, j) => {
+    let t = 0;
+    for (let r = 0; r < n / dim; r++) t += w0[r * dim + j];
+    return t / (n / dim);
+  });
+  const all = w0.reduce((s, v) => s + v, 0) / n;
+  const std = Math.sqrt(w0.reduce((s, v) => s + (v - all) ** 2, 0) / (n - 1));
+  for (const init of ["vocab_mean", "noise"]) {
+    const out = `${root}/init-${init}`;
+    await train(args(out.slice(root.length + 1), { init_special_tokens: init, max_steps: 1 }), {
+      progress: false,
+      log: () => {},
+    });
+    using g = await openSafetensors(`${out}/resized_base/model.safetensors`);
+    const w = await g.readF32(E), grown = w.subarray(n); // 64 rows: the 16 tokens and the padding
+    assert.equal(grown.length, 64 * dim);
+    if (init === "vocab_mean") {
+      grown.forEach((v, i) => assert.ok(Math.abs(v - mean[i % dim]) < 1e-6, `row ${2048 + i / dim}: ${v}`));
+    } else {
+      const m = grown.reduce((s, v) => s + v, 0) / grown.length;
+      const sd = Math.sqrt(grown.reduce((s, v) => s + (v - m) ** 2, 0) / grown.length);
+      // 2048 samples of N(0, σ): the mean within 4 standard errors, the std within 10%
+      assert.ok(Math.abs(m) < 4 * std / Math.sqrt(grown.length), `mean ${m}, σ ${std}`);
+      assert.ok(Math.abs(sd / std - 1) < 0.1, `std ${sd} vs the old rows' ${std}`);
+    }
+  }
+});
+
+Deno.test("freeze_original_embeddings: false (LF's add_tokens examples) is accepted, true is refused naming it", () => {
+  assert.equal(
+    parseTrainArgs({ model_name_or_path: base, freeze_original_embeddings: false }).init_special_tokens,
+    "noise_init",
+  );
+  assert.throws(
+    () => parseTrainArgs({ model_name_or_path: base, freeze_original_embeddings: true }),
+    /freeze_original_embeddings is not supported by Whetstone yet \(training only the new embedding rows\); got true/,
+  );
+});
