@@ -51,8 +51,15 @@ export const MODEL_KEYS = {
   add_special_tokens: T("list", null),
   /** A YAML file mapping new special tokens to descriptions; its tokens replace add_special_tokens. */
   new_special_tokens_config: T("str", null),
-  /** How new embedding rows start: noisy mean of the old rows, or the mean embedding of each description. */
-  init_special_tokens: T(["noise_init", "desc_init", "desc_init_w_noise"], "noise_init"),
+  /**
+   * How new embedding rows start: noisy mean of the old rows, the mean embedding of each description (with noise or
+   * not), the plain mean, or noise alone. LF's newest names are aliases of its earlier ones (INIT_METHOD_ALIASES).
+   */
+  init_special_tokens: T(["noise_init", "desc_init", "desc_init_w_noise", "vocab_mean", "noise"], "noise_init", {
+    aliases: { vocab_mean_noise: "noise_init", description: "desc_init", description_noise: "desc_init_w_noise" },
+  }),
+  /** LF's newest: a gradient mask so only the new embedding rows train. */
+  freeze_original_embeddings: U(false, "training only the new embedding rows"),
   /** RoPE scaling applied to config.json as LLaMA-Factory's configure_rope does (engine/nn/rope_lf.ts). */
   rope_scaling: T(["linear", "dynamic", "yarn", "llama3"], null),
   /** LongLoRA S²-attention in training (llama models; engine/nn/longlora.ts). */

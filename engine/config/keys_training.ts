@@ -50,11 +50,22 @@ export const OPTIMS = ["adamw", "sgd", "adafactor", "lion_32bit", "adamw_8bit"] 
 /** One of {@link OPTIMS}. */
 export type OptimName = typeof OPTIMS[number];
 
-/** HF optimizer names that are plain AdamW (→ "adamw"). */
-const ADAMW = ["adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw_apex_fused", "adamw_torch_xla"] as const;
+/**
+ * HF optimizer names that are plain AdamW (→ "adamw"): torch's, its fused kernels (CUDA, NPU, apex, XLA: the same math
+ * in fewer launches) and bitsandbytes' 32-bit paged AdamW (the same update; paging moves its states between GPU and CPU
+ * memory under CUDA, a warning says so).
+ */
+const ADAMW = [
+  "adamw_torch",
+  "adamw_torch_fused",
+  "adamw_torch_npu_fused",
+  "adamw_hf",
+  "adamw_apex_fused",
+  "adamw_torch_xla",
+  "paged_adamw_32bit",
+] as const;
 /** HF `OptimizerNames` that Whetstone lacks yet. */
 const LACKING_OPTIM = [
-  "adamw_torch_npu_fused",
   "adamw_anyprecision",
   "adamw_torch_4bit",
   "adamw_torch_8bit",
@@ -62,7 +73,6 @@ const LACKING_OPTIM = [
   "adagrad",
   "ademamix_8bit",
   "lion_8bit",
-  "paged_adamw_32bit",
   "paged_ademamix_32bit",
   "paged_ademamix_8bit",
   "paged_lion_8bit",

@@ -23,6 +23,7 @@ import { withRouterLoss } from "./moe.ts";
 import { isBuffer } from "./moe_router.ts";
 import { QuantizedBase, type QuantizeOptions, quantSpecOf } from "./quantize.ts";
 import { readMxfp4 } from "./mxfp4.ts";
+import { checkNotPrequantized } from "./prequantized.ts";
 import { generate, generateBatch, type GenerateOptions, generateStream } from "./generate.ts";
 import { bucketLength, type ModelAdapter, type ModelCore } from "./model_core.ts";
 
@@ -321,6 +322,7 @@ export async function loadModel(pathOrId: string, opts: LoadModelOptions = {}): 
   const dir = await resolveModel(pathOrId, { ...opts.hub, revision: opts.revision ?? opts.hub?.revision });
   const folder = await openModelFolder(dir);
   try {
+    checkNotPrequantized(dir, folder.config);
     let raw = folder.config;
     if (opts.ropeScaling) {
       const r = applyLfRopeScaling(raw, opts.ropeScaling.type, opts.ropeScaling.modelMaxLength);

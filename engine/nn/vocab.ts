@@ -9,8 +9,9 @@
  * with `noise_init`, every grown row (padding included) becomes the mean of the old rows plus N(0, 1/√dim) noise
  * (`_noisy_mean_initialization`); with `desc_init` / `desc_init_w_noise`, the rows of the config's tokens become the
  * mean embedding of each description's tokens (`_description_based_initialization`) and other grown rows keep what
- * transformers' `_init_weights` gives a fresh row, N(0, initializer_range). Old rows are copied unchanged, so the
- * logits of old ids do not move. Source: hiyouga/LLaMA-Factory src/llamafactory/model/model_utils/embedding.py and
+ * transformers' `_init_weights` gives a fresh row, N(0, initializer_range); LF's newest `vocab_mean` and `noise` fill
+ * every grown row with the old rows' mean or with N(0, their std) ({@link plainInit}). Old rows are copied unchanged,
+ * so the logits of old ids do not move. Source: hiyouga/LLaMA-Factory src/llamafactory/model/model_utils/embedding.py and
  * hparams/model_args.py (`BaseModelArguments.__post_init__`).
  *
  * @example
@@ -28,8 +29,11 @@ import { type TensorData, writeSafetensors } from "../io/safetensors.ts";
 import { Rng } from "../util/rng.ts";
 import { dequantizedAtLoad } from "./mxfp4.ts";
 
-/** How new rows are initialised (LLaMA-Factory's `init_special_tokens`). */
-export type InitSpecialTokens = "noise_init" | "desc_init" | "desc_init_w_noise";
+/**
+ * How new rows are initialised (LLaMA-Factory's `init_special_tokens`; its newest names `vocab_mean_noise`,
+ * `description` and `description_noise` are aliases of the first three, resolved by the config keys).
+ */
+export type InitSpecialTokens = "noise_init" | "desc_init" | "desc_init_w_noise" | "vocab_mean" | "noise";
 
 /** The tokens to add, as LLaMA-Factory's model arguments resolve them. */
 export interface VocabSpec {
@@ -62,7 +66,7 @@ export class VocabArgError extends Error {
   }
 }
 
-const INITS: readonly InitSpecialTokens[] = ["noise_init", "desc_init", "desc_init_w_noise"];
+const INITS: readonly InitSpecialTokens[] = ["noise_init", "desc_init", "desc_init_w_noise", "vocab_mean", "noise"];
 
 function commaList(field: string, v: string | readonly string[] | null | undefined): string[] {
   if (v === null || v === undefined) return [];
@@ -115,7 +119,7 @@ export async function vocabSpec(a: VocabArgs): Promise<VocabSpec> {
     specialTokens = Object.keys(descriptions);
   }
   let useInit = init;
-  if (init !== "noise_init" && descriptions === null) {
+  if (init.startsWith("desc_") && descriptions === null) {
     warnings.push(`init_special_tokens='${init}' requires new_special_tokens_config. Falling back to 'noise_init'`);
     useInit = "noise_init";
   }
@@ -200,6 +204,39 @@ export function noisyMeanInit(w: Float32Array, dim: number, newIds: readonly num
   for (let j = 0; j < dim; j++) mean[j] /= n;
   const std = 1 / Math.sqrt(dim);
   for (const r of newIds) for (let j = 0; j < dim; j++) w[r * dim + j] = mean[j] + rng.normal() * std;
+}
+
+/**
+ * LLaMA-Factory's newest `_vocab_mean_initialization` ("vocab_mean": each row of `newIds` becomes the mean of the other
+ * rows) and `_noise_initialization` ("noise": N(0, σ), σ the unbiased standard deviation of all the other rows'
+ * elements, torch's `Tensor.std()`).
+ */
+export function plainInit(
+  w: Float32Array,
+  dim: number,
+  newIds: readonly number[],
+  how: "vocab_mean" | "noise",
+  rng: Rng,
+): void {
+  const skip = new Set(newIds), rows = w.length / dim;
+  const mean = new Float64Array(dim);
+  let n = 0, total = 0;
+  for (let r = 0; r < rows; r++) {
+    if (skip.has(r)) continue;
+    n++;
+    for (let j = 0; j < dim; j++) {
+      mean[j] += w[r * dim + j];
+      total += w[r * dim + j];
+    }
+  }
+  for (let j = 0; j < dim; j++) mean[j] /= n;
+  let ss = 0;
+  const all = total / (n * dim);
+  for (let r = 0; r < rows; r++) if (!skip.has(r)) { for (let j = 0; j < dim; j++) ss += (w[r * dim + j] - all) ** 2; }
+  const std = Math.sqrt(ss / (n * dim - 1));
+  for (const r of newIds) {
+    for (let j = 0; j < dim; j++) w[r * dim + j] = how === "vocab_mean" ? mean[j] : rng.normal() * std;
+  }
 }
 
 /**
@@ -321,6 +358,8 @@ export async function growVocab(
     if (name === EMBED) inputEmbed = w;
     if (newRows === oldRows) {
       // nothing grew: the weights stay as they are
+    } else if (spec.init === "vocab_mean" || spec.init === "noise") {
+      plainInit(w, dim, tail, spec.init, rng);
     } else if (spec.descriptions && spec.init !== "noise_init") {
       const byId = new Map<number, number[]>();
       for (const [token, text] of Object.entries(spec.descriptions)) {

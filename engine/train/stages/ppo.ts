@@ -345,6 +345,8 @@ export class PpoStage implements Stage<SftRecord> {
           `ppo-step:${Gk}:${L}`,
           () => buildStep(composeStep(this.model, plan, ppoObjective(this.model, B, L, this.#s2()), optimizer)),
         );
+        // Constrained OFT: PEFT's forward projects the stored weights, so each update steps from the projected ones.
+        await this.model.adapter?.beforeStep?.(this.model);
         const o = await c.run(feeds);
         gradNorm = o.grad_norm[0];
         for (let k = 0; k < Gk; k++) {

@@ -16,6 +16,7 @@ import { decoderConfig } from "../../nn/config.ts";
 import { decoderParams, type DecoderWeights } from "../../nn/decoder.ts";
 import { attachAdapter } from "../../nn/lora.ts";
 import { Model } from "../../nn/model.ts";
+import { checkNotPrequantized } from "../../nn/prequantized.ts";
 import type { Graph, Tensor } from "../../graph/mod.ts";
 import type { Reference } from "../step/pref.ts";
 
@@ -79,8 +80,10 @@ export async function loadModelInto(
   ropeScaling?: { type: LfRopeScaling; modelMaxLength?: number },
 ): Promise<Model> {
   if (prefix === into.prefix) throw new Error(`loadModelInto: prefix "${prefix}" is the model's own`);
-  const folder = await openModelFolder(await resolveModel(pathOrId));
+  const dir = await resolveModel(pathOrId);
+  const folder = await openModelFolder(dir);
   try {
+    checkNotPrequantized(dir, folder.config);
     const raw = ropeScaling
       ? applyLfRopeScaling(folder.config, ropeScaling.type, ropeScaling.modelMaxLength).config
       : folder.config;
