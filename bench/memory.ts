@@ -5,7 +5,8 @@
  * mixed-precision full tuning, 0.6 for QLoRA, QLoRA Gemma-2B at 5.21 GB). Peak = stored weights (frozen ones
  * bf16, trainable ones f32) + AdamW states + the step's arena (activations and gradients packed by liveness).
  * Every method is planned without and with activation checkpointing (`checkpoint`); "galore" is full tuning with
- * GaLore-AdamW (rank 16 projected moments and projections on every linear weight). Full tuning is also planned under
+ * GaLore-AdamW (rank 16 projected moments and projections on every linear weight), "apollo" with APOLLO (LF's defaults:
+ * rank 16), "badam" with BAdam's layer mode (one decoder layer's gradients and AdamW states at a time). Full tuning is also planned under
  * the other optimizers (`optim`: sgd, sgd with momentum, adafactor, lion_32bit, adamw_8bit — bitsandbytes' 8-bit
  * states —, LF's Muon and Adam-mini).
  * Mixtral-8x7B and Qwen3-30B-A3B shapes ({@link MOE_MODELS}) are planned for LoRA (on the linears; and with LoRA on
@@ -174,9 +175,8 @@ export const memoryBench: Bench = {
       const config = decoderConfig(cfg);
       // Without and with activation checkpointing (the paper's settings, and LLaMA-Factory's default, use it).
       for (
-        const [method, checkpoint] of (["full", "freeze", "lora", "qlora", "galore"] as const).flatMap((m) =>
-          [false, true].map((c) => [m, c] as const)
-        )
+        const [method, checkpoint] of (["full", "freeze", "lora", "qlora", "galore", "apollo", "badam"] as const)
+          .flatMap((m) => [false, true].map((c) => [m, c] as const))
       ) {
         const m = await planTrainingMemory(config, { method, batch: 1, seq: 1024, checkpoint });
         const p = { model, method, checkpoint, batch: 1, seq: 1024 };

@@ -26,6 +26,9 @@ import { adamwStepPlan, lmObjectiveOf, LOSS_SUM, type StepPlan } from "./step/lm
 import { galoreOptimizer } from "./step/galore.ts";
 import { planOptimizer, traceStep } from "./step/plan.ts";
 import { GALORE_DEFAULTS, galoreTargets } from "../optim/galore.ts";
+import type { ApolloOptions } from "../optim/apollo.ts";
+import { badamBlocks } from "../optim/badam.ts";
+import { apolloOptimizer } from "./step/apollo.ts";
 import type { OptimName } from "../config/keys_training.ts";
 
 /** An executor that only records the params set on it and plans graphs: for memory planning. */
@@ -65,13 +68,26 @@ export class ShapeOnlyExecutor implements Executor {
   }
 }
 
+/** LF's apollo_* defaults (engine/config/keys_finetuning.ts). */
+const APOLLO_DEFAULTS: ApolloOptions = {
+  rank: 16,
+  updateInterval: 200,
+  scale: 32,
+  projType: "std",
+  scaleType: "channel",
+  scaleFront: false,
+};
+
 /** Options of {@link planTrainingMemory}. */
 export interface MemoryPlanOptions {
   /**
    * "qlora": LoRA's plan with every linear base weight at its NF4 + double-quantization storage size. "galore": full
    * tuning with GaLore-AdamW, every linear weight's moments projected to `rank` (default 16) plus its projection.
+   * "apollo": full tuning with APOLLO (LF's apollo_* defaults: rank 16 on every linear weight, AdamW on the rest).
+   * "badam": full tuning with BAdam's layer mode: every weight stored f32, gradients and AdamW states for the one
+   * block that trains (the first decoder layer; each layer's is the same size).
    */
-  method: "full" | "freeze" | "lora" | "qlora" | "galore";
+  method: "full" | "freeze" | "lora" | "qlora" | "galore" | "apollo" | "badam";
   batch: number;
   seq: number;
   /** Stored dtype of the frozen base weights (default bf16; trainable weights are f32). */
@@ -113,7 +129,8 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   let modelParams = 0;
   const all: string[] = [];
   for (const [name] of decoderParams(config)) all.push(name);
-  const trainBase = opts.method === "full" || opts.method === "galore"
+  const trainBase = opts.method === "full" || opts.method === "galore" || opts.method === "apollo" ||
+      opts.method === "badam"
     ? new Set(all)
     : opts.method === "freeze"
     ? new Set(freezeTrainable(all, config, { layers: opts.freezeLayers ?? 2, modules: "all" }))
@@ -126,6 +143,7 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   }
   const model = new Model(config, ex, params);
   let trainable = [...trainBase];
+  if (opts.method === "badam") trainable = badamBlocks(all)[0].params;
   if (opts.method === "lora" || opts.method === "qlora") {
     const r = opts.rank ?? 8;
     const targetParameters = opts.loraExperts ? ["experts.gate_up_proj", "experts.down_proj"] : undefined;
@@ -135,9 +153,12 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   }
   let trainableParams = 0;
   const galore = { ...GALORE_DEFAULTS, rank: opts.rank ?? GALORE_DEFAULTS.rank };
-  const targets = opts.method === "galore" ? new Set(galoreTargets(config, trainable, "all")) : new Set<string>();
+  const projected = opts.method === "galore" || opts.method === "apollo";
+  const targets = projected ? new Set(galoreTargets(config, trainable, "all")) : new Set<string>();
   const o = opts.optim ?? "adamw";
-  if (opts.method === "galore" && o !== "adamw") throw new Error(`memory plan: GaLore runs with adamw, got ${o}`);
+  if (opts.method !== "full" && opts.method !== "freeze" && o !== "adamw") {
+    throw new Error(`memory plan: ${opts.method} runs with adamw, got ${o}`);
+  }
   const plan: StepPlan = adamwStepPlan(opts.batch, opts.seq, trainable, {
     checkpoint: opts.checkpoint ?? false,
     optim: o === "sgd_momentum" ? "sgd" : o === "muon" || o === "adam_mini" ? "adamw" : o,
@@ -147,6 +168,8 @@ export async function planTrainingMemory(config: DecoderConfig, opts: MemoryPlan
   });
   const update = opts.method === "galore"
     ? galoreOptimizer(model.prefix, [...targets], galore, plan)
+    : opts.method === "apollo"
+    ? apolloOptimizer(model.prefix, [...targets], { ...APOLLO_DEFAULTS, rank: opts.rank ?? APOLLO_DEFAULTS.rank }, plan)
     : planOptimizer(model, plan);
   const stateNamesSet = new Set<string>();
   for (const name of trainable) {

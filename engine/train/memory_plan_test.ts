@@ -66,6 +66,28 @@ Deno.test("planTrainingMemory: activation checkpointing shrinks the arena; GaLor
   assert.equal(galore.optimizer, 4 * (projected + 2 * plain));
 });
 
+Deno.test("planTrainingMemory: APOLLO projects the linear moments at rank 16; BAdam holds one block's gradients and states", async () => {
+  const full = await planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64 });
+  const apollo = await planTrainingMemory(cfg, { method: "apollo", batch: 2, seq: 64, rank: 8 });
+  const galore = await planTrainingMemory(cfg, { method: "galore", batch: 2, seq: 64, rank: 8 });
+  assert.equal(apollo.weights, full.weights);
+  assert.equal(apollo.trainableParams, full.trainableParams);
+  // APOLLO keeps GaLore's projected moments and projection per linear weight, plus one f32 flag each (7 per layer).
+  assert.equal(apollo.optimizer, galore.optimizer + 4 * 7 * 2);
+  assert.ok(apollo.optimizer < full.optimizer, `${apollo.optimizer} vs AdamW's ${full.optimizer}`);
+  const badam = await planTrainingMemory(cfg, { method: "badam", batch: 2, seq: 64 });
+  assert.equal(badam.weights, full.weights, "every weight stays f32: each block trains in turn");
+  const layer0 = [...decoderParams(cfg)].filter(([n]) => n.includes("layers.0."))
+    .reduce((t, [, shape]) => t + shape.reduce((a, b) => a * b, 1), 0);
+  assert.equal(badam.trainableParams, layer0);
+  assert.equal(badam.optimizer, 8 * layer0);
+  assert.ok(badam.arena < full.arena, `BAdam's arena ${badam.arena} holds one block's gradients (full: ${full.arena})`);
+  await assert.rejects(
+    planTrainingMemory(cfg, { method: "apollo", batch: 2, seq: 64, optim: "sgd" }),
+    /apollo runs with adamw, got sgd/,
+  );
+});
+
 Deno.test("planTrainingMemory: each optimizer's states (sgd, momentum, lion, adafactor, 8-bit adamw, muon, adam-mini)", async () => {
   const at = (optim: Parameters<typeof planTrainingMemory>[1]["optim"]) =>
     planTrainingMemory(cfg, { method: "full", batch: 2, seq: 64, optim });
