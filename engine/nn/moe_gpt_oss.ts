@@ -136,7 +136,7 @@ export function traceGptOssMoe(
   const xf = f32(x);
   const logits = add(matmul(xf, f32(weight(`${b}.router.weight`)), { transB: true }), f32(weight(`${b}.router.bias`)));
   const probs = softmax(logits, -1); // [..., E]
-  const topk = topkMask(probs, m.topK); // the top-k of the logits (softmax keeps their order; ties to the lower index)
+  const topk = topkMask(logits, m.topK); // torch.topk of the logits, as GptOssTopKRouter (ties to the lower index)
   const sel = mul(probs, topk);
   const w = div(sel, sum(sel, -1, true)); // softmax over the k selected logits
   // Experts stacked: gate_up [E, H, 2I] → [H, E·2I]; down [E, I, H] → [E·I, H].
