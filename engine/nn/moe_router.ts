@@ -30,9 +30,9 @@ import {
   topk,
 } from "../graph/mod.ts";
 
-/** Ones shaped like t (a constant). */
+/** Ones shaped like t: one constant 1 expanded (a constant of t's size would tie the graph to its sizes). */
 function onesLike(t: Tensor): Tensor {
-  return t.graph.constant(new Float32Array(t.shape.reduce((a, b) => a * b, 1)).fill(1), t.shape);
+  return expand(t.graph.constant([1], t.shape.map(() => 1)), t.shape);
 }
 
 /** The 0/1 mask [..., E] of the entries at idx [..., k] (i32, distinct per row); no gradient. */

@@ -52,8 +52,11 @@ function typesOf(g: ModelDef["graph"]): Map<string, number> {
       ? ONNX_TYPE.INT64
       : n.opType === "Where"
       ? types.get(n.inputs[1])
+      : n.opType === "ConstantOfShape" // the value attribute's type (default float), not the shape's
+      ? (n.attrs?.value as { t?: { dataType: number } } | undefined)?.t?.dataType ?? ONNX_TYPE.FLOAT
       : types.get(n.inputs[0]);
     if (t !== undefined) { for (const o of n.outputs) types.set(o, t); }
+    if (n.opType === "TopK") types.set(n.outputs[1], ONNX_TYPE.INT64); // the indices
   }
   return types;
 }
