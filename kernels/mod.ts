@@ -21,6 +21,7 @@ import { lowerings as assign } from "./assign.ts";
 import { lowerings as scatter } from "./scatter.ts";
 import { lowerings as matmulQ } from "./matmul_q.ts";
 import { lowerings as grouped } from "./grouped.ts";
+import { lowerings as topk } from "./topk.ts";
 import { segmentedMatmul } from "./matmul_segmented.ts";
 
 const table: Record<string, Lowering> = {
@@ -42,6 +43,7 @@ const table: Record<string, Lowering> = {
   ...scatter,
   ...matmulQ,
   ...grouped,
+  ...topk,
   // The tuned matmul, or by blocks when its 2-D weight is stored in segments (kernels/segments.ts).
   matmul: segmentedMatmul as Lowering,
 };

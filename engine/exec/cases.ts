@@ -12,6 +12,7 @@ import { cases as matmul } from "../graph/ops/matmul_cases.ts";
 import { cases as matmulQ } from "../graph/ops/matmul_q_cases.ts";
 import { cases as fusion } from "./fusion_cases.ts";
 import { cases as grouped } from "../graph/ops/grouped_cases.ts";
+import { cases as topk } from "../graph/ops/topk_cases.ts";
 
 /** All conformance cases, by family. */
 export const families: Record<string, OpCase[]> = {
@@ -24,4 +25,5 @@ export const families: Record<string, OpCase[]> = {
   matmulQ,
   fusion,
   grouped,
+  topk,
 };

@@ -5,9 +5,9 @@
  *
  * Routing as transformers computes it: router logits `x · Wgᵀ` [N, E] → softmax in f32 → the top-k experts of each
  * token → their probabilities, renormalised to sum 1 (mixtral always; qwen when `norm_topk_prob`). The top-k choice
- * is a 0/1 mask built from comparisons (rank of p_i = #{j : p_j > p_i} + #{j < i : p_j = p_i}; selected iff rank < k),
- * so it needs no new op and carries no gradient; the gradient flows through the selected probabilities as in
- * transformers.
+ * is the `topk` op (engine/graph/ops/topk.ts: largest first, ties to the lower index; O(N·E·k), not the N·E² of a
+ * pairwise comparison) and carries no gradient; the gradient flows through the selected probabilities (its values)
+ * as in transformers.
  *
  * Dispatch is sparse ({@link routedExperts}): the N·k (token, expert) assignments are sorted by expert in the graph
  * (`expert_sort`, a stable counting sort), the tokens' rows gathered in that order [N·k, H] (`embedding`, whose
@@ -40,14 +40,14 @@ import {
   sum,
   swiglu,
   type Tensor,
+  topk as topkOp,
 } from "../graph/mod.ts";
 import {
-  expertRank,
+  indexMask,
   NOAUX_FAMILIES,
   noauxRoute,
   type NoauxRouter,
   noauxRouter,
-  selectByRank,
   topkMask,
   topkSelect,
 } from "./moe_router.ts";
@@ -275,7 +275,7 @@ export function traceMoe(
 ): { out: Tensor; route: Route } {
   const b = `model.layers.${i}.${m.block}`;
   const [gate, up, down] = m.names;
-  let probs: Tensor, topk: Tensor, w: Tensor, rank: Tensor;
+  let probs: Tensor, topk: Tensor, idx: Tensor, w: Tensor;
   if (m.noaux) {
     // The router is an nn.Parameter there (no adapter), computed in f32; the bias only steers the choice.
     const r = noauxRoute(
@@ -286,14 +286,14 @@ export function traceMoe(
       f32(weight(`${b}.gate.weight`)),
       f32(weight(`${b}.gate.e_score_correction_bias`)),
     );
-    [probs, topk, w, rank] = [r.scores, r.topk, r.weights, r.rank];
+    [probs, topk, idx, w] = [r.scores, r.topk, r.idx, r.weight];
   } else {
     const logits = linear(x, `${b}.gate`); // [B, L, E]
     probs = softmax(f32(logits), -1);
-    rank = expertRank(probs);
-    topk = gt(m.topK - 0.5, rank);
-    w = mul(probs, topk);
+    const pick = topkOp(probs, m.topK); // [B, L, k]: the chosen probabilities and experts
+    [idx, w] = [pick.indices, pick.values];
     if (m.normTopK) w = div(w, sum(w, -1, true));
+    topk = indexMask(idx, m.experts); // for the load-balancing loss
   }
   const E = m.experts, H = x.shape[x.rank - 1];
   // Stacked [E, out, in] in f32: bf16 / f16 weights are widened first (WebGPU stores no packed 16-bit concat); an
@@ -305,8 +305,7 @@ export function traceMoe(
     const d = delta?.(i, proj);
     return d ? add(s, d) : s;
   };
-  const pick = selectByRank(rank, w, m.topK);
-  let out = routedExperts(x, pick.idx, pick.weight, {
+  let out = routedExperts(x, idx, w, {
     gate: stack(gate, m.intermediate, "gate"),
     up: stack(up, m.intermediate, "up"),
     down: stack(down, H, "down"),

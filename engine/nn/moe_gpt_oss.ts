@@ -27,11 +27,9 @@
 import {
   add,
   cast,
-  div,
   embedding,
   embeddingBwd,
   groupedMatmul,
-  gt,
   matmul,
   maximum,
   minimum,
@@ -41,11 +39,11 @@ import {
   sigmoid,
   slice,
   softmax,
-  sum,
   type Tensor,
+  topk,
 } from "../graph/mod.ts";
 import { dispatchExperts, type MoeConfig, type Route } from "./moe.ts";
-import { expertRank, selectByRank } from "./moe_router.ts";
+import { indexMask } from "./moe_router.ts";
 
 /** The model type this file implements. */
 export const GPT_OSS = "gpt_oss";
@@ -190,20 +188,20 @@ export function traceGptOssMoe(
   const xf = f32(x);
   const logits = add(matmul(xf, f32(weight(`${b}.router.weight`)), { transB: true }), f32(weight(`${b}.router.bias`)));
   const probs = softmax(logits, -1); // [..., E]
-  // The top-k of the logits (softmax keeps their order; ties to the lower index).
-  const rank = expertRank(probs), topk = gt(m.topK - 0.5, rank);
-  const sel = mul(probs, topk);
-  const pick = selectByRank(rank, div(sel, sum(sel, -1, true)), m.topK); // softmax over the k selected logits
+  // torch.topk of the logits, as GptOssTopKRouter (the engine's topk: ties to the lower index), then a softmax over
+  // the k chosen logits; the 0/1 mask is for the load-balancing loss only.
+  const pick = topk(logits, m.topK);
+  const topkM = indexMask(pick.indices, logits.shape[logits.rank - 1]);
   // A frozen 16-bit weight is read as stored by the grouped matmul; an adapter's s·ΔW is added to the f32 weight.
   const adapted = (p: "gate_up" | "down") => {
     const w = weight(`${b}.experts.${p}_proj`), d = delta?.(i, p);
     return d ? add(f32(w), d) : w;
   };
-  const out = experts(xf, pick.idx, pick.weight, {
+  const out = experts(xf, pick.indices, softmax(pick.values, -1), {
     gateUp: adapted("gate_up"),
     gateUpBias: weight(`${b}.experts.gate_up_proj_bias`),
     down: adapted("down"),
     downBias: weight(`${b}.experts.down_proj_bias`),
   });
-  return { out, route: { probs, topk } };
+  return { out, route: { probs, topk: topkM } };
 }

@@ -8,28 +8,41 @@
  * - the `topkGroup` best groups stay eligible, the rest are masked out (transformers: -inf);
  * - the `topK` largest c among the eligible experts are chosen; their weights are the scores s (without the bias),
  *   divided by their sum + 1e-20 when `normTopK`, times `routedScale` (routed_scaling_factor).
- * Every choice is a 0/1 mask from comparisons ({@link topkMask}: ties to the lower index), so it needs no new op and
- * carries no gradient; the gradient flows through the chosen s, as in transformers.
+ * Every choice is the engine's `topk` op (engine/graph/ops/topk.ts: largest first, ties to the lower index), which
+ * carries no gradient through the choice; the gradient flows through the chosen s, as in transformers.
  *
  * transformers' DeepseekV3ForCausalLM / Glm4MoeForCausalLM add no load-balancing loss, and LLaMA-Factory's
  * `configure_moe` leaves these model types alone: `moe_aux_loss_coef` changes nothing for them (see moe.ts).
  * @module
  */
-import { add, cast, div, eq, expand, gt, matmul, mul, reshape, sigmoid, sum, type Tensor } from "../graph/mod.ts";
+import {
+  add,
+  div,
+  expand,
+  gatherLast,
+  matmul,
+  mul,
+  reshape,
+  scatterLast,
+  sigmoid,
+  sum,
+  type Tensor,
+  topk,
+} from "../graph/mod.ts";
 
-/** The rank of each entry along the last axis of p [..., E]: how many entries rank above it (ties to the lower index). */
-export function expertRank(p: Tensor): Tensor {
-  const E = p.shape[p.rank - 1], lead = p.shape.slice(0, -1);
-  const pi = reshape(p, [...lead, E, 1]), pj = reshape(p, [...lead, 1, E]);
-  const before = new Float32Array(E * E);
-  for (let i = 0; i < E; i++) for (let j = 0; j < i; j++) before[i * E + j] = 1;
-  const tri = p.graph.constant(before, [E, E]);
-  return sum(add(gt(pj, pi), mul(eq(pj, pi), tri)), -1); // [..., E]
+/** Ones shaped like t: one constant 1 expanded (a constant of t's size would tie the graph to its sizes). */
+function onesLike(t: Tensor): Tensor {
+  return expand(t.graph.constant([1], t.shape.map(() => 1)), t.shape);
+}
+
+/** The 0/1 mask [..., E] of the entries at idx [..., k] (i32, distinct per row); no gradient. */
+export function indexMask(idx: Tensor, E: number): Tensor {
+  return scatterLast(onesLike(idx), idx, E);
 }
 
 /** The 0/1 mask of the k largest entries along the last axis of p [..., E] (ties to the lower index); no gradient. */
 export function topkMask(p: Tensor, k: number): Tensor {
-  return gt(k - 0.5, expertRank(p));
+  return indexMask(topk(p, k).indices, p.shape[p.rank - 1]);
 }
 
 /**
@@ -37,19 +50,8 @@ export function topkMask(p: Tensor, k: number): Tensor {
  * `w` [..., E] at them [..., k] (w carries the gradient; the choice carries none).
  */
 export function topkSelect(p: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
-  return selectByRank(expertRank(p), w, k);
-}
-
-/** {@link topkSelect} from the entries' ranks [..., E] ({@link expertRank}). */
-export function selectByRank(rank: Tensor, w: Tensor, k: number): { idx: Tensor; weight: Tensor } {
-  const E = rank.shape[rank.rank - 1], lead = rank.shape.slice(0, -1);
-  const g = rank.graph;
-  const pick = eq(reshape(rank, [...lead, E, 1]), g.constant(Array.from({ length: k }, (_, j) => j), [1, k])); // [..., E, k]
-  const e = g.constant(Array.from({ length: E }, (_, i) => i), [E, 1]);
-  return {
-    idx: cast(sum(mul(pick, e), -2), "i32"),
-    weight: sum(mul(pick, reshape(w, [...lead, E, 1])), -2),
-  };
+  const idx = topk(p, k).indices;
+  return { idx, weight: gatherLast(w, idx) };
 }
 
 /** The noaux_tc router settings of a config.json. */
@@ -100,8 +102,9 @@ export function noauxRouter(cfg: Record<string, unknown>, experts: number, topK:
 }
 
 /**
- * Routes x [..., H] (f32) with router weight [E, H] and correction bias [E] (both f32): the routing weights
- * [..., E] (zero outside each token's top-k), the sigmoid scores and the 0/1 choice.
+ * Routes x [..., H] (f32) with router weight [E, H] and correction bias [E] (both f32): each token's chosen experts
+ * `idx` [..., k] (i32, best first) and their routing weights `weight` [..., k]; the same weights spread over the
+ * experts `weights` [..., E] (zero outside the top-k), the sigmoid scores and the 0/1 choice [..., E].
  */
 export function noauxRoute(
   r: NoauxRouter,
@@ -110,24 +113,23 @@ export function noauxRoute(
   x: Tensor,
   weight: Tensor,
   bias: Tensor,
-): { weights: Tensor; scores: Tensor; topk: Tensor; rank: Tensor } {
+): { idx: Tensor; weight: Tensor; weights: Tensor; scores: Tensor; topk: Tensor } {
   const E = weight.shape[0], lead = x.shape.slice(0, -1), G = r.nGroup, per = E / G;
   const scores = sigmoid(matmul(x, weight, { transB: true })); // [..., E]
   const choice = add(scores, bias);
   let eligible = choice;
   if (G > 1) {
     const grouped = reshape(choice, [...lead, G, per]);
-    const groupScore = sum(mul(grouped, topkMask(grouped, 2)), -1); // [..., G]: the two best of each group
-    const keep = expand(reshape(topkMask(groupScore, r.topkGroup), [...lead, G, 1]), [...lead, G, per]);
-    const allowed = reshape(keep, [...lead, E]);
-    // Masked experts sit far below every eligible one (transformers: -inf); topkMask then never picks them, as
+    const groupScore = sum(topk(grouped, 2).values, -1); // [..., G]: the two best of each group
+    const keep = indexMask(topk(groupScore, r.topkGroup).indices, G); // [..., G]
+    const allowed = reshape(expand(reshape(keep, [...lead, G, 1]), [...lead, G, per]), [...lead, E]);
+    // Masked experts sit far below every eligible one (transformers: -inf); topk then never picks them, as
     // num_experts_per_tok <= the eligible count (noauxRouter checks it).
     eligible = add(mul(choice, allowed), mul(add(allowed, -1), 1e30));
   }
-  const rank = expertRank(eligible);
-  const topk = gt(topK - 0.5, rank);
-  let weights = mul(scores, topk);
-  if (normTopK) weights = div(weights, add(sum(weights, -1, true), 1e-20));
-  if (r.routedScale !== 1) weights = mul(weights, r.routedScale);
-  return { weights, scores, topk, rank };
+  const idx = topk(eligible, topK).indices;
+  let w = gatherLast(scores, idx); // [..., k]: the scores without the bias
+  if (normTopK) w = div(w, add(sum(w, -1, true), 1e-20));
+  if (r.routedScale !== 1) w = mul(w, r.routedScale);
+  return { idx, weight: w, weights: scatterLast(w, idx, E), scores, topk: indexMask(idx, E) };
 }

@@ -27,6 +27,7 @@ import { tieInPlaceStates } from "./inplace.ts";
 import { quantLowerings } from "./lower_quant.ts";
 import { optim8Lowerings } from "./lower_optim8.ts";
 import { groupedLowerings } from "./lower_grouped.ts";
+import { topkLowerings } from "./lower_topk.ts";
 import { recomputeInputs } from "./recompute.ts";
 import { type OnnxLowering, onnxTypeOf } from "./lower_types.ts";
 import { type ModelDef, ONNX_TYPE } from "./proto.ts";
@@ -40,6 +41,7 @@ export const onnxLowerings: Record<string, OnnxLowering> = {
   ...quantLowerings,
   ...optim8Lowerings,
   ...groupedLowerings,
+  ...topkLowerings,
 };
 
 /** Little-endian bytes of values in the ONNX type a dtype lives in. */

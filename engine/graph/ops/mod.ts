@@ -22,3 +22,4 @@ export * from "./scatter.ts";
 export * from "./matmul_q.ts";
 export * from "./stop_gradient.ts";
 export * from "./grouped.ts";
+export * from "./topk.ts";
