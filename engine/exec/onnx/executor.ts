@@ -23,9 +23,11 @@ import { collectGarbage, setMmapThreshold, trimHeap } from "../../util/memory.ts
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
 import { lowerGraph, type LowerOptions } from "./lower.ts";
 import { type Lowered, type SessionCounts, SymbolicSessions } from "./symbolic_sessions.ts";
+import { symbolicCacheDir } from "./symbolic_cache.ts";
 
 export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
+import { mark } from "../../util/timings.ts";
 import { OnnxBuilder } from "./builder.ts";
 import { type FfiData, type FfiOutput, type FfiSession, type FfiSessionOptions, OrtFfi } from "./ffi.ts";
 import {
@@ -151,8 +153,13 @@ export class OnnxExecutor implements Executor {
   static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
   /** Sessions of symbolic models, one per graph for all its sizes. */
   private readonly symbolic = new SymbolicSessions<Session>(
-    (model, lowered) => this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
+    (bytes, nodes, lowered) => this.session(bytes, nodes, stateBytes(lowered)),
     [this.sessions, OnnxExecutor.allSessions],
+    () => {
+      const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
+      const dir = cache && (cache.dir ? `${cache.dir}/symbolic` : symbolicCacheDir());
+      return dir ? { dir, minNodes: cache.minNodes ?? 2000, maxEntries: cache.maxEntries } : undefined;
+    },
   );
 
   /** ONNX Runtime's C API over FFI, when this executor's sessions run on it (see {@link OnnxExecutorOptions.ffi}). */
@@ -222,7 +229,7 @@ export class OnnxExecutor implements Executor {
     const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
     let lowered: Lowered | undefined, session: Session | undefined;
     const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
-    const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
+    const sym = on ? await this.symbolic.get(graph, opts, lowerOpts) : undefined;
     if (sym) {
       try {
         session = await sym.session;
@@ -235,9 +242,11 @@ export class OnnxExecutor implements Executor {
     }
     if (!session || !lowered) {
       const l = lowerGraph(graph, lowerOpts);
+      mark("lowering");
       session = await this.session(encodeModel(l.model), l.model.graph.nodes.length, stateBytes(l));
       lowered = l;
     }
+    mark(`compile done (${sym ? "symbolic" : "per shape"})`);
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const [s, l] = [session, lowered];
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
@@ -281,11 +290,19 @@ export class OnnxExecutor implements Executor {
       ...this.opts.sessionOptions,
     };
     const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
+    mark(`encoded a model of ${nodes} nodes`);
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;
-      if (!ffi) return { node: await this.ort.InferenceSession.create(model as Uint8Array, o) };
+      const what = `${typeof model === "string" ? "from the cache" : "built"}, ${nodes} nodes${ffi ? ", ffi" : ""}`;
+      if (!ffi) {
+        const node = await this.ort.InferenceSession.create(model as Uint8Array, o);
+        mark(`session create (${what})`);
+        return { node };
+      }
       const bytes = typeof model === "string" ? await Deno.readFile(model) : model;
-      return { ffi: await ffi.createSession(bytes, o as FfiSessionOptions) };
+      const s = await ffi.createSession(bytes, o as FfiSessionOptions);
+      mark(`session create (${what})`);
+      return { ffi: s };
     };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
     const dir = cache && (cache.dir ?? modelCacheDir());
