@@ -124,9 +124,6 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     log,
     compile: (key, make, symbolic) => {
       let c = graphs.get(key);
-      // OFT's steps compile per shape: probing its step graph for symbolic sizes exhausted the JS heap (a tiny qwen
-      // with oft_block_size 32 passed 4 GB; per shape it peaks at 2 GB). Not yet understood; see the session note.
-      if (a.finetuning_type === "oft") symbolic = undefined;
       if (!c) {
         const graph = make();
         mark(`trace ${key}`);

@@ -27,11 +27,17 @@ export function timingsOn(): boolean {
   return enabled;
 }
 
-/** Prints the end of `phase` (when timings are on). */
+/** Resident and JS heap MiB now. */
+function memory(): string {
+  const m = Deno.memoryUsage();
+  return `[rss ${(m.rss / 2 ** 20).toFixed(0)} MiB, heap ${(m.heapUsed / 2 ** 20).toFixed(0)} MiB]`;
+}
+
+/** Prints the end of `phase` (when timings are on), with the resident and JS heap memory at its end. */
 export function mark(phase: string): void {
   if (!timingsOn()) return;
   const t = performance.now();
-  console.error(`[timings] ${(t / 1000).toFixed(3)} s (+${((t - last) / 1000).toFixed(3)}) ${phase}`);
+  console.error(`[timings] ${(t / 1000).toFixed(3)} s (+${((t - last) / 1000).toFixed(3)}) ${phase} ${memory()}`);
   last = t;
 }
 
