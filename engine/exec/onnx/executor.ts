@@ -27,6 +27,7 @@ import { symbolicCacheDir } from "./symbolic_cache.ts";
 
 export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
+import { reorderLike } from "./node_order.ts";
 import { mark } from "../../util/timings.ts";
 import { OnnxBuilder } from "./builder.ts";
 import { type FfiData, type FfiOutput, type FfiSession, type FfiSessionOptions, OrtFfi } from "./ffi.ts";
@@ -310,7 +311,8 @@ export class OnnxExecutor implements Executor {
       !cache || !dir || nodes < (cache.minNodes ?? 2000) || options.graphOptimizationLevel === "disabled" ||
       options.optimizedModelFilePath !== undefined
     ) return create(bytes, options);
-    const key = await modelCacheKey(bytes, this.ort.env.versions.common, options);
+    // Entries hold the lowered model's node order (node_order.ts); those saved before it are not taken.
+    const key = await modelCacheKey(bytes, this.ort.env.versions.common, { ...options, nodeOrder: "lowered" });
     const hit = await cachedModel(dir, key).catch(() => undefined); // e.g. no read permission: build it
     if (hit) {
       try {
@@ -332,6 +334,13 @@ export class OnnxExecutor implements Executor {
     } catch {
       await Deno.remove(tmp).catch(() => {});
       return create(bytes, options); // the model itself fails (the error says why), or saving it did
+    }
+    // ONNX Runtime saves the nodes in its own order: the entry gets the lowered model's order back (node_order.ts).
+    try {
+      const ordered = reorderLike(await Deno.readFile(tmp), bytes);
+      if (ordered) await Deno.writeFile(tmp, ordered);
+    } catch {
+      // unreadable: committed as saved (or not at all, below)
     }
     // A cache that cannot be written costs the next run the optimization again, nothing else.
     await commitModel(dir, key, tmp, cache.maxEntries).catch(() => Deno.remove(tmp).catch(() => {}));
