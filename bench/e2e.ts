@@ -108,7 +108,7 @@ export function phasesOf(log: string): Record<string, number> {
       ? "steps_s"
       : /^final|^run done/.test(phase)
       ? "final_s"
-      : /^(trace|symbolic|encoded|session create|compile done|lowering)/.test(phase)
+      : /^(trace|symbolic|model of|session create|compile done|lowering)/.test(phase)
       ? "compile_s"
       : "setup_s";
     out[k] += d;

@@ -307,7 +307,7 @@ export class OnnxExecutor implements Executor {
       ...this.opts.sessionOptions,
     };
     const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
-    mark(`encoded a model of ${nodes} nodes`);
+    mark(`model of ${nodes} nodes ready for its session`);
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;
       const what = `${typeof model === "string" ? "from the cache" : "built"}, ${nodes} nodes${ffi ? ", ffi" : ""}`;
