@@ -8,8 +8,14 @@
  * writes for the same YAML, in the trainer's seeded order, padded to the trainer's 64-token buckets) in its own
  * process (bench/torch_e2e.py), measured the same way. The two sides alternate, method by method.
  *
+ * Whetstone runs twice per method, its caches (`WHETSTONE_CACHE`: optimized ONNX models and symbolic models) in
+ * `.cache/bench-e2e/whetstone-cache`: `cold` with that directory emptied first, then `warm` with what the cold run
+ * left there, as a second run of the same YAML finds it. Each run has `WHETSTONE_TIMINGS=1`; its phases (setup, graph
+ * compilation, steps, final outputs) are summed from those lines into `setup_s`, `compile_s`, `steps_s` and `final_s` on its `wall_s` row.
+ *
  * Settings (environment): `WHETSTONE_E2E_STEPS` (default 10), `WHETSTONE_E2E_ROUNDS` (default 1),
- * `WHETSTONE_E2E_LAYERS` (default 30; fewer for a quick check), `WHETSTONE_E2E_METHODS` (default `lora,full`).
+ * `WHETSTONE_E2E_LAYERS` (default 30; fewer for a quick check), `WHETSTONE_E2E_METHODS` (default `lora,full`),
+ * `WHETSTONE_E2E_CACHE` (default `cold,warm`: the Whetstone runs of a method, in order).
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -89,8 +95,26 @@ export function trainerBatches(records: readonly Record_[], steps: number, B = B
   return out;
 }
 
-async function deno(args: string[]) {
-  return await runMeasured(Deno.execPath(), args, { cwd: ROOT });
+async function deno(args: string[], env?: Record<string, string>) {
+  return await runMeasured(Deno.execPath(), args, { cwd: ROOT, env });
+}
+
+/** Seconds per phase of a run from its `[timings]` lines (engine/util/timings.ts): the time since each mark's last. */
+export function phasesOf(log: string): Record<string, number> {
+  const out: Record<string, number> = { setup_s: 0, compile_s: 0, steps_s: 0, final_s: 0 };
+  for (const m of log.matchAll(/^\[timings\] [\d.]+ s \(\+([\d.]+)[^)]*\) (.*)$/gm)) {
+    const d = Number(m[1]), phase = m[2];
+    const k = /^step \d+/.test(phase)
+      ? "steps_s"
+      : /^final|^run done/.test(phase)
+      ? "final_s"
+      : /^(trace|symbolic|model of|session create|compile done|lowering)/.test(phase)
+      ? "compile_s"
+      : "setup_s";
+    out[k] += d;
+  }
+  for (const k in out) out[k] = Number(out[k].toFixed(2));
+  return out;
 }
 
 function failed(what: string, r: { code: number; stderr: string; stdout: string }): Error {
@@ -108,6 +132,11 @@ export const e2eBench: Bench = {
     const layers = envInt("WHETSTONE_E2E_LAYERS", 30);
     const methods = (Deno.env.get("WHETSTONE_E2E_METHODS") ?? "lora,full").split(",") as Method[];
     for (const m of methods) if (!(m in LR)) throw new Error(`WHETSTONE_E2E_METHODS: expected lora, full, got ${m}`);
+    const caches = (Deno.env.get("WHETSTONE_E2E_CACHE") ?? "cold,warm").split(",");
+    for (const c of caches) {
+      if (c !== "cold" && c !== "warm") throw new Error(`WHETSTONE_E2E_CACHE: expected cold, warm, got ${c}`);
+    }
+    const cacheDir = `${CACHE}/whetstone-cache`;
     const config = smolConfig({ layers });
     const modelDir = `${CACHE}/smollm2-135m-shape${layers === 30 ? "" : `-${layers}l`}`;
     if (await ensureModelFolder(modelDir, config, LLAMA3)) console.error(`e2e: wrote ${modelDir}`);
@@ -138,33 +167,47 @@ export const e2eBench: Bench = {
     const p = { model, batch: BATCH, cutoff: CUTOFF, steps, records: records.length };
     for (let round = 0; round < rounds; round++) {
       for (const method of methods) {
-        const load1 = Number(Deno.loadavg()[0].toFixed(2));
-        // Whetstone: the `train` task itself, on the generated YAML.
-        const out = `${CACHE}/out-${method}`;
-        const r = await deno(["task", "train", await yamlOf(method, out)]);
-        if (r.code !== 0) throw failed("deno task train", r);
-        const log = (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
-        const results = JSON.parse(await Deno.readTextFile(`${out}/train_results.json`));
-        const tokens = log[log.length - 1].total_tokens as number;
-        const ours = { wall: r.wallS, tps: tokens / results.train_runtime, rss: r.peakRssMiB };
-        const q = { ...p, method, round, load1 };
-        // The executor the trainer took (`executor: auto` takes ONNX Runtime where the only adapter is a software one).
-        const executor = (r.stdout + r.stderr).match(/^executor: (\w+)/m)?.[1] ?? "whetstone";
-        yield { bench: "e2e", ...q, executor, metric: "wall_s", value: ours.wall, unit: "s" };
-        yield {
-          bench: "e2e",
-          ...q,
-          executor,
-          metric: "train_tokens_per_s",
-          value: ours.tps,
-          unit: "tok/s",
-          tokens,
-          train_s: Number(results.train_runtime.toFixed(2)),
-        };
-        if (ours.rss) {
-          yield { bench: "e2e", ...q, executor, metric: "peak_rss", value: ours.rss, unit: "MiB" };
+        const q = { ...p, method, round, load1: Number(Deno.loadavg()[0].toFixed(2)) };
+        const ours: Record<string, { wall: number; tps: number; rss?: number }> = {};
+        for (const cache of caches) {
+          const load1 = Number(Deno.loadavg()[0].toFixed(2));
+          if (cache === "cold") await Deno.remove(cacheDir, { recursive: true }).catch(() => {});
+          // Whetstone: the `train` task itself, on the generated YAML.
+          const out = `${CACHE}/out-${method}`;
+          const env = { WHETSTONE_CACHE: cacheDir, WHETSTONE_TIMINGS: "1" };
+          const r = await deno(["task", "train", await yamlOf(method, out)], env);
+          if (r.code !== 0) throw failed("deno task train", r);
+          const log = (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) =>
+            JSON.parse(l)
+          );
+          const results = JSON.parse(await Deno.readTextFile(`${out}/train_results.json`));
+          const tokens = log[log.length - 1].total_tokens as number;
+          const o = ours[cache] = { wall: r.wallS, tps: tokens / results.train_runtime, rss: r.peakRssMiB };
+          const w = { ...q, load1, cache };
+          // The executor the trainer took (`executor: auto` takes ONNX Runtime where the only adapter is a software one).
+          const executor = (r.stdout + r.stderr).match(/^executor: (\w+)/m)?.[1] ?? "whetstone";
+          yield {
+            bench: "e2e",
+            ...w,
+            executor,
+            metric: "wall_s",
+            value: o.wall,
+            unit: "s",
+            ...phasesOf(r.stderr),
+          };
+          yield {
+            bench: "e2e",
+            ...w,
+            executor,
+            metric: "train_tokens_per_s",
+            value: o.tps,
+            unit: "tok/s",
+            tokens,
+            train_s: Number(results.train_runtime.toFixed(2)),
+          };
+          if (o.rss) yield { bench: "e2e", ...w, executor, metric: "peak_rss", value: o.rss, unit: "MiB" };
+          await Deno.remove(out, { recursive: true });
         }
-        await Deno.remove(out, { recursive: true });
         if (!py.ok) {
           yield { bench: "e2e", ...q, metric: "torch_baseline", value: 0, unit: "absent", note: py.reason };
           continue;
@@ -195,10 +238,13 @@ export const e2eBench: Bench = {
           train_s: Number(res.train_s.toFixed(2)),
         };
         if (theirs.rss) yield { bench: "e2e", ...tq, metric: "peak_rss", value: theirs.rss, unit: "MiB" };
-        yield { bench: "e2e", ...q, metric: "tokens_per_s_ratio", value: ours.tps / theirs.tps, unit: "x" };
-        yield { bench: "e2e", ...q, metric: "wall_ratio", value: ours.wall / theirs.wall, unit: "x" };
-        if (ours.rss && theirs.rss) {
-          yield { bench: "e2e", ...q, metric: "peak_rss_ratio", value: ours.rss / theirs.rss, unit: "x" };
+        for (const [cache, o] of Object.entries(ours)) {
+          const w = { ...q, cache };
+          yield { bench: "e2e", ...w, metric: "tokens_per_s_ratio", value: o.tps / theirs.tps, unit: "x" };
+          yield { bench: "e2e", ...w, metric: "wall_ratio", value: o.wall / theirs.wall, unit: "x" };
+          if (o.rss && theirs.rss) {
+            yield { bench: "e2e", ...w, metric: "peak_rss_ratio", value: o.rss / theirs.rss, unit: "x" };
+          }
         }
       }
     }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { e2eYaml, trainerBatches } from "./e2e.ts";
+import { e2eYaml, phasesOf, trainerBatches } from "./e2e.ts";
 import { parseTrainArgs } from "../engine/config/args.ts";
 import { epochOrder } from "../engine/train/batches.ts";
 
@@ -36,4 +36,22 @@ Deno.test("trainerBatches: the trainer's seeded order a epoch, rows padded to a 
       b.labels.every((row, r) => row.slice(b.attention_mask[r].filter(Boolean).length).every((x) => x === -100)),
     );
   }
+});
+
+Deno.test("phasesOf: a run's [timings] lines summed into setup, compile, steps and final seconds", () => {
+  const log = [
+    "Task train deno run main.ts train x.yaml",
+    "[timings] 0.600 s (+0.600) start-up (deno, modules) [rss 90 MiB, heap 10 MiB]",
+    "[timings] 3.600 s (+3.000) model load [rss 900 MiB, heap 10 MiB]",
+    "[timings] 3.800 s (+0.200) trace step:lm:adamw:64 [rss 900 MiB, heap 10 MiB]",
+    "[timings] 7.800 s (+4.000) session create (built, 19815 nodes) [rss 900 MiB, heap 10 MiB]",
+    "[timings] 9.800 s (+2.000) step 1 [rss 900 MiB, heap 10 MiB]",
+    "step 2/2  loss 10.1",
+    "[timings] 11.300 s (+1.500) step 2 [rss 900 MiB, heap 10 MiB]",
+    "[timings] 11.600 s (+0.300) final: model saved [rss 900 MiB, heap 10 MiB]",
+    "[timings] 12.100 s (+0.500; own 0.400) symbolic: loaded from the cache [rss 900 MiB, heap 10 MiB]",
+    "[timings] 14.100 s (+2.000) final: sample answer [rss 900 MiB, heap 10 MiB]",
+  ].join("\n");
+  assert.deepEqual(phasesOf(log), { setup_s: 3.6, compile_s: 4.7, steps_s: 3.5, final_s: 2.3 });
+  assert.deepEqual(phasesOf("no timings"), { setup_s: 0, compile_s: 0, steps_s: 0, final_s: 0 });
 });

@@ -175,10 +175,25 @@ function skewMap(b: number): Float32Array {
   return s;
 }
 
+/** The skew maps of a graph, one constant per block size that every adapted module shares. */
+const SKEW_MAPS = new WeakMap<Graph, Map<number, Tensor>>();
+
+/**
+ * The [n, b·b] skew map of `b` in graph `g`, made once per graph: each module its own copy would cost a traced step
+ * b²·n·8 bytes per module (4 MB at b = 32) and the symbolic probes (exec/onnx/symbolic.ts) as many again per probe.
+ */
+function skewConstant(g: Graph, b: number): Tensor {
+  let maps = SKEW_MAPS.get(g);
+  if (!maps) SKEW_MAPS.set(g, maps = new Map());
+  let t = maps.get(b);
+  if (!t) maps.set(b, t = g.constant(skewMap(b), [(b * (b - 1)) / 2, b * b]));
+  return t;
+}
+
 /** R [r, b, b] from the weights [r, n]: PEFT's `_cayley_batch` with the Neumann series of `terms` terms. */
 export function cayleyNeumann(w: Tensor, b: number, terms: number): Tensor {
   const g = w.graph, r = w.shape[0];
-  const Q = reshape(matmul(w, g.constant(skewMap(b), [(b * (b - 1)) / 2, b * b])), [r, b, b]);
+  const Q = reshape(matmul(w, skewConstant(g, b)), [r, b, b]);
   const eye = new Float32Array(b * b);
   for (let i = 0; i < b; i++) eye[i * b + i] = 1;
   let R: Tensor = g.constant(eye, [1, b, b]);

@@ -7,10 +7,13 @@
 import { checkOutputDir, ConfigError, loadTrainConfig } from "../config/args.ts";
 import { predict, predictProblems } from "./predict.ts";
 import { train } from "./trainer.ts";
+import { mark } from "../util/timings.ts";
 
 /** Runs the config at `config` with `key=value` overrides; notes go to stderr; throws on any problem. */
 export async function trainFromConfig(config: string, overrides: readonly string[] = []): Promise<void> {
+  mark("start-up (deno, modules)");
   const args = await loadTrainConfig(config, [...overrides]);
+  mark("config");
   const problems = predictProblems(args);
   if (problems.length) throw new ConfigError(config, problems);
   const { resumeFrom, notes } = await checkOutputDir(args, config);
@@ -27,4 +30,5 @@ export async function trainFromConfig(config: string, overrides: readonly string
     console.error(`\nA held-out prompt, answered by the trained model:\n${res.sample.prompt}${res.sample.answer}\n`);
   }
   if (args.do_predict) await predict(args, { model: res.model });
+  mark("run done");
 }

@@ -25,6 +25,7 @@ import { pyRound } from "../util/py_round.ts";
 import { type BestState, newBestState, onEvaluate } from "./best_model.ts";
 import { loadWeights } from "./outputs/model_files.ts";
 import { type TrainerLogRecord, writeResults, writeTrainerState } from "./outputs/trainer_log.ts";
+import { mark } from "../util/timings.ts";
 
 export type { EvalRecord, RunInit, SessionEvent, StepRecord } from "./session_records.ts";
 
@@ -265,6 +266,7 @@ export class SessionRun {
           );
         }
         if (values?.loss !== undefined) this.lastLoss = values.loss;
+        mark(`step ${step}`);
         const rec: StepRecord = {
           ...this.#line(step, {
             ...(values?.loss === undefined ? {} : { loss: values.loss }),
@@ -305,6 +307,7 @@ export class SessionRun {
     const secs = this.#seconds();
     await this.#loadBest();
     await saveRunModel(this.#i, out);
+    mark("final: model saved");
     if (a.pissa_convert) await savePissaConverted(this.#i.model, out); // LF's PissaConvertCallback.on_train_end
     const metrics = trainMetrics(this.#i, this.losses, secs, this.#startStep);
     this.#i.tracker?.log(state.global_step, metrics); // HF's Trainer.log of the train metrics
@@ -324,6 +327,7 @@ export class SessionRun {
     await writeTrainerState(out, trainerStateOf(this.#i, state.global_step));
     this.close();
     await plotRun(this.#i, this.evalLosses);
+    mark("final: results, state, plots");
     return { metrics, evalLoss };
   }
 

@@ -29,6 +29,7 @@ import { trainableShape } from "./step/params.ts";
 import { chooseFp16, initLossScaler } from "./step/precision.ts";
 import { TrainerLog } from "./outputs/trainer_log.ts";
 import { prepareVocab } from "./vocab_run.ts";
+import { mark } from "../util/timings.ts";
 
 /** What a session is made of once set up. */
 export interface SessionSetup {
@@ -48,12 +49,15 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
   const log = opts.log ?? ((s: string) => console.error(s));
   a = await prepareVocab(a, log); // add_tokens / add_special_tokens / resize_vocab: train from the grown model
   const data = await prepareData(a);
+  mark("tokenizer and data");
   const records = data.train.records, evalRecords = data.eval?.records ?? [];
   log(
     `data: ${records.length} train records, ${evalRecords.length} eval records (cutoff_len ${data.train.args.cutoffLen})`,
   );
   const executor = await pickExecutor(a.executor);
+  mark("executor");
   const loaded = await loadTrainModel(a, executor);
+  mark("model load");
   const model = loaded.model;
   // The stage's own parameters and models first: a frozen reference must be a copy of the initial weights.
   const staged = await setupStage({ args: a, model, trainable: loaded.trainable, data, log, reward: opts.reward });
@@ -120,10 +124,11 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     log,
     compile: (key, make, symbolic) => {
       let c = graphs.get(key);
-      // OFT's steps compile per shape: probing its step graph for symbolic sizes exhausted the JS heap (a tiny qwen
-      // with oft_block_size 32 passed 4 GB; per shape it peaks at 2 GB). Not yet understood; see the session note.
-      if (a.finetuning_type === "oft") symbolic = undefined;
-      if (!c) graphs.set(key, c = executor.compile(make(), { symbolic }));
+      if (!c) {
+        const graph = make();
+        mark(`trace ${key}`);
+        graphs.set(key, c = executor.compile(graph, { symbolic }));
+      }
       return c;
     },
     forget: (prefix) => {
@@ -196,6 +201,7 @@ export async function setupSession(a: TrainArgs, opts: SessionOptions = {}): Pro
     const optim = optimizer.bytes();
     plan.memory = { parameters: stored, optimizer: optim, activations, total: stored + optim + activations };
   }
+  mark("stage, optimizer, schedule, log");
   const run = new SessionRun({
     args: a,
     model,

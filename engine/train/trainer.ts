@@ -14,6 +14,7 @@ import { Progress } from "./progress.ts";
 import type { PreparedData } from "./run_inputs.ts";
 import { TrainSession } from "./session.ts";
 import type { LogHistoryEntry } from "./outputs/trainer_log.ts";
+import { mark } from "../util/timings.ts";
 
 export { prepareData } from "./run_inputs.ts";
 
@@ -108,6 +109,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
     // A reading aid after the outputs are written: an error here is logged, never fails the finished run.
     try {
       sample = await sampleAnswer(model, data);
+      mark("final: sample answer");
     } catch (e) {
       log(`the sample answer failed (the run's outputs are written): ${e instanceof Error ? e.message : e}`);
     }

@@ -23,9 +23,12 @@ import { collectGarbage, setMmapThreshold, trimHeap } from "../../util/memory.ts
 import type { CompiledGraph, CompileOptions, Executor, HostArray, StepStats } from "../executor.ts";
 import { lowerGraph, type LowerOptions } from "./lower.ts";
 import { type Lowered, type SessionCounts, SymbolicSessions } from "./symbolic_sessions.ts";
+import { symbolicCacheDir } from "./symbolic_cache.ts";
 
 export type { SessionCounts } from "./symbolic_sessions.ts";
 import { encodeModel, ONNX_TYPE } from "./proto.ts";
+import { reorderLike } from "./node_order.ts";
+import { mark } from "../../util/timings.ts";
 import { OnnxBuilder } from "./builder.ts";
 import { type FfiData, type FfiOutput, type FfiSession, type FfiSessionOptions, OrtFfi } from "./ffi.ts";
 import {
@@ -62,6 +65,20 @@ const GC_AFTER_BYTES = 64 * 2 ** 20;
 
 /** glibc's mmap threshold once a session runs without the arena (see `session`). */
 const MMAP_THRESHOLD = 2 ** 20;
+
+/**
+ * ONNX Runtime's level-"basic" graph transformers that never apply to a lowered graph (quantize/dequantize pairs,
+ * which no lowering emits, and a vision fusion), left out: each one still walks the whole graph, twice per session
+ * (a 135M LoRA step's session: 9.0 → 6.8 s). Leaving an optimizer out can only change speed, never results.
+ */
+const UNUSED_OPTIMIZERS = [
+  "QDQPropagationTransformer",
+  "WeightBiasQuantization",
+  "EnsureUniqueDQForNodeUnit",
+  "DoubleQDQPairsRemover",
+  "WhereDummyDq",
+  "SliceConcatToSpaceToDepthFusion",
+].join(";");
 
 /** State bytes of a graph from which its session runs without ONNX Runtime's CPU arena (see `session`). */
 const NO_ARENA_STATE_BYTES = 64 * 2 ** 20;
@@ -151,8 +168,13 @@ export class OnnxExecutor implements Executor {
   static readonly allSessions: SessionCounts = { created: 0, reused: 0, fallbacks: [] };
   /** Sessions of symbolic models, one per graph for all its sizes. */
   private readonly symbolic = new SymbolicSessions<Session>(
-    (model, lowered) => this.session(encodeModel(model), model.graph.nodes.length, stateBytes(lowered)),
+    (bytes, nodes, lowered) => this.session(bytes, nodes, stateBytes(lowered)),
     [this.sessions, OnnxExecutor.allSessions],
+    () => {
+      const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
+      const dir = cache && (cache.dir ? `${cache.dir}/symbolic` : symbolicCacheDir());
+      return dir ? { dir, minNodes: cache.minNodes ?? 2000, maxEntries: cache.maxEntries } : undefined;
+    },
   );
 
   /** ONNX Runtime's C API over FFI, when this executor's sessions run on it (see {@link OnnxExecutorOptions.ffi}). */
@@ -222,7 +244,7 @@ export class OnnxExecutor implements Executor {
     const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
     let lowered: Lowered | undefined, session: Session | undefined;
     const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
-    const sym = on ? this.symbolic.get(graph, opts, lowerOpts) : undefined;
+    const sym = on ? await this.symbolic.get(graph, opts, lowerOpts) : undefined;
     if (sym) {
       try {
         session = await sym.session;
@@ -235,9 +257,11 @@ export class OnnxExecutor implements Executor {
     }
     if (!session || !lowered) {
       const l = lowerGraph(graph, lowerOpts);
+      mark("lowering");
       session = await this.session(encodeModel(l.model), l.model.graph.nodes.length, stateBytes(l));
       lowered = l;
     }
+    mark(`compile done (${sym ? "symbolic" : "per shape"})`);
     const stats: StepStats = { dispatches: 1, submits: 1, bytesReadBack: 0, arenaBytes: 0 };
     const [s, l] = [session, lowered];
     const run = (feeds: Record<string, ArrayLike<number>>, fetch?: readonly string[]) => {
@@ -277,15 +301,26 @@ export class OnnxExecutor implements Executor {
       // every run (page faults: ~3× the faults of a step, docs/benchmarks.md), so LoRA steps, forward, eval and
       // decode graphs (smaller, run often) keep it. `cpuArena` overrides the choice.
       enableCpuMemArena: arena,
+      // Config entries (onnxruntime-node's sessions; the FFI ones leave them out).
+      extra: { optimization: { disable_specified_optimizers: UNUSED_OPTIMIZERS } },
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
     const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
+    mark(`model of ${nodes} nodes ready for its session`);
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;
-      if (!ffi) return { node: await this.ort.InferenceSession.create(model as Uint8Array, o) };
+      const what = `${typeof model === "string" ? "from the cache" : "built"}, ${nodes} nodes${ffi ? ", ffi" : ""}`;
+      if (!ffi) {
+        const node = await this.ort.InferenceSession.create(model as Uint8Array, o);
+        mark(`session create (${what})`);
+        return { node };
+      }
       const bytes = typeof model === "string" ? await Deno.readFile(model) : model;
-      return { ffi: await ffi.createSession(bytes, o as FfiSessionOptions) };
+      const { extra: _, ...fo } = o;
+      const s = await ffi.createSession(bytes, fo as FfiSessionOptions);
+      mark(`session create (${what})`);
+      return { ffi: s };
     };
     const cache = this.opts.modelCache === false ? undefined : this.opts.modelCache ?? {};
     const dir = cache && (cache.dir ?? modelCacheDir());
@@ -293,7 +328,8 @@ export class OnnxExecutor implements Executor {
       !cache || !dir || nodes < (cache.minNodes ?? 2000) || options.graphOptimizationLevel === "disabled" ||
       options.optimizedModelFilePath !== undefined
     ) return create(bytes, options);
-    const key = await modelCacheKey(bytes, this.ort.env.versions.common, options);
+    // Entries hold the lowered model's node order (node_order.ts); those saved before it are not taken.
+    const key = await modelCacheKey(bytes, this.ort.env.versions.common, { ...options, nodeOrder: "lowered" });
     const hit = await cachedModel(dir, key).catch(() => undefined); // e.g. no read permission: build it
     if (hit) {
       try {
@@ -315,6 +351,13 @@ export class OnnxExecutor implements Executor {
     } catch {
       await Deno.remove(tmp).catch(() => {});
       return create(bytes, options); // the model itself fails (the error says why), or saving it did
+    }
+    // ONNX Runtime saves the nodes in its own order: the entry gets the lowered model's order back (node_order.ts).
+    try {
+      const ordered = reorderLike(await Deno.readFile(tmp), bytes);
+      if (ordered) await Deno.writeFile(tmp, ordered);
+    } catch {
+      // unreadable: committed as saved (or not at all, below)
     }
     // A cache that cannot be written costs the next run the optimization again, nothing else.
     await commitModel(dir, key, tmp, cache.maxEntries).catch(() => Deno.remove(tmp).catch(() => {}));

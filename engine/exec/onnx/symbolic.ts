@@ -30,6 +30,7 @@ import type { SymbolicSizes } from "../executor.ts";
 import { type LoweredGraph, lowerGraph, type LowerOptions } from "./lower.ts";
 import { type ModelDef, type NodeDef, ONNX_TYPE, type TensorDef } from "./proto.ts";
 import { merged, reshapeInfo } from "./symbolic_graph.ts";
+import { mark } from "../../util/timings.ts";
 import {
   fitFlats,
   fitPoly,
@@ -100,9 +101,11 @@ export function buildSymbolic(
       return { why: `tracing at ${JSON.stringify(sizesOf(symbols, point))} failed: ${(e as Error).message}` };
     }
   }
+  mark(`symbolic: ${grid.points.length} probe traces`);
   const flats = graphs.map(flattenGraph);
   const fit = fitFlats(flats, grid);
   if ("why" in fit) return fit;
+  mark("symbolic: flatten and fit the probe traces");
   if (!flatMatches(flat, flats[0].skeleton, fit.polys, symbols.map((s) => sym.sizes[s]))) {
     return { why: "the graph at its own sizes is not the probes' graph at those sizes" };
   }
@@ -112,11 +115,13 @@ export function buildSymbolic(
   } catch (e) {
     return { why: (e as Error).message };
   }
+  mark("symbolic: lower the probes");
   const meta = lowered.map(({ model: _, ...m }) => m);
   const metaFit = fitFlats(meta.map(flatOf), grid);
   if ("why" in metaFit) return { why: `inputs and outputs: ${metaFit.why}` };
   const model = symbolicModel(lowered.map((l) => l.model), grid);
   if ("why" in model) return model;
+  mark("symbolic: fit the lowered models");
   return {
     symbols,
     skeleton: flats[0].skeleton,

@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { createHash } from "node:crypto";
 import type { Graph } from "../../graph/graph.ts";
 
 /**
@@ -134,7 +135,25 @@ export interface Flat {
   nums: number[];
 }
 
-/** Splits `graph` into structure and numbers (values, nodes with their attributes, names, checkpoints). */
+/**
+ * Constants with more elements than this are flattened as a digest of their data, not as numbers: their values never
+ * follow a polynomial of the sizes (a constant whose data changes with the sizes then changes the structure, and the
+ * graph has no symbolic model), and as numbers they cost the fit one polynomial per element (OFT's skew maps with
+ * blocks of 32: 508K elements per adapted module, a JS heap past 4 GB over a tiny model's probes).
+ */
+export const DIGEST_ABOVE = 256;
+
+/** SHA-256 (hex) of a constant's values as float64 bytes. */
+function digestOf(data: ArrayLike<number>): string {
+  const f = data instanceof Float64Array ? data : Float64Array.from(data);
+  return createHash("sha256").update(new Uint8Array(f.buffer, f.byteOffset, f.byteLength)).digest("hex");
+}
+
+/**
+ * Splits `graph` into structure and numbers (values, nodes with their attributes, names, checkpoints). A constant's
+ * data that counts along an axis is written as that axis; one of more than {@link DIGEST_ABOVE} elements as the
+ * SHA-256 of its values (in the skeleton, letters only: its digits are not taken for numbers).
+ */
 export function flattenGraph(graph: Graph): Flat {
   const nums: number[] = [];
   const str = (s: string) =>
@@ -155,7 +174,10 @@ export function flattenGraph(graph: Graph): Flat {
   const values = graph.values.map((v) => {
     if (v.kind !== "const") return v;
     const axis = iotaAxis(v.data!, v.shape);
-    return axis < 0 ? v : { ...v, data: undefined, iota: `axis ${"abcdefgh"[axis]}` };
+    if (axis >= 0) return { ...v, data: undefined, iota: `axis ${"abcdefgh"[axis]}` };
+    if (v.data!.length <= DIGEST_ABOVE) return v;
+    // Hex digits mapped to letters, so the digest's digits are not split out as numbers.
+    return { ...v, data: undefined, digest: digestOf(v.data!).replace(/\d/g, (d) => "ghijklmnop"[Number(d)]) };
   });
   const parts = [
     JSON.stringify(values, replacer),
