@@ -35,6 +35,8 @@ export async function call(path, init = {}) {
     if (key) headers.set("authorization", `Bearer ${key}`);
     const res = await fetch(path, { ...init, headers });
     if (res.status !== 401 || attempt >= 3) return res;
+    // A request sent before the key was entered (or changed) tries the kept key before asking again.
+    if (localStorage.getItem(KEY) && localStorage.getItem(KEY) !== key) continue;
     const fresh = await askKey(Boolean(key));
     if (fresh === null) return res;
     localStorage.setItem(KEY, fresh);

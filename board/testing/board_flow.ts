@@ -33,7 +33,7 @@ function keyState(page: Page): Promise<string> {
  * Gives the page its API key when it asks (a key field: typed, then Enter), until the tabs show, the network is
  * quiet and no key field shows (the page may ask only once its first API call is refused).
  */
-export async function enterKey(page: Page, key: string, timeoutMs = 30_000): Promise<void> {
+export async function enterKey(page: Page, key: string, timeoutMs = 60_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const left = Math.max(1000, end - Date.now());
@@ -45,11 +45,18 @@ export async function enterKey(page: Page, key: string, timeoutMs = 30_000): Pro
       left,
     );
     if (state === "key") {
-      const input = (await page.$$(KEY_INPUT))[0];
+      // The shown field (a refused call may replace the dialog while typing: then the key is typed again).
+      const inputs = await page.$$(KEY_INPUT);
+      let input = inputs[0];
+      for (const el of inputs) if ((await el.boundingBox())?.width) input = el;
       await input.click({ count: 3 });
       await input.type(key);
       await page.keyboard.press("Enter");
-      await waitUntil(page, "the key field to go away", () => keyState(page), (v) => v !== "key", left);
+      const gone = await waitUntil(page, "the key field to go away", () => keyState(page), (v) => v !== "key", 5_000)
+        .then(() => true, () => false);
+      if (!gone && Date.now() > end) {
+        throw new Error(`the key field still shows ${timeoutMs} ms after the key was first typed`);
+      }
       continue;
     }
     await page.waitForNetworkIdle({ idleTime: 500, timeout: Math.min(10_000, left) }).catch(() => {});
