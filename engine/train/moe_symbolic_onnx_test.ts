@@ -6,17 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
+import { countOnnxSessions } from "./testing.ts";
 import { train } from "./trainer.ts";
 
 const models = new URL("../../fixtures/models/", import.meta.url).pathname;
 const steps = new URL("../../fixtures/steps/", import.meta.url).pathname;
 
 async function run(model: string, out: string, symbolic: boolean) {
-  const before = { ...OnnxExecutor.allSessions, fallbacks: OnnxExecutor.allSessions.fallbacks.length };
-  if (!symbolic) Deno.env.set("WHETSTONE_ONNX_SYMBOLIC", "off");
-  try {
-    const res = await train(
+  const r = await countOnnxSessions(symbolic, () =>
+    train(
       parseTrainArgs({
         model_name_or_path: model,
         stage: "sft",
@@ -37,16 +35,8 @@ async function run(model: string, out: string, symbolic: boolean) {
         executor: "onnx",
       }),
       { progress: false, log: () => {} },
-    );
-    const s = OnnxExecutor.allSessions;
-    return {
-      losses: res.losses.map((l) => l.loss),
-      created: s.created - before.created,
-      fallbacks: s.fallbacks.slice(before.fallbacks),
-    };
-  } finally {
-    Deno.env.delete("WHETSTONE_ONNX_SYMBOLIC");
-  }
+    ));
+  return { ...r, losses: r.result.losses.map((l) => l.loss) };
 }
 
 for (const family of ["mixtral", "deepseek_v3"]) {

@@ -4,8 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../config/args.ts";
-import { OnnxExecutor } from "../exec/onnx/executor.ts";
-import { makeTinyModel } from "./testing.ts";
+import { countOnnxSessions, makeTinyModel } from "./testing.ts";
 import { train } from "./trainer.ts";
 
 const DEMO = new URL("../../fixtures/demo/", import.meta.url).pathname;
@@ -14,10 +13,8 @@ globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: t
 const model = await makeTinyModel(`${root}/model`);
 
 async function run(out: string, finetuning_type: "lora" | "full", symbolic: boolean) {
-  const before = { ...OnnxExecutor.allSessions, fallbacks: OnnxExecutor.allSessions.fallbacks.length };
-  if (!symbolic) Deno.env.set("WHETSTONE_ONNX_SYMBOLIC", "off");
-  try {
-    const res = await train(
+  const r = await countOnnxSessions(symbolic, () =>
+    train(
       parseTrainArgs({
         model_name_or_path: model,
         stage: "sft",
@@ -42,17 +39,8 @@ async function run(out: string, finetuning_type: "lora" | "full", symbolic: bool
         executor: "onnx",
       }),
       { progress: false, log: () => {} },
-    );
-    const s = OnnxExecutor.allSessions;
-    return {
-      losses: res.losses.map((l) => l.loss),
-      created: s.created - before.created,
-      reused: s.reused - before.reused,
-      fallbacks: s.fallbacks.slice(before.fallbacks),
-    };
-  } finally {
-    Deno.env.delete("WHETSTONE_ONNX_SYMBOLIC");
-  }
+    ));
+  return { ...r, losses: r.result.losses.map((l) => l.loss) };
 }
 
 for (const method of ["lora", "full"] as const) {

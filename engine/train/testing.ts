@@ -1,8 +1,10 @@
 /**
  * Test helpers for the trainer: a random tiny qwen2 model folder with the built-in tokenizer, made in a
- * temp dir with Whetstone's own safetensors writer.
+ * temp dir with Whetstone's own safetensors writer; the ONNX Runtime sessions a run creates, with symbolic sessions on
+ * or off.
  * @module
  */
+import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
 import { decoderConfig } from "../nn/config.ts";
 import { decoderParams } from "../nn/decoder.ts";
@@ -47,4 +49,28 @@ export async function makeTinyModel(dir: string, seed = 1, config: Record<string
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(raw, null, 2));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) await Deno.copyFile(`${TOKENIZER}${f}`, `${dir}/${f}`);
   return dir;
+}
+
+/**
+ * Runs `fn` with ONNX Runtime's symbolic sessions on or off (`WHETSTONE_ONNX_SYMBOLIC`) and counts the sessions every
+ * ONNX executor created and reused meanwhile, and the reasons of the symbolic fallbacks.
+ */
+export async function countOnnxSessions<T>(
+  symbolic: boolean,
+  fn: () => Promise<T>,
+): Promise<{ result: T; created: number; reused: number; fallbacks: string[] }> {
+  const all = OnnxExecutor.allSessions;
+  const before = { created: all.created, reused: all.reused, fallbacks: all.fallbacks.length };
+  if (!symbolic) Deno.env.set("WHETSTONE_ONNX_SYMBOLIC", "off");
+  try {
+    const result = await fn();
+    return {
+      result,
+      created: all.created - before.created,
+      reused: all.reused - before.reused,
+      fallbacks: all.fallbacks.slice(before.fallbacks),
+    };
+  } finally {
+    Deno.env.delete("WHETSTONE_ONNX_SYMBOLIC");
+  }
 }

@@ -41,18 +41,20 @@ export function mark(phase: string): void {
   last = t;
 }
 
+/** Prints the end of `phase`, begun at `t0`, with its own time beside the time since the last mark. */
+function markTimed(phase: string, t0: number): void {
+  const t = performance.now();
+  const since = ((t - last) / 1000).toFixed(3), own = ((t - t0) / 1000).toFixed(3);
+  console.error(`[timings] ${(t / 1000).toFixed(3)} s (+${since}; own ${own}) ${phase}`);
+  last = t;
+}
+
 /** Runs `fn`, then marks `phase` with the time it took (when timings are on). */
 export async function timed<T>(phase: string, fn: () => Promise<T> | T): Promise<T> {
   if (!timingsOn()) return await fn();
   const t0 = performance.now();
   const r = await fn();
-  const t = performance.now();
-  console.error(
-    `[timings] ${(t / 1000).toFixed(3)} s (+${((t - last) / 1000).toFixed(3)}; own ${
-      ((t - t0) / 1000).toFixed(3)
-    }) ${phase}`,
-  );
-  last = t;
+  markTimed(phase, t0);
   return r;
 }
 
@@ -61,12 +63,6 @@ export function timedSync<T>(phase: string, fn: () => T): T {
   if (!timingsOn()) return fn();
   const t0 = performance.now();
   const r = fn();
-  const t = performance.now();
-  console.error(
-    `[timings] ${(t / 1000).toFixed(3)} s (+${((t - last) / 1000).toFixed(3)}; own ${
-      ((t - t0) / 1000).toFixed(3)
-    }) ${phase}`,
-  );
-  last = t;
+  markTimed(phase, t0);
   return r;
 }
