@@ -125,12 +125,12 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "basic"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write 64 MiB of states or more.
+   * defaults: `graphOptimizationLevel: "disabled"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write 64 MiB of states or more.
    */
   sessionOptions?: Record<string, unknown>;
   /**
-   * The on-disk cache of optimized models (model_cache.ts): on by default for models of 2000 nodes or more,
-   * in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
+   * The on-disk cache of optimized models (model_cache.ts), for sessions at a graph optimization level other than
+   * the default "disabled" (`sessionOptions`): on by default for models of 2000 nodes or more, in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
    */
   modelCache?: ModelCacheOptions | false;
   /**
@@ -145,9 +145,9 @@ export interface OnnxExecutorOptions {
   symbolic?: boolean;
   /**
    * Sessions over ONNX Runtime's C API through Deno's FFI (ffi.ts), which write states into the stored arrays with no
-   * copy out: by default for the graphs that run without the CPU arena (large states: full and freeze steps), where FFI
-   * is allowed and `WHETSTONE_ONNX_FFI` is not `off`; `true`: every session; `false`: none (onnxruntime-node's). The
-   * others stay on onnxruntime-node, whose arena sessions held less (a 135M LoRA step: 2.26 GB against 2.44 over FFI).
+   * copy out and build a session off the event loop (onnxruntime-node builds it on the JS thread: a 135M step graph
+   * blocked a server's every request for seconds): every session where FFI is allowed and `WHETSTONE_ONNX_FFI` is
+   * not `off` (default, or `true`); `false`: onnxruntime-node's. A 135M LoRA run peaks the same either way (1.63 GB).
    */
   ffi?: boolean;
 }
@@ -288,9 +288,12 @@ export class OnnxExecutor implements Executor {
     }
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],
-      // Level "basic" (constant folding, redundant nodes): "extended"/"all" fusions cost a 135M LoRA step graph ~8 s
-      // more to build and gained nothing measurable on its step time, nor on decode (bench onnx_compile, decode).
-      graphOptimizationLevel: "basic",
+      // Level "disabled": ONNX Runtime's level-"basic" transformers find little in a lowered graph (the builder already
+      // shares equal nodes, and a symbolic step's shapes are computed at run time anyway; on a 135M LoRA step constant
+      // folding removed ~660 small per-layer nodes of 19,815, which forced a second pass of ten whole-graph walks), yet
+      // cost its session ~5 s (8.5 s against 3.4 s) and gained nothing on its steps or the decode; the losses are the
+      // same, bit for bit (docs/benchmarks.md). "extended"/"all" fusions cost ~5 s more again and gained nothing either.
+      graphOptimizationLevel: "disabled",
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
       enableMemPattern: false,
@@ -306,7 +309,7 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const ffi = this.opts.ffi === true || !arena ? this.ffi : undefined;
+    const ffi = this.ffi;
     mark(`model of ${nodes} nodes ready for its session`);
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;
