@@ -1,8 +1,9 @@
 /**
- * The on-disk cache of ONNX Runtime-optimized models. Building a session for a large step graph is mostly ONNX
- * Runtime's graph optimization (a SmolLM2-135M LoRA step graph: built in ~6–8 s at level "basic", loaded from the
- * cache in ~2–3 s; bench onnx_compile); the optimized graph it builds is saved once (the `optimizedModelFilePath`
- * session option) and later sessions of the same model load it with optimization disabled. Params are graph inputs, so the saved models hold no weights (~1.5 MiB for 135M).
+ * The on-disk cache of ONNX Runtime-optimized models, for sessions asked for at an optimization level other than the
+ * executor's default "disabled" (`sessionOptions.graphOptimizationLevel`): there, building a session for a large step
+ * graph is mostly ONNX Runtime's graph optimization (a SmolLM2-135M LoRA step graph: built in ~6–8 s at level
+ * "basic", loaded from the cache in ~2–3 s; bench onnx_compile); the optimized graph it builds is saved once (the
+ * `optimizedModelFilePath` session option) and later sessions of the same model load it with optimization disabled. Params are graph inputs, so the saved models hold no weights (~1.5 MiB for 135M).
  *
  * An entry is `<dir>/<key>.onnx`, key = SHA-256 of the lowered model's bytes, onnxruntime's version, the session
  * options and the CPU (an optimized model may hold CPU-specific kernels). The directory is
