@@ -6,7 +6,7 @@
  * every length.
  */
 import assert from "node:assert/strict";
-import { backward, Graph, linearCrossEntropy, reshape } from "../../graph/mod.ts";
+import { backward, embedding, Graph, linearCrossEntropy, mul, reshape } from "../../graph/mod.ts";
 import { ReferenceExecutor } from "../reference.ts";
 import type { Executor } from "../executor.ts";
 import { rng } from "../testing/harness.ts";
@@ -125,4 +125,27 @@ Deno.test("onnx lowering: one symbolic session serves the chunked fused head at 
     close(await c.run(f), await run(new ReferenceExecutor(), trace({ B, L }), f), `B=${B} L=${L}`);
   }
   assert.deepEqual(ex.sessions, { created: 1, reused: 2, fallbacks: [] });
+});
+
+/** W both the embedding of ids and the fused head (tied): dW sums both gradients. */
+function tied(N: number): Graph {
+  const g = new Graph();
+  const ids = g.input("ids", [N], "i32"), labels = g.input("labels", [N], "i32");
+  const w = g.param("w", [V, D]);
+  const loss = linearCrossEntropy(mul(embedding(w, ids), embedding(w, ids)), w, labels);
+  g.output("loss", loss);
+  g.output("dw", backward(loss, [w])[0]);
+  return g;
+}
+
+Deno.test("onnx lowering: a tied embedding's gradient lands in the chunked head's, as the reference's", async () => {
+  const N = 9, f = { ids: [3, 0, 3, V - 1, 8192, 12, 5, 7, 9], labels: feeds(N).labels };
+  const want = await run(new ReferenceExecutor(), tied(N), f);
+  const got = await run(await OnnxExecutor.create({ modelCache: false }), tied(N), f);
+  for (const k of ["loss", "dw"]) {
+    for (let i = 0; i < want[k].length; i++) {
+      const tol = 1e-5 + 1e-4 * Math.abs(want[k][i]);
+      assert.ok(Math.abs(got[k][i] - want[k][i]) < tol, `${k}[${i}]: ${got[k][i]}, reference ${want[k][i]}`);
+    }
+  }
 });
