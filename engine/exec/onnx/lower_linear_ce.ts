@@ -59,10 +59,10 @@ export function ceBlocks(V: number, setting = ceChunkSetting()): number {
   return Math.min(k, V);
 }
 
-/** [start, end) of each of K near-equal blocks of V words. */
+/** [start, end) of near-equal blocks of V words, at most K of them (fewer where ⌈V / K⌉ words fill them sooner). */
 function blockBounds(V: number, K: number): [number, number][] {
   const size = Math.ceil(V / K);
-  return Array.from({ length: K }, (_, j) => [j * size, Math.min(V, (j + 1) * size)]);
+  return Array.from({ length: Math.ceil(V / size) }, (_, j) => [j * size, Math.min(V, (j + 1) * size)]);
 }
 
 /** a [N, D] · w [V, D]ᵀ → [N, V]. */

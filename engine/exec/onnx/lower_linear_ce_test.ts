@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { backward, embedding, Graph, linearCrossEntropy, mul, reshape } from "../../graph/mod.ts";
 import { ReferenceExecutor } from "../reference.ts";
 import type { Executor } from "../executor.ts";
-import { rng } from "../testing/harness.ts";
+import { checkAgainstReference, rng } from "../testing/harness.ts";
+import { cases as linearCeCases } from "../../graph/ops/linear_ce_cases.ts";
 import { OnnxExecutor } from "./executor.ts";
 import { lowerGraph } from "./lower.ts";
 import { ceBlocks } from "./lower_linear_ce.ts";
@@ -147,5 +148,20 @@ Deno.test("onnx lowering: a tied embedding's gradient lands in the chunked head'
       const tol = 1e-5 + 1e-4 * Math.abs(want[k][i]);
       assert.ok(Math.abs(got[k][i] - want[k][i]) < tol, `${k}[${i}]: ${got[k][i]}, reference ${want[k][i]}`);
     }
+  }
+});
+
+Deno.test("onnx lowering: the fused head's conformance cases, forced into 2 to 7 chunks on their small vocabularies", async (t) => {
+  const saved = Deno.env.get("WHETSTONE_ONNX_CE_CHUNKS");
+  try {
+    for (const k of [2, 3, 7]) {
+      Deno.env.set("WHETSTONE_ONNX_CE_CHUNKS", String(k));
+      const ex = await OnnxExecutor.create({ threads: 1, modelCache: false });
+      for (const c of linearCeCases) await t.step(`${k} chunks: ${c.name}`, () => checkAgainstReference(ex, c));
+      ex.dispose();
+    }
+  } finally {
+    if (saved === undefined) Deno.env.delete("WHETSTONE_ONNX_CE_CHUNKS");
+    else Deno.env.set("WHETSTONE_ONNX_CE_CHUNKS", saved);
   }
 });
