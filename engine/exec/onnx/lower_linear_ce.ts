@@ -12,13 +12,14 @@
  *   by one Gemm and an Exp; dh accumulates p · W_block, dW_block = pᵀ · (k ⊙ h) is written into the gradient in place
  *   (ScatterND, after a Pad of the first block), and the one-hot part is a Gather of W's label rows (dh) and one
  *   scatter-add of −k ⊙ h into them (dW), so no [N, V] product with k or one-hot is made either.
- * ONNX Runtime's default order is a depth-first walk from the outputs, not the order nodes are listed in: the next
- * chunk's input is tied to the current chunk's results ({@link after}) so every order finishes a chunk first. The
- * backward's logits differ from the forward's (row chunks against blocks), so neither the builder's memo nor ONNX
- * Runtime's common subexpression elimination merges them (which would keep the forward's alive until the backward).
+ * ONNX Runtime may run the nodes in any topological order (inplace.ts), not necessarily the order they are listed in:
+ * the next chunk's input is tied to the current chunk's results ({@link after}) so every order finishes a chunk first
+ * (untied, the head alone at 512 × 49,152 peaked ~340 MB higher). The backward's logits differ from the forward's
+ * (row chunks against blocks), so neither the builder's memo nor ONNX Runtime's common subexpression elimination
+ * merges them (which would keep the forward's alive until the backward).
  *
- * Measured (bench/memory_onnx.ts, SmolLM2-135M full tuning, see docs/benchmarks.md): peak −125 MB at 4 × 128 tokens
- * and −412 MB at 4 × 256; off by `WHETSTONE_ONNX_CE_CHUNKS=off`.
+ * Measured (bench/memory_onnx.ts, SmolLM2-135M full tuning; docs/benchmarks.md): peak −0.13 GB at 4 × 128 tokens and
+ * −0.41 GB at 4 × 256. `WHETSTONE_ONNX_CE_CHUNKS=off` lowers the whole [N, V] at once, as before.
  * @module
  */
 import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
@@ -72,8 +73,7 @@ function logitsOf(b: OnnxBuilder, a: string, w: string): string {
 
 /**
  * `x` (a view: Reshape) made to depend on one element of each of `deps`, so every topological order runs the deps
- * first — ONNX Runtime's default order is a depth-first walk from the outputs, which would otherwise make every
- * chunk's logits before the first chunk's last reader. The shape is Where(Σ firsts != 0, Shape(x), Shape(x)).
+ * first (otherwise an order may make every chunk's logits before the first chunk's last reader). The shape is Where(Σ firsts != 0, Shape(x), Shape(x)).
  */
 function after(b: OnnxBuilder, x: string, deps: readonly string[]): string {
   // one element of each (0 for an empty one: a chunk past the last row)
