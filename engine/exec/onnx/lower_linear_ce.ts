@@ -9,8 +9,9 @@
  *   clamps the last chunk; a chunk past the end is empty), each against the whole W: its row log-sum-exp and label
  *   logit, concatenated ([N] each).
  * - The backward takes K vocabulary blocks (static slices of W) and the forward's lse: p = exp(h · W_blockᵀ − lse)
- *   by one Gemm and an Exp; dh accumulates p · W_block, dW_block = pᵀ · (k ⊙ h) is written into the gradient in place
- *   (ScatterND, after a Pad of the first block), and the one-hot part is a Gather of W's label rows (dh) and one
+ *   by one Gemm and an Exp; dh accumulates p · W_block, dW_block = pᵀ · (k ⊙ h) ([V / K, D]) are concatenated
+ *   (a Pad of the first block and ScatterND of the others in place measured ~90 MB higher: ONNX Runtime copied the
+ *   Pad's output at the first scatter), and the one-hot part is a Gather of W's label rows (dh) and one
  *   scatter-add of −k ⊙ h into them (dW), so no [N, V] product with k or one-hot is made either.
  * ONNX Runtime may run the nodes in any topological order (inplace.ts), not necessarily the order they are listed in:
  * the next chunk's input is tied to the current chunk's results ({@link after}) so every order finishes a chunk first
@@ -118,7 +119,7 @@ function chunkedForward(
  * The backward over K vocabulary blocks: [dh?, dw?]. With k the per-row scale (0 on rows that do not count),
  * p = exp(z − lse) on a block's logits z (one Gemm gives z − lse) and t the label: dh = k ⊙ (Σ p · W_block − W[t])
  * and dW_block = pᵀ · (k ⊙ h), minus k ⊙ h scattered into the label rows once at the end. Each block's dW rows are
- * written into the gradient in place (ScatterND); nothing [N, V]-sized but one block's p is ever made.
+ * concatenated; nothing [N, V]-sized but one block's p is ever made.
  */
 function blockedBackward(
   b: OnnxBuilder,
@@ -134,7 +135,8 @@ function blockedBackward(
   const on = b.cast(counted, ONNX_TYPE.BOOL);
   const negLse = b.reshape(b.op1("Where", [on, b.op1("Neg", [lse0]), b.f32(-Infinity)]), [N, 1]);
   const kh = a.needW ? b.mul(h, k) : "";
-  let dh: string | undefined, dw: string | undefined, part: string | undefined;
+  let dh: string | undefined, part: string | undefined;
+  const parts: string[] = []; // each block's dW rows [Vb, D]
   for (const [s, e] of blockBounds(V, K)) {
     const src = dh || part ? after(b, w, [dh, part].filter((x): x is string => x !== undefined)) : w;
     const wj = b.op1("Slice", [src, b.i64([s]), b.i64([e]), b.i64([0])]);
@@ -142,16 +144,17 @@ function blockedBackward(
     if (a.needH) dh = dh === undefined ? b.op1("MatMul", [p, wj]) : b.op1("Gemm", [p, wj, dh]);
     if (!a.needW) continue;
     part = b.op1("FusedMatMul", [p, kh], { transA: { i: 1 }, transB: { i: 0 }, alpha: { f: 1 } }, "com.microsoft");
-    dw = dw === undefined
-      ? b.op1("Pad", [part, b.i64([0, 0, V - e, 0])])
-      : b.op1("ScatterND", [dw, b.i64sTensor([e - s, 1], Array.from({ length: e - s }, (_, i) => s + i)), part]);
+    parts.push(part);
   }
   const outs: string[] = [];
   if (a.needH) {
     const picked = b.op1("Gather", [w, b.reshape(idx, [N])], { axis: { i: 0 } }); // W[t] (t clamped; k is 0 there)
     outs.push(b.mul(b.sub(dh!, picked), k));
   }
-  if (a.needW) outs.push(b.op1("ScatterND", [dw!, idx, b.op1("Neg", [kh])], { reduction: { s: "add" } }));
+  if (a.needW) {
+    const dw = b.op1("Concat", parts, { axis: { i: 0 } });
+    outs.push(b.op1("ScatterND", [dw, idx, b.op1("Neg", [kh])], { reduction: { s: "add" } }));
+  }
   return outs;
 }
 
