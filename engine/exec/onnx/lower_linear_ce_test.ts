@@ -1,9 +1,9 @@
 /**
- * The fused LM head + cross-entropy lowered in row chunks (lower_linear_ce.ts): at a vocabulary above 8,192 words
- * the logits are made one chunk at a time, in the forward and again in the backward (not merged with the
- * forward's), each chunk's logits used up before the next chunk's are made; the loss and gradients are the
- * reference's (ignored and out-of-range labels, a chunk past the last row), and one symbolic session serves
- * every length.
+ * The fused LM head + cross-entropy lowered in chunks (lower_linear_ce.ts): at a vocabulary above 8,192 words the
+ * forward makes the logits a row chunk at a time and the backward a vocabulary block at a time (not merged with the
+ * forward's), each chunk used up before the next is made in every topological order; the loss and gradients are
+ * the reference's (ignored and out-of-range labels, chunks past the last row, a tied embedding, and the op's
+ * conformance cases forced into chunks), and one symbolic session serves every length.
  */
 import assert from "node:assert/strict";
 import { backward, embedding, Graph, linearCrossEntropy, mul, reshape } from "../../graph/mod.ts";

@@ -1,5 +1,5 @@
 /**
- * ONNX lowerings of the training ops: the fused LM-head cross-entropy (lower_linear_ce.ts, in row chunks), the
+ * ONNX lowerings of the training ops: the fused LM-head cross-entropy (lower_linear_ce.ts, in chunks), the
  * optimizers and `assign`. Ops with effects return the new values of the inputs they
  * write; the executor stores them back (see lower.ts).
  * @module
