@@ -1,20 +1,14 @@
 /**
- * ONNX lowerings of the training ops: the fused LM-head cross-entropy (logits materialised: a CPU has
- * the memory), the optimizers and `assign`. Ops with effects return the new values of the inputs they
+ * ONNX lowerings of the training ops: the fused LM-head cross-entropy (lower_linear_ce.ts, in chunks), the
+ * optimizers and `assign`. Ops with effects return the new values of the inputs they
  * write; the executor stores them back (see lower.ts).
  * @module
  */
-import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
 import { type AdamWAttrs, optimTail, type SgdAttrs } from "../../graph/ops/optim.ts";
 import type { OnnxBuilder } from "./builder.ts";
-import { ceBackward, ceForward } from "./lower_basic.ts";
+import { linearCeLowerings } from "./lower_linear_ce.ts";
 import type { OnnxLowering } from "./lower_types.ts";
 import { ONNX_TYPE } from "./proto.ts";
-
-/** h [N, D] · w [V, D]ᵀ → [N, V]. */
-function logitsOf(b: OnnxBuilder, h: string, w: string): string {
-  return b.op1("FusedMatMul", [h, w], { transA: { i: 0 }, transB: { i: 1 }, alpha: { f: 1 } }, "com.microsoft");
-}
 
 /** grad · gradScale (the optional last input). */
 function scaled(b: OnnxBuilder, g: string, gs: string | undefined): string {
@@ -38,6 +32,7 @@ function gate(b: OnnxBuilder, ok: string | undefined, pairs: [string, string][])
 
 /** The lowerings of this file. */
 export const trainLowerings: Record<string, OnnxLowering> = {
+  ...linearCeLowerings,
   assign: ({ ins }) => [ins[1]],
 
   // target [N, C, ...R], index [N, L], value [N, L, ...R] -> target' (ScatterND; indices outside [0, C) write
@@ -89,26 +84,5 @@ export const trainLowerings: Record<string, OnnxLowering> = {
     const buf2 = b.add(b.mul(buf, b.f32(momentum)), d);
     const step = nesterov ? b.add(d, b.mul(buf2, b.f32(momentum))) : buf2;
     return gate(b, ok, [[b.sub(p, b.mul(scalar(b, lr), step)), p], [buf2, buf]]);
-  },
-
-  // h [N, D], w [V, D], labels [N] -> loss [], lse [N]
-  linear_cross_entropy: ({ b, ins, inInfos, attrs }) => {
-    const [N] = inInfos[0].shape, V = inInfos[1].shape[0];
-    return ceForward(b, logitsOf(b, ins[0], ins[1]), ins[2], N, V, attrs as LinearCeAttrs);
-  },
-  // g, h, w, labels, lse -> dh?, dw?
-  linear_cross_entropy_bwd: ({ b, ins, inInfos, attrs }) => {
-    const { needH, needW } = attrs as LinearCeBwdAttrs;
-    const [g, h, w, labels] = ins;
-    const [N] = inInfos[1].shape, V = inInfos[2].shape[0];
-    const dz = ceBackward(b, g, logitsOf(b, h, w), labels, N, V, attrs as LinearCeBwdAttrs); // [N, V]
-    const outs: string[] = [];
-    if (needH) outs.push(b.op1("MatMul", [dz, w]));
-    if (needW) {
-      outs.push(
-        b.op1("FusedMatMul", [dz, h], { transA: { i: 1 }, transB: { i: 0 }, alpha: { f: 1 } }, "com.microsoft"),
-      );
-    }
-    return outs;
   },
 };
