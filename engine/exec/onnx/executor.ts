@@ -16,6 +16,7 @@
  */
 import { loadOrt, type Ort } from "../../../deps.ts";
 import { completeFeeds, type Graph } from "../../graph/graph.ts";
+import { getOp } from "../../graph/op.ts";
 import { type DType, DTYPE_BYTES, fmtInfo, numel } from "../../graph/types.ts";
 import { bytesToF32 } from "../param_bytes.ts";
 import { roundTo } from "../dtype.ts";
@@ -87,6 +88,15 @@ const ORT_TYPE = { f32: "float32", f16: "float32", bf16: "float32", i32: "int32"
 
 function tensorOf(ort: OrtModule, data: Stored["data"], shape: readonly number[], dtype: DType): Ort.Tensor {
   return new ort.Tensor(ORT_TYPE[dtype], data, [...shape]);
+}
+
+/** Bytes of the params a graph's effect ops write (its states, as lowered: f32). */
+function writtenBytes(graph: Graph): number {
+  const written = new Set<number>();
+  for (const n of graph.nodes) for (const e of getOp(n.op).effects ?? []) written.add(n.inputs[e]);
+  let bytes = 0;
+  for (const id of written) bytes += numel(graph.values[id].shape) * 4;
+  return bytes;
 }
 
 /** Bytes of the states a lowered graph writes. */
@@ -241,7 +251,11 @@ export class OnnxExecutor implements Executor {
 
   /** Lowers `graph` and builds its onnxruntime session. */
   async compile(graph: Graph, opts: CompileOptions = {}): Promise<CompiledGraph> {
-    const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true };
+    // The fused head in chunks (lower_linear_ce.ts) where memory is what counts: graphs that write large states (full
+    // and freeze steps, run without the arena). Elsewhere its [N, V] logits stay whole: chunks recompute them in the
+    // backward (a 135M LoRA run: 10 steps ~1–3 s slower for ~300 MB less at its peak, far under its plan anyway).
+    const headChunks = this.arenaFor(writtenBytes(graph)) ? "off" : "auto";
+    const lowerOpts: LowerOptions = { outputs: opts.outputs, hostScatter: true, inPlaceStates: true, headChunks };
     let lowered: Lowered | undefined, session: Session | undefined;
     const on = this.opts.symbolic ?? Deno.env.get("WHETSTONE_ONNX_SYMBOLIC") !== "off";
     const sym = on ? await this.symbolic.get(graph, opts, lowerOpts) : undefined;
@@ -276,8 +290,13 @@ export class OnnxExecutor implements Executor {
    * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
    * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
    */
+  /** Whether a graph writing `stateBytes` of states runs with ONNX Runtime's CPU arena (see `session`). */
+  private arenaFor(stateBytes: number): boolean {
+    return this.opts.cpuArena ?? stateBytes < NO_ARENA_STATE_BYTES;
+  }
+
   private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Session> {
-    const arena = this.opts.cpuArena ?? stateBytes < NO_ARENA_STATE_BYTES;
+    const arena = this.arenaFor(stateBytes);
     // Without the arena ONNX Runtime's tensors come from malloc: have glibc map the large ones on their own, so they
     // are given back as they die instead of staying resident in the heap (under the outputs' copies, at the least).
     // Measured on a 135M full step (batch 4 × 128): peak 3.59 → 3.41 GiB, resident between steps 3.0 → 1.9 GiB.

@@ -107,6 +107,11 @@ export interface LowerOptions {
    * constants its sizes happen to equal (symbolic.ts).
    */
   indexNames?: boolean;
+  /**
+   * The fused LM head's chunking (lower_linear_ce.ts): "auto" (default), "off" or a chunk count;
+   * `WHETSTONE_ONNX_CE_CHUNKS` overrides it.
+   */
+  headChunks?: string;
 }
 
 const ROUND_TYPE: Partial<Record<DType, number>> = { bf16: ONNX_TYPE.BFLOAT16, f16: ONNX_TYPE.FLOAT16 };
@@ -221,6 +226,7 @@ export function lowerGraph(graph: Graph, opts: LowerOptions = {}): LoweredGraph 
       outInfos,
       attrs: n.attrs,
       constData: (i) => graph.values[n.inputs[i]].data,
+      headChunks: opts.headChunks,
     });
     const effects = def.effects ?? [];
     if (res.length !== n.outputs.length + effects.length) {

@@ -38,11 +38,11 @@ export const CE_MAX_BLOCKS = 16;
  * Chunking of the fused head on ONNX Runtime: `WHETSTONE_ONNX_CE_CHUNKS` = `auto` (the default: ⌈V / 8,192⌉ chunks, at
  * most 16), a number of chunks, or `off` (the whole [N, V] at once, as before).
  */
-export function ceChunkSetting(): string {
+export function ceChunkSetting(preferred = "auto"): string {
   try {
-    return Deno.env.get("WHETSTONE_ONNX_CE_CHUNKS") ?? "auto";
+    return Deno.env.get("WHETSTONE_ONNX_CE_CHUNKS") ?? preferred;
   } catch {
-    return "auto";
+    return preferred;
   }
 }
 
@@ -161,18 +161,18 @@ function blockedBackward(
 /** The lowerings of this file. */
 export const linearCeLowerings: Record<string, OnnxLowering> = {
   // h [N, D], w [V, D], labels [N] -> loss [], lse [N]
-  linear_cross_entropy: ({ b, ins, inInfos, attrs }) => {
+  linear_cross_entropy: ({ b, ins, inInfos, attrs, headChunks }) => {
     const [N] = inInfos[0].shape, V = inInfos[1].shape[0], a = attrs as LinearCeAttrs;
-    const K = ceBlocks(V);
+    const K = ceBlocks(V, ceChunkSetting(headChunks));
     if (K > 1) return chunkedForward(b, ins, N, V, K, a);
     return ceForward(b, logitsOf(b, ins[0], ins[1]), ins[2], N, V, a);
   },
   // g, h, w, labels, lse -> dh?, dw?
-  linear_cross_entropy_bwd: ({ b, ins, inInfos, attrs }) => {
+  linear_cross_entropy_bwd: ({ b, ins, inInfos, attrs, headChunks }) => {
     const a = attrs as LinearCeBwdAttrs;
     const [g, h, w, labels] = ins;
     const [N] = inInfos[1].shape, V = inInfos[2].shape[0];
-    const K = ceBlocks(V);
+    const K = ceBlocks(V, ceChunkSetting(headChunks));
     if (K > 1) return blockedBackward(b, ins, N, V, K, a);
     const dz = ceBackward(b, g, logitsOf(b, h, w), labels, N, V, a); // [N, V]
     const outs: string[] = [];

@@ -68,6 +68,18 @@ Deno.test("ceBlocks: fixed by the vocabulary (not the rows), or as WHETSTONE_ONN
   assert.throws(() => ceBlocks(37, "many"), /WHETSTONE_ONNX_CE_CHUNKS/);
 });
 
+Deno.test("onnx lowering: the caller chooses the head's chunking (the executor: whole unless states are large)", () => {
+  const heads = (headChunks?: string) =>
+    lowerGraph(head(12), { headChunks }).model.graph.nodes.filter((n) =>
+      n.opType === "FusedMatMul" && n.inputs[1] === "param/w"
+    ).length;
+  if (Deno.env.get("WHETSTONE_ONNX_CE_CHUNKS") !== undefined) return; // the variable overrides the caller
+  assert.equal(heads(), ceBlocks(V, "auto"));
+  assert.equal(heads("auto"), ceBlocks(V, "auto"));
+  assert.equal(heads("off"), 1);
+  assert.equal(heads("2"), 2);
+});
+
 Deno.test("onnx lowering: the fused head's logits are made a chunk at a time, forward and backward", () => {
   const K = ceBlocks(V, "auto");
   assert.equal(K, 4);

@@ -16,6 +16,8 @@ export interface LowerCtx {
   readonly attrs: Attrs;
   /** The data of input i when it is a graph constant (e.g. rope's frequency words). */
   constData(i: number): Float64Array | undefined;
+  /** The fused LM head's chunking the caller asks for (lower_linear_ce.ts `ceBlocks`; default "auto"). */
+  readonly headChunks?: string;
 }
 
 /**
