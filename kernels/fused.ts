@@ -21,6 +21,7 @@ import { declare, entry1d, grid, type KernelContext, linearIndex, loadF32, type 
 import { offsetCode, PRELUDE as EW_PRELUDE, WGSL } from "./elementwise.ts";
 import { FN, PRELUDE as ACT_PRELUDE } from "./activation.ts";
 import { generateMatmul, pickMatmulConfig } from "./matmul.ts";
+import type { MatmulConfig } from "./matmul_gen.ts";
 import { reduceKernel, type ReduceKind } from "./reduce.ts";
 
 const WG = 256;
@@ -182,7 +183,49 @@ function prologueFn(spec: FusedSpec, helpers: Set<string>): string {
 }`;
 }
 
-/** Lowers a fused group to one launch. */
+/**
+ * Largest register block (tm·tn accumulators a thread) that takes the epilogue in the matmul kernel. The epilogue is
+ * inlined once per accumulator, and on lavapipe each copy's loads and stores (addresses that differ between
+ * invocations) become loops over the SIMD lanes: a [64, 256] × [256, 256] matmul with a residual add, 16×32 blocks,
+ * took LLVM 15–60 s to compile at its first dispatch (2 s without the epilogue), so a 4-layer model's first step ran
+ * for minutes. A larger block (the software adapters' register blocks) stores its product with 4-wide stores into
+ * the group's first output, and a second launch applies the epilogue there element by element (each thread reads
+ * the product at its index before it stores anything), so no scratch is needed.
+ */
+export const MAX_EPILOGUE_BLOCK = 16;
+
+/** A matmul group with a large register block as two launches: the matmul into `y0`, then the epilogue over it. */
+function splitEpilogue(
+  spec: FusedSpec,
+  a: NonNullable<FusedSpec["anchor"]>,
+  attrs: MatmulAttrs,
+  cfg: MatmulConfig,
+  helpers: Set<string>,
+  epi: string,
+  ctx: KernelContext,
+): Lowered {
+  const n = numel(a.output.shape);
+  if (numel(spec.stores[0].info.shape) !== n) {
+    throw new Error("internal: a matmul epilogue stores at the product's size");
+  }
+  const mm = generateMatmul(a.inputs, a.output, attrs, cfg, ctx, { output: 0 });
+  const code = `${groupDecls(spec, 0)}
+${[...helpers].join("\n")}
+${epi}
+${entry1d(WG)} {
+  ${linearIndex(WG)}
+  if (gid >= ${n}u) { return; }
+  epi(gid, y0[gid]);
+}`;
+  const epilogue = {
+    code,
+    bindings: groupBindings(spec, 2),
+    workgroups: grid(Math.ceil(n / WG), ctx.maxWorkgroupsPerDim),
+  };
+  return { launches: [...mm.launches, epilogue] };
+}
+
+/** Lowers a fused group to one launch (two for a matmul with a large register block: {@link MAX_EPILOGUE_BLOCK}). */
 export function lowerFused(spec: FusedSpec, ctx: KernelContext): Lowered {
   for (const st of spec.stores) {
     if (st.info.dtype !== "f32") throw new Error(`a fused group stores f32 values, got ${st.info.dtype}`);
@@ -215,6 +258,7 @@ ${entry1d(WG)} {
     if (a.output.dtype !== "f32") throw new Error(`a fused matmul stores f32, got ${a.output.dtype}`);
     const attrs = a.attrs as unknown as MatmulAttrs;
     const cfg = pickMatmulConfig(a.inputs[0], a.inputs[1], attrs, ctx);
+    if (cfg.tm * cfg.tn > MAX_EPILOGUE_BLOCK) return splitEpilogue(spec, a, attrs, cfg, helpers, epi, ctx);
     return generateMatmul(a.inputs, a.output, attrs, cfg, ctx, { output: 0 }, false, {
       code: `${groupDecls(spec, 2)}\n${[...helpers].join("\n")}\n${epi}`,
       call: (idx, val) => `epi(${idx}, ${val});`,

@@ -46,7 +46,17 @@ export interface BatchLimits {
   readonly maxWorkgroupsPerDim: number;
   /** How many launches ahead a launch may be pulled from (default 256). */
   readonly window?: number;
+  /** Most WGSL characters of a batch's kernels together (default {@link MAX_BATCH_CODE}). */
+  readonly maxCode?: number;
 }
+
+/**
+ * Most WGSL characters merged into one dispatch: a shader compiler's time grows faster than its code, and on lavapipe
+ * (LLVM) two 32×32 register-block matmuls merged (~380k characters) compiled in 71 s where each alone took 13 s, so
+ * a model's first step ran for minutes. Such kernels (a 16×32 block: ~100k characters) run alone; the small kernels batching
+ * is for (optimizer updates, reductions, GPU matmul tiles) stay far below.
+ */
+export const MAX_BATCH_CODE = 64 * 1024;
 
 const overlap = <B>(a: BoundRange<B>, b: BoundRange<B>) =>
   a.buffer === b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
@@ -66,6 +76,8 @@ class Batch<B> {
   readonly members: { launch: PendingLaunch<B>; kernel: ParsedKernel; map: number[] }[] = [];
   readonly bound: { range: BoundRange<B>; type: string; written: boolean }[] = [];
   workgroupBytes = 0;
+  /** WGSL characters of the members' kernels. */
+  code = 0;
 
   threads = 0;
 
@@ -95,6 +107,7 @@ class Batch<B> {
     });
     this.members.push({ launch: l, kernel: k, map });
     this.workgroupBytes += k.workgroupBytes;
+    this.code += l.code.length;
     this.threads = Math.max(this.threads, threadsOf(k));
   }
 }
@@ -105,7 +118,8 @@ class Batch<B> {
  */
 export function batchLaunches<B>(launches: readonly PendingLaunch<B>[], lim: BatchLimits): PendingLaunch<B>[] {
   const window = lim.window ?? 256;
-  const parsed = launches.map((l) => (l.alone ? undefined : parseKernel(l.code, l.entry)));
+  const maxCode = lim.maxCode ?? MAX_BATCH_CODE;
+  const parsed = launches.map((l) => (l.alone || l.code.length > maxCode ? undefined : parseKernel(l.code, l.entry)));
   const placed = new Uint8Array(launches.length);
   const out: PendingLaunch<B>[] = [];
   for (let i = 0; i < launches.length; i++) {
@@ -125,6 +139,7 @@ export function batchLaunches<B>(launches: readonly PendingLaunch<B>[], lim: Bat
       const ok = kj && kj.bindings.length === l.ranges.length &&
         fitsThreads([...batch.members.map((m) => m.kernel), kj], Math.max(batch.threads, threadsOf(kj))) &&
         batch.workgroupBytes + kj.workgroupBytes <= lim.maxWorkgroupStorage &&
+        batch.code + l.code.length <= maxCode &&
         batch.members.every((m) => independent(m.launch, l)) && passed.every((p) => independent(p, l));
       const fit = ok ? batch.plan(l, kj!) : undefined;
       if (fit && fit.total <= lim.maxBindings) {
