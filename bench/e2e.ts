@@ -95,6 +95,15 @@ export function trainerBatches(records: readonly Record_[], steps: number, B = B
   return out;
 }
 
+/**
+ * The prompt `deno task train` answers after an SFT run (engine/train/trainer.ts: the first record's tokens before
+ * its answer), for the PyTorch side to answer too: both runs then do the same work after training.
+ */
+export function samplePrompt(records: readonly Record_[]): number[] {
+  const rec = records[0], cut = rec.labels.findIndex((l) => l !== -100);
+  return rec.input_ids.slice(0, cut > 0 ? cut : rec.input_ids.length);
+}
+
 async function deno(args: string[], env?: Record<string, string>) {
   return await runMeasured(Deno.execPath(), args, { cwd: ROOT, env });
 }
@@ -137,7 +146,7 @@ export const e2eBench: Bench = {
       if (c !== "cold" && c !== "warm") throw new Error(`WHETSTONE_E2E_CACHE: expected cold, warm, got ${c}`);
     }
     const cacheDir = `${CACHE}/whetstone-cache`;
-    const config = smolConfig({ layers });
+    const config = smolConfig({ layers }), vocab = config.vocab_size as number;
     const modelDir = `${CACHE}/smollm2-135m-shape${layers === 30 ? "" : `-${layers}l`}`;
     if (await ensureModelFolder(modelDir, config, LLAMA3)) console.error(`e2e: wrote ${modelDir}`);
     const model = layers === 30 ? "smollm2-135m-shape" : `smollm2-135m-shape-${layers}l`;
@@ -220,6 +229,8 @@ export const e2eBench: Bench = {
           lr: LR[method],
           out: tout,
           threads: torchThreads(),
+          // The held-out answer Whetstone's run ends with: 48 greedy tokens, stopping at SmolLM2's end tokens.
+          sample: { prompt: samplePrompt(records), max_new_tokens: 48, stop: [vocab - 1, vocab - 3] },
         };
         const t = await runMeasured(py.python, [`${ROOT}bench/torch_e2e.py`, JSON.stringify(arg)], { cwd: ROOT });
         if (t.code !== 0) throw failed("bench/torch_e2e.py", t);
@@ -227,7 +238,16 @@ export const e2eBench: Bench = {
         await Deno.remove(tout, { recursive: true }).catch(() => {});
         const theirs = { wall: t.wallS, tps: res.tokens / res.train_s, rss: t.peakRssMiB };
         const tq = { ...q, executor: "pytorch", threads: res.threads as number };
-        yield { bench: "e2e", ...tq, metric: "wall_s", value: theirs.wall, unit: "s" };
+        yield {
+          bench: "e2e",
+          ...tq,
+          metric: "wall_s",
+          value: theirs.wall,
+          unit: "s",
+          load_s: Number(res.load_s.toFixed(2)),
+          save_s: Number(res.save_s.toFixed(2)),
+          sample_s: Number((res.sample_s ?? 0).toFixed(2)),
+        };
         yield {
           bench: "e2e",
           ...tq,

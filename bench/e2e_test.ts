@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { e2eYaml, phasesOf, trainerBatches } from "./e2e.ts";
+import { e2eYaml, phasesOf, samplePrompt, trainerBatches } from "./e2e.ts";
 import { parseTrainArgs } from "../engine/config/args.ts";
 import { epochOrder } from "../engine/train/batches.ts";
 
@@ -54,4 +54,10 @@ Deno.test("phasesOf: a run's [timings] lines summed into setup, compile, steps a
   ].join("\n");
   assert.deepEqual(phasesOf(log), { setup_s: 3.6, compile_s: 4.7, steps_s: 3.5, final_s: 2.3 });
   assert.deepEqual(phasesOf("no timings"), { setup_s: 0, compile_s: 0, steps_s: 0, final_s: 0 });
+});
+
+Deno.test("samplePrompt: the first record's tokens before its answer, as the train verb's sample answer", () => {
+  const rec = (ids: number[], labels: number[]) => ({ input_ids: ids, attention_mask: ids.map(() => 1), labels });
+  assert.deepEqual(samplePrompt([rec([5, 6, 7, 8], [-100, -100, 7, 8]), rec([1], [1])]), [5, 6]);
+  assert.deepEqual(samplePrompt([rec([5, 6], [5, 6])]), [5, 6], "no prompt part: the whole record");
 });

@@ -3,10 +3,11 @@ batches Whetstone trains on.
 
 Usage: torch_e2e.py '<json>' with `model` (a model folder), `batches` (a JSON file: a list of {input_ids,
 attention_mask, labels}, each [batch][length], padded as Whetstone pads them), `method` (lora: r 8, alpha 16, all
-linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads`.
+linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads` and
+`sample` ({prompt, max_new_tokens, stop}: the held-out answer `deno task train` ends an SFT run with).
 Loads the model in f32, trains one step a batch (forward, backward, clipping to norm 1, AdamW), saves the adapter or
-the model as LF does at the end, and prints one JSON object: load_s, train_s (the loop), save_s, tokens (real tokens,
-as Whetstone counts them), steps, step_s (each step), torch, threads."""
+the model as LF does at the end, answers the sample prompt greedily, and prints one JSON object: load_s, train_s (the
+loop), save_s, sample_s, tokens (real tokens, as Whetstone counts them), steps, step_s (each step), torch, threads."""
 import json, sys, time
 
 t_start = time.perf_counter()
@@ -44,8 +45,16 @@ for b in batches:
 t_trained = time.perf_counter()
 model.save_pretrained(cfg["out"])
 t_saved = time.perf_counter()
+sample = cfg.get("sample")
+if sample:
+    model.eval()
+    with torch.no_grad():
+        model.generate(input_ids=torch.tensor([sample["prompt"]]), max_new_tokens=sample["max_new_tokens"],
+                       do_sample=False, eos_token_id=sample["stop"], pad_token_id=sample["stop"][0])
+t_sampled = time.perf_counter()
 print(json.dumps({
     "load_s": t_loaded - t_start, "train_s": t_trained - t_loaded, "save_s": t_saved - t_trained,
+    "sample_s": t_sampled - t_saved,
     "tokens": tokens, "steps": len(batches), "step_s": step_s, "loss": float(out.loss),
     "torch": torch.__version__, "threads": torch.get_num_threads(),
 }))
