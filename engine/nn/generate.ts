@@ -58,6 +58,11 @@ export interface GenerateOptions {
   vocabLimit?: number;
   /** Token ids that end generation (included in the result, as transformers does). */
   stop?: number[];
+  /**
+   * A one-off generation (e.g. the train verb's sample answer): its graphs are compiled at its own sizes only, without
+   * the probes that let one ONNX Runtime session serve every size (~1 s for a 135M model's prefill and decode).
+   */
+  oneShot?: boolean;
   /** Seed of the sampling RNG (default 0); in a batch, row i samples with its own RNG seeded `seed + i`. */
   seed?: number;
   /** Called with each new token id as soon as it is chosen, and its row (prompt index; 0 unbatched). */
@@ -96,8 +101,9 @@ export function compiled(
   L: number,
   decode: boolean,
   ns = "",
+  oneShot = false,
 ): Promise<CompiledGraph> {
-  const gs = graphs(model), key = `${ns}${decode ? "decode" : "prefill"}:${B}:${C}:${L}`;
+  const gs = graphs(model), key = `${ns}${decode ? "decode" : "prefill"}:${B}:${C}:${L}${oneShot ? ":once" : ""}`;
   let p = gs.compiled.get(key);
   if (!p) {
     const trace = (s: Record<string, number>) => {
@@ -111,7 +117,7 @@ export function compiled(
     };
     // One session for every batch, cache and prompt bucket on executors that can (ONNX Runtime: onnx/symbolic.ts).
     const sizes: Record<string, number> = decode ? { B, C } : { B, L, C };
-    p = model.executor.compile(trace(sizes), { symbolic: { sizes, trace } });
+    p = model.executor.compile(trace(sizes), oneShot ? {} : { symbolic: { sizes, trace } });
     p.catch(() => gs.compiled.delete(key)); // a failed plan is not cached
     gs.compiled.set(key, p);
   }
@@ -234,7 +240,7 @@ async function* decodeSteps(
     // Prefill: row b holds its sequence then padding (segment 0); `last` picks its last real token.
     const prefillRows = async (seqs: number[][]) => {
       const L = Math.min(bucketLength(Math.max(...seqs.map((s) => s.length))), C);
-      const prefill = await compiled(model, B, C, L, false);
+      const prefill = await compiled(model, B, C, L, false, "", opts.oneShot);
       const ids = new Int32Array(B * L), positions = new Int32Array(B * L), segments = new Int32Array(B * L);
       const last = new Int32Array(B);
       seqs.forEach((seq, b) => {
@@ -247,7 +253,7 @@ async function* decodeSteps(
     let logits = await prefillRows(lens.map((n, b) => b < R ? prompts[b] : new Array(n).fill(0)));
     const reprefillAt = longropeReprefill(c);
     const windows = layerWindows(c);
-    const step = await compiled(model, B, C, 1, true);
+    const step = await compiled(model, B, C, 1, true, "", opts.oneShot);
     const stop = new Set(opts.stop ?? []);
     const rows = prompts.map((p, b) => ({
       seen: [...p],

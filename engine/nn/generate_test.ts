@@ -212,3 +212,33 @@ Deno.test("generate: ids past the tokenizer are never chosen, even when their ro
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("generate: a one-shot generation on ONNX Runtime compiles its own sizes only, and gives the same tokens", async () => {
+  const { OnnxExecutor } = await import("../exec/onnx/executor.ts");
+  const tiny = new URL("../../fixtures/tiny/model", import.meta.url).pathname;
+  const prompt = [1, 5, 9, 13, 2, 7];
+  const dir = await Deno.makeTempDir({ prefix: "whetstone-oneshot-" });
+  // A symbolic model (one session for every size) is saved to the cache's symbolic/ folder when it is built.
+  const symbolicModels = async () => {
+    try {
+      return Array.from(Deno.readDirSync(`${dir}/symbolic`)).length;
+    } catch {
+      return 0; // no folder: nothing saved
+    }
+  };
+  const run = async (oneShot: boolean) => {
+    const ex = await OnnxExecutor.create({ modelCache: { dir, minNodes: 0 } });
+    const model = await loadModel(tiny, { executor: ex });
+    const ids = await model.generate(prompt, { maxNewTokens: 6, oneShot });
+    ex.dispose();
+    return ids;
+  };
+  try {
+    const once = await run(true);
+    assert.equal(await symbolicModels(), 0, "one shot: no symbolic model");
+    assert.deepEqual(once, await run(false));
+    assert.equal(await symbolicModels(), 2, "the default: a symbolic prefill and decode");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

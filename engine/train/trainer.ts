@@ -59,6 +59,7 @@ async function sampleAnswer(model: Model, data: PreparedData): Promise<TrainResu
     maxNewTokens: 48,
     stop: data.stop,
     vocabLimit: data.template.tokenizer.idLimit,
+    oneShot: true,
   });
   const stops = new Set(data.stop);
   return {
