@@ -3,18 +3,12 @@ import { add, exp, Graph, matmul, mul, sum } from "../graph/mod.ts";
 import { batchLaunches, type PendingLaunch } from "./batch.ts";
 import { fitsThreads, parseKernel } from "../../kernels/merge.ts";
 import { lowering } from "../../kernels/mod.ts";
-import type { KernelContext } from "../../kernels/kernel.ts";
+import { softwareKernelContext } from "./testing/kernel_context.ts";
 import { hasGpu } from "../gpu/device.ts";
 import { WebGpuExecutor } from "./webgpu.ts";
 import { ReferenceExecutor } from "./reference.ts";
 
-const ctx: KernelContext = {
-  f16: false,
-  maxWorkgroupsPerDim: 65535,
-  maxWorkgroupStorage: 16384,
-  maxInvocations: 256,
-  tuned: new Map(),
-};
+const ctx = softwareKernelContext();
 const lim = { maxBindings: 16, maxWorkgroupStorage: 16384, maxWorkgroupsPerDim: 65535 };
 
 /** An `add` launch over n elements reading ranges a, b of buffer `buf` and writing range o. */

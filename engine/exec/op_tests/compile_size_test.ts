@@ -11,7 +11,7 @@ import { hasGpu } from "../../gpu/device.ts";
 import { WebGpuExecutor } from "../webgpu.ts";
 import { batchLaunches, MAX_BATCH_CODE, type PendingLaunch } from "../batch.ts";
 import { generateMatmul, type MatmulConfig, matmulShapeClass } from "../../../kernels/matmul.ts";
-import type { KernelContext } from "../../../kernels/kernel.ts";
+import { softwareKernelContext } from "../testing/kernel_context.ts";
 
 const BIG: MatmulConfig = { wgX: 8, wgY: 1, tm: 32, tn: 32, tk: 0, vec: true };
 const NN = { transA: false, transB: false };
@@ -20,13 +20,7 @@ const NN = { transA: false, transB: false };
 const epilogueCalls = (code: string) => (code.match(/(?<!fn )\bepi\(/g) ?? []).length;
 
 Deno.test("compile size: large matmul kernels are not merged into one dispatch", () => {
-  const ctx: KernelContext = {
-    f16: false,
-    maxWorkgroupsPerDim: 65535,
-    maxWorkgroupStorage: 16384,
-    maxInvocations: 256,
-    tuned: new Map(),
-  };
+  const ctx = softwareKernelContext();
   const t = (shape: number[]) => ({ shape, dtype: "f32" as const });
   const [l] = generateMatmul([t([6, 12]), t([12, 20])], t([6, 20]), NN, BIG, ctx).launches;
   assert.ok(l.code.length > MAX_BATCH_CODE, `a 32×32 block is ${l.code.length} characters`);
