@@ -167,7 +167,7 @@ export interface OnnxExecutorOptions {
    * Sessions over ONNX Runtime's C API through Deno's FFI (ffi.ts), which write states into the stored arrays with no
    * copy out and build a session off the event loop (onnxruntime-node builds it on the JS thread: a 135M step graph
    * blocked a server's every request for seconds): every session where FFI is allowed and `WHETSTONE_ONNX_FFI` is
-   * not `off` (default, or `true`); `false`: onnxruntime-node's. A 135M LoRA run peaks the same either way (1.63 GB).
+   * not `off` (default, or `true`); `false`: onnxruntime-node's. A 135M LoRA run peaked the same (1,591 against 1,579 MiB).
    */
   ffi?: boolean;
 }
