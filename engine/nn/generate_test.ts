@@ -8,6 +8,7 @@ import { loadModel } from "./model.ts";
 import { chooseToken, seededRandom } from "./generate.ts";
 import { decodeMask } from "./kv_decoder.ts";
 import { ReferenceExecutor } from "../exec/reference.ts";
+import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 import { writePaddedVocabModel } from "./vocab_testing.ts";
 
@@ -214,12 +215,11 @@ Deno.test("generate: ids past the tokenizer are never chosen, even when their ro
 });
 
 Deno.test("generate: a one-shot generation on ONNX Runtime compiles its own sizes only, and gives the same tokens", async () => {
-  const { OnnxExecutor } = await import("../exec/onnx/executor.ts");
   const tiny = new URL("../../fixtures/tiny/model", import.meta.url).pathname;
   const prompt = [1, 5, 9, 13, 2, 7];
   const dir = await Deno.makeTempDir({ prefix: "whetstone-oneshot-" });
   // A symbolic model (one session for every size) is saved to the cache's symbolic/ folder when it is built.
-  const symbolicModels = async () => {
+  const symbolicModels = () => {
     try {
       return Array.from(Deno.readDirSync(`${dir}/symbolic`)).length;
     } catch {
@@ -235,9 +235,9 @@ Deno.test("generate: a one-shot generation on ONNX Runtime compiles its own size
   };
   try {
     const once = await run(true);
-    assert.equal(await symbolicModels(), 0, "one shot: no symbolic model");
+    assert.equal(symbolicModels(), 0, "one shot: no symbolic model");
     assert.deepEqual(once, await run(false));
-    assert.equal(await symbolicModels(), 2, "the default: a symbolic prefill and decode");
+    assert.equal(symbolicModels(), 2, "the default: a symbolic prefill and decode");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
