@@ -98,7 +98,7 @@ export function envArena(): boolean | undefined {
   throw new Error(`WHETSTONE_ONNX_ARENA: expected on or off, got "${v}"`);
 }
 
-/** Bytes of the params a graph's effect ops write (its states, as lowered: f32). */
+/** Bytes of the params a graph's effect ops write, as f32 (its states, and any KV cache scattered on the host). */
 function writtenBytes(graph: Graph): number {
   const written = new Set<number>();
   for (const n of graph.nodes) for (const e of getOp(n.op).effects ?? []) written.add(n.inputs[e]);
@@ -143,12 +143,14 @@ export interface OnnxExecutorOptions {
   threads?: number;
   /**
    * Extra onnxruntime session options (e.g. `{ enableProfiling: true, profileFilePrefix: "/tmp/ort" }`), over the
-   * defaults: `graphOptimizationLevel: "disabled"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for graphs that write 64 MiB of states or more.
+   * defaults: `graphOptimizationLevel: "disabled"`, `enableMemPattern: false`, and `enableCpuMemArena: false` for
+   * graphs that write 64 MiB of states or more.
    */
   sessionOptions?: Record<string, unknown>;
   /**
    * The on-disk cache of optimized models (model_cache.ts), for sessions at a graph optimization level other than
-   * the default "disabled" (`sessionOptions`): on by default for models of 2000 nodes or more, in `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
+   * the default "disabled" (`sessionOptions`): on by default for models of 2000 nodes or more, in
+   * `$WHETSTONE_CACHE/onnx` or `.cache/whetstone/onnx/` (`WHETSTONE_ONNX_CACHE=off` turns it off); `false`: off.
    */
   modelCache?: ModelCacheOptions | false;
   /**
@@ -167,7 +169,8 @@ export interface OnnxExecutorOptions {
    * Sessions over ONNX Runtime's C API through Deno's FFI (ffi.ts), which write states into the stored arrays with no
    * copy out and build a session off the event loop (onnxruntime-node builds it on the JS thread: a 135M step graph
    * blocked a server's every request for seconds): every session where FFI is allowed and `WHETSTONE_ONNX_FFI` is
-   * not `off` (default, or `true`); `false`: onnxruntime-node's. A 135M LoRA run peaked the same (1,591 against 1,579 MiB).
+   * not `off` (default, or `true`); `false`: onnxruntime-node's. A 135M LoRA run peaked the same (1,591 against
+   * 1,579 MiB).
    */
   ffi?: boolean;
 }
@@ -296,15 +299,15 @@ export class OnnxExecutor implements Executor {
     return { run, stats };
   }
 
-  /**
-   * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
-   * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
-   */
   /** Whether a graph writing `stateBytes` of states runs with ONNX Runtime's CPU arena (see `session`). */
   private arenaFor(stateBytes: number): boolean {
     return this.opts.cpuArena ?? envArena() ?? stateBytes < NO_ARENA_STATE_BYTES;
   }
 
+  /**
+   * The session of an encoded model: from the model cache when it holds this model's optimized graph (loaded with
+   * optimization off), else built, its optimized graph saved to the cache on the way when the model is cached.
+   */
   private async session(bytes: Uint8Array, nodes: number, stateBytes: number): Promise<Session> {
     const arena = this.arenaFor(stateBytes);
     // Without the arena ONNX Runtime's tensors come from malloc: have glibc map the large ones on their own, so they
@@ -321,7 +324,8 @@ export class OnnxExecutor implements Executor {
       // shares equal nodes, and a symbolic step's shapes are computed at run time anyway; on a 135M LoRA step constant
       // folding removed ~660 small per-layer nodes of 19,815, which forced a second pass of ten whole-graph walks), yet
       // cost its session ~5 s (8.5 s against 3.4 s) and gained nothing on its steps or the decode; the losses are the
-      // same, bit for bit (docs/benchmarks.md). "extended"/"all" fusions cost ~5 s more again and gained nothing either.
+      // same, bit for bit (docs/benchmarks.md). "extended"/"all" fusions cost ~5 s more again and gained nothing
+      // either.
       graphOptimizationLevel: "disabled",
       // ONNX Runtime's memory pattern replans the arena at each session's second run: one more run at the cost of a
       // first one (fresh memory) for every new step graph, and no measurable gain after (bench onnx_compile).
@@ -338,7 +342,7 @@ export class OnnxExecutor implements Executor {
       ...(this.opts.threads ? { intraOpNumThreads: this.opts.threads } : {}),
       ...this.opts.sessionOptions,
     };
-    const ffi = this.ffi;
+    const ffi = this.ffi; // undefined where FFI cannot be reached: onnxruntime-node's sessions
     mark(`model of ${nodes} nodes ready for its session`);
     const create = async (model: Uint8Array | string, o: Ort.InferenceSession.SessionOptions): Promise<Session> => {
       this.sessions.created++, OnnxExecutor.allSessions.created++;

@@ -129,7 +129,7 @@ export function tieInPlaceStates(b: OnnxBuilder, states: readonly StateIo[]): bo
   return inPlace;
 }
 
-/** Bits of the ancestor sets held at once (nodes × words), past which {@link notAncestors} works in rounds. */
+/** 32-bit words of ancestor sets held at once (nodes × words), past which {@link notAncestors} works in rounds. */
 const ANCESTRY_WORDS = 1 << 23;
 
 /**
@@ -147,9 +147,8 @@ export function notAncestors(
   const n = nodes.length;
   // Inputs of each node as node indices, and a topological order (Kahn's: the list is in order already, but a tie
   // above may have moved a node).
-  const preds = nodes.map((
-    x,
-  ) => [...new Set(x.inputs.flatMap((i) => (i && producer.has(i) ? [producer.get(i)!] : [])))]);
+  const predsOf = (inputs: readonly string[]) => new Set(inputs.flatMap((i) => producer.get(i) ?? []));
+  const preds = nodes.map((x) => [...predsOf(x.inputs)]);
   const order = topological(preds);
   const targets = [...new Set(queries.flatMap((q) => q.of))];
   const out: number[][] = queries.map(() => []);

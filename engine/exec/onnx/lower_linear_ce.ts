@@ -20,7 +20,9 @@
  * merges them (which would keep the forward's alive until the backward).
  *
  * Measured (bench/memory_onnx.ts, SmolLM2-135M full tuning; docs/benchmarks.md): peak −0.13 GB at 4 × 128 tokens and
- * −0.41 GB at 4 × 256. `WHETSTONE_ONNX_CE_CHUNKS=off` lowers the whole [N, V] at once, as before.
+ * −0.41 GB at 4 × 256. The caller chooses (`LowerOptions.headChunks`: the executor chunks only steps that write large
+ * states, where memory counts; the backward's recomputed logits cost LoRA steps time); `WHETSTONE_ONNX_CE_CHUNKS`
+ * overrides it, `off` lowering the whole [N, V] at once.
  * @module
  */
 import type { LinearCeAttrs, LinearCeBwdAttrs } from "../../graph/ops/linear_ce.ts";
@@ -74,7 +76,8 @@ function logitsOf(b: OnnxBuilder, a: string, w: string): string {
 
 /**
  * `x` (a view: Reshape) made to depend on one element of each of `deps`, so every topological order runs the deps
- * first (otherwise an order may make every chunk's logits before the first chunk's last reader). The shape is Where(Σ firsts != 0, Shape(x), Shape(x)).
+ * first (otherwise an order may make every chunk's logits before the first chunk's last reader). The shape is
+ * Where(Σ firsts != 0, Shape(x), Shape(x)).
  */
 function after(b: OnnxBuilder, x: string, deps: readonly string[]): string {
   // one element of each (0 for an empty one: a chunk past the last row)

@@ -1,6 +1,6 @@
 /**
- * ONNX lowerings of the training ops: the fused LM-head cross-entropy (lower_linear_ce.ts, in chunks), the
- * optimizers and `assign`. Ops with effects return the new values of the inputs they
+ * ONNX lowerings of the training ops: the fused LM-head cross-entropy (lower_linear_ce.ts: whole, or in chunks where
+ * the caller asks), the optimizers and `assign`. Ops with effects return the new values of the inputs they
  * write; the executor stores them back (see lower.ts).
  * @module
  */
