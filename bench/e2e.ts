@@ -15,7 +15,9 @@
  *
  * Settings (environment): `WHETSTONE_E2E_STEPS` (default 10), `WHETSTONE_E2E_ROUNDS` (default 1),
  * `WHETSTONE_E2E_LAYERS` (default 30; fewer for a quick check), `WHETSTONE_E2E_METHODS` (default `lora,full`),
- * `WHETSTONE_E2E_CACHE` (default `cold,warm`: the Whetstone runs of a method, in order).
+ * `WHETSTONE_E2E_CACHE` (default `cold,warm`: the Whetstone runs of a method, in order), `WHETSTONE_E2E_CHECKPOINT`
+ * (default `on`: LF's default gradient checkpointing, on both sides; `off` adds `disable_gradient_checkpointing: true`
+ * to the YAML and runs PyTorch without it; `on,off` runs both).
  * @module
  */
 import type { Bench, Measurement } from "./report.ts";
@@ -35,7 +37,7 @@ const LR = { lora: 1e-4, full: 1e-5 };
 type Method = keyof typeof LR;
 
 /** The LLaMA-Factory YAML of one run (the keys of LF's examples/train_lora/*_sft.yaml and train_full/*). */
-export function e2eYaml(model: string, method: Method, steps: number, out: string): string {
+export function e2eYaml(model: string, method: Method, steps: number, out: string, checkpoint = true): string {
   return [
     "### model",
     `model_name_or_path: ${model}`,
@@ -68,6 +70,8 @@ export function e2eYaml(model: string, method: Method, steps: number, out: strin
     "lr_scheduler_type: cosine",
     "warmup_ratio: 0.1",
     `seed: ${SEED}`,
+    // LF's default is gradient checkpointing on (`disable_gradient_checkpointing: false`).
+    ...(checkpoint ? [] : ["disable_gradient_checkpointing: true"]),
     "",
   ].join("\n");
 }
@@ -145,6 +149,10 @@ export const e2eBench: Bench = {
     for (const c of caches) {
       if (c !== "cold" && c !== "warm") throw new Error(`WHETSTONE_E2E_CACHE: expected cold, warm, got ${c}`);
     }
+    const checkpoints = (Deno.env.get("WHETSTONE_E2E_CHECKPOINT") ?? "on").split(",");
+    for (const c of checkpoints) {
+      if (c !== "on" && c !== "off") throw new Error(`WHETSTONE_E2E_CHECKPOINT: expected on, off, got ${c}`);
+    }
     const cacheDir = `${CACHE}/whetstone-cache`;
     const config = smolConfig({ layers }), vocab = config.vocab_size as number;
     const modelDir = `${CACHE}/smollm2-135m-shape${layers === 30 ? "" : `-${layers}l`}`;
@@ -152,9 +160,9 @@ export const e2eBench: Bench = {
     const model = layers === 30 ? "smollm2-135m-shape" : `smollm2-135m-shape-${layers}l`;
 
     // The records the trainer trains on, from the same YAML, then its batches.
-    const yamlOf = async (method: Method, out: string) => {
+    const yamlOf = async (method: Method, out: string, checkpoint = true) => {
       const path = `${CACHE}/${method}.yaml`;
-      await Deno.writeTextFile(path, e2eYaml(modelDir, method, steps, out));
+      await Deno.writeTextFile(path, e2eYaml(modelDir, method, steps, out, checkpoint));
       return path;
     };
     const recordsFile = `${CACHE}/train.jsonl`;
@@ -175,8 +183,9 @@ export const e2eBench: Bench = {
     const py = await torchPython();
     const p = { model, batch: BATCH, cutoff: CUTOFF, steps, records: records.length };
     for (let round = 0; round < rounds; round++) {
-      for (const method of methods) {
-        const q = { ...p, method, round, load1: Number(Deno.loadavg()[0].toFixed(2)) };
+      for (const [method, checkpoint] of methods.flatMap((m) => checkpoints.map((c) => [m, c] as const))) {
+        const gc = checkpoint === "on";
+        const q = { ...p, method, checkpoint, round, load1: Number(Deno.loadavg()[0].toFixed(2)) };
         const ours: Record<string, { wall: number; tps: number; rss?: number }> = {};
         for (const cache of caches) {
           const load1 = Number(Deno.loadavg()[0].toFixed(2));
@@ -184,7 +193,7 @@ export const e2eBench: Bench = {
           // Whetstone: the `train` task itself, on the generated YAML.
           const out = `${CACHE}/out-${method}`;
           const env = { WHETSTONE_CACHE: cacheDir, WHETSTONE_TIMINGS: "1" };
-          const r = await deno(["task", "train", await yamlOf(method, out)], env);
+          const r = await deno(["task", "train", await yamlOf(method, out, gc)], env);
           if (r.code !== 0) throw failed("deno task train", r);
           const log = (await Deno.readTextFile(`${out}/trainer_log.jsonl`)).trim().split("\n").map((l) =>
             JSON.parse(l)
@@ -229,6 +238,7 @@ export const e2eBench: Bench = {
           lr: LR[method],
           out: tout,
           threads: torchThreads(),
+          checkpoint: gc,
           // The held-out answer Whetstone's run ends with: 48 greedy tokens, stopping at SmolLM2's end tokens.
           sample: { prompt: samplePrompt(records), max_new_tokens: 48, stop: [vocab - 1, vocab - 3] },
         };

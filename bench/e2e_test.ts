@@ -11,6 +11,10 @@ Deno.test("e2eYaml: LoRA and full configs parse as the train task parses them, w
       [a.stage, a.per_device_train_batch_size, a.cutoff_len, a.max_steps, a.template, a.output_dir],
       ["sft", 4, 256, 10, "smollm2", "/o"],
     );
+    // LF's default: gradient checkpointing on; the bench's "off" runs say so in the YAML.
+    assert.equal(a.disable_gradient_checkpointing, false);
+    const off = parseTrainArgs(e2eYaml("/m", method, 10, "/o", false), [], `${method}.yaml`);
+    assert.equal(off.disable_gradient_checkpointing, true);
   }
 });
 

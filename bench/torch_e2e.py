@@ -3,8 +3,10 @@ batches Whetstone trains on.
 
 Usage: torch_e2e.py '<json>' with `model` (a model folder), `batches` (a JSON file: a list of {input_ids,
 attention_mask, labels}, each [batch][length], padded as Whetstone pads them), `method` (lora: r 8, alpha 16, all
-linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads` and
-`sample` ({prompt, max_new_tokens, stop}: the held-out answer `deno task train` ends an SFT run with).
+linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads`,
+`checkpoint` (gradient checkpointing as LF enables it by default, unless the YAML sets disable_gradient_checkpointing:
+each decoder layer recomputed in the backward, reentrant) and `sample` ({prompt, max_new_tokens, stop}: the held-out
+answer `deno task train` ends an SFT run with).
 Loads the model in f32, trains one step a batch (forward, backward, clipping to norm 1, AdamW), saves the adapter or
 the model as LF does at the end, answers the sample prompt greedily, and prints one JSON object: load_s, train_s (the
 loop), save_s, sample_s, tokens (real tokens, as Whetstone counts them), steps, step_s (each step), torch, threads."""
@@ -20,6 +22,13 @@ if cfg.get("threads"):
     torch.set_num_threads(cfg["threads"])
 torch.manual_seed(42)
 model = AutoModelForCausalLM.from_pretrained(cfg["model"], dtype=torch.float32, attn_implementation="sdpa")
+if cfg.get("checkpoint"):
+    # LF's prepare_model_for_training (model_utils/checkpointing.py): use_reentrant_gc defaults to True, use_cache off;
+    # its checkpoint function marks the hidden states entering a trainable layer as requiring grad, which
+    # enable_input_require_grads does for every layer through the embedding's output.
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.config.use_cache = False
+    model.enable_input_require_grads()
 if cfg["method"] == "lora":
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0))
 elif cfg["method"] != "full":
@@ -55,6 +64,6 @@ t_sampled = time.perf_counter()
 print(json.dumps({
     "load_s": t_loaded - t_start, "train_s": t_trained - t_loaded, "save_s": t_saved - t_trained,
     "sample_s": t_sampled - t_saved,
-    "tokens": tokens, "steps": len(batches), "step_s": step_s, "loss": float(out.loss),
-    "torch": torch.__version__, "threads": torch.get_num_threads(),
+    "tokens": tokens, "steps": len(batches), "step_s": step_s, "loss": float(out.loss.detach()),
+    "torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint": bool(cfg.get("checkpoint")),
 }))
