@@ -29,7 +29,8 @@ import type { Graph } from "../../graph/graph.ts";
 import type { SymbolicSizes } from "../executor.ts";
 import { type LoweredGraph, lowerGraph, type LowerOptions } from "./lower.ts";
 import { type ModelDef, type NodeDef, ONNX_TYPE, type TensorDef } from "./proto.ts";
-import { merged, reshapeInfo } from "./symbolic_graph.ts";
+import { fittedInfo, merged, reshapeInfo } from "./symbolic_graph.ts";
+import { inferShapes } from "./shape_infer.ts";
 import { mark } from "../../util/timings.ts";
 import {
   fitFlats,
@@ -341,6 +342,15 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
     outputs,
     initializers: [...initializers, ...math.inits],
   });
-  graph.valueInfo = reshapeInfo(graph, computed, grid.symbols);
+  const reshaped = reshapeInfo(graph, computed, grid.symbols);
+  const probes = gs.map(inferShapes);
+  const fitted = fittedInfo(
+    graph,
+    probes,
+    (c) => fitColumn(c, grid),
+    grid.symbols,
+    new Set(reshaped.map((v) => v.name)),
+  );
+  graph.valueInfo = [...reshaped, ...fitted];
   return { model: { ...models[0], graph } };
 }

@@ -1,6 +1,7 @@
 /**
  * Finishing touches on a symbolic model's graph (symbolic.ts): equal constants and nodes merged once the probes are
- * fitted, and the named dims of computed Reshapes that ONNX Runtime's shape inference cannot work out itself.
+ * fitted, and the named dims of its values (computed Reshapes' outputs, and every value whose shape the probes tell)
+ * that ONNX Runtime's shape inference cannot work out itself.
  * @module
  */
 import { type ModelDef, type NodeDef, ONNX_TYPE, type ValueDef } from "./proto.ts";
@@ -39,7 +40,7 @@ export function merged(g: ModelDef["graph"]): ModelDef["graph"] {
 }
 
 /** ONNX element types of the values of a graph, as far as the ops the lowerings emit tell. */
-function typesOf(g: ModelDef["graph"]): Map<string, number> {
+export function typesOf(g: ModelDef["graph"]): Map<string, number> {
   const types = new Map<string, number>();
   for (const v of [...g.inputs, ...g.initializers]) types.set(v.name, v.dataType);
   const BOOL = new Set(["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "And", "Or", "Not", "IsNaN"]);
@@ -77,6 +78,39 @@ export function reshapeInfo(
     const dataType = types.get(n.inputs[0]);
     if (!dims || dataType === undefined || dims.some((p) => isConstant(p) && p[0] < 1)) continue;
     out.push({ name: n.outputs[0], dataType, dims: dims.map((p) => (isConstant(p) ? p[0] : polyName(p, symbols))) });
+  }
+  return out;
+}
+
+/**
+ * Shapes of the values of the symbolic graph `g` fitted from their shapes in the probe models (`probes`: one map a
+ * probe, shape_infer.ts; `fit` fits one dim's column of probe values, or gives undefined): every value the graph
+ * computes (not an input, output or constant) whose dims all fit, named as `reshapeInfo` names them, the values in
+ * `skip` left out. ONNX Runtime's inference then keeps its planner's shapes named past computed Slices and Expands
+ * (and what follows them), where its own inference loses them.
+ */
+export function fittedInfo(
+  g: ModelDef["graph"],
+  probes: readonly ReadonlyMap<string, readonly number[]>[],
+  fit: (column: number[]) => Poly | undefined,
+  symbols: readonly string[],
+  skip: ReadonlySet<string>,
+): ValueDef[] {
+  const types = typesOf(g), out: ValueDef[] = [];
+  const declared = new Set([...g.inputs, ...g.outputs, ...g.initializers].map((v) => v.name));
+  for (const n of g.nodes) {
+    for (const name of n.outputs) {
+      if (!name || declared.has(name) || skip.has(name)) continue;
+      const dataType = types.get(name), shapes = probes.map((p) => p.get(name));
+      if (dataType === undefined || shapes.some((s) => !s || s.length !== shapes[0]!.length)) continue;
+      const dims: (number | string)[] = [];
+      for (let a = 0; a < shapes[0]!.length; a++) {
+        const p = fit(shapes.map((s) => s![a]));
+        if (!p || (isConstant(p) && p[0] < 0)) break;
+        dims.push(isConstant(p) ? p[0] : polyName(p, symbols));
+      }
+      if (dims.length === shapes[0]!.length) out.push({ name, dataType, dims });
+    }
   }
   return out;
 }
