@@ -130,6 +130,12 @@ export function phasesOf(log: string): Record<string, number> {
   return out;
 }
 
+/** The tokens of a run's sample answer, from its `final: sample answer (N tokens)` timings line. */
+export function sampledTokens(log: string): number | undefined {
+  const m = log.match(/^\[timings\] .*\) final: sample answer \((\d+) tokens\)/m);
+  return m ? Number(m[1]) : undefined;
+}
+
 function failed(what: string, r: { code: number; stderr: string; stdout: string }): Error {
   const tail = (r.stderr || r.stdout).trim().split("\n").slice(-8).join("\n");
   return new Error(`${what}: expected exit code 0, got ${r.code}\n${tail}`);
@@ -187,6 +193,7 @@ export const e2eBench: Bench = {
         const gc = checkpoint === "on";
         const q = { ...p, method, checkpoint, round, load1: Number(Deno.loadavg()[0].toFixed(2)) };
         const ours: Record<string, { wall: number; tps: number; rss?: number }> = {};
+        let sampled: number | undefined;
         for (const cache of caches) {
           const load1 = Number(Deno.loadavg()[0].toFixed(2));
           if (cache === "cold") await Deno.remove(cacheDir, { recursive: true }).catch(() => {});
@@ -201,6 +208,7 @@ export const e2eBench: Bench = {
           const results = JSON.parse(await Deno.readTextFile(`${out}/train_results.json`));
           const tokens = log[log.length - 1].total_tokens as number;
           const o = ours[cache] = { wall: r.wallS, tps: tokens / results.train_runtime, rss: r.peakRssMiB };
+          sampled = sampledTokens(r.stderr) ?? sampled;
           const w = { ...q, load1, cache };
           // The executor the trainer took (`executor: auto` takes ONNX Runtime where the only adapter is a software one).
           const executor = (r.stdout + r.stderr).match(/^executor: (\w+)/m)?.[1] ?? "whetstone";
@@ -212,6 +220,7 @@ export const e2eBench: Bench = {
             value: o.wall,
             unit: "s",
             ...phasesOf(r.stderr),
+            sampled: sampledTokens(r.stderr) ?? 0,
           };
           yield {
             bench: "e2e",
@@ -239,8 +248,12 @@ export const e2eBench: Bench = {
           out: tout,
           threads: torchThreads(),
           checkpoint: gc,
-          // The held-out answer Whetstone's run ends with: 48 greedy tokens, stopping at SmolLM2's end tokens.
-          sample: { prompt: samplePrompt(records), max_new_tokens: 48, stop: [vocab - 1, vocab - 3] },
+          // The held-out answer Whetstone's run ends with, as many greedy tokens as Whetstone's answer had (the two
+          // adapters start from different random draws, so their greedy answers may stop at different points): the
+          // same work on both sides. Without Whetstone's count, up to 48 tokens stopping at SmolLM2's end tokens.
+          sample: sampled
+            ? { prompt: samplePrompt(records), max_new_tokens: sampled, min_new_tokens: sampled, stop: [vocab - 1] }
+            : { prompt: samplePrompt(records), max_new_tokens: 48, stop: [vocab - 1, vocab - 3] },
         };
         const t = await runMeasured(py.python, [`${ROOT}bench/torch_e2e.py`, JSON.stringify(arg)], { cwd: ROOT });
         if (t.code !== 0) throw failed("bench/torch_e2e.py", t);
@@ -257,6 +270,7 @@ export const e2eBench: Bench = {
           load_s: Number(res.load_s.toFixed(2)),
           save_s: Number(res.save_s.toFixed(2)),
           sample_s: Number((res.sample_s ?? 0).toFixed(2)),
+          sampled: res.sampled ?? 0,
         };
         yield {
           bench: "e2e",

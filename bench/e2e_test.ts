@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { e2eYaml, phasesOf, samplePrompt, trainerBatches } from "./e2e.ts";
+import { e2eYaml, phasesOf, sampledTokens, samplePrompt, trainerBatches } from "./e2e.ts";
 import { parseTrainArgs } from "../engine/config/args.ts";
 import { epochOrder } from "../engine/train/batches.ts";
 
@@ -54,9 +54,11 @@ Deno.test("phasesOf: a run's [timings] lines summed into setup, compile, steps a
     "[timings] 11.300 s (+1.500) step 2 [rss 900 MiB, heap 10 MiB]",
     "[timings] 11.600 s (+0.300) final: model saved [rss 900 MiB, heap 10 MiB]",
     "[timings] 12.100 s (+0.500; own 0.400) symbolic: loaded from the cache [rss 900 MiB, heap 10 MiB]",
-    "[timings] 14.100 s (+2.000) final: sample answer [rss 900 MiB, heap 10 MiB]",
+    "[timings] 14.100 s (+2.000) final: sample answer (31 tokens) [rss 900 MiB, heap 10 MiB]",
   ].join("\n");
   assert.deepEqual(phasesOf(log), { setup_s: 3.6, compile_s: 4.7, steps_s: 3.5, final_s: 2.3 });
+  assert.equal(sampledTokens(log), 31);
+  assert.equal(sampledTokens("no timings"), undefined);
   assert.deepEqual(phasesOf("no timings"), { setup_s: 0, compile_s: 0, steps_s: 0, final_s: 0 });
 });
 

@@ -5,11 +5,12 @@ Usage: torch_e2e.py '<json>' with `model` (a model folder), `batches` (a JSON fi
 attention_mask, labels}, each [batch][length], padded as Whetstone pads them), `method` (lora: r 8, alpha 16, all
 linear layers, as LF's lora_target all; full), `lr`, `out` (a folder for the final save) and optionally `threads`,
 `checkpoint` (gradient checkpointing as LF enables it by default, unless the YAML sets disable_gradient_checkpointing:
-each decoder layer recomputed in the backward, reentrant) and `sample` ({prompt, max_new_tokens, stop}: the held-out
-answer `deno task train` ends an SFT run with).
+each decoder layer recomputed in the backward, reentrant) and `sample` ({prompt, max_new_tokens, min_new_tokens?,
+stop}: the held-out answer `deno task train` ends an SFT run with).
 Loads the model in f32, trains one step a batch (forward, backward, clipping to norm 1, AdamW), saves the adapter or
 the model as LF does at the end, answers the sample prompt greedily, and prints one JSON object: load_s, train_s (the
-loop), save_s, sample_s, tokens (real tokens, as Whetstone counts them), steps, step_s (each step), torch, threads."""
+loop), save_s, sample_s, sampled (the answer's tokens), tokens (real tokens, as Whetstone counts them), steps, step_s
+(each step), loss, torch, threads, checkpoint."""
 import json, sys, time
 
 t_start = time.perf_counter()
@@ -58,12 +59,16 @@ sample = cfg.get("sample")
 if sample:
     model.eval()
     with torch.no_grad():
-        model.generate(input_ids=torch.tensor([sample["prompt"]]), max_new_tokens=sample["max_new_tokens"],
-                       do_sample=False, eos_token_id=sample["stop"], pad_token_id=sample["stop"][0])
+        answer = model.generate(input_ids=torch.tensor([sample["prompt"]]), max_new_tokens=sample["max_new_tokens"],
+                                min_new_tokens=sample.get("min_new_tokens", 0), do_sample=False,
+                                eos_token_id=sample["stop"], pad_token_id=sample["stop"][0])
+    sampled = answer.shape[1] - len(sample["prompt"])
+else:
+    sampled = 0
 t_sampled = time.perf_counter()
 print(json.dumps({
     "load_s": t_loaded - t_start, "train_s": t_trained - t_loaded, "save_s": t_saved - t_trained,
-    "sample_s": t_sampled - t_saved,
+    "sample_s": t_sampled - t_saved, "sampled": sampled,
     "tokens": tokens, "steps": len(batches), "step_s": step_s, "loss": float(out.loss.detach()),
     "torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint": bool(cfg.get("checkpoint")),
 }))

@@ -42,7 +42,7 @@ export interface TrainResult {
   /** The trained model (base + adapter), still on its executor. */
   model?: Model;
   /** A held-out (or first training) prompt answered by the trained model, for people to read. */
-  sample?: { prompt: string; answer: string };
+  sample?: { prompt: string; answer: string; tokens: number };
 }
 
 /**
@@ -65,6 +65,7 @@ async function sampleAnswer(model: Model, data: PreparedData): Promise<TrainResu
   return {
     prompt: decodeIds(data.template, prompt, false),
     answer: decodeIds(data.template, ids.filter((t) => !stops.has(t)), false),
+    tokens: ids.length,
   };
 }
 
@@ -110,7 +111,7 @@ export async function train(a: TrainArgs, hooks: TrainHooks = {}): Promise<Train
     // A reading aid after the outputs are written: an error here is logged, never fails the finished run.
     try {
       sample = await sampleAnswer(model, data);
-      mark("final: sample answer");
+      mark(`final: sample answer (${sample?.tokens ?? 0} tokens)`);
     } catch (e) {
       log(`the sample answer failed (the run's outputs are written): ${e instanceof Error ? e.message : e}`);
     }

@@ -79,6 +79,7 @@ Deno.test("trainer: the sample answer of a model padded past its tokenizer stays
   });
   assert.ok((await readPeftAdapter(out)).tensors.size > 0, "the run's outputs are written");
   assert.ok(res.sample && res.sample.prompt.length > 0, `a sample: ${JSON.stringify(res.sample)}`);
+  assert.ok(res.sample.tokens >= 1 && res.sample.tokens <= 48, `answer tokens: ${res.sample.tokens}`);
   assert.ok(!lines.some((l) => l.includes("sample answer failed")), lines.join("\n"));
   const unmasked = await res.model!.generate([5, 6, 7], { maxNewTokens: 2 });
   assert.ok(unmasked.every((t) => t >= vocab), `the padded rows win unmasked: ${unmasked}`);
