@@ -79,6 +79,12 @@ export interface Executor {
   setParamBytes?(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void;
   /** Reads a stored param back as f32 (f64 on the reference). */
   getParam(name: string): Promise<HostArray>;
+  /**
+   * Optional: the stored param itself, not a copy, after the runs issued before (as {@link getParam}). Read-only, and
+   * valid only until the next run is issued: runs write states in place. For writing a checkpoint without a copy of
+   * every weight and state.
+   */
+  getParamView?(name: string): Promise<HostArray>;
   hasParam(name: string): boolean;
   /** Releases device memory. */
   dispose(): void;

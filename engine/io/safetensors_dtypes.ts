@@ -153,6 +153,24 @@ export function encodeTensor(name: string, t: TensorData): Uint8Array {
       `tensor ${JSON.stringify(name)}: ${data.length} values given, shape [${shape.join(", ")}] has ${n}`,
     );
   }
+  // Float arrays (what executors hand back): typed loops, no per-element closures (a 135M model's f32 weights and
+  // AdamW states: ~3 s through the generic path below). An f32 array saved as F32 is its own bytes.
+  if (data instanceof Float32Array || data instanceof Float64Array) {
+    if (dtype === "F32" && data instanceof Float32Array) {
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    }
+    const out = new Uint8Array(bytes);
+    if (dtype === "F32" || dtype === "F64") {
+      (dtype === "F32" ? new Float32Array(out.buffer) : new Float64Array(out.buffer)).set(data);
+      return out;
+    }
+    if (dtype === "BF16" || dtype === "F16") {
+      const view = new Uint16Array(out.buffer);
+      if (dtype === "BF16") { for (let i = 0; i < n; i++) view[i] = toBf16Bits(data[i]); }
+      else for (let i = 0; i < n; i++) view[i] = toF16Bits(data[i]);
+      return out;
+    }
+  }
   const num = (i: number) => Number(data[i]);
   const big = (i: number) => (typeof data[i] === "bigint" ? data[i] as bigint : BigInt(Math.trunc(data[i] as number)));
   const out = new Uint8Array(bytes);

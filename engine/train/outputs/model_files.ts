@@ -30,8 +30,9 @@ export interface TrainState {
 }
 
 /**
- * Writes executor params as F32 tensors (`key` in the file, `name` in the store) one at a time: only one tensor's copy
- * is in memory at once, not a copy of every weight or optimizer state beside the store (1 GB for 135M's AdamW states).
+ * Writes executor params as F32 tensors (`key` in the file, `name` in the store) one at a time: straight from the store
+ * where the executor lends it (`getParamView`: nothing runs on it until the write is done), else one tensor's copy at
+ * a time — never a copy of every weight or optimizer state beside the store (1 GB for 135M's AdamW states).
  */
 async function writeParams(
   path: string,
@@ -46,7 +47,7 @@ async function writeParams(
   );
   const byKey = new Map(list.map((t) => [t.key, t]));
   await writeSafetensorsStream(path, specs, async (key) => {
-    const t = byKey.get(key)!, got = await ex.getParam(t.name);
+    const t = byKey.get(key)!, got = await (ex.getParamView ?? ex.getParam).call(ex, t.name);
     if (t.codes) {
       const n = t.codes.reduce((a, b) => a * b, 1);
       return encodeTensor(key, { dtype: "U8", shape: [...t.codes], data: unpackCodes(got, n) });
