@@ -77,6 +77,11 @@ export interface Executor {
    * (param_bytes.ts), which decodes to f32 and calls {@link setParam} on executors without it.
    */
   setParamBytes?(name: string, bytes: Uint8Array, shape: readonly number[], dtype: DType): void;
+  /**
+   * Optional: creates or overwrites a stored param of zeros, as `setParam` with zeros would, without the caller's
+   * array and the executor's copy of it (AdamW's states of a 135M full run are 1.1 GB).
+   */
+  setParamZeros?(name: string, shape: readonly number[], dtype?: DType): void;
   /** Reads a stored param back as f32 (f64 on the reference). */
   getParam(name: string): Promise<HostArray>;
   /**

@@ -100,12 +100,11 @@ const bytesOf = (states: readonly OptimState[]) => states.reduce((n, s) => n + 4
 function zero(model: Model, states: readonly OptimState[]): void {
   const ex = model.executor;
   for (const s of states) {
-    const n = numel(s.shape);
-    // f32 zeros handed over as bytes where the executor takes them (no second copy: AdamW's states of a 135M full
-    // run are 1.1 GB).
-    if ((s.dtype ?? "f32") === "f32" && ex.setParamBytes) {
-      ex.setParamBytes(s.name, new Uint8Array(4 * n), s.shape, "f32");
-    } else ex.setParam(s.name, s.dtype === "i32" ? new Int32Array(n) : new Float32Array(n), s.shape, s.dtype ?? "f32");
+    if (ex.setParamZeros) ex.setParamZeros(s.name, s.shape, s.dtype ?? "f32");
+    else {
+      const n = numel(s.shape);
+      ex.setParam(s.name, s.dtype === "i32" ? new Int32Array(n) : new Float32Array(n), s.shape, s.dtype ?? "f32");
+    }
   }
   model.executor.setParam(LOSS_SUM, [0], [1]);
 }

@@ -239,10 +239,8 @@ export class OnnxExecutor implements Executor {
       throw new Error(`param "${name}": ${bytes.byteLength} bytes for ${dtype}[${shape.join(", ")}] (${want})`);
     }
     const f = bytesToF32(bytes, dtype);
-    // An aligned f32 input comes back as a view of the caller's bytes: taken over when they are its whole buffer (the
-    // caller keeps no reference), else copied (a view into a larger buffer would keep all of it alive).
-    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    const data = f.buffer === bytes.buffer && !whole ? f.slice() : f;
+    // An aligned f32 input comes back as a view of the caller's bytes: keep a copy of our own.
+    const data = f.buffer === bytes.buffer ? f.slice() : f;
     this.store.set(name, { data, shape: [...shape], dtype });
   }
 
@@ -254,6 +252,13 @@ export class OnnxExecutor implements Executor {
       if (p.dtype === "u32") return Uint32Array.from(p.data as BigInt64Array, (v) => Number(v));
       return p.data.slice() as Float32Array | Int32Array;
     });
+  }
+
+  /** Stores a param of zeros (see {@link Executor.setParamZeros}): one fresh array, no copy. */
+  setParamZeros(name: string, shape: readonly number[], dtype: DType = "f32"): void {
+    const n = numel(shape);
+    const data = dtype === "i32" ? new Int32Array(n) : dtype === "u32" ? new BigInt64Array(n) : new Float32Array(n);
+    this.store.set(name, { data, shape: [...shape], dtype });
   }
 
   getParamView(name: string): Promise<HostArray> {
