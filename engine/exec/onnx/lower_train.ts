@@ -62,7 +62,8 @@ export const trainLowerings: Record<string, OnnxLowering> = {
     const sqrtBc2 = b.cast(b.op1("Sqrt", [bc(beta2)]), ONNX_TYPE.FLOAT);
     const m2 = b.add(b.mul(m, b.f32(beta1)), b.mul(g, b.f32(1 - beta1)));
     const v2 = b.add(b.mul(v, b.f32(beta2)), b.mul(b.mul(g, g), b.f32(1 - beta2)));
-    const decayed = b.mul(p, b.sub(b.f32(1), b.mul(lr, b.f32(weightDecay))));
+    // Without weight decay the factor is exactly 1: p itself (bit for bit), not one more param-sized pass and buffer.
+    const decayed = weightDecay === 0 ? p : b.mul(p, b.sub(b.f32(1), b.mul(lr, b.f32(weightDecay))));
     const denom = b.add(b.div(b.op1("Sqrt", [v2]), sqrtBc2), b.f32(eps));
     const p2 = b.sub(decayed, b.mul(stepSize, b.div(m2, denom)));
     return gate(b, ok, [[p2, p], [m2, m], [v2, v]]);
