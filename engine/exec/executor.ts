@@ -85,9 +85,9 @@ export interface Executor {
   /** Reads a stored param back as f32 (f64 on the reference). */
   getParam(name: string): Promise<HostArray>;
   /**
-   * Optional: the stored param itself, not a copy, after the runs issued before (as {@link getParam}). Read-only, and
-   * valid only until the next run is issued: runs write states in place. For writing a checkpoint without a copy of
-   * every weight and state.
+   * Optional: the stored param itself, not a copy, after the runs issued before (as {@link getParam}); a param stored
+   * in another type than it is read as comes converted. Read-only, and valid only until the next run is issued: runs
+   * write states in place. For writing a checkpoint without a copy of every weight and state.
    */
   getParamView?(name: string): Promise<HostArray>;
   hasParam(name: string): boolean;

@@ -9,7 +9,7 @@ import { lowerGraph } from "../exec/onnx/lower.ts";
 import { typesOf } from "../exec/onnx/symbolic_graph.ts";
 import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import { loadOrt } from "../../deps.ts";
-import { decoderConfig } from "../nn/config.ts";
+import { TINY_LLAMA } from "./testing.ts";
 import { decoderParams } from "../nn/decoder.ts";
 import { Model } from "../nn/model.ts";
 import { attachAdapter } from "../nn/lora.ts";
@@ -18,17 +18,7 @@ import type { DType } from "../graph/mod.ts";
 
 const F = ONNX_TYPE.FLOAT;
 
-const CFG = decoderConfig({
-  model_type: "llama",
-  vocab_size: 96,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: true,
-});
+const CFG = TINY_LLAMA;
 
 Deno.test("inferShapes: every value of a lowered LoRA step (checkpointed) has the shape ONNX Runtime gives it", async () => {
   const ex = await OnnxExecutor.create({ modelCache: false });

@@ -6,7 +6,7 @@
 import nodeAssert from "node:assert/strict";
 import { OnnxExecutor } from "../exec/onnx/executor.ts";
 import type { Executor, HostArray, SymbolicSizes } from "../exec/executor.ts";
-import { decoderConfig } from "../nn/config.ts";
+import { TINY_LLAMA } from "./testing.ts";
 import { decoderParams } from "../nn/decoder.ts";
 import { Model } from "../nn/model.ts";
 import { attachAdapter } from "../nn/lora.ts";
@@ -22,17 +22,7 @@ const assertAlmostEquals = (a: number, b: number, tol: number, msg?: string) =>
 import { flattenGraph } from "../exec/onnx/symbolic_fit.ts";
 import { buildSymbolic, instantiate, matchSymbolic } from "../exec/onnx/symbolic.ts";
 
-const CFG = decoderConfig({
-  model_type: "llama",
-  vocab_size: 96,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: true,
-});
+const CFG = TINY_LLAMA;
 
 /** A random model on `ex` (same weights on every executor) with LoRA or every weight trainable, AdamW states at 0. */
 async function setup(ex: Executor, method: "lora" | "full" | "none") {

@@ -10,6 +10,19 @@ import { decoderConfig } from "../nn/config.ts";
 import { decoderParams } from "../nn/decoder.ts";
 import { mulberry32 as rng } from "../util/rng.ts";
 
+/** A tiny llama decoder config (hidden 32, 2 layers, GQA 4/2, tied embeddings) for graph-level tests. */
+export const TINY_LLAMA = decoderConfig({
+  model_type: "llama",
+  vocab_size: 96,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+});
+
 const TOKENIZER = new URL("../../fixtures/tiny/model/", import.meta.url).pathname;
 
 /**

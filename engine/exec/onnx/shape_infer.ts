@@ -24,6 +24,7 @@
  */
 import type { GraphDef, NodeDef, TensorDef } from "./proto.ts";
 import { ONNX_TYPE } from "./proto.ts";
+import { broadcastShapes } from "../../graph/broadcast.ts";
 
 type Dims = number[];
 
@@ -99,7 +100,8 @@ const REDUCE = new Set([
 /** Small integer tensors' values are followed (shape arithmetic); larger ones are not needed. */
 const MAX_VALUES = 64;
 
-function intsOf(t: TensorDef): number[] | undefined {
+/** Integer values of an INT64 or INT32 constant, or undefined for another type (or no raw data). */
+export function intsOf(t: TensorDef): number[] | undefined {
   const raw = t.raw;
   if (!raw) return undefined;
   if (t.dataType === ONNX_TYPE.INT64) {
@@ -109,21 +111,13 @@ function intsOf(t: TensorDef): number[] | undefined {
   return undefined;
 }
 
-/** numpy broadcasting of shapes, or undefined where they do not broadcast. */
-export function broadcastDims(shapes: readonly Dims[]): Dims | undefined {
-  const rank = Math.max(...shapes.map((s) => s.length));
-  const out: Dims = [];
-  for (let k = 0; k < rank; k++) {
-    let d = 1;
-    for (const s of shapes) {
-      const e = s[s.length - rank + k] ?? 1;
-      if (e === 1) continue;
-      if (d !== 1 && d !== e) return undefined;
-      d = e;
-    }
-    out.push(d);
+/** The broadcast of `shapes` (numpy's rules), or undefined where they do not broadcast. */
+function broadcastDims(shapes: readonly Dims[]): Dims | undefined {
+  try {
+    return broadcastShapes(...shapes);
+  } catch {
+    return undefined;
   }
-  return out;
 }
 
 const attrI = (n: NodeDef, k: string, dflt: number): number => (n.attrs?.[k] as { i?: number } | undefined)?.i ?? dflt;

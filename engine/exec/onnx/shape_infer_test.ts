@@ -5,15 +5,9 @@
 import assert from "node:assert/strict";
 import { OnnxBuilder } from "./builder.ts";
 import { ONNX_TYPE } from "./proto.ts";
-import { broadcastDims, inferShapes } from "./shape_infer.ts";
+import { inferShapes } from "./shape_infer.ts";
 
 const F = ONNX_TYPE.FLOAT;
-
-Deno.test("broadcastDims: numpy's rules, undefined where the dims disagree", () => {
-  assert.deepEqual(broadcastDims([[4, 1, 3], [5, 1], []]), [4, 5, 3]);
-  assert.deepEqual(broadcastDims([[2, 3], [3]]), [2, 3]);
-  assert.equal(broadcastDims([[2, 3], [4]]), undefined);
-});
 
 Deno.test("inferShapes: the lowerings' ops, small int values followed through shape arithmetic", () => {
   const b = new OnnxBuilder();
@@ -35,6 +29,7 @@ Deno.test("inferShapes: the lowerings' ops, small int values followed through sh
   const g = b.op1("Gather", [w, b.i64([0, 3, 1])], { axis: { i: 0 } });
   const rg = b.op1("Range", [b.i64s(2), b.i64s(11), b.i64s(3)]);
   const tk = b.op("TopK", [mm, b.i64([2])], { axis: { i: -1 } }, 2);
+  const bc = b.mul(x, b.input("col", F, [5, 1])), bad = b.add(x, w); // [2, 5, 6] · [5, 1]; [2, 5, 6] + [4, 6]
   const mystery = b.op1("NotAnOp", [x]), after = b.add(mystery, x);
   const shapes = inferShapes(b.model("m").graph);
   const at = (v: string) => shapes.get(v);
@@ -49,6 +44,7 @@ Deno.test("inferShapes: the lowerings' ops, small int values followed through sh
   assert.deepEqual(at(e), [3, 2, 1, 6]);
   assert.deepEqual([at(g), at(rg)], [[3, 6], [3]]);
   assert.deepEqual([at(tk[0]), at(tk[1])], [[2, 5, 2], [2, 5, 2]]);
+  assert.deepEqual([at(bc), at(bad)], [[2, 5, 6], undefined]);
   assert.equal(at(mystery), undefined);
   assert.equal(at(after), undefined);
 });

@@ -30,7 +30,7 @@ import type { SymbolicSizes } from "../executor.ts";
 import { type LoweredGraph, lowerGraph, type LowerOptions } from "./lower.ts";
 import { type ModelDef, type NodeDef, ONNX_TYPE, type TensorDef } from "./proto.ts";
 import { fittedInfo, merged, reshapeInfo } from "./symbolic_graph.ts";
-import { inferShapes } from "./shape_infer.ts";
+import { inferShapes, intsOf } from "./shape_infer.ts";
 import { mark } from "../../util/timings.ts";
 import {
   fitFlats,
@@ -149,16 +149,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** Integer values of an INT64 or INT32 constant, or undefined for another type. */
-function intValues(t: TensorDef): number[] | undefined {
-  const raw = t.raw!;
-  if (t.dataType === ONNX_TYPE.INT64) {
-    return Array.from(new BigInt64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8), Number);
-  }
-  if (t.dataType === ONNX_TYPE.INT32) return Array.from(new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4));
-  return undefined;
 }
 
 /** Run-time shape arithmetic prepended to a model: int64 [1] tensors of the sizes and of polynomials of them. */
@@ -315,7 +305,7 @@ function symbolicModel(models: readonly ModelDef[], grid: ProbeGrid): { model: M
         initializers.push(t0);
         continue;
       }
-      const values = ts.map(intValues);
+      const values = ts.map(intsOf);
       if (values.some((v) => !v)) throw new Error(`constant "${t0.name}" (type ${t0.dataType}) changes with the sizes`);
       const dims = dimsOf((g) => g.initializers[k].dims);
       if (!dims) throw new Error(`a dim of constant "${t0.name}" is no polynomial of the sizes`);
